@@ -1,0 +1,349 @@
+"""The hook specifications: what a threadline plugin may implement.
+
+Two kinds of hooks live here.
+
+*Registration hooks* are synchronous and called once, when plugins load from the
+``threadline`` entry-point group: they register URL schemes, providers and CLI
+commands.
+
+*Persistence hooks* are the store contract. A store object implements them as
+methods decorated with :data:`threadline.hookimpl`, sync or ``async``. The
+runtime registers the stores a user configured on a store's own plugin manager
+and calls them with the dispatch rule of :mod:`threadline.dispatch`: writes are
+awaited on every implementation in order and the first failure is raised; reads
+are awaited in order until one returns something other than ``None``.
+
+Every read and write carries ``tenant_id``. A store must scope by it: another
+tenant's ids find nothing (reads return ``None``/empty, writes raise
+:class:`~threadline.errors.NotFoundError`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from threadline.models import AgentConfig, ApiCall, Checkpoint, Message, Session
+
+hookspec = pluggy.HookspecMarker("threadline")
+hookimpl = pluggy.HookimplMarker("threadline")
+
+# -- registration hooks ------------------------------------------------------------------
+
+
+@hookspec
+def threadline_register_stores(register: Callable[..., None]) -> None:
+    """Register store factories by URL scheme.
+
+    Call ``register(scheme, factory, description=...)`` once per scheme. ``factory``
+    is ``async def factory(url: threadline.StoreURL) -> object`` and returns a store
+    object implementing the persistence hooks below.
+
+    :param register: the callback that records a scheme and its factory.
+    """
+
+
+@hookspec
+def threadline_register_providers(register: Callable[..., None]) -> None:
+    """Register model providers by name.
+
+    Call ``register(name, factory, description=...)``. ``factory(**options)`` returns a
+    :class:`threadline.providers.Provider`.
+
+    :param register: the callback that records a provider name and its factory.
+    """
+
+
+@hookspec
+def threadline_register_commands(cli: click.Group) -> None:
+    """Add commands to the ``threadline`` command line.
+
+    :param cli: the root :class:`click.Group`; add commands with ``@cli.command()``.
+    """
+
+
+# -- persistence hooks: lifecycle ---------------------------------------------------------
+
+
+@hookspec
+def threadline_migrate() -> Sequence[str] | None:
+    """Bring the store's schema up to date; safe to call again and from several processes.
+
+    :return: the names of the migrations applied by this call (empty when up to date).
+    """
+
+
+@hookspec
+def threadline_close() -> None:
+    """Release connections, threads and files. Called once by ``Store.close()``."""
+
+
+# -- persistence hooks: sessions ----------------------------------------------------------
+
+
+@hookspec
+def threadline_create_session(session: Session) -> Session | None:
+    """Create a session. A session with the same id and tenant already stored is not an error.
+
+    :param session: the session to store; its ``id`` is client-generated.
+    :return: the stored session.
+    :raises ConflictError: the id is taken by another tenant's session.
+    """
+
+
+@hookspec
+def threadline_get_session(tenant_id: str, session_id: str) -> Session | None:
+    """Read one session.
+
+    :param tenant_id: the caller's tenant.
+    :param session_id: the session to read.
+    :return: the session, or ``None`` if it does not exist for this tenant.
+    """
+
+
+@hookspec
+def threadline_list_sessions(
+    tenant_id: str, user_id: str | None, agent_id: str | None, limit: int, offset: int
+) -> Sequence[Session] | None:
+    """List a tenant's sessions, most recently updated first.
+
+    :param tenant_id: the caller's tenant.
+    :param user_id: only this user's sessions when given.
+    :param agent_id: only this agent's sessions when given.
+    :param limit: at most this many sessions.
+    :param offset: skip this many first (for paging).
+    :return: the sessions, newest ``updated_at`` first.
+    """
+
+
+@hookspec
+def threadline_update_session(session: Session) -> Session | None:
+    """Replace a session's title and metadata (and bump ``updated_at``).
+
+    :param session: the session with its new title and metadata.
+    :return: the stored session.
+    :raises NotFoundError: no such session for this tenant.
+    """
+
+
+@hookspec
+def threadline_delete_session(tenant_id: str, session_id: str) -> bool | None:
+    """Delete a session with its messages, API calls and checkpoints.
+
+    :param tenant_id: the caller's tenant.
+    :param session_id: the session to delete.
+    :return: ``True`` if a session was deleted, ``False`` if there was none.
+    """
+
+
+# -- persistence hooks: messages ----------------------------------------------------------
+
+
+@hookspec
+def threadline_save_message(message: Message) -> Message | None:
+    """Append one message to its session, assigning the next ``seq`` atomically.
+
+    Saving a message whose id is already stored in the same session is an idempotent
+    retry: the stored message comes back and nothing is duplicated.
+
+    :param message: the message; its ``seq`` is ignored.
+    :return: the stored message with its ``seq``.
+    :raises NotFoundError: the session does not exist for the message's tenant.
+    :raises ConflictError: the id is stored in another session.
+    """
+
+
+@hookspec
+def threadline_save_messages(messages: Sequence[Message]) -> Sequence[Message] | None:
+    """Append several messages of one session in one transaction, seqs in list order.
+
+    :param messages: messages of a single session, in order.
+    :return: the stored messages with their ``seq``.
+    :raises NotFoundError: the session does not exist for the messages' tenant.
+    """
+
+
+@hookspec
+def threadline_update_message(message: Message) -> Message | None:
+    """Replace the content, tool calls, status and metadata of a stored message.
+
+    Used to flush a streaming reply and record how it ended. ``seq`` never changes.
+
+    :param message: the message with its new content; matched by id and tenant.
+    :return: the stored message.
+    :raises NotFoundError: no such message for this tenant.
+    """
+
+
+@hookspec
+def threadline_get_messages(
+    tenant_id: str, session_id: str, after_seq: int, limit: int | None
+) -> Sequence[Message] | None:
+    """Read a session's messages in ``seq`` order.
+
+    :param tenant_id: the caller's tenant.
+    :param session_id: the session.
+    :param after_seq: only messages with a larger ``seq``.
+    :param limit: at most this many (``None``: all).
+    :return: the messages, oldest first (empty for an unknown session).
+    """
+
+
+@hookspec
+def threadline_load_window(
+    tenant_id: str, session_id: str, last_rounds: int | None
+) -> Sequence[Message] | None:
+    """Read the sliding window of a session, as :func:`threadline.window.select_window` defines.
+
+    The system messages first, then the last ``last_rounds`` rounds (a round starts at a
+    user message), never a tool result without its call. Stores answer from an index:
+    the cost must not grow with the session's length.
+
+    :param tenant_id: the caller's tenant.
+    :param session_id: the session.
+    :param last_rounds: rounds to keep; ``None`` for the whole history.
+    :return: the window, oldest first.
+    """
+
+
+@hookspec
+def threadline_count_messages(tenant_id: str, session_id: str) -> int | None:
+    """Count a session's messages.
+
+    :param tenant_id: the caller's tenant.
+    :param session_id: the session.
+    :return: the number of messages (0 for an unknown session).
+    """
+
+
+@hookspec
+def threadline_interrupt_streaming(tenant_id: str, session_id: str) -> int | None:
+    """Mark messages left ``streaming`` (by a crashed process) as ``interrupted``.
+
+    :param tenant_id: the caller's tenant.
+    :param session_id: the session being opened.
+    :return: how many messages changed.
+    """
+
+
+# -- persistence hooks: API calls --------------------------------------------------------
+
+
+@hookspec
+def threadline_save_api_call(api_call: ApiCall) -> ApiCall | None:
+    """Record one model request (idempotent by id).
+
+    :param api_call: the call's outcome, usage and timing.
+    :return: the stored record.
+    :raises NotFoundError: the session does not exist for this tenant.
+    """
+
+
+@hookspec
+def threadline_list_api_calls(tenant_id: str, session_id: str) -> Sequence[ApiCall] | None:
+    """List a session's API calls, oldest first.
+
+    :param tenant_id: the caller's tenant.
+    :param session_id: the session.
+    :return: the calls (empty for an unknown session).
+    """
+
+
+# -- persistence hooks: checkpoints ------------------------------------------------------
+
+
+@hookspec
+def threadline_create_checkpoint(checkpoint: Checkpoint) -> Checkpoint | None:
+    """Store a checkpoint, assigning the next per-session ``version`` atomically.
+
+    :param checkpoint: the checkpoint; its ``version`` is ignored.
+    :return: the stored checkpoint with its ``version``.
+    :raises NotFoundError: the session does not exist for this tenant.
+    :raises ConflictError: the id is already stored with different content.
+    """
+
+
+@hookspec
+def threadline_get_checkpoint(tenant_id: str, checkpoint_id: str) -> Checkpoint | None:
+    """Read one checkpoint with its whole history.
+
+    :param tenant_id: the caller's tenant.
+    :param checkpoint_id: the checkpoint.
+    :return: the checkpoint, or ``None``.
+    """
+
+
+@hookspec
+def threadline_list_checkpoints(
+    tenant_id: str, session_id: str | None, agent_id: str | None
+) -> Sequence[Checkpoint] | None:
+    """List checkpoints by ascending version (sessions in creation order).
+
+    :param tenant_id: the caller's tenant.
+    :param session_id: only this session's checkpoints when given.
+    :param agent_id: only this agent's checkpoints when given.
+    :return: the checkpoints, with their histories.
+    """
+
+
+@hookspec
+def threadline_get_latest_checkpoint(
+    tenant_id: str, session_id: str, agent_id: str | None
+) -> Checkpoint | None:
+    """Read the checkpoint with the highest version in a session (tombstones included).
+
+    :param tenant_id: the caller's tenant.
+    :param session_id: the session.
+    :param agent_id: only this agent's checkpoints when given.
+    :return: the latest checkpoint, or ``None``.
+    """
+
+
+# -- persistence hooks: agent configs ----------------------------------------------------
+
+
+@hookspec
+def threadline_save_agent_config(config: AgentConfig) -> AgentConfig | None:
+    """Insert or replace an agent and its provider (matched by id).
+
+    :param config: the agent row and its provider row.
+    :return: the stored config.
+    :raises ConflictError: the agent code is taken by another agent of the tenant.
+    """
+
+
+@hookspec
+def threadline_load_agent_config(
+    tenant_id: str, code: str | None, agent_id: str | None
+) -> AgentConfig | None:
+    """Load an agent and its provider by code or by id, disabled ones included.
+
+    :param tenant_id: the caller's tenant.
+    :param code: the agent's code (unique per tenant), or ``None``.
+    :param agent_id: the agent's id, or ``None``.
+    :return: the config, or ``None`` if this tenant has no such agent.
+    """
+
+
+@hookspec
+def threadline_list_agent_configs(tenant_id: str) -> Sequence[AgentConfig] | None:
+    """List a tenant's agents with their providers, ordered by code.
+
+    :param tenant_id: the caller's tenant.
+    :return: the configs.
+    """
+
+
+PERSISTENCE_HOOKS: tuple[str, ...] = tuple(
+    name
+    for name in dir()
+    if name.startswith("threadline_") and not name.startswith("threadline_register_")
+)
+"""Names of the store-contract hooks (everything but the registration hooks)."""
+
+__all__ = ["PERSISTENCE_HOOKS", "hookimpl", "hookspec"]

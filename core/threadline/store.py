@@ -1,0 +1,378 @@
+"""The :class:`Store` facade: one typed API over a stack of store plugins.
+
+``await threadline.connect(url)`` opens the store registered for the URL's scheme
+and wraps it in a :class:`Store`. A Store owns its own plugin manager, so only the
+stores a user configured receive traffic; :meth:`Store.add` stacks more (an audit
+sink, agent configs from files). Calls go through :mod:`threadline.dispatch`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import pluggy
+
+from threadline import dispatch
+from threadline.errors import ConfigurationError, PluginNotInstalledError, ValidationError
+from threadline.ids import IdLike, check_id, optional_id
+from threadline.models import AgentConfig, ApiCall, Checkpoint, Message, Session
+from threadline.plugins import LOAD_PLUGINS_ENV, new_plugin_manager, store_registry
+from threadline.urls import StoreURL
+from threadline.window import check_rounds
+
+__all__ = ["Store", "connect"]
+
+# Which distribution serves a scheme, for the error raised when none is installed.
+KNOWN_SCHEMES = {
+    "sqlite": "threadline-sqlite",
+    "memory": "threadline-memory",
+    "postgresql": "threadline-postgres",
+    "postgres": "threadline-postgres",
+    "file": "threadline-fsspec",
+    "s3": "threadline-fsspec",
+    "gs": "threadline-fsspec",
+    "gcs": "threadline-fsspec",
+    "az": "threadline-fsspec",
+    "abfs": "threadline-fsspec",
+    "fsspec+memory": "threadline-fsspec",
+}
+
+
+class Store:
+    """The persistence API used by agents, contexts and the CLI.
+
+    Every method is scoped by ``tenant_id``: another tenant's ids find nothing.
+    """
+
+    def __init__(self, *plugins: object, url: StoreURL | None = None) -> None:
+        self.url = url
+        self.pm: pluggy.PluginManager = new_plugin_manager()
+        self._closed = False
+        self._stack: list[object] = []
+        for plugin in plugins:
+            self.add(plugin)
+
+    def __repr__(self) -> str:
+        where = self.url.redacted() if self.url is not None else "custom"
+        return f"<Store {where} plugins={[type(p).__name__ for p in self.plugins]}>"
+
+    @property
+    def plugins(self) -> list[object]:
+        """The stacked store objects, in call order (the last added first)."""
+        return list(self._stack)
+
+    def add(self, plugin: object, name: str | None = None) -> Store:
+        """Stack another store plugin; it is called before the ones already added."""
+        self.pm.register(plugin, name=name)
+        self._stack.insert(0, plugin)
+        return self
+
+    @property
+    def primary(self) -> object:
+        """The first plugin in call order (the last one added)."""
+        return self.plugins[0]
+
+    async def _write(self, hook: str, **kwargs: Any) -> Any:
+        self._check_open(hook)
+        result = await dispatch.call_write(self.pm, hook, **kwargs)
+        if result is None:
+            raise ConfigurationError(f"no store in {self!r} implements {hook}")
+        return result
+
+    async def _read(self, hook: str, **kwargs: Any) -> Any:
+        self._check_open(hook)
+        if not dispatch.implementations(self.pm, hook):
+            raise ConfigurationError(f"no store in {self!r} implements {hook}")
+        return await dispatch.call_read(self.pm, hook, **kwargs)
+
+    def _check_open(self, hook: str) -> None:
+        if self._closed:
+            raise ConfigurationError(f"store is closed ({hook})")
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def migrate(self) -> list[str]:
+        """Apply pending schema migrations of every stacked store; return their names."""
+        applied: list[str] = []
+        for impl in dispatch.implementations(self.pm, "threadline_migrate"):
+            result = await dispatch._call(impl, {})
+            applied.extend(result or ())
+        return applied
+
+    async def close(self) -> None:
+        """Close every stacked store; later calls raise :class:`ConfigurationError`."""
+        if self._closed:
+            return
+        self._closed = True
+        await dispatch.call_write(self.pm, "threadline_close")
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    async def create_session(self, session: Session) -> Session:
+        """Store a new session (an existing one with the same id and tenant comes back)."""
+        result: Session = await self._write("threadline_create_session", session=session)
+        return result
+
+    async def get_session(self, tenant_id: IdLike, session_id: IdLike) -> Session | None:
+        """The session, or ``None`` when this tenant has none with that id."""
+        result: Session | None = await self._read(
+            "threadline_get_session",
+            tenant_id=check_id(tenant_id, "tenant_id"),
+            session_id=check_id(session_id, "session_id"),
+        )
+        return result
+
+    async def list_sessions(
+        self,
+        tenant_id: IdLike,
+        *,
+        user_id: IdLike | None = None,
+        agent_id: IdLike | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Session]:
+        """A tenant's sessions, most recently updated first."""
+        _check_paging(limit, offset)
+        result = await self._read(
+            "threadline_list_sessions",
+            tenant_id=check_id(tenant_id, "tenant_id"),
+            user_id=optional_id(user_id, "user_id"),
+            agent_id=optional_id(agent_id, "agent_id"),
+            limit=limit,
+            offset=offset,
+        )
+        return list(result or ())
+
+    async def update_session(self, session: Session) -> Session:
+        """Replace a session's title and metadata."""
+        result: Session = await self._write("threadline_update_session", session=session)
+        return result
+
+    async def delete_session(self, tenant_id: IdLike, session_id: IdLike) -> bool:
+        """Delete a session and everything in it; ``False`` if there was none."""
+        self._check_open("threadline_delete_session")
+        result = await dispatch.call_write(
+            self.pm,
+            "threadline_delete_session",
+            tenant_id=check_id(tenant_id, "tenant_id"),
+            session_id=check_id(session_id, "session_id"),
+        )
+        return bool(result)
+
+    # -- messages ---------------------------------------------------------------------------
+
+    async def save_message(self, message: Message) -> Message:
+        """Append a message; the store assigns its ``seq``. Retrying the same id is safe."""
+        result: Message = await self._write("threadline_save_message", message=message)
+        return result
+
+    async def save_messages(self, messages: Sequence[Message]) -> list[Message]:
+        """Append messages of one session in one transaction, ``seq`` in list order."""
+        messages = list(messages)
+        if not messages:
+            return []
+        first = messages[0]
+        for m in messages:
+            if m.session_id != first.session_id or m.tenant_id != first.tenant_id:
+                raise ValidationError("save_messages takes messages of a single session")
+        result = await self._write("threadline_save_messages", messages=messages)
+        return list(result)
+
+    async def update_message(self, message: Message) -> Message:
+        """Replace a stored message's content, tool calls, status and metadata."""
+        result: Message = await self._write("threadline_update_message", message=message)
+        return result
+
+    async def get_messages(
+        self,
+        tenant_id: IdLike,
+        session_id: IdLike,
+        *,
+        after_seq: int = 0,
+        limit: int | None = None,
+    ) -> list[Message]:
+        """A session's messages in ``seq`` order, after ``after_seq``."""
+        if limit is not None:
+            _check_paging(limit, 0)
+        if isinstance(after_seq, bool) or not isinstance(after_seq, int) or after_seq < 0:
+            raise ValidationError(f"after_seq must be an int >= 0, got {after_seq!r}")
+        result = await self._read(
+            "threadline_get_messages",
+            tenant_id=check_id(tenant_id, "tenant_id"),
+            session_id=check_id(session_id, "session_id"),
+            after_seq=after_seq,
+            limit=limit,
+        )
+        return list(result or ())
+
+    async def load_window(
+        self, tenant_id: IdLike, session_id: IdLike, last_rounds: int | None = None
+    ) -> list[Message]:
+        """System messages plus the last ``last_rounds`` rounds (see :mod:`threadline.window`)."""
+        result = await self._read(
+            "threadline_load_window",
+            tenant_id=check_id(tenant_id, "tenant_id"),
+            session_id=check_id(session_id, "session_id"),
+            last_rounds=check_rounds(last_rounds),
+        )
+        return list(result or ())
+
+    async def count_messages(self, tenant_id: IdLike, session_id: IdLike) -> int:
+        """How many messages the session holds."""
+        result = await self._read(
+            "threadline_count_messages",
+            tenant_id=check_id(tenant_id, "tenant_id"),
+            session_id=check_id(session_id, "session_id"),
+        )
+        return int(result or 0)
+
+    async def interrupt_streaming(self, tenant_id: IdLike, session_id: IdLike) -> int:
+        """Mark replies left ``streaming`` by a crash as ``interrupted``; return how many."""
+        self._check_open("threadline_interrupt_streaming")
+        result = await dispatch.call_write(
+            self.pm,
+            "threadline_interrupt_streaming",
+            tenant_id=check_id(tenant_id, "tenant_id"),
+            session_id=check_id(session_id, "session_id"),
+        )
+        return int(result or 0)
+
+    # -- API calls --------------------------------------------------------------------------
+
+    async def save_api_call(self, api_call: ApiCall) -> ApiCall:
+        """Record one model request."""
+        result: ApiCall = await self._write("threadline_save_api_call", api_call=api_call)
+        return result
+
+    async def list_api_calls(self, tenant_id: IdLike, session_id: IdLike) -> list[ApiCall]:
+        """A session's API calls, oldest first."""
+        result = await self._read(
+            "threadline_list_api_calls",
+            tenant_id=check_id(tenant_id, "tenant_id"),
+            session_id=check_id(session_id, "session_id"),
+        )
+        return list(result or ())
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    async def create_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
+        """Store a checkpoint; the store assigns the next per-session ``version``."""
+        result: Checkpoint = await self._write(
+            "threadline_create_checkpoint", checkpoint=checkpoint
+        )
+        return result
+
+    async def get_checkpoint(self, tenant_id: IdLike, checkpoint_id: IdLike) -> Checkpoint | None:
+        """One checkpoint, or ``None``."""
+        result: Checkpoint | None = await self._read(
+            "threadline_get_checkpoint",
+            tenant_id=check_id(tenant_id, "tenant_id"),
+            checkpoint_id=check_id(checkpoint_id, "checkpoint_id"),
+        )
+        return result
+
+    async def list_checkpoints(
+        self,
+        tenant_id: IdLike,
+        *,
+        session_id: IdLike | None = None,
+        agent_id: IdLike | None = None,
+    ) -> list[Checkpoint]:
+        """Checkpoints by ascending version."""
+        result = await self._read(
+            "threadline_list_checkpoints",
+            tenant_id=check_id(tenant_id, "tenant_id"),
+            session_id=optional_id(session_id, "session_id"),
+            agent_id=optional_id(agent_id, "agent_id"),
+        )
+        return list(result or ())
+
+    async def get_latest_checkpoint(
+        self, tenant_id: IdLike, session_id: IdLike, *, agent_id: IdLike | None = None
+    ) -> Checkpoint | None:
+        """The session's checkpoint with the highest version, or ``None``."""
+        result: Checkpoint | None = await self._read(
+            "threadline_get_latest_checkpoint",
+            tenant_id=check_id(tenant_id, "tenant_id"),
+            session_id=check_id(session_id, "session_id"),
+            agent_id=optional_id(agent_id, "agent_id"),
+        )
+        return result
+
+    # -- agent configs ----------------------------------------------------------------------
+
+    async def save_agent_config(self, config: AgentConfig) -> AgentConfig:
+        """Insert or replace an agent and its provider."""
+        result: AgentConfig = await self._write("threadline_save_agent_config", config=config)
+        return result
+
+    async def load_agent_config(
+        self, *, tenant_id: IdLike, code: str | None = None, agent_id: IdLike | None = None
+    ) -> AgentConfig | None:
+        """An agent and its provider by ``code`` or ``agent_id``; ``None`` if absent."""
+        if (code is None) == (agent_id is None):
+            raise ValidationError("load_agent_config takes exactly one of code= or agent_id=")
+        if code is not None and not isinstance(code, str):
+            raise ValidationError(f"code must be a str, got {type(code).__name__}")
+        result: AgentConfig | None = await self._read(
+            "threadline_load_agent_config",
+            tenant_id=check_id(tenant_id, "tenant_id"),
+            code=code,
+            agent_id=optional_id(agent_id, "agent_id"),
+        )
+        return result
+
+    async def list_agent_configs(self, tenant_id: IdLike) -> list[AgentConfig]:
+        """A tenant's agents with their providers, ordered by code."""
+        result = await self._read(
+            "threadline_list_agent_configs", tenant_id=check_id(tenant_id, "tenant_id")
+        )
+        return list(result or ())
+
+
+def _check_paging(limit: object, offset: object) -> None:
+    for name, value in (("limit", limit), ("offset", offset)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValidationError(f"{name} must be an int >= 0, got {value!r}")
+
+
+async def open_plugin(url: str | StoreURL) -> object:
+    """Open the store plugin object registered for ``url``'s scheme (not wrapped)."""
+    parsed = StoreURL.parse(url)
+    registry = store_registry()
+    entry = registry.get(parsed.scheme)
+    if entry is None:
+        dist = KNOWN_SCHEMES.get(parsed.scheme)
+        hint = f"; pip install {dist}" if dist else ""
+        restricted = ""
+        if os.environ.get(LOAD_PLUGINS_ENV) is not None:
+            restricted = f" ({LOAD_PLUGINS_ENV} is set and may exclude it)"
+        raise PluginNotInstalledError(
+            f"no store plugin serves {parsed.scheme}:// URLs{hint}{restricted}. "
+            f"Installed schemes: {sorted(registry) or 'none'}"
+        )
+    return await entry.factory(parsed)
+
+
+async def connect(url: str | StoreURL, *, migrate: bool = True) -> Store:
+    """Open the store for ``url`` (``sqlite:///chat.db``, ``memory://``, ``postgresql://...``).
+
+    Migrations are applied unless ``migrate=False``.
+    """
+    parsed = StoreURL.parse(url)
+    store = Store(await open_plugin(parsed), url=parsed)
+    if migrate:
+        try:
+            await store.migrate()
+        except BaseException:
+            await store.close()
+            raise
+    return store

@@ -1,0 +1,70 @@
+"""The sliding window: the rounds of a conversation a model gets to see.
+
+A *round* starts at a user message and runs to the next one, so it holds the
+user turn, the assistant's replies, its tool calls and their results. The window
+of ``n`` rounds keeps every system message, then the last ``n`` rounds; it never
+keeps a tool result without the assistant message that called it (the window
+grows back to that call's round instead). Every store answers
+``threadline_load_window`` with exactly this selection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from threadline.errors import ValidationError
+from threadline.models import Message
+
+__all__ = ["check_rounds", "orphaned_tool_results", "round_start", "select_window"]
+
+
+def check_rounds(last_rounds: object) -> int | None:
+    """Validate a window size: ``None`` (everything) or an int >= 0."""
+    if last_rounds is None:
+        return None
+    if isinstance(last_rounds, bool) or not isinstance(last_rounds, int) or last_rounds < 0:
+        raise ValidationError(f"last_rounds must be None or an int >= 0, got {last_rounds!r}")
+    return last_rounds
+
+
+def round_start(messages: Sequence[Message], last_rounds: int | None) -> int:
+    """Index in ``messages`` where the last ``last_rounds`` rounds begin (0: everything)."""
+    if last_rounds is None:
+        return 0
+    seen = 0
+    if last_rounds == 0:
+        return len(messages)
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index].role == "user":
+            seen += 1
+            if seen == last_rounds:
+                return index
+    return 0
+
+
+def orphaned_tool_results(messages: Sequence[Message]) -> set[str]:
+    """Tool-call ids answered by a tool message in ``messages`` but called outside it."""
+    called: set[str] = set()
+    orphans: set[str] = set()
+    for message in messages:
+        if message.tool_calls:
+            called.update(call.id for call in message.tool_calls)
+        elif message.role == "tool" and message.tool_call_id not in called:
+            orphans.add(message.tool_call_id or "")
+    return orphans
+
+
+def select_window(messages: Sequence[Message], last_rounds: int | None) -> list[Message]:
+    """The window of ``last_rounds`` rounds over ``messages`` (ordered by seq)."""
+    last_rounds = check_rounds(last_rounds)
+    start = round_start(messages, last_rounds)
+    while start > 0:
+        orphans = orphaned_tool_results(messages[start:])
+        callers = [i for i in range(start) if any(c.id in orphans for c in messages[i].tool_calls)]
+        if not callers:  # nothing answered in the window was called before it
+            break
+        start = callers[0]
+        while start > 0 and messages[start].role != "user":  # back to that round's start
+            start -= 1
+    head = [m for m in messages[:start] if m.role == "system"]
+    return head + list(messages[start:])
