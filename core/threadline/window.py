@@ -15,7 +15,13 @@ from collections.abc import Sequence
 from threadline.errors import ValidationError
 from threadline.models import Message
 
-__all__ = ["check_rounds", "orphaned_tool_results", "round_start", "select_window"]
+__all__ = [
+    "check_rounds",
+    "orphaned_tool_results",
+    "round_start",
+    "select_window",
+    "window_start",
+]
 
 
 def check_rounds(last_rounds: object) -> int | None:
@@ -54,17 +60,27 @@ def orphaned_tool_results(messages: Sequence[Message]) -> set[str]:
     return orphans
 
 
-def select_window(messages: Sequence[Message], last_rounds: int | None) -> list[Message]:
-    """The window of ``last_rounds`` rounds over ``messages`` (ordered by seq)."""
-    last_rounds = check_rounds(last_rounds)
-    start = round_start(messages, last_rounds)
+def window_start(messages: Sequence[Message], last_rounds: int | None) -> int:
+    """Index where the window's rounds begin, grown back so no tool result loses its call.
+
+    Scans backwards from the end, so its cost is that of the window, not the session.
+    """
+    start = round_start(messages, check_rounds(last_rounds))
     while start > 0:
         orphans = orphaned_tool_results(messages[start:])
+        if not orphans:
+            break
         callers = [i for i in range(start) if any(c.id in orphans for c in messages[i].tool_calls)]
         if not callers:  # nothing answered in the window was called before it
             break
         start = callers[0]
         while start > 0 and messages[start].role != "user":  # back to that round's start
             start -= 1
+    return start
+
+
+def select_window(messages: Sequence[Message], last_rounds: int | None) -> list[Message]:
+    """The window of ``last_rounds`` rounds over ``messages`` (ordered by seq)."""
+    start = window_start(messages, last_rounds)
     head = [m for m in messages[:start] if m.role == "system"]
     return head + list(messages[start:])

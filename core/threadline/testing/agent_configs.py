@@ -1,0 +1,86 @@
+"""Conformance: agent and provider configs."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+
+from threadline import AgentConfig, AgentRecord, ConflictError, ProviderRecord, Store
+from threadline.ids import new_id
+
+
+def make_config(tenant: str, code: str = "chat-assistant", **agent_fields: object) -> AgentConfig:
+    provider = ProviderRecord(tenant_id=tenant, name="openai", type="openai",
+                              api_base="http://127.0.0.1:8000/v1",
+                              api_key_ref="env:OPENAI_API_KEY")  # fmt: skip
+    fields: dict[str, object] = {
+        "name": "Chat assistant", "system_prompt": "You are helpful.", "model": "gpt-4o-mini",
+        "temperature": 0.3, "max_tokens": 512, "window": 4,
+        "response_format": {"type": "json_object"}, "custom_params": {"top_p": 0.9},
+        "provider_id": provider.id,
+    }  # fmt: skip
+    fields.update(agent_fields)
+    agent = AgentRecord(tenant_id=tenant, code=code, **fields)  # type: ignore[arg-type]
+    return AgentConfig(agent=agent, provider=provider)
+
+
+@pytest.mark.asyncio
+class AgentConfigConformance:
+    """Agent configs: save/load by code and id, code unique per tenant, disabled flagged."""
+
+    async def test_save_and_load(self, store: Store) -> None:
+        tenant = new_id()
+        config = make_config(tenant)
+        assert await store.save_agent_config(config) == config
+        assert await store.load_agent_config(tenant_id=tenant, code="chat-assistant") == config
+        assert await store.load_agent_config(tenant_id=tenant, agent_id=config.agent.id) == config
+        assert await store.load_agent_config(tenant_id=tenant, code="missing") is None
+
+    async def test_agent_without_provider(self, store: Store) -> None:
+        tenant = new_id()
+        config = AgentConfig(agent=AgentRecord(tenant_id=tenant, code="plain", name="Plain"))
+        await store.save_agent_config(config)
+        assert await store.load_agent_config(tenant_id=tenant, code="plain") == config
+
+    async def test_code_unique_per_tenant_not_globally(self, store: Store) -> None:
+        tenant, other = new_id(), new_id()
+        first = make_config(tenant)
+        await store.save_agent_config(first)
+        with pytest.raises(ConflictError):
+            await store.save_agent_config(make_config(tenant))
+        elsewhere = make_config(other)
+        await store.save_agent_config(elsewhere)
+        assert await store.load_agent_config(tenant_id=other, code="chat-assistant") == elsewhere
+        assert await store.load_agent_config(tenant_id=tenant, code="chat-assistant") == first
+
+    async def test_update_replaces_fields(self, store: Store) -> None:
+        tenant = new_id()
+        config = make_config(tenant)
+        await store.save_agent_config(config)
+        changed = AgentConfig(
+            agent=attrs.evolve(config.agent, model="gpt-4.1", version=2, window=None),
+            provider=attrs.evolve(config.provider, api_base="http://127.0.0.1:9/v1"),
+        )
+        await store.save_agent_config(changed)
+        assert await store.load_agent_config(tenant_id=tenant, code="chat-assistant") == changed
+
+    async def test_disabled_agent_or_provider_is_flagged(self, store: Store) -> None:
+        tenant = new_id()
+        off = make_config(tenant, code="off", enabled=False)
+        await store.save_agent_config(off)
+        base = make_config(tenant, code="no-provider")
+        no_provider = AgentConfig(agent=base.agent,
+                                  provider=attrs.evolve(base.provider, enabled=False))  # fmt: skip
+        await store.save_agent_config(no_provider)
+        loaded_off = await store.load_agent_config(tenant_id=tenant, code="off")
+        loaded_np = await store.load_agent_config(tenant_id=tenant, code="no-provider")
+        assert loaded_off is not None and not loaded_off.agent.enabled and not loaded_off.enabled
+        assert loaded_np is not None and loaded_np.provider is not None
+        assert not loaded_np.provider.enabled and not loaded_np.enabled
+
+    async def test_list_by_code(self, store: Store) -> None:
+        tenant = new_id()
+        for code in ("zeta", "alpha", "mid"):
+            await store.save_agent_config(make_config(tenant, code=code))
+        listed = await store.list_agent_configs(tenant)
+        assert [c.agent.code for c in listed] == ["alpha", "mid", "zeta"]

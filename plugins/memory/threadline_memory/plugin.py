@@ -1,0 +1,28 @@
+"""Registers ``memory://`` with threadline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from threadline.hookspecs import hookimpl
+from threadline.urls import StoreURL
+
+from threadline_memory.store import MemoryStore
+
+_named: dict[str, MemoryStore] = {}
+
+
+async def open_memory_store(url: StoreURL) -> MemoryStore:
+    """``memory://`` is a fresh store; ``memory://NAME`` is shared within the process."""
+    name = (url.host or "") + url.path.strip("/")
+    if not name:
+        return MemoryStore()
+    store = _named.get(name)
+    if store is None or store.closed:
+        store = _named[name] = MemoryStore()
+    return store
+
+
+@hookimpl
+def threadline_register_stores(register: Callable[..., None]) -> None:
+    register("memory", open_memory_store, "In-process memory; memory://NAME is shared")
