@@ -64,4 +64,4 @@ __all__ = [
     "new_id",
 ]
 
-from threadline import hookspecs  # noqa: E402
+from threadline import hookspecs

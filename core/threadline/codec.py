@@ -40,6 +40,4 @@ def load_tool_calls(text: str | None) -> tuple[ToolCall, ...]:
     """Decode what :func:`dump_tool_calls` stored."""
     if not text:
         return ()
-    return tuple(
-        trusted(ToolCall, id=i, name=n, arguments=a) for i, n, a in json.loads(text)
-    )
+    return tuple(trusted(ToolCall, id=i, name=n, arguments=a) for i, n, a in json.loads(text))

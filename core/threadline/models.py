@@ -1,3 +1,5 @@
+# mypy: disable-error-code="misc"
+# (mypy's attrs plugin cannot follow converter factories such as _id("session_id"))
 """The data model: frozen attrs classes with exact JSON round trips.
 
 Every model validates what a caller gives it (ids, roles, statuses, encodings)
@@ -59,10 +61,11 @@ def _opt_id(field: str) -> Any:
 
 def _utc(value: object) -> datetime:
     if isinstance(value, str):
+        text = value
         try:
-            value = datetime.fromisoformat(value)
+            value = datetime.fromisoformat(text)
         except ValueError:
-            raise ValidationError(f"not an ISO 8601 timestamp: {value[:40]!r}") from None
+            raise ValidationError(f"not an ISO 8601 timestamp: {text[:40]!r}") from None
     if not isinstance(value, datetime):
         raise ValidationError(f"expected a datetime, got {type(value).__name__}")
     if value.tzinfo is None:
@@ -172,9 +175,7 @@ def _tool_calls(value: object) -> tuple[ToolCall, ...]:
         return ()
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         raise ValidationError("tool_calls must be a sequence of ToolCall")
-    return tuple(
-        item if isinstance(item, ToolCall) else ToolCall.from_dict(item) for item in value
-    )
+    return tuple(item if isinstance(item, ToolCall) else ToolCall.from_dict(item) for item in value)
 
 
 @attrs.frozen
@@ -236,11 +237,9 @@ class Session:
     metadata: dict[str, Any] = attrs.field(factory=dict, converter=_mapping("metadata"))
     id: str = attrs.field(factory=new_id, converter=_id("session_id"))
     created_at: datetime = attrs.field(factory=utcnow, converter=_utc)
-    updated_at: datetime = attrs.field(default=None, converter=attrs.converters.optional(_utc))
-
-    def __attrs_post_init__(self) -> None:
-        if self.updated_at is None:
-            object.__setattr__(self, "updated_at", self.created_at)
+    updated_at: datetime = attrs.field(
+        default=attrs.Factory(lambda self: self.created_at, takes_self=True), converter=_utc
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -373,11 +372,9 @@ class ProviderRecord:
     metadata: dict[str, Any] = attrs.field(factory=dict, converter=_mapping("metadata"))
     id: str = attrs.field(factory=new_id, converter=_id("provider id"))
     created_at: datetime = attrs.field(factory=utcnow, converter=_utc)
-    updated_at: datetime = attrs.field(default=None, converter=attrs.converters.optional(_utc))
-
-    def __attrs_post_init__(self) -> None:
-        if self.updated_at is None:
-            object.__setattr__(self, "updated_at", self.created_at)
+    updated_at: datetime = attrs.field(
+        default=attrs.Factory(lambda self: self.created_at, takes_self=True), converter=_utc
+    )
 
     def __repr__(self) -> str:
         return (
@@ -416,13 +413,13 @@ class AgentRecord:
     version: int = attrs.field(default=1, validator=_opt_int("version", 1))
     id: str = attrs.field(factory=new_id, converter=_id("agent id"))
     created_at: datetime = attrs.field(factory=utcnow, converter=_utc)
-    updated_at: datetime = attrs.field(default=None, converter=attrs.converters.optional(_utc))
+    updated_at: datetime = attrs.field(
+        default=attrs.Factory(lambda self: self.created_at, takes_self=True), converter=_utc
+    )
 
     def __attrs_post_init__(self) -> None:
         if not self.code.strip():
             raise ValidationError("agent code must not be empty")
-        if self.updated_at is None:
-            object.__setattr__(self, "updated_at", self.created_at)
 
     def to_dict(self) -> dict[str, Any]:
         data = attrs.asdict(self, recurse=False)

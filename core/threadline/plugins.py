@@ -11,7 +11,6 @@ it so a stray plugin installed in the environment cannot change their outcome.
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import threading
 from collections.abc import Awaitable, Callable

@@ -57,6 +57,7 @@ class AgentConfigConformance:
         tenant = new_id()
         config = make_config(tenant)
         await store.save_agent_config(config)
+        assert config.provider is not None
         changed = AgentConfig(
             agent=attrs.evolve(config.agent, model="gpt-4.1", version=2, window=None),
             provider=attrs.evolve(config.provider, api_base="http://127.0.0.1:9/v1"),
@@ -69,6 +70,7 @@ class AgentConfigConformance:
         off = make_config(tenant, code="off", enabled=False)
         await store.save_agent_config(off)
         base = make_config(tenant, code="no-provider")
+        assert base.provider is not None
         no_provider = AgentConfig(agent=base.agent,
                                   provider=attrs.evolve(base.provider, enabled=False))  # fmt: skip
         await store.save_agent_config(no_provider)

@@ -59,7 +59,9 @@ class BadInputConformance:
         kept = await conv.add("user", "already stored")
         for text in HOSTILE_TEXT:
             before = await _snapshot(conv)
-            message = conv.message("assistant", text, metadata={"k" + text: text}, name=text or None)
+            message = conv.message(
+                "assistant", text, metadata={"k" + text: text}, name=text or None
+            )
             try:
                 stored = await store.save_message(message)
             except ValidationError:

@@ -30,9 +30,16 @@ class CheckpointConformance:
         assert attrs.evolve(stored, version=None) == first
         more = history + await conv.add_round(2)
         second = await store.create_checkpoint(
-            Checkpoint(tenant_id=conv.tenant_id, session_id=conv.id, agent_id=agent,
-                       node_id="answer", input="text", input_type="str", history=more,
-                       parent_id=stored.id)  # fmt: skip
+            Checkpoint(
+                tenant_id=conv.tenant_id,
+                session_id=conv.id,
+                agent_id=agent,
+                node_id="answer",
+                input="text",
+                input_type="str",
+                history=more,
+                parent_id=stored.id,
+            )  # fmt: skip
         )
         assert second.version == 2
         assert await store.get_checkpoint(conv.tenant_id, stored.id) == stored
@@ -73,8 +80,9 @@ class CheckpointConformance:
             Checkpoint(tenant_id=conv.tenant_id, session_id=conv.id, node_id="n")
         )
         tomb = await store.create_checkpoint(
-            Checkpoint(tenant_id=conv.tenant_id, session_id=conv.id, tombstone=True,
-                       parent_id=work.id)  # fmt: skip
+            Checkpoint(
+                tenant_id=conv.tenant_id, session_id=conv.id, tombstone=True, parent_id=work.id
+            )  # fmt: skip
         )
         latest = await store.get_latest_checkpoint(conv.tenant_id, conv.id)
         assert latest == tomb and latest is not None and latest.tombstone

@@ -167,7 +167,9 @@ class MessageConformance:
         )  # fmt: skip
         assert await store.save_api_call(call) == call
         assert await store.save_api_call(call) == call
-        failed = ApiCall(tenant_id=conv.tenant_id, session_id=conv.id, model="gpt-test",
-                         status="rate_limited", error_message="slow down", error_code="429")  # fmt: skip
+        failed = ApiCall(
+            tenant_id=conv.tenant_id, session_id=conv.id, model="gpt-test",
+            status="rate_limited", error_message="slow down", error_code="429",
+        )  # fmt: skip
         await store.save_api_call(failed)
         assert await store.list_api_calls(conv.tenant_id, conv.id) == [call, failed]

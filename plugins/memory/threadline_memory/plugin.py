@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 from threadline.hookspecs import hookimpl
 from threadline.urls import StoreURL
-
 from threadline_memory.store import MemoryStore
 
 _named: dict[str, MemoryStore] = {}

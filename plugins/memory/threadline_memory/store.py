@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
+
 from threadline.codec import dump_json
 from threadline.errors import ConflictError, NotFoundError, ValidationError
 from threadline.hookspecs import hookimpl
@@ -405,4 +406,3 @@ class MemoryStore:
                 key=lambda a: a.code,
             )
             return [self._config(a) for a in agents]
-

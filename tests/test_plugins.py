@@ -1,0 +1,104 @@
+"""Plugin loading, the scheme registry and connect()'s errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+
+import pytest
+
+import threadline
+from threadline import PluginNotInstalledError, hookimpl
+from threadline.plugins import register, store_registry, unregister
+from threadline.urls import StoreURL
+
+
+def run_python(code: str, **env: str) -> str:
+    full_env = {k: v for k, v in os.environ.items() if k != "THREADLINE_LOAD_PLUGINS"}
+    full_env.update(env)
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True, text=True, env=full_env, check=True, timeout=60,
+    )  # fmt: skip
+    return done.stdout
+
+
+def test_environment_variable_restricts_loaded_plugins() -> None:
+    code = """
+        from threadline.plugins import store_registry
+        print(sorted(store_registry()))
+    """
+    assert run_python(code, THREADLINE_LOAD_PLUGINS="") == "[]\n"
+    assert run_python(code, THREADLINE_LOAD_PLUGINS="threadline-memory") == "['memory']\n"
+    assert "'memory'" in run_python(code)  # unset: everything installed loads
+
+
+def test_plugins_load_lazily() -> None:
+    code = """
+        import sys, threadline
+        print("threadline_memory" in sys.modules)
+        from threadline.plugins import store_registry
+        store_registry(); store_registry()
+        print("threadline_memory" in sys.modules)
+    """
+    assert run_python(code, THREADLINE_LOAD_PLUGINS="threadline-memory") == "False\nTrue\n"
+
+
+def test_threadline_plugins_prints_json_like_llm() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "threadline.cli", "plugins"],
+        capture_output=True, text=True, check=True,
+        env={**os.environ, "THREADLINE_LOAD_PLUGINS": "threadline-memory"},
+    ).stdout  # fmt: skip
+    data = json.loads(out)
+    assert data == [
+        {"name": "threadline-memory", "hooks": ["threadline_register_stores"],
+         "version": data[0]["version"]}
+    ]  # fmt: skip
+
+
+async def test_unknown_scheme_names_the_plugin_to_install() -> None:
+    with pytest.raises(PluginNotInstalledError, match="pip install threadline-postgres"):
+        await threadline.connect("postgresql://db.internal/app")
+    with pytest.raises(PluginNotInstalledError, match="no store plugin serves nosuch://"):
+        await threadline.connect("nosuch://x")
+    with pytest.raises(threadline.ConfigurationError, match="not a store URL"):
+        await threadline.connect("chat.db")
+
+
+async def test_a_registered_plugin_serves_its_scheme() -> None:
+    opened: list[StoreURL] = []
+
+    class DemoPlugin:
+        @hookimpl
+        def threadline_register_stores(self, register: Callable[..., None]) -> None:
+            async def factory(url: StoreURL) -> object:
+                opened.append(url)
+                from threadline_memory import MemoryStore
+
+                return MemoryStore()
+
+            register("demo", factory, "a test scheme")
+
+    register(DemoPlugin(), name="demo-plugin")
+    try:
+        assert "demo" in store_registry()
+        store = await threadline.connect("demo://user:hunter2@host:5/db?x=1")
+        assert opened[0].password == "hunter2"
+        assert "hunter2" not in repr(store) and "hunter2" not in repr(opened[0])
+        assert opened[0].query == {"x": "1"} and opened[0].port == 5
+        await store.close()
+    finally:
+        unregister("demo-plugin")
+    assert "demo" not in store_registry()
+
+
+def test_store_url_redacts_passwords() -> None:
+    url = StoreURL.parse("postgresql://app:s%40cret@db:5432/prod?sslmode=require")
+    assert url.password == "s@cret"
+    assert url.redacted() == "postgresql://app:***@db:5432/prod?sslmode=require"
+    assert "cret" not in str(url) and "cret" not in repr(url)
