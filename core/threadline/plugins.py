@@ -90,8 +90,6 @@ def load_plugins() -> None:
         if _loaded:
             return
         _loaded = True
-        import importlib
-
         for name in BUILTIN_PLUGINS:
             if pm.get_plugin(name) is None:
                 pm.register(importlib.import_module(name), name=name)
