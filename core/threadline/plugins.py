@@ -11,6 +11,8 @@ it so a stray plugin installed in the environment cannot change their outcome.
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import os
 import threading
 from collections.abc import Awaitable, Callable
