@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Developer tasks that work on a fresh machine with only Python 3.10+.
+
+    python dev.py demo    # a conversation persisted to embedded SQLite, resumed in a new process
+    python dev.py test    # the whole tox matrix (every plugin alone, Pythons 3.10-3.13 found here)
+    python dev.py test -e py311-sqlite   # extra arguments go to tox
+
+Virtual environments live in ``.venv`` (demo) and ``.venv-tox`` (test runner).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+PYTHONS = ("3.10", "3.11", "3.12", "3.13")
+EXTRA_ENVS = ("e2e", "lint", "type")
+
+
+def bin_path(env: Path, name: str) -> str:
+    scripts = "Scripts" if os.name == "nt" else "bin"
+    return str(env / scripts / name)
+
+
+def ensure_venv(env: Path, *requirements: str) -> None:
+    """Create ``env`` if needed and install ``requirements`` into it."""
+    if not Path(bin_path(env, "python")).exists():
+        print(f"creating {env.name} ...", flush=True)
+        venv.EnvBuilder(with_pip=True).create(env)
+    subprocess.run(
+        [bin_path(env, "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+         *requirements],
+        check=True,
+    )  # fmt: skip
+
+
+def find_pythons() -> dict[str, str]:
+    """Interpreter directories for each supported Python version found on this machine."""
+    found: dict[str, str] = {}
+    for version in PYTHONS:
+        candidates = [shutil.which(f"python{version}")]
+        candidates += sorted(
+            glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}"))
+        )
+        candidates += sorted(glob.glob(f"/usr/local/bin/python{version}"))
+        for candidate in candidates:
+            if (
+                candidate
+                and subprocess.run([candidate, "-c", "pass"], capture_output=True).returncode == 0
+            ):
+                found[version] = str(Path(candidate).parent)
+                break
+    return found
+
+
+def demo(args: list[str]) -> int:
+    env = ROOT / ".venv"
+    ensure_venv(env, "-e", str(ROOT), "-e", str(ROOT / "plugins" / "sqlite"))
+    example = ROOT / "examples" / "streaming_manual_persistence.py"
+    python = bin_path(env, "python")
+    db = ROOT / "demo.db"
+    base = [python, str(example), "--store", f"sqlite:///{db}"]
+    print(f"\n== first process: a new conversation in {db.name} ==", flush=True)
+    first = subprocess.run([*base, "--new", *args], check=True, capture_output=True, text=True)
+    print(first.stdout, end="", flush=True)
+    print("\n== second process: the same session resumed after a restart ==", flush=True)
+    return subprocess.run([*base, "--resume", *args], check=False).returncode
+
+
+def test(args: list[str]) -> int:
+    env = ROOT / ".venv-tox"
+    ensure_venv(env, "tox>=4.11", "tox-uv>=1.11")
+    pythons = find_pythons()
+    missing = [v for v in PYTHONS if v not in pythons]
+    if missing:
+        print(f"note: Python {', '.join(missing)} not found here; their tox envs are skipped")
+    path = os.pathsep.join([*pythons.values(), os.environ.get("PATH", "")])
+    environ = {**os.environ, "PATH": path, "UV_PYTHON_DOWNLOADS": "never"}
+    environ.pop("PYENV_VERSION", None)
+    if not any(a == "-e" or a.startswith("-e") for a in args):
+        plugins = sorted(p.parent.name for p in ROOT.glob("plugins/*/pyproject.toml"))
+        envs = [f"py{v.replace('.', '')}-{p}" for v in pythons for p in ["core", *plugins]]
+        args = ["-e", ",".join([*envs, *EXTRA_ENVS]), *args]
+    return subprocess.run([bin_path(env, "tox"), *args], cwd=ROOT, env=environ).returncode
+
+
+def main(argv: list[str]) -> int:
+    tasks = {"demo": demo, "test": test}
+    if not argv or argv[0] not in tasks:
+        print(__doc__)
+        return 2
+    return tasks[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
