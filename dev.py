@@ -34,10 +34,17 @@ def ensure_venv(env: Path, *requirements: str) -> None:
         print(f"creating {env.name} ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(env)
     subprocess.run(
-        [bin_path(env, "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-         *requirements],
+        [
+            bin_path(env, "python"),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            *requirements,
+        ],
         check=True,
-    )  # fmt: skip
+    )
 
 
 def find_pythons() -> dict[str, str]:

@@ -35,8 +35,9 @@ def choose_provider() -> tuple[Provider, str]:
     return get_provider("echo"), "echo"
 
 
-async def turn(ctx: threadline.PersistenceContext, provider: Provider, model: str,
-               user_input: str) -> None:  # fmt: skip
+async def turn(
+    ctx: threadline.PersistenceContext, provider: Provider, model: str, user_input: str
+) -> None:
     print(f"user> {user_input}")
     await ctx.save_user_message(user_input)
     history = await ctx.get_history(last_rounds=2)
@@ -100,8 +101,10 @@ async def main() -> None:
         for question in questions:
             await turn(ctx, provider, model, question)
         window = await ctx.get_history(last_rounds=2)
-        print(f"sliding window of 2 rounds: {len(window)} messages "
-              f"(system prompt kept: {window[0].role == 'system'})")  # fmt: skip
+        print(
+            f"sliding window of 2 rounds: {len(window)} messages "
+            f"(system prompt kept: {window[0].role == 'system'})"
+        )
     finally:
         await provider.aclose()
         await store.close()

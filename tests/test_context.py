@@ -64,8 +64,9 @@ async def test_another_tenants_session_is_not_resumed(store: threadline.Store) -
     with pytest.raises(ConflictError):
         await PersistenceContext.open(store, tenant_id=new_id(), session_id=owner.session_id)
     with pytest.raises(ConflictError, match="another user"):
-        await PersistenceContext.open(store, tenant_id=owner.tenant_id, user_id=new_id(),
-                                      session_id=owner.session_id)  # fmt: skip
+        await PersistenceContext.open(
+            store, tenant_id=owner.tenant_id, user_id=new_id(), session_id=owner.session_id
+        )
     assert [m.content for m in await owner.get_history()] == ["private"]
 
 
@@ -73,8 +74,7 @@ async def test_reopening_marks_crashed_replies_interrupted(store: threadline.Sto
     ctx = await PersistenceContext.open(store, tenant_id=new_id())
     await ctx.save_user_message("hi")
     await ctx.save_assistant_message("partial", status="streaming")
-    again = await PersistenceContext.open(store, tenant_id=ctx.tenant_id,
-                                          session_id=ctx.session_id)  # fmt: skip
+    again = await PersistenceContext.open(store, tenant_id=ctx.tenant_id, session_id=ctx.session_id)
     assert again.interrupted == 1
     assert (await again.get_history())[-1].status == "interrupted"
 

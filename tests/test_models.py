@@ -27,12 +27,16 @@ from threadline.models import from_json, to_json
 T, S = new_id(), new_id()
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**53), 2**53)
-    | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
     max_leaves=8,
-)  # fmt: skip
+)
 
 
 def test_new_ids_are_uuid7_unique_and_ordered() -> None:
@@ -58,18 +62,35 @@ def test_check_id_normalises_and_refuses() -> None:
 @given(content=st.text(), metadata=st.dictionaries(st.text(), json_values, max_size=4))
 def test_message_json_round_trip_is_exact(content: str, metadata: dict[str, object]) -> None:
     message = Message(
-        session_id=S, tenant_id=T, role="assistant", content=content, user_id=new_id(),
-        agent_id=new_id(), tool_calls=[ToolCall(id="c1", name="f", arguments={"a": metadata})],
-        tool_call_id=None, name="n", status="streaming", metadata=metadata, seq=7,
-    )  # fmt: skip
+        session_id=S,
+        tenant_id=T,
+        role="assistant",
+        content=content,
+        user_id=new_id(),
+        agent_id=new_id(),
+        tool_calls=[ToolCall(id="c1", name="f", arguments={"a": metadata})],
+        tool_call_id=None,
+        name="n",
+        status="streaming",
+        metadata=metadata,
+        seq=7,
+    )
     assert from_json(Message, to_json(message)) == message
 
 
 def test_every_model_round_trips() -> None:
     provider = ProviderRecord(tenant_id=T, name="p", api_key_ref="env:KEY", api_base="http://x")
-    agent = AgentRecord(tenant_id=T, code="c", name="n", temperature=0.5, max_tokens=10,
-                        window=3, response_format={"type": "json_object"},
-                        custom_params={"seed": 1}, provider_id=provider.id)  # fmt: skip
+    agent = AgentRecord(
+        tenant_id=T,
+        code="c",
+        name="n",
+        temperature=0.5,
+        max_tokens=10,
+        window=3,
+        response_format={"type": "json_object"},
+        custom_params={"seed": 1},
+        provider_id=provider.id,
+    )
     history = (Message(session_id=S, tenant_id=T, role="user", content="hi", seq=1),)
     objects = [
         Session(tenant_id=T, user_id=new_id(), title="t", metadata={"x": [1]}),
@@ -81,7 +102,7 @@ def test_every_model_round_trips() -> None:
             prompt_tokens=1,
             latency_ms=3.25,
             error_message="slow",
-        ),  # fmt: skip
+        ),
         Checkpoint(
             tenant_id=T,
             session_id=S,
@@ -94,7 +115,7 @@ def test_every_model_round_trips() -> None:
             version=3,
             parent_id=new_id(),
             properties={"p": None},
-        ),  # fmt: skip
+        ),
         AgentConfig(agent=agent, provider=provider),
         AgentConfig(agent=attrs.evolve(agent, provider_id=None)),
     ]
@@ -140,8 +161,12 @@ def test_unknown_json_fields_are_refused() -> None:
 def test_literal_api_keys_never_show_in_repr() -> None:
     literal = ProviderRecord(tenant_id=T, name="p", api_key_ref="sk-live-SECRET")
     assert "SECRET" not in repr(literal)
-    assert "SECRET" not in repr(AgentConfig(agent=AgentRecord(tenant_id=T, code="c", name="n",
-                                            provider_id=literal.id), provider=literal))  # fmt: skip
+    assert "SECRET" not in repr(
+        AgentConfig(
+            agent=AgentRecord(tenant_id=T, code="c", name="n", provider_id=literal.id),
+            provider=literal,
+        )
+    )
     reference = ProviderRecord(tenant_id=T, name="p", api_key_ref="env:OPENAI_API_KEY")
     assert "env:OPENAI_API_KEY" in repr(reference)
 

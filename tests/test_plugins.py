@@ -22,8 +22,12 @@ def run_python(code: str, **env: str) -> str:
     full_env.update(env)
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True, text=True, env=full_env, check=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=full_env,
+        check=True,
+        timeout=60,
+    )
     return done.stdout
 
 
@@ -51,14 +55,19 @@ def test_plugins_load_lazily() -> None:
 def test_threadline_plugins_prints_json_like_llm() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "threadline.cli", "plugins"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
         env={**os.environ, "THREADLINE_LOAD_PLUGINS": "threadline-memory"},
-    ).stdout  # fmt: skip
+    ).stdout
     data = json.loads(out)
     assert data == [
-        {"name": "threadline-memory", "hooks": ["threadline_register_stores"],
-         "version": data[0]["version"]}
-    ]  # fmt: skip
+        {
+            "name": "threadline-memory",
+            "hooks": ["threadline_register_stores"],
+            "version": data[0]["version"],
+        }
+    ]
 
 
 async def test_unknown_scheme_names_the_plugin_to_install() -> None:

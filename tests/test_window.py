@@ -20,9 +20,17 @@ def call(cid: str) -> Message:
 
 
 def test_rounds_start_at_user_turns_and_keep_the_system_prompt() -> None:
-    log = [msg("system", "sys"), msg("user", "1"), msg("assistant", "a1"),
-           msg("user", "2"), call("c2"), msg("tool", "r2", tool_call_id="c2"),
-           msg("assistant", "a2"), msg("user", "3"), msg("assistant", "a3")]  # fmt: skip
+    log = [
+        msg("system", "sys"),
+        msg("user", "1"),
+        msg("assistant", "a1"),
+        msg("user", "2"),
+        call("c2"),
+        msg("tool", "r2", tool_call_id="c2"),
+        msg("assistant", "a2"),
+        msg("user", "3"),
+        msg("assistant", "a3"),
+    ]
     assert select_window(log, 1) == [log[0], *log[7:]]
     assert select_window(log, 2) == [log[0], *log[3:]]
     assert select_window(log, 3) == log
@@ -32,8 +40,13 @@ def test_rounds_start_at_user_turns_and_keep_the_system_prompt() -> None:
 
 
 def test_a_tool_result_never_loses_its_call() -> None:
-    log = [msg("user", "1"), call("slow"), msg("user", "still there?"),
-           msg("tool", "late", tool_call_id="slow"), msg("assistant", "yes")]  # fmt: skip
+    log = [
+        msg("user", "1"),
+        call("slow"),
+        msg("user", "still there?"),
+        msg("tool", "late", tool_call_id="slow"),
+        msg("assistant", "yes"),
+    ]
     assert select_window(log, 1) == log
 
 

@@ -7,6 +7,9 @@ Open a store with :func:`connect`, persist a conversation with
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from threadline import hookspecs
 from threadline.context import PersistenceContext
 from threadline.errors import (
     ConfigurationError,
@@ -36,7 +39,34 @@ from threadline.urls import StoreURL
 
 __version__ = "0.1.0"
 
+if TYPE_CHECKING:
+    from threadline.agent import Agent, AgentBuilder, PersistencePlugin, quick_agent
+    from threadline.tools import Tool
+
+# The agent runtime loads on first use, keeping `import threadline` cheap.
+_LAZY = {
+    "Agent": "threadline.agent",
+    "AgentBuilder": "threadline.agent",
+    "PersistencePlugin": "threadline.agent",
+    "quick_agent": "threadline.agent",
+    "Tool": "threadline.tools",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'threadline' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
+    "Agent",
+    "AgentBuilder",
     "AgentConfig",
     "AgentRecord",
     "ApiCall",
@@ -46,6 +76,7 @@ __all__ = [
     "Message",
     "NotFoundError",
     "PersistenceContext",
+    "PersistencePlugin",
     "PluginNotInstalledError",
     "ProviderError",
     "ProviderRecord",
@@ -55,6 +86,7 @@ __all__ = [
     "StoreURL",
     "StoreUnavailableError",
     "ThreadlineError",
+    "Tool",
     "ToolCall",
     "ValidationError",
     "__version__",
@@ -62,6 +94,5 @@ __all__ = [
     "hookimpl",
     "hookspecs",
     "new_id",
+    "quick_agent",
 ]
-
-from threadline import hookspecs

@@ -75,15 +75,24 @@ class PersistenceContext:
                 interrupted = await store.interrupt_streaming(tenant, sid)
             else:
                 session = Session(
-                    id=sid, tenant_id=tenant, user_id=user, agent_id=agent,
-                    title=title, metadata=metadata or {},
-                )  # fmt: skip
+                    id=sid,
+                    tenant_id=tenant,
+                    user_id=user,
+                    agent_id=agent,
+                    title=title,
+                    metadata=metadata or {},
+                )
                 session = await store.create_session(session)
         else:
             session = await store.create_session(
-                Session(tenant_id=tenant, user_id=user, agent_id=agent, title=title,
-                        metadata=metadata or {})
-            )  # fmt: skip
+                Session(
+                    tenant_id=tenant,
+                    user_id=user,
+                    agent_id=agent,
+                    title=title,
+                    metadata=metadata or {},
+                )
+            )
         return cls(store, session, user_id=user, agent_id=agent, interrupted=interrupted)
 
     @property
@@ -111,11 +120,19 @@ class PersistenceContext:
         """Build (not save) a message of this session, stamped with its user and agent."""
         extra: dict[str, Any] = {} if message_id is None else {"id": message_id}
         return Message(
-            session_id=self.session.id, tenant_id=self.session.tenant_id, role=role,
-            content=content, user_id=self.user_id, agent_id=self.agent_id,
-            tool_calls=tool_calls, tool_call_id=tool_call_id, name=name, status=status,
-            metadata=metadata or {}, **extra,
-        )  # fmt: skip
+            session_id=self.session.id,
+            tenant_id=self.session.tenant_id,
+            role=role,
+            content=content,
+            user_id=self.user_id,
+            agent_id=self.agent_id,
+            tool_calls=tool_calls,
+            tool_call_id=tool_call_id,
+            name=name,
+            status=status,
+            metadata=metadata or {},
+            **extra,
+        )
 
     async def save(self, message: Message) -> Message:
         """Append a message built by :meth:`message`; return it with its ``seq``."""
@@ -170,7 +187,12 @@ class PersistenceContext:
     ) -> str:
         """Start a fresh session for the same user and agent; return its id."""
         self.session = await self.store.create_session(
-            Session(tenant_id=self.tenant_id, user_id=self.user_id, agent_id=self.agent_id,
-                    title=title, metadata=metadata or {})
-        )  # fmt: skip
+            Session(
+                tenant_id=self.tenant_id,
+                user_id=self.user_id,
+                agent_id=self.agent_id,
+                title=title,
+                metadata=metadata or {},
+            )
+        )
         return self.session.id

@@ -47,8 +47,14 @@ asyncio.run(main())
 
 def python(code: str, *args: str) -> str:
     env = {**os.environ, "THREADLINE_LOAD_PLUGINS": "threadline-sqlite"}
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], env=env,
-                          capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return done.stdout
 
 
@@ -75,8 +81,7 @@ def test_the_manual_persistence_example_resumes(tmp_path: Path) -> None:
     first = subprocess.run([*run, "--new"], env=env, capture_output=True, text=True, check=True)
     assert "new session" in first.stdout
     assert "assistant> Echo: Hello! My name is Ada." in first.stdout
-    second = subprocess.run([*run, "--resume"], env=env, capture_output=True, text=True,
-                            check=True)  # fmt: skip
+    second = subprocess.run([*run, "--resume"], env=env, capture_output=True, text=True, check=True)
     assert "resumed session" in second.stdout
     assert "[2] user: Hello! My name is Ada." in second.stdout
     assert "assistant> Echo: Do you still remember my name?" in second.stdout

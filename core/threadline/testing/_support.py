@@ -6,7 +6,8 @@ from typing import Any
 
 import attrs
 
-from threadline import Message, Session, Store, ToolCall
+from threadline.models import Message, Session, ToolCall
+from threadline.store import Store
 from threadline.ids import new_id
 
 

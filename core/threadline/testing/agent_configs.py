@@ -10,15 +10,24 @@ from threadline.ids import new_id
 
 
 def make_config(tenant: str, code: str = "chat-assistant", **agent_fields: object) -> AgentConfig:
-    provider = ProviderRecord(tenant_id=tenant, name="openai", type="openai",
-                              api_base="http://127.0.0.1:8000/v1",
-                              api_key_ref="env:OPENAI_API_KEY")  # fmt: skip
+    provider = ProviderRecord(
+        tenant_id=tenant,
+        name="openai",
+        type="openai",
+        api_base="http://127.0.0.1:8000/v1",
+        api_key_ref="env:OPENAI_API_KEY",
+    )
     fields: dict[str, object] = {
-        "name": "Chat assistant", "system_prompt": "You are helpful.", "model": "gpt-4o-mini",
-        "temperature": 0.3, "max_tokens": 512, "window": 4,
-        "response_format": {"type": "json_object"}, "custom_params": {"top_p": 0.9},
+        "name": "Chat assistant",
+        "system_prompt": "You are helpful.",
+        "model": "gpt-4o-mini",
+        "temperature": 0.3,
+        "max_tokens": 512,
+        "window": 4,
+        "response_format": {"type": "json_object"},
+        "custom_params": {"top_p": 0.9},
         "provider_id": provider.id,
-    }  # fmt: skip
+    }
     fields.update(agent_fields)
     agent = AgentRecord(tenant_id=tenant, code=code, **fields)  # type: ignore[arg-type]
     return AgentConfig(agent=agent, provider=provider)
@@ -71,8 +80,9 @@ class AgentConfigConformance:
         await store.save_agent_config(off)
         base = make_config(tenant, code="no-provider")
         assert base.provider is not None
-        no_provider = AgentConfig(agent=base.agent,
-                                  provider=attrs.evolve(base.provider, enabled=False))  # fmt: skip
+        no_provider = AgentConfig(
+            agent=base.agent, provider=attrs.evolve(base.provider, enabled=False)
+        )
         await store.save_agent_config(no_provider)
         loaded_off = await store.load_agent_config(tenant_id=tenant, code="off")
         loaded_np = await store.load_agent_config(tenant_id=tenant, code="no-provider")

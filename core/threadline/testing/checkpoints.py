@@ -21,10 +21,16 @@ class CheckpointConformance:
         agent = new_id()
         history = await conv.add_round(1, tool=True)
         first = Checkpoint(
-            tenant_id=conv.tenant_id, session_id=conv.id, agent_id=agent, node_id="plan",
-            input={"question": "why?", "n": [1, 2]}, input_type="dict", history=history,
-            state={"step": 1, "seen": ["a"]}, properties={"note": "after start"},
-        )  # fmt: skip
+            tenant_id=conv.tenant_id,
+            session_id=conv.id,
+            agent_id=agent,
+            node_id="plan",
+            input={"question": "why?", "n": [1, 2]},
+            input_type="dict",
+            history=history,
+            state={"step": 1, "seen": ["a"]},
+            properties={"note": "after start"},
+        )
         stored = await store.create_checkpoint(first)
         assert stored.version == 1
         assert attrs.evolve(stored, version=None) == first
@@ -39,7 +45,7 @@ class CheckpointConformance:
                 input_type="str",
                 history=more,
                 parent_id=stored.id,
-            )  # fmt: skip
+            )
         )
         assert second.version == 2
         assert await store.get_checkpoint(conv.tenant_id, stored.id) == stored
@@ -82,7 +88,7 @@ class CheckpointConformance:
         tomb = await store.create_checkpoint(
             Checkpoint(
                 tenant_id=conv.tenant_id, session_id=conv.id, tombstone=True, parent_id=work.id
-            )  # fmt: skip
+            )
         )
         latest = await store.get_latest_checkpoint(conv.tenant_id, conv.id)
         assert latest == tomb and latest is not None and latest.tombstone

@@ -160,16 +160,29 @@ class MessageConformance:
         conv = await new_conversation(store)
         request = await conv.add("user", "hi")
         call = ApiCall(
-            tenant_id=conv.tenant_id, session_id=conv.id, model="gpt-test", status="success",
-            request_message_id=request.id, prompt_tokens=12, completion_tokens=30,
-            total_tokens=42, latency_ms=812.5, time_to_first_token_ms=95.25,
-            tokens_per_second=41.5, response_id="chatcmpl-1", user_id=conv.session.user_id,
-        )  # fmt: skip
+            tenant_id=conv.tenant_id,
+            session_id=conv.id,
+            model="gpt-test",
+            status="success",
+            request_message_id=request.id,
+            prompt_tokens=12,
+            completion_tokens=30,
+            total_tokens=42,
+            latency_ms=812.5,
+            time_to_first_token_ms=95.25,
+            tokens_per_second=41.5,
+            response_id="chatcmpl-1",
+            user_id=conv.session.user_id,
+        )
         assert await store.save_api_call(call) == call
         assert await store.save_api_call(call) == call
         failed = ApiCall(
-            tenant_id=conv.tenant_id, session_id=conv.id, model="gpt-test",
-            status="rate_limited", error_message="slow down", error_code="429",
-        )  # fmt: skip
+            tenant_id=conv.tenant_id,
+            session_id=conv.id,
+            model="gpt-test",
+            status="rate_limited",
+            error_message="slow down",
+            error_code="429",
+        )
         await store.save_api_call(failed)
         assert await store.list_api_calls(conv.tenant_id, conv.id) == [call, failed]

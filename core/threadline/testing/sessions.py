@@ -17,8 +17,13 @@ class SessionConformance:
     """Sessions: create/get, list by user newest first, update, delete cascading."""
 
     async def test_create_and_get(self, store: Store) -> None:
-        session = Session(tenant_id=new_id(), user_id=new_id(), agent_id=new_id(),
-                          title="Trip planning", metadata={"lang": "fr"})  # fmt: skip
+        session = Session(
+            tenant_id=new_id(),
+            user_id=new_id(),
+            agent_id=new_id(),
+            title="Trip planning",
+            metadata={"lang": "fr"},
+        )
         stored = await store.create_session(session)
         assert stored == session
         assert await store.get_session(session.tenant_id, session.id) == session
@@ -56,8 +61,9 @@ class SessionConformance:
         keep = await new_conversation(store, tenant_id=conv.tenant_id)
         await conv.add_round(1, tool=True)
         kept = await keep.add("user", "stay")
-        await store.save_api_call(ApiCall(tenant_id=conv.tenant_id, session_id=conv.id,
-                                          model="m", status="success"))  # fmt: skip
+        await store.save_api_call(
+            ApiCall(tenant_id=conv.tenant_id, session_id=conv.id, model="m", status="success")
+        )
         checkpoint = await store.create_checkpoint(
             Checkpoint(tenant_id=conv.tenant_id, session_id=conv.id, node_id="start")
         )

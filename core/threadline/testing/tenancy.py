@@ -29,8 +29,9 @@ class TenancyConformance:
         checkpoint = await store.create_checkpoint(
             Checkpoint(tenant_id=conv.tenant_id, session_id=conv.id, node_id="n")
         )
-        await store.save_api_call(ApiCall(tenant_id=conv.tenant_id, session_id=conv.id,
-                                          model="m", status="success"))  # fmt: skip
+        await store.save_api_call(
+            ApiCall(tenant_id=conv.tenant_id, session_id=conv.id, model="m", status="success")
+        )
         intruder = new_id()
         assert await store.get_session(intruder, conv.id) is None
         assert await store.list_sessions(intruder) == []
@@ -58,8 +59,9 @@ class TenancyConformance:
         with pytest.raises(NotFoundError):
             await store.create_checkpoint(Checkpoint(tenant_id=intruder, session_id=conv.id))
         with pytest.raises(NotFoundError):
-            await store.save_api_call(ApiCall(tenant_id=intruder, session_id=conv.id,
-                                              model="m", status="success"))  # fmt: skip
+            await store.save_api_call(
+                ApiCall(tenant_id=intruder, session_id=conv.id, model="m", status="success")
+            )
         assert await store.interrupt_streaming(intruder, conv.id) == 0
         assert await store.delete_session(intruder, conv.id) is False
         with pytest.raises(ConflictError):

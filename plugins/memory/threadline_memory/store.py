@@ -336,8 +336,9 @@ class MemoryStore:
                     if self._sessions[sid].tenant_id == tenant_id
                     for c in log
                 ]
-                candidates.sort(key=lambda c: (self._sessions[c.session_id].created_at,
-                                               c.session_id, c.version))  # fmt: skip
+                candidates.sort(
+                    key=lambda c: (self._sessions[c.session_id].created_at, c.session_id, c.version)
+                )
         return [c for c in candidates if agent_id is None or c.agent_id == agent_id]
 
     @hookimpl

@@ -1,0 +1,600 @@
+"""The agent runtime: streaming chat that persists every turn by itself.
+
+    agent = await (threadline.quick_agent("You are helpful.")
+                   .with_session_id(sid).with_sliding_window(2).build())
+    async for text in agent.chat_stream("hi"):
+        print(text, end="")
+
+Per turn: the user message is written while the request goes out and is durable before
+the first token reaches the caller; the reply is written at its first token, flushed
+while it streams, and finished with its status however the stream ends (complete,
+error, cancelled); one :class:`~threadline.models.ApiCall` records each request. All
+state of a turn lives in the call, so one agent serves many sessions at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from threadline.errors import (
+    ConfigurationError,
+    ConflictError,
+    ProviderTimeoutError,
+    RateLimitError,
+    ValidationError,
+)
+from threadline.ids import IdLike, check_id, new_id, optional_id
+from threadline.models import AgentConfig, ApiCallStatus, Message, MessageStatus, Session
+from threadline.providers import ChatRequest, Provider, StreamEnd, TextDelta, get_provider
+from threadline.store import Store, connect
+from threadline.streaming import ReplyRecorder, RequestTimer
+from threadline.tools import Tool, as_tools
+from threadline.window import check_rounds, select_window
+
+__all__ = [
+    "LOCAL_AGENT_ID",
+    "LOCAL_TENANT_ID",
+    "LOCAL_USER_ID",
+    "Agent",
+    "AgentBuilder",
+    "PersistencePlugin",
+    "default_store_url",
+    "quick_agent",
+]
+
+# The ids quick_agent uses when TENANT_ID / USER_ID / AGENT_ID are not set: one local user
+# of the embedded store. Documented, fixed, and never used by the other builders.
+LOCAL_TENANT_ID = "00000000-0000-7000-8000-000000000001"
+LOCAL_USER_ID = "00000000-0000-7000-8000-000000000002"
+LOCAL_AGENT_ID = "00000000-0000-7000-8000-000000000003"
+STORE_ENV_VARS = ("THREADLINE_STORE", "DATABASE_URL")
+DEFAULT_FLUSH_INTERVAL = 1.0
+MAX_TOOL_ROUNDS = 8
+
+
+def user_data_dir() -> Path:
+    """Where the embedded default store lives: the platform's per-user data directory."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "threadline"
+
+
+def default_store_url() -> str:
+    """``THREADLINE_STORE``, else ``DATABASE_URL``, else SQLite in :func:`user_data_dir`."""
+    for var in STORE_ENV_VARS:
+        if os.environ.get(var):
+            return os.environ[var]
+    folder = user_data_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'threadline.db'}"
+
+
+def _system_message_id(session_id: str) -> str:
+    # One deterministic id per session: two first turns racing save the prompt once.
+    return str(uuid.uuid5(uuid.UUID(session_id), "threadline:system-prompt"))
+
+
+def _tenant_id(value: object) -> str:
+    return check_id(value, "tenant_id")
+
+
+def _user_id(value: object) -> str | None:
+    return optional_id(value, "user_id")
+
+
+def _agent_id(value: object) -> str | None:
+    return optional_id(value, "agent_id")
+
+
+def _session_id(value: object) -> str | None:
+    return optional_id(value, "session_id")
+
+
+@attrs.frozen
+class PersistencePlugin:
+    """Where and as whom an agent persists: store, tenant, user, agent and default session."""
+
+    store: Store
+    tenant_id: str = attrs.field(converter=_tenant_id)
+    user_id: str | None = attrs.field(default=None, converter=_user_id)
+    agent_id: str | None = attrs.field(default=None, converter=_agent_id)
+    session_id: str | None = attrs.field(default=None, converter=_session_id)
+
+    @classmethod
+    def from_store(
+        cls,
+        store: Store,
+        *,
+        tenant_id: IdLike,
+        user_id: IdLike | None = None,
+        agent_id: IdLike | None = None,
+        session_id: IdLike | None = None,
+    ) -> PersistencePlugin:
+        """Persist to ``store`` as this tenant, user and agent (MoFA's ``PersistencePlugin``)."""
+        return cls(store, tenant_id, user_id, agent_id, session_id)
+
+
+@attrs.frozen
+class AgentSettings:
+    """What an agent is: immutable once built."""
+
+    name: str | None
+    system_prompt: str | None
+    provider: Provider
+    model: str
+    window: int | None
+    temperature: float | None
+    max_tokens: int | None
+    response_format: Mapping[str, Any] | None
+    extra: Mapping[str, Any]
+    tools: Mapping[str, Tool]
+    flush_interval: float
+
+
+def _api_status(exc: BaseException | None) -> ApiCallStatus:
+    if exc is None:
+        return "success"
+    if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+        return "cancelled"
+    if isinstance(exc, RateLimitError):
+        return "rate_limited"
+    if isinstance(exc, (ProviderTimeoutError, asyncio.TimeoutError)):
+        return "timeout"
+    return "failed"
+
+
+class Agent:
+    """A chat agent bound to a provider and a store. Build it with :class:`AgentBuilder`."""
+
+    def __init__(
+        self,
+        settings: AgentSettings,
+        persistence: PersistencePlugin,
+        *,
+        owns_store: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.persistence = persistence
+        self.session_id: str = persistence.session_id or new_id()
+        self._owns_store = owns_store
+        self._opened: set[str] = set()
+
+    def __repr__(self) -> str:
+        return (
+            f"<Agent {self.settings.name or ''!s} model={self.settings.model!r} "
+            f"session={self.session_id}>"
+        )
+
+    @property
+    def store(self) -> Store:
+        return self.persistence.store
+
+    async def close(self) -> None:
+        """Close the provider, and the store if the builder opened it."""
+        await self.settings.provider.aclose()
+        if self._owns_store:
+            await self.store.close()
+
+    async def __aenter__(self) -> Agent:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _message(self, session_id: str, role: str, content: str = "", **fields: Any) -> Message:
+        p = self.persistence
+        return Message(
+            session_id=session_id,
+            tenant_id=p.tenant_id,
+            user_id=p.user_id,
+            agent_id=p.agent_id,
+            role=role,
+            content=content,
+            **fields,  # type: ignore[arg-type]
+        )
+
+    async def open_session(self, session_id: IdLike | None = None) -> Session:
+        """Create the session or resume it: crashed replies become ``interrupted``."""
+        sid = check_id(session_id or self.session_id, "session_id")
+        p = self.persistence
+        session = await self.store.get_session(p.tenant_id, sid)
+        if session is None:
+            session = await self.store.create_session(
+                Session(
+                    id=sid,
+                    tenant_id=p.tenant_id,
+                    user_id=p.user_id,
+                    agent_id=p.agent_id,
+                    title=self.settings.name,
+                )
+            )
+        else:
+            if p.user_id is not None and session.user_id not in (None, p.user_id):
+                raise ConflictError(f"session {sid} belongs to another user")
+            if sid not in self._opened:
+                await self.store.interrupt_streaming(p.tenant_id, sid)
+        if self.settings.system_prompt and sid not in self._opened:
+            await self.store.save_message(
+                self._message(
+                    sid, "system", self.settings.system_prompt, id=_system_message_id(sid)
+                )
+            )
+        self._opened.add(sid)
+        return session
+
+    async def history(
+        self, session_id: IdLike | None = None, last_rounds: int | None = None
+    ) -> list[Message]:
+        """The stored messages of a session (the last ``last_rounds`` rounds if given)."""
+        sid = check_id(session_id or self.session_id, "session_id")
+        return await self.store.load_window(self.persistence.tenant_id, sid, last_rounds)
+
+    async def chat(
+        self,
+        text: str,
+        *,
+        session_id: IdLike | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Send ``text`` and return the whole reply (persisted like :meth:`chat_stream`)."""
+        parts = [
+            piece
+            async for piece in self.chat_stream(text, session_id=session_id, metadata=metadata)
+        ]
+        return "".join(parts)
+
+    async def chat_stream(
+        self,
+        text: str,
+        *,
+        session_id: IdLike | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> AsyncIterator[str]:
+        """Send ``text`` and yield the reply as it streams; every part is persisted.
+
+        Stop early with ``aclose()`` (or ``contextlib.aclosing``) or by cancelling the task:
+        the partial reply is kept with status ``cancelled``.
+        """
+        sid = check_id(session_id or self.session_id, "session_id")
+        if sid not in self._opened:
+            await self.open_session(sid)
+        settings, p = self.settings, self.persistence
+        user = self._message(sid, "user", text, metadata=metadata or {})
+        user_saved: asyncio.Future[Message] | None = asyncio.ensure_future(
+            self.store.save_message(user)
+        )
+        try:
+            window = await self.store.load_window(p.tenant_id, sid, settings.window)
+            history = select_window(
+                [m for m in window if m.id != user.id] + [user], settings.window
+            )
+            for _ in range(MAX_TOOL_ROUNDS + 1):
+                recorder = ReplyRecorder(
+                    self.store,
+                    self._message(sid, "assistant", status="streaming"),
+                    settings.flush_interval,
+                )
+                timer = RequestTimer()
+                request = ChatRequest(
+                    model=settings.model,
+                    messages=history,
+                    tools=[t.spec for t in settings.tools.values()],
+                    temperature=settings.temperature,
+                    max_tokens=settings.max_tokens,
+                    response_format=settings.response_format,
+                    extra=settings.extra,
+                )
+                end: StreamEnd | None = None
+                failure: BaseException | None = None
+                stream = settings.provider.stream(request)
+                try:
+                    async for event in stream:
+                        if isinstance(event, TextDelta):
+                            if not event.text:
+                                continue
+                            timer.token()
+                            if user_saved is not None:
+                                await user_saved  # durable before the first token is shown
+                                user_saved = None
+                            recorder.add(event.text)
+                            yield event.text
+                        else:
+                            end = event
+                except BaseException as exc:
+                    failure = exc
+                    raise
+                finally:
+                    timer.stop()
+                    await _close_stream(stream)
+                    if user_saved is not None:
+                        await user_saved
+                        user_saved = None
+                    status: MessageStatus = "complete"
+                    if failure is not None:
+                        status = "error" if isinstance(failure, Exception) else "cancelled"
+                        if isinstance(failure, asyncio.CancelledError):
+                            status = "cancelled"
+                    reply = await recorder.finish(
+                        status,
+                        tool_calls=end.tool_calls if end else (),
+                        metadata={"model": (end.model if end and end.model else settings.model)},
+                    )
+                    await self.store.save_api_call(
+                        timer.api_call(
+                            {
+                                "tenant_id": p.tenant_id,
+                                "session_id": sid,
+                                "user_id": p.user_id,
+                                "agent_id": p.agent_id,
+                                "model": settings.model,
+                                "request_message_id": user.id,
+                                "response_message_id": reply.id,
+                                "response_id": end.response_id if end else None,
+                            },
+                            status=_api_status(failure),
+                            usage=end.usage if end else None,
+                            error=failure if isinstance(failure, Exception) else None,
+                        )
+                    )
+                if end is None or not end.tool_calls:
+                    return
+                history = [*history, reply]
+                for call in end.tool_calls:
+                    history.append(await self._run_tool(sid, call.id, call.name, call.arguments))
+        finally:
+            if user_saved is not None:
+                await user_saved
+
+    async def _run_tool(
+        self, session_id: str, call_id: str, name: str, arguments: Mapping[str, Any]
+    ) -> Message:
+        tool = self.settings.tools.get(name)
+        meta: dict[str, Any] = {}
+        if tool is None:
+            result, meta = f"error: no tool named {name!r}", {"error": "unknown_tool"}
+        else:
+            try:
+                result = await tool.call(arguments)
+            except Exception as exc:  # the model sees the failure and may recover
+                result, meta = f"error: {type(exc).__name__}: {exc}", {"error": type(exc).__name__}
+        message = self._message(
+            session_id, "tool", result, tool_call_id=call_id, name=name, metadata=meta
+        )
+        return await self.store.save_message(message)
+
+
+async def _close_stream(stream: AsyncIterator[Any]) -> None:
+    aclose: Callable[[], Any] | None = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def _provider_from_env() -> tuple[str, dict[str, Any]]:
+    if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"):
+        return "openai", {}
+    return "echo", {}
+
+
+class AgentBuilder:
+    """Configures and builds an :class:`Agent` (MoFA's ``LLMAgentBuilder``)."""
+
+    def __init__(self, system_prompt: str | None = None) -> None:
+        self._system_prompt = system_prompt
+        self._store: Store | str | None = None
+        self._default_store = False
+        self._provider: Provider | str | None = None
+        self._provider_options: dict[str, Any] = {}
+        self._model: str | None = None
+        self._session_id: str | None = None
+        self._name: str | None = None
+        self._window: int | None = None
+        self._tools: list[Callable[..., Any] | Tool] = []
+        self._persistence: PersistencePlugin | None = None
+        self._ids: dict[str, str | None] = {}
+        self._temperature: float | None = None
+        self._max_tokens: int | None = None
+        self._response_format: Mapping[str, Any] | None = None
+        self._extra: dict[str, Any] = {}
+        self._flush_interval = DEFAULT_FLUSH_INTERVAL
+
+    # -- setters ------------------------------------------------------------------------
+
+    def with_store(self, store: Store | str) -> AgentBuilder:
+        """Persist to this store (or store URL)."""
+        self._store = store
+        return self
+
+    def with_provider(self, provider: Provider | str, **options: Any) -> AgentBuilder:
+        """Use this provider, or the one registered under this name built with ``options``."""
+        self._provider, self._provider_options = provider, options
+        return self
+
+    def with_model(self, model: str) -> AgentBuilder:
+        self._model = model
+        return self
+
+    def with_system_prompt(self, prompt: str) -> AgentBuilder:
+        self._system_prompt = prompt
+        return self
+
+    def with_session_id(self, session_id: IdLike) -> AgentBuilder:
+        """The default session of ``chat_stream`` (each call may pass another)."""
+        self._session_id = check_id(session_id, "session_id")
+        return self
+
+    def with_name(self, name: str) -> AgentBuilder:
+        self._name = name
+        return self
+
+    def with_sliding_window(self, rounds: int | None) -> AgentBuilder:
+        """Send the system prompt and only the last ``rounds`` rounds to the model."""
+        self._window = check_rounds(rounds)
+        return self
+
+    def with_tools(self, tools: Iterable[Callable[..., Any] | Tool]) -> AgentBuilder:
+        """Plain callables (or :class:`Tool`) the model may call."""
+        self._tools.extend(tools)
+        return self
+
+    def with_persistence_plugin(self, persistence: PersistencePlugin) -> AgentBuilder:
+        """Persist with this store, tenant, user, agent and session."""
+        self._persistence = persistence
+        return self
+
+    def with_tenant_id(self, tenant_id: IdLike) -> AgentBuilder:
+        self._ids["tenant_id"] = check_id(tenant_id, "tenant_id")
+        return self
+
+    def with_user_id(self, user_id: IdLike) -> AgentBuilder:
+        self._ids["user_id"] = check_id(user_id, "user_id")
+        return self
+
+    def with_agent_id(self, agent_id: IdLike) -> AgentBuilder:
+        self._ids["agent_id"] = check_id(agent_id, "agent_id")
+        return self
+
+    def with_temperature(self, temperature: float | None) -> AgentBuilder:
+        self._temperature = temperature
+        return self
+
+    def with_max_tokens(self, max_tokens: int | None) -> AgentBuilder:
+        self._max_tokens = max_tokens
+        return self
+
+    def with_response_format(self, response_format: Mapping[str, Any] | None) -> AgentBuilder:
+        self._response_format = response_format
+        return self
+
+    def with_params(self, **params: Any) -> AgentBuilder:
+        """Extra request parameters passed to the provider as they are (``top_p``, ``seed``)."""
+        self._extra.update(params)
+        return self
+
+    def with_flush_interval(self, seconds: float) -> AgentBuilder:
+        """How often a streaming reply is rewritten to the store (default 1 s)."""
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+            raise ValidationError(f"flush interval must be a number >= 0, got {seconds!r}")
+        self._flush_interval = float(seconds)
+        return self
+
+    @classmethod
+    def from_agent_config(cls, config: AgentConfig) -> AgentBuilder:
+        """A builder with every field of an agent row and its provider row applied.
+
+        Raises :class:`ConfigurationError` when the agent or its provider is disabled.
+        """
+        agent, provider = config.agent, config.provider
+        if not agent.enabled:
+            raise ConfigurationError(f"agent {agent.code!r} is disabled")
+        if provider is not None and not provider.enabled:
+            raise ConfigurationError(
+                f"provider {provider.name!r} of agent {agent.code!r} is disabled"
+            )
+        builder = cls(agent.system_prompt).with_name(agent.name)
+        builder._ids = {"tenant_id": agent.tenant_id, "agent_id": agent.id}
+        builder._window = agent.window
+        builder._temperature = agent.temperature
+        builder._max_tokens = agent.max_tokens
+        builder._response_format = agent.response_format
+        builder._extra = dict(agent.custom_params)
+        if agent.model:
+            builder._model = agent.model
+        if provider is not None:
+            options: dict[str, Any] = {}
+            if provider.api_base:
+                options["base_url"] = provider.api_base
+            if provider.api_key_ref:
+                options["api_key_ref"] = provider.api_key_ref
+            builder._provider, builder._provider_options = provider.type, options
+        return builder
+
+    # -- build --------------------------------------------------------------------------
+
+    def _resolve_provider(self) -> Provider:
+        provider = self._provider
+        options = dict(self._provider_options)
+        if provider is None:
+            provider, options = _provider_from_env()
+        if isinstance(provider, str):
+            if self._model and provider != "echo":
+                options.setdefault("model", self._model)
+            return get_provider(provider, **options)
+        return provider
+
+    async def build(self) -> Agent:
+        """Open the store (if given as a URL) and provider, and return the agent."""
+        provider = self._resolve_provider()
+        model = self._model or os.environ.get("OPENAI_MODEL") or provider.default_model
+        if not model:
+            raise ConfigurationError("no model: call with_model(...) or set OPENAI_MODEL")
+        owns_store = False
+        persistence = self._persistence
+        if persistence is None:
+            store = self._store
+            if store is None:
+                if not self._default_store:
+                    raise ConfigurationError(
+                        "no store: call with_store(...) or with_persistence_plugin(...)"
+                    )
+                store = default_store_url()
+            if isinstance(store, str):
+                store = await connect(store)
+                owns_store = True
+            tenant = self._ids.get("tenant_id")
+            if tenant is None:
+                raise ConfigurationError(
+                    "no tenant: call with_tenant_id(...) or use a PersistencePlugin"
+                )
+            persistence = PersistencePlugin.from_store(
+                store,
+                tenant_id=tenant,
+                user_id=self._ids.get("user_id"),
+                agent_id=self._ids.get("agent_id"),
+                session_id=self._session_id,
+            )
+        elif self._session_id is not None:
+            persistence = attrs.evolve(persistence, session_id=self._session_id)
+        settings = AgentSettings(
+            name=self._name,
+            system_prompt=self._system_prompt,
+            provider=provider,
+            model=model,
+            window=self._window,
+            temperature=self._temperature,
+            max_tokens=self._max_tokens,
+            response_format=self._response_format,
+            extra=self._extra,
+            tools=as_tools(self._tools),
+            flush_interval=self._flush_interval,
+        )
+        return Agent(settings, persistence, owns_store=owns_store)
+
+
+def quick_agent(system_prompt: str, store: Store | str | None = None) -> AgentBuilder:
+    """A builder with sensible defaults for a local, single-user agent.
+
+    The store is ``store``, else ``THREADLINE_STORE`` or ``DATABASE_URL``, else SQLite in the
+    user data directory; tenant, user and agent ids come from ``TENANT_ID``, ``USER_ID``,
+    ``AGENT_ID`` when set, else the fixed ``LOCAL_*`` ids; the provider is ``openai`` when
+    ``OPENAI_API_KEY`` or ``OPENAI_BASE_URL`` is set, else ``echo``.
+    """
+    builder = AgentBuilder(system_prompt)
+    if store is not None:
+        builder.with_store(store)
+    builder._default_store = True
+    builder.with_tenant_id(os.environ.get("TENANT_ID") or LOCAL_TENANT_ID)
+    builder.with_user_id(os.environ.get("USER_ID") or LOCAL_USER_ID)
+    builder.with_agent_id(os.environ.get("AGENT_ID") or LOCAL_AGENT_ID)
+    return builder

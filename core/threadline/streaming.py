@@ -1,0 +1,145 @@
+"""Persisting a reply while it streams, and timing the request that produced it.
+
+:class:`ReplyRecorder` writes the assistant row at the first token (status
+``streaming``), rewrites it with the text so far at most once per flush interval in
+the background, and writes the final content and status however the stream ends. A
+process killed mid-reply so loses at most one interval of text; the row it left
+``streaming`` becomes ``interrupted`` when the session is next opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from threadline.models import ApiCall, ApiCallStatus, Message, MessageStatus, ToolCall
+from threadline.providers import Usage
+from threadline.store import Store
+
+__all__ = ["ReplyRecorder", "RequestTimer"]
+
+
+class ReplyRecorder:
+    """Saves one assistant message as its text streams in."""
+
+    def __init__(self, store: Store, template: Message, flush_interval: float) -> None:
+        self.store = store
+        self.template = template
+        self.flush_interval = flush_interval
+        self.parts: list[str] = []
+        self._inserted = False
+        self._pending: asyncio.Future[None] | None = None
+        self._last_flush = 0.0
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    @property
+    def message_id(self) -> str:
+        return self.template.id
+
+    def _snapshot(self, status: MessageStatus, **changes: Any) -> Message:
+        return attrs.evolve(self.template, content=self.text, status=status, **changes)
+
+    async def _insert(self, message: Message) -> None:
+        await self.store.save_message(message)
+        self._inserted = True
+
+    async def _flush(self, message: Message) -> None:
+        await self.store.update_message(message)
+
+    def add(self, text: str) -> None:
+        """Record a piece of text; start a background write when one is due."""
+        self.parts.append(text)
+        if self._pending is not None and not self._pending.done():
+            return  # one write at a time, in order
+        now = time.monotonic()
+        if self._pending is None:
+            self._last_flush = now
+            self._pending = asyncio.ensure_future(self._insert(self._snapshot("streaming")))
+        elif self._inserted and now - self._last_flush >= self.flush_interval:
+            self._last_flush = now
+            self._pending = asyncio.ensure_future(self._flush(self._snapshot("streaming")))
+
+    async def finish(
+        self,
+        status: MessageStatus,
+        *,
+        tool_calls: Sequence[ToolCall] = (),
+        metadata: dict[str, Any] | None = None,
+    ) -> Message:
+        """Write the final text and status, after any background write; return the row."""
+        if self._pending is not None:
+            try:
+                await asyncio.shield(self._pending)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                pass  # a failed background write is retried by the final write below
+        final = self._snapshot(
+            status,
+            tool_calls=tuple(tool_calls),
+            metadata={**self.template.metadata, **(metadata or {})},
+        )
+        if self._inserted:
+            return await self.store.update_message(final)
+        stored = await self.store.save_message(final)
+        if stored.content != final.content or stored.status != final.status:
+            stored = await self.store.update_message(final)  # the insert had landed after all
+        return stored
+
+
+@attrs.define
+class RequestTimer:
+    """Wall-clock facts about one model request, for its :class:`ApiCall`."""
+
+    started: float = attrs.field(factory=time.perf_counter)
+    first_token: float | None = None
+    ended: float | None = None
+
+    def token(self) -> None:
+        if self.first_token is None:
+            self.first_token = time.perf_counter()
+
+    def stop(self) -> None:
+        if self.ended is None:
+            self.ended = time.perf_counter()
+
+    def api_call(
+        self,
+        template: dict[str, Any],
+        *,
+        status: ApiCallStatus,
+        usage: Usage | None,
+        error: BaseException | None = None,
+    ) -> ApiCall:
+        self.stop()
+        assert self.ended is not None
+        latency = (self.ended - self.started) * 1000
+        ttft = None if self.first_token is None else (self.first_token - self.started) * 1000
+        tps = None
+        if usage is not None and usage.completion_tokens and self.first_token is not None:
+            span = self.ended - self.first_token
+            tps = usage.completion_tokens / span if span > 0 else None
+        error_fields: dict[str, Any] = {}
+        if error is not None:
+            error_fields = {
+                "error_message": str(error)[:2000] or type(error).__name__,
+                "error_code": str(getattr(error, "code", None) or type(error).__name__),
+            }
+        return ApiCall(
+            **template,
+            status=status,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            total_tokens=usage.total_tokens if usage else None,
+            latency_ms=round(latency, 3),
+            time_to_first_token_ms=None if ttft is None else round(ttft, 3),
+            tokens_per_second=None if tps is None else round(tps, 3),
+            **error_fields,
+        )

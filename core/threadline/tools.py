@@ -1,0 +1,109 @@
+"""Tools: plain Python callables offered to the model.
+
+A tool's name is the function's name, its description the docstring's first paragraph,
+and its JSON-schema parameters come from the signature's annotations. Sync tools run in
+a worker thread so they never block the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from threadline.errors import ValidationError
+from threadline.providers import ToolSpec
+
+__all__ = ["Tool", "as_tools"]
+
+_JSON_TYPES: dict[Any, str] = {
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    list: "array",
+    tuple: "array",
+    dict: "object",
+}
+
+
+def _schema_for(annotation: Any) -> dict[str, Any]:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _schema_for(args[0]) if len(args) == 1 else {}
+    if origin is typing.Literal:
+        return {"enum": list(typing.get_args(annotation))}
+    base = origin or annotation
+    kind = _JSON_TYPES.get(base)
+    return {"type": kind} if kind else {}
+
+
+@attrs.frozen
+class Tool:
+    """A callable the model may call, with its spec."""
+
+    function: Callable[..., Any]
+    spec: ToolSpec
+
+    @classmethod
+    def from_function(cls, function: Callable[..., Any], name: str | None = None) -> Tool:
+        """Describe ``function`` from its name, docstring and annotations."""
+        if not callable(function):
+            raise ValidationError(f"a tool must be callable, got {type(function).__name__}")
+        signature = inspect.signature(function)
+        try:
+            hints = typing.get_type_hints(function)
+        except Exception:
+            hints = {}
+        properties: dict[str, Any] = {}
+        required: list[str] = []
+        for pname, param in signature.parameters.items():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                continue
+            properties[pname] = _schema_for(hints.get(pname, Any))
+            if param.default is param.empty:
+                required.append(pname)
+        doc = inspect.getdoc(function) or ""
+        spec = ToolSpec(
+            name=name or function.__name__,
+            description=doc.split("\n\n")[0].strip(),
+            parameters={"type": "object", "properties": properties, "required": required},
+        )
+        return cls(function=function, spec=spec)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    async def call(self, arguments: Mapping[str, Any]) -> str:
+        """Run the tool with the model's arguments; return its result as text."""
+        if inspect.iscoroutinefunction(self.function):
+            result = await self.function(**arguments)
+        else:
+            result = await asyncio.to_thread(self.function, **arguments)
+            if inspect.isawaitable(result):
+                result = await result
+        if isinstance(result, str):
+            return result
+        try:
+            return json.dumps(result, ensure_ascii=False, default=str)
+        except (TypeError, ValueError):
+            return str(result)
+
+
+def as_tools(items: Iterable[Callable[..., Any] | Tool]) -> dict[str, Tool]:
+    """Tools by name, refusing two with the same name."""
+    tools: dict[str, Tool] = {}
+    for item in items:
+        tool = item if isinstance(item, Tool) else Tool.from_function(item)
+        if tool.name in tools:
+            raise ValidationError(f"two tools are named {tool.name!r}")
+        tools[tool.name] = tool
+    return tools
