@@ -32,7 +32,7 @@ from threadline.errors import (
     ValidationError,
 )
 from threadline.ids import IdLike, check_id, new_id, optional_id
-from threadline.models import AgentConfig, ApiCallStatus, Message, MessageStatus, Session
+from threadline.models import AgentConfig, ApiCallStatus, Message, MessageStatus, Role, Session
 from threadline.providers import ChatRequest, Provider, StreamEnd, TextDelta, get_provider
 from threadline.store import Store, connect
 from threadline.streaming import ReplyRecorder, RequestTimer
@@ -193,7 +193,7 @@ class Agent:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _message(self, session_id: str, role: str, content: str = "", **fields: Any) -> Message:
+    def _message(self, session_id: str, role: Role, content: str = "", **fields: Any) -> Message:
         p = self.persistence
         return Message(
             session_id=session_id,
@@ -202,7 +202,7 @@ class Agent:
             agent_id=p.agent_id,
             role=role,
             content=content,
-            **fields,  # type: ignore[arg-type]
+            **fields,
         )
 
     async def open_session(self, session_id: IdLike | None = None) -> Session:
