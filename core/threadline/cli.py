@@ -61,6 +61,17 @@ def migrate_command(url: str) -> None:
         click.echo("up to date: no migrations to apply")
 
 
+def _add_builtin_commands() -> None:
+    from threadline.cli_chat import chat_command
+    from threadline.cli_records import agents_group, sessions_group
+
+    for command in (chat_command, sessions_group, agents_group):
+        cli.add_command(command)
+
+
+_add_builtin_commands()
+
+
 def _load_plugin_commands() -> None:
     from threadline.plugins import load_plugins, pm
 

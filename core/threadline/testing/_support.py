@@ -6,9 +6,9 @@ from typing import Any
 
 import attrs
 
+from threadline.ids import new_id
 from threadline.models import Message, Session, ToolCall
 from threadline.store import Store
-from threadline.ids import new_id
 
 
 class Conversation:

@@ -12,13 +12,17 @@ _named: dict[str, MemoryStore] = {}
 
 
 async def open_memory_store(url: StoreURL) -> MemoryStore:
-    """``memory://`` is a fresh store; ``memory://NAME`` is shared within the process."""
+    """``memory://`` is a fresh store; ``memory://NAME`` is shared within the process.
+
+    A named store keeps its data until the process ends, across ``close()`` and reopening.
+    """
     name = (url.host or "") + url.path.strip("/")
     if not name:
         return MemoryStore()
     store = _named.get(name)
-    if store is None or store.closed:
+    if store is None:
         store = _named[name] = MemoryStore()
+    store.closed = False  # a named store outlives the Store objects that open it
     return store
 
 

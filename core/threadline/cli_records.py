@@ -1,0 +1,238 @@
+"""``threadline sessions`` and ``threadline agents``: look at and manage what is stored."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from threadline.cli_options import (
+    json_option,
+    print_json,
+    print_table,
+    store_option,
+    store_url,
+    tenant_options,
+)
+from threadline.store import Store
+
+T = TypeVar("T")
+
+
+def with_store(url: str | None, work: Callable[[Store], Awaitable[T]]) -> T:
+    """Open the store, run ``work`` on it, close it; errors become clean CLI errors."""
+    from threadline.cli import run
+    from threadline.store import connect
+
+    async def go() -> T:
+        store = await connect(store_url(url))
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return run(go())
+
+
+@click.group(name="sessions")
+def sessions_group() -> None:
+    """List, show and delete sessions."""
+
+
+@sessions_group.command(name="list")
+@store_option
+@tenant_options
+@click.option("--all-users", is_flag=True, help="Every user of the tenant.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@json_option
+def sessions_list(
+    store: str | None, tenant_id: str, user_id: str, all_users: bool, limit: int, as_json: bool
+) -> None:
+    """The tenant's sessions, most recently active first."""
+
+    async def work(db: Store) -> list[Any]:
+        found = await db.list_sessions(
+            tenant_id, user_id=None if all_users else user_id, limit=limit
+        )
+        return [(s, await db.count_messages(tenant_id, s.id)) for s in found]
+
+    rows = with_store(store, work)
+    if as_json:
+        print_json([s.to_dict() | {"messages": n} for s, n in rows])
+        return
+    print_table(
+        [(s.id, s.updated_at.strftime("%Y-%m-%d %H:%M:%S"), n, s.title or "") for s, n in rows],
+        ["id", "updated (UTC)", "messages", "title"],
+    )
+
+
+@sessions_group.command(name="show")
+@click.argument("session_id")
+@store_option
+@tenant_options
+@json_option
+def sessions_show(
+    session_id: str, store: str | None, tenant_id: str, user_id: str, as_json: bool
+) -> None:
+    """Print a session's messages."""
+
+    async def work(db: Store) -> Any:
+        session = await db.get_session(tenant_id, session_id)
+        if session is None:
+            raise click.ClickException(f"no session {session_id} for this tenant")
+        return session, await db.get_messages(tenant_id, session_id)
+
+    session, messages = with_store(store, work)
+    if as_json:
+        print_json(session.to_dict() | {"messages": [m.to_dict() for m in messages]})
+        return
+    click.echo(f"session {session.id}  {session.title or ''}")
+    for m in messages:
+        calls = ", ".join(f"{c.name}({json.dumps(c.arguments)})" for c in m.tool_calls)
+        extra = f" [{m.status}]" if m.status != "complete" else ""
+        body = m.content + (f" -> {calls}" if calls else "")
+        click.echo(f"{m.seq:>4} {m.role:<9}{extra} {body}")
+
+
+@sessions_group.command(name="delete")
+@click.argument("session_id")
+@store_option
+@tenant_options
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def sessions_delete(
+    session_id: str, store: str | None, tenant_id: str, user_id: str, yes: bool
+) -> None:
+    """Delete a session with its messages, API calls and checkpoints."""
+    if not yes:
+        click.confirm(f"Delete session {session_id} and everything in it?", abort=True)
+    deleted = with_store(store, lambda db: db.delete_session(tenant_id, session_id))
+    if not deleted:
+        raise click.ClickException(f"no session {session_id} for this tenant")
+    click.echo(f"deleted {session_id}")
+
+
+@click.group(name="agents")
+def agents_group() -> None:
+    """Add, list and show agent configs (agent + provider rows)."""
+
+
+@agents_group.command(name="add")
+@store_option
+@tenant_options
+@click.option(
+    "--from-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A JSON file with an AgentConfig ({'agent': {...}, 'provider': {...}}).",
+)
+@click.option("--code", help="Unique code of the agent in the tenant.")
+@click.option("--name", help="Display name (default: the code).")
+@click.option("--system-prompt")
+@click.option("--model")
+@click.option("--temperature", type=float)
+@click.option("--max-tokens", type=click.IntRange(min=1))
+@click.option("--window", type=click.IntRange(min=1), help="Sliding window in rounds.")
+@click.option("--provider-type", default="openai", show_default=True)
+@click.option("--provider-name", help="Provider row name (default: the type).")
+@click.option("--api-base", help="Base URL of an OpenAI-compatible endpoint.")
+@click.option("--api-key-env", help="Environment variable holding the key (stored as env:NAME).")
+@click.option("--disabled", is_flag=True)
+@json_option
+def agents_add(
+    store: str | None,
+    tenant_id: str,
+    user_id: str,
+    from_file: Path | None,
+    code: str | None,
+    name: str | None,
+    system_prompt: str | None,
+    model: str | None,
+    temperature: float | None,
+    max_tokens: int | None,
+    window: int | None,
+    provider_type: str,
+    provider_name: str | None,
+    api_base: str | None,
+    api_key_env: str | None,
+    disabled: bool,
+    as_json: bool,
+) -> None:
+    """Save an agent config; the API key is stored as a reference, never its value."""
+    from threadline.errors import ValidationError
+    from threadline.models import AgentConfig, AgentRecord, ProviderRecord
+
+    try:
+        if from_file is not None:
+            config = AgentConfig.from_dict(json.loads(from_file.read_text(encoding="utf-8")))
+        else:
+            if not code:
+                raise click.UsageError("give --code (or --from-file)")
+            provider = ProviderRecord(
+                tenant_id=tenant_id,
+                name=provider_name or provider_type,
+                type=provider_type,
+                api_base=api_base,
+                api_key_ref=f"env:{api_key_env}" if api_key_env else None,
+            )
+            config = AgentConfig(
+                agent=AgentRecord(
+                    tenant_id=tenant_id,
+                    code=code,
+                    name=name or code,
+                    system_prompt=system_prompt,
+                    model=model,
+                    temperature=temperature,
+                    max_tokens=max_tokens,
+                    window=window,
+                    provider_id=provider.id,
+                    enabled=not disabled,
+                ),
+                provider=provider,
+            )
+    except (ValueError, KeyError, TypeError) as exc:
+        message = str(exc) if isinstance(exc, ValidationError) else f"invalid config: {exc}"
+        raise click.ClickException(message) from None
+    saved = with_store(store, lambda db: db.save_agent_config(config))
+    if as_json:
+        print_json(saved.to_dict())
+    else:
+        click.echo(f"saved agent {saved.agent.code} ({saved.agent.id})")
+
+
+@agents_group.command(name="list")
+@store_option
+@tenant_options
+@json_option
+def agents_list(store: str | None, tenant_id: str, user_id: str, as_json: bool) -> None:
+    """The tenant's agents, by code."""
+    configs = with_store(store, lambda db: db.list_agent_configs(tenant_id))
+    if as_json:
+        print_json([c.to_dict() for c in configs])
+        return
+    print_table(
+        [
+            (
+                c.agent.code,
+                c.agent.name,
+                c.agent.model,
+                c.provider.type if c.provider else "",
+                "yes" if c.enabled else "no",
+            )
+            for c in configs
+        ],
+        ["code", "name", "model", "provider", "enabled"],
+    )
+
+
+@agents_group.command(name="show")
+@click.argument("code")
+@store_option
+@tenant_options
+def agents_show(code: str, store: str | None, tenant_id: str, user_id: str) -> None:
+    """Print one agent config as JSON."""
+    config = with_store(store, lambda db: db.load_agent_config(tenant_id=tenant_id, code=code))
+    if config is None:
+        raise click.ClickException(f"no agent {code!r} in this tenant")
+    print_json(config.to_dict())

@@ -1,0 +1,89 @@
+"""The threadline command line, in process, on a named memory store."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from threadline.cli import cli
+from threadline.ids import new_id
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    values = {
+        "THREADLINE_STORE": f"memory://cli-{new_id()}",
+        "TENANT_ID": new_id(),
+        "USER_ID": new_id(),
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    return values
+
+
+def invoke(*args: str, input: str | None = None) -> str:
+    result = CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_chat_persists_and_continues(env: dict[str, str]) -> None:
+    first = invoke("chat", "--system", "be brief", "hello")
+    assert "Echo: hello" in first
+    invoke("chat", "-c", input="and again\nsecond line\n")
+    sessions = json.loads(invoke("sessions", "list", "--json"))
+    assert len(sessions) == 1
+    assert sessions[0]["messages"] == 7  # system + 3 user + 3 assistant
+    shown = invoke("sessions", "show", sessions[0]["id"])
+    assert "system" in shown and "Echo: second line" in shown
+
+
+def test_sessions_are_scoped_to_the_tenant(env: dict[str, str]) -> None:
+    invoke("chat", "private")
+    [session] = json.loads(invoke("sessions", "list", "--json"))
+    result = CliRunner().invoke(cli, ["sessions", "show", session["id"], "--tenant", new_id()])
+    assert result.exit_code != 0
+    assert "no session" in result.output
+    result = CliRunner().invoke(
+        cli, ["sessions", "delete", session["id"], "--tenant", new_id(), "--yes"]
+    )
+    assert result.exit_code != 0
+    assert len(json.loads(invoke("sessions", "list", "--json"))) == 1
+    invoke("sessions", "delete", session["id"], "--yes")
+    assert json.loads(invoke("sessions", "list", "--json")) == []
+
+
+def test_agents_add_list_show(env: dict[str, str]) -> None:
+    invoke(
+        "agents",
+        "add",
+        "--code",
+        "helper",
+        "--model",
+        "gpt-4o-mini",
+        "--window",
+        "3",
+        "--api-base",
+        "http://127.0.0.1:9/v1",
+        "--api-key-env",
+        "MY_KEY",
+    )
+    listed = invoke("agents", "list")
+    assert "helper" in listed and "gpt-4o-mini" in listed
+    shown = json.loads(invoke("agents", "show", "helper"))
+    assert shown["agent"]["window"] == 3
+    assert shown["provider"]["api_key_ref"] == "env:MY_KEY"
+    result = CliRunner().invoke(cli, ["agents", "add", "--code", "helper"])
+    assert result.exit_code != 0
+    assert "ConflictError" in result.output
+
+
+def test_bad_input_is_a_clean_error(env: dict[str, str]) -> None:
+    result = CliRunner().invoke(cli, ["sessions", "show", "../../etc/passwd"])
+    assert result.exit_code == 1
+    assert "ValidationError" in result.output
+    assert "Traceback" not in result.output
