@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
@@ -336,3 +337,7 @@ def make_request(**kw: Any) -> ChatRequest:
 @pytest.fixture
 def request_factory() -> Callable[..., ChatRequest]:
     return make_request
+
+
+# Only this plugin loads in its tests, whatever else is installed in the environment.
+os.environ["THREADLINE_LOAD_PLUGINS"] = "threadline-openai"
