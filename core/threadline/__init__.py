@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from threadline import hookspecs
-from threadline.context import PersistenceContext
 from threadline.errors import (
     ConfigurationError,
     ConflictError,
@@ -22,43 +20,63 @@ from threadline.errors import (
     ThreadlineError,
     ValidationError,
 )
-from threadline.hookspecs import hookimpl
-from threadline.ids import new_id
-from threadline.models import (
-    AgentConfig,
-    AgentRecord,
-    ApiCall,
-    Checkpoint,
-    Message,
-    ProviderRecord,
-    Session,
-    ToolCall,
-)
-from threadline.store import Store, connect
-from threadline.urls import StoreURL
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from threadline import hookspecs
     from threadline.agent import Agent, AgentBuilder, PersistencePlugin, quick_agent
+    from threadline.context import PersistenceContext
+    from threadline.hookspecs import hookimpl
+    from threadline.ids import new_id
+    from threadline.models import (
+        AgentConfig,
+        AgentRecord,
+        ApiCall,
+        Checkpoint,
+        Message,
+        ProviderRecord,
+        Session,
+        ToolCall,
+    )
+    from threadline.store import Store, connect
     from threadline.tools import Tool
+    from threadline.urls import StoreURL
 
-# The agent runtime loads on first use, keeping `import threadline` cheap.
+# Everything but the errors loads on first use: `import threadline` stays cheap (attrs,
+# pluggy and importlib.metadata cost tens of milliseconds), and a name costs only when used.
 _LAZY = {
     "Agent": "threadline.agent",
     "AgentBuilder": "threadline.agent",
     "PersistencePlugin": "threadline.agent",
     "quick_agent": "threadline.agent",
+    "PersistenceContext": "threadline.context",
+    "hookimpl": "threadline.hookspecs",
+    "new_id": "threadline.ids",
+    "AgentConfig": "threadline.models",
+    "AgentRecord": "threadline.models",
+    "ApiCall": "threadline.models",
+    "Checkpoint": "threadline.models",
+    "Message": "threadline.models",
+    "ProviderRecord": "threadline.models",
+    "Session": "threadline.models",
+    "ToolCall": "threadline.models",
+    "Store": "threadline.store",
+    "connect": "threadline.store",
     "Tool": "threadline.tools",
+    "StoreURL": "threadline.urls",
 }
+_SUBMODULES = {"hookspecs", "graph", "testing", "providers", "window", "errors", "models"}
 
 
 def __getattr__(name: str) -> object:
+    import importlib
+
+    if name in _SUBMODULES:
+        return importlib.import_module(f"threadline.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'threadline' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
