@@ -70,9 +70,19 @@ def test_threadline_plugins_prints_json_like_llm() -> None:
     ]
 
 
-async def test_unknown_scheme_names_the_plugin_to_install() -> None:
-    with pytest.raises(PluginNotInstalledError, match="pip install threadline-postgres"):
-        await threadline.connect("postgresql://db.internal/app")
+def test_unknown_scheme_names_the_plugin_to_install() -> None:
+    code = """
+        import asyncio, threadline
+        try:
+            asyncio.run(threadline.connect("postgresql://db.internal/app"))
+        except threadline.PluginNotInstalledError as exc:
+            print(exc)
+    """
+    out = run_python(code, THREADLINE_LOAD_PLUGINS="")
+    assert "no store plugin serves postgresql:// URLs; pip install threadline-postgres" in out
+
+
+async def test_unknown_scheme_and_bad_urls_are_refused() -> None:
     with pytest.raises(PluginNotInstalledError, match="no store plugin serves nosuch://"):
         await threadline.connect("nosuch://x")
     with pytest.raises(threadline.ConfigurationError, match="not a store URL"):

@@ -17,9 +17,17 @@ _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan
 def dump_json(value: Any, field: str) -> str:
     """Encode ``value`` as compact JSON, or raise :class:`ValidationError` naming ``field``."""
     try:
-        return _encoder.encode(value)
+        text = _encoder.encode(value)
     except (TypeError, ValueError) as exc:
         raise ValidationError(f"{field} is not JSON-serialisable: {exc}") from None
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError(
+                f"{field} holds text that is not valid Unicode (a lone surrogate)"
+            ) from None
+    return text
 
 
 def load_json(text: str | bytes | None, default: Any = None) -> Any:

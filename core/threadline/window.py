@@ -68,12 +68,17 @@ def window_start(messages: Sequence[Message], last_rounds: int | None) -> int:
     start = round_start(messages, check_rounds(last_rounds))
     while start > 0:
         orphans = orphaned_tool_results(messages[start:])
-        if not orphans:
+        earliest = None
+        for index in range(start - 1, -1, -1):  # backwards, only as far as the calls lie
+            if not orphans:
+                break
+            found = {c.id for c in messages[index].tool_calls} & orphans
+            if found:
+                earliest = index
+                orphans -= found
+        if earliest is None:  # nothing answered in the window was called before it
             break
-        callers = [i for i in range(start) if any(c.id in orphans for c in messages[i].tool_calls)]
-        if not callers:  # nothing answered in the window was called before it
-            break
-        start = callers[0]
+        start = earliest
         while start > 0 and messages[start].role != "user":  # back to that round's start
             start -= 1
     return start

@@ -124,3 +124,19 @@ class BadInputConformance:
                 )
         assert await conv.messages() == [kept]
         assert (await conv.add("assistant", "next")).seq == 2
+
+    async def test_lone_surrogates_nested_in_json_are_refused(self, store: Store) -> None:
+        conv = await new_conversation(store)
+        with pytest.raises(ValidationError):
+            await store.save_message(conv.message("user", "ok", metadata={"k": "bad \udc00"}))
+        assert await conv.messages() == []
+
+    async def test_json_numbers_round_trip_exactly(self, store: Store) -> None:
+        conv = await new_conversation(store)
+        numbers = {"big_float": 1e23, "tiny": 5e-324, "big_int": 2**70, "neg": -0.5, "one": 1.0}
+        stored = await store.save_message(conv.message("user", "n", metadata=numbers))
+        [read] = await conv.messages()
+        assert read.metadata == numbers == stored.metadata
+        assert {k: type(v) for k, v in read.metadata.items()} == {
+            k: type(v) for k, v in numbers.items()
+        }

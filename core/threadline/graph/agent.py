@@ -1,0 +1,228 @@
+"""GraphAgent: runs a strategy node by node, with features such as Persistency.
+
+::
+
+    agent = GraphAgent(strategy, provider="echo", tools=[book_room],
+                       features=[Persistency(storage="sqlite:///chat.db")])
+    result = await agent.run("hello", session_id=s)
+
+Ids: checkpoints and sessions are written as ``tenant_id`` (default
+:data:`~threadline.agent.LOCAL_TENANT_ID`, the fixed local tenant ``quick_agent`` uses),
+``user_id`` (default :data:`~threadline.agent.LOCAL_USER_ID`) and ``agent_id`` (default
+:func:`default_agent_id` of the strategy's name, stable across processes). The provider
+is ``provider`` (an object or a registered name), else ``openai`` when
+``OPENAI_API_KEY`` or ``OPENAI_BASE_URL`` is set, else ``echo``; the model is ``model``,
+else ``OPENAI_MODEL``, else the provider's default.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from threadline.agent import LOCAL_TENANT_ID, LOCAL_USER_ID
+from threadline.errors import ConfigurationError
+from threadline.graph.context import GraphContext, RunState
+from threadline.graph.features import Feature
+from threadline.graph.persistency import Persistency, PersistencyHandle
+from threadline.graph.rollback import Inverse, collect_inverses
+from threadline.graph.storage import CheckpointScope
+from threadline.graph.strategy import Strategy
+from threadline.ids import IdLike, check_id, new_id, optional_id
+from threadline.models import ApiCall, ApiCallStatus, Message
+from threadline.providers import ChatRequest, Provider, StreamEnd, get_provider
+from threadline.streaming import RequestTimer
+from threadline.tools import Tool, as_tools
+
+__all__ = ["GraphAgent", "default_agent_id"]
+
+_AGENT_NAMESPACE = uuid.UUID("0199a1c0-5e1f-7c3a-9b7e-6a1d2c3b4a59")
+
+
+def default_agent_id(strategy_name: str) -> str:
+    """The agent id a GraphAgent uses by default: a UUIDv5 of the strategy's name."""
+    return str(uuid.uuid5(_AGENT_NAMESPACE, strategy_name))
+
+
+def _api_status(failure: BaseException | None) -> ApiCallStatus:
+    if failure is None:
+        return "success"
+    return "failed" if isinstance(failure, Exception) else "cancelled"
+
+
+class GraphAgent:
+    """An agent whose behaviour is a :class:`Strategy`; one instance serves many sessions."""
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        *,
+        model: str | None = None,
+        provider: Provider | str | None = None,
+        provider_options: Mapping[str, Any] | None = None,
+        tools: Iterable[Callable[..., Any] | Tool] = (),
+        features: Iterable[Feature] = (),
+        system_prompt: str | None = None,
+        tenant_id: IdLike = LOCAL_TENANT_ID,
+        user_id: IdLike | None = LOCAL_USER_ID,
+        agent_id: IdLike | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> None:
+        strategy.validate()
+        self.strategy = strategy
+        self.features = tuple(features)
+        installed = [f for f in self.features if isinstance(f, Persistency)]
+        if len(installed) > 1:
+            raise ConfigurationError("install Persistency once per agent")
+        self._persistency = installed[0] if installed else None
+        for feature in self.features:
+            feature.check_strategy(strategy)
+        self.tenant_id = check_id(tenant_id, "tenant_id")
+        self.user_id = optional_id(user_id, "user_id")
+        self.agent_id = check_id(agent_id or default_agent_id(strategy.name), "agent_id")
+        self.provider, self._owns_provider = _resolve_provider(provider, provider_options, model)
+        resolved = model or os.environ.get("OPENAI_MODEL") or self.provider.default_model
+        if not resolved:
+            raise ConfigurationError("no model: pass model=... or set OPENAI_MODEL")
+        self.model: str = resolved
+        self.system_prompt = system_prompt
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.tools: dict[str, Tool] = as_tools(tools)
+        explicit = self._persistency.rollback_tools if self._persistency else None
+        self.inverses: dict[str, Inverse] = collect_inverses(self.tools, explicit)
+
+    def __repr__(self) -> str:
+        return f"<GraphAgent strategy={self.strategy.name!r} model={self.model!r}>"
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close the features (a store Persistency opened) and a provider built from a name."""
+        for feature in self.features:
+            await feature.close()
+        if self._owns_provider:
+            await self.provider.aclose()
+
+    async def __aenter__(self) -> GraphAgent:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- persistency ----------------------------------------------------------------------
+
+    def _scope(self, session_id: str) -> CheckpointScope:
+        return CheckpointScope(
+            tenant_id=self.tenant_id,
+            user_id=self.user_id,
+            agent_id=self.agent_id,
+            session_id=session_id,
+            title=self.strategy.name,
+        )
+
+    def _feature(self) -> Persistency:
+        if self._persistency is None:
+            raise ConfigurationError(
+                "Persistency is not installed: GraphAgent(..., features=[Persistency(...)])"
+            )
+        return self._persistency
+
+    def persistency(self, session_id: IdLike) -> PersistencyHandle:
+        """The checkpoints of ``session_id`` (this agent's tenant only), outside any run."""
+        scope = self._scope(check_id(session_id, "session_id"))
+        return PersistencyHandle(self, self._feature(), scope)
+
+    def persistency_for(self, run: RunState) -> PersistencyHandle:
+        """The checkpoints of a running session; what ``ctx.persistency()`` returns."""
+        return PersistencyHandle(self, self._feature(), run.scope, run)
+
+    # -- running --------------------------------------------------------------------------
+
+    async def run(self, input: Any, *, session_id: IdLike | None = None) -> Any:
+        """Run the strategy on ``input``; return what reaches the finish node.
+
+        With Persistency installed, a ``session_id`` whose last run did not finish resumes
+        at its latest checkpoint (its node, input, history and state; ``input`` is then
+        not used) and nodes that completed before it are not run again. Without a
+        ``session_id`` every run is a new session.
+        """
+        sid = check_id(session_id, "session_id") if session_id is not None else new_id()
+        scope = self._scope(sid)
+        run = RunState(scope, node=self.strategy.start, input=input, history=[], state={})
+        ctx = GraphContext(self, run)
+        handle: PersistencyHandle | None = None
+        if self._persistency is not None:
+            self._persistency.check_strategy(self.strategy)  # nodes may have been added since
+            await (await self._persistency.backend()).open_session(scope)
+            handle = self.persistency_for(run)
+        if handle is None or await handle.resume() is None:
+            if self.system_prompt:
+                run.history.append(ctx.message("system", self.system_prompt))
+            run.node, run.input = await self.strategy.next_step(self.strategy.start, input)
+        finish = self.strategy.finish
+        while run.node is not finish:
+            node, value = run.node, run.input
+            for feature in self.features:
+                await feature.before_node(ctx, node.name, value)
+            output = await node.run(ctx, value)
+            for feature in self.features:
+                await feature.after_node(ctx, node.name, output)
+            if run.jump is not None:
+                (next_node, next_input), run.jump = run.jump, None
+            else:
+                next_node, next_input = await self.strategy.next_step(node, output)
+            run.previous, run.node, run.input = node.name, next_node, next_input
+            if handle is not None and self._feature().automatic:
+                await handle.checkpoint_after_node()
+            run.jump_saved = False
+        if handle is not None:
+            await handle.write_tombstone()
+        return run.input
+
+    async def record_api_call(
+        self,
+        scope: CheckpointScope,
+        request: ChatRequest,
+        reply: Message,
+        timer: RequestTimer,
+        end: StreamEnd | None,
+        failure: BaseException | None,
+    ) -> None:
+        """Record one model request (usage, latency) where the checkpoint storage is a Store."""
+        if self._persistency is None:
+            return
+        request_id = next((m.id for m in reversed(request.messages) if m.role != "assistant"), None)
+        api_call: ApiCall = timer.api_call(
+            {
+                "tenant_id": scope.tenant_id,
+                "session_id": scope.session_id,
+                "user_id": scope.user_id,
+                "agent_id": scope.agent_id,
+                "model": request.model,
+                "request_message_id": request_id,
+                "response_message_id": reply.id,
+                "response_id": end.response_id if end else None,
+            },
+            status=_api_status(failure),
+            usage=end.usage if end else None,
+            error=failure if isinstance(failure, Exception) else None,
+        )
+        await (await self._persistency.backend()).save_api_call(api_call)
+
+
+def _resolve_provider(
+    provider: Provider | str | None, options: Mapping[str, Any] | None, model: str | None
+) -> tuple[Provider, bool]:
+    if provider is None:
+        env = os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL")
+        provider = "openai" if env else "echo"
+    if isinstance(provider, str):
+        opts = dict(options or {})
+        if model and provider != "echo":
+            opts.setdefault("model", model)
+        return get_provider(provider, **opts), True
+    return provider, False

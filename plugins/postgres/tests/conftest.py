@@ -1,0 +1,104 @@
+"""Fixtures: a throwaway database per test run on the real PostgreSQL server.
+
+The server is ``THREADLINE_TEST_POSTGRES`` (default ``postgresql://postgres@127.0.0.1:5432/test``,
+used only to create and drop the run's database). Each run creates
+``threadline_test_<random>`` and drops it at the end, so runs cannot see each other;
+each conformance test gets a fresh schema in it. When the server cannot be reached
+the tests skip with the reason, except under CI (``CI`` set), where they fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+
+os.environ["THREADLINE_LOAD_PLUGINS"] = "threadline-postgres"
+
+import asyncpg
+import pytest_asyncio
+
+import threadline
+from threadline.urls import StoreURL
+
+ADMIN_URL = os.environ.get("THREADLINE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def with_database(url: str, database: str, query: str = "") -> str:
+    """``url`` pointing at ``database`` instead, with ``query`` options."""
+    parsed = StoreURL.parse(url)
+    userinfo = parsed.username or ""
+    if parsed.password:
+        userinfo += ":" + parsed.password
+    netloc = (userinfo + "@" if userinfo else "") + (parsed.host or "")
+    if parsed.port:
+        netloc += f":{parsed.port}"
+    return f"postgresql://{netloc}/{database}" + (f"?{query}" if query else "")
+
+
+def _unreachable(reason: str) -> None:
+    message = f"PostgreSQL server not reachable at {StoreURL.parse(ADMIN_URL)}: {reason}"
+    if os.environ.get("CI"):
+        pytest.fail(message + " (CI is set: failing instead of skipping)", pytrace=False)
+    pytest.skip(message)
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(ADMIN_URL, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A URL to a database created for this test run (dropped afterwards)."""
+    name = f"threadline_test_{secrets.token_hex(6)}"
+    try:
+        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+        _unreachable(f"{type(exc).__name__}: {exc}")
+    try:
+        yield with_database(ADMIN_URL, name)
+    finally:
+        try:
+            asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        except Exception as exc:  # the restart test may have left the server starting
+            print(f"could not drop {name}: {exc}")
+
+
+def store_url(database_url: str, **options: object) -> str:
+    """``database_url`` with query options."""
+    query = "&".join(f"{k}={v}" for k, v in options.items())
+    return database_url + (f"?{query}" if query else "")
+
+
+@pytest.fixture
+def make_url(database_url: str) -> Callable[..., str]:
+    """``make_url(schema="x", max_size=2)``: the run's database URL with those options."""
+    return functools.partial(store_url, database_url)
+
+
+@pytest_asyncio.fixture
+async def fresh_schema(database_url: str) -> AsyncIterator[str]:
+    """The name of a schema of its own for one test (dropped afterwards)."""
+    name = f"t_{secrets.token_hex(5)}"
+    yield name
+    conn = await asyncpg.connect(database_url, timeout=5)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    finally:
+        await conn.close()
+
+
+@pytest_asyncio.fixture
+async def store(database_url: str, fresh_schema: str) -> AsyncIterator[threadline.Store]:
+    """An open, empty store: migrated into a schema of its own."""
+    opened = await threadline.connect(store_url(database_url, schema=fresh_schema))
+    yield opened
+    await opened.close()

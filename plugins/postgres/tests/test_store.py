@@ -1,0 +1,299 @@
+"""What the PostgreSQL store adds to the conformance suite: storage details and races."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta, timezone
+
+import asyncpg
+import attrs
+import pytest
+import pytest_asyncio
+
+import threadline
+from threadline import Checkpoint, Message, Session, ToolCall
+from threadline.ids import new_id
+from threadline.testing._support import Conversation, new_conversation
+from threadline.window import select_window
+from threadline_postgres import PostgresStore
+from threadline_postgres.store import SNAPSHOT_EVERY
+
+NUL_TEXTS = ["\x00", "a\x00b", "\x01", "\x01\x02", "\x00\x01\x00", "tail\x00", "\x01\x01\x02x"]
+
+
+@pytest_asyncio.fixture
+async def raw(database_url: str, fresh_schema: str) -> AsyncIterator[asyncpg.Connection]:
+    """A plain connection whose search_path is the test's schema, to look at the rows."""
+    conn = await asyncpg.connect(database_url, server_settings={"search_path": fresh_schema})
+    yield conn
+    await conn.close()
+
+
+async def test_nul_characters_round_trip_everywhere(
+    store: threadline.Store, raw: asyncpg.Connection
+) -> None:
+    conv = await new_conversation(store, title="t\x00itle", metadata={"k\x00": "v\x00"})
+    assert (await store.get_session(conv.tenant_id, conv.id)) == conv.session
+    for text in NUL_TEXTS:
+        call = ToolCall(id="c\x00" + text, name="n\x00", arguments={text: [text, {text: 1}]})
+        message = conv.message(
+            "assistant", text, tool_calls=[call], name=text, metadata={text: text, "x": [text]}
+        )
+        stored = await store.save_message(message)
+        assert attrs.evolve(stored, seq=None) == message
+        answer = await conv.add("tool", text, tool_call_id=call.id)
+        assert (await conv.messages())[-2:] == [stored, answer]
+        updated = attrs.evolve(stored, content=text * 2, metadata={"u": text})
+        assert await store.update_message(updated) == updated
+    # The window finds calls by (escaped) id too.
+    window = await store.load_window(conv.tenant_id, conv.id, 1)
+    assert window == select_window(await conv.messages(), 1)
+    # Ordinary text is stored verbatim; only NUL and SOH are escaped, reversibly.
+    await conv.add("user", "plain text ✓")
+    contents = [r[0] for r in await raw.fetch("SELECT content FROM entity_message ORDER BY seq")]
+    assert contents[-1] == "plain text ✓"
+    assert "a\x01\x02b" in contents and "\x01\x01" in contents
+    assert all("\x00" not in c for c in contents)
+
+
+async def test_nul_in_checkpoints_and_configs(store: threadline.Store) -> None:
+    conv = await new_conversation(store)
+    history = [await conv.add("user", "q\x00"), await conv.add("assistant", "\x01a")]
+    checkpoint = Checkpoint(
+        tenant_id=conv.tenant_id, session_id=conv.id, node_id="n\x00", input="i\x00",
+        input_type="str\x00", history=history, state={"s\x00": "\x00"},
+        properties={"p": "\x01"},
+    )  # fmt: skip
+    stored = await store.create_checkpoint(checkpoint)
+    assert await store.get_checkpoint(conv.tenant_id, checkpoint.id) == stored
+    assert attrs.evolve(stored, version=None) == checkpoint
+
+
+async def test_json_numbers_round_trip_exactly(store: threadline.Store) -> None:
+    conv = await new_conversation(store)
+    values = {
+        "big": 1e23, "neg": -1.5e300, "tiny": 1e-7, "sub": 5e-324, "int": 2**70,
+        "negint": -(2**65), "one": 1.0, "zero": -0.0, "pi": 3.141592653589793, "e16": 1e16,
+        "list": [1e22, 12345678901234567890.0, 0.1],
+    }  # fmt: skip
+    stored = await conv.add("user", "numbers", metadata=values)
+    [read] = await conv.messages()
+    assert read == stored
+    for key, value in values.items():
+        assert type(read.metadata[key]) is type(value), key
+        assert read.metadata[key] == value, key
+
+
+async def test_timestamps_round_trip_to_the_microsecond(store: threadline.Store) -> None:
+    plus_five = timezone(timedelta(hours=5, minutes=30))
+    when = datetime(2024, 2, 29, 23, 59, 59, 999_999, tzinfo=plus_five)
+    session = await store.create_session(Session(tenant_id=new_id(), created_at=when))
+    conv = Conversation(store, session)
+    message = conv.message("user", "leap", created_at=datetime(1999, 12, 31, 23, 59, 59, 1,
+                                                                tzinfo=timezone.utc))  # fmt: skip
+    await store.save_message(message)
+    [read] = await conv.messages()
+    assert read.created_at == message.created_at
+    assert read.created_at.tzinfo is not None and read.created_at.utcoffset() == timedelta(0)
+    assert read.created_at.microsecond == 1
+    got = await store.get_session(session.tenant_id, session.id)
+    assert got is not None and got.created_at == when and got.created_at.microsecond == 999_999
+
+
+async def test_window_matches_the_definition_on_random_sessions(store: threadline.Store) -> None:
+    import random
+
+    rng = random.Random(7)
+    for _ in range(5):
+        conv = await new_conversation(store)
+        pending: list[str] = []
+        for i in range(60):
+            roll = rng.random()
+            if roll < 0.05:
+                await conv.add("system", f"sys {i}")
+            elif roll < 0.35:
+                await conv.add("user", f"u {i}")
+            elif roll < 0.5:
+                call = ToolCall(id=f"call-{i}", name="t", arguments={})
+                pending.append(call.id)
+                await conv.add("assistant", "", tool_calls=[call])
+            elif roll < 0.65 and pending:
+                await conv.add("tool", "r", tool_call_id=pending.pop(rng.randrange(len(pending))))
+            else:
+                await conv.add("assistant", f"a {i}")
+        everything = await conv.messages()
+        for rounds in (None, 0, 1, 2, 3, 5, 8, 100):
+            window = await store.load_window(conv.tenant_id, conv.id, rounds)
+            assert window == select_window(everything, rounds), rounds
+
+
+async def test_window_reads_an_index_not_the_session(
+    store: threadline.Store, raw: asyncpg.Connection
+) -> None:
+    conv = await new_conversation(store)
+    await conv.add("system", "be brief")
+    batch = [conv.message("user" if i % 2 == 0 else "assistant", f"m{i}") for i in range(3000)]
+    await store.save_messages(batch)
+    await raw.execute("ANALYZE")
+    pg = store.primary
+    assert isinstance(pg, PostgresStore)
+    plan = "\n".join(
+        r[0]
+        for r in await raw.fetch(
+            "EXPLAIN "
+            + pg.sql.window.replace("$1::uuid", f"'{conv.id}'::uuid")
+            .replace("$2::uuid", f"'{conv.tenant_id}'::uuid")
+            .replace("$3::bigint", "9")
+        )
+    )
+    assert "Seq Scan" not in plan, plan
+    assert "entity_message_user_turns" in plan and "entity_message_system" in plan, plan
+    window = await store.load_window(conv.tenant_id, conv.id, 10)
+    assert len(window) == 21 and window[0].content == "be brief"
+
+
+async def test_checkpoint_histories_are_stored_as_deltas(
+    store: threadline.Store, raw: asyncpg.Connection
+) -> None:
+    conv = await new_conversation(store)
+    history: list[Message] = []
+    parent = None
+    made = []
+    for i in range(40):
+        history.extend(await conv.add_round(i))
+        checkpoint = await store.create_checkpoint(
+            Checkpoint(
+                tenant_id=conv.tenant_id,
+                session_id=conv.id,
+                node_id=f"n{i}",
+                history=history,
+                parent_id=parent,
+            )  # fmt: skip
+        )
+        parent = checkpoint.id if i % 3 else None  # with and without parents
+        made.append(checkpoint)
+    rows = await raw.fetch(
+        "SELECT history_base, jsonb_array_length(history_delta) AS n, chain_depth "
+        "FROM entity_checkpoint ORDER BY version"
+    )
+    assert max(r["chain_depth"] for r in rows) == SNAPSHOT_EVERY - 1
+    stored_messages = sum(r["n"] for r in rows)
+    whole = sum(len(c.history) for c in made)
+    assert stored_messages < whole / 5  # 3,280 messages logically; a fraction physically
+    assert await store.list_checkpoints(conv.tenant_id, session_id=conv.id) == made
+    assert await store.list_checkpoints(conv.tenant_id) == made
+    for checkpoint in made[::7]:
+        assert await store.get_checkpoint(conv.tenant_id, checkpoint.id) == checkpoint
+    assert await store.get_latest_checkpoint(conv.tenant_id, conv.id) == made[-1]
+    # A branch from an old checkpoint (a rollback) stores its own history correctly.
+    branch = await store.create_checkpoint(
+        Checkpoint(
+            tenant_id=conv.tenant_id,
+            session_id=conv.id,
+            node_id="branch",
+            history=made[5].history[:-1],
+            parent_id=made[5].id,
+        )  # fmt: skip
+    )
+    assert await store.get_checkpoint(conv.tenant_id, branch.id) == branch
+
+
+async def test_checkpoint_list_by_agent_rebuilds_foreign_bases(store: threadline.Store) -> None:
+    conv = await new_conversation(store)
+    a, b = new_id(), new_id()
+    history: list[Message] = []
+    made = []
+    for i in range(6):
+        history.append(await conv.add("user", f"q{i}"))
+        made.append(await store.create_checkpoint(Checkpoint(
+            tenant_id=conv.tenant_id, session_id=conv.id, agent_id=a if i % 2 else b,
+            history=history,
+        )))  # fmt: skip
+    assert await store.list_checkpoints(conv.tenant_id, agent_id=a) == made[1::2]
+    assert await store.get_latest_checkpoint(conv.tenant_id, conv.id, agent_id=b) == made[4]
+
+
+async def test_batch_retry_with_some_ids_stored_leaves_no_gap(store: threadline.Store) -> None:
+    conv = await new_conversation(store)
+    first = await store.save_messages([conv.message("user", "a"), conv.message("assistant", "b")])
+    mixed = [first[1], conv.message("user", "c"), first[0], conv.message("assistant", "d")]
+    again = await store.save_messages([attrs.evolve(m, seq=None) for m in mixed])
+    assert [m.seq for m in again] == [2, 3, 1, 4]
+    assert again[0] == first[1] and again[2] == first[0]
+    assert [m.content for m in await conv.messages()] == ["a", "b", "c", "d"]
+
+
+async def test_racing_saves_of_one_message_store_it_once(store: threadline.Store) -> None:
+    conv = await new_conversation(store)
+    message = conv.message("user", "once")
+    results = await asyncio.gather(*(store.save_message(message) for _ in range(12)))
+    assert {m.seq for m in results} == {1}
+    assert await store.count_messages(conv.tenant_id, conv.id) == 1
+    assert (await conv.add("assistant", "next")).seq == 2
+
+
+async def test_concurrent_batches_and_singles(store: threadline.Store) -> None:
+    conv = await new_conversation(store)
+
+    async def batches(w: int) -> None:
+        for i in range(5):
+            await store.save_messages([conv.message("user", f"b{w}-{i}-{k}") for k in range(7)])
+
+    async def singles(w: int) -> None:
+        for i in range(10):
+            await conv.add("assistant", f"s{w}-{i}")
+
+    await asyncio.gather(*(batches(w) for w in range(4)), *(singles(w) for w in range(4)))
+    messages = await conv.messages()
+    assert [m.seq for m in messages] == list(range(1, 4 * 35 + 4 * 10 + 1))
+    for w in range(4):  # each batch landed contiguously, in order
+        for i in range(5):
+            seqs = [m.seq for m in messages if m.content.startswith(f"b{w}-{i}-")]
+            assert seqs == list(range(seqs[0], seqs[0] + 7))
+
+
+async def test_agent_config_with_unknown_provider_id(store: threadline.Store) -> None:
+    from threadline import AgentConfig, AgentRecord, NotFoundError
+
+    agent = AgentRecord(tenant_id=new_id(), code="x", name="X", provider_id=new_id())
+    with pytest.raises(NotFoundError):
+        await store.save_agent_config(AgentConfig(agent=agent))
+    assert await store.list_agent_configs(agent.tenant_id) == []
+
+
+async def test_stores_in_two_schemas_are_separate(make_url: Callable[..., str]) -> None:
+    one = await threadline.connect(make_url(schema="iso_one"))
+    two = await threadline.connect(make_url(schema="iso_two"))
+    try:
+        session = await one.create_session(Session(tenant_id=new_id()))
+        assert await two.get_session(session.tenant_id, session.id) is None
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_a_blocked_statement_times_out_typed_and_the_pool_survives(
+    make_url: Callable[..., str], database_url: str
+) -> None:
+    import time
+
+    from threadline import StoreUnavailableError
+
+    store = await threadline.connect(make_url(schema="timeouts", command_timeout=0.5, max_size=2))
+    blocker = await asyncpg.connect(database_url)
+    try:
+        conv = await new_conversation(store)
+        async with blocker.transaction():  # another process holds the session row
+            await blocker.execute(
+                "SELECT 1 FROM timeouts.entity_session WHERE id = $1 FOR UPDATE", conv.id
+            )
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailableError, match="did not answer in time"):
+                await conv.add("user", "blocked")
+            assert time.monotonic() - started < 2
+        assert (await conv.add("user", "after")).seq == 1  # nothing half-written, pool fine
+        assert [m.content for m in await conv.messages()] == ["after"]
+    finally:
+        await blocker.close()
+        await store.close()

@@ -1,0 +1,397 @@
+"""Models to query parameters and rows back to models.
+
+Writing goes through :mod:`threadline_postgres.codec` so NUL characters and large
+floats survive; reading rebuilds models with :func:`threadline.models.trusted`,
+which skips validation: the rows were validated when they were written, and the
+window read is a hot path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from threadline.errors import ValidationError
+from threadline.models import (
+    AgentRecord,
+    ApiCall,
+    Checkpoint,
+    Message,
+    ProviderRecord,
+    Session,
+    ToolCall,
+    trusted,
+)
+from threadline_postgres.codec import (
+    decode_opt,
+    decode_text,
+    dump_json_text,
+    dump_opt_jsonb,
+    dump_sorted_json_text,
+    encode_opt,
+    encode_text,
+    escape_json_text,
+    load_jsonb,
+)
+
+__all__ = [
+    "AGENT_COLUMNS",
+    "API_CALL_COLUMNS",
+    "CHECKPOINT_COLUMNS",
+    "MESSAGE_COLUMNS",
+    "PROVIDER_COLUMNS",
+    "SESSION_COLUMNS",
+    "HistoryCodec",
+    "agent_from_row",
+    "api_call_from_row",
+    "checkpoint_from_row",
+    "message_from_row",
+    "message_params",
+    "provider_from_row",
+    "session_from_row",
+]
+
+
+MESSAGE_COLUMNS = (
+    "id, session_id, tenant_id, seq, role, content, user_id, agent_id, tool_calls, "
+    "tool_call_id, name, status, metadata, created_at"
+)
+SESSION_COLUMNS = "id, tenant_id, user_id, agent_id, title, metadata, created_at, updated_at"
+API_CALL_COLUMNS = (
+    "id, session_id, tenant_id, user_id, agent_id, request_message_id, response_message_id, "
+    "model, status, error_message, error_code, prompt_tokens, completion_tokens, total_tokens, "
+    "latency_ms, time_to_first_token_ms, tokens_per_second, response_id, metadata, created_at"
+)
+PROVIDER_COLUMNS = (
+    "id, tenant_id, name, type, api_base, api_key_ref, enabled, metadata, created_at, updated_at"
+)
+AGENT_COLUMNS = (
+    "id, tenant_id, code, name, system_prompt, model, temperature, max_tokens, window_rounds, "
+    "response_format, custom_params, provider_id, enabled, version, created_at, updated_at"
+)
+CHECKPOINT_COLUMNS = (
+    "id, session_id, tenant_id, agent_id, version, parent_id, node_id, input, input_type, "
+    "state, properties, tombstone, created_at, history_base, history_delta"
+)
+
+
+_new = object.__new__
+_set = object.__setattr__
+_MESSAGE_FIELDS = (
+    "session_id", "tenant_id", "role", "content", "user_id", "agent_id", "tool_calls",
+    "tool_call_id", "name", "status", "metadata", "id", "seq", "created_at",
+)  # fmt: skip
+
+
+# -- JSON values that also come back to the caller ------------------------------------------
+
+
+def json_param(value: Any, field: str) -> tuple[str, Any]:
+    """``(jsonb text, JSON copy of value)``: the copy is what the store hands back.
+
+    The copy makes a returned model equal to the one a later read builds (tuples become
+    lists, keys become strings), as the reference store does.
+    """
+    text = dump_json_text(value, field)
+    copy: Any = {} if text == "{}" else json.loads(text)
+    return escape_json_text(text), copy
+
+
+# -- messages ----------------------------------------------------------------------------------
+
+
+def tool_calls_param(calls: Sequence[ToolCall]) -> tuple[str | None, list[str] | None, Any]:
+    """``(jsonb text, call ids for the GIN index, tool calls copied)`` for a message."""
+    if not calls:
+        return None, None, ()
+    raw = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls]
+    text, copy = json_param(raw, "tool call arguments")
+    copied = tuple(
+        trusted(ToolCall, id=c["id"], name=c["name"], arguments=c["arguments"]) for c in copy
+    )
+    return text, [encode_text(c.id) for c in calls], copied
+
+
+def message_params(message: Message) -> tuple[tuple[Any, ...], Message]:
+    """Query parameters for ``message`` (after session and tenant) and the copy to return.
+
+    Order: id, role, content, user_id, agent_id, tool_calls, call_ids, tool_call_id, name,
+    status, metadata, created_at. Raises :class:`ValidationError` before anything is sent.
+    """
+    calls_text, call_ids, calls_copy = tool_calls_param(message.tool_calls)
+    if message.metadata:
+        meta_text, meta_copy = json_param(message.metadata, "metadata")
+    else:
+        meta_text, meta_copy = "{}", {}
+    params = (
+        message.id,
+        message.role,
+        encode_text(message.content),
+        message.user_id,
+        message.agent_id,
+        calls_text,
+        call_ids,
+        encode_opt(message.tool_call_id),
+        encode_opt(message.name),
+        message.status,
+        meta_text,
+        message.created_at,
+    )
+    copy = _new(Message)  # what the store returns: the caller's values, JSON copied
+    for field in _MESSAGE_FIELDS:
+        _set(copy, field, getattr(message, field))
+    _set(copy, "tool_calls", calls_copy)
+    _set(copy, "metadata", meta_copy)
+    return params, copy
+
+
+def with_seq(copy: Message, seq: int) -> Message:
+    """Set ``seq`` on a copy made by :func:`message_params` and return it.
+
+    The copy is private to the call that made it (nobody else holds it yet), so setting
+    the field in place is safe and saves building a second object per message.
+    """
+    object.__setattr__(copy, "seq", seq)
+    return copy
+
+
+def _tool_calls(text: str | None) -> tuple[ToolCall, ...]:
+    if text is None:
+        return ()
+    return tuple(
+        trusted(ToolCall, id=c["id"], name=c["name"], arguments=c["arguments"])
+        for c in load_jsonb(text)
+    )
+
+
+def message_from_row(r: Any) -> Message:
+    """A :class:`Message` from a row selected with :data:`MESSAGE_COLUMNS`.
+
+    The hottest read path (every window), so the fields are set one by one rather than
+    through :func:`~threadline.models.trusted`'s keyword loop: half the cost per row.
+    """
+    m = _new(Message)
+    _set(m, "id", r[0])
+    _set(m, "session_id", r[1])
+    _set(m, "tenant_id", r[2])
+    _set(m, "seq", r[3])
+    _set(m, "role", r[4])
+    content = r[5]
+    _set(m, "content", decode_text(content) if "\x01" in content else content)
+    _set(m, "user_id", r[6])
+    _set(m, "agent_id", r[7])
+    calls = r[8]
+    _set(m, "tool_calls", () if calls is None else _tool_calls(calls))
+    _set(m, "tool_call_id", decode_opt(r[9]))
+    _set(m, "name", decode_opt(r[10]))
+    _set(m, "status", r[11])
+    metadata = r[12]
+    _set(m, "metadata", {} if metadata == "{}" else load_jsonb(metadata))
+    _set(m, "created_at", r[13])
+    return m
+
+
+# -- sessions, API calls, providers, agents ------------------------------------------------------
+
+
+def session_from_row(r: Any) -> Session:
+    """A :class:`Session` from a row selected with :data:`SESSION_COLUMNS`."""
+    return trusted(
+        Session,
+        id=r[0],
+        tenant_id=r[1],
+        user_id=r[2],
+        agent_id=r[3],
+        title=decode_opt(r[4]),
+        metadata=load_jsonb(r[5], {}),
+        created_at=r[6],
+        updated_at=r[7],
+    )
+
+
+def api_call_from_row(r: Any) -> ApiCall:
+    """An :class:`ApiCall` from a row selected with :data:`API_CALL_COLUMNS`."""
+    return trusted(
+        ApiCall,
+        id=r[0],
+        session_id=r[1],
+        tenant_id=r[2],
+        user_id=r[3],
+        agent_id=r[4],
+        request_message_id=r[5],
+        response_message_id=r[6],
+        model=decode_text(r[7]),
+        status=r[8],
+        error_message=decode_opt(r[9]),
+        error_code=decode_opt(r[10]),
+        prompt_tokens=r[11],
+        completion_tokens=r[12],
+        total_tokens=r[13],
+        latency_ms=r[14],
+        time_to_first_token_ms=r[15],
+        tokens_per_second=r[16],
+        response_id=decode_opt(r[17]),
+        metadata=load_jsonb(r[18], {}),
+        created_at=r[19],
+    )
+
+
+def provider_from_row(r: Any, offset: int = 0) -> ProviderRecord:
+    """A :class:`ProviderRecord` from :data:`PROVIDER_COLUMNS` starting at ``offset``."""
+    o = offset
+    return trusted(
+        ProviderRecord,
+        id=r[o],
+        tenant_id=r[o + 1],
+        name=decode_text(r[o + 2]),
+        type=decode_text(r[o + 3]),
+        api_base=decode_opt(r[o + 4]),
+        api_key_ref=decode_opt(r[o + 5]),
+        enabled=r[o + 6],
+        metadata=load_jsonb(r[o + 7], {}),
+        created_at=r[o + 8],
+        updated_at=r[o + 9],
+    )
+
+
+def agent_from_row(r: Any) -> AgentRecord:
+    """An :class:`AgentRecord` from a row selected with :data:`AGENT_COLUMNS`."""
+    return trusted(
+        AgentRecord,
+        id=r[0],
+        tenant_id=r[1],
+        code=decode_text(r[2]),
+        name=decode_text(r[3]),
+        system_prompt=decode_opt(r[4]),
+        model=decode_opt(r[5]),
+        temperature=r[6],
+        max_tokens=r[7],
+        window=r[8],
+        response_format=load_jsonb(r[9]),
+        custom_params=load_jsonb(r[10], {}),
+        provider_id=r[11],
+        enabled=r[12],
+        version=r[13],
+        created_at=r[14],
+        updated_at=r[15],
+    )
+
+
+# -- checkpoint histories -------------------------------------------------------------------------
+
+
+def _history_item(m: Message) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "session_id": m.session_id,
+        "tenant_id": m.tenant_id,
+        "user_id": m.user_id,
+        "agent_id": m.agent_id,
+        "seq": m.seq,
+        "role": m.role,
+        "content": m.content,
+        "tool_calls": [[c.id, c.name, c.arguments] for c in m.tool_calls],
+        "tool_call_id": m.tool_call_id,
+        "name": m.name,
+        "status": m.status,
+        "metadata": m.metadata,
+        "created_at": m.created_at.isoformat(),
+    }
+
+
+def _history_message(d: dict[str, Any]) -> Message:
+    return trusted(
+        Message,
+        id=d["id"],
+        session_id=d["session_id"],
+        tenant_id=d["tenant_id"],
+        user_id=d["user_id"],
+        agent_id=d["agent_id"],
+        seq=d["seq"],
+        role=d["role"],
+        content=d["content"],
+        tool_calls=tuple(
+            trusted(ToolCall, id=i, name=n, arguments=a) for i, n, a in d["tool_calls"]
+        ),
+        tool_call_id=d["tool_call_id"],
+        name=d["name"],
+        status=d["status"],
+        metadata=d["metadata"],
+        created_at=datetime.fromisoformat(d["created_at"]),
+    )
+
+
+class HistoryCodec:
+    """A checkpoint's history as JSON items, with running digests for delta storage.
+
+    ``digests[k]`` fingerprints the first ``k`` messages, so a checkpoint whose first
+    ``k`` messages are its base's whole history (same digest) stores only the rest.
+    """
+
+    def __init__(self, history: Sequence[Message]) -> None:
+        self.items: list[str] = []
+        self.digests: list[bytes] = [b""]
+        running = b""
+        for message in history:
+            text = dump_sorted_json_text(_history_item(message), "checkpoint history")
+            self.items.append(text)
+            running = hashlib.sha256(running + text.encode()).digest()
+            self.digests.append(running)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def delta(self, start: int) -> str:
+        """jsonb text for the messages from index ``start`` on."""
+        return escape_json_text("[" + ",".join(self.items[start:]) + "]")
+
+
+def load_history_delta(text: str) -> list[Message]:
+    """The messages a ``history_delta`` column holds."""
+    return [_history_message(d) for d in load_jsonb(text)]
+
+
+def checkpoint_from_row(r: Any, history: tuple[Message, ...]) -> Checkpoint:
+    """A :class:`Checkpoint` from :data:`CHECKPOINT_COLUMNS` and its rebuilt history."""
+    return trusted(
+        Checkpoint,
+        id=r[0],
+        session_id=r[1],
+        tenant_id=r[2],
+        agent_id=r[3],
+        version=r[4],
+        parent_id=r[5],
+        node_id=decode_opt(r[6]),
+        input=load_jsonb(r[7]),
+        input_type=decode_opt(r[8]),
+        state=load_jsonb(r[9], {}),
+        properties=load_jsonb(r[10], {}),
+        tombstone=r[11],
+        created_at=r[12],
+        history=history,
+    )
+
+
+def checkpoint_params(checkpoint: Checkpoint) -> dict[str, Any]:
+    """The checkpoint's JSON and text columns, encoded (raises ValidationError first)."""
+    input_text = dump_opt_jsonb(checkpoint.input, "checkpoint input")
+    state_text, state_copy = json_param(checkpoint.state, "checkpoint state")
+    props_text, props_copy = json_param(checkpoint.properties, "checkpoint properties")
+    input_copy = None if input_text is None else json.loads(dump_json_text(checkpoint.input, ""))
+    return {
+        "input": input_text,
+        "state": state_text,
+        "properties": props_text,
+        "node_id": encode_opt(checkpoint.node_id),
+        "input_type": encode_opt(checkpoint.input_type),
+        "copies": {"input": input_copy, "state": state_copy, "properties": props_copy},
+    }
+
+
+def check_int_range(value: int | None, field: str) -> None:
+    """Refuse an int a ``bigint`` column cannot hold, with a typed error."""
+    if value is not None and not -(2**63) <= value < 2**63:
+        raise ValidationError(f"{field} is out of range for the PostgreSQL store: {value}")

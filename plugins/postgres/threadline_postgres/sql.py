@@ -1,0 +1,278 @@
+"""Every SQL statement the store sends, rendered once per store for its schema.
+
+All values travel as parameters (``$1``...); the only text formatted into SQL is
+the table names, which come from :class:`~threadline_postgres.config.PostgresConfig`
+(a validated identifier). Parameters carry explicit casts so the server plans each
+statement the same way whatever Python values arrive.
+"""
+
+from __future__ import annotations
+
+from threadline_postgres.config import PostgresConfig
+from threadline_postgres.rows import (
+    AGENT_COLUMNS,
+    API_CALL_COLUMNS,
+    CHECKPOINT_COLUMNS,
+    MESSAGE_COLUMNS,
+    PROVIDER_COLUMNS,
+    SESSION_COLUMNS,
+)
+from threadline_postgres.schema import TABLES
+
+__all__ = ["Statements"]
+
+
+def _qualified(prefix: str, columns: str) -> str:
+    return ", ".join(f"{prefix}.{c}" for c in columns.split(", "))
+
+
+_MESSAGE_INSERT_COLUMNS = (
+    "id, session_id, tenant_id, seq, role, content, user_id, agent_id, tool_calls, call_ids, "
+    "tool_call_id, name, status, metadata, created_at"
+)
+
+
+class Statements:
+    """The store's SQL with table names resolved for one configuration."""
+
+    def __init__(self, config: PostgresConfig) -> None:
+        t = {name: config.table(name) for name in TABLES}
+        S, M = t["entity_session"], t["entity_message"]
+        A, C = t["entity_api_call"], t["entity_checkpoint"]
+        P, G = t["entity_provider"], t["entity_agent"]
+
+        # -- messages --------------------------------------------------------------------
+        # One round trip, one implicit transaction: the session row is bumped (and locked)
+        # only when the session belongs to the tenant and the id is new, so a retry leaves
+        # no gap; two racing inserts of one new id fail on the primary key instead.
+        self.append_one = f"""
+            WITH bump AS (
+                UPDATE {S} SET last_seq = last_seq + 1, updated_at = GREATEST(updated_at, now())
+                WHERE id = $1::uuid AND tenant_id = $2::uuid
+                  AND NOT EXISTS (SELECT 1 FROM {M} WHERE id = $3::uuid)
+                RETURNING last_seq
+            )
+            INSERT INTO {M} ({_MESSAGE_INSERT_COLUMNS})
+            SELECT $3::uuid, $1::uuid, $2::uuid, bump.last_seq, $4::text, $5::text, $6::uuid,
+                   $7::uuid, $8::jsonb, $9::text[], $10::text, $11::text, $12::text, $13::jsonb,
+                   $14::timestamptz
+            FROM bump
+            RETURNING seq"""
+        self.append_many = f"""
+            WITH bump AS (
+                UPDATE {S} SET last_seq = last_seq + $3::bigint,
+                               updated_at = GREATEST(updated_at, now())
+                WHERE id = $1::uuid AND tenant_id = $2::uuid
+                  AND NOT EXISTS (SELECT 1 FROM {M} WHERE id = ANY($4::uuid[]))
+                RETURNING last_seq
+            )
+            INSERT INTO {M} ({_MESSAGE_INSERT_COLUMNS})
+            SELECT u.id, $1::uuid, $2::uuid, bump.last_seq - $3::bigint + u.ord, u.role,
+                   u.content, u.user_id, u.agent_id, u.tool_calls,
+                   CASE WHEN u.tool_calls IS NULL THEN NULL
+                        ELSE ARRAY(SELECT jsonb_array_elements(u.tool_calls) ->> 'id') END,
+                   u.tool_call_id, u.name, u.status, u.metadata, u.created_at
+            FROM bump, unnest($4::uuid[], $5::text[], $6::text[], $7::uuid[], $8::uuid[],
+                              $9::jsonb[], $10::text[], $11::text[], $12::text[], $13::jsonb[],
+                              $14::timestamptz[]) WITH ORDINALITY
+                 AS u(id, role, content, user_id, agent_id, tool_calls, tool_call_id, name,
+                      status, metadata, created_at, ord)
+            RETURNING seq"""
+        self.lock_session = (
+            f"SELECT last_seq FROM {S} WHERE id = $1::uuid AND tenant_id = $2::uuid FOR UPDATE"
+        )
+        self.session_exists = (
+            f"SELECT EXISTS (SELECT 1 FROM {S} WHERE id = $1::uuid AND tenant_id = $2::uuid)"
+        )
+        self.message_by_id = f"SELECT {MESSAGE_COLUMNS} FROM {M} WHERE id = $1::uuid"
+        self.messages_by_ids = f"SELECT {MESSAGE_COLUMNS} FROM {M} WHERE id = ANY($1::uuid[])"
+        self.touch_session = (
+            f"UPDATE {S} SET updated_at = GREATEST(updated_at, now()) "
+            "WHERE id = $1::uuid AND tenant_id = $2::uuid"
+        )
+        self.update_message = f"""
+            UPDATE {M} SET content = $3::text, tool_calls = $4::jsonb, call_ids = $5::text[],
+                           status = $6::text, name = $7::text, metadata = $8::jsonb
+            WHERE id = $1::uuid AND tenant_id = $2::uuid
+            RETURNING {MESSAGE_COLUMNS}"""
+        self.get_messages = f"""
+            SELECT {MESSAGE_COLUMNS} FROM {M}
+            WHERE session_id = $1::uuid AND tenant_id = $2::uuid AND seq > $3::bigint
+            ORDER BY seq LIMIT $4::bigint"""
+        # The window: the (n)th last user turn from the partial index, then the tail from
+        # the (session_id, seq) index and the earlier system messages from their partial
+        # index. The start seq rides along as the last column. The planner cannot see the
+        # start when it plans, and would guess a third of the session and scan the table;
+        # the (always true) upper bound makes it a range, estimated narrow: index scan.
+        start_of = (
+            f"COALESCE((SELECT seq FROM {M} WHERE session_id = $1::uuid AND role = 'user' "
+            "ORDER BY seq DESC OFFSET $3::bigint LIMIT 1), 1)"
+        )
+        self.window = self._window(M, start_of)
+        self.window_from = self._window(M, "$3::bigint")
+        self.window_systems = f"""
+            SELECT {MESSAGE_COLUMNS} FROM {M}
+            WHERE session_id = $1::uuid AND tenant_id = $2::uuid AND role = 'system'
+            ORDER BY seq"""
+        # Where the window must grow back to: the round of the earliest message before it
+        # that made one of the orphaned calls (GIN index on call_ids).
+        self.window_callers = f"""
+            SELECT COALESCE((SELECT max(u.seq) FROM {M} u
+                             WHERE u.session_id = $1::uuid AND u.role = 'user'
+                               AND u.seq <= c.seq), 1)
+            FROM (SELECT min(seq) AS seq FROM {M}
+                  WHERE session_id = $1::uuid AND tenant_id = $2::uuid AND seq < $3::bigint
+                    AND call_ids && $4::text[]) c
+            WHERE c.seq IS NOT NULL"""
+        self.count_messages = (
+            f"SELECT last_seq FROM {S} WHERE id = $1::uuid AND tenant_id = $2::uuid"
+        )
+        self.interrupt_streaming = f"""
+            UPDATE {M} SET status = 'interrupted'
+            WHERE session_id = $1::uuid AND tenant_id = $2::uuid AND status = 'streaming'"""
+
+        # -- sessions --------------------------------------------------------------------
+        self.create_session = f"""
+            INSERT INTO {S} (id, tenant_id, user_id, agent_id, title, metadata, created_at,
+                             updated_at)
+            VALUES ($1::uuid, $2::uuid, $3::uuid, $4::uuid, $5::text, $6::jsonb,
+                    $7::timestamptz, $8::timestamptz)
+            ON CONFLICT (id) DO NOTHING
+            RETURNING {SESSION_COLUMNS}"""
+        self.session_by_id = f"SELECT {SESSION_COLUMNS} FROM {S} WHERE id = $1::uuid"
+        self.get_session = (
+            f"SELECT {SESSION_COLUMNS} FROM {S} WHERE id = $1::uuid AND tenant_id = $2::uuid"
+        )
+        order = "ORDER BY updated_at DESC, id DESC LIMIT $2::bigint OFFSET $3::bigint"
+        where = "WHERE tenant_id = $1::uuid"
+        self.list_sessions = f"SELECT {SESSION_COLUMNS} FROM {S} {where} {order}"
+        self.list_sessions_user = (
+            f"SELECT {SESSION_COLUMNS} FROM {S} {where} AND user_id = $4::uuid {order}"
+        )
+        self.list_sessions_agent = (
+            f"SELECT {SESSION_COLUMNS} FROM {S} {where} AND agent_id = $4::uuid {order}"
+        )
+        self.list_sessions_user_agent = (
+            f"SELECT {SESSION_COLUMNS} FROM {S} {where} AND user_id = $4::uuid "
+            f"AND agent_id = $5::uuid {order}"
+        )
+        self.update_session = f"""
+            UPDATE {S} SET title = $3::text, metadata = $4::jsonb,
+                           updated_at = GREATEST(updated_at, now())
+            WHERE id = $1::uuid AND tenant_id = $2::uuid
+            RETURNING {SESSION_COLUMNS}"""
+        self.delete_session = f"DELETE FROM {S} WHERE id = $1::uuid AND tenant_id = $2::uuid"
+
+        # -- API calls -------------------------------------------------------------------
+        self.save_api_call = f"""
+            INSERT INTO {A} ({API_CALL_COLUMNS})
+            SELECT $1::uuid, $2::uuid, $3::uuid, $4::uuid, $5::uuid, $6::uuid, $7::uuid,
+                   $8::text, $9::text, $10::text, $11::text, $12::bigint, $13::bigint,
+                   $14::bigint, $15::float8, $16::float8, $17::float8, $18::text, $19::jsonb,
+                   $20::timestamptz
+            WHERE EXISTS (SELECT 1 FROM {S} WHERE id = $2::uuid AND tenant_id = $3::uuid)
+            ON CONFLICT (id) DO NOTHING
+            RETURNING {API_CALL_COLUMNS}"""
+        self.api_call_by_id = f"SELECT {API_CALL_COLUMNS} FROM {A} WHERE id = $1::uuid"
+        self.list_api_calls = f"""
+            SELECT {API_CALL_COLUMNS} FROM {A}
+            WHERE session_id = $1::uuid AND tenant_id = $2::uuid
+            ORDER BY created_at, id"""
+
+        # -- checkpoints -----------------------------------------------------------------
+        self.bump_version = f"""
+            UPDATE {S} SET last_version = last_version + 1
+            WHERE id = $1::uuid AND tenant_id = $2::uuid
+            RETURNING last_version"""
+        self.checkpoint_owner = f"SELECT session_id, tenant_id FROM {C} WHERE id = $1::uuid"
+        base_columns = "id, session_id, history_len, history_digest, chain_depth"
+        self.checkpoint_base = f"SELECT {base_columns} FROM {C} WHERE id = $1::uuid"
+        self.latest_base = f"""
+            SELECT {base_columns} FROM {C} WHERE session_id = $1::uuid
+            ORDER BY version DESC LIMIT 1"""
+        self.insert_checkpoint = f"""
+            INSERT INTO {C} (id, session_id, tenant_id, agent_id, version, parent_id, node_id,
+                             input, input_type, state, properties, tombstone, created_at,
+                             history_base, history_delta, history_len, history_digest,
+                             chain_depth)
+            VALUES ($1::uuid, $2::uuid, $3::uuid, $4::uuid, $5::bigint, $6::uuid, $7::text,
+                    $8::jsonb, $9::text, $10::jsonb, $11::jsonb, $12::boolean,
+                    $13::timestamptz, $14::uuid, $15::jsonb, $16::integer, $17::bytea,
+                    $18::integer)"""
+        chain = f"""
+            WITH RECURSIVE chain AS (
+                SELECT {CHECKPOINT_COLUMNS}, 0 AS depth FROM {C} WHERE {{anchor}}
+                UNION ALL
+                SELECT {_qualified("b", CHECKPOINT_COLUMNS)}, chain.depth + 1
+                FROM {C} b JOIN chain ON b.id = chain.history_base
+            )
+            SELECT {CHECKPOINT_COLUMNS} FROM chain ORDER BY depth"""
+        self.get_checkpoint = chain.format(anchor="id = $1::uuid AND tenant_id = $2::uuid")
+        self.latest_checkpoint = chain.format(
+            anchor=f"""id = (SELECT id FROM {C}
+                             WHERE session_id = $1::uuid AND tenant_id = $2::uuid
+                               AND ($3::uuid IS NULL OR agent_id = $3::uuid)
+                             ORDER BY version DESC LIMIT 1)"""
+        )
+        self.checkpoint_deltas = (
+            f"SELECT id, history_base, history_delta FROM {C} WHERE id = ANY($1::uuid[])"
+        )
+        self.list_session_checkpoints = f"""
+            SELECT {CHECKPOINT_COLUMNS} FROM {C}
+            WHERE session_id = $1::uuid AND tenant_id = $2::uuid
+              AND ($3::uuid IS NULL OR agent_id = $3::uuid)
+            ORDER BY version"""
+        self.list_tenant_checkpoints = f"""
+            SELECT {_qualified("c", CHECKPOINT_COLUMNS)}
+            FROM {C} c JOIN {S} s ON s.id = c.session_id
+            WHERE c.tenant_id = $1::uuid AND ($2::uuid IS NULL OR c.agent_id = $2::uuid)
+            ORDER BY s.created_at, c.session_id, c.version"""
+
+        # -- agent configs ---------------------------------------------------------------
+        self.upsert_provider = f"""
+            INSERT INTO {P} AS t ({PROVIDER_COLUMNS})
+            VALUES ($1::uuid, $2::uuid, $3::text, $4::text, $5::text, $6::text, $7::boolean,
+                    $8::jsonb, $9::timestamptz, $10::timestamptz)
+            ON CONFLICT (id) DO UPDATE SET
+                name = EXCLUDED.name, type = EXCLUDED.type, api_base = EXCLUDED.api_base,
+                api_key_ref = EXCLUDED.api_key_ref, enabled = EXCLUDED.enabled,
+                metadata = EXCLUDED.metadata, created_at = EXCLUDED.created_at,
+                updated_at = EXCLUDED.updated_at
+            WHERE t.tenant_id = EXCLUDED.tenant_id
+            RETURNING {PROVIDER_COLUMNS}"""
+        self.upsert_agent = f"""
+            INSERT INTO {G} AS t ({AGENT_COLUMNS})
+            VALUES ($1::uuid, $2::uuid, $3::text, $4::text, $5::text, $6::text, $7::float8,
+                    $8::bigint, $9::bigint, $10::jsonb, $11::jsonb, $12::uuid, $13::boolean,
+                    $14::bigint, $15::timestamptz, $16::timestamptz)
+            ON CONFLICT (id) DO UPDATE SET
+                code = EXCLUDED.code, name = EXCLUDED.name,
+                system_prompt = EXCLUDED.system_prompt, model = EXCLUDED.model,
+                temperature = EXCLUDED.temperature, max_tokens = EXCLUDED.max_tokens,
+                window_rounds = EXCLUDED.window_rounds,
+                response_format = EXCLUDED.response_format,
+                custom_params = EXCLUDED.custom_params, provider_id = EXCLUDED.provider_id,
+                enabled = EXCLUDED.enabled, version = EXCLUDED.version,
+                created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at
+            WHERE t.tenant_id = EXCLUDED.tenant_id
+            RETURNING {AGENT_COLUMNS}"""
+        configs = f"""
+            SELECT {_qualified("a", AGENT_COLUMNS)}, {_qualified("p", PROVIDER_COLUMNS)}
+            FROM {G} a LEFT JOIN {P} p ON p.id = a.provider_id AND p.tenant_id = a.tenant_id
+            WHERE a.tenant_id = $1::uuid"""
+        self.config_by_code = f"{configs} AND a.code = $2::text"
+        self.config_by_id = f"{configs} AND a.id = $2::uuid"
+        self.list_configs = f"{configs} ORDER BY a.code"
+
+    @staticmethod
+    def _window(table: str, start: str) -> str:
+        return f"""
+            WITH w AS MATERIALIZED (SELECT {start} AS start)
+            SELECT {MESSAGE_COLUMNS}, (SELECT start FROM w) AS start FROM {table}
+            WHERE session_id = $1::uuid AND tenant_id = $2::uuid
+              AND seq >= (SELECT start FROM w) AND seq <= 9223372036854775807
+            UNION ALL
+            SELECT {MESSAGE_COLUMNS}, (SELECT start FROM w) AS start FROM {table}
+            WHERE session_id = $1::uuid AND tenant_id = $2::uuid AND role = 'system'
+              AND seq < (SELECT start FROM w)
+            ORDER BY seq"""
