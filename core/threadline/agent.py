@@ -33,7 +33,7 @@ from threadline.errors import (
 )
 from threadline.ids import IdLike, check_id, new_id, optional_id
 from threadline.models import AgentConfig, ApiCallStatus, Message, MessageStatus, Role, Session
-from threadline.providers import ChatRequest, Provider, StreamEnd, TextDelta, get_provider
+from threadline.providers import ChatRequest, Provider, StreamEnd, TextDelta, resolve_provider
 from threadline.store import Store, connect
 from threadline.streaming import ReplyRecorder, RequestTimer
 from threadline.tools import Tool, as_tools
@@ -381,12 +381,6 @@ async def _close_stream(stream: AsyncIterator[Any]) -> None:
         await aclose()
 
 
-def _provider_from_env() -> tuple[str, dict[str, Any]]:
-    if os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"):
-        return "openai", {}
-    return "echo", {}
-
-
 class AgentBuilder:
     """Configures and builds an :class:`Agent` (MoFA's ``LLMAgentBuilder``)."""
 
@@ -523,15 +517,7 @@ class AgentBuilder:
     # -- build --------------------------------------------------------------------------
 
     def _resolve_provider(self) -> Provider:
-        provider = self._provider
-        options = dict(self._provider_options)
-        if provider is None:
-            provider, options = _provider_from_env()
-        if isinstance(provider, str):
-            if self._model and provider != "echo":
-                options.setdefault("model", self._model)
-            return get_provider(provider, **options)
-        return provider
+        return resolve_provider(self._provider, self._provider_options, self._model)
 
     async def build(self) -> Agent:
         """Open the store (if given as a URL) and provider, and return the agent."""

@@ -10,7 +10,7 @@ from their own rows through :func:`trusted`, which skips that validation.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, Literal, TypeVar, get_args
 
@@ -140,15 +140,37 @@ def _bool(field: str) -> Any:
     return check
 
 
+_builders: dict[type, Any] = {}
+
+
+def _make_builder(cls: type) -> Any:
+    # Generated once per class: each slot's own setter called directly (twice as fast as
+    # object.__setattr__), no loop, no validation.
+    names = [a.name for a in attrs.fields(cls)]
+    lines = [f"def build({', '.join(names)}):", "    obj = new(cls)"]
+    lines += [f"    set_{name}(obj, {name})" for name in names]
+    lines.append("    return obj")
+    scope: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    for name in names:
+        scope[f"set_{name}"] = cls.__dict__[name].__set__
+    exec("\n".join(lines), scope)
+    return scope["build"]
+
+
+def builder(cls: type[T]) -> Callable[..., T]:
+    """The fast constructor :func:`trusted` uses, for stores that call it in a loop."""
+    build = _builders.get(cls)
+    if build is None:
+        build = _builders[cls] = _make_builder(cls)
+    return build  # type: ignore[no-any-return]
+
+
 def trusted(cls: type[T], **values: Any) -> T:
     """Build ``cls`` from already-validated values, skipping converters and validators.
 
     For stores decoding their own rows on hot read paths; every field must be given.
     """
-    obj = object.__new__(cls)
-    for name, value in values.items():
-        object.__setattr__(obj, name, value)
-    return obj
+    return builder(cls)(**values)
 
 
 # -- models ---------------------------------------------------------------------------------

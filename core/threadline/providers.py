@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Protocol, Union, runtime_checkable
 
@@ -29,7 +30,9 @@ __all__ = [
     "TextDelta",
     "ToolSpec",
     "Usage",
+    "default_provider_name",
     "get_provider",
+    "resolve_provider",
 ]
 
 
@@ -153,6 +156,28 @@ class EchoProvider:
 
     async def aclose(self) -> None:
         return None
+
+
+def default_provider_name() -> str:
+    """``openai`` when ``OPENAI_API_KEY`` or ``OPENAI_BASE_URL`` is set, else ``echo``."""
+    configured = os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL")
+    return "openai" if configured else "echo"
+
+
+def resolve_provider(
+    provider: Provider | str | None,
+    options: Mapping[str, Any] | None = None,
+    model: str | None = None,
+) -> Provider:
+    """A provider object as given, or built by name (default: :func:`default_provider_name`)."""
+    if provider is None:
+        provider = default_provider_name()
+    if isinstance(provider, str):
+        opts = dict(options or {})
+        if model and provider != "echo":
+            opts.setdefault("model", model)
+        return get_provider(provider, **opts)
+    return provider
 
 
 def get_provider(name: str, **options: Any) -> Provider:

@@ -51,9 +51,17 @@ class Tool:
 
     function: Callable[..., Any]
     spec: ToolSpec
+    inverse: Callable[..., Any] | None = None
+    """Undoes a call when a graph run rolls back past it (gets the call's arguments)."""
 
     @classmethod
-    def from_function(cls, function: Callable[..., Any], name: str | None = None) -> Tool:
+    def from_function(
+        cls,
+        function: Callable[..., Any],
+        name: str | None = None,
+        *,
+        inverse: Callable[..., Any] | None = None,
+    ) -> Tool:
         """Describe ``function`` from its name, docstring and annotations."""
         if not callable(function):
             raise ValidationError(f"a tool must be callable, got {type(function).__name__}")
@@ -76,7 +84,7 @@ class Tool:
             description=doc.split("\n\n")[0].strip(),
             parameters={"type": "object", "properties": properties, "required": required},
         )
-        return cls(function=function, spec=spec)
+        return cls(function=function, spec=spec, inverse=inverse)
 
     @property
     def name(self) -> str:

@@ -32,7 +32,8 @@ from threadline.graph.errors import (
     RollbackError,
 )
 from threadline.graph.features import Feature
-from threadline.graph.persistency import Persistency, PersistencyHandle
+from threadline.graph.handle import PersistencyHandle
+from threadline.graph.persistency import Persistency
 from threadline.graph.rollback import inverse_of
 from threadline.graph.serialization import Serializer
 from threadline.graph.storage import CheckpointStorageProvider

@@ -26,13 +26,14 @@ from threadline.agent import LOCAL_TENANT_ID, LOCAL_USER_ID
 from threadline.errors import ConfigurationError
 from threadline.graph.context import GraphContext, RunState
 from threadline.graph.features import Feature
-from threadline.graph.persistency import Persistency, PersistencyHandle
+from threadline.graph.handle import PersistencyHandle
+from threadline.graph.persistency import Persistency
 from threadline.graph.rollback import Inverse, collect_inverses
 from threadline.graph.storage import CheckpointScope
 from threadline.graph.strategy import Strategy
 from threadline.ids import IdLike, check_id, new_id, optional_id
 from threadline.models import ApiCall, ApiCallStatus, Message
-from threadline.providers import ChatRequest, Provider, StreamEnd, get_provider
+from threadline.providers import ChatRequest, Provider, StreamEnd, resolve_provider
 from threadline.streaming import RequestTimer
 from threadline.tools import Tool, as_tools
 
@@ -148,7 +149,8 @@ class GraphAgent:
         With Persistency installed, a ``session_id`` whose last run did not finish resumes
         at its latest checkpoint (its node, input, history and state; ``input`` is then
         not used) and nodes that completed before it are not run again. Without a
-        ``session_id`` every run is a new session.
+        ``session_id`` every run is a new session. Run a session once at a time: two
+        concurrent runs of one session would both resume from the same checkpoint.
         """
         sid = check_id(session_id, "session_id") if session_id is not None else new_id()
         scope = self._scope(sid)
@@ -217,12 +219,4 @@ class GraphAgent:
 def _resolve_provider(
     provider: Provider | str | None, options: Mapping[str, Any] | None, model: str | None
 ) -> tuple[Provider, bool]:
-    if provider is None:
-        env = os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL")
-        provider = "openai" if env else "echo"
-    if isinstance(provider, str):
-        opts = dict(options or {})
-        if model and provider != "echo":
-            opts.setdefault("model", model)
-        return get_provider(provider, **opts), True
-    return provider, False
+    return resolve_provider(provider, options, model), isinstance(provider, (str, type(None)))

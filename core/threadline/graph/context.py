@@ -22,7 +22,7 @@ from threadline.tools import Tool
 
 if TYPE_CHECKING:
     from threadline.graph.agent import GraphAgent
-    from threadline.graph.persistency import PersistencyHandle
+    from threadline.graph.handle import PersistencyHandle
 
 __all__ = ["MAX_TOOL_ROUNDS", "GraphContext", "RunState"]
 

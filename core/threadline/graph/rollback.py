@@ -84,7 +84,7 @@ def collect_inverses(
     """Inverses by tool name: from ``inverse_of`` on the tools, then ``rollback_tools``."""
     found: dict[str, Inverse] = {}
     for name, tool in tools.items():
-        inverse = getattr(tool.function, INVERSE_ATTRIBUTE, None)
+        inverse = tool.inverse or getattr(tool.function, INVERSE_ATTRIBUTE, None)
         if inverse is not None:
             found[name] = Inverse.of(name, inverse)
     for key, inverse in (explicit or {}).items():
