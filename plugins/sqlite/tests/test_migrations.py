@@ -1,0 +1,87 @@
+"""Versioned migrations recorded in the database, safe to run again."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+import threadline
+from threadline_sqlite.migrations import MIGRATION_NAMES, MIGRATION_SET
+
+TABLES = {
+    "entity_provider", "entity_agent", "entity_session", "entity_message",
+    "entity_message_tool_call", "entity_api_call", "entity_checkpoint", "_sqlite_migrations",
+}  # fmt: skip
+
+
+def _tables(path: Path) -> set[str]:
+    connection = sqlite3.connect(path)
+    try:
+        rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {row[0] for row in rows}
+    finally:
+        connection.close()
+
+
+async def test_migrate_applies_once_and_records_it(db_path: Path) -> None:
+    store = await threadline.connect(f"sqlite:///{db_path}", migrate=False)
+    try:
+        assert await store.migrate() == list(MIGRATION_NAMES)
+        assert await store.migrate() == []
+    finally:
+        await store.close()
+    assert _tables(db_path) == TABLES
+    connection = sqlite3.connect(db_path)
+    try:
+        rows = connection.execute(
+            "SELECT migration_set, name, applied_at FROM _sqlite_migrations ORDER BY id"
+        ).fetchall()
+    finally:
+        connection.close()
+    assert [(s, n) for s, n, _ in rows] == [(MIGRATION_SET, n) for n in MIGRATION_NAMES]
+    assert all(applied_at for _, _, applied_at in rows)
+
+
+async def test_connect_migrates_and_reconnecting_applies_nothing(db_path: Path) -> None:
+    first = await threadline.connect(f"sqlite:///{db_path}")  # migrates the new file
+    await first.close()
+    second = await threadline.connect(f"sqlite:///{db_path}")
+    try:
+        assert await second.migrate() == []
+    finally:
+        await second.close()
+    assert _tables(db_path) == TABLES
+
+
+async def test_a_failed_migration_leaves_nothing_half_done(db_path: Path) -> None:
+    # A table in the way makes the first migration fail: nothing of it may remain.
+    connection = sqlite3.connect(db_path)
+    connection.execute("CREATE TABLE entity_checkpoint (x)")
+    connection.commit()
+    connection.close()
+    store = await threadline.connect(f"sqlite:///{db_path}", migrate=False)
+    try:
+        try:
+            await store.migrate()
+        except threadline.StoreError:
+            pass
+        else:  # pragma: no cover
+            raise AssertionError("migrate should have failed")
+    finally:
+        await store.close()
+    assert _tables(db_path) == {"entity_checkpoint"}
+
+
+def test_threadline_migrate_command_reports_then_applies_nothing(db_path: Path) -> None:
+    cli = pytest.importorskip("threadline.cli")
+    from click.testing import CliRunner
+
+    runner = CliRunner()
+    first = runner.invoke(cli.cli, ["migrate", f"sqlite:///{db_path}"])
+    assert first.exit_code == 0, first.output
+    assert [f"applied {name}" for name in MIGRATION_NAMES] == first.output.splitlines()
+    again = runner.invoke(cli.cli, ["migrate", f"sqlite:///{db_path}"])
+    assert again.exit_code == 0, again.output
+    assert "no migrations to apply" in again.output

@@ -1,0 +1,324 @@
+"""Behaviour specific to the SQLite store: threads, indexes, errors, exact round trips."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import sqlite3
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import attrs
+import pytest
+from _sqlite_support import integrity_ok
+
+import threadline
+from threadline import (
+    Checkpoint,
+    Message,
+    Session,
+    StoreError,
+    StoreUnavailableError,
+    ToolCall,
+)
+from threadline.ids import new_id
+from threadline.window import select_window
+from threadline_sqlite import SQLiteStore
+from threadline_sqlite import store as store_module
+
+
+async def _session(store: threadline.Store) -> Session:
+    return await store.create_session(Session(tenant_id=new_id(), user_id=new_id()))
+
+
+def _msg(session: Session, role: str, content: str = "", **fields: object) -> Message:
+    return Message(session_id=session.id, tenant_id=session.tenant_id, role=role,  # type: ignore[arg-type]
+                   content=content, **fields)  # type: ignore[arg-type]  # fmt: skip
+
+
+# -- the event loop -------------------------------------------------------------------------
+
+
+async def test_event_loop_keeps_running_during_a_big_write(store: threadline.Store) -> None:
+    session = await _session(store)
+    batch = [_msg(session, "user", "x" * 2000, metadata={"i": i}) for i in range(20_000)]
+    ticks: list[float] = []
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        while not done.is_set():
+            ticks.append(time.perf_counter())
+            await asyncio.sleep(0.001)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0.005)
+    started = time.perf_counter()
+    stored = await store.save_messages(batch)
+    elapsed = time.perf_counter() - started
+    done.set()
+    await task
+    assert len(stored) == 20_000
+    during = [t for t in ticks if started <= t <= started + elapsed]
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
+    assert elapsed > 0.05, "the batch was too small to prove anything"
+    assert len(during) >= 10, f"only {len(during)} ticks in {elapsed:.3f}s of writing"
+    assert max(gaps) < max(0.25, elapsed / 3), f"the loop stalled for {max(gaps):.3f}s"
+
+
+async def test_work_runs_on_the_store_threads(store: threadline.Store) -> None:
+    sqlite_store = store.primary
+    assert isinstance(sqlite_store, SQLiteStore)
+
+    def thread_name(connection: sqlite3.Connection) -> str:
+        return threading.current_thread().name
+
+    assert await sqlite_store.run_write(thread_name) == "threadline-sqlite-writer"
+    assert await sqlite_store.run_read(thread_name) == "threadline-sqlite-reader"
+
+
+async def test_close_stops_the_threads(db_path: Path) -> None:
+    before = {t.name for t in threading.enumerate()}
+    store = await threadline.connect(f"sqlite:///{db_path}")
+    sqlite_store = store.primary
+    assert isinstance(sqlite_store, SQLiteStore)
+    await store.close()
+    await asyncio.sleep(0.05)
+    names = [t.name for t in threading.enumerate() if t.name not in before]
+    assert not [n for n in names if n.startswith("threadline-sqlite")]
+    assert sqlite_store.closed
+    with pytest.raises(StoreError):
+        await sqlite_store.threadline_count_messages(new_id(), new_id())
+
+
+# -- the window: indexed, and exactly select_window ------------------------------------------
+
+
+def _plan(connection: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> list[str]:
+    return [row[3] for row in connection.execute("EXPLAIN QUERY PLAN " + sql, params)]
+
+
+async def test_window_queries_use_indexes_not_scans(store: threadline.Store) -> None:
+    sqlite_store = store.primary
+    assert isinstance(sqlite_store, SQLiteStore)
+    queries = {
+        "window": (store_module._WINDOW, ("s", "t", 1)),
+        "systems": (store_module._SYSTEM_BEFORE, ("s", "t", 5)),
+        "tail": (store_module._MESSAGES_AFTER, ("s", "t", 0, 20)),
+        "range": (store_module._MESSAGES_RANGE, ("s", "t", 1, 9)),
+        "caller": (store_module._NEAREST_CALLERS.format(marks="?,?"), ("s", 9, "a", "b")),
+        "round": (store_module._ROUND_START, ("s", 9)),
+        "count": (store_module._COUNT, ("s", "t")),
+        "streaming": (store_module._INTERRUPT, ("s", "t")),
+    }
+    for name, (sql, params) in queries.items():
+        plan = await sqlite_store.run_read(_plan, sql, params)
+        text = " | ".join(plan)
+        assert "SCAN entity_message" not in text and "TEMP B-TREE" not in text, (name, text)
+        assert any("USING" in step for step in plan), (name, text)
+    window_plan = " | ".join(await sqlite_store.run_read(_plan, *queries["window"]))
+    assert "COVERING INDEX idx_message_session_role" in window_plan  # the n-th last user
+    assert "INDEX idx_message_session_seq" in window_plan  # the rounds after it
+
+
+def _random_conversation(rng: random.Random, session: Session, n: int) -> list[Message]:
+    messages: list[Message] = []
+    pending: list[str] = []
+    for i in range(n):
+        roll = rng.random()
+        if roll < 0.05:
+            messages.append(_msg(session, "system", f"rule {i}"))
+        elif roll < 0.35:
+            messages.append(_msg(session, "user", f"q {i}"))
+        elif roll < 0.55:
+            count = rng.randint(1, 2)
+            calls = [ToolCall(id=f"c{rng.randrange(12)}", name="t") for _ in range(count)]
+            pending.extend(c.id for c in calls)
+            messages.append(_msg(session, "assistant", tool_calls=calls))
+        elif roll < 0.8 and pending:
+            call_id = pending.pop(rng.randrange(len(pending)))
+            messages.append(_msg(session, "tool", "r", tool_call_id=call_id))
+        elif roll < 0.85:  # a result whose call was never made (or is long gone)
+            messages.append(_msg(session, "tool", "r", tool_call_id=f"c{rng.randrange(20)}"))
+        else:
+            messages.append(_msg(session, "assistant", f"a {i}"))
+    return messages
+
+
+async def test_window_matches_select_window_on_random_sessions(store: threadline.Store) -> None:
+    rng = random.Random(7)
+    for _ in range(12):
+        session = await _session(store)
+        stored = await store.save_messages(_random_conversation(rng, session, rng.randint(1, 150)))
+        for rounds in (None, 0, 1, 2, 3, 5, 8, 40, 1000):
+            expected = select_window(stored, rounds)
+            assert await store.load_window(session.tenant_id, session.id, rounds) == expected
+
+
+async def test_window_grows_back_across_many_rounds(store: threadline.Store) -> None:
+    session = await _session(store)
+    call = ToolCall(id="slow", name="t")
+    head = [_msg(session, "system", "s"), _msg(session, "user", "q0"),
+            _msg(session, "assistant", tool_calls=[call])]  # fmt: skip
+    middle = [_msg(session, "user" if i % 2 == 0 else "assistant", str(i)) for i in range(200)]
+    tail = [_msg(session, "user", "late"), _msg(session, "tool", "done", tool_call_id="slow")]
+    stored = await store.save_messages(head + middle + tail)
+    window = await store.load_window(session.tenant_id, session.id, 1)
+    assert window == select_window(stored, 1) == stored
+
+
+async def test_window_after_a_tool_call_is_updated(store: threadline.Store) -> None:
+    session = await _session(store)
+    first = await store.save_messages(
+        [_msg(session, "user", "q"), _msg(session, "assistant", status="streaming")]
+    )
+    calling = await store.update_message(
+        attrs.evolve(first[1], tool_calls=[ToolCall(id="late", name="t")], status="complete")
+    )
+    rest = await store.save_messages(
+        [_msg(session, "user", "again"), _msg(session, "tool", "x", tool_call_id="late")]
+    )
+    stored = [first[0], calling, *rest]
+    assert await store.load_window(session.tenant_id, session.id, 1) == select_window(stored, 1)
+    assert await store.load_window(session.tenant_id, session.id, 1) == stored
+
+
+# -- exact round trips ----------------------------------------------------------------------
+
+
+async def test_timestamps_round_trip_to_the_microsecond(store: threadline.Store) -> None:
+    paris = timezone(timedelta(hours=2))
+    moments = [
+        datetime(2024, 2, 29, 23, 59, 59, 999_999, tzinfo=paris),
+        datetime(1969, 7, 20, 20, 17, 40, 1, tzinfo=timezone.utc),
+        datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=timezone.utc),
+        datetime(1, 1, 1, tzinfo=timezone.utc),
+    ]
+    session = await _session(store)
+    for moment in moments:
+        saved = await store.save_message(_msg(session, "user", created_at=moment))
+        assert saved.created_at == moment and saved.created_at.tzinfo == timezone.utc
+    read = await store.get_messages(session.tenant_id, session.id)
+    assert [m.created_at for m in read] == moments
+    assert all(m.created_at.utcoffset() == timedelta(0) for m in read)
+
+
+async def test_checkpoint_history_round_trips_hostile_content(store: threadline.Store) -> None:
+    session = await _session(store)
+    history = await store.save_messages([
+        _msg(session, "system", "NUL\x00 and 🧵"),
+        _msg(session, "assistant", tool_calls=[ToolCall(id="c", name="n", arguments={"a": [1]})],
+             metadata={"k\x00": None}),
+        _msg(session, "tool", "x" * 1_000_000, tool_call_id="c", name="n"),
+    ])  # fmt: skip
+    checkpoint = await store.create_checkpoint(
+        Checkpoint(tenant_id=session.tenant_id, session_id=session.id, history=history,
+                   input=["a", {"b": 1.25}], state={"\x00": "\x00"})  # fmt: skip
+    )
+    assert await store.get_checkpoint(session.tenant_id, checkpoint.id) == checkpoint
+    assert checkpoint.history == tuple(history)
+
+
+# -- errors: typed, never silent ----------------------------------------------------------------
+
+
+async def test_a_lock_held_too_long_is_store_unavailable(db_path: Path) -> None:
+    store = await threadline.connect(f"sqlite:///{db_path}?busy_timeout=100")
+    session = await _session(store)
+    blocker = sqlite3.connect(db_path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.perf_counter()
+        with pytest.raises(StoreUnavailableError, match="locked"):
+            await store.save_message(_msg(session, "user", "blocked"))
+        assert 0.05 < time.perf_counter() - started < 5
+        # reads go on while another connection holds the write lock (WAL)
+        assert await store.count_messages(session.tenant_id, session.id) == 0
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    saved = await store.save_message(_msg(session, "user", "after"))
+    assert saved.seq == 1  # the failed attempt left no gap
+    await store.close()
+    integrity_ok(db_path)
+
+
+async def test_a_writer_waits_for_a_short_lock(db_path: Path) -> None:
+    store = await threadline.connect(f"sqlite:///{db_path}?busy_timeout=5000")
+    session = await _session(store)
+    blocker = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+    blocker.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.2, lambda: blocker.execute("COMMIT"))
+    release.start()
+    try:
+        saved = await store.save_message(_msg(session, "user", "waited"))
+        assert saved.seq == 1
+    finally:
+        release.join()
+        blocker.close()
+        await store.close()
+
+
+async def test_a_file_that_is_not_a_database_is_a_store_error(db_path: Path) -> None:
+    with open(db_path, "wb") as garbage:  # noqa: ASYNC230
+        garbage.write(b"this is not a database" * 100)
+    with pytest.raises(StoreError) as caught:
+        await threadline.connect(f"sqlite:///{db_path}")
+    assert not isinstance(caught.value, StoreUnavailableError)
+    assert "not a database" in str(caught.value)
+
+
+async def test_a_table_gone_mid_operation_is_a_store_error(db_path: Path) -> None:
+    store = await threadline.connect(f"sqlite:///{db_path}")
+    session = await _session(store)
+    await store.save_message(_msg(session, "user", "kept"))
+    vandal = sqlite3.connect(db_path, isolation_level=None)
+    vandal.execute("PRAGMA foreign_keys = OFF")
+    vandal.execute("DROP TABLE entity_api_call")
+    vandal.close()
+    with pytest.raises(StoreError, match="entity_api_call"):
+        await store.save_api_call(
+            threadline.ApiCall(tenant_id=session.tenant_id, session_id=session.id, model="m",
+                               status="success")  # fmt: skip
+        )
+    # the rest of the store still works, nothing was lost
+    assert [m.content for m in await store.get_messages(session.tenant_id, session.id)] == ["kept"]
+    await store.close()
+
+
+async def test_a_directory_that_cannot_be_created_is_reported(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    with open(blocker, "w") as plain:  # noqa: ASYNC230
+        plain.write("x")
+    with pytest.raises(StoreError):
+        await threadline.connect(f"sqlite:///{blocker}/sub/chat.db")
+
+
+def test_rows_cover_every_model_field() -> None:
+    """A field added to a model must get a column, or reads would build half a model."""
+    from threadline import AgentRecord, ApiCall, ProviderRecord
+    from threadline_sqlite import rows
+
+    def columns(text: str) -> set[str]:
+        return {name.strip().strip('"') for name in text.split(",")}
+
+    for model, text in (
+        (Message, rows.MESSAGE_COLUMNS), (Session, rows.SESSION_COLUMNS),
+        (ApiCall, rows.API_CALL_COLUMNS), (Checkpoint, rows.CHECKPOINT_COLUMNS),
+        (AgentRecord, rows.AGENT_COLUMNS), (ProviderRecord, rows.PROVIDER_COLUMNS),
+    ):  # fmt: skip
+        assert {a.name for a in attrs.fields(model)} == columns(text), model.__name__
+    assert tuple(n.strip() for n in rows.MESSAGE_COLUMNS.split(",")) == rows.MESSAGE_FIELDS
+
+
+async def test_checkpoint_retry_with_reordered_keys_is_idempotent(store: threadline.Store) -> None:
+    session = await _session(store)
+    first = Checkpoint(tenant_id=session.tenant_id, session_id=session.id,
+                       state={"a": 1, "b": [1, 2]}, input={"x": 1, "y": 2})  # fmt: skip
+    stored = await store.create_checkpoint(first)
+    retry = attrs.evolve(first, state={"b": [1, 2], "a": 1}, input={"y": 2, "x": 1})
+    assert await store.create_checkpoint(retry) == stored
+    with pytest.raises(threadline.ConflictError):
+        await store.create_checkpoint(attrs.evolve(first, state={"a": 2}))

@@ -1,0 +1,194 @@
+"""The schema, as versioned migrations recorded in the database.
+
+Migrations are a :class:`sqlite_utils.Migrations` set named ``threadline_sqlite``;
+sqlite-utils records each one it applies in the ``_sqlite_migrations`` table (set,
+name, time), so running them again applies nothing. New schema changes are new
+functions appended below, never edits of old ones.
+
+:func:`migrate` makes this safe for several processes opening a new file at once:
+it takes SQLite's write lock (``BEGIN IMMEDIATE``, waiting up to ``busy_timeout``)
+before looking at what is pending, applies everything inside that one transaction
+(sqlite-utils nests each migration in a savepoint) and commits. A second process
+waits for the lock, then finds nothing pending. An up-to-date database is checked
+with one plain query, without importing sqlite-utils at all.
+
+Timestamps are INTEGER microseconds since the Unix epoch (UTC), so they round-trip
+exactly and sort correctly; JSON columns are TEXT.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database, Migrations
+
+__all__ = ["MIGRATION_NAMES", "MIGRATION_SET", "applied_migrations", "migrate"]
+
+MIGRATION_SET = "threadline_sqlite"
+MIGRATIONS_TABLE = "_sqlite_migrations"
+
+MIGRATION_NAMES: tuple[str, ...] = ("0001_initial_schema",)
+"""Every migration of this version of the plugin, in the order they apply."""
+
+
+def _m0001_initial_schema(db: Database) -> None:
+    """The six entity tables, the tool-call index and the indexes the hot paths use."""
+    str_, int_, float_ = str, int, float
+    db.create_table(
+        "entity_provider",
+        {
+            "id": str_, "tenant_id": str_, "name": str_, "type": str_, "api_base": str_,
+            "api_key_ref": str_, "enabled": int_, "metadata": str_,
+            "created_at": int_, "updated_at": int_,
+        },  # fmt: skip
+        pk="id",
+        not_null={"tenant_id", "name", "type", "enabled", "metadata", "created_at", "updated_at"},
+    )
+    db.table("entity_provider").create_index(["tenant_id"], index_name="idx_provider_tenant")
+    db.create_table(
+        "entity_agent",
+        {
+            "id": str_, "tenant_id": str_, "code": str_, "name": str_, "system_prompt": str_,
+            "model": str_, "temperature": float_, "max_tokens": int_, "window": int_,
+            "response_format": str_, "custom_params": str_, "provider_id": str_,
+            "enabled": int_, "version": int_, "created_at": int_, "updated_at": int_,
+        },  # fmt: skip
+        pk="id",
+        not_null={"tenant_id", "code", "name", "custom_params", "enabled", "version",
+                  "created_at", "updated_at"},  # fmt: skip
+    )
+    db.table("entity_agent").create_index(
+        ["tenant_id", "code"], index_name="idx_agent_tenant_code", unique=True
+    )
+    db.create_table(
+        "entity_session",
+        {
+            "id": str_, "tenant_id": str_, "user_id": str_, "agent_id": str_, "title": str_,
+            "metadata": str_, "created_at": int_, "updated_at": int_,
+            "last_seq": int_, "last_version": int_,
+        },  # fmt: skip
+        pk="id",
+        not_null={"tenant_id", "metadata", "created_at", "updated_at", "last_seq",
+                  "last_version"},  # fmt: skip
+        defaults={"last_seq": 0, "last_version": 0},
+    )
+    db.table("entity_session").create_index(
+        ["tenant_id", "updated_at", "id"], index_name="idx_session_tenant_updated"
+    )
+    db.create_table(
+        "entity_message",
+        {
+            "id": str_, "session_id": str_, "tenant_id": str_, "user_id": str_,
+            "agent_id": str_, "seq": int_, "role": str_, "content": str_, "tool_calls": str_,
+            "tool_call_id": str_, "name": str_, "status": str_, "metadata": str_,
+            "created_at": int_,
+        },  # fmt: skip
+        pk="id",
+        not_null={"session_id", "tenant_id", "seq", "role", "content", "status", "metadata",
+                  "created_at"},  # fmt: skip
+        foreign_keys=[("session_id", "entity_session", "id")],
+    )
+    messages = db.table("entity_message")
+    # seq order within a session: get_messages and the window's tail.
+    messages.create_index(["session_id", "seq"], index_name="idx_message_session_seq", unique=True)
+    # the window's round starts (user) and head (system): found without reading the session.
+    messages.create_index(["session_id", "role", "seq"], index_name="idx_message_session_role")
+    # replies left streaming by a crash: only those rows are in this index.
+    db.execute(
+        "CREATE INDEX idx_message_streaming ON entity_message (session_id) "
+        "WHERE status = 'streaming'"
+    )
+    # Which message called a tool-call id: lets the window grow back to a tool result's
+    # call with an index lookup instead of a scan of the session.
+    db.execute(
+        "CREATE TABLE entity_message_tool_call ("
+        " session_id TEXT NOT NULL REFERENCES entity_session(id),"
+        " call_id TEXT NOT NULL,"
+        " seq INTEGER NOT NULL,"
+        " PRIMARY KEY (session_id, call_id, seq)"
+        ") WITHOUT ROWID"
+    )
+    db.create_table(
+        "entity_api_call",
+        {
+            "id": str_, "tenant_id": str_, "session_id": str_, "user_id": str_,
+            "agent_id": str_, "request_message_id": str_, "response_message_id": str_,
+            "model": str_, "status": str_, "error_message": str_, "error_code": str_,
+            "prompt_tokens": int_, "completion_tokens": int_, "total_tokens": int_,
+            "latency_ms": float_, "time_to_first_token_ms": float_,
+            "tokens_per_second": float_, "response_id": str_, "metadata": str_,
+            "created_at": int_,
+        },  # fmt: skip
+        pk="id",
+        not_null={"tenant_id", "session_id", "model", "status", "metadata", "created_at"},
+        foreign_keys=[("session_id", "entity_session", "id")],
+    )
+    db.table("entity_api_call").create_index(["session_id"], index_name="idx_api_call_session")
+    db.create_table(
+        "entity_checkpoint",
+        {
+            "id": str_, "tenant_id": str_, "session_id": str_, "agent_id": str_,
+            "version": int_, "parent_id": str_, "node_id": str_, "input": str_,
+            "input_type": str_, "history": str_, "state": str_, "properties": str_,
+            "tombstone": int_, "created_at": int_,
+        },  # fmt: skip
+        pk="id",
+        not_null={"tenant_id", "session_id", "version", "input", "history", "state",
+                  "properties", "tombstone", "created_at"},  # fmt: skip
+        foreign_keys=[("session_id", "entity_session", "id")],
+    )
+    db.table("entity_checkpoint").create_index(
+        ["session_id", "version"], index_name="idx_checkpoint_session_version", unique=True
+    )
+
+
+_FUNCTIONS: dict[str, Any] = {"0001_initial_schema": _m0001_initial_schema}
+
+
+def _migration_set() -> Migrations:
+    from sqlite_utils import Migrations
+
+    migrations = Migrations(MIGRATION_SET)
+    for name in MIGRATION_NAMES:
+        migrations(name=name)(_FUNCTIONS[name])
+    return migrations
+
+
+def applied_migrations(connection: sqlite3.Connection) -> list[str]:
+    """Names of this plugin's migrations recorded in the database, in the order applied."""
+    exists = connection.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (MIGRATIONS_TABLE,)
+    ).fetchone()
+    if exists is None:
+        return []
+    rows = connection.execute(
+        f"SELECT name FROM {MIGRATIONS_TABLE} WHERE migration_set = ? ORDER BY rowid",
+        (MIGRATION_SET,),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def migrate(connection: sqlite3.Connection) -> list[str]:
+    """Apply the pending migrations under the write lock; return the names applied.
+
+    ``connection`` must be in autocommit mode (``isolation_level=None``) with no open
+    transaction. On any error everything this call did is rolled back.
+    """
+    if set(applied_migrations(connection)) >= set(MIGRATION_NAMES):
+        return []
+    from sqlite_utils import Database
+
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        db = Database(connection, recursive_triggers=False, execute_plugins=False)
+        migrations = _migration_set()
+        pending = [m.name for m in migrations.pending(db)]
+        migrations.apply(db)
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+    return pending

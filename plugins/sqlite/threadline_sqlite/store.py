@@ -1,0 +1,936 @@
+"""The SQLite store: the whole threadline store contract in one database file.
+
+Design, and why:
+
+* **Never on the event loop.** Every SQLite call runs on a :class:`~threadline_sqlite.
+  worker.Worker` thread. Writes go to one writer thread (one connection), reads to a
+  reader thread with its own connection: in WAL mode readers never block the writer
+  and the writer never blocks readers. The hooks return the worker's future directly,
+  so a call costs one hand-off to the thread and one back.
+* **Atomic sequence numbers across processes.** A message append is one ``BEGIN
+  IMMEDIATE`` transaction (SQLite's write lock, waited for up to ``busy_timeout``)
+  that bumps ``entity_session.last_seq`` (with ``updated_at``) and inserts the rows
+  with the numbers it got. ``UNIQUE(session_id, seq)`` backs it up. Two processes
+  appending to one file serialise on the lock, never share a ``seq`` and lose
+  nothing. Checkpoint versions use ``last_version`` the same way.
+* **Idempotent retries without gaps.** The insert is tried first; if the message id
+  exists, the transaction (with its ``seq`` bump) is rolled back and the stored
+  message comes back, or :class:`~threadline.errors.ConflictError` when the id lives
+  in another session.
+* **The window from indexes.** ``(session_id, role, seq)`` finds the n-th last user
+  message and the system messages; ``(session_id, seq)`` reads the rounds after it;
+  ``entity_message_tool_call`` finds the call of a tool result that would be
+  orphaned. The cost depends on the window, not on the session's length.
+* **Typed errors, nothing half-written.** Values are encoded (and refused with
+  :class:`~threadline.errors.ValidationError`) before the transaction starts; any
+  failure rolls the transaction back; ``sqlite3`` errors become
+  :class:`~threadline.errors.StoreUnavailableError` (locked, cannot open) or
+  :class:`~threadline.errors.StoreError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import attrs
+
+from threadline.errors import ConflictError, NotFoundError, StoreError, ValidationError
+from threadline.hookspecs import hookimpl
+from threadline.models import (
+    AgentConfig,
+    ApiCall,
+    Checkpoint,
+    Message,
+    ProviderRecord,
+    Session,
+    trusted,
+)
+from threadline.window import orphaned_tool_results
+from threadline_sqlite import migrations
+from threadline_sqlite.options import SQLiteOptions
+from threadline_sqlite.rows import (
+    AGENT_COLUMNS,
+    API_CALL_COLUMNS,
+    CHECKPOINT_COLUMNS,
+    MESSAGE_COLUMNS,
+    PROVIDER_COLUMNS,
+    SESSION_COLUMNS,
+    agent_from_row,
+    agent_row,
+    api_call_from_row,
+    api_call_row,
+    checkpoint_from_row,
+    checkpoint_row,
+    message_from_row,
+    message_row,
+    provider_from_row,
+    provider_row,
+    session_from_row,
+    session_row,
+)
+from threadline_sqlite.worker import Worker
+
+__all__ = ["SQLiteStore", "open_connection"]
+
+T = TypeVar("T")
+Connection = sqlite3.Connection
+
+_HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
+_CHUNK = 500  # ids per "IN (...)" list: far below SQLite's bound-parameter limit
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def _chunks(items: Sequence[T], size: int = _CHUNK) -> list[Sequence[T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def open_connection(options: SQLiteOptions, *, reader: bool = False) -> Connection:
+    """Open and configure a connection (on the thread that will use it).
+
+    The writer creates the parent directory and the file if needed and switches the
+    database to WAL; every connection gets ``busy_timeout``, ``synchronous`` and
+    foreign keys; a reader is ``query_only``. Autocommit mode (``isolation_level=None``):
+    transactions are explicit ``BEGIN IMMEDIATE`` ... ``COMMIT``.
+    """
+    if not options.in_memory and not reader:
+        os.makedirs(os.path.dirname(options.path), exist_ok=True)
+    connection = sqlite3.connect(
+        options.path,
+        timeout=options.busy_timeout_ms / 1000,
+        isolation_level=None,
+        cached_statements=256,
+    )
+    try:
+        connection.execute(f"PRAGMA busy_timeout = {int(options.busy_timeout_ms)}")
+        if not options.in_memory and not reader:
+            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"could not switch {options.path} to WAL (journal_mode={mode})")
+        connection.execute(f"PRAGMA synchronous = {options.synchronous}")
+        connection.execute("PRAGMA foreign_keys = ON")
+        if reader:
+            connection.execute("PRAGMA query_only = ON")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _ping(connection: Connection) -> None:
+    connection.execute("SELECT 1").fetchone()
+
+
+def _stop(*workers: Worker) -> None:
+    for worker in workers:
+        worker.close_nowait()
+
+
+# -- SQL -------------------------------------------------------------------------------------
+
+_SESSION_OF_TENANT = "SELECT 1 FROM entity_session WHERE id = ? AND tenant_id = ?"
+_BUMP_SEQ = (
+    "UPDATE entity_session SET last_seq = last_seq + ?, updated_at = ? "
+    "WHERE id = ? AND tenant_id = ?"
+)
+_BUMP_VERSION = (
+    "UPDATE entity_session SET last_version = last_version + ? WHERE id = ? AND tenant_id = ?"
+)
+_INSERT_MESSAGE = f"INSERT INTO entity_message ({MESSAGE_COLUMNS}) VALUES ({_marks(14)})"
+_INSERT_TOOL_CALL = (
+    "INSERT OR IGNORE INTO entity_message_tool_call (session_id, call_id, seq) VALUES (?, ?, ?)"
+)
+_MESSAGE_BY_ID = f"SELECT {MESSAGE_COLUMNS} FROM entity_message WHERE id = ?"
+_MESSAGE_OF_TENANT = f"SELECT {MESSAGE_COLUMNS} FROM entity_message WHERE id = ? AND tenant_id = ?"
+_MESSAGES_AFTER = (
+    f"SELECT {MESSAGE_COLUMNS} FROM entity_message "
+    "WHERE session_id = ? AND tenant_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+)
+_MESSAGES_ALL = (
+    f"SELECT {MESSAGE_COLUMNS} FROM entity_message "
+    "WHERE session_id = ? AND tenant_id = ? ORDER BY seq"
+)
+_MESSAGES_RANGE = (
+    f"SELECT {MESSAGE_COLUMNS} FROM entity_message "
+    "WHERE session_id = ? AND tenant_id = ? AND seq >= ? AND seq < ? ORDER BY seq"
+)
+_SYSTEM_BEFORE = (
+    f"SELECT {MESSAGE_COLUMNS} FROM entity_message "
+    "WHERE session_id = ? AND tenant_id = ? AND role = 'system' AND seq < ? ORDER BY seq"
+)
+# The window in one statement: the seq of the n-th last user message (OFFSET n-1) or 1,
+# the system messages before it, then everything from it on. Index-only lookups.
+_WINDOW = f"""
+WITH start(seq) AS (
+  SELECT coalesce((SELECT seq FROM entity_message
+                   WHERE session_id = ?1 AND role = 'user'
+                   ORDER BY seq DESC LIMIT 1 OFFSET ?3), 1)
+)
+SELECT {MESSAGE_COLUMNS} FROM entity_message
+WHERE session_id = ?1 AND tenant_id = ?2 AND role = 'system' AND seq < (SELECT seq FROM start)
+UNION ALL
+SELECT {MESSAGE_COLUMNS} FROM entity_message
+WHERE session_id = ?1 AND tenant_id = ?2 AND seq >= (SELECT seq FROM start)
+ORDER BY seq
+"""
+# For each orphaned call id the nearest call before the window (max seq), then the
+# earliest of those: where threadline.window.window_start moves the window's start.
+_NEAREST_CALLERS = (
+    "SELECT min(caller) FROM (SELECT max(seq) AS caller FROM entity_message_tool_call "
+    "WHERE session_id = ? AND seq < ? AND call_id IN ({marks}) GROUP BY call_id)"
+)
+_ROUND_START = (
+    "SELECT max(seq) FROM entity_message WHERE session_id = ? AND role = 'user' AND seq <= ?"
+)
+_UPDATE_MESSAGE = (
+    "UPDATE entity_message SET content = ?, tool_calls = ?, status = ?, name = ?, metadata = ? "
+    "WHERE id = ?"
+)
+_INTERRUPT = (
+    "UPDATE entity_message SET status = 'interrupted' "
+    "WHERE session_id = ? AND tenant_id = ? AND status = 'streaming'"
+)
+
+_INSERT_SESSION = (
+    f"INSERT INTO entity_session ({SESSION_COLUMNS}) VALUES ({_marks(8)}) "
+    "ON CONFLICT (id) DO NOTHING"
+)
+_SESSION_BY_ID = f"SELECT {SESSION_COLUMNS} FROM entity_session WHERE id = ?"
+_SESSION_OF = f"SELECT {SESSION_COLUMNS} FROM entity_session WHERE id = ? AND tenant_id = ?"
+_UPDATE_SESSION = (
+    "UPDATE entity_session SET title = ?, metadata = ?, updated_at = ? "
+    "WHERE id = ? AND tenant_id = ?"
+)
+_COUNT = "SELECT last_seq FROM entity_session WHERE id = ? AND tenant_id = ?"
+
+_INSERT_API_CALL = (
+    f"INSERT INTO entity_api_call ({API_CALL_COLUMNS}) VALUES ({_marks(20)}) "
+    "ON CONFLICT (id) DO NOTHING"
+)
+_API_CALL_BY_ID = f"SELECT {API_CALL_COLUMNS} FROM entity_api_call WHERE id = ?"
+_API_CALLS = (
+    f"SELECT {API_CALL_COLUMNS} FROM entity_api_call "
+    "WHERE session_id = ? AND tenant_id = ? ORDER BY rowid"
+)
+
+_INSERT_CHECKPOINT = f"INSERT INTO entity_checkpoint ({CHECKPOINT_COLUMNS}) VALUES ({_marks(14)})"
+_CHECKPOINT_BY_ID = f"SELECT {CHECKPOINT_COLUMNS} FROM entity_checkpoint WHERE id = ?"
+_CHECKPOINT_OF = (
+    f"SELECT {CHECKPOINT_COLUMNS} FROM entity_checkpoint WHERE id = ? AND tenant_id = ?"
+)
+_CHECKPOINTS_OF_SESSION = (
+    f"SELECT {CHECKPOINT_COLUMNS} FROM entity_checkpoint WHERE session_id = ? AND tenant_id = ?"
+)
+_C_COLUMNS = ", ".join("c." + name.strip() for name in CHECKPOINT_COLUMNS.split(","))
+_CHECKPOINTS_OF_TENANT = (
+    f"SELECT {_C_COLUMNS} FROM entity_checkpoint c JOIN entity_session s ON s.id = c.session_id "
+    "WHERE c.tenant_id = ?"
+)
+
+_AGENT_UPSERT = (
+    f"INSERT INTO entity_agent ({AGENT_COLUMNS}) VALUES ({_marks(16)}) "
+    "ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(
+        f"{name} = excluded.{name}"
+        for name in (n.strip() for n in AGENT_COLUMNS.split(","))
+        if name != "id"
+    )
+)
+_PROVIDER_UPSERT = (
+    f"INSERT INTO entity_provider ({PROVIDER_COLUMNS}) VALUES ({_marks(10)}) "
+    "ON CONFLICT (id) DO UPDATE SET "
+    + ", ".join(
+        f"{name} = excluded.{name}"
+        for name in (n.strip() for n in PROVIDER_COLUMNS.split(","))
+        if name != "id"
+    )
+)
+_AGENT_BY_ID = f"SELECT {AGENT_COLUMNS} FROM entity_agent WHERE id = ? AND tenant_id = ?"
+_AGENT_BY_CODE = f"SELECT {AGENT_COLUMNS} FROM entity_agent WHERE tenant_id = ? AND code = ?"
+_AGENTS = f"SELECT {AGENT_COLUMNS} FROM entity_agent WHERE tenant_id = ? ORDER BY code, id"
+_PROVIDER_OF = f"SELECT {PROVIDER_COLUMNS} FROM entity_provider WHERE id = ? AND tenant_id = ?"
+_PROVIDERS = f"SELECT {PROVIDER_COLUMNS} FROM entity_provider WHERE tenant_id = ?"
+
+
+def _bump(connection: Connection, sql: str, params: tuple[Any, ...], column: str) -> int | None:
+    """Run a counter ``UPDATE`` on a session and return the new value (``None``: no session).
+
+    Must run inside ``BEGIN IMMEDIATE``: the value read back is then the one this
+    transaction wrote. ``RETURNING`` saves a statement where SQLite has it (3.35+).
+    """
+    if _HAS_RETURNING:
+        row = connection.execute(f"{sql} RETURNING {column}", params).fetchone()
+        return None if row is None else int(row[0])
+    if connection.execute(sql, params).rowcount == 0:
+        return None
+    value = connection.execute(
+        f"SELECT {column} FROM entity_session WHERE id = ?", (params[-2],)
+    ).fetchone()
+    return int(value[0])
+
+
+def _missing_session(session_id: str) -> NotFoundError:
+    return NotFoundError(f"session {session_id} not found for this tenant")
+
+
+# -- message jobs (writer thread) -----------------------------------------------------------
+
+
+def _save_message(connection: Connection, message: Message) -> Message:
+    row = message_row(message)  # encoded (and validated) before taking the lock
+    connection.execute("BEGIN IMMEDIATE")
+    seq = _bump(connection, _BUMP_SEQ, (1, _now_us(), message.session_id, message.tenant_id),
+                "last_seq")  # fmt: skip
+    if seq is None:
+        raise _missing_session(message.session_id)
+    row[5] = seq
+    try:
+        connection.execute(_INSERT_MESSAGE, row)
+    except sqlite3.IntegrityError:
+        connection.execute("ROLLBACK")  # undo the seq bump: a retry leaves no gap
+        return _existing_message(connection, message)
+    if message.tool_calls:
+        connection.executemany(
+            _INSERT_TOOL_CALL, [(message.session_id, c.id, seq) for c in message.tool_calls]
+        )
+    connection.execute("COMMIT")
+    return message_from_row(row)
+
+
+def _existing_message(connection: Connection, message: Message) -> Message:
+    found = connection.execute(_MESSAGE_BY_ID, (message.id,)).fetchone()
+    if found is None:  # the insert failed for another reason: report it, never hide it
+        raise StoreError(f"could not insert message {message.id} (integrity error)")
+    existing = message_from_row(found)
+    if existing.session_id != message.session_id or existing.tenant_id != message.tenant_id:
+        raise ConflictError(f"message id {message.id} is stored in another session")
+    return existing
+
+
+def _save_messages(connection: Connection, messages: Sequence[Message]) -> list[Message]:
+    first = messages[0]
+    for m in messages:
+        if m.session_id != first.session_id or m.tenant_id != first.tenant_id:
+            raise ValidationError("save_messages takes messages of a single session")
+    rows = [message_row(m) for m in messages]
+    n = len(rows)
+    connection.execute("BEGIN IMMEDIATE")
+    last = _bump(connection, _BUMP_SEQ, (n, _now_us(), first.session_id, first.tenant_id),
+                 "last_seq")  # fmt: skip
+    if last is None:
+        raise _missing_session(first.session_id)
+    if len({m.id for m in messages}) != n:
+        raise ValidationError("save_messages got the same message id twice")
+    seq = last - n
+    for row in rows:
+        seq += 1
+        row[5] = seq
+    try:
+        connection.executemany(_INSERT_MESSAGE, rows)
+    except sqlite3.IntegrityError:
+        connection.execute("ROLLBACK")
+        return _save_messages_with_retries(connection, messages, rows)
+    _index_tool_calls(connection, messages, rows)
+    connection.execute("COMMIT")
+    return [message_from_row(row) for row in rows]
+
+
+def _index_tool_calls(
+    connection: Connection, messages: Sequence[Message], rows: Sequence[list[Any]]
+) -> None:
+    calls = [
+        (m.session_id, c.id, row[5])
+        for m, row in zip(messages, rows)
+        if m.tool_calls
+        for c in m.tool_calls
+    ]
+    if calls:
+        connection.executemany(_INSERT_TOOL_CALL, calls)
+
+
+def _save_messages_with_retries(
+    connection: Connection, messages: Sequence[Message], rows: list[list[Any]]
+) -> list[Message]:
+    """The slow path of a batch in which some ids are stored already (a retried batch)."""
+    first = messages[0]
+    connection.execute("BEGIN IMMEDIATE")
+    session = (first.session_id, first.tenant_id)
+    if connection.execute(_SESSION_OF_TENANT, session).fetchone() is None:
+        raise _missing_session(first.session_id)
+    existing: dict[str, Message] = {}
+    for chunk in _chunks([m.id for m in messages]):
+        sql = f"SELECT {MESSAGE_COLUMNS} FROM entity_message WHERE id IN ({_marks(len(chunk))})"
+        for found in connection.execute(sql, tuple(chunk)):
+            existing[found[0]] = message_from_row(found)
+    for m in messages:
+        stored = existing.get(m.id)
+        if stored is not None and (
+            stored.session_id != m.session_id or stored.tenant_id != m.tenant_id
+        ):
+            raise ConflictError(f"message id {m.id} is stored in another session")
+    fresh = [(m, row) for m, row in zip(messages, rows) if m.id not in existing]
+    if fresh:
+        last = _bump(connection, _BUMP_SEQ, (len(fresh), _now_us(), *session), "last_seq")
+        assert last is not None
+        seq = last - len(fresh)
+        for _, row in fresh:
+            seq += 1
+            row[5] = seq
+        connection.executemany(_INSERT_MESSAGE, [row for _, row in fresh])
+        _index_tool_calls(connection, [m for m, _ in fresh], [row for _, row in fresh])
+    connection.execute("COMMIT")
+    return [existing[m.id] if m.id in existing else message_from_row(row)
+            for m, row in zip(messages, rows)]  # fmt: skip
+
+
+def _update_message(connection: Connection, message: Message) -> Message:
+    new = message_row(message)
+    connection.execute("BEGIN IMMEDIATE")
+    found = connection.execute(_MESSAGE_OF_TENANT, (message.id, message.tenant_id)).fetchone()
+    if found is None:
+        raise NotFoundError(f"message {message.id} not found for this tenant")
+    # content, tool calls, status, name and metadata change; the rest stays as stored.
+    row = (*found[:7], new[7], new[8], found[9], new[10], new[11], new[12], found[13])
+    connection.execute(_UPDATE_MESSAGE, (new[7], new[8], new[11], new[10], new[12], message.id))
+    if found[8] != new[8]:
+        session_id, seq = found[1], found[5]
+        old = message_from_row(found).tool_calls
+        connection.executemany(
+            "DELETE FROM entity_message_tool_call WHERE session_id = ? AND call_id = ? AND seq = ?",
+            [(session_id, c.id, seq) for c in old],
+        )
+        connection.executemany(
+            _INSERT_TOOL_CALL, [(session_id, c.id, seq) for c in message.tool_calls]
+        )
+    connection.execute("COMMIT")
+    return message_from_row(row)
+
+
+def _interrupt_streaming(connection: Connection, tenant_id: str, session_id: str) -> int:
+    return int(connection.execute(_INTERRUPT, (session_id, tenant_id)).rowcount)
+
+
+# -- message reads (reader thread) -----------------------------------------------------------
+
+
+def _get_messages(
+    connection: Connection, tenant_id: str, session_id: str, after_seq: int, limit: int | None
+) -> list[Message]:
+    rows = connection.execute(
+        _MESSAGES_AFTER, (session_id, tenant_id, after_seq, -1 if limit is None else limit)
+    ).fetchall()
+    return [message_from_row(row) for row in rows]
+
+
+def _count_messages(connection: Connection, tenant_id: str, session_id: str) -> int:
+    # Messages are only ever appended (or deleted with their session): the counter is the count.
+    row = connection.execute(_COUNT, (session_id, tenant_id)).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _load_window(
+    connection: Connection, tenant_id: str, session_id: str, last_rounds: int | None
+) -> list[Message]:
+    if last_rounds is None:
+        rows = connection.execute(_MESSAGES_ALL, (session_id, tenant_id)).fetchall()
+        return [message_from_row(row) for row in rows]
+    if last_rounds == 0:
+        rows = connection.execute(_SYSTEM_BEFORE, (session_id, tenant_id, 2**62)).fetchall()
+        return [message_from_row(row) for row in rows]
+    params = (session_id, tenant_id, last_rounds - 1)
+    rows = connection.execute(_WINDOW, params).fetchall()
+    start, answers_a_call = _round_start(rows, last_rounds)
+    window = [message_from_row(row) for row in rows]
+    if not answers_a_call or rows[start][5] <= 1 or not orphaned_tool_results(window[start:]):
+        return window
+    # Rare: a tool result in the window answers a call made before it. Grow back to the
+    # call's round, in one read transaction so every query sees the same snapshot.
+    connection.execute("BEGIN")
+    try:
+        rows = connection.execute(_WINDOW, params).fetchall()
+        start, _ = _round_start(rows, last_rounds)
+        return _grow_window(
+            connection, tenant_id, session_id, [message_from_row(row) for row in rows[start:]]
+        )
+    finally:
+        connection.execute("COMMIT")
+
+
+def _round_start(rows: Sequence[Sequence[Any]], last_rounds: int) -> tuple[int, bool]:
+    """Where the rounds begin in a :data:`_WINDOW` result, and whether they hold a tool result.
+
+    The query starts the rounds at the ``last_rounds``-th last user message, or at
+    ``seq`` 1 when the session has fewer user messages; the head before it holds only
+    system messages. Works on rows (``row[6]`` is the role) before they become models.
+    """
+    seen = 0
+    tool_result = False
+    for index in range(len(rows) - 1, -1, -1):
+        role = rows[index][6]
+        if role == "user":
+            seen += 1
+            if seen == last_rounds:
+                return index, tool_result
+        elif role == "tool":
+            tool_result = True
+    return 0, tool_result  # fewer user messages than rounds: everything from seq 1
+
+
+def _grow_window(
+    connection: Connection, tenant_id: str, session_id: str, rounds: list[Message]
+) -> list[Message]:
+    """Move the window's start back until no tool result in it lacks its call.
+
+    Mirrors :func:`threadline.window.window_start` with index lookups: for each orphaned
+    id the nearest earlier message that called it (``entity_message_tool_call``), the
+    earliest of those, then the user message that starts its round.
+    """
+    start = (rounds[0].seq or 1) if rounds else 1
+    while start > 1:
+        orphans = sorted(orphaned_tool_results(rounds))
+        if not orphans:
+            break
+        caller: int | None = None
+        for chunk in _chunks(orphans):
+            sql = _NEAREST_CALLERS.format(marks=_marks(len(chunk)))
+            found = connection.execute(sql, (session_id, start, *chunk)).fetchone()[0]
+            if found is not None and (caller is None or found < caller):
+                caller = found
+        if caller is None:
+            break
+        user = connection.execute(_ROUND_START, (session_id, caller)).fetchone()[0]
+        new_start = int(user) if user is not None else 1
+        earlier = connection.execute(_MESSAGES_RANGE, (session_id, tenant_id, new_start, start))
+        rounds = [message_from_row(row) for row in earlier] + rounds
+        start = new_start
+    head = connection.execute(_SYSTEM_BEFORE, (session_id, tenant_id, start)).fetchall()
+    return [message_from_row(row) for row in head] + rounds
+
+
+# -- sessions ---------------------------------------------------------------------------------
+
+
+def _create_session(connection: Connection, session: Session) -> Session:
+    row = session_row(session)
+    connection.execute("BEGIN IMMEDIATE")
+    if connection.execute(_INSERT_SESSION, row).rowcount == 1:
+        connection.execute("COMMIT")
+        return session_from_row(row)
+    found = connection.execute(_SESSION_BY_ID, (session.id,)).fetchone()
+    connection.execute("COMMIT")
+    if found[1] != session.tenant_id:
+        raise ConflictError(f"session id {session.id} is taken")
+    return session_from_row(found)
+
+
+def _get_session(connection: Connection, tenant_id: str, session_id: str) -> Session | None:
+    row = connection.execute(_SESSION_OF, (session_id, tenant_id)).fetchone()
+    return None if row is None else session_from_row(row)
+
+
+def _list_sessions(
+    connection: Connection,
+    tenant_id: str,
+    user_id: str | None,
+    agent_id: str | None,
+    limit: int,
+    offset: int,
+) -> list[Session]:
+    sql = f"SELECT {SESSION_COLUMNS} FROM entity_session WHERE tenant_id = ?"
+    params: list[Any] = [tenant_id]
+    if user_id is not None:
+        sql += " AND user_id = ?"
+        params.append(user_id)
+    if agent_id is not None:
+        sql += " AND agent_id = ?"
+        params.append(agent_id)
+    sql += " ORDER BY updated_at DESC, id DESC LIMIT ? OFFSET ?"
+    rows = connection.execute(sql, (*params, limit, offset)).fetchall()
+    return [session_from_row(row) for row in rows]
+
+
+def _update_session(connection: Connection, session: Session) -> Session:
+    row = session_row(session)
+    connection.execute("BEGIN IMMEDIATE")
+    changed = connection.execute(
+        _UPDATE_SESSION, (session.title, row[5], _now_us(), session.id, session.tenant_id)
+    ).rowcount
+    if changed == 0:
+        raise NotFoundError(f"session {session.id} not found for this tenant")
+    found = connection.execute(_SESSION_BY_ID, (session.id,)).fetchone()
+    connection.execute("COMMIT")
+    return session_from_row(found)
+
+
+def _delete_session(connection: Connection, tenant_id: str, session_id: str) -> bool:
+    connection.execute("BEGIN IMMEDIATE")
+    if connection.execute(_SESSION_OF_TENANT, (session_id, tenant_id)).fetchone() is None:
+        connection.execute("COMMIT")
+        return False
+    for table in ("entity_message_tool_call", "entity_message", "entity_api_call",
+                  "entity_checkpoint"):  # fmt: skip
+        connection.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
+    connection.execute("DELETE FROM entity_session WHERE id = ?", (session_id,))
+    connection.execute("COMMIT")
+    return True
+
+
+# -- API calls --------------------------------------------------------------------------------
+
+
+def _save_api_call(connection: Connection, api_call: ApiCall) -> ApiCall:
+    row = api_call_row(api_call)
+    connection.execute("BEGIN IMMEDIATE")
+    session = (api_call.session_id, api_call.tenant_id)
+    if connection.execute(_SESSION_OF_TENANT, session).fetchone() is None:
+        raise _missing_session(api_call.session_id)
+    if connection.execute(_INSERT_API_CALL, row).rowcount == 1:
+        connection.execute("COMMIT")
+        return api_call_from_row(row)
+    found = connection.execute(_API_CALL_BY_ID, (api_call.id,)).fetchone()
+    connection.execute("COMMIT")
+    existing = api_call_from_row(found)
+    if (existing.session_id, existing.tenant_id) != session:
+        raise ConflictError(f"api call id {api_call.id} is stored in another session")
+    return existing
+
+
+def _list_api_calls(connection: Connection, tenant_id: str, session_id: str) -> list[ApiCall]:
+    rows = connection.execute(_API_CALLS, (session_id, tenant_id)).fetchall()
+    return [api_call_from_row(row) for row in rows]
+
+
+# -- checkpoints ------------------------------------------------------------------------------
+
+
+def _create_checkpoint(connection: Connection, checkpoint: Checkpoint) -> Checkpoint:
+    row = list(checkpoint_row(checkpoint))
+    connection.execute("BEGIN IMMEDIATE")
+    session = (checkpoint.session_id, checkpoint.tenant_id)
+    if connection.execute(_SESSION_OF_TENANT, session).fetchone() is None:
+        raise _missing_session(checkpoint.session_id)
+    found = connection.execute(_CHECKPOINT_BY_ID, (checkpoint.id,)).fetchone()
+    if found is not None:
+        connection.execute("COMMIT")
+        existing = checkpoint_from_row(found)
+        row[4] = existing.version  # a retry: the same checkpoint, whatever its version
+        if checkpoint_from_row(row) != existing:
+            raise ConflictError(f"checkpoint id {checkpoint.id} is stored already")
+        return existing
+    if checkpoint.parent_id is not None:
+        parent = connection.execute(
+            "SELECT session_id FROM entity_checkpoint WHERE id = ?", (checkpoint.parent_id,)
+        ).fetchone()
+        if parent is None or parent[0] != checkpoint.session_id:
+            raise NotFoundError(
+                f"parent checkpoint {checkpoint.parent_id} not found in this session"
+            )
+    version = _bump(connection, _BUMP_VERSION, (1, *session), "last_version")
+    row[4] = version
+    connection.execute(_INSERT_CHECKPOINT, row)
+    connection.execute("COMMIT")
+    return checkpoint_from_row(row)
+
+
+def _get_checkpoint(
+    connection: Connection, tenant_id: str, checkpoint_id: str
+) -> Checkpoint | None:
+    row = connection.execute(_CHECKPOINT_OF, (checkpoint_id, tenant_id)).fetchone()
+    return None if row is None else checkpoint_from_row(row)
+
+
+def _list_checkpoints(
+    connection: Connection, tenant_id: str, session_id: str | None, agent_id: str | None
+) -> list[Checkpoint]:
+    if session_id is not None:
+        sql, params = _CHECKPOINTS_OF_SESSION, [session_id, tenant_id]
+        agent_filter, order = " AND agent_id = ?", " ORDER BY version"
+    else:
+        sql, params = _CHECKPOINTS_OF_TENANT, [tenant_id]
+        agent_filter, order = " AND c.agent_id = ?", " ORDER BY s.created_at, s.id, c.version"
+    if agent_id is not None:
+        sql += agent_filter
+        params.append(agent_id)
+    rows = connection.execute(sql + order, params).fetchall()
+    return [checkpoint_from_row(row) for row in rows]
+
+
+def _get_latest_checkpoint(
+    connection: Connection, tenant_id: str, session_id: str, agent_id: str | None
+) -> Checkpoint | None:
+    sql, params = _CHECKPOINTS_OF_SESSION, [session_id, tenant_id]
+    if agent_id is not None:
+        sql += " AND agent_id = ?"
+        params.append(agent_id)
+    row = connection.execute(sql + " ORDER BY version DESC LIMIT 1", params).fetchone()
+    return None if row is None else checkpoint_from_row(row)
+
+
+# -- agent configs ----------------------------------------------------------------------------
+
+
+def _save_agent_config(connection: Connection, config: AgentConfig) -> AgentConfig:
+    agent, provider = config.agent, config.provider
+    if provider is not None and agent.provider_id != provider.id:
+        agent = attrs.evolve(agent, provider_id=provider.id)
+    agent_values = agent_row(agent)
+    provider_values = None if provider is None else provider_row(provider)
+    connection.execute("BEGIN IMMEDIATE")
+    owner = connection.execute(
+        "SELECT tenant_id FROM entity_agent WHERE id = ?", (agent.id,)
+    ).fetchone()
+    if owner is not None and owner[0] != agent.tenant_id:
+        raise ConflictError(f"agent id {agent.id} is taken")
+    taken = connection.execute(
+        "SELECT 1 FROM entity_agent WHERE tenant_id = ? AND code = ? AND id != ?",
+        (agent.tenant_id, agent.code, agent.id),
+    ).fetchone()
+    if taken is not None:
+        raise ConflictError(f"agent code {agent.code!r} is taken in this tenant")
+    if provider is not None and provider_values is not None:
+        owner = connection.execute(
+            "SELECT tenant_id FROM entity_provider WHERE id = ?", (provider.id,)
+        ).fetchone()
+        if owner is not None and owner[0] != provider.tenant_id:
+            raise ConflictError(f"provider id {provider.id} is taken")
+        connection.execute(_PROVIDER_UPSERT, provider_values)
+    connection.execute(_AGENT_UPSERT, agent_values)
+    connection.execute("COMMIT")
+    return trusted(
+        AgentConfig,
+        agent=agent_from_row(agent_values),
+        provider=None if provider_values is None else provider_from_row(provider_values),
+    )
+
+
+def _config(connection: Connection, row: Sequence[Any]) -> AgentConfig:
+    agent = agent_from_row(row)
+    provider: ProviderRecord | None = None
+    if agent.provider_id is not None:
+        found = connection.execute(_PROVIDER_OF, (agent.provider_id, agent.tenant_id)).fetchone()
+        provider = None if found is None else provider_from_row(found)
+    return trusted(AgentConfig, agent=agent, provider=provider)
+
+
+def _load_agent_config(
+    connection: Connection, tenant_id: str, code: str | None, agent_id: str | None
+) -> AgentConfig | None:
+    if agent_id is not None:
+        row = connection.execute(_AGENT_BY_ID, (agent_id, tenant_id)).fetchone()
+    else:
+        row = connection.execute(_AGENT_BY_CODE, (tenant_id, code)).fetchone()
+    return None if row is None else _config(connection, row)
+
+
+def _list_agent_configs(connection: Connection, tenant_id: str) -> list[AgentConfig]:
+    providers = {
+        row[0]: provider_from_row(row)
+        for row in connection.execute(_PROVIDERS, (tenant_id,)).fetchall()
+    }
+    configs = []
+    for row in connection.execute(_AGENTS, (tenant_id,)).fetchall():
+        agent = agent_from_row(row)
+        provider = providers.get(agent.provider_id) if agent.provider_id else None
+        configs.append(trusted(AgentConfig, agent=agent, provider=provider))
+    return configs
+
+
+# -- the store --------------------------------------------------------------------------------
+
+
+class SQLiteStore:
+    """A threadline store in one SQLite file (or ``:memory:``), served by worker threads.
+
+    Open it with ``await threadline.connect("sqlite:///chat.db")`` or
+    :meth:`SQLiteStore.open`. Hooks return the worker's future: awaiting it is the
+    only thing that happens on the event loop.
+    """
+
+    def __init__(self, options: SQLiteOptions) -> None:
+        """Start the writer thread (use :meth:`open`, which also waits for the connection)."""
+        self.options = options
+        self._writer = Worker("threadline-sqlite-writer", lambda: open_connection(options))
+        self._reader = self._writer
+        self._write = self._writer.submit
+        self._read = self._writer.submit
+        self._finalizer = weakref.finalize(self, _stop, self._writer)
+
+    @classmethod
+    async def open(cls, options: SQLiteOptions) -> SQLiteStore:
+        """Start the threads and open their connections; raise if the file cannot be used."""
+        store = cls(options)
+        try:
+            await store._writer.submit(_ping)
+            if not options.in_memory:
+                reader = Worker(
+                    "threadline-sqlite-reader", lambda: open_connection(options, reader=True)
+                )
+                store._reader, store._read = reader, reader.submit
+                store._finalizer.detach()
+                store._finalizer = weakref.finalize(store, _stop, store._writer, reader)
+                await reader.submit(_ping)
+        except BaseException:
+            await store.aclose()
+            raise
+        return store
+
+    def __repr__(self) -> str:
+        return f"<SQLiteStore {self.options.path} synchronous={self.options.synchronous}>"
+
+    @property
+    def closed(self) -> bool:
+        """True once the store was closed."""
+        return self._writer.closed
+
+    async def aclose(self) -> None:
+        """Finish queued work, close both connections and stop the threads."""
+        self._finalizer.detach()
+        if self._reader is not self._writer:
+            await self._reader.close()
+        await self._writer.close()
+
+    def run_write(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Run ``fn(connection, *args)`` on the writer thread (tests, tools, extensions)."""
+        return self._write(fn, *args)
+
+    def run_read(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Run ``fn(connection, *args)`` on the reader thread (a ``query_only`` connection)."""
+        return self._read(fn, *args)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @hookimpl
+    def threadline_migrate(self) -> asyncio.Future[list[str]]:
+        return self._write(migrations.migrate)
+
+    @hookimpl
+    async def threadline_close(self) -> None:
+        await self.aclose()
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    @hookimpl
+    def threadline_create_session(self, session: Session) -> asyncio.Future[Session]:
+        return self._write(_create_session, session)
+
+    @hookimpl
+    def threadline_get_session(
+        self, tenant_id: str, session_id: str
+    ) -> asyncio.Future[Session | None]:
+        return self._read(_get_session, tenant_id, session_id)
+
+    @hookimpl
+    def threadline_list_sessions(
+        self, tenant_id: str, user_id: str | None, agent_id: str | None, limit: int, offset: int
+    ) -> asyncio.Future[list[Session]]:
+        return self._read(_list_sessions, tenant_id, user_id, agent_id, limit, offset)
+
+    @hookimpl
+    def threadline_update_session(self, session: Session) -> asyncio.Future[Session]:
+        return self._write(_update_session, session)
+
+    @hookimpl
+    def threadline_delete_session(self, tenant_id: str, session_id: str) -> asyncio.Future[bool]:
+        return self._write(_delete_session, tenant_id, session_id)
+
+    # -- messages ---------------------------------------------------------------------------
+
+    @hookimpl
+    def threadline_save_message(self, message: Message) -> asyncio.Future[Message]:
+        return self._write(_save_message, message)
+
+    @hookimpl
+    def threadline_save_messages(
+        self, messages: Sequence[Message]
+    ) -> asyncio.Future[list[Message]]:
+        return self._write(_save_messages, messages)
+
+    @hookimpl
+    def threadline_update_message(self, message: Message) -> asyncio.Future[Message]:
+        return self._write(_update_message, message)
+
+    @hookimpl
+    def threadline_get_messages(
+        self, tenant_id: str, session_id: str, after_seq: int, limit: int | None
+    ) -> asyncio.Future[list[Message]]:
+        return self._read(_get_messages, tenant_id, session_id, after_seq, limit)
+
+    @hookimpl
+    def threadline_load_window(
+        self, tenant_id: str, session_id: str, last_rounds: int | None
+    ) -> asyncio.Future[list[Message]]:
+        return self._read(_load_window, tenant_id, session_id, last_rounds)
+
+    @hookimpl
+    def threadline_count_messages(self, tenant_id: str, session_id: str) -> asyncio.Future[int]:
+        return self._read(_count_messages, tenant_id, session_id)
+
+    @hookimpl
+    def threadline_interrupt_streaming(
+        self, tenant_id: str, session_id: str
+    ) -> asyncio.Future[int]:
+        return self._write(_interrupt_streaming, tenant_id, session_id)
+
+    # -- API calls --------------------------------------------------------------------------
+
+    @hookimpl
+    def threadline_save_api_call(self, api_call: ApiCall) -> asyncio.Future[ApiCall]:
+        return self._write(_save_api_call, api_call)
+
+    @hookimpl
+    def threadline_list_api_calls(
+        self, tenant_id: str, session_id: str
+    ) -> asyncio.Future[list[ApiCall]]:
+        return self._read(_list_api_calls, tenant_id, session_id)
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    @hookimpl
+    def threadline_create_checkpoint(self, checkpoint: Checkpoint) -> asyncio.Future[Checkpoint]:
+        return self._write(_create_checkpoint, checkpoint)
+
+    @hookimpl
+    def threadline_get_checkpoint(
+        self, tenant_id: str, checkpoint_id: str
+    ) -> asyncio.Future[Checkpoint | None]:
+        return self._read(_get_checkpoint, tenant_id, checkpoint_id)
+
+    @hookimpl
+    def threadline_list_checkpoints(
+        self, tenant_id: str, session_id: str | None, agent_id: str | None
+    ) -> asyncio.Future[list[Checkpoint]]:
+        return self._read(_list_checkpoints, tenant_id, session_id, agent_id)
+
+    @hookimpl
+    def threadline_get_latest_checkpoint(
+        self, tenant_id: str, session_id: str, agent_id: str | None
+    ) -> asyncio.Future[Checkpoint | None]:
+        return self._read(_get_latest_checkpoint, tenant_id, session_id, agent_id)
+
+    # -- agent configs ----------------------------------------------------------------------
+
+    @hookimpl
+    def threadline_save_agent_config(self, config: AgentConfig) -> asyncio.Future[AgentConfig]:
+        return self._write(_save_agent_config, config)
+
+    @hookimpl
+    def threadline_load_agent_config(
+        self, tenant_id: str, code: str | None, agent_id: str | None
+    ) -> asyncio.Future[AgentConfig | None]:
+        return self._read(_load_agent_config, tenant_id, code, agent_id)
+
+    @hookimpl
+    def threadline_list_agent_configs(self, tenant_id: str) -> asyncio.Future[list[AgentConfig]]:
+        return self._read(_list_agent_configs, tenant_id)
