@@ -128,9 +128,7 @@ def messages(session: Session, n: int) -> list[Message]:
 
 
 def agent_items(n: int) -> list[dict[str, str]]:
-    return [
-        {"role": "user" if i % 2 == 0 else "assistant", "content": CONTENT} for i in range(n)
-    ]
+    return [{"role": "user" if i % 2 == 0 else "assistant", "content": CONTENT} for i in range(n)]
 
 
 async def latencies(read: Callable[[], Awaitable[object]], count: int) -> list[float]:
@@ -314,9 +312,7 @@ def build_session(path: Path, count: int) -> tuple[str, str]:
         if start == 0:
             rows[0][6], rows[0][7] = "system", "You are a helpful assistant."
         connection.executemany(sql._INSERT_MESSAGE, rows)
-    connection.execute(
-        "UPDATE entity_session SET last_seq = ? WHERE id = ?", (count, session_id)
-    )
+    connection.execute("UPDATE entity_session SET last_seq = ? WHERE id = ?", (count, session_id))
     connection.execute("COMMIT")
     connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     connection.close()
@@ -558,8 +554,12 @@ def main() -> int:
     parser.add_argument("--w1", type=int, default=W1_COUNT, help="messages appended in W1")
     parser.add_argument("--w2", type=int, default=W2_COUNT, help="messages appended in W2")
     parser.add_argument("--reads", type=int, default=3000, help="window reads per implementation")
-    parser.add_argument("--rounds", type=int, default=20,
-                        help="chunks each workload is split into, alternating implementations")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=20,
+        help="chunks each workload is split into, alternating implementations",
+    )
     parser.add_argument("--dir", help="where to put the database files (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the database files")
     parser.add_argument("--no-import", action="store_true", help="skip the import-cost lines")

@@ -89,8 +89,14 @@ async def test_a_session_resumes_with_full_history_in_another_process(db_path: P
         await store.save_message(msg("user", "thanks")),
     ]
     checkpoint = await store.create_checkpoint(
-        Checkpoint(tenant_id=tenant, session_id=session.id, node_id="answer",
-                   history=saved[:4], state={"k": [1, "x"]}, input={"q": "time"})  # fmt: skip
+        Checkpoint(
+            tenant_id=tenant,
+            session_id=session.id,
+            node_id="answer",
+            history=saved[:4],
+            state={"k": [1, "x"]},
+            input={"q": "time"},
+        )  # fmt: skip
     )
     await store.close()
 

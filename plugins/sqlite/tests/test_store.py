@@ -214,8 +214,13 @@ async def test_checkpoint_history_round_trips_hostile_content(store: threadline.
         _msg(session, "tool", "x" * 1_000_000, tool_call_id="c", name="n"),
     ])  # fmt: skip
     checkpoint = await store.create_checkpoint(
-        Checkpoint(tenant_id=session.tenant_id, session_id=session.id, history=history,
-                   input=["a", {"b": 1.25}], state={"\x00": "\x00"})  # fmt: skip
+        Checkpoint(
+            tenant_id=session.tenant_id,
+            session_id=session.id,
+            history=history,
+            input=["a", {"b": 1.25}],
+            state={"\x00": "\x00"},
+        )  # fmt: skip
     )
     assert await store.get_checkpoint(session.tenant_id, checkpoint.id) == checkpoint
     assert checkpoint.history == tuple(history)
@@ -280,8 +285,9 @@ async def test_a_table_gone_mid_operation_is_a_store_error(db_path: Path) -> Non
     vandal.close()
     with pytest.raises(StoreError, match="entity_api_call"):
         await store.save_api_call(
-            threadline.ApiCall(tenant_id=session.tenant_id, session_id=session.id, model="m",
-                               status="success")  # fmt: skip
+            threadline.ApiCall(
+                tenant_id=session.tenant_id, session_id=session.id, model="m", status="success"
+            )  # fmt: skip
         )
     # the rest of the store still works, nothing was lost
     assert [m.content for m in await store.get_messages(session.tenant_id, session.id)] == ["kept"]

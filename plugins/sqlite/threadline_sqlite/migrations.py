@@ -39,9 +39,16 @@ def _m0001_initial_schema(db: Database) -> None:
     db.create_table(
         "entity_provider",
         {
-            "id": str_, "tenant_id": str_, "name": str_, "type": str_, "api_base": str_,
-            "api_key_ref": str_, "enabled": int_, "metadata": str_,
-            "created_at": int_, "updated_at": int_,
+            "id": str_,
+            "tenant_id": str_,
+            "name": str_,
+            "type": str_,
+            "api_base": str_,
+            "api_key_ref": str_,
+            "enabled": int_,
+            "metadata": str_,
+            "created_at": int_,
+            "updated_at": int_,
         },  # fmt: skip
         pk="id",
         not_null={"tenant_id", "name", "type", "enabled", "metadata", "created_at", "updated_at"},
@@ -50,14 +57,34 @@ def _m0001_initial_schema(db: Database) -> None:
     db.create_table(
         "entity_agent",
         {
-            "id": str_, "tenant_id": str_, "code": str_, "name": str_, "system_prompt": str_,
-            "model": str_, "temperature": float_, "max_tokens": int_, "window": int_,
-            "response_format": str_, "custom_params": str_, "provider_id": str_,
-            "enabled": int_, "version": int_, "created_at": int_, "updated_at": int_,
+            "id": str_,
+            "tenant_id": str_,
+            "code": str_,
+            "name": str_,
+            "system_prompt": str_,
+            "model": str_,
+            "temperature": float_,
+            "max_tokens": int_,
+            "window": int_,
+            "response_format": str_,
+            "custom_params": str_,
+            "provider_id": str_,
+            "enabled": int_,
+            "version": int_,
+            "created_at": int_,
+            "updated_at": int_,
         },  # fmt: skip
         pk="id",
-        not_null={"tenant_id", "code", "name", "custom_params", "enabled", "version",
-                  "created_at", "updated_at"},  # fmt: skip
+        not_null={
+            "tenant_id",
+            "code",
+            "name",
+            "custom_params",
+            "enabled",
+            "version",
+            "created_at",
+            "updated_at",
+        },  # fmt: skip
     )
     db.table("entity_agent").create_index(
         ["tenant_id", "code"], index_name="idx_agent_tenant_code", unique=True
@@ -65,13 +92,26 @@ def _m0001_initial_schema(db: Database) -> None:
     db.create_table(
         "entity_session",
         {
-            "id": str_, "tenant_id": str_, "user_id": str_, "agent_id": str_, "title": str_,
-            "metadata": str_, "created_at": int_, "updated_at": int_,
-            "last_seq": int_, "last_version": int_,
+            "id": str_,
+            "tenant_id": str_,
+            "user_id": str_,
+            "agent_id": str_,
+            "title": str_,
+            "metadata": str_,
+            "created_at": int_,
+            "updated_at": int_,
+            "last_seq": int_,
+            "last_version": int_,
         },  # fmt: skip
         pk="id",
-        not_null={"tenant_id", "metadata", "created_at", "updated_at", "last_seq",
-                  "last_version"},  # fmt: skip
+        not_null={
+            "tenant_id",
+            "metadata",
+            "created_at",
+            "updated_at",
+            "last_seq",
+            "last_version",
+        },  # fmt: skip
         defaults={"last_seq": 0, "last_version": 0},
     )
     db.table("entity_session").create_index(
@@ -80,14 +120,32 @@ def _m0001_initial_schema(db: Database) -> None:
     db.create_table(
         "entity_message",
         {
-            "id": str_, "session_id": str_, "tenant_id": str_, "user_id": str_,
-            "agent_id": str_, "seq": int_, "role": str_, "content": str_, "tool_calls": str_,
-            "tool_call_id": str_, "name": str_, "status": str_, "metadata": str_,
+            "id": str_,
+            "session_id": str_,
+            "tenant_id": str_,
+            "user_id": str_,
+            "agent_id": str_,
+            "seq": int_,
+            "role": str_,
+            "content": str_,
+            "tool_calls": str_,
+            "tool_call_id": str_,
+            "name": str_,
+            "status": str_,
+            "metadata": str_,
             "created_at": int_,
         },  # fmt: skip
         pk="id",
-        not_null={"session_id", "tenant_id", "seq", "role", "content", "status", "metadata",
-                  "created_at"},  # fmt: skip
+        not_null={
+            "session_id",
+            "tenant_id",
+            "seq",
+            "role",
+            "content",
+            "status",
+            "metadata",
+            "created_at",
+        },  # fmt: skip
         foreign_keys=[("session_id", "entity_session", "id")],
     )
     messages = db.table("entity_message")
@@ -113,12 +171,25 @@ def _m0001_initial_schema(db: Database) -> None:
     db.create_table(
         "entity_api_call",
         {
-            "id": str_, "tenant_id": str_, "session_id": str_, "user_id": str_,
-            "agent_id": str_, "request_message_id": str_, "response_message_id": str_,
-            "model": str_, "status": str_, "error_message": str_, "error_code": str_,
-            "prompt_tokens": int_, "completion_tokens": int_, "total_tokens": int_,
-            "latency_ms": float_, "time_to_first_token_ms": float_,
-            "tokens_per_second": float_, "response_id": str_, "metadata": str_,
+            "id": str_,
+            "tenant_id": str_,
+            "session_id": str_,
+            "user_id": str_,
+            "agent_id": str_,
+            "request_message_id": str_,
+            "response_message_id": str_,
+            "model": str_,
+            "status": str_,
+            "error_message": str_,
+            "error_code": str_,
+            "prompt_tokens": int_,
+            "completion_tokens": int_,
+            "total_tokens": int_,
+            "latency_ms": float_,
+            "time_to_first_token_ms": float_,
+            "tokens_per_second": float_,
+            "response_id": str_,
+            "metadata": str_,
             "created_at": int_,
         },  # fmt: skip
         pk="id",
@@ -129,14 +200,33 @@ def _m0001_initial_schema(db: Database) -> None:
     db.create_table(
         "entity_checkpoint",
         {
-            "id": str_, "tenant_id": str_, "session_id": str_, "agent_id": str_,
-            "version": int_, "parent_id": str_, "node_id": str_, "input": str_,
-            "input_type": str_, "history": str_, "state": str_, "properties": str_,
-            "tombstone": int_, "created_at": int_,
+            "id": str_,
+            "tenant_id": str_,
+            "session_id": str_,
+            "agent_id": str_,
+            "version": int_,
+            "parent_id": str_,
+            "node_id": str_,
+            "input": str_,
+            "input_type": str_,
+            "history": str_,
+            "state": str_,
+            "properties": str_,
+            "tombstone": int_,
+            "created_at": int_,
         },  # fmt: skip
         pk="id",
-        not_null={"tenant_id", "session_id", "version", "input", "history", "state",
-                  "properties", "tombstone", "created_at"},  # fmt: skip
+        not_null={
+            "tenant_id",
+            "session_id",
+            "version",
+            "input",
+            "history",
+            "state",
+            "properties",
+            "tombstone",
+            "created_at",
+        },  # fmt: skip
         foreign_keys=[("session_id", "entity_session", "id")],
     )
     db.table("entity_checkpoint").create_index(

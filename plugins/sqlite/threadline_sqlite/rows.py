@@ -85,6 +85,7 @@ MESSAGE_COLUMNS = (
 )
 """Column order of :func:`message_row` and :func:`message_from_row`."""
 
+
 def message_row(m: Message, seq: int | None = None) -> list[Any]:
     """The row for ``m`` in :data:`MESSAGE_COLUMNS` order, with ``seq``.
 
