@@ -23,7 +23,7 @@ from typing import Any
 
 import pluggy
 
-__all__ = ["call_read", "call_write", "implementations"]
+__all__ = ["call_read", "call_write", "implementations", "read", "write"]
 
 
 def implementations(pm: pluggy.PluginManager, hook_name: str) -> list[pluggy.HookImpl]:
@@ -39,20 +39,34 @@ async def _call(impl: pluggy.HookImpl, kwargs: dict[str, Any]) -> Any:
     return result
 
 
-async def call_write(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> Any:
+async def write(impls: list[pluggy.HookImpl], kwargs: dict[str, Any]) -> Any:
     """Await every implementation in order; raise the first failure; return the first result."""
     first: Any = None
-    for impl in implementations(pm, hook_name):
-        result = await _call(impl, kwargs)
+    for impl in impls:
+        result = impl.function(*[kwargs[name] for name in impl.argnames])
+        if inspect.isawaitable(result):
+            result = await result
         if first is None:
             first = result
     return first
 
 
-async def call_read(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> Any:
+async def read(impls: list[pluggy.HookImpl], kwargs: dict[str, Any]) -> Any:
     """Await implementations in order until one returns non-``None``; return that value."""
-    for impl in implementations(pm, hook_name):
-        result = await _call(impl, kwargs)
+    for impl in impls:
+        result = impl.function(*[kwargs[name] for name in impl.argnames])
+        if inspect.isawaitable(result):
+            result = await result
         if result is not None:
             return result
     return None
+
+
+async def call_write(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> Any:
+    """:func:`write` over the implementations of ``hook_name`` registered on ``pm``."""
+    return await write(implementations(pm, hook_name), kwargs)
+
+
+async def call_read(pm: pluggy.PluginManager, hook_name: str, **kwargs: Any) -> Any:
+    """:func:`read` over the implementations of ``hook_name`` registered on ``pm``."""
+    return await read(implementations(pm, hook_name), kwargs)

@@ -51,6 +51,7 @@ class Store:
         self.pm: pluggy.PluginManager = new_plugin_manager()
         self._closed = False
         self._stack: list[object] = []
+        self._impls: dict[str, list[pluggy.HookImpl]] = {}
         for plugin in plugins:
             self.add(plugin)
 
@@ -67,6 +68,7 @@ class Store:
         """Stack another store plugin; it is called before the ones already added."""
         self.pm.register(plugin, name=name)
         self._stack.insert(0, plugin)
+        self._impls.clear()
         return self
 
     @property
@@ -74,18 +76,28 @@ class Store:
         """The first plugin in call order (the last one added)."""
         return self.plugins[0]
 
+    def _implementations(self, hook: str) -> list[pluggy.HookImpl]:
+        impls = self._impls.get(hook)
+        if impls is None:
+            impls = self._impls[hook] = dispatch.implementations(self.pm, hook)
+        return impls
+
     async def _write(self, hook: str, **kwargs: Any) -> Any:
-        self._check_open(hook)
-        result = await dispatch.call_write(self.pm, hook, **kwargs)
+        if self._closed:
+            self._check_open(hook)
+        impls = self._implementations(hook)
+        result = await dispatch.write(impls, kwargs)
         if result is None:
             raise ConfigurationError(f"no store in {self!r} implements {hook}")
         return result
 
     async def _read(self, hook: str, **kwargs: Any) -> Any:
-        self._check_open(hook)
-        if not dispatch.implementations(self.pm, hook):
+        if self._closed:
+            self._check_open(hook)
+        impls = self._implementations(hook)
+        if not impls:
             raise ConfigurationError(f"no store in {self!r} implements {hook}")
-        return await dispatch.call_read(self.pm, hook, **kwargs)
+        return await dispatch.read(impls, kwargs)
 
     def _check_open(self, hook: str) -> None:
         if self._closed:
@@ -351,6 +363,8 @@ async def open_plugin(url: str | StoreURL) -> object:
     entry = registry.get(parsed.scheme)
     if entry is None:
         dist = KNOWN_SCHEMES.get(parsed.scheme)
+        if dist is None and parsed.scheme.startswith(("fsspec+", "agents+")):
+            dist = "threadline-fsspec"
         hint = f"; pip install {dist}" if dist else ""
         restricted = ""
         if os.environ.get(LOAD_PLUGINS_ENV) is not None:

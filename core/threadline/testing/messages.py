@@ -186,3 +186,14 @@ class MessageConformance:
         )
         await store.save_api_call(failed)
         assert await store.list_api_calls(conv.tenant_id, conv.id) == [call, failed]
+
+    async def test_api_call_id_from_another_session_conflicts(self, store: Store) -> None:
+        from threadline import ApiCall
+
+        a = await new_conversation(store)
+        b = await new_conversation(store, tenant_id=a.tenant_id)
+        call = ApiCall(tenant_id=a.tenant_id, session_id=a.id, model="m", status="success")
+        await store.save_api_call(call)
+        with pytest.raises(ConflictError):
+            await store.save_api_call(attrs.evolve(call, session_id=b.id))
+        assert await store.list_api_calls(b.tenant_id, b.id) == []

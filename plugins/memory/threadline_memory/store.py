@@ -268,9 +268,12 @@ class MemoryStore:
         with self._lock:
             self._require_session(api_call.tenant_id, api_call.session_id)
             calls = self._api_calls[api_call.session_id]
-            for existing in calls:
-                if existing.id == api_call.id:
-                    return existing
+            for log in self._api_calls.values():
+                for existing in log:
+                    if existing.id == api_call.id:
+                        if existing.session_id != api_call.session_id:
+                            raise ConflictError(f"api call id {api_call.id} is stored elsewhere")
+                        return existing
             stored = attrs.evolve(api_call, metadata=_copy_json(api_call.metadata, "metadata"))
             calls.append(stored)
             return stored

@@ -1,0 +1,76 @@
+"""Helpers of the fsspec store tests (a uniquely named module: plugins' tests share sys.path)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+CHILD = Path(__file__).with_name("_fsspec_child.py")
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a child process: this plugin only."""
+    return {**os.environ, "THREADLINE_LOAD_PLUGINS": "threadline-fsspec"}
+
+
+def start_child(*args: str) -> subprocess.Popen[str]:
+    """Start ``_fsspec_child.py ARGS...`` with its output captured."""
+    return subprocess.Popen(
+        [sys.executable, str(CHILD), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+    )
+
+
+def run_child(*args: str, timeout: float = 60) -> Any:
+    """Run ``_fsspec_child.py ARGS...`` to the end and return the JSON it printed."""
+    proc = start_child(*args)
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, f"child failed:\n{err}"
+    return json.loads(out)
+
+
+def run_together(go_dir: Path, commands: list[list[str]], timeout: float = 60) -> list[Any]:
+    """Start one child per command, release them at once, return their JSON outputs.
+
+    Each child touches ``go_dir/ready-NAME`` when ready (NAME is its third argument) and
+    waits for ``go_dir/go``, so the work of all of them overlaps.
+    """
+    go_dir.mkdir(exist_ok=True)
+    procs = [start_child(*command) for command in commands]
+    try:
+        deadline = time.monotonic() + timeout
+        while len(list(go_dir.glob("ready-*"))) < len(procs):
+            if any(p.poll() not in (None, 0) for p in procs) or time.monotonic() > deadline:
+                break
+            time.sleep(0.005)
+        (go_dir / "go").touch()
+        results = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=timeout)
+            assert proc.returncode == 0, f"child failed:\n{err}"
+            results.append(json.loads(out))
+        return results
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def visible_files(root: Path) -> list[Path]:
+    """Every file a reader of the store could open (temporary ``.tmp-*`` files excluded)."""
+    files = (p for p in root.rglob("*") if p.is_file())
+    return sorted(p for p in files if not p.name.startswith(".") and p.name != "lock")
+
+
+def temporary_files(root: Path) -> list[Path]:
+    """Temporary files left under ``root`` (a failed write must remove its own)."""
+    return sorted(root.rglob(".tmp-*"))

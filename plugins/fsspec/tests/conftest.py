@@ -1,0 +1,43 @@
+"""Fixtures for the fsspec store tests: real directories in ``tmp_path`` and fsspec memory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+import threadline
+
+# Only this plugin (and the core's built-ins) load, whatever else is installed.
+os.environ["THREADLINE_LOAD_PLUGINS"] = "threadline-fsspec"
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A store directory that does not exist yet."""
+    return tmp_path / "store"
+
+
+@pytest_asyncio.fixture
+async def file_store(root: Path) -> AsyncIterator[threadline.Store]:
+    """An open, empty store on a local directory."""
+    store = await threadline.connect(f"file://{root}")
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+def memory_name() -> Iterator[str]:
+    """A unique folder of fsspec's (process-wide) memory file system, removed afterwards."""
+    import fsspec
+
+    from threadline.ids import new_id
+
+    name = f"tl-test-{new_id()}"
+    yield name
+    fs = fsspec.filesystem("memory")
+    if fs.exists(f"/{name}"):
+        fs.rm(f"/{name}", recursive=True)

@@ -1,0 +1,380 @@
+"""The few file operations the store needs, on a local disk or on any fsspec file system.
+
+The store only ever reads whole files, writes whole files, creates files that must
+not exist yet, lists folders and removes trees. Two backends provide that:
+
+:class:`LocalBackend`
+    ``os`` calls on a local directory. A write goes to a temporary file in the same
+    folder, is flushed with ``fsync``, then renamed over the target (``os.replace``),
+    so a reader sees the old or the new content, never half of it. An exclusive
+    create writes the temporary file the same way and then *hard-links* it to the
+    final name: ``link`` fails when the name exists, so the claim is atomic and the
+    file is complete from the first moment it is visible. Writers of one session
+    serialise on ``fcntl.flock`` of a lock file, across processes.
+
+:class:`FsspecBackend`
+    any ``fsspec`` file system. On object stores (and fsspec's memory file system) a
+    ``pipe_file`` replaces a whole object at once, and ``mode="create"`` is the
+    exclusive create (a conditional PUT on s3fs/gcsfs; an in-process lock on the
+    memory file system). There is no cross-process lock: records are immutable
+    objects named by their number, and a writer that loses a race for a number
+    takes the next one. On other fsspec file systems (sftp, hdfs, ...) writes go to
+    a temporary name and are moved into place.
+"""
+
+from __future__ import annotations
+
+import abc
+import errno
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from threadline.errors import StoreUnavailableError, ValidationError
+
+if sys.platform != "win32":  # POSIX: flock; on Windows writers rely on exclusive creates
+    import fcntl
+
+__all__ = ["Backend", "FsspecBackend", "LocalBackend"]
+
+OBJECT_STORE_PROTOCOLS = frozenset(
+    {"memory", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "oci", "r2"}
+)
+"""Protocols whose ``pipe_file`` replaces a whole object atomically (no partial reads)."""
+
+_STRIPES = [threading.RLock() for _ in range(64)]
+
+
+@contextmanager
+def thread_lock(key: str, timeout: float) -> Iterator[None]:
+    """Serialise the threads of this process on ``key`` (one of 64 striped locks)."""
+    lock = _STRIPES[zlib.crc32(key.encode("utf-8")) % len(_STRIPES)]
+    if not lock.acquire(timeout=timeout):
+        raise StoreUnavailableError(f"timed out after {timeout:g}s waiting for the lock {key}")
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _check_parts(path: str) -> list[str]:
+    parts = path.split("/")
+    for part in parts:
+        if part in ("", ".", "..") or "\\" in part or "\x00" in part:
+            raise ValidationError(f"unsafe path {path!r}")
+    return parts
+
+
+class Backend(abc.ABC):
+    """Whole-file operations on paths relative to the store's root (``/``-separated)."""
+
+    inline: bool = False
+    """True when every operation is a quick in-memory one, run on the event loop itself."""
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """Where the data lives, for ``repr`` and error messages (no credentials)."""
+
+    @abc.abstractmethod
+    def read(self, path: str) -> bytes | None:
+        """The file's bytes, or ``None`` if it does not exist."""
+
+    @abc.abstractmethod
+    def write(self, path: str, data: bytes, *, durable: bool = True) -> None:
+        """Create or replace the file in one step: readers see old or new, never a part.
+
+        ``durable=False`` skips ``fsync`` where there is one: for hints that a crash may
+        lose or damage without harm.
+        """
+
+    @abc.abstractmethod
+    def create(self, path: str, data: bytes) -> bool:
+        """Create the file only if it does not exist; ``False`` when it does."""
+
+    @abc.abstractmethod
+    def delete(self, path: str) -> None:
+        """Remove a file; a missing one is not an error."""
+
+    @abc.abstractmethod
+    def listdir(self, path: str) -> list[str]:
+        """Names in a folder (files and sub-folders, hidden ones left out); ``[]`` if absent."""
+
+    @abc.abstractmethod
+    def rmtree(self, path: str) -> None:
+        """Remove a folder and everything in it; a missing one is not an error."""
+
+    @abc.abstractmethod
+    @contextmanager
+    def lock(self, path: str, timeout: float, *, create_parent: bool = False) -> Iterator[None]:
+        """Hold the writers' lock named ``path`` (a file on local disks).
+
+        :raises FileNotFoundError: the lock's folder does not exist and
+            ``create_parent`` is false (the session it guards is gone).
+        :raises StoreUnavailableError: the lock was not free within ``timeout`` seconds.
+        """
+        yield  # pragma: no cover
+
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
+        """Release what the backend holds (nothing by default)."""
+
+
+class LocalBackend(Backend):
+    """A local directory, with ``fsync``'d atomic writes and ``flock`` locks."""
+
+    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
+        self.root = os.path.abspath(os.fspath(root))
+        self.fsync = fsync
+        if os.path.exists(self.root) and not os.path.isdir(self.root):
+            from threadline.errors import ConfigurationError
+
+            raise ConfigurationError(f"{self.root} exists and is not a directory")
+        os.makedirs(self.root, exist_ok=True)
+
+    def describe(self) -> str:
+        return f"file://{self.root}"
+
+    def full(self, path: str) -> str:
+        """The absolute file name of ``path`` (every component checked)."""
+        return os.path.join(self.root, *_check_parts(path))
+
+    def read(self, path: str) -> bytes | None:
+        try:
+            with open(self.full(path), "rb") as f:
+                return f.read()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def _temp(self, target: str, data: bytes, durable: bool = True) -> str:
+        folder = os.path.dirname(target)
+        os.makedirs(folder, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                if self.fsync and durable:
+                    os.fsync(f.fileno())
+        except BaseException:
+            _unlink(temp)
+            raise
+        return temp
+
+    def _sync_dir(self, target: str) -> None:
+        if not self.fsync or os.name == "nt":
+            return
+        fd = os.open(os.path.dirname(target), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def write(self, path: str, data: bytes, *, durable: bool = True) -> None:
+        target = self.full(path)
+        temp = self._temp(target, data, durable)
+        try:
+            os.replace(temp, target)
+        except BaseException:
+            _unlink(temp)
+            raise
+        if durable:
+            self._sync_dir(target)
+
+    def create(self, path: str, data: bytes) -> bool:
+        target = self.full(path)
+        if os.path.exists(target):
+            return False
+        temp = self._temp(target, data)
+        try:
+            os.link(temp, target)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            return self._create_without_links(target, data)
+        finally:
+            _unlink(temp)
+        self._sync_dir(target)
+        return True
+
+    def _create_without_links(self, target: str, data: bytes) -> bool:
+        # File systems without hard links (some network and FUSE mounts): claim the
+        # name with O_EXCL. The claim is still exclusive; the lock around writers keeps
+        # readers of this store from seeing the file before it is complete.
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            if self.fsync:
+                os.fsync(f.fileno())
+        self._sync_dir(target)
+        return True
+
+    def delete(self, path: str) -> None:
+        _unlink(self.full(path))
+
+    def listdir(self, path: str) -> list[str]:
+        try:
+            names = os.listdir(self.full(path))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(n for n in names if not n.startswith("."))
+
+    def rmtree(self, path: str) -> None:
+        target = self.full(path)
+        for _ in range(5):  # a lock file re-created by a late writer makes rmdir fail
+            try:
+                shutil.rmtree(target)
+                return
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                time.sleep(0.01)
+
+    @contextmanager
+    def lock(self, path: str, timeout: float, *, create_parent: bool = False) -> Iterator[None]:
+        target = self.full(path)
+        with thread_lock(target, timeout):
+            if sys.platform == "win32":  # pragma: no cover
+                yield
+                return
+            fd = _flock(target, time.monotonic() + timeout, timeout, create_parent)
+            try:
+                yield
+            finally:
+                os.close(fd)  # closing the descriptor releases the flock
+
+
+def _flock(target: str, deadline: float, timeout: float, create_parent: bool) -> int:
+    """Open and ``flock`` ``target``; retry if it was replaced or removed meanwhile."""
+    delay = 0.0005
+    while True:
+        if create_parent:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+        fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise StoreUnavailableError(
+                            f"another process has held the lock {target} for over {timeout:g}s"
+                        ) from None
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.01)
+            held = os.fstat(fd)
+            try:
+                current = os.stat(target)
+            except FileNotFoundError:
+                current = None
+        except BaseException:
+            os.close(fd)
+            raise
+        if current is not None and (current.st_ino, current.st_dev) == (held.st_ino, held.st_dev):
+            return fd
+        os.close(fd)  # the file we locked was deleted (its session too): start over
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+class FsspecBackend(Backend):
+    """Any fsspec file system; object stores get immutable, exclusively created records."""
+
+    def __init__(self, fs: Any, root: str) -> None:
+        self.fs = fs
+        self.root = root.rstrip("/")
+        protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+        self.protocols = tuple(str(p) for p in protocols)
+        self.atomic_put = any(p in OBJECT_STORE_PROTOCOLS for p in self.protocols)
+        self.inline = "memory" in self.protocols
+        # fsspec's memory file system checks and sets in two steps: make that atomic here.
+        self._create_lock = threading.Lock()
+
+    def describe(self) -> str:
+        return f"{self.protocols[0]}://{self.root.lstrip('/')}"
+
+    def full(self, path: str) -> str:
+        """The file system path of ``path`` (every component checked)."""
+        return f"{self.root}/{'/'.join(_check_parts(path))}"
+
+    def read(self, path: str) -> bytes | None:
+        try:
+            data = self.fs.cat_file(self.full(path))
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+        return bytes(data)
+
+    def write(self, path: str, data: bytes, *, durable: bool = True) -> None:
+        target = self.full(path)
+        if self.atomic_put:
+            self.fs.pipe_file(target, data)
+            return
+        folder = target.rsplit("/", 1)[0]
+        self.fs.makedirs(folder, exist_ok=True)
+        temp = f"{folder}/.tmp-{os.getpid()}-{threading.get_ident()}-{time.time_ns()}.part"
+        self.fs.pipe_file(temp, data)
+        self.fs.mv(temp, target)
+
+    def create(self, path: str, data: bytes) -> bool:
+        target = self.full(path)
+        with self._create_lock:
+            try:
+                if not self.atomic_put:
+                    if self.fs.exists(target):
+                        return False
+                    self.write(path, data)
+                    return True
+                self.fs.pipe_file(target, data, mode="create")
+            except FileExistsError:
+                return False
+        return True
+
+    def delete(self, path: str) -> None:
+        try:
+            self.fs.rm_file(self.full(path))
+        except FileNotFoundError:
+            pass
+
+    def listdir(self, path: str) -> list[str]:
+        target = self.full(path)
+        self.fs.invalidate_cache(target)
+        try:
+            entries = self.fs.ls(target, detail=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        names = {str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries}
+        return sorted(n for n in names if n and not n.startswith("."))
+
+    def rmtree(self, path: str) -> None:
+        target = self.full(path)
+        try:
+            self.fs.rm(target, recursive=True)
+        except FileNotFoundError:
+            pass
+        self.fs.invalidate_cache(target)
+
+    @contextmanager
+    def lock(self, path: str, timeout: float, *, create_parent: bool = False) -> Iterator[None]:
+        # Only this process's threads can be kept out; other processes are kept apart
+        # by the exclusive creates of numbered records.
+        with thread_lock(f"{self.describe()}/{path}", timeout):
+            yield

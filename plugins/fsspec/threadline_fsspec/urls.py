@@ -1,0 +1,154 @@
+"""How a store URL names a file system and a folder in it.
+
+=================================  ==================================================
+``file:///abs/dir``                a local directory (``file://rel/dir``: relative
+                                   to the working directory)
+``s3://bucket/prefix``             S3 (``pip install s3fs``); likewise ``gs://`` and
+                                   ``gcs://`` (gcsfs), ``az://`` and ``abfs://`` (adlfs)
+``fsspec+memory://name``           fsspec's in-memory file system, shared by the
+                                   process; ``fsspec+memory://`` is a fresh one
+``fsspec+PROTO://rest``            any fsspec protocol registered as a scheme (see
+                                   :data:`FSSPEC_PROTOCOLS`), opened with
+                                   ``fsspec.url_to_fs("PROTO://rest")``
+=================================  ==================================================
+
+Query options: ``lock_timeout`` (seconds a writer waits for a session's lock,
+default 30) and ``fsync`` (``false`` skips ``fsync`` on local disks: faster, not
+crash-safe) belong to the store; every other option is passed to the fsspec file
+system as a storage option (``true``/``false`` become booleans), e.g.
+``s3://bucket/prefix?endpoint_url=http://127.0.0.1:9000&anon=false``. Credentials
+come from the backend's usual sources (environment, config files), never from the
+URL shown in logs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+from urllib.parse import unquote
+
+from threadline.errors import ConfigurationError, PluginNotInstalledError
+from threadline.ids import new_id
+from threadline.urls import StoreURL
+from threadline_fsspec.backends import Backend, FsspecBackend, LocalBackend
+
+__all__ = ["FSSPEC_PROTOCOLS", "OBJECT_STORE_SCHEMES", "StoreOptions", "backend_from_url"]
+
+OBJECT_STORE_SCHEMES = ("s3", "gs", "gcs", "az", "abfs")
+"""Schemes served directly (without the ``fsspec+`` prefix)."""
+
+FSSPEC_PROTOCOLS = (
+    "memory",
+    "file",
+    "local",
+    "s3",
+    "s3a",
+    "gs",
+    "gcs",
+    "az",
+    "abfs",
+    "abfss",
+    "adl",
+    "oss",
+    "hdfs",
+    "webhdfs",
+    "sftp",
+    "ssh",
+    "ftp",
+    "smb",
+    "webdav",
+)
+"""Protocols registered as ``fsspec+PROTO://`` schemes. Any other fsspec file system
+object works through :meth:`threadline_fsspec.FsspecStore.from_filesystem`."""
+
+_DRIVE = re.compile(r"/[A-Za-z]:[/\\]")
+
+
+class StoreOptions:
+    """The store's own URL options (everything else goes to fsspec)."""
+
+    def __init__(self, query: dict[str, str]) -> None:
+        self.lock_timeout = _positive_float(query.pop("lock_timeout", "30"), "lock_timeout")
+        self.fsync = _boolean(query.pop("fsync", "true"), "fsync")
+
+
+def _positive_float(text: str, name: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise ConfigurationError(f"{name} must be > 0, got {text!r}")
+    return value
+
+
+def _boolean(text: str, name: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name} must be true or false, got {text!r}")
+
+
+def _storage_options(query: dict[str, str]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for key, value in query.items():
+        lowered = value.lower()
+        options[key] = True if lowered == "true" else False if lowered == "false" else value
+    return options
+
+
+def _rest(url: StoreURL) -> str:
+    """What follows ``scheme://`` in the raw URL, without query or fragment, unquoted.
+
+    Taken from the raw text because a parsed host is lowercased, and bucket names
+    and folders are not.
+    """
+    rest = url.raw.split("://", 1)[1]
+    rest = rest.split("#", 1)[0].split("?", 1)[0]
+    return rest
+
+
+def local_path(url: StoreURL) -> str:
+    """The directory a ``file://`` URL names, made absolute."""
+    path = unquote(_rest(url))
+    if path.startswith("localhost/"):
+        path = path[len("localhost") :]
+    if _DRIVE.match(path):  # file:///C:/dir on Windows
+        path = path[1:]
+    if not path:
+        raise ConfigurationError(
+            f"{url.scheme}:// needs a directory, e.g. {url.scheme}:///var/lib/threadline"
+        )
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def backend_from_url(url: StoreURL) -> tuple[Backend, StoreOptions]:
+    """Open the file system and folder that ``url`` names (imports fsspec when needed)."""
+    query = dict(url.query)
+    options = StoreOptions(query)
+    scheme = url.scheme
+    protocol = scheme[len("fsspec+") :] if scheme.startswith("fsspec+") else scheme
+    if protocol in ("file", "local"):
+        return LocalBackend(local_path(url), fsync=options.fsync), options
+    import fsspec
+    import fsspec.core
+
+    if protocol == "memory":
+        name = unquote(_rest(url)).strip("/") or f"threadline-{new_id()}"
+        return FsspecBackend(fsspec.filesystem("memory"), "/" + name), options
+    try:
+        fs, root = fsspec.core.url_to_fs(f"{protocol}://{_rest(url)}", **_storage_options(query))
+    except ImportError as exc:
+        raise PluginNotInstalledError(
+            f"{scheme}:// needs the fsspec implementation for {protocol!r}: {exc}"
+        ) from None
+    except ValueError as exc:
+        raise ConfigurationError(f"cannot open {url.redacted()}: {exc}") from None
+    if not str(root).strip("/"):
+        raise ConfigurationError(
+            f"{scheme}:// needs a bucket or folder, e.g. {scheme}://bucket/prefix"
+        )
+    return FsspecBackend(fs, str(root)), options
