@@ -29,15 +29,7 @@ import attrs
 import threadline
 from threadline import Message
 from threadline.models import Role, to_json
-
-
-def wait_for_go(go_dir: str, name: str) -> None:
-    Path(go_dir, f"ready-{name}").touch()
-    deadline = time.monotonic() + 30
-    while not Path(go_dir, "go").exists():
-        if time.monotonic() > deadline:
-            raise SystemExit("no go signal")
-        time.sleep(0.002)
+from threadline.testing.processes import wait_for_go
 
 
 async def append(

@@ -18,22 +18,12 @@ import asyncio
 import json
 import os
 import sys
-import time
-from pathlib import Path
 
 os.environ["THREADLINE_LOAD_PLUGINS"] = "threadline-sqlite"
 
 import threadline
 from threadline.models import to_json
-
-
-def wait_for_go(go_dir: str, name: str) -> None:
-    Path(go_dir, f"ready-{name}").touch()
-    deadline = time.monotonic() + 30
-    while not Path(go_dir, "go").exists():
-        if time.monotonic() > deadline:
-            raise SystemExit("no go signal")
-        time.sleep(0.002)
+from threadline.testing.processes import wait_for_go
 
 
 async def migrate(db: str, go_dir: str, name: str) -> object:

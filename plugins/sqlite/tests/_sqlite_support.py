@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
+from typing import Any
+
+from threadline.testing import processes
 
 CHILD = Path(__file__).with_name("_child.py")
 
@@ -28,37 +27,6 @@ def child_env() -> dict[str, str]:
     return {**os.environ, "THREADLINE_LOAD_PLUGINS": "threadline-sqlite"}
 
 
-def run_together(go_dir: Path, commands: list[list[str]], timeout: float = 60) -> list[object]:
-    """Start one ``_child.py`` process per command, release them at once, return their JSON.
-
-    Each child touches ``go_dir/ready-NAME`` when ready (NAME is its third argument) and
-    waits for ``go_dir/go``, so the work of all of them overlaps.
-    """
-    go_dir.mkdir(exist_ok=True)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(CHILD), *command],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=child_env(),
-        )
-        for command in commands
-    ]
-    try:
-        deadline = time.monotonic() + timeout
-        while len(list(go_dir.glob("ready-*"))) < len(procs):
-            if any(p.poll() not in (None, 0) for p in procs) or time.monotonic() > deadline:
-                break
-            time.sleep(0.005)
-        (go_dir / "go").touch()
-        results = []
-        for proc in procs:
-            out, err = proc.communicate(timeout=timeout)
-            assert proc.returncode == 0, f"child failed:\n{err}"
-            results.append(json.loads(out))
-        return results
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
+def run_together(go_dir: Path, commands: list[list[str]], timeout: float = 60) -> list[Any]:
+    """Start one child per command, release them at once, return their JSON outputs."""
+    return processes.run_together(CHILD, go_dir, commands, env=child_env(), timeout=timeout)
