@@ -67,17 +67,28 @@ def find_pythons() -> dict[str, str]:
 
 
 def demo(args: list[str]) -> int:
+    """Show a conversation surviving a restart: the same session in two processes.
+
+    Runs ``examples/streaming_persistence.py`` on ``demo.db`` in the repository root,
+    first with ``--new`` (a fresh session, a tool call), then with ``--resume`` in a new
+    process, which prints the history it restored from SQLite and continues. Offline:
+    the built-in ``echo`` provider answers (``OPENAI_*`` variables are ignored here; run
+    the example directly to talk to a model). Extra arguments go to both runs.
+    """
     env = ROOT / ".venv"
     ensure_venv(env, "-e", str(ROOT), "-e", str(ROOT / "plugins" / "sqlite"))
-    example = ROOT / "examples" / "streaming_manual_persistence.py"
+    example = ROOT / "examples" / "streaming_persistence.py"
     python = bin_path(env, "python")
     db = ROOT / "demo.db"
     base = [python, str(example), "--store", f"sqlite:///{db}"]
+    offline = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    offline["THREADLINE_LOAD_PLUGINS"] = "threadline-sqlite"
     print(f"\n== first process: a new conversation in {db.name} ==", flush=True)
-    first = subprocess.run([*base, "--new", *args], check=True, capture_output=True, text=True)
-    print(first.stdout, end="", flush=True)
+    first = subprocess.run([*base, "--new", *args], env=offline, cwd=ROOT, check=False)
+    if first.returncode != 0:
+        return first.returncode
     print("\n== second process: the same session resumed after a restart ==", flush=True)
-    return subprocess.run([*base, "--resume", *args], check=False).returncode
+    return subprocess.run([*base, "--resume", *args], env=offline, cwd=ROOT).returncode
 
 
 def test(args: list[str]) -> int:
