@@ -276,3 +276,22 @@ async def test_builder_without_a_store_or_tenant_refuses(store: threadline.Store
         await AgentBuilder("x").with_provider(EchoProvider()).with_tenant_id(TENANT).build()
     with pytest.raises(ConfigurationError, match="no tenant"):
         await AgentBuilder("x").with_provider(EchoProvider()).with_store(store).build()
+
+
+async def test_a_tool_call_left_open_by_a_crash_does_not_break_the_session(
+    store: threadline.Store,
+) -> None:
+    sid = new_id()
+    ctx = await threadline.PersistenceContext.open(store, tenant_id=TENANT, session_id=sid)
+    await ctx.save_user_message("what time is it?")
+    await ctx.save_assistant_message("", tool_calls=[threadline.ToolCall(id="c9", name="clock")])
+    provider = ScriptedProvider(["recovered"])
+    agent = await builder(store, provider).with_session_id(sid).build()
+    assert await agent.chat("hello?") == "recovered"
+    sent = provider.requests[0].messages
+    roles = [m.role for m in sent]
+    assert roles == ["system", "user", "assistant", "tool", "user"]  # system prompt first
+    assert sent[-2].tool_call_id == "c9"
+    assert "did not complete" in sent[-2].content
+    stored_roles = [m.role for m in await agent.history()]
+    assert "tool" not in stored_roles  # the placeholder is never stored

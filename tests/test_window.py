@@ -60,3 +60,17 @@ def test_a_call_with_no_visible_origin_is_left_alone() -> None:
 def test_window_size_is_checked(bad: object) -> None:
     with pytest.raises(ValidationError):
         select_window([], bad)  # type: ignore[arg-type]
+
+
+def test_unanswered_calls_get_a_placeholder_for_the_request_only() -> None:
+    from threadline.window import OPEN_CALL_RESULT, answer_open_calls
+
+    two = msg("assistant", tool_calls=[ToolCall(id="a", name="f"), ToolCall(id="b", name="g")])
+    log = [msg("user", "1"), two, msg("tool", "ra", tool_call_id="a"), msg("user", "2")]
+    fixed = answer_open_calls(log)
+    assert [m.role for m in fixed] == ["user", "assistant", "tool", "tool", "user"]
+    assert fixed[2] is log[2]
+    assert (fixed[3].tool_call_id, fixed[3].name, fixed[3].content) == ("b", "g", OPEN_CALL_RESULT)
+    complete = [*log[:3], msg("tool", "rb", tool_call_id="b"), log[3]]
+    assert answer_open_calls(complete) == complete
+    assert [m.tool_call_id for m in answer_open_calls([log[0], two])[2:]] == ["a", "b"]

@@ -37,7 +37,7 @@ from threadline.providers import ChatRequest, Provider, StreamEnd, TextDelta, re
 from threadline.store import Store, connect
 from threadline.streaming import ReplyRecorder, RequestTimer
 from threadline.tools import Tool, as_tools
-from threadline.window import check_rounds, select_window
+from threadline.window import check_rounds, for_request, select_window
 
 __all__ = [
     "LOCAL_AGENT_ID",
@@ -209,18 +209,15 @@ class Agent:
         """Create the session or resume it: crashed replies become ``interrupted``."""
         sid = check_id(session_id or self.session_id, "session_id")
         p = self.persistence
-        session = await self.store.get_session(p.tenant_id, sid)
-        if session is None:
-            session = await self.store.create_session(
-                Session(
-                    id=sid,
-                    tenant_id=p.tenant_id,
-                    user_id=p.user_id,
-                    agent_id=p.agent_id,
-                    title=self.settings.name,
-                )
-            )
-        else:
+        fresh = Session(
+            id=sid,
+            tenant_id=p.tenant_id,
+            user_id=p.user_id,
+            agent_id=p.agent_id,
+            title=self.settings.name,
+        )
+        session = await self.store.create_session(fresh)  # returns the stored one if it exists
+        if session.created_at != fresh.created_at:  # resumed
             if p.user_id is not None and session.user_id not in (None, p.user_id):
                 raise ConflictError(f"session {sid} belongs to another user")
             if sid not in self._opened:
@@ -289,7 +286,7 @@ class Agent:
                 timer = RequestTimer()
                 request = ChatRequest(
                     model=settings.model,
-                    messages=history,
+                    messages=for_request(history),
                     tools=[t.spec for t in settings.tools.values()],
                     temperature=settings.temperature,
                     max_tokens=settings.max_tokens,
@@ -326,27 +323,29 @@ class Agent:
                         status = "error" if isinstance(failure, Exception) else "cancelled"
                         if isinstance(failure, asyncio.CancelledError):
                             status = "cancelled"
-                    reply = await recorder.finish(
-                        status,
-                        tool_calls=end.tool_calls if end else (),
-                        metadata={"model": (end.model if end and end.model else settings.model)},
+                    api_call = timer.api_call(
+                        {
+                            "tenant_id": p.tenant_id,
+                            "session_id": sid,
+                            "user_id": p.user_id,
+                            "agent_id": p.agent_id,
+                            "model": settings.model,
+                            "request_message_id": user.id,
+                            "response_message_id": recorder.message_id,
+                            "response_id": end.response_id if end else None,
+                        },
+                        status=_api_status(failure),
+                        usage=end.usage if end else None,
+                        error=failure if isinstance(failure, Exception) else None,
                     )
-                    await self.store.save_api_call(
-                        timer.api_call(
-                            {
-                                "tenant_id": p.tenant_id,
-                                "session_id": sid,
-                                "user_id": p.user_id,
-                                "agent_id": p.agent_id,
-                                "model": settings.model,
-                                "request_message_id": user.id,
-                                "response_message_id": reply.id,
-                                "response_id": end.response_id if end else None,
-                            },
-                            status=_api_status(failure),
-                            usage=end.usage if end else None,
-                            error=failure if isinstance(failure, Exception) else None,
-                        )
+                    # Two independent writes: one round trip's wait instead of two in a row.
+                    reply, _ = await asyncio.gather(
+                        recorder.finish(
+                            status,
+                            tool_calls=end.tool_calls if end else (),
+                            metadata={"model": end.model if end and end.model else settings.model},
+                        ),
+                        self.store.save_api_call(api_call),
                     )
                 if end is None or not end.tool_calls:
                     return

@@ -16,7 +16,9 @@ from threadline.errors import ValidationError
 from threadline.models import Message
 
 __all__ = [
+    "answer_open_calls",
     "check_rounds",
+    "for_request",
     "orphaned_tool_results",
     "round_start",
     "select_window",
@@ -89,3 +91,47 @@ def select_window(messages: Sequence[Message], last_rounds: int | None) -> list[
     start = window_start(messages, last_rounds)
     head = [m for m in messages[:start] if m.role == "system"]
     return head + list(messages[start:])
+
+
+OPEN_CALL_RESULT = "error: this tool call did not complete (the turn was cancelled or crashed)"
+
+
+def answer_open_calls(messages: Sequence[Message]) -> list[Message]:
+    """``messages`` with a placeholder result for every tool call that has none.
+
+    A turn cancelled while its tools ran, or a crash between a call and its result, leaves
+    an unanswered call in the history, and OpenAI-compatible APIs refuse such a history.
+    The placeholders follow the call's existing results; they are for the request only
+    and never stored.
+    """
+    answered = {m.tool_call_id for m in messages if m.role == "tool"}
+    if all(c.id in answered for m in messages for c in m.tool_calls):
+        return list(messages)
+    out: list[Message] = []
+    placeholders: list[Message] = []
+    for message in messages:
+        if placeholders and message.role != "tool":
+            out.extend(placeholders)
+            placeholders = []
+        out.append(message)
+        placeholders.extend(
+            Message(
+                session_id=message.session_id,
+                tenant_id=message.tenant_id,
+                role="tool",
+                content=OPEN_CALL_RESULT,
+                tool_call_id=call.id,
+                name=call.name,
+            )
+            for call in message.tool_calls
+            if call.id not in answered
+        )
+    out.extend(placeholders)
+    return out
+
+
+def for_request(messages: Sequence[Message]) -> list[Message]:
+    """What to send a model: system messages first, then the rest with open calls answered."""
+    system = [m for m in messages if m.role == "system"]
+    rest = [m for m in messages if m.role != "system"]
+    return system + answer_open_calls(rest)
