@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 PYTHONS = ("3.10", "3.11", "3.12", "3.13")
-EXTRA_ENVS = ("e2e", "lint", "type")
+EXTRA_ENVS = ("e2e", "reliability", "lint", "type")
 
 
 def bin_path(env: Path, name: str) -> str:
