@@ -63,9 +63,10 @@ def migrate_command(url: str) -> None:
 
 def _add_builtin_commands() -> None:
     from threadline.cli_chat import chat_command
+    from threadline.cli_checkpoints import checkpoints_group
     from threadline.cli_records import agents_group, sessions_group
 
-    for command in (chat_command, sessions_group, agents_group):
+    for command in (chat_command, sessions_group, agents_group, checkpoints_group):
         cli.add_command(command)
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import attrs
 import pytest
 
-from threadline import Checkpoint, ConflictError, NotFoundError, Store, ValidationError
+from threadline import Checkpoint, ConflictError, Message, NotFoundError, Store, ValidationError
 from threadline.ids import new_id
 from threadline.testing._support import new_conversation
 
@@ -125,3 +126,36 @@ class CheckpointConformance:
         assert await store.list_checkpoints(conv.tenant_id, session_id=conv.id) == []
         ok = await store.create_checkpoint(Checkpoint(tenant_id=conv.tenant_id, session_id=conv.id))
         assert ok.version == 1
+
+    async def test_long_runs_branches_and_rollbacks_read_back_whole(self, store: Store) -> None:
+        """Stores may keep histories as deltas on the parent; reads give the whole history."""
+        conv = await new_conversation(store)
+        t, s = conv.tenant_id, conv.id
+
+        async def save(history: Any, parent: Checkpoint | None, **fields: Any) -> Checkpoint:
+            return await store.create_checkpoint(
+                Checkpoint(
+                    tenant_id=t,
+                    session_id=s,
+                    history=history,
+                    parent_id=None if parent is None else parent.id,
+                    **fields,
+                )
+            )
+
+        made: list[Checkpoint] = []
+        history: list[Message] = []
+        for i in range(140):  # past the chain bound a store is likely to pick (128)
+            history = [*history, conv.message("user", f"q{i}"), conv.message("assistant", f"a{i}")]
+            parent = made[-1] if made else None
+            made.append(await save(history, parent, node_id="n", state={"i": i}))
+        target = made[10]
+        made.append(await save(target.history, target, node_id="rolled back"))  # a rollback copy
+        made.append(await save([*made[-1].history, conv.message("user", "branch")], made[-1]))
+        made.append(await save(made[60].history[:5], made[60]))  # cut short
+        made.append(await save([conv.message("system", "a new history")], made[-1]))
+        made.append(await save(made[-1].history, None, tombstone=True))  # a fresh run's end
+        for checkpoint in [*made[::9], *made[-6:]]:
+            assert await store.get_checkpoint(t, checkpoint.id) == checkpoint
+        assert await store.list_checkpoints(t, session_id=s) == made
+        assert await store.get_latest_checkpoint(t, s) == made[-1]

@@ -25,10 +25,10 @@ from threadline import (
     Session,
     ToolCall,
 )
+from threadline.checkpoint_delta import SNAPSHOT_EVERY
 from threadline.ids import new_id
 from threadline.models import Role
 from threadline_fsspec import FsspecStore
-from threadline_fsspec.store import MAX_DELTA_CHAIN
 
 
 def _msg(session: Session, role: Role = "user", content: str = "", **fields: Any) -> Message:
@@ -127,11 +127,14 @@ async def test_from_filesystem_takes_any_fsspec_object(memory_name: str, tmp_pat
 
 async def test_checkpoints_store_deltas_with_bounded_chains(root: Path) -> None:
     store = await threadline.connect(f"file://{root}")
+    plugin = store.primary
+    assert isinstance(plugin, FsspecStore) and plugin.snapshot_every == SNAPSHOT_EVERY
+    plugin.snapshot_every = 8
     session = await store.create_session(Session(tenant_id=new_id()))
     history: list[Message] = []
     made: list[Checkpoint] = []
     parent = None
-    for i in range(MAX_DELTA_CHAIN + 8):
+    for i in range(14):
         history.append(await store.save_message(_msg(session, "user", f"m{i}")))
         checkpoint = await store.create_checkpoint(
             Checkpoint(
@@ -145,29 +148,81 @@ async def test_checkpoints_store_deltas_with_bounded_chains(root: Path) -> None:
         )
         made.append(checkpoint)
         parent = checkpoint.id
-    rolled_back = await store.create_checkpoint(  # not a prefix of its parent: a full copy
-        Checkpoint(
-            tenant_id=session.tenant_id,
-            session_id=session.id,
-            node_id="again",
-            history=history[:2],
-            parent_id=parent,
-        )  # fmt: skip
-    )
-    made.append(rolled_back)
+
+    async def add(
+        history: list[Message], parent_id: str | None, db: threadline.Store = store
+    ) -> None:
+        made.append(
+            await db.create_checkpoint(
+                Checkpoint(
+                    tenant_id=session.tenant_id,
+                    session_id=session.id,
+                    node_id="again",
+                    history=history,
+                    parent_id=parent_id,
+                )  # fmt: skip
+            )
+        )
+
+    await add(history[:2], parent)  # rolled back by hand: keeps 2 of the parent's messages
+    await add([history[0], _msg(session, "user", "fresh")], None)  # a fresh run: a snapshot
     assert await store.list_checkpoints(session.tenant_id, session_id=session.id) == made
-    for checkpoint in made:
-        assert await store.get_checkpoint(session.tenant_id, checkpoint.id) == checkpoint
-    assert await store.get_latest_checkpoint(session.tenant_id, session.id) == rolled_back
     await store.close()
+    again = await threadline.connect(f"file://{root}")  # a new store: nothing cached
+    for checkpoint in made:
+        assert await again.get_checkpoint(session.tenant_id, checkpoint.id) == checkpoint
+    assert await again.get_latest_checkpoint(session.tenant_id, session.id) == made[-1]
+    await add(list(made[5].history), made[5].id, again)  # a rollback copy, parent from disk
+    assert await again.get_checkpoint(session.tenant_id, made[-1].id) == made[-1]
+    await again.close()
 
     folder = root / "tenants" / session.tenant_id / "sessions" / session.id / "checkpoints"
     docs = [json.loads(p.read_text()) for p in sorted(folder.iterdir())]
-    stored = [len(d["history"]["messages"]) for d in docs]
-    n = MAX_DELTA_CHAIN + 8
-    assert stored[:n] == [1] * (MAX_DELTA_CHAIN + 1) + [MAX_DELTA_CHAIN + 2] + [1] * 6
-    assert stored[-1] == 2  # linear storage, one full snapshot after 32 deltas
-    assert max(d["depth"] for d in docs) == MAX_DELTA_CHAIN
+    assert all(d["history"]["v"] == 1 and d["tag"] for d in docs)
+    assert [len(d["history"]["messages"]) for d in docs] == [1] * 8 + [9] + [1] * 5 + [0, 2, 0]
+    assert [d["depth"] for d in docs] == [*range(8), *range(6), 6, 0, 6]
+    assert [d["base"] for d in docs] == [None, *range(1, 8), None, *range(9, 15), None, 6]
+    assert [d["history"].get("keep") for d in docs][-3:] == [2, None, 6]
+
+
+async def test_checkpoint_files_from_before_the_shared_record_format(root: Path) -> None:
+    store = await threadline.connect(f"file://{root}")
+    plugin = store.primary
+    assert isinstance(plugin, FsspecStore)
+    session = await store.create_session(Session(tenant_id=new_id()))
+    t, s = session.tenant_id, session.id
+    sd = f"tenants/{t}/sessions/{s}"
+    history = [_msg(session, "system", "be brief"), _msg(session, "user", "hi", metadata={"a": 1})]
+    old: list[Checkpoint] = []
+    for version, (messages, base) in enumerate([(history[:1], None), (history[1:], 1)], 1):
+        checkpoint = Checkpoint(tenant_id=t, session_id=s, node_id="n", version=version,
+                                history=history[:version],
+                                parent_id=old[-1].id if old else None)  # fmt: skip
+        header = checkpoint.to_dict()
+        header.pop("history")
+        doc = {"checkpoint": header, "depth": version - 1,
+               "history": {"base": base, "messages": [m.to_dict() for m in messages]}}  # fmt: skip
+        index = {"tenant_id": t, "session_id": s, "version": version}
+        plugin.backend.write(f"ids/checkpoints/{checkpoint.id[-2:]}/{checkpoint.id}.json",
+                             json.dumps(index).encode())  # fmt: skip
+        plugin.backend.create(f"{sd}/checkpoints/{version:012d}.json", json.dumps(doc).encode())
+        old.append(checkpoint)
+    assert await store.list_checkpoints(t, session_id=s) == old
+    assert await store.get_checkpoint(t, old[1].id) == old[1]
+    child = await store.create_checkpoint(
+        Checkpoint(
+            tenant_id=t,
+            session_id=s,
+            parent_id=old[1].id,
+            history=[*history, _msg(session, "assistant", "hello")],
+        )  # fmt: skip
+    )
+    await store.close()
+    again = await threadline.connect(f"file://{root}")
+    assert await again.get_checkpoint(t, child.id) == child
+    await again.close()
+    doc = json.loads((root / sd / "checkpoints" / "000000000003.json").read_text())
+    assert doc["history"]["keep"] == 2 and doc["base"] == 2 and doc["depth"] == 2
 
 
 async def test_a_lost_race_for_a_number_takes_the_next_one(memory_name: str) -> None:

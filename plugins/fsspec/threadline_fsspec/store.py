@@ -36,6 +36,13 @@ from typing import Any, TypeVar
 
 import attrs
 
+from threadline.checkpoint_delta import (
+    SNAPSHOT_EVERY,
+    HistoryCache,
+    apply_record,
+    encode_history,
+    new_tag,
+)
 from threadline.errors import (
     ConfigurationError,
     ConflictError,
@@ -61,13 +68,26 @@ from threadline_fsspec import layout
 from threadline_fsspec.backends import Backend
 from threadline_fsspec.records import decode, encode, message_from_dict, parse_time
 
-__all__ = ["MAX_DELTA_CHAIN", "FsspecStore"]
+__all__ = ["FsspecStore"]
 
 T = TypeVar("T")
 
-MAX_DELTA_CHAIN = 32
-"""A checkpoint is stored as a delta on its parent at most this many times in a row;
-then a full snapshot, so restoring reads at most 33 files."""
+
+def _base_of(doc: dict[str, Any]) -> int | None:
+    """The version whose history a checkpoint file's history record builds on."""
+    if "v" in doc["history"]:
+        base: int | None = doc["base"]
+        return base
+    old: int | None = doc["history"]["base"]  # a file from before the shared record format
+    return old
+
+
+def _header(checkpoint: Checkpoint) -> dict[str, Any]:
+    """The checkpoint's fields but its history, as JSON values (its history is a record)."""
+    header = attrs.asdict(checkpoint, recurse=False)
+    del header["history"]
+    header["created_at"] = checkpoint.created_at.isoformat()
+    return header
 
 
 class _Segment:
@@ -175,6 +195,9 @@ class FsspecStore:
     def __init__(self, backend: Backend, *, lock_timeout: float = 30.0) -> None:
         self.backend = backend
         self.lock_timeout = lock_timeout
+        self.snapshot_every = SNAPSHOT_EVERY
+        """Longest chain of history records (see :mod:`threadline.checkpoint_delta`)."""
+        self._histories = HistoryCache()
         self.closed = False
         self._executor: ThreadPoolExecutor | None = (
             None
@@ -878,30 +901,55 @@ class FsspecStore:
         return doc if isinstance(doc, dict) else None
 
     def _history(
-        self, sd: str, version: int, docs: dict[int, dict[str, Any]]
-    ) -> list[dict[str, Any]]:
-        """The whole history of a checkpoint: its snapshot plus the deltas after it."""
-        chain = []
+        self,
+        sd: str,
+        version: int,
+        docs: dict[int, dict[str, Any]],
+        histories: dict[int, tuple[Message, ...]] | None = None,
+    ) -> tuple[Message, ...]:
+        """The whole history of a checkpoint: its chain's snapshot plus the deltas after it.
+
+        ``docs`` and ``histories`` (by version) are filled in and reused, so listing a
+        session decodes each record once.
+        """
+        histories = {} if histories is None else histories
+        chain: list[tuple[int, dict[str, Any]]] = []
         current: int | None = version
-        while current is not None:
+        while current is not None and current not in histories:
             doc = docs.get(current) or self._checkpoint_doc(sd, current)
             if doc is None:
                 raise StoreError(f"checkpoint {current} of {sd} is missing; the store is damaged")
             docs[current] = doc
-            chain.append(doc)
-            current = doc["history"]["base"]
-        history: list[dict[str, Any]] = []
-        for doc in reversed(chain):
-            history.extend(doc["history"]["messages"])
+            chain.append((current, doc))
+            current = _base_of(doc)
+        history: tuple[Message, ...] = histories[current] if current is not None else ()
+        for number, doc in reversed(chain):
+            built = list(history)
+            record = doc["history"]
+            header = doc["checkpoint"]
+            if "v" in record:
+                apply_record(built, record, tenant_id=header["tenant_id"],
+                             session_id=header["session_id"])  # fmt: skip
+            else:  # written before the shared record format: the messages after the base's
+                built.extend(message_from_dict(d) for d in record["messages"])
+            history = histories[number] = tuple(built)
         return history
 
-    def _checkpoint(self, sd: str, version: int, docs: dict[int, dict[str, Any]]) -> Checkpoint:
+    def _checkpoint(
+        self,
+        sd: str,
+        version: int,
+        docs: dict[int, dict[str, Any]],
+        histories: dict[int, tuple[Message, ...]] | None = None,
+    ) -> Checkpoint:
         doc = docs.get(version) or self._checkpoint_doc(sd, version)
         if doc is None:
             raise StoreError(f"checkpoint {version} of {sd} is missing; the store is damaged")
         docs[version] = doc
-        history = tuple(message_from_dict(d) for d in self._history(sd, version, docs))
-        return Checkpoint.from_dict({**doc["checkpoint"], "history": history})
+        history = self._history(sd, version, docs, histories)
+        checkpoint = Checkpoint.from_dict({**doc["checkpoint"], "history": history})
+        self._histories.put(checkpoint.id, doc.get("tag"), doc.get("depth"), history)
+        return checkpoint
 
     def _locate_checkpoint(self, checkpoint_id: str) -> tuple[str, int, dict[str, Any]] | None:
         """(session folder, version, file) of a checkpoint, if the index and the file agree."""
@@ -923,10 +971,7 @@ class FsspecStore:
     def _create_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
         tenant_id, session_id = checkpoint.tenant_id, checkpoint.session_id
         sd = self._require_session(tenant_id, session_id)
-        header = checkpoint.to_dict()
-        history: list[dict[str, Any]] = decode(
-            encode(header.pop("history"), "checkpoint history"), "history"
-        )
+        header = _header(checkpoint)
         encode(header, "checkpoint")  # refuse unserialisable input/state before writing
         missing = f"session {session_id} not found for this tenant"
         with self._locked(f"{sd}/lock", missing):
@@ -938,32 +983,38 @@ class FsspecStore:
                     raise ConflictError(f"checkpoint id {checkpoint.id} is stored already")
                 return existing
             base: int | None = None
-            depth = 0
-            delta = history
+            parent_history: tuple[Message, ...] | None = None
+            parent_depth = 0
             if checkpoint.parent_id is not None:
                 parent = self._locate_checkpoint(checkpoint.parent_id)
                 if parent is None or parent[0] != sd:
                     raise NotFoundError(
                         f"parent checkpoint {checkpoint.parent_id} not found in this session"
                     )
-                _, parent_version, parent_doc = parent
-                parent_history = self._history(sd, parent_version, {parent_version: parent_doc})
-                size = len(parent_history)
-                if parent_doc.get("depth", 0) < MAX_DELTA_CHAIN and history[:size] == (
-                    parent_history
-                ):
-                    base, depth, delta = (
-                        parent_version,
-                        parent_doc.get("depth", 0) + 1,
-                        history[size:],
-                    )
+                _, base, parent_doc = parent
+                parent_depth = parent_doc.get("depth", 0)
+                cached = self._histories.get(checkpoint.parent_id)
+                if cached is not None and cached.tag == parent_doc.get("tag"):
+                    parent_history = cached.history
+                else:
+                    parent_history = self._history(sd, base, {base: parent_doc})
+                    self._histories.put(checkpoint.parent_id, parent_doc.get("tag"),
+                                        parent_depth, parent_history)  # fmt: skip
+            encoded = encode_history(
+                checkpoint.history, tenant_id=tenant_id, session_id=session_id,
+                parent=parent_history, parent_depth=parent_depth,
+                snapshot_every=self.snapshot_every,
+            )  # fmt: skip
+            tag = new_tag()
             while True:
                 version = max(self._numbers(layout.checkpoints_dir(sd)), default=0) + 1
                 header["version"] = version
                 doc = {
                     "checkpoint": header,
-                    "history": {"base": base, "messages": delta},
-                    "depth": depth,
+                    "history": encoded.record,
+                    "base": None if encoded.is_snapshot else base,
+                    "depth": encoded.depth,
+                    "tag": tag,
                 }
                 data = encode(doc, "checkpoint")
                 index = {"tenant_id": tenant_id, "session_id": session_id, "version": version}
@@ -972,10 +1023,9 @@ class FsspecStore:
                 )
                 if self.backend.create(layout.checkpoint_file(sd, version), data):
                     break
-        stored = decode(data, "checkpoint")["checkpoint"]
-        return Checkpoint.from_dict(
-            {**stored, "history": tuple(message_from_dict(d) for d in history)}
-        )
+        self._histories.put(checkpoint.id, tag, encoded.depth, checkpoint.history)
+        stored = decode(encode(header, "checkpoint"), "checkpoint")
+        return Checkpoint.from_dict({**stored, "history": checkpoint.history})
 
     @hookimpl
     async def threadline_create_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
@@ -996,9 +1046,10 @@ class FsspecStore:
 
     def _session_checkpoints(self, sd: str, agent_id: str | None) -> list[Checkpoint]:
         docs: dict[int, dict[str, Any]] = {}
+        histories: dict[int, tuple[Message, ...]] = {}
         out = []
         for version in self._numbers(layout.checkpoints_dir(sd)):
-            checkpoint = self._checkpoint(sd, version, docs)
+            checkpoint = self._checkpoint(sd, version, docs, histories)
             if agent_id is None or checkpoint.agent_id == agent_id:
                 out.append(checkpoint)
         return out

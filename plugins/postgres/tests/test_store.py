@@ -13,11 +13,11 @@ import pytest_asyncio
 
 import threadline
 from threadline import Checkpoint, Message, Session, ToolCall
+from threadline.checkpoint_delta import SNAPSHOT_EVERY
 from threadline.ids import new_id
 from threadline.testing._support import Conversation, new_conversation
 from threadline.window import select_window
 from threadline_postgres import PostgresStore
-from threadline_postgres.store import SNAPSHOT_EVERY
 
 NUL_TEXTS = ["\x00", "a\x00b", "\x01", "\x01\x02", "\x00\x01\x00", "tail\x00", "\x01\x01\x02x"]
 
@@ -156,6 +156,9 @@ async def test_window_reads_an_index_not_the_session(
 async def test_checkpoint_histories_are_stored_as_deltas(
     store: threadline.Store, raw: asyncpg.Connection
 ) -> None:
+    plugin = store.primary
+    assert isinstance(plugin, PostgresStore) and plugin.snapshot_every == SNAPSHOT_EVERY
+    plugin.snapshot_every = 16
     conv = await new_conversation(store)
     history: list[Message] = []
     parent = None
@@ -171,13 +174,16 @@ async def test_checkpoint_histories_are_stored_as_deltas(
                 parent_id=parent,
             )  # fmt: skip
         )
-        parent = checkpoint.id if i % 3 else None  # with and without parents
+        parent = checkpoint.id if i != 20 else None  # a fresh run: a snapshot
         made.append(checkpoint)
     rows = await raw.fetch(
-        "SELECT history_base, jsonb_array_length(history_delta) AS n, chain_depth "
+        "SELECT history_base, history_delta->>'v' AS v, history_delta->>'kind' AS kind, "
+        "jsonb_array_length(history_delta->'messages') AS n, chain_depth, history_tag "
         "FROM entity_checkpoint ORDER BY version"
     )
-    assert max(r["chain_depth"] for r in rows) == SNAPSHOT_EVERY - 1
+    assert [r["chain_depth"] for r in rows] == [*range(16), *range(5), *range(16), *range(3)]
+    assert {r["v"] for r in rows} == {"1"} and all(r["history_tag"] for r in rows)
+    assert [r["kind"] == "snapshot" for r in rows] == [r["history_base"] is None for r in rows]
     stored_messages = sum(r["n"] for r in rows)
     whole = sum(len(c.history) for c in made)
     assert stored_messages < whole / 5  # 3,280 messages logically; a fraction physically
@@ -197,6 +203,55 @@ async def test_checkpoint_histories_are_stored_as_deltas(
         )  # fmt: skip
     )
     assert await store.get_checkpoint(conv.tenant_id, branch.id) == branch
+    delta = await raw.fetchval(
+        "SELECT history_delta FROM entity_checkpoint WHERE id = $1", branch.id
+    )
+    assert '"keep": ' + str(len(made[5].history) - 1) in delta
+
+
+async def test_checkpoints_of_a_fresh_store_and_other_agents(
+    store: threadline.Store, make_url: Callable[..., str], fresh_schema: str
+) -> None:
+    """No cache: the parent's history comes from its chain; listing by agent reads bases."""
+    conv = await new_conversation(store)
+    planner, writer = new_id(), new_id()
+    history: list[Message] = []
+    made: list[Checkpoint] = []
+    for i in range(6):
+        history = [*history, *(await conv.add_round(i))]
+        made.append(
+            await store.create_checkpoint(
+                Checkpoint(
+                    tenant_id=conv.tenant_id,
+                    session_id=conv.id,
+                    history=history,
+                    agent_id=planner if i % 3 else writer,
+                    parent_id=made[-1].id if made else None,
+                )  # fmt: skip
+            )
+        )
+    fresh = await threadline.connect(make_url(schema=fresh_schema))
+    try:
+        t, s = conv.tenant_id, conv.id
+        assert await fresh.list_checkpoints(t, agent_id=writer) == [made[0], made[3]]
+        assert await fresh.get_latest_checkpoint(t, s, agent_id=writer) == made[3]
+        latest = await fresh.get_latest_checkpoint(t, s)
+        assert latest == made[-1] and latest is not None
+        child = await fresh.create_checkpoint(
+            Checkpoint(
+                tenant_id=t,
+                session_id=s,
+                parent_id=latest.id,
+                history=(*latest.history, conv.message("user", "more")),
+            )  # fmt: skip
+        )
+        again = await threadline.connect(make_url(schema=fresh_schema))
+        try:
+            assert await again.get_checkpoint(t, child.id) == child
+        finally:
+            await again.close()
+    finally:
+        await fresh.close()
 
 
 async def test_checkpoint_list_by_agent_rebuilds_foreign_bases(store: threadline.Store) -> None:

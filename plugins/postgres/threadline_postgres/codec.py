@@ -33,7 +33,6 @@ __all__ = [
     "dump_json_text",
     "dump_jsonb",
     "dump_opt_jsonb",
-    "dump_sorted_json_text",
     "encode_opt",
     "encode_text",
     "escape_json_text",
@@ -118,20 +117,6 @@ def dump_json_text(value: Any, field: str) -> str:
     :raises ValidationError: ``value`` is not JSON-serialisable (names ``field``).
     """
     return dump_json(value, field)
-
-
-_SORTED = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False,
-                           sort_keys=True)  # fmt: skip
-
-
-def dump_sorted_json_text(value: Any, field: str) -> str:
-    """Like :func:`dump_json_text` with sorted keys, so equal values give equal text."""
-    try:
-        return _SORTED.encode(value)
-    except TypeError:  # keys of mixed types cannot be sorted: fall back to given order
-        return dump_json(value, field)
-    except ValueError:
-        return dump_json(value, field)  # raises the typed error
 
 
 def escape_json_text(text: str) -> str:

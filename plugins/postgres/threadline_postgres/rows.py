@@ -8,13 +8,13 @@ window read is a hot path.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from threadline.errors import ValidationError
+from threadline.checkpoint_delta import EncodedHistory, apply_record
+from threadline.errors import StoreError, ValidationError
 from threadline.models import (
     AgentRecord,
     ApiCall,
@@ -30,7 +30,6 @@ from threadline_postgres.codec import (
     decode_text,
     dump_json_text,
     dump_opt_jsonb,
-    dump_sorted_json_text,
     encode_opt,
     encode_text,
     escape_json_text,
@@ -44,10 +43,12 @@ __all__ = [
     "MESSAGE_COLUMNS",
     "PROVIDER_COLUMNS",
     "SESSION_COLUMNS",
-    "HistoryCodec",
     "agent_from_row",
     "api_call_from_row",
+    "apply_history",
+    "chain_history",
     "checkpoint_from_row",
+    "history_param",
     "message_from_row",
     "message_params",
     "provider_from_row",
@@ -74,7 +75,8 @@ AGENT_COLUMNS = (
 )
 CHECKPOINT_COLUMNS = (
     "id, session_id, tenant_id, agent_id, version, parent_id, node_id, input, input_type, "
-    "state, properties, tombstone, created_at, history_base, history_delta"
+    "state, properties, tombstone, created_at, history_base, history_delta, chain_depth, "
+    "history_tag"
 )
 
 
@@ -283,26 +285,8 @@ def agent_from_row(r: Any) -> AgentRecord:
 # -- checkpoint histories -------------------------------------------------------------------------
 
 
-def _history_item(m: Message) -> dict[str, Any]:
-    return {
-        "id": m.id,
-        "session_id": m.session_id,
-        "tenant_id": m.tenant_id,
-        "user_id": m.user_id,
-        "agent_id": m.agent_id,
-        "seq": m.seq,
-        "role": m.role,
-        "content": m.content,
-        "tool_calls": [[c.id, c.name, c.arguments] for c in m.tool_calls],
-        "tool_call_id": m.tool_call_id,
-        "name": m.name,
-        "status": m.status,
-        "metadata": m.metadata,
-        "created_at": m.created_at.isoformat(),
-    }
-
-
-def _history_message(d: dict[str, Any]) -> Message:
+def _legacy_message(d: dict[str, Any]) -> Message:
+    """A message of a ``history_delta`` written before migration 0002 (a JSON array)."""
     return trusted(
         Message,
         id=d["id"],
@@ -324,34 +308,31 @@ def _history_message(d: dict[str, Any]) -> Message:
     )
 
 
-class HistoryCodec:
-    """A checkpoint's history as JSON items, with running digests for delta storage.
-
-    ``digests[k]`` fingerprints the first ``k`` messages, so a checkpoint whose first
-    ``k`` messages are its base's whole history (same digest) stores only the rest.
-    """
-
-    def __init__(self, history: Sequence[Message]) -> None:
-        self.items: list[str] = []
-        self.digests: list[bytes] = [b""]
-        running = b""
-        for message in history:
-            text = dump_sorted_json_text(_history_item(message), "checkpoint history")
-            self.items.append(text)
-            running = hashlib.sha256(running + text.encode()).digest()
-            self.digests.append(running)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def delta(self, start: int) -> str:
-        """jsonb text for the messages from index ``start`` on."""
-        return escape_json_text("[" + ",".join(self.items[start:]) + "]")
+def history_param(encoded: EncodedHistory) -> str:
+    """The ``history_delta`` jsonb text of an encoded history record."""
+    return escape_json_text(encoded.text)
 
 
-def load_history_delta(text: str) -> list[Message]:
-    """The messages a ``history_delta`` column holds."""
-    return [_history_message(d) for d in load_jsonb(text)]
+def apply_history(history: list[Message], delta: str, tenant_id: str, session_id: str) -> None:
+    """Turn the base's history into this row's, from its ``history_delta``."""
+    record = load_jsonb(delta)
+    if isinstance(record, list):  # before 0002: the messages after the whole base history
+        history.extend(_legacy_message(d) for d in record)
+    else:
+        apply_record(history, record, tenant_id=tenant_id, session_id=session_id)
+
+
+def chain_history(rows: Sequence[Any]) -> tuple[Message, ...]:
+    """The history of ``rows[0]`` from its chain (:data:`CHECKPOINT_COLUMNS` rows, bases after)."""
+    if rows[-1][13] is not None:
+        raise StoreError(
+            f"checkpoint {rows[-1][0]} is a delta on {rows[-1][13]}, which is missing; "
+            "the store is damaged"
+        )
+    history: list[Message] = []
+    for r in reversed(rows):
+        apply_history(history, r[14], r[2], r[1])
+    return tuple(history)
 
 
 def checkpoint_from_row(r: Any, history: tuple[Message, ...]) -> Checkpoint:

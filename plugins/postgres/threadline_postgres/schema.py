@@ -20,9 +20,12 @@ Design notes:
   does not grow with the session.
 * ``entity_message.call_ids`` lists the tool-call ids a message made, with a GIN index,
   so the window can find the call of a tool result that falls outside it.
-* Checkpoint histories are stored incrementally: ``history_delta`` holds the messages
-  after those of ``history_base`` (the parent, or the session's latest checkpoint), with
-  a full snapshot every few links so restoring one reads a bounded chain.
+* Checkpoint histories are stored incrementally (``0002_incremental_checkpoints``):
+  ``history_delta`` holds a record of :mod:`threadline.checkpoint_delta`, a delta on
+  ``history_base`` (the parent) or a snapshot (``history_base`` is ``NULL``), with
+  ``chain_depth`` its distance from the snapshot and ``history_tag`` its write tag; so
+  restoring one reads a bounded chain. Rows written before it hold a JSON array of the
+  messages after those of their base (the whole of its history), and stay readable.
 """
 
 from __future__ import annotations
@@ -176,7 +179,17 @@ CREATE INDEX entity_checkpoint_parent ON {entity_checkpoint} (parent_id);
 CREATE INDEX entity_checkpoint_base ON {entity_checkpoint} (history_base);
 """
 
-MIGRATIONS: tuple[Migration, ...] = (Migration("0001_initial_schema", _INITIAL),)
+_INCREMENTAL_CHECKPOINTS = """
+ALTER TABLE {entity_checkpoint}
+    DROP COLUMN history_len,
+    DROP COLUMN history_digest,
+    ADD COLUMN history_tag bigint;
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration("0001_initial_schema", _INITIAL),
+    Migration("0002_incremental_checkpoints", _INCREMENTAL_CHECKPOINTS),
+)
 """Every migration, in the order they apply. Append only; never edit an applied one."""
 
 TABLES = (

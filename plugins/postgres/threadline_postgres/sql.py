@@ -185,20 +185,16 @@ class Statements:
             WHERE id = $1::uuid AND tenant_id = $2::uuid
             RETURNING last_version"""
         self.checkpoint_owner = f"SELECT session_id, tenant_id FROM {C} WHERE id = $1::uuid"
-        base_columns = "id, session_id, history_len, history_digest, chain_depth"
-        self.checkpoint_base = f"SELECT {base_columns} FROM {C} WHERE id = $1::uuid"
-        self.latest_base = f"""
-            SELECT {base_columns} FROM {C} WHERE session_id = $1::uuid
-            ORDER BY version DESC LIMIT 1"""
+        self.checkpoint_link = (
+            f"SELECT session_id, chain_depth, history_tag FROM {C} WHERE id = $1::uuid"
+        )
         self.insert_checkpoint = f"""
             INSERT INTO {C} (id, session_id, tenant_id, agent_id, version, parent_id, node_id,
                              input, input_type, state, properties, tombstone, created_at,
-                             history_base, history_delta, history_len, history_digest,
-                             chain_depth)
+                             history_base, history_delta, chain_depth, history_tag)
             VALUES ($1::uuid, $2::uuid, $3::uuid, $4::uuid, $5::bigint, $6::uuid, $7::text,
                     $8::jsonb, $9::text, $10::jsonb, $11::jsonb, $12::boolean,
-                    $13::timestamptz, $14::uuid, $15::jsonb, $16::integer, $17::bytea,
-                    $18::integer)"""
+                    $13::timestamptz, $14::uuid, $15::jsonb, $16::integer, $17::bigint)"""
         chain = f"""
             WITH RECURSIVE chain AS (
                 SELECT {CHECKPOINT_COLUMNS}, 0 AS depth FROM {C} WHERE {{anchor}}
@@ -208,15 +204,22 @@ class Statements:
             )
             SELECT {CHECKPOINT_COLUMNS} FROM chain ORDER BY depth"""
         self.get_checkpoint = chain.format(anchor="id = $1::uuid AND tenant_id = $2::uuid")
+        self.checkpoint_chain = chain.format(anchor="id = $1::uuid")
         self.latest_checkpoint = chain.format(
             anchor=f"""id = (SELECT id FROM {C}
                              WHERE session_id = $1::uuid AND tenant_id = $2::uuid
                                AND ($3::uuid IS NULL OR agent_id = $3::uuid)
                              ORDER BY version DESC LIMIT 1)"""
         )
-        self.checkpoint_deltas = (
-            f"SELECT id, history_base, history_delta FROM {C} WHERE id = ANY($1::uuid[])"
-        )
+        # The bases (and their bases, to the snapshots) of checkpoints a listing left out.
+        self.checkpoint_deltas = f"""
+            WITH RECURSIVE bases(id, base) AS (
+                SELECT id, history_base FROM {C} WHERE id = ANY($1::uuid[])
+                UNION
+                SELECT b.id, b.history_base FROM {C} b JOIN bases ON b.id = bases.base
+            )
+            SELECT c.id, c.history_base, c.history_delta, c.tenant_id, c.session_id
+            FROM bases JOIN {C} c ON c.id = bases.id"""
         self.list_session_checkpoints = f"""
             SELECT {CHECKPOINT_COLUMNS} FROM {C}
             WHERE session_id = $1::uuid AND tenant_id = $2::uuid

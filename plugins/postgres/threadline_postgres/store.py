@@ -30,9 +30,17 @@ from typing import Any, TypeVar
 import asyncpg
 import attrs
 
+from threadline.checkpoint_delta import (
+    SNAPSHOT_EVERY,
+    EncodedHistory,
+    HistoryCache,
+    encode_history,
+    new_tag,
+)
 from threadline.errors import (
     ConflictError,
     NotFoundError,
+    StoreError,
     StoreUnavailableError,
     ThreadlineError,
     ValidationError,
@@ -57,14 +65,15 @@ from threadline_postgres.codec import (
 from threadline_postgres.config import PostgresConfig
 from threadline_postgres.errors import is_connection_lost, translate
 from threadline_postgres.rows import (
-    HistoryCodec,
     agent_from_row,
     api_call_from_row,
+    apply_history,
+    chain_history,
     check_int_range,
     checkpoint_from_row,
     checkpoint_params,
+    history_param,
     json_param,
-    load_history_delta,
     message_from_row,
     message_params,
     provider_from_row,
@@ -79,9 +88,6 @@ __all__ = ["PostgresStore"]
 logger = logging.getLogger("threadline_postgres")
 
 T = TypeVar("T")
-
-SNAPSHOT_EVERY = 16
-"""A checkpoint history is stored whole at least every this many links of deltas."""
 
 
 class _AlreadyStored(ThreadlineError):
@@ -121,6 +127,9 @@ class PostgresStore:
         self.sql = Statements(config)
         self._where = config.display
         self._acquire_timeout = config.acquire_timeout
+        self._histories = HistoryCache()
+        self.snapshot_every = SNAPSHOT_EVERY
+        """Longest chain of history records (see :mod:`threadline.checkpoint_delta`)."""
         self.closed = False
 
     def __repr__(self) -> str:
@@ -544,45 +553,62 @@ class PostgresStore:
     async def threadline_create_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
         """Bump the session's version counter and insert, in one transaction.
 
-        The history is stored as a delta on the parent (or the latest checkpoint) when
-        that one's history is a prefix of this one's, checked by digest. A stored id is
-        an idempotent retry when everything but the version matches, else a conflict.
+        The history is stored as a record of :mod:`threadline.checkpoint_delta`: a delta
+        on the parent (found against the parent's history from the cache when the parent
+        row's write tag confirms it, else rebuilt from its chain in the transaction) or a
+        snapshot. A stored id is an idempotent retry when everything but the version
+        matches, else a conflict.
         """
         cp = checkpoint
-        encoded = checkpoint_params(cp)  # refuse bad input before writing
-        history = HistoryCodec(cp.history)
+        encoded_columns = checkpoint_params(cp)  # refuse bad input before writing
+        t, sid = cp.tenant_id, cp.session_id
+        every = self.snapshot_every
+        cached = self._histories.get(cp.parent_id)
+        ready: EncodedHistory | None = None
+        if cp.parent_id is None:
+            ready = encode_history(cp.history, tenant_id=t, session_id=sid)
+        elif cached is not None:
+            ready = encode_history(
+                cp.history, tenant_id=t, session_id=sid, parent=cached.history,
+                parent_depth=cached.depth, snapshot_every=every,
+            )  # fmt: skip
+        tag = new_tag()
         sql = self.sql
 
-        async def run(conn: asyncpg.Connection) -> int:
-            version = await conn.fetchval(sql.bump_version, cp.session_id, cp.tenant_id)
+        async def run(conn: asyncpg.Connection) -> tuple[int, int]:
+            version = await conn.fetchval(sql.bump_version, sid, t)
             if version is None:
-                raise NotFoundError(f"session {cp.session_id} not found for this tenant")
+                raise NotFoundError(f"session {sid} not found for this tenant")
             if await conn.fetchrow(sql.checkpoint_owner, cp.id) is not None:
                 raise _AlreadyStored  # rolls the version bump back
+            encoded = ready
             if cp.parent_id is not None:
-                base = await conn.fetchrow(sql.checkpoint_base, cp.parent_id)
-                if base is None or base[1] != cp.session_id:
+                link = await conn.fetchrow(sql.checkpoint_link, cp.parent_id)
+                if link is None or link[0] != sid:
                     raise NotFoundError(
                         f"parent checkpoint {cp.parent_id} not found in this session"
                     )
-            else:
-                base = await conn.fetchrow(sql.latest_base, cp.session_id)
-            base_id, delta_from, depth = None, 0, 0
-            if base is not None and base[4] + 1 < SNAPSHOT_EVERY:
-                base_len = base[2]
-                if base_len <= len(history) and history.digests[base_len] == bytes(base[3]):
-                    base_id, delta_from, depth = base[0], base_len, base[4] + 1
+                if encoded is None or cached is None or cached.tag != link[2]:
+                    rows = await conn.fetch(sql.checkpoint_chain, cp.parent_id)
+                    parent = chain_history(rows)
+                    self._histories.put(cp.parent_id, link[2], link[1], parent)
+                    encoded = encode_history(
+                        cp.history, tenant_id=t, session_id=sid, parent=parent,
+                        parent_depth=link[1], snapshot_every=every,
+                    )  # fmt: skip
+            assert encoded is not None
             await conn.execute(
-                sql.insert_checkpoint, cp.id, cp.session_id, cp.tenant_id, cp.agent_id,
-                version, cp.parent_id, encoded["node_id"], encoded["input"],
-                encoded["input_type"], encoded["state"], encoded["properties"], cp.tombstone,
-                cp.created_at, base_id, history.delta(delta_from), len(history),
-                history.digests[-1], depth,
+                sql.insert_checkpoint, cp.id, sid, t, cp.agent_id, version, cp.parent_id,
+                encoded_columns["node_id"], encoded_columns["input"],
+                encoded_columns["input_type"], encoded_columns["state"],
+                encoded_columns["properties"], cp.tombstone, cp.created_at,
+                None if encoded.is_snapshot else cp.parent_id, history_param(encoded),
+                encoded.depth, tag,
             )  # fmt: skip
-            return int(version)
+            return int(version), encoded.depth
 
         try:
-            version = await self._call("create_checkpoint", run, transaction=True)
+            version, depth = await self._call("create_checkpoint", run, transaction=True)
         except _AlreadyStored:
             existing = await self._checkpoint_any_tenant(cp.id)
             if existing is None:  # deleted meanwhile: store it afresh
@@ -592,7 +618,8 @@ class PostgresStore:
             return existing
         except _Duplicate as exc:
             raise ConflictError(f"checkpoint id {cp.id} is stored already") from exc
-        copies = encoded["copies"]
+        self._histories.put(cp.id, tag, depth, cp.history)
+        copies = encoded_columns["copies"]
         return attrs.evolve(cp, version=version, **copies)
 
     async def _checkpoint_any_tenant(self, checkpoint_id: str) -> Checkpoint | None:
@@ -606,10 +633,10 @@ class PostgresStore:
         """A checkpoint from its chain rows (itself first, then its bases, nearest first)."""
         if not rows:
             return None
-        history: list[Message] = []
-        for r in reversed(rows):
-            history.extend(load_history_delta(r[14]))
-        return checkpoint_from_row(rows[0], tuple(history))
+        history = chain_history(rows)
+        head = rows[0]
+        self._histories.put(head[0], head[16], head[15], history)
+        return checkpoint_from_row(head, history)
 
     @hookimpl
     async def threadline_get_checkpoint(
@@ -637,9 +664,11 @@ class PostgresStore:
             )
         if not rows:
             return []
-        # id -> (base id, delta text) for every checkpoint whose history is needed.
-        links: dict[str, tuple[str | None, str]] = {r[0]: (r[13], r[14]) for r in rows}
-        missing = {base for base, _ in links.values() if base is not None} - set(links)
+        # id -> (base id, delta text, tenant, session) for every history needed.
+        links: dict[str, tuple[str | None, str, str, str]] = {
+            r[0]: (r[13], r[14], r[2], r[1]) for r in rows
+        }
+        missing = {link[0] for link in links.values() if link[0] is not None} - set(links)
         while missing:
             fetched = await self._fetch(
                 "list_checkpoints", self.sql.checkpoint_deltas, list(missing)
@@ -647,23 +676,32 @@ class PostgresStore:
             if not fetched:
                 break
             for r in fetched:
-                links[r[0]] = (r[1], r[2])
-            missing = {base for base, _ in links.values() if base is not None} - set(links)
+                links[r[0]] = (r[1], r[2], r[3], r[4])
+            missing = {link[0] for link in links.values() if link[0] is not None} - set(links)
         histories: dict[str, tuple[Message, ...]] = {}
 
         def history_of(checkpoint_id: str) -> tuple[Message, ...]:
             chain: list[str] = []
             current: str | None = checkpoint_id
             while current is not None and current not in histories:
+                if current not in links:
+                    raise StoreError(f"checkpoint {current} is missing; the store is damaged")
                 chain.append(current)
-                current = links[current][0] if current in links else None
-            built = histories.get(current, ()) if current is not None else ()
+                current = links[current][0]
+            built = histories[current] if current is not None else ()
             for cid in reversed(chain):
-                built = built + tuple(load_history_delta(links[cid][1]))
-                histories[cid] = built
+                _, delta, tenant_id, session_id = links[cid]
+                history = list(built)
+                apply_history(history, delta, tenant_id, session_id)
+                built = histories[cid] = tuple(history)
             return histories[checkpoint_id]
 
-        return [checkpoint_from_row(r, history_of(r[0])) for r in rows]
+        out = []
+        for r in rows:
+            history = history_of(r[0])
+            self._histories.put(r[0], r[16], r[15], history)
+            out.append(checkpoint_from_row(r, history))
+        return out
 
     @hookimpl
     async def threadline_get_latest_checkpoint(

@@ -16,6 +16,7 @@ import threadline
 from threadline import Checkpoint, Message, Session, ToolCall
 from threadline.ids import new_id
 from threadline.models import to_json
+from threadline_sqlite.migrations import MIGRATION_NAMES
 
 PROCESSES = 3
 SINGLES = 150
@@ -60,13 +61,13 @@ async def test_processes_opening_a_new_file_at_once_migrate_it_once(
     commands = [["migrate", str(db_path), str(tmp_path / "go"), f"m{i}"] for i in range(4)]
     applied = await asyncio.to_thread(run_together, tmp_path / "go", commands)
     names = [name for result in cast("list[list[str]]", applied) for name in result]
-    assert names == ["0001_initial_schema"]  # exactly one process applied it
+    assert names == list(MIGRATION_NAMES)  # exactly one process applied them
     with sqlite3.connect(db_path) as connection:
         rows = connection.execute(
             "SELECT migration_set, name FROM _sqlite_migrations ORDER BY id"
         ).fetchall()
     connection.close()
-    assert rows == [("threadline_sqlite", "0001_initial_schema")]
+    assert rows == [("threadline_sqlite", name) for name in MIGRATION_NAMES]
     integrity_ok(db_path)
 
 

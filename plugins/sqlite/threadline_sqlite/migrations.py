@@ -14,6 +14,13 @@ with one plain query, without importing sqlite-utils at all.
 
 Timestamps are INTEGER microseconds since the Unix epoch (UTC), so they round-trip
 exactly and sort correctly; JSON columns are TEXT.
+
+``0002_incremental_checkpoints`` makes checkpoint histories incremental: the
+``history`` column of a new checkpoint holds a record of
+:mod:`threadline.checkpoint_delta` (a JSON object: a snapshot, or a delta on the
+parent), ``history_depth`` its distance from the chain's snapshot and ``history_tag``
+its write tag. Rows written before it keep their full history (a JSON array) with
+both new columns ``NULL``; they read as before and act as snapshots.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ __all__ = ["MIGRATION_NAMES", "MIGRATION_SET", "applied_migrations", "migrate"]
 MIGRATION_SET = "threadline_sqlite"
 MIGRATIONS_TABLE = "_sqlite_migrations"
 
-MIGRATION_NAMES: tuple[str, ...] = ("0001_initial_schema",)
+MIGRATION_NAMES: tuple[str, ...] = ("0001_initial_schema", "0002_incremental_checkpoints")
 """Every migration of this version of the plugin, in the order they apply."""
 
 
@@ -234,7 +241,16 @@ def _m0001_initial_schema(db: Database) -> None:
     )
 
 
-_FUNCTIONS: dict[str, Any] = {"0001_initial_schema": _m0001_initial_schema}
+def _m0002_incremental_checkpoints(db: Database) -> None:
+    """Checkpoint histories as snapshot/delta records: the depth and write tag of each."""
+    db.execute("ALTER TABLE entity_checkpoint ADD COLUMN history_depth INTEGER")
+    db.execute("ALTER TABLE entity_checkpoint ADD COLUMN history_tag INTEGER")
+
+
+_FUNCTIONS: dict[str, Any] = {
+    "0001_initial_schema": _m0001_initial_schema,
+    "0002_incremental_checkpoints": _m0002_incremental_checkpoints,
+}
 
 
 def _migration_set() -> Migrations:

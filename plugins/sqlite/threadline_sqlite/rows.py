@@ -18,7 +18,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from threadline.checkpoint_delta import rebuild
 from threadline.codec import dump_json, dump_tool_calls, load_tool_calls
+from threadline.errors import StoreError
 from threadline.models import (
     AgentRecord,
     ApiCall,
@@ -42,9 +44,12 @@ __all__ = [
     "agent_row",
     "api_call_from_row",
     "api_call_row",
+    "chain_history",
     "checkpoint_from_row",
     "checkpoint_row",
     "from_us",
+    "is_legacy_history",
+    "legacy_history",
     "message_from_row",
     "message_row",
     "provider_from_row",
@@ -175,14 +180,6 @@ message_from_row = _message_builder()
 """Rebuild a message from a row in :data:`MESSAGE_COLUMNS` order."""
 
 
-def _history_item(m: Message) -> list[Any]:
-    return [
-        m.id, m.session_id, m.tenant_id, m.user_id, m.agent_id, m.seq, m.role, m.content,
-        [[c.id, c.name, c.arguments] for c in m.tool_calls] or None, m.tool_call_id, m.name,
-        m.status, m.metadata, to_us(m.created_at),
-    ]  # fmt: skip
-
-
 def _history_message(item: list[Any]) -> Message:
     (id_, session_id, tenant_id, user_id, agent_id, seq, role, content, calls, tool_call_id,
      name, status, metadata, created_at) = item  # fmt: skip
@@ -264,29 +261,33 @@ def api_call_from_row(row: Sequence[Any]) -> ApiCall:
 
 CHECKPOINT_COLUMNS = (
     "id, tenant_id, session_id, agent_id, version, parent_id, node_id, input, input_type, "
-    "history, state, properties, tombstone, created_at"
+    "history, state, properties, tombstone, created_at, history_depth, history_tag"
 )
+"""Column order of :func:`checkpoint_row`; ``history`` is a record of
+:mod:`threadline.checkpoint_delta` (or, in rows older than migration 0002, the whole
+history as a JSON array, with ``history_depth`` and ``history_tag`` ``NULL``)."""
 
 
-def checkpoint_row(c: Checkpoint, version: int | None = None) -> tuple[Any, ...]:
-    """The row for ``c`` in :data:`CHECKPOINT_COLUMNS` order, with ``version``.
+def checkpoint_row(
+    c: Checkpoint, history: str, depth: int, tag: int, version: int | None = None
+) -> list[Any]:
+    """The row for ``c`` in :data:`CHECKPOINT_COLUMNS` order, its history already encoded.
 
-    The whole history is one JSON array of compact message arrays.
+    A list, so the store can fill in ``version`` (index 4) inside its transaction.
     """
-    return (
+    return [
         c.id, c.tenant_id, c.session_id, c.agent_id, version, c.parent_id, c.node_id,
-        dump_json(c.input, "checkpoint input"), c.input_type,
-        dump_json([_history_item(m) for m in c.history], "checkpoint history"),
+        dump_json(c.input, "checkpoint input"), c.input_type, history,
         _dump_object(c.state, "checkpoint state"),
         _dump_object(c.properties, "checkpoint properties"),
-        1 if c.tombstone else 0, to_us(c.created_at),
-    )  # fmt: skip
+        1 if c.tombstone else 0, to_us(c.created_at), depth, tag,
+    ]  # fmt: skip
 
 
-def checkpoint_from_row(row: Sequence[Any]) -> Checkpoint:
-    """Rebuild a checkpoint from a row in :data:`CHECKPOINT_COLUMNS` order."""
+def checkpoint_from_row(row: Sequence[Any], history: tuple[Message, ...]) -> Checkpoint:
+    """Rebuild a checkpoint from a row in :data:`CHECKPOINT_COLUMNS` order and its history."""
     (id_, tenant_id, session_id, agent_id, version, parent_id, node_id, input_, input_type,
-     history, state, properties, tombstone, created_at) = row  # fmt: skip
+     _, state, properties, tombstone, created_at, _, _) = row  # fmt: skip
     return trusted(
         Checkpoint,
         id=id_,
@@ -298,12 +299,40 @@ def checkpoint_from_row(row: Sequence[Any]) -> Checkpoint:
         node_id=node_id,
         input=_loads(input_),
         input_type=input_type,
-        history=tuple(_history_message(item) for item in _loads(history)),
+        history=history,
         state=_load_object(state),
         properties=_load_object(properties),
         tombstone=bool(tombstone),
         created_at=from_us(created_at),
     )
+
+
+def is_legacy_history(text: str) -> bool:
+    """Whether a ``history`` value is the whole history as written before migration 0002."""
+    return text.startswith("[")
+
+
+def legacy_history(text: str) -> tuple[Message, ...]:
+    """Decode a pre-0002 ``history``: a JSON array of 14-item message arrays."""
+    return tuple(_history_message(item) for item in _loads(text))
+
+
+def chain_history(rows: Sequence[Sequence[Any]]) -> tuple[Message, ...]:
+    """The history of ``rows[0]`` from its chain: itself first, then each parent up to a snapshot.
+
+    :raises StoreError: the chain does not end at a snapshot, or a record is damaged.
+    """
+    oldest = rows[-1]
+    if oldest[14]:  # a delta whose parent is missing
+        raise StoreError(
+            f"checkpoint {oldest[0]} is a delta on {oldest[5]}, which is missing; "
+            "the store is damaged"
+        )
+    records = [row[9] for row in reversed(rows)]
+    base: tuple[Message, ...] = ()
+    if is_legacy_history(records[0]):
+        base, records = legacy_history(records[0]), records[1:]
+    return rebuild(records, tenant_id=rows[0][1], session_id=rows[0][2], base=base)
 
 
 # -- agents and providers ----------------------------------------------------------------

@@ -21,6 +21,13 @@ Design, and why:
   message and the system messages; ``(session_id, seq)`` reads the rounds after it;
   ``entity_message_tool_call`` finds the call of a tool result that would be
   orphaned. The cost depends on the window, not on the session's length.
+* **Incremental checkpoints.** A checkpoint's history is stored as a record of
+  :mod:`threadline.checkpoint_delta`: a delta on its parent (the messages after those
+  it keeps), or a snapshot at least every ``snapshot_every`` records of a chain.
+  Writing one costs the same at step 200 as at step 1: the parent's history comes from
+  an in-process cache checked against the parent row's write tag. Restoring one reads
+  its chain in one recursive query of primary-key lookups. Rows written before
+  migration 0002 hold the whole history and read as snapshots.
 * **Typed errors, nothing half-written.** Values are encoded (and refused with
   :class:`~threadline.errors.ValidationError`) before the transaction starts; any
   failure rolls the transaction back; ``sqlite3`` errors become
@@ -40,6 +47,15 @@ from typing import Any, TypeVar
 
 import attrs
 
+from threadline.checkpoint_delta import (
+    SNAPSHOT_EVERY,
+    EncodedHistory,
+    HistoryCache,
+    apply_record,
+    encode_history,
+    new_tag,
+    rebuild,
+)
 from threadline.errors import ConflictError, NotFoundError, StoreError, ValidationError
 from threadline.hookspecs import hookimpl
 from threadline.models import (
@@ -65,6 +81,7 @@ from threadline_sqlite.rows import (
     agent_row,
     api_call_from_row,
     api_call_row,
+    chain_history,
     checkpoint_from_row,
     checkpoint_row,
     message_from_row,
@@ -225,10 +242,10 @@ _API_CALLS = (
     "WHERE session_id = ? AND tenant_id = ? ORDER BY rowid"
 )
 
-_INSERT_CHECKPOINT = f"INSERT INTO entity_checkpoint ({CHECKPOINT_COLUMNS}) VALUES ({_marks(14)})"
-_CHECKPOINT_BY_ID = f"SELECT {CHECKPOINT_COLUMNS} FROM entity_checkpoint WHERE id = ?"
-_CHECKPOINT_OF = (
-    f"SELECT {CHECKPOINT_COLUMNS} FROM entity_checkpoint WHERE id = ? AND tenant_id = ?"
+_INSERT_CHECKPOINT = f"INSERT INTO entity_checkpoint ({CHECKPOINT_COLUMNS}) VALUES ({_marks(16)})"
+_CHECKPOINT_OWNER = "SELECT tenant_id FROM entity_checkpoint WHERE id = ?"
+_CHECKPOINT_LINK = (
+    "SELECT session_id, history_depth, history_tag FROM entity_checkpoint WHERE id = ?"
 )
 _CHECKPOINTS_OF_SESSION = (
     f"SELECT {CHECKPOINT_COLUMNS} FROM entity_checkpoint WHERE session_id = ? AND tenant_id = ?"
@@ -237,6 +254,28 @@ _C_COLUMNS = ", ".join("c." + name.strip() for name in CHECKPOINT_COLUMNS.split(
 _CHECKPOINTS_OF_TENANT = (
     f"SELECT {_C_COLUMNS} FROM entity_checkpoint c JOIN entity_session s ON s.id = c.session_id "
     "WHERE c.tenant_id = ?"
+)
+# A checkpoint and the records its history is rebuilt from, in one statement: itself,
+# then its parent, and so on while the row just read is a delta (history_depth > 0; a
+# snapshot has 0 and a row older than migration 0002 NULL). Each step is a primary-key
+# lookup; threadline.checkpoint_delta bounds the chain to SNAPSHOT_EVERY rows. Rows come
+# with their distance n first and are put in order by _chain (an ORDER BY would copy
+# every row, snapshot included, into a temporary b-tree first).
+_CHAIN = f"""
+WITH RECURSIVE chain(n, {CHECKPOINT_COLUMNS}) AS (
+  SELECT 0, {CHECKPOINT_COLUMNS} FROM entity_checkpoint WHERE {{anchor}}
+  UNION ALL
+  SELECT chain.n + 1, {_C_COLUMNS}
+  FROM chain JOIN entity_checkpoint c ON c.id = chain.parent_id
+  WHERE chain.history_depth > 0
+)
+SELECT n, {CHECKPOINT_COLUMNS} FROM chain
+"""
+_CHAIN_OF_ID = _CHAIN.format(anchor="id = ?")
+_CHAIN_OF_TENANT = _CHAIN.format(anchor="id = ? AND tenant_id = ?")
+_CHAIN_OF_LATEST = _CHAIN.format(
+    anchor="id = (SELECT id FROM entity_checkpoint WHERE session_id = ?1 AND tenant_id = ?2 "
+    "AND (?3 IS NULL OR agent_id = ?3) ORDER BY version DESC LIMIT 1)"
 )
 
 _AGENT_UPSERT = (
@@ -615,44 +654,111 @@ def _list_api_calls(connection: Connection, tenant_id: str, session_id: str) -> 
 # -- checkpoints ------------------------------------------------------------------------------
 
 
-def _create_checkpoint(connection: Connection, checkpoint: Checkpoint) -> Checkpoint:
-    row = list(checkpoint_row(checkpoint))
+def _chain(connection: Connection, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """A :data:`_CHAIN` query's rows in :data:`CHECKPOINT_COLUMNS` order, the checkpoint first."""
+    found = connection.execute(sql, params).fetchall()
+    found.sort()  # by n, unique: the tuples never compare further
+    return [row[1:] for row in found]
+
+
+def _create_checkpoint(
+    connection: Connection, checkpoint: Checkpoint, cache: HistoryCache, snapshot_every: int
+) -> Checkpoint:
+    """Insert the checkpoint with its history as a snapshot or a delta on its parent.
+
+    The delta is found against the parent's history from ``cache`` (before taking the
+    lock) when the parent row's write tag confirms it, else rebuilt from the parent's
+    chain inside the transaction.
+    """
+    c = checkpoint
+    t, sid = c.tenant_id, c.session_id
+    cached = cache.get(c.parent_id)
+    encoded: EncodedHistory | None = None
+    if c.parent_id is None:
+        encoded = encode_history(c.history, tenant_id=t, session_id=sid)
+    elif cached is not None:
+        encoded = encode_history(
+            c.history, tenant_id=t, session_id=sid, parent=cached.history,
+            parent_depth=cached.depth, snapshot_every=snapshot_every,
+        )  # fmt: skip
+    tag = new_tag()
+    row = checkpoint_row(c, "", 0, tag)  # input, state, properties refused before the lock
     connection.execute("BEGIN IMMEDIATE")
-    session = (checkpoint.session_id, checkpoint.tenant_id)
-    if connection.execute(_SESSION_OF_TENANT, session).fetchone() is None:
-        raise _missing_session(checkpoint.session_id)
-    found = connection.execute(_CHECKPOINT_BY_ID, (checkpoint.id,)).fetchone()
-    if found is not None:
+    if connection.execute(_SESSION_OF_TENANT, (c.session_id, c.tenant_id)).fetchone() is None:
+        raise _missing_session(c.session_id)
+    if connection.execute(_CHECKPOINT_OWNER, (c.id,)).fetchone() is not None:
+        rows = _chain(connection, _CHAIN_OF_ID, (c.id,))
         connection.execute("COMMIT")
-        existing = checkpoint_from_row(found)
-        row[4] = existing.version  # a retry: the same checkpoint, whatever its version
-        if checkpoint_from_row(row) != existing:
-            raise ConflictError(f"checkpoint id {checkpoint.id} is stored already")
-        return existing
-    if checkpoint.parent_id is not None:
-        parent = connection.execute(
-            "SELECT session_id FROM entity_checkpoint WHERE id = ?", (checkpoint.parent_id,)
-        ).fetchone()
-        if parent is None or parent[0] != checkpoint.session_id:
-            raise NotFoundError(
-                f"parent checkpoint {checkpoint.parent_id} not found in this session"
-            )
-    version = _bump(connection, _BUMP_VERSION, (1, *session), "last_version")
-    row[4] = version
+        return _existing_checkpoint(c, row, rows)
+    if c.parent_id is not None:
+        link = connection.execute(_CHECKPOINT_LINK, (c.parent_id,)).fetchone()
+        if link is None or link[0] != c.session_id:
+            raise NotFoundError(f"parent checkpoint {c.parent_id} not found in this session")
+        _, depth, parent_tag = link
+        if encoded is None or cached is None or cached.tag != parent_tag:
+            parent = chain_history(_chain(connection, _CHAIN_OF_ID, (c.parent_id,)))
+            cache.put(c.parent_id, parent_tag, depth, parent)
+            encoded = encode_history(
+                c.history, tenant_id=t, session_id=sid, parent=parent,
+                parent_depth=depth or 0, snapshot_every=snapshot_every,
+            )  # fmt: skip
+    assert encoded is not None
+    row[9], row[14] = encoded.text, encoded.depth
+    row[4] = _bump(connection, _BUMP_VERSION, (1, c.session_id, c.tenant_id), "last_version")
     connection.execute(_INSERT_CHECKPOINT, row)
     connection.execute("COMMIT")
-    return checkpoint_from_row(row)
+    cache.put(c.id, tag, encoded.depth, c.history)
+    return checkpoint_from_row(row, c.history)
+
+
+def _existing_checkpoint(
+    checkpoint: Checkpoint, row: list[Any], stored: Sequence[Sequence[Any]]
+) -> Checkpoint:
+    """A retry returns the stored checkpoint; the same id with other content conflicts."""
+    existing = checkpoint_from_row(stored[0], chain_history(stored))
+    t, sid = checkpoint.tenant_id, checkpoint.session_id
+    # Compare as stored: JSON round trips of the retry's values (tuples become lists ...).
+    snapshot = encode_history(checkpoint.history, tenant_id=t, session_id=sid)
+    history = rebuild([snapshot.text], tenant_id=t, session_id=sid)
+    row[4] = existing.version
+    if checkpoint_from_row(row, history) != existing:
+        raise ConflictError(f"checkpoint id {checkpoint.id} is stored already")
+    return existing
+
+
+def _checkpoint_of_chain(rows: Sequence[Sequence[Any]], cache: HistoryCache) -> Checkpoint | None:
+    if not rows:
+        return None
+    history = chain_history(rows)
+    head = rows[0]
+    cache.put(head[0], head[15], head[14], history)
+    return checkpoint_from_row(head, history)
 
 
 def _get_checkpoint(
-    connection: Connection, tenant_id: str, checkpoint_id: str
+    connection: Connection, tenant_id: str, checkpoint_id: str, cache: HistoryCache
 ) -> Checkpoint | None:
-    row = connection.execute(_CHECKPOINT_OF, (checkpoint_id, tenant_id)).fetchone()
-    return None if row is None else checkpoint_from_row(row)
+    rows = _chain(connection, _CHAIN_OF_TENANT, (checkpoint_id, tenant_id))
+    return _checkpoint_of_chain(rows, cache)
+
+
+def _get_latest_checkpoint(
+    connection: Connection,
+    tenant_id: str,
+    session_id: str,
+    agent_id: str | None,
+    cache: HistoryCache,
+) -> Checkpoint | None:
+    rows = _chain(connection, _CHAIN_OF_LATEST, (session_id, tenant_id, agent_id))
+    return _checkpoint_of_chain(rows, cache)
 
 
 def _list_checkpoints(
-    connection: Connection, tenant_id: str, session_id: str | None, agent_id: str | None
+    connection: Connection,
+    tenant_id: str,
+    session_id: str | None,
+    agent_id: str | None,
+    cache: HistoryCache,
 ) -> list[Checkpoint]:
     if session_id is not None:
         sql, params = _CHECKPOINTS_OF_SESSION, [session_id, tenant_id]
@@ -664,18 +770,43 @@ def _list_checkpoints(
         sql += agent_filter
         params.append(agent_id)
     rows = connection.execute(sql + order, params).fetchall()
-    return [checkpoint_from_row(row) for row in rows]
+    by_id = {row[0]: row for row in rows}
+    # A delta whose parent was filtered out (another agent's): read those sessions whole.
+    sessions = sorted({row[2] for row in rows if row[14] and row[5] not in by_id})
+    for chunk in _chunks(sessions):
+        more = f"SELECT {CHECKPOINT_COLUMNS} FROM entity_checkpoint WHERE session_id IN "
+        for row in connection.execute(more + f"({_marks(len(chunk))})", tuple(chunk)):
+            by_id.setdefault(row[0], row)
+    histories: dict[str, tuple[Message, ...]] = {}
 
+    def history_of(checkpoint_id: str) -> tuple[Message, ...]:
+        chain: list[Sequence[Any]] = []
+        current = checkpoint_id
+        while current not in histories:
+            row = by_id.get(current)
+            if row is None:
+                raise StoreError(f"checkpoint {current} is missing; the store is damaged")
+            chain.append(row)
+            if not row[14]:  # a snapshot, or a full history older than migration 0002
+                break
+            current = row[5]
+        history: tuple[Message, ...] = ()
+        for row in reversed(chain):
+            if not row[14]:
+                history = chain_history([row])
+            else:
+                built = list(histories[row[5]])
+                apply_record(built, row[9], tenant_id=row[1], session_id=row[2])
+                history = tuple(built)
+            histories[row[0]] = history
+        return histories[checkpoint_id]
 
-def _get_latest_checkpoint(
-    connection: Connection, tenant_id: str, session_id: str, agent_id: str | None
-) -> Checkpoint | None:
-    sql, params = _CHECKPOINTS_OF_SESSION, [session_id, tenant_id]
-    if agent_id is not None:
-        sql += " AND agent_id = ?"
-        params.append(agent_id)
-    row = connection.execute(sql + " ORDER BY version DESC LIMIT 1", params).fetchone()
-    return None if row is None else checkpoint_from_row(row)
+    out = []
+    for row in rows:
+        history = history_of(row[0])
+        cache.put(row[0], row[15], row[14], history)
+        out.append(checkpoint_from_row(row, history))
+    return out
 
 
 # -- agent configs ----------------------------------------------------------------------------
@@ -765,6 +896,9 @@ class SQLiteStore:
         self._reader = self._writer
         self._write = self._writer.submit
         self._read = self._writer.submit
+        self._histories = HistoryCache()
+        self.snapshot_every = SNAPSHOT_EVERY
+        """Longest chain of history records (see :mod:`threadline.checkpoint_delta`)."""
         self._finalizer = weakref.finalize(self, _stop, self._writer)
 
     @classmethod
@@ -899,25 +1033,25 @@ class SQLiteStore:
 
     @hookimpl
     def threadline_create_checkpoint(self, checkpoint: Checkpoint) -> asyncio.Future[Checkpoint]:
-        return self._write(_create_checkpoint, checkpoint)
+        return self._write(_create_checkpoint, checkpoint, self._histories, self.snapshot_every)
 
     @hookimpl
     def threadline_get_checkpoint(
         self, tenant_id: str, checkpoint_id: str
     ) -> asyncio.Future[Checkpoint | None]:
-        return self._read(_get_checkpoint, tenant_id, checkpoint_id)
+        return self._read(_get_checkpoint, tenant_id, checkpoint_id, self._histories)
 
     @hookimpl
     def threadline_list_checkpoints(
         self, tenant_id: str, session_id: str | None, agent_id: str | None
     ) -> asyncio.Future[list[Checkpoint]]:
-        return self._read(_list_checkpoints, tenant_id, session_id, agent_id)
+        return self._read(_list_checkpoints, tenant_id, session_id, agent_id, self._histories)
 
     @hookimpl
     def threadline_get_latest_checkpoint(
         self, tenant_id: str, session_id: str, agent_id: str | None
     ) -> asyncio.Future[Checkpoint | None]:
-        return self._read(_get_latest_checkpoint, tenant_id, session_id, agent_id)
+        return self._read(_get_latest_checkpoint, tenant_id, session_id, agent_id, self._histories)
 
     # -- agent configs ----------------------------------------------------------------------
 
