@@ -17,6 +17,7 @@ from threadline.cli_options import (
     store_url,
     tenant_options,
 )
+from threadline.models import AgentConfig
 from threadline.store import Store
 
 T = TypeVar("T")
@@ -114,6 +115,15 @@ def sessions_delete(
     click.echo(f"deleted {session_id}")
 
 
+def _shown(config: AgentConfig) -> dict[str, Any]:
+    """A config as JSON for the terminal: a literal API key is masked (references stay)."""
+    data = config.to_dict()
+    provider = data.get("provider")
+    if provider and provider.get("api_key_ref") and not provider["api_key_ref"].startswith("env:"):
+        provider["api_key_ref"] = "***"
+    return data
+
+
 @click.group(name="agents")
 def agents_group() -> None:
     """Add, list and show agent configs (agent + provider rows)."""
@@ -166,6 +176,11 @@ def agents_add(
     try:
         if from_file is not None:
             config = AgentConfig.from_dict(json.loads(from_file.read_text(encoding="utf-8")))
+            if config.agent.tenant_id != tenant_id:
+                raise click.ClickException(
+                    f"{from_file} holds an agent of tenant {config.agent.tenant_id}, not of "
+                    f"--tenant {tenant_id}"
+                )
         else:
             if not code:
                 raise click.UsageError("give --code (or --from-file)")
@@ -191,12 +206,12 @@ def agents_add(
                 ),
                 provider=provider,
             )
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         message = str(exc) if isinstance(exc, ValidationError) else f"invalid config: {exc}"
         raise click.ClickException(message) from None
     saved = with_store(store, lambda db: db.save_agent_config(config))
     if as_json:
-        print_json(saved.to_dict())
+        print_json(_shown(saved))
     else:
         click.echo(f"saved agent {saved.agent.code} ({saved.agent.id})")
 
@@ -209,7 +224,7 @@ def agents_list(store: str | None, tenant_id: str, user_id: str, as_json: bool) 
     """The tenant's agents, by code."""
     configs = with_store(store, lambda db: db.list_agent_configs(tenant_id))
     if as_json:
-        print_json([c.to_dict() for c in configs])
+        print_json([_shown(c) for c in configs])
         return
     print_table(
         [
@@ -235,4 +250,4 @@ def agents_show(code: str, store: str | None, tenant_id: str, user_id: str) -> N
     config = with_store(store, lambda db: db.load_agent_config(tenant_id=tenant_id, code=code))
     if config is None:
         raise click.ClickException(f"no agent {code!r} in this tenant")
-    print_json(config.to_dict())
+    print_json(_shown(config))

@@ -10,6 +10,7 @@ from their own rows through :func:`trusted`, which skips that validation.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, Literal, TypeVar, get_args
@@ -114,12 +115,18 @@ def _one_of(field: str, allowed: frozenset[str]) -> Any:
     return check
 
 
+MAX_INT = 2**63 - 1
+"""The largest integer a field may hold: every store keeps it in a signed 64-bit column."""
+
+
 def _opt_int(field: str, minimum: int = 0) -> Any:
     def check(_inst: object, _attr: object, value: object) -> None:
         if value is None:
             return
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ValidationError(f"{field} must be an int >= {minimum}, got {value!r}")
+        if value > MAX_INT:
+            raise ValidationError(f"{field} must be at most {MAX_INT}, got {value!r}")
 
     return check
 
@@ -128,6 +135,10 @@ def _opt_number(field: str) -> Any:
     def check(_inst: object, _attr: object, value: object) -> None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise ValidationError(f"{field} must be a number, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValidationError(f"{field} must be a finite number, got {value!r}")
+        if isinstance(value, int) and abs(value) > MAX_INT:
+            raise ValidationError(f"{field} must be at most {MAX_INT} in size, got {value!r}")
 
     return check
 
@@ -481,6 +492,13 @@ class AgentConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AgentConfig:
+        if not isinstance(data, Mapping):
+            raise ValidationError(f"AgentConfig data must be a mapping, got {type(data).__name__}")
+        if "agent" not in data:
+            raise ValidationError("AgentConfig data has no 'agent'")
+        unknown = set(data) - {"agent", "provider"}
+        if unknown:
+            raise ValidationError(f"unknown AgentConfig field(s): {sorted(unknown)}")
         provider = data.get("provider")
         return cls(
             agent=AgentRecord.from_dict(data["agent"]),
@@ -500,10 +518,13 @@ _MODELS: dict[str, Any] = {
 def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(data, Mapping):
         raise ValidationError(f"{cls.__name__} data must be a mapping")
-    names = {a.name for a in attrs.fields(cls)}
-    unknown = set(data) - names
+    fields = attrs.fields(cls)
+    unknown = set(data) - {a.name for a in fields}
     if unknown:
         raise ValidationError(f"unknown {cls.__name__} field(s): {sorted(unknown)}")
+    missing = [a.name for a in fields if a.default is attrs.NOTHING and a.name not in data]
+    if missing:
+        raise ValidationError(f"{cls.__name__} data lacks required field(s): {missing}")
     return dict(data)
 
 

@@ -17,7 +17,7 @@ import pluggy
 from threadline import dispatch
 from threadline.errors import ConfigurationError, PluginNotInstalledError, ValidationError
 from threadline.ids import IdLike, check_id, optional_id
-from threadline.models import AgentConfig, ApiCall, Checkpoint, Message, Session
+from threadline.models import AgentConfig, ApiCall, Checkpoint, Message, Session, check_text
 from threadline.plugins import LOAD_PLUGINS_ENV, new_plugin_manager, store_registry
 from threadline.urls import StoreURL
 from threadline.window import check_rounds
@@ -332,8 +332,8 @@ class Store:
         """An agent and its provider by ``code`` or ``agent_id``; ``None`` if absent."""
         if (code is None) == (agent_id is None):
             raise ValidationError("load_agent_config takes exactly one of code= or agent_id=")
-        if code is not None and not isinstance(code, str):
-            raise ValidationError(f"code must be a str, got {type(code).__name__}")
+        if code is not None:
+            check_text(code, "code")
         result: AgentConfig | None = await self._read(
             "threadline_load_agent_config",
             tenant_id=check_id(tenant_id, "tenant_id"),

@@ -79,4 +79,6 @@ def _quoted_password(raw: str) -> str:
 
 def _shorten(value: object) -> str:
     text = str(value)
+    if "@" in text:  # whatever comes before an @ may be user:password
+        text = "***@" + text.rpartition("@")[2]
     return text if len(text) <= 60 else text[:57] + "..."

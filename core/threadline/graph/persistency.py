@@ -27,11 +27,13 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from threadline.errors import ConfigurationError
 from threadline.graph.errors import DuplicateNodeNameError
 from threadline.graph.features import Feature
 from threadline.graph.serialization import Serializer
 from threadline.graph.storage import CheckpointBackend, StorageLike, check_storage, open_backend
 from threadline.graph.strategy import Strategy
+from threadline.urls import StoreURL
 
 __all__ = ["Persistency"]
 
@@ -67,7 +69,14 @@ class Persistency(Feature):
         self._opening: asyncio.Lock | None = None
 
     def __repr__(self) -> str:
-        shown = self.storage if isinstance(self.storage, (str, type(None))) else type(self.storage)
+        shown: object = type(self.storage)
+        if self.storage is None:
+            shown = None
+        elif isinstance(self.storage, str):
+            try:
+                shown = StoreURL.parse(self.storage).redacted()
+            except ConfigurationError:
+                shown = "<invalid store URL>"
         return f"<Persistency storage={shown!r} automatic={self.automatic} strict={self.strict}>"
 
     def check_strategy(self, strategy: Strategy) -> None:

@@ -113,6 +113,8 @@ def _rest(url: StoreURL) -> str:
 
 def local_path(url: StoreURL) -> str:
     """The directory a ``file://`` URL names, made absolute."""
+    if url.username or url.password:
+        raise ConfigurationError(f"{url.scheme}:// URLs take no user or password: {url.redacted()}")
     path = unquote(_rest(url))
     if path.startswith("localhost/"):
         path = path[len("localhost") :]

@@ -388,6 +388,8 @@ class MemoryStore:
 
     def _config(self, agent: AgentRecord) -> AgentConfig:
         provider = self._providers.get(agent.provider_id) if agent.provider_id else None
+        if provider is not None and provider.tenant_id != agent.tenant_id:
+            provider = None  # another tenant's row: never joined (as the SQL stores do)
         return AgentConfig(agent=agent, provider=provider)
 
     @hookimpl

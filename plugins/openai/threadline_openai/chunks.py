@@ -84,6 +84,7 @@ class ChunkAccumulator:
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
         self._calls: dict[int, _PartialCall] = {}
+        self._high = ""  # a high surrogate ending the last piece, waiting for its pair
 
     def add(self, chunk: Mapping[str, Any]) -> str:
         """Take one chunk; return the reply text it carries (possibly empty)."""
@@ -115,7 +116,25 @@ class ChunkAccumulator:
                 for call in calls:
                     if isinstance(call, Mapping):
                         self._add_call(call)
-        return "".join(text)
+        return self._valid("".join(text))
+
+    def _valid(self, piece: str) -> str:
+        """Join surrogate pairs (JSON ``\\ud83d\\ude00`` escapes) split across chunks; a lone
+        surrogate becomes U+FFFD, so the text is always valid Unicode."""
+        text, self._high = self._high + piece, ""
+        if text and "\ud800" <= text[-1] <= "\udbff":
+            text, self._high = text[:-1], text[-1]
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return text
+
+    def flush(self) -> str:
+        """Text held back at the end of the stream (a high surrogate with no pair: U+FFFD)."""
+        held, self._high = self._high, ""
+        return "\ufffd" if held else ""
 
     def _add_call(self, delta: Mapping[str, Any]) -> None:
         index = _int(delta.get("index"))

@@ -47,6 +47,22 @@ __all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_READ_TIMEOUT", "OpenAIProvider"]
 
 logger = logging.getLogger("threadline_openai")
 
+
+class _RedactURLs(logging.Filter):
+    """httpx logs each request's URL in full; a key in its query or user info must not show."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) for a in record.args):
+            record.args = tuple(
+                display_url(str(a)) if isinstance(a, httpx.URL) else a for a in record.args
+            )
+        return True
+
+
+_httpx_logger = logging.getLogger("httpx")
+if not any(isinstance(f, _RedactURLs) for f in _httpx_logger.filters):
+    _httpx_logger.addFilter(_RedactURLs())
+
 DEFAULT_CONNECT_TIMEOUT = 10.0
 """Seconds allowed to open a connection."""
 DEFAULT_READ_TIMEOUT = 120.0
@@ -328,9 +344,10 @@ class OpenAIProvider:
                 batch = self._whole(await self._read_some(response, _MAX_JSON_BODY), acc)
                 if batch.error is not None:
                     raise batch.error
+                batch.text += acc.flush()
                 if batch.text:
                     yield TextDelta(batch.text)
-                yield acc.finish()
+                yield self._finish(acc)
                 return
             if mime and mime != "text/event-stream":
                 start = (await self._read_some(response, 512))[:200]
@@ -353,11 +370,15 @@ class OpenAIProvider:
                 if batch.error is not None:
                     raise batch.error
                 if batch.done:
+                    tail = acc.flush()
+                    if tail:
+                        yield TextDelta(tail)
                     await self._drain(body)
                     break
             else:
                 ended = True
                 batch = self._events(decoder.close(), acc, at_end=True)
+                batch.text += acc.flush()
                 if batch.text:
                     yield TextDelta(batch.text)
                 if batch.error is not None:
@@ -378,6 +399,11 @@ class OpenAIProvider:
                 ),
                 code="stream_interrupted",
             ) from exc
+        except httpx.DecodingError as exc:
+            raise StreamError(
+                self._scrub(f"{self._where}: the body cannot be decoded ({exc})"),
+                code="malformed_stream",
+            ) from exc
         if ended and not batch.done and acc.finish_reason is None:
             raise StreamError(
                 self._scrub(
@@ -385,7 +411,16 @@ class OpenAIProvider:
                 ),
                 code="stream_interrupted",
             )
-        yield acc.finish()
+        yield self._finish(acc)
+
+    def _finish(self, acc: ChunkAccumulator) -> StreamEvent:
+        """The final event; its errors (tool-call arguments quoted) scrubbed like the others."""
+        try:
+            return acc.finish()
+        except StreamError as exc:
+            raise StreamError(
+                self._scrub(str(exc)), status_code=exc.status_code, code=exc.code
+            ) from None
 
     async def _drain(self, body: AsyncIterator[bytes]) -> None:
         """Read the little that follows ``[DONE]`` so the connection goes back to the pool.

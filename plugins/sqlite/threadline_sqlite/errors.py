@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from threadline.errors import StoreError, StoreUnavailableError, ThreadlineError
+from threadline.errors import StoreError, StoreUnavailableError, ThreadlineError, ValidationError
 
 __all__ = ["map_error"]
 
@@ -30,6 +30,10 @@ def map_error(exc: BaseException, where: str) -> BaseException:
     threadline errors (validation, not found, conflict) and non-sqlite exceptions come
     back unchanged.
     """
+    if isinstance(exc, OverflowError):  # an int past SQLite's 64 bits
+        refused = ValidationError(f"sqlite store refused a value ({where}): {exc}")
+        refused.__cause__ = exc
+        return refused
     if isinstance(exc, OSError):  # e.g. the database's directory cannot be created
         error = StoreError(f"sqlite store failed ({where}): {exc}")
         error.__cause__ = exc
