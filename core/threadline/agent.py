@@ -32,7 +32,15 @@ from threadline.errors import (
     ValidationError,
 )
 from threadline.ids import IdLike, check_id, new_id, optional_id
-from threadline.models import AgentConfig, ApiCallStatus, Message, MessageStatus, Role, Session
+from threadline.models import (
+    AgentConfig,
+    ApiCall,
+    ApiCallStatus,
+    Message,
+    MessageStatus,
+    Role,
+    Session,
+)
 from threadline.providers import ChatRequest, Provider, StreamEnd, TextDelta, resolve_provider
 from threadline.store import Store, connect
 from threadline.streaming import ReplyRecorder, RequestTimer
@@ -221,7 +229,7 @@ class Agent:
             if p.user_id is not None and session.user_id not in (None, p.user_id):
                 raise ConflictError(f"session {sid} belongs to another user")
             if sid not in self._opened:
-                await self.store.interrupt_streaming(p.tenant_id, sid)
+                await self._interrupt_crashed(sid)
         if self.settings.system_prompt and sid not in self._opened:
             await self.store.save_message(
                 self._message(
@@ -230,6 +238,36 @@ class Agent:
             )
         self._opened.add(sid)
         return session
+
+    async def _interrupt_crashed(self, sid: str) -> None:
+        """Mark replies a crash left ``streaming`` as ``interrupted``, each with its ApiCall.
+
+        Only the last round can hold one (a turn starts after the session is opened), so
+        this reads one round, through the window's index.
+        """
+        p = self.persistence
+        last = await self.store.load_window(p.tenant_id, sid, 1)
+        crashed = [m for m in last if m.role == "assistant" and m.status == "streaming"]
+        if not await self.store.interrupt_streaming(p.tenant_id, sid) or not crashed:
+            return
+        request_id = next((m.id for m in reversed(last) if m.role == "user"), None)
+        for reply in crashed:
+            await self.store.save_api_call(
+                ApiCall(
+                    # One id per reply: two processes reopening at once record it once.
+                    id=str(uuid.uuid5(uuid.UUID(reply.id), "threadline:interrupted")),
+                    tenant_id=p.tenant_id,
+                    session_id=sid,
+                    user_id=p.user_id,
+                    agent_id=p.agent_id,
+                    model=str(reply.metadata.get("model") or self.settings.model),
+                    request_message_id=request_id,
+                    response_message_id=reply.id,
+                    status="failed",
+                    error_code="interrupted",
+                    error_message="the process ended while the reply was streaming",
+                )
+            )
 
     async def history(
         self, session_id: IdLike | None = None, last_rounds: int | None = None

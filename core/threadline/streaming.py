@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
@@ -34,6 +34,9 @@ class ReplyRecorder:
         self._inserted = False
         self._pending: asyncio.Future[None] | None = None
         self._last_flush = 0.0
+        self._written_parts = 0  # how many parts the latest write started with held
+        self._timer: asyncio.TimerHandle | None = None
+        self._finishing = False
 
     @property
     def text(self) -> str:
@@ -56,15 +59,40 @@ class ReplyRecorder:
     def add(self, text: str) -> None:
         """Record a piece of text; start a background write when one is due."""
         self.parts.append(text)
+        self._write_if_due()
+
+    def _write_if_due(self) -> None:
+        # Text not written yet is written within one flush interval of its arrival even
+        # when no token follows it (a model that pauses, a stalled connection): when the
+        # write is not due yet a timer comes back then, and so does the end of a write.
+        if self._finishing or self._written_parts == len(self.parts):
+            return
         if self._pending is not None and not self._pending.done():
-            return  # one write at a time, in order
+            return  # one write at a time, in order; its end calls back here
         now = time.monotonic()
         if self._pending is None:
-            self._last_flush = now
-            self._pending = asyncio.ensure_future(self._insert(self._snapshot("streaming")))
-        elif self._inserted and now - self._last_flush >= self.flush_interval:
-            self._last_flush = now
-            self._pending = asyncio.ensure_future(self._flush(self._snapshot("streaming")))
+            self._start(self._insert, now)
+        elif self._inserted:
+            wait = self._last_flush + self.flush_interval - now
+            if wait <= 0:
+                self._start(self._flush, now)
+            elif self._timer is None:
+                self._timer = asyncio.get_running_loop().call_later(wait, self._on_timer)
+
+    def _start(self, write: Callable[[Message], Awaitable[None]], now: float) -> None:
+        self._last_flush = now
+        self._written_parts = len(self.parts)
+        self._pending = asyncio.ensure_future(write(self._snapshot("streaming")))
+        self._pending.add_done_callback(self._on_written)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._write_if_due()
+
+    def _on_written(self, future: asyncio.Future[None]) -> None:
+        if not future.cancelled():
+            future.exception()  # retrieved here; finish() rewrites after a failed write
+        self._write_if_due()
 
     async def finish(
         self,
@@ -74,6 +102,10 @@ class ReplyRecorder:
         metadata: dict[str, Any] | None = None,
     ) -> Message:
         """Write the final text and status, after any background write; return the row."""
+        self._finishing = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._pending is not None:
             try:
                 await asyncio.shield(self._pending)
