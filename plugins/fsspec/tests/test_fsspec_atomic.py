@@ -102,3 +102,25 @@ async def test_a_failed_write_changes_nothing(
     )
     assert again.seq == 3
     await store.close()
+
+
+async def test_reopening_a_crashed_session_sweeps_its_temporary_files(tmp_path: Path) -> None:
+    import threadline
+    from threadline.ids import new_id
+
+    store = await threadline.connect(f"file://{tmp_path}")
+    try:
+        ctx = await threadline.PersistenceContext.open(store, tenant_id=new_id())
+        await ctx.save_user_message("hi")
+        await ctx.save_assistant_message("half", status="streaming")
+        leftovers = [p.parent for p in tmp_path.rglob("*.json") if "messages" in p.parts][:1]
+        stale = leftovers[0] / ".tmp-12345-1-1.part"
+        stale.write_bytes(b'{"half written')
+        again = await threadline.PersistenceContext.open(
+            store, tenant_id=ctx.tenant_id, session_id=ctx.session_id
+        )
+        assert again.interrupted == 1
+        assert not stale.exists()
+        assert [m.content for m in await again.get_history()] == ["hi", "half"]
+    finally:
+        await store.close()

@@ -124,6 +124,11 @@ class Backend(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release what the backend holds (nothing by default)."""
 
+    def sweep_temporary(self, path: str) -> int:
+        """Remove temporary files a killed writer left below ``path``; call it holding the
+        folder's lock. Only backends whose lock excludes every writer sweep (local disks)."""
+        return 0
+
 
 class LocalBackend(Backend):
     """A local directory, with ``fsync``'d atomic writes and ``flock`` locks."""
@@ -242,6 +247,15 @@ class LocalBackend(Backend):
                 if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                     raise
                 time.sleep(0.01)
+
+    def sweep_temporary(self, path: str) -> int:
+        removed = 0
+        for folder, _, names in os.walk(self.full(path)):
+            for name in names:
+                if name.startswith(".tmp-") and name.endswith(".part"):
+                    _unlink(os.path.join(folder, name))
+                    removed += 1
+        return removed
 
     @contextmanager
     def lock(self, path: str, timeout: float, *, create_parent: bool = False) -> Iterator[None]:

@@ -804,6 +804,7 @@ class FsspecStore:
             with self._locked(f"{sd}/lock", "gone"):
                 if self._session_doc(sd) is None:
                     return 0
+                self.backend.sweep_temporary(sd)  # what the crashed writer left half-written
                 return self._interrupt_locked(sd)
         except NotFoundError:
             return 0
