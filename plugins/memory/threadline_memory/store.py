@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from threadline.checkpoint_delta import common_prefix
 from threadline.codec import dump_json
 from threadline.errors import ConflictError, NotFoundError, ValidationError
 from threadline.hookspecs import hookimpl
@@ -60,6 +61,7 @@ class MemoryStore:
         self._api_calls: dict[str, list[ApiCall]] = {}
         self._checkpoints: dict[str, list[Checkpoint]] = {}
         self._checkpoint_by_id: dict[str, Checkpoint] = {}
+        self._given_history: dict[str, tuple[Message, ...]] = {}  # as callers passed them
         self._agents: dict[str, AgentRecord] = {}
         self._providers: dict[str, ProviderRecord] = {}
 
@@ -151,6 +153,7 @@ class MemoryStore:
                 self._message_by_id.pop(message.id, None)
             for checkpoint in self._checkpoints.pop(session_id):
                 self._checkpoint_by_id.pop(checkpoint.id, None)
+                self._given_history.pop(checkpoint.id, None)
             self._system_seqs.pop(session_id)
             self._api_calls.pop(session_id)
             return True
@@ -296,12 +299,17 @@ class MemoryStore:
                 if attrs.evolve(existing, version=None) != attrs.evolve(checkpoint, version=None):
                     raise ConflictError(f"checkpoint id {checkpoint.id} is stored already")
                 return existing
+            shared: tuple[Message, ...] = ()
             if checkpoint.parent_id is not None:
                 parent = self._checkpoint_by_id.get(checkpoint.parent_id)
                 if parent is None or parent.session_id != checkpoint.session_id:
                     raise NotFoundError(
                         f"parent checkpoint {checkpoint.parent_id} not found in this session"
                     )
+                # The parent's copies serve again for the prefix the caller passes unchanged
+                # (compared by identity first), so a checkpoint costs what it adds.
+                given = self._given_history.get(parent.id, ())
+                shared = parent.history[: common_prefix(checkpoint.history, given)]
             log = self._checkpoints[checkpoint.session_id]
             version = log[-1].version + 1 if log and log[-1].version else 1
             stored = attrs.evolve(
@@ -310,10 +318,11 @@ class MemoryStore:
                 input=_copy_json(checkpoint.input, "checkpoint input"),
                 state=_copy_json(checkpoint.state, "checkpoint state"),
                 properties=_copy_json(checkpoint.properties, "checkpoint properties"),
-                history=[_frozen_copy(m) for m in checkpoint.history],
+                history=shared + tuple(_frozen_copy(m) for m in checkpoint.history[len(shared) :]),
             )
             log.append(stored)
             self._checkpoint_by_id[stored.id] = stored
+            self._given_history[stored.id] = checkpoint.history
             return stored
 
     @hookimpl
