@@ -79,6 +79,17 @@ def threadline_migrate() -> Sequence[str] | None:
 
 
 @hookspec
+def threadline_list_tenants() -> Sequence[str] | None:
+    """List every tenant that owns a session, an agent or a provider in this store.
+
+    For operators moving or auditing a whole store (``threadline copy``); an application's
+    own reads are always scoped to one tenant.
+
+    :return: the tenant ids, sorted.
+    """
+
+
+@hookspec
 def threadline_close() -> None:
     """Release connections, threads and files. Called once by ``Store.close()``."""
 

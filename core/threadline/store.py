@@ -126,6 +126,10 @@ class Store:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    async def list_tenants(self) -> list[str]:
+        """Every tenant with a session, agent or provider here (for whole-store operations)."""
+        return list(await self._read("threadline_list_tenants") or ())
+
     # -- sessions ---------------------------------------------------------------------------
 
     async def create_session(self, session: Session) -> Session:

@@ -82,3 +82,15 @@ class TenancyConformance:
         with pytest.raises(ConflictError):
             await store.save_agent_config(stolen)
         assert await store.load_agent_config(tenant_id=tenant, code="bot") == config
+
+    async def test_list_tenants_names_every_owner(self, store: Store) -> None:
+        assert await store.list_tenants() == []
+        a = await new_conversation(store)
+        b = await new_conversation(store)
+        c = new_id()
+        await store.save_agent_config(
+            AgentConfig(agent=AgentRecord(tenant_id=c, code="x", name="X"))
+        )
+        assert await store.list_tenants() == sorted({a.tenant_id, b.tenant_id, c})
+        await store.delete_session(a.tenant_id, a.id)
+        assert await store.list_tenants() == sorted({b.tenant_id, c})

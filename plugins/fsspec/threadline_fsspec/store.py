@@ -53,7 +53,7 @@ from threadline.errors import (
     ValidationError,
 )
 from threadline.hookspecs import hookimpl
-from threadline.ids import utcnow
+from threadline.ids import check_id, utcnow
 from threadline.models import (
     AgentConfig,
     AgentRecord,
@@ -1228,3 +1228,22 @@ class FsspecStore:
     @hookimpl
     async def threadline_list_agent_configs(self, tenant_id: str) -> list[AgentConfig]:
         return await self._run(self._list_agent_configs, tenant_id)
+
+    def _list_tenants(self) -> list[str]:
+        tenants = []
+        for name in self.backend.listdir("tenants"):
+            try:
+                tenant = check_id(name, "tenant_id")
+            except ValidationError:
+                continue  # not a tenant folder
+            has_rows = any(
+                self.backend.listdir(f"{layout.tenant_dir(tenant)}/{kind}")
+                for kind in ("sessions", "agents", "providers")
+            )
+            if has_rows:
+                tenants.append(tenant)
+        return sorted(tenants)
+
+    @hookimpl
+    async def threadline_list_tenants(self) -> list[str]:
+        return await self._run(self._list_tenants)

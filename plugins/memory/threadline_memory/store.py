@@ -75,6 +75,14 @@ class MemoryStore:
         return []
 
     @hookimpl
+    async def threadline_list_tenants(self) -> list[str]:
+        with self._lock:
+            tenants = {s.tenant_id for s in self._sessions.values()}
+            tenants.update(a.tenant_id for a in self._agents.values())
+            tenants.update(p.tenant_id for p in self._providers.values())
+            return sorted(tenants)
+
+    @hookimpl
     def threadline_close(self) -> None:
         self.closed = True
 

@@ -266,6 +266,9 @@ class Statements:
         self.config_by_code = f"{configs} AND a.code = $2::text"
         self.config_by_id = f"{configs} AND a.id = $2::uuid"
         self.list_configs = f"{configs} ORDER BY a.code"
+        self.list_tenants = f"""
+            SELECT tenant_id FROM {S} UNION SELECT tenant_id FROM {G}
+            UNION SELECT tenant_id FROM {P}"""
 
     @staticmethod
     def _window(table: str, start: str) -> str:

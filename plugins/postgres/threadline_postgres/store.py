@@ -781,6 +781,11 @@ class PostgresStore:
         return None if row is None else self._config_from_row(row)
 
     @hookimpl
+    async def threadline_list_tenants(self) -> list[str]:
+        rows = await self._fetch("list_tenants", self.sql.list_tenants)
+        return sorted(str(row[0]) for row in rows)
+
+    @hookimpl
     async def threadline_list_agent_configs(self, tenant_id: str) -> list[AgentConfig]:
         """Ordered by code as Python orders strings (code points), whatever the collation."""
         rows = await self._fetch("list_agent_configs", self.sql.list_configs, tenant_id)

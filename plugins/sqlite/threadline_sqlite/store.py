@@ -878,6 +878,15 @@ def _list_agent_configs(connection: Connection, tenant_id: str) -> list[AgentCon
     return configs
 
 
+_TENANTS = """
+    SELECT tenant_id FROM entity_session UNION SELECT tenant_id FROM entity_agent
+    UNION SELECT tenant_id FROM entity_provider ORDER BY 1"""
+
+
+def _list_tenants(connection: Connection) -> list[str]:
+    return [row[0] for row in connection.execute(_TENANTS).fetchall()]
+
+
 # -- the store --------------------------------------------------------------------------------
 
 
@@ -1068,3 +1077,7 @@ class SQLiteStore:
     @hookimpl
     def threadline_list_agent_configs(self, tenant_id: str) -> asyncio.Future[list[AgentConfig]]:
         return self._read(_list_agent_configs, tenant_id)
+
+    @hookimpl
+    def threadline_list_tenants(self) -> asyncio.Future[list[str]]:
+        return self._read(_list_tenants)
