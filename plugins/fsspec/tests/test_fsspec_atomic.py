@@ -72,9 +72,14 @@ async def test_a_failed_write_changes_nothing(
         Message(session_id=session.id, tenant_id=session.tenant_id, role="user", content="kept")
     )
     partial = await store.save_message(
-        Message(session_id=session.id, tenant_id=session.tenant_id, role="assistant",
-                content="Hel", status="streaming")
-    )  # fmt: skip
+        Message(
+            session_id=session.id,
+            tenant_id=session.tenant_id,
+            role="assistant",
+            content="Hel",
+            status="streaming",
+        )
+    )
     before = {p: p.read_bytes() for p in visible_files(root)}
 
     def disk_full(*args: object, **kwargs: object) -> None:
@@ -113,8 +118,12 @@ async def test_reopening_a_crashed_session_sweeps_its_temporary_files(tmp_path: 
         ctx = await threadline.PersistenceContext.open(store, tenant_id=new_id())
         await ctx.save_user_message("hi")
         await ctx.save_assistant_message("half", status="streaming")
-        leftovers = [p.parent for p in tmp_path.rglob("*.json") if "messages" in p.parts][:1]
-        stale = leftovers[0] / ".tmp-12345-1-1.part"
+        [folder] = {
+            p.parent
+            for p in tmp_path.rglob("*.json")
+            if "sessions" in p.parts and p.parent.name == "messages"
+        }
+        stale = folder / ".tmp-12345-1-1.part"
         stale.write_bytes(b'{"half written')
         again = await threadline.PersistenceContext.open(
             store, tenant_id=ctx.tenant_id, session_id=ctx.session_id
