@@ -20,7 +20,8 @@ tenant's ids find nothing (reads return ``None``/empty, writes raise
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -312,6 +313,58 @@ def threadline_get_latest_checkpoint(
     :param session_id: the session.
     :param agent_id: only this agent's checkpoints when given.
     :return: the latest checkpoint, or ``None``.
+    """
+
+
+# -- persistence hooks: retention ------------------------------------------------------
+
+
+@hookspec
+def threadline_erase_user(tenant_id: str, user_id: str, dry_run: bool) -> Mapping[str, int] | None:
+    """Erase everything a user owns in one tenant (a right-to-erasure request).
+
+    Deletes the user's sessions with their messages, API calls and checkpoints, in one
+    transaction where the store has them. Other users and other tenants keep everything.
+
+    :param tenant_id: the tenant the user belongs to.
+    :param user_id: the user whose sessions go.
+    :param dry_run: count what would go and delete nothing.
+    :return: how many rows of each kind went (or would go): ``sessions``, ``messages``,
+        ``api_calls`` and ``checkpoints``.
+    """
+
+
+@hookspec
+def threadline_prune_checkpoints(
+    tenant_id: str, session_id: str, keep: int, dry_run: bool
+) -> int | None:
+    """Delete a session's older checkpoints, keeping the newest ``keep`` versions whole.
+
+    A checkpoint stored as a delta needs its base (the parent, and so on back to a
+    snapshot): those ancestors are kept as well, so every kept checkpoint reads back
+    exactly as before (at most ``SNAPSHOT_EVERY - 1`` extra per chain, see
+    :mod:`threadline.checkpoint_delta`). The latest checkpoint (a tombstone included)
+    is always kept. Other sessions and tenants are never touched.
+
+    :param tenant_id: the caller's tenant.
+    :param session_id: the session whose checkpoints are pruned.
+    :param keep: how many of the newest versions to keep (at least 1).
+    :param dry_run: count what would go and delete nothing.
+    :return: how many checkpoints went (or would go); 0 for an unknown session.
+    """
+
+
+@hookspec
+def threadline_delete_sessions_before(
+    tenant_id: str, before: datetime, user_id: str | None, dry_run: bool
+) -> int | None:
+    """Delete a tenant's sessions last updated before a moment, with everything in them.
+
+    :param tenant_id: the caller's tenant.
+    :param before: sessions whose ``updated_at`` is earlier than this (aware) moment go.
+    :param user_id: only this user's sessions when given.
+    :param dry_run: count what would go and delete nothing.
+    :return: how many sessions went (or would go).
     """
 
 

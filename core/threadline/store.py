@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 import pluggy
@@ -323,6 +324,65 @@ class Store:
         )
         return result
 
+    # -- retention --------------------------------------------------------------------------
+
+    async def erase_user(
+        self, tenant_id: IdLike, user_id: IdLike, *, dry_run: bool = False
+    ) -> dict[str, int]:
+        """Delete a user's sessions in one tenant with everything in them.
+
+        Returns how many ``sessions``, ``messages``, ``api_calls`` and ``checkpoints``
+        went (with ``dry_run=True``: would go, and nothing changes).
+        """
+        result = await self._write(
+            "threadline_erase_user",
+            tenant_id=check_id(tenant_id, "tenant_id"),
+            user_id=check_id(user_id, "user_id"),
+            dry_run=_check_flag(dry_run, "dry_run"),
+        )
+        counts = {kind: 0 for kind in ERASE_KINDS}
+        counts.update({str(k): int(v) for k, v in dict(result).items()})
+        return counts
+
+    async def prune_checkpoints(
+        self, tenant_id: IdLike, session_id: IdLike, *, keep: int, dry_run: bool = False
+    ) -> int:
+        """Delete a session's older checkpoints, keeping the newest ``keep`` versions whole.
+
+        Delta ancestors a kept checkpoint needs to be restored are kept too (see
+        :func:`threadline.hookspecs.threadline_prune_checkpoints`). Returns how many went.
+        """
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise ValidationError(f"keep must be an int >= 1, got {keep!r}")
+        result = await self._write(
+            "threadline_prune_checkpoints",
+            tenant_id=check_id(tenant_id, "tenant_id"),
+            session_id=check_id(session_id, "session_id"),
+            keep=keep,
+            dry_run=_check_flag(dry_run, "dry_run"),
+        )
+        return int(result)
+
+    async def delete_sessions_before(
+        self,
+        tenant_id: IdLike,
+        before: datetime,
+        *,
+        user_id: IdLike | None = None,
+        dry_run: bool = False,
+    ) -> int:
+        """Delete sessions last updated before ``before`` (aware); return how many went."""
+        if not isinstance(before, datetime) or before.utcoffset() is None:
+            raise ValidationError(f"before must be an aware datetime, got {before!r}")
+        result = await self._write(
+            "threadline_delete_sessions_before",
+            tenant_id=check_id(tenant_id, "tenant_id"),
+            before=before.astimezone(timezone.utc),
+            user_id=optional_id(user_id, "user_id"),
+            dry_run=_check_flag(dry_run, "dry_run"),
+        )
+        return int(result)
+
     # -- agent configs ----------------------------------------------------------------------
 
     async def save_agent_config(self, config: AgentConfig) -> AgentConfig:
@@ -352,6 +412,16 @@ class Store:
             "threadline_list_agent_configs", tenant_id=check_id(tenant_id, "tenant_id")
         )
         return list(result or ())
+
+
+ERASE_KINDS = ("sessions", "messages", "api_calls", "checkpoints")
+"""The kinds of rows :meth:`Store.erase_user` counts, in report order."""
+
+
+def _check_flag(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationError(f"{name} must be a bool, got {value!r}")
+    return value
 
 
 def _check_paging(limit: object, offset: object) -> None:

@@ -18,7 +18,7 @@ Needs ``pytest`` and ``pytest-asyncio`` (``pip install threadline[testing]``).
 Each group can also be used alone: :class:`MessageConformance`,
 :class:`SessionConformance`, :class:`TenancyConformance`,
 :class:`CheckpointConformance`, :class:`AgentConfigConformance`,
-:class:`BadInputConformance`.
+:class:`BadInputConformance`, :class:`RetentionConformance`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from threadline.testing.agent_configs import AgentConfigConformance
 from threadline.testing.bad_input import BadInputConformance
 from threadline.testing.checkpoints import CheckpointConformance
 from threadline.testing.messages import MessageConformance
+from threadline.testing.retention import RetentionConformance
 from threadline.testing.sessions import SessionConformance
 from threadline.testing.tenancy import TenancyConformance
 
@@ -35,6 +36,7 @@ __all__ = [
     "BadInputConformance",
     "CheckpointConformance",
     "MessageConformance",
+    "RetentionConformance",
     "SessionConformance",
     "StoreConformance",
     "TenancyConformance",
@@ -48,5 +50,6 @@ class StoreConformance(
     CheckpointConformance,
     AgentConfigConformance,
     BadInputConformance,
+    RetentionConformance,
 ):
     """Every conformance test; subclass it and provide a ``store`` fixture."""

@@ -32,6 +32,7 @@ import functools
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
+from datetime import datetime
 from typing import Any, TypeVar
 
 import attrs
@@ -1104,6 +1105,92 @@ class FsspecStore:
         self, tenant_id: str, session_id: str, agent_id: str | None
     ) -> Checkpoint | None:
         return await self._run(self._get_latest_checkpoint, tenant_id, session_id, agent_id)
+
+    # -- retention -----------------------------------------------------------------------
+
+    def _erase_user(self, tenant_id: str, user_id: str, dry_run: bool) -> dict[str, int]:
+        counts = {"sessions": 0, "messages": 0, "api_calls": 0, "checkpoints": 0}
+        for session in self._list_sessions(tenant_id, user_id, None, 2**62, 0):
+            sd = layout.session_dir(tenant_id, session.id)
+            messages = self._count_messages(tenant_id, session.id)
+            calls = len(self._numbers(f"{sd}/api-calls"))
+            checkpoints = len(self._numbers(layout.checkpoints_dir(sd)))
+            if dry_run or self._delete_session(tenant_id, session.id):
+                counts["sessions"] += 1
+                counts["messages"] += messages
+                counts["api_calls"] += calls
+                counts["checkpoints"] += checkpoints
+        return counts
+
+    @hookimpl
+    async def threadline_erase_user(
+        self, tenant_id: str, user_id: str, dry_run: bool
+    ) -> dict[str, int]:
+        return await self._run(self._erase_user, tenant_id, user_id, dry_run)
+
+    def _delete_sessions_before(
+        self, tenant_id: str, before: datetime, user_id: str | None, dry_run: bool
+    ) -> int:
+        gone = 0
+        for session in self._list_sessions(tenant_id, user_id, None, 2**62, 0):
+            if session.updated_at < before and (
+                dry_run or self._delete_session(tenant_id, session.id)
+            ):
+                gone += 1
+        return gone
+
+    @hookimpl
+    async def threadline_delete_sessions_before(
+        self, tenant_id: str, before: datetime, user_id: str | None, dry_run: bool
+    ) -> int:
+        return await self._run(self._delete_sessions_before, tenant_id, before, user_id, dry_run)
+
+    def _prune_checkpoints(self, tenant_id: str, session_id: str, keep: int, dry_run: bool) -> int:
+        """Delete all but the newest ``keep`` versions.
+
+        A kept checkpoint whose history record is a delta on one that goes is first
+        rewritten (atomically) as a snapshot of its whole history, with a new write tag;
+        only then are the old files deleted, each before its id index, so a crash part
+        way leaves every kept checkpoint readable.
+        """
+        sd = layout.session_dir(tenant_id, session_id)
+        if self._session_doc(sd) is None:
+            return 0
+        try:
+            with self._locked(f"{sd}/lock", "gone"):
+                if self._session_doc(sd) is None:
+                    return 0
+                versions = self._numbers(layout.checkpoints_dir(sd))
+                doomed = versions[: max(len(versions) - keep, 0)]
+                if dry_run or not doomed:
+                    return len(doomed)
+                gone = set(doomed)
+                for version in versions[len(doomed) :]:
+                    doc = self._checkpoint_doc(sd, version)
+                    if doc is None or _base_of(doc) not in gone:
+                        continue
+                    history = self._history(sd, version, {version: doc})
+                    encoded = encode_history(history, tenant_id=tenant_id, session_id=session_id)
+                    rewritten = {**doc, "history": encoded.record, "base": None, "depth": 0,
+                                 "tag": new_tag()}  # fmt: skip
+                    self.backend.write(
+                        layout.checkpoint_file(sd, version), encode(rewritten, "checkpoint")
+                    )
+                for version in doomed:
+                    doc = self._checkpoint_doc(sd, version)
+                    self.backend.delete(layout.checkpoint_file(sd, version))
+                    if doc is not None:
+                        checkpoint_id = doc["checkpoint"]["id"]
+                        self._drop_index("checkpoints", checkpoint_id, tenant_id, session_id)
+                return len(doomed)
+        except NotFoundError:
+            return 0
+
+    @hookimpl
+    async def threadline_prune_checkpoints(
+        self, tenant_id: str, session_id: str, keep: int, dry_run: bool
+    ) -> int:
+        return await self._run(self._prune_checkpoints, tenant_id, session_id, keep, dry_run)
 
     # -- agent configs -------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import attrs
@@ -156,14 +157,7 @@ class MemoryStore:
         with self._lock:
             if self._session(tenant_id, session_id) is None:
                 return False
-            del self._sessions[session_id]
-            for message in self._messages.pop(session_id):
-                self._message_by_id.pop(message.id, None)
-            for checkpoint in self._checkpoints.pop(session_id):
-                self._checkpoint_by_id.pop(checkpoint.id, None)
-                self._given_history.pop(checkpoint.id, None)
-            self._system_seqs.pop(session_id)
-            self._api_calls.pop(session_id)
+            self._drop_session(session_id)
             return True
 
     # -- messages -----------------------------------------------------------------------
@@ -372,6 +366,73 @@ class MemoryStore:
                 if agent_id is None or checkpoint.agent_id == agent_id:
                     return checkpoint
             return None
+
+    # -- retention ----------------------------------------------------------------------
+
+    def _drop_session(self, session_id: str) -> None:
+        del self._sessions[session_id]
+        for message in self._messages.pop(session_id):
+            self._message_by_id.pop(message.id, None)
+        for checkpoint in self._checkpoints.pop(session_id):
+            self._checkpoint_by_id.pop(checkpoint.id, None)
+            self._given_history.pop(checkpoint.id, None)
+        self._system_seqs.pop(session_id)
+        self._api_calls.pop(session_id)
+
+    @hookimpl
+    async def threadline_erase_user(
+        self, tenant_id: str, user_id: str, dry_run: bool
+    ) -> dict[str, int]:
+        with self._lock:
+            doomed = [
+                s.id
+                for s in self._sessions.values()
+                if s.tenant_id == tenant_id and s.user_id == user_id
+            ]
+            counts = {
+                "sessions": len(doomed),
+                "messages": sum(len(self._messages[sid]) for sid in doomed),
+                "api_calls": sum(len(self._api_calls[sid]) for sid in doomed),
+                "checkpoints": sum(len(self._checkpoints[sid]) for sid in doomed),
+            }
+            if not dry_run:
+                for sid in doomed:
+                    self._drop_session(sid)
+            return counts
+
+    @hookimpl
+    async def threadline_prune_checkpoints(
+        self, tenant_id: str, session_id: str, keep: int, dry_run: bool
+    ) -> int:
+        # Histories are held whole here: no checkpoint depends on another to be read.
+        with self._lock:
+            if self._session(tenant_id, session_id) is None:
+                return 0
+            log = self._checkpoints[session_id]
+            doomed = log[: max(len(log) - keep, 0)]  # the log is in version order
+            if not dry_run and doomed:
+                self._checkpoints[session_id] = log[len(doomed) :]
+                for checkpoint in doomed:
+                    self._checkpoint_by_id.pop(checkpoint.id, None)
+                    self._given_history.pop(checkpoint.id, None)
+            return len(doomed)
+
+    @hookimpl
+    async def threadline_delete_sessions_before(
+        self, tenant_id: str, before: datetime, user_id: str | None, dry_run: bool
+    ) -> int:
+        with self._lock:
+            doomed = [
+                s.id
+                for s in self._sessions.values()
+                if s.tenant_id == tenant_id
+                and s.updated_at < before
+                and (user_id is None or s.user_id == user_id)
+            ]
+            if not dry_run:
+                for sid in doomed:
+                    self._drop_session(sid)
+            return len(doomed)
 
     # -- agent configs ------------------------------------------------------------------
 

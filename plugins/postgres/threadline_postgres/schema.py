@@ -186,9 +186,17 @@ ALTER TABLE {entity_checkpoint}
     ADD COLUMN history_tag bigint;
 """
 
+# Pruning old checkpoints (threadline_prune_checkpoints) keeps a checkpoint whose parent
+# goes: its parent_id stays as recorded, so it must not cascade (nor be checked). The
+# history chain keeps its foreign key: a kept delta's base is rewritten first.
+_PRUNABLE_CHECKPOINTS = """
+ALTER TABLE {entity_checkpoint} DROP CONSTRAINT IF EXISTS entity_checkpoint_parent_id_fkey;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial_schema", _INITIAL),
     Migration("0002_incremental_checkpoints", _INCREMENTAL_CHECKPOINTS),
+    Migration("0003_prunable_checkpoints", _PRUNABLE_CHECKPOINTS),
 )
 """Every migration, in the order they apply. Append only; never edit an applied one."""
 

@@ -37,6 +37,8 @@ class Statements:
 
     def __init__(self, config: PostgresConfig) -> None:
         t = {name: config.table(name) for name in TABLES}
+        self.tables: dict[str, str] = t
+        """Each table's (schema-qualified) name, by its unqualified name."""
         S, M = t["entity_session"], t["entity_message"]
         A, C = t["entity_api_call"], t["entity_checkpoint"]
         P, G = t["entity_provider"], t["entity_agent"]

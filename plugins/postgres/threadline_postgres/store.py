@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import asyncpg
@@ -712,6 +713,107 @@ class PostgresStore:
             "get_latest_checkpoint", self.sql.latest_checkpoint, session_id, tenant_id, agent_id
         )
         return self._rebuild(rows)
+
+    # -- retention --------------------------------------------------------------------
+
+    @hookimpl
+    async def threadline_erase_user(
+        self, tenant_id: str, user_id: str, dry_run: bool
+    ) -> dict[str, int]:
+        """Count the user's sessions and their rows, then delete the sessions (rows cascade)."""
+        t = self.sql.tables
+
+        async def run(conn: asyncpg.Connection) -> dict[str, int]:
+            ids = [
+                r[0]
+                for r in await conn.fetch(
+                    f"SELECT id FROM {t['entity_session']} "
+                    "WHERE tenant_id = $1::uuid AND user_id = $2::uuid FOR UPDATE",
+                    tenant_id,
+                    user_id,
+                )
+            ]
+            counts = {"sessions": len(ids)}
+            for kind, table in (("messages", "entity_message"), ("api_calls", "entity_api_call"),
+                                ("checkpoints", "entity_checkpoint")):  # fmt: skip
+                counts[kind] = await conn.fetchval(
+                    f"SELECT count(*) FROM {t[table]} WHERE session_id = ANY($1::uuid[])", ids
+                )
+            if not dry_run and ids:
+                await conn.execute(
+                    f"DELETE FROM {t['entity_session']} WHERE id = ANY($1::uuid[])", ids
+                )
+            return counts
+
+        return await self._call("erase_user", run, transaction=True, retry=dry_run)
+
+    @hookimpl
+    async def threadline_delete_sessions_before(
+        self, tenant_id: str, before: datetime, user_id: str | None, dry_run: bool
+    ) -> int:
+        """Sessions of the tenant (and user) with ``updated_at`` before ``before``."""
+        where = (
+            "WHERE tenant_id = $1::uuid AND updated_at < $2::timestamptz "
+            "AND ($3::uuid IS NULL OR user_id = $3::uuid)"
+        )
+        table = self.sql.tables["entity_session"]
+        query = (
+            f"SELECT count(*) FROM {table} {where}"
+            if dry_run
+            else f"WITH gone AS (DELETE FROM {table} {where} RETURNING 1) SELECT count(*) FROM gone"
+        )
+
+        async def run(conn: asyncpg.Connection) -> int:
+            return int(await conn.fetchval(query, tenant_id, before, user_id))
+
+        return await self._call("delete_sessions_before", run, retry=dry_run)
+
+    @hookimpl
+    async def threadline_prune_checkpoints(
+        self, tenant_id: str, session_id: str, keep: int, dry_run: bool
+    ) -> int:
+        """Delete all but the newest ``keep`` versions, in one transaction.
+
+        A kept checkpoint stored as a delta on one that goes is first rewritten as a
+        snapshot of its (rebuilt) history, so it reads back exactly as before; its
+        ``parent_id`` stays as recorded.
+        """
+        table = self.sql.tables["entity_checkpoint"]
+
+        async def run(conn: asyncpg.Connection) -> int:
+            session = self.sql.tables["entity_session"]
+            locked = await conn.fetchval(
+                f"SELECT 1 FROM {session} WHERE id = $1::uuid AND tenant_id = $2::uuid FOR UPDATE",
+                session_id,
+                tenant_id,
+            )
+            if locked is None:
+                return 0
+            rows = await conn.fetch(
+                f"SELECT id, history_base FROM {table} "
+                "WHERE session_id = $1::uuid AND tenant_id = $2::uuid ORDER BY version",
+                session_id,
+                tenant_id,
+            )
+            doomed = [r[0] for r in rows[: max(len(rows) - keep, 0)]]
+            if dry_run or not doomed:
+                return len(doomed)
+            gone = set(doomed)
+            for r in rows[len(doomed) :]:
+                if r[1] is not None and r[1] in gone:
+                    history = chain_history(await conn.fetch(self.sql.checkpoint_chain, r[0]))
+                    encoded = encode_history(history, tenant_id=tenant_id, session_id=session_id)
+                    await conn.execute(
+                        f"UPDATE {table} SET history_base = NULL, history_delta = $2::jsonb, "
+                        "chain_depth = 0, history_tag = $3::bigint WHERE id = $1::uuid",
+                        r[0],
+                        history_param(encoded),
+                        new_tag(),
+                    )
+            await conn.execute(f"DELETE FROM {table} WHERE id = ANY($1::uuid[])", doomed)
+            return len(doomed)
+
+        return await self._call("prune_checkpoints", run, transaction=True, retry=dry_run)
 
     # -- agent configs ------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ import sqlite3
 import time
 import weakref
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import attrs
@@ -90,6 +91,7 @@ from threadline_sqlite.rows import (
     provider_row,
     session_from_row,
     session_row,
+    to_us,
 )
 from threadline_sqlite.worker import Worker
 
@@ -809,6 +811,100 @@ def _list_checkpoints(
     return out
 
 
+# -- retention (writer thread) ---------------------------------------------------------------
+
+_SESSION_TABLES = ("entity_message_tool_call", "entity_message", "entity_api_call",
+                   "entity_checkpoint")  # fmt: skip
+_COUNTED = (("messages", "entity_message"), ("api_calls", "entity_api_call"),
+            ("checkpoints", "entity_checkpoint"))  # fmt: skip
+
+
+def _drop_sessions(connection: Connection, session_ids: Sequence[str]) -> None:
+    """Delete sessions with everything in them (inside the caller's transaction)."""
+    for chunk in _chunks(session_ids):
+        marks = _marks(len(chunk))
+        for table in _SESSION_TABLES:
+            connection.execute(f"DELETE FROM {table} WHERE session_id IN ({marks})", chunk)
+        connection.execute(f"DELETE FROM entity_session WHERE id IN ({marks})", chunk)
+
+
+def _erase_user(
+    connection: Connection, tenant_id: str, user_id: str, dry_run: bool
+) -> dict[str, int]:
+    connection.execute("BEGIN IMMEDIATE")
+    ids = [
+        row[0]
+        for row in connection.execute(
+            "SELECT id FROM entity_session WHERE tenant_id = ? AND user_id = ?",
+            (tenant_id, user_id),
+        )
+    ]
+    counts = {"sessions": len(ids)}
+    for kind, table in _COUNTED:
+        counts[kind] = 0
+        for chunk in _chunks(ids):
+            sql = f"SELECT count(*) FROM {table} WHERE session_id IN ({_marks(len(chunk))})"
+            counts[kind] += connection.execute(sql, chunk).fetchone()[0]
+    if not dry_run:
+        _drop_sessions(connection, ids)
+    connection.execute("COMMIT")
+    return counts
+
+
+def _delete_sessions_before(
+    connection: Connection, tenant_id: str, before_us: int, user_id: str | None, dry_run: bool
+) -> int:
+    sql = "SELECT id FROM entity_session WHERE tenant_id = ? AND updated_at < ?"
+    params: tuple[Any, ...] = (tenant_id, before_us)
+    if user_id is not None:
+        sql, params = sql + " AND user_id = ?", (*params, user_id)
+    connection.execute("BEGIN IMMEDIATE")
+    ids = [row[0] for row in connection.execute(sql, params)]
+    if not dry_run:
+        _drop_sessions(connection, ids)
+    connection.execute("COMMIT")
+    return len(ids)
+
+
+def _prune_checkpoints(
+    connection: Connection,
+    tenant_id: str,
+    session_id: str,
+    keep: int,
+    dry_run: bool,
+) -> int:
+    """Delete all but the newest ``keep`` versions; a kept delta whose base goes becomes a snapshot.
+
+    The kept checkpoint's history is rebuilt from its chain before anything is deleted and
+    written back as a snapshot record (depth 0, a new write tag), so it reads back exactly
+    as before; its ``parent_id`` is left as it was.
+    """
+    connection.execute("BEGIN IMMEDIATE")
+    rows = connection.execute(
+        "SELECT id, parent_id, history_depth FROM entity_checkpoint "
+        "WHERE session_id = ? AND tenant_id = ? ORDER BY version",
+        (session_id, tenant_id),
+    ).fetchall()
+    doomed = [row[0] for row in rows[: max(len(rows) - keep, 0)]]
+    if doomed and not dry_run:
+        gone = set(doomed)
+        for checkpoint_id, parent_id, depth in rows[len(doomed) :]:
+            if depth and parent_id in gone:  # a delta on a checkpoint about to go
+                history = chain_history(_chain(connection, _CHAIN_OF_ID, (checkpoint_id,)))
+                encoded = encode_history(history, tenant_id=tenant_id, session_id=session_id)
+                connection.execute(
+                    "UPDATE entity_checkpoint SET history = ?, history_depth = 0, "
+                    "history_tag = ? WHERE id = ?",
+                    (encoded.text, new_tag(), checkpoint_id),
+                )
+        for chunk in _chunks(doomed):
+            connection.execute(
+                f"DELETE FROM entity_checkpoint WHERE id IN ({_marks(len(chunk))})", chunk
+            )
+    connection.execute("COMMIT")
+    return len(doomed)
+
+
 # -- agent configs ----------------------------------------------------------------------------
 
 
@@ -1061,6 +1157,26 @@ class SQLiteStore:
         self, tenant_id: str, session_id: str, agent_id: str | None
     ) -> asyncio.Future[Checkpoint | None]:
         return self._read(_get_latest_checkpoint, tenant_id, session_id, agent_id, self._histories)
+
+    # -- retention --------------------------------------------------------------------------
+
+    @hookimpl
+    def threadline_erase_user(
+        self, tenant_id: str, user_id: str, dry_run: bool
+    ) -> asyncio.Future[dict[str, int]]:
+        return self._write(_erase_user, tenant_id, user_id, dry_run)
+
+    @hookimpl
+    def threadline_prune_checkpoints(
+        self, tenant_id: str, session_id: str, keep: int, dry_run: bool
+    ) -> asyncio.Future[int]:
+        return self._write(_prune_checkpoints, tenant_id, session_id, keep, dry_run)
+
+    @hookimpl
+    def threadline_delete_sessions_before(
+        self, tenant_id: str, before: datetime, user_id: str | None, dry_run: bool
+    ) -> asyncio.Future[int]:
+        return self._write(_delete_sessions_before, tenant_id, to_us(before), user_id, dry_run)
 
     # -- agent configs ----------------------------------------------------------------------
 

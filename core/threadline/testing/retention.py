@@ -1,0 +1,195 @@
+"""Conformance: retention (erase a user, prune checkpoints, delete old sessions)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from threadline import ApiCall, Checkpoint, Message, Store, ValidationError
+from threadline.ids import new_id
+from threadline.testing._support import Conversation, new_conversation
+
+
+async def _fill(store: Store, conv: Conversation, checkpoints: int = 2) -> None:
+    """Two rounds, an API call and a few checkpoints in ``conv``."""
+    history = await conv.add_round(1, tool=True) + await conv.add_round(2)
+    await store.save_api_call(
+        ApiCall(
+            session_id=conv.id,
+            tenant_id=conv.tenant_id,
+            user_id=conv.session.user_id,
+            model="m",
+            status="success",
+        )
+    )
+    parent: Checkpoint | None = None
+    for i in range(checkpoints):
+        parent = await store.create_checkpoint(
+            Checkpoint(
+                tenant_id=conv.tenant_id,
+                session_id=conv.id,
+                history=history[: i + 1],
+                parent_id=None if parent is None else parent.id,
+                node_id=f"n{i}",
+            )
+        )
+
+
+async def _snapshot(store: Store, conv: Conversation) -> tuple[Any, ...]:
+    t, s = conv.tenant_id, conv.id
+    return (
+        await store.get_session(t, s),
+        await store.get_messages(t, s),
+        await store.list_api_calls(t, s),
+        await store.list_checkpoints(t, session_id=s),
+    )
+
+
+@pytest.mark.asyncio
+class RetentionConformance:
+    """Retention: erase a user's data, prune checkpoints, delete sessions by age."""
+
+    # -- erase_user ---------------------------------------------------------------------
+
+    async def test_erase_user_removes_exactly_that_users_data(self, store: Store) -> None:
+        tenant, user = new_id(), new_id()
+        mine = [await new_conversation(store, tenant, user) for _ in range(2)]
+        neighbour = await new_conversation(store, tenant)  # another user, same tenant
+        elsewhere = await new_conversation(store, user_id=user)  # same user id, other tenant
+        for conv in (*mine, neighbour, elsewhere):
+            await _fill(store, conv, checkpoints=3)
+        kept = [await _snapshot(store, c) for c in (neighbour, elsewhere)]
+        expected = {"sessions": 2, "messages": 12, "api_calls": 2, "checkpoints": 6}
+
+        before = [await _snapshot(store, c) for c in mine]
+        assert await store.erase_user(tenant, user, dry_run=True) == expected
+        assert [await _snapshot(store, c) for c in mine] == before
+
+        assert await store.erase_user(tenant, user) == expected
+        for conv in mine:
+            assert await store.get_session(tenant, conv.id) is None
+            assert await store.get_messages(tenant, conv.id) == []
+            assert await store.list_api_calls(tenant, conv.id) == []
+            assert await store.list_checkpoints(tenant, session_id=conv.id) == []
+        assert await store.list_sessions(tenant, user_id=user) == []
+        assert [await _snapshot(store, c) for c in (neighbour, elsewhere)] == kept
+        again = await store.erase_user(tenant, user)
+        assert again == {"sessions": 0, "messages": 0, "api_calls": 0, "checkpoints": 0}
+
+    async def test_erase_user_validates(self, store: Store) -> None:
+        with pytest.raises(ValidationError):
+            await store.erase_user("", new_id())
+        with pytest.raises(ValidationError):
+            await store.erase_user(new_id(), new_id(), dry_run="yes")  # type: ignore[arg-type]
+
+    # -- prune_checkpoints --------------------------------------------------------------
+
+    async def test_prune_keeps_newest_whole_across_long_chains_and_branches(
+        self, store: Store
+    ) -> None:
+        conv = await new_conversation(store)
+        t, s = conv.tenant_id, conv.id
+        made: list[Checkpoint] = []
+        history: list[Message] = []
+
+        async def save(history: Any, parent: Checkpoint | None, **fields: Any) -> Checkpoint:
+            made.append(
+                await store.create_checkpoint(
+                    Checkpoint(
+                        tenant_id=t,
+                        session_id=s,
+                        history=history,
+                        parent_id=None if parent is None else parent.id,
+                        **fields,
+                    )
+                )
+            )
+            return made[-1]
+
+        for i in range(150):  # past the chain bound a store is likely to pick (128)
+            history = [*history, conv.message("user", f"q{i}"), conv.message("assistant", f"a{i}")]
+            await save(history, made[-1] if made else None, node_id="n", state={"i": i})
+        await save(made[20].history, made[20], node_id="rolled back")  # a branch off an old one
+        await save([*made[-1].history, conv.message("user", "branch")], made[-1])
+        await save(made[140].history[:7], made[140])  # cut short, on a recent one
+        tomb = await save(made[-1].history, made[-1], tombstone=True)
+
+        other = await new_conversation(store, tenant_id=t)
+        await _fill(store, other, checkpoints=3)
+        foreign = await new_conversation(store)
+        await _fill(store, foreign, checkpoints=3)
+        untouched = [await _snapshot(store, c) for c in (other, foreign)]
+
+        keep = 12
+        assert await store.prune_checkpoints(t, s, keep=keep, dry_run=True) == len(made) - keep
+        assert await store.list_checkpoints(t, session_id=s) == made
+        assert await store.prune_checkpoints(t, s, keep=keep) == len(made) - keep
+        assert await store.list_checkpoints(t, session_id=s) == made[-keep:]
+        for checkpoint in made[-keep:]:
+            assert await store.get_checkpoint(t, checkpoint.id) == checkpoint
+        for checkpoint in made[:-keep]:
+            assert await store.get_checkpoint(t, checkpoint.id) is None
+        latest = await store.get_latest_checkpoint(t, s)
+        assert latest == tomb and latest is not None and latest.tombstone
+        assert [await _snapshot(store, c) for c in (other, foreign)] == untouched
+
+        # a run goes on from a kept checkpoint whose base was pruned
+        after = await store.create_checkpoint(
+            Checkpoint(
+                tenant_id=t,
+                session_id=s,
+                history=[*made[-2].history, conv.message("user", "more")],
+                parent_id=made[-2].id,
+            )
+        )
+        assert await store.get_checkpoint(t, after.id) == after
+        assert await store.prune_checkpoints(t, s, keep=1) == keep
+        assert await store.list_checkpoints(t, session_id=s) == [after]
+        assert await store.get_checkpoint(t, after.id) == after
+        assert await store.prune_checkpoints(t, s, keep=5) == 0
+
+    async def test_prune_is_scoped_to_tenant_and_validates(self, store: Store) -> None:
+        conv = await new_conversation(store)
+        await _fill(store, conv, checkpoints=3)
+        before = await _snapshot(store, conv)
+        assert await store.prune_checkpoints(new_id(), conv.id, keep=1) == 0
+        assert await store.prune_checkpoints(conv.tenant_id, new_id(), keep=1) == 0
+        assert await _snapshot(store, conv) == before
+        for bad in (0, -1, True, "2"):
+            with pytest.raises(ValidationError):
+                await store.prune_checkpoints(conv.tenant_id, conv.id, keep=bad)  # type: ignore[arg-type]
+
+    # -- delete_sessions_before ---------------------------------------------------------
+
+    async def test_delete_sessions_before_by_age_user_and_tenant(self, store: Store) -> None:
+        tenant, user = new_id(), new_id()
+        old = datetime(2020, 1, 1, tzinfo=timezone.utc)
+
+        async def session(tenant_id: str, user_id: str, at: datetime | None) -> Conversation:
+            fields: dict[str, Any] = {} if at is None else {"created_at": at, "updated_at": at}
+            return await new_conversation(store, tenant_id, user_id, **fields)
+
+        old_mine = await session(tenant, user, old)
+        old_other = await session(tenant, new_id(), old + timedelta(days=1))
+        new_mine = await session(tenant, user, None)
+        old_foreign = await session(new_id(), user, old)
+        cutoff = datetime.now(timezone.utc) - timedelta(days=30)
+        survivors = [await _snapshot(store, c) for c in (new_mine, old_foreign)]
+
+        assert await store.delete_sessions_before(tenant, cutoff, dry_run=True) == 2
+        assert await store.get_session(tenant, old_mine.id) is not None
+        assert await store.delete_sessions_before(tenant, cutoff, user_id=user) == 1
+        assert await store.get_session(tenant, old_mine.id) is None
+        assert await store.get_session(tenant, old_other.id) is not None
+        assert await store.delete_sessions_before(tenant, cutoff) == 1
+        assert await store.get_session(tenant, old_other.id) is None
+        assert [await _snapshot(store, c) for c in (new_mine, old_foreign)] == survivors
+        assert await store.delete_sessions_before(tenant, cutoff) == 0
+
+    async def test_delete_sessions_before_needs_an_aware_datetime(self, store: Store) -> None:
+        with pytest.raises(ValidationError):
+            await store.delete_sessions_before(new_id(), datetime(2020, 1, 1))
+        with pytest.raises(ValidationError):
+            await store.delete_sessions_before(new_id(), "2020-01-01")  # type: ignore[arg-type]
