@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -87,3 +88,20 @@ def test_bad_input_is_a_clean_error(env: dict[str, str]) -> None:
     assert result.exit_code == 1
     assert "ValidationError" in result.output
     assert "Traceback" not in result.output
+
+
+def test_copy_export_and_import_through_the_cli(env: dict[str, str], tmp_path: Path) -> None:
+    invoke("chat", "--system", "be brief", "remember me")
+    source = env["THREADLINE_STORE"]
+    copy = f"memory://copy-{new_id()}"
+    invoke("copy", source, copy)
+    [session] = json.loads(invoke("sessions", "list", "--json", "--store", copy))
+    assert session["messages"] == 3
+    dump = tmp_path / "export.jsonl"
+    invoke("export", str(dump))
+    lines = dump.read_text(encoding="utf-8").splitlines()
+    assert json.loads(lines[0])["format"] and len(lines) >= 5
+    restored = f"memory://import-{new_id()}"
+    invoke("import", str(dump), "--store", restored)
+    shown = invoke("sessions", "show", session["id"], "--store", restored)
+    assert "remember me" in shown and "Echo: remember me" in shown

@@ -65,8 +65,25 @@ def _add_builtin_commands() -> None:
     from threadline.cli_chat import chat_command
     from threadline.cli_checkpoints import checkpoints_group
     from threadline.cli_records import agents_group, sessions_group
+    from threadline.cli_retention import (
+        erase_user_command,
+        prune_checkpoints_command,
+        prune_sessions_command,
+    )
+    from threadline.cli_transfer import copy_command, export_command, import_command
 
-    for command in (chat_command, sessions_group, agents_group, checkpoints_group):
+    sessions_group.add_command(prune_sessions_command)
+    checkpoints_group.add_command(prune_checkpoints_command)
+    for command in (
+        chat_command,
+        sessions_group,
+        agents_group,
+        checkpoints_group,
+        erase_user_command,
+        copy_command,
+        export_command,
+        import_command,
+    ):
         cli.add_command(command)
 
 

@@ -1,0 +1,216 @@
+"""``threadline copy``, ``threadline export`` and ``threadline import``: move whole stores."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import IO
+
+import click
+
+from threadline.cli_options import print_json, print_table, store_option
+from threadline.transfer import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CONCURRENCY,
+    CopyReport,
+    ImportReport,
+)
+
+__all__ = ["copy_command", "export_command", "import_command"]
+
+
+class _Progress:
+    """A one-line progress display on stderr: ``copied 12,000/100,000 messages (12%)``."""
+
+    def __init__(self, total: int, stream: IO[str] | None = None) -> None:
+        self.total = total
+        self.done = 0
+        self.stream = stream if stream is not None else sys.stderr
+        self.started = time.perf_counter()
+        self.shown = 0.0
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if now - self.shown >= 0.2:
+            self.shown = now
+            self._draw(now)
+
+    def _draw(self, now: float) -> None:
+        rate = self.done / max(now - self.started, 1e-9)
+        share = f" ({100 * self.done // self.total}%)" if self.total else ""
+        self.stream.write(
+            f"\rcopied {self.done:,}/{self.total:,} messages{share}, {rate:,.0f} msg/s  "
+        )
+        self.stream.flush()
+
+    def close(self) -> None:
+        self._draw(time.perf_counter())
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+def _show_progress(flag: bool | None) -> bool:
+    if flag is not None:
+        return flag
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+@click.command(name="copy")
+@click.argument("src")
+@click.argument("dst")
+@click.option(
+    "--tenant", "tenants", multiple=True, help="Copy only this tenant (repeatable; default: all)."
+)
+@click.option(
+    "--batch-size",
+    default=DEFAULT_BATCH_SIZE,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Messages per write.",
+)
+@click.option(
+    "--concurrency",
+    default=DEFAULT_CONCURRENCY,
+    show_default=True,
+    type=click.IntRange(min=1, max=64),
+    help="Sessions copied at once.",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show a progress line on stderr (default: when stderr is a terminal).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the verification report as JSON.")
+def copy_command(
+    src: str,
+    dst: str,
+    tenants: tuple[str, ...],
+    batch_size: int,
+    concurrency: int,
+    progress: bool | None,
+    as_json: bool,
+) -> None:
+    """Copy everything from the store at SRC to the store at DST, then verify the counts.
+
+    Rerunning after an interruption continues where it stopped; rows already copied
+    are checked, never duplicated. Exits with 1 if the verification fails.
+    """
+    from threadline.cli import run
+    from threadline.store import connect
+    from threadline.transfer import copy_store, count_source_messages
+
+    async def go() -> CopyReport:
+        source = await connect(src)
+        try:
+            target = await connect(dst)
+            try:
+                bar: _Progress | None = None
+                if _show_progress(progress):
+                    total = await count_source_messages(source, tenants=tenants or None)
+                    bar = _Progress(total)
+                try:
+                    return await copy_store(
+                        source,
+                        target,
+                        tenants=tenants or None,
+                        progress=bar,
+                        batch_size=batch_size,
+                        concurrency=concurrency,
+                    )
+                finally:
+                    if bar is not None:
+                        bar.close()
+            finally:
+                await target.close()
+        finally:
+            await source.close()
+
+    report = run(go())
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        rows = [
+            (t.tenant_id, kind, c.source, c.destination, c.copied, "ok" if c.ok else "MISMATCH")
+            for t in report.tenants
+            for kind, c in t.counts.items()
+        ]
+        print_table(rows, ["tenant", "kind", "source", "destination", "copied", "check"])
+        messages = report.total("messages", "source")
+        rate = messages / report.seconds if report.seconds else 0.0
+        click.echo(
+            f"{len(report.tenants)} tenant(s), {messages:,} messages in "
+            f"{report.seconds:.2f}s ({rate:,.0f} msg/s): "
+            + ("verified" if report.ok else "VERIFICATION FAILED")
+        )
+    if not report.ok:
+        sys.exit(1)
+
+
+@click.command(name="export")
+@click.argument("output", default="-", type=click.Path(dir_okay=False, allow_dash=True))
+@store_option
+@click.option("--tenant", "tenant_id", help="Only this tenant (default: every tenant).")
+@click.option("--user", "user_id", help="Only this user's sessions.")
+@click.option("--session", "session_id", help="Only this session.")
+def export_command(
+    output: str,
+    store: str | None,
+    tenant_id: str | None,
+    user_id: str | None,
+    session_id: str | None,
+) -> None:
+    """Write the store to OUTPUT (default: stdout) as threadline JSON Lines.
+
+    The format is described in docs/export-format.md. A summary goes to stderr.
+    """
+    from threadline.cli_records import with_store
+    from threadline.transfer import export_records
+
+    with click.open_file(output, "w", encoding="utf-8") as out:
+        counts = with_store(
+            store,
+            lambda db: export_records(
+                db, out, tenant_id=tenant_id, user_id=user_id, session_id=session_id
+            ),
+        )
+    click.echo(
+        "exported " + ", ".join(f"{n:,} {kind}" for kind, n in counts.items()),
+        err=True,
+    )
+
+
+@click.command(name="import")
+@click.argument("input_path", metavar="INPUT", default="-", type=click.Path(allow_dash=True))
+@store_option
+@click.option(
+    "--batch-size",
+    default=DEFAULT_BATCH_SIZE,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Messages per write.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def import_command(input_path: str, store: str | None, batch_size: int, as_json: bool) -> None:
+    """Import a threadline export from INPUT (default: stdin) into the store.
+
+    Idempotent: importing the same file twice stores nothing twice. A file without its
+    footer (cut short) is imported up to its last whole record and exits with 1.
+    """
+    from threadline.cli_records import with_store
+    from threadline.transfer import import_records
+
+    with click.open_file(input_path, "r", encoding="utf-8") as lines:
+        report: ImportReport = with_store(
+            store, lambda db: import_records(db, lines, batch_size=batch_size)
+        )
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        click.echo("imported " + ", ".join(f"{n:,} {kind}" for kind, n in report.counts.items()))
+    if not report.complete:
+        click.echo(f"error: incomplete import: {report.problem}", err=True)
+        sys.exit(1)
