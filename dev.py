@@ -103,6 +103,7 @@ def test(args: list[str]) -> int:
     environ.pop("PYENV_VERSION", None)
     if not any(a == "-e" or a.startswith("-e") for a in args):
         plugins = sorted(p.parent.name for p in ROOT.glob("plugins/*/pyproject.toml"))
+        plugins.append("thirdparty")  # examples/third_party_plugin, tested like ours
         envs = [f"py{v.replace('.', '')}-{p}" for v in pythons for p in ["core", *plugins]]
         args = ["-e", ",".join([*envs, *EXTRA_ENVS]), *args]
     return subprocess.run([bin_path(env, "tox"), *args], cwd=ROOT, env=environ).returncode

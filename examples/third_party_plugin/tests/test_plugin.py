@@ -1,0 +1,85 @@
+"""The plugin is found through its entry point, and its log survives restarts and crashes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import threadline
+from threadline import Message, Session, StoreError, StoreUnavailableError
+from threadline.cli import cli
+from threadline.ids import new_id
+from threadline.plugins import store_registry
+
+
+def test_discovered_through_its_entry_point() -> None:
+    entry = store_registry()["jsonl"]
+    assert entry.plugin == "jsonl"  # the entry point's name, from pyproject.toml
+    assert entry.factory.__module__ == "threadline_jsonl.plugin"
+
+
+def test_listed_by_the_cli() -> None:
+    result = CliRunner().invoke(cli, ["plugins"])
+    assert result.exit_code == 0, result.output
+    [plugin] = json.loads(result.output)  # conftest let only this one load
+    assert plugin["name"] == "threadline-jsonl"
+    assert "threadline_register_stores" in plugin["hooks"]
+
+
+async def test_survives_a_restart_and_a_torn_last_line(tmp_path: Path) -> None:
+    url = f"jsonl:///{tmp_path}/chat.jsonl"
+    store = await threadline.connect(url)
+    session = await store.create_session(Session(tenant_id=new_id()))
+    tenant, sid = session.tenant_id, session.id
+    saved = await store.save_message(Message(session_id=sid, tenant_id=tenant, role="user"))
+    await store.close()
+    log = (tmp_path / "chat.jsonl").read_bytes()
+    (tmp_path / "chat.jsonl").write_bytes(log + b'{"op": "messages", "ses')  # a crash mid-write
+    store = await threadline.connect(url)
+    assert await store.get_messages(tenant, sid) == [saved]
+    again = await store.save_message(Message(session_id=sid, tenant_id=tenant, role="user"))
+    assert again.seq == 2
+    await store.close()
+    store = await threadline.connect(url)
+    assert [m.seq for m in await store.get_messages(tenant, sid)] == [1, 2]
+    await store.close()
+
+
+async def test_a_damaged_line_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "chat.jsonl").write_bytes(b'{"op": "session", "session": {}}\n')
+    with pytest.raises(StoreError, match="line 1"):
+        await threadline.connect(f"jsonl:///{tmp_path}/chat.jsonl")
+
+
+async def test_one_open_store_per_file(tmp_path: Path) -> None:
+    if sys.platform == "win32":
+        pytest.skip("the lock is POSIX flock")
+    store = await threadline.connect(f"jsonl:///{tmp_path}/chat.jsonl")
+    with pytest.raises(StoreUnavailableError):
+        await threadline.connect(f"jsonl:///{tmp_path}/chat.jsonl")
+    await store.close()
+    await (await threadline.connect(f"jsonl:///{tmp_path}/chat.jsonl")).close()
+
+
+async def test_erased_data_leaves_the_file(tmp_path: Path) -> None:
+    store = await threadline.connect(f"jsonl:///{tmp_path}/chat.jsonl")
+    tenant, user = new_id(), new_id()
+    for secret in ("my card is 4242", "my address is 1 Main St"):
+        session = await store.create_session(Session(tenant_id=tenant, user_id=user))
+        await store.save_message(
+            Message(session_id=session.id, tenant_id=tenant, role="user", content=secret)
+        )
+    kept = await store.create_session(Session(tenant_id=tenant, title="someone else's"))
+    assert b"4242" in (tmp_path / "chat.jsonl").read_bytes()
+    assert (await store.erase_user(tenant, user))["messages"] == 2
+    log = (tmp_path / "chat.jsonl").read_bytes()
+    assert b"4242" not in log and b"Main St" not in log
+    assert list(tmp_path.iterdir()) == [tmp_path / "chat.jsonl"]  # no temporary file left
+    await store.close()
+    store = await threadline.connect(f"jsonl:///{tmp_path}/chat.jsonl")
+    assert await store.list_sessions(tenant) == [kept]
+    await store.close()

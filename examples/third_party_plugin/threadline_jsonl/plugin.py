@@ -1,0 +1,33 @@
+"""Registers ``jsonl://`` with threadline (the module the entry point names)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from threadline.errors import ConfigurationError
+from threadline.hookspecs import hookimpl
+from threadline.urls import StoreURL
+from threadline_jsonl.store import JsonlStore
+
+
+async def open_jsonl_store(url: StoreURL) -> JsonlStore:
+    """Open ``jsonl:///relative.jsonl`` or ``jsonl:////abs/path.jsonl`` (``?fsync=false``)."""
+    if url.host:
+        raise ConfigurationError("a jsonl:// URL names a file: jsonl:///relative or jsonl:////abs")
+    path = url.path[1:] if url.path.startswith("/") else url.path
+    if not path:
+        raise ConfigurationError("a jsonl:// URL needs a file path, e.g. jsonl:///chat.jsonl")
+    fsync = url.option("fsync", "true").lower()
+    if fsync not in ("true", "false"):
+        raise ConfigurationError(f"fsync must be true or false, got {fsync!r}")
+    return JsonlStore.open(Path(path), fsync=fsync == "true")
+
+
+@hookimpl
+def threadline_register_stores(register: Callable[..., None]) -> None:
+    register(
+        "jsonl",
+        open_jsonl_store,
+        "One append-only JSON-lines file, one process: jsonl:////abs/path.jsonl, ?fsync=false",
+    )
