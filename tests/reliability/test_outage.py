@@ -30,7 +30,6 @@ import asyncio
 import functools
 import os
 import random
-import shutil
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
@@ -43,6 +42,7 @@ import threadline
 from threadline import Checkpoint, Message, Session, StoreUnavailableError
 from threadline.ids import new_id
 from threadline.urls import StoreURL
+from threadline_postgres.cluster import cluster_ctl, cluster_online, local_cluster
 
 from ._record import record
 from ._servers import (
@@ -82,35 +82,6 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
-def _cluster(url: str) -> tuple[str, str] | None:
-    """(version, name) of the local cluster serving ``url``'s port, if we can control it."""
-    parsed = StoreURL.parse(url)
-    if parsed.host not in ("127.0.0.1", "localhost", None) or not shutil.which("pg_lsclusters"):
-        return None
-    if not shutil.which("pg_ctlcluster") or os.geteuid() != 0:
-        return None
-    out = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True, check=False)
-    for line in out.stdout.splitlines():
-        fields = line.split()
-        if len(fields) >= 3 and fields[2] == str(parsed.port or 5432):
-            return fields[0], fields[1]
-    return None
-
-
-def _ctl(cluster: tuple[str, str], action: str, mode: str = "fast") -> None:
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", f"--mode={mode}", *cluster, action],
-        check=True, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-
-
-def _online(cluster: tuple[str, str]) -> bool:
-    out = subprocess.run(
-        ["pg_lsclusters", "-h", *cluster], capture_output=True, text=True, check=False
-    )
-    return "online" in out.stdout
-
-
 async def _accepting(timeout: float = 30) -> None:
     """Wait until the server accepts connections (it may still be starting)."""
     import asyncpg
@@ -136,12 +107,12 @@ async def _stop(cluster: tuple[str, str], mode: str) -> None:
     stop it again, and fail with pg_ctlcluster's own words if that fails too.
     """
     try:
-        await asyncio.to_thread(_ctl, cluster, "stop", mode)
+        await asyncio.to_thread(cluster_ctl, cluster, "stop", mode)
         return
     except subprocess.CalledProcessError:
         await _accepting()
     try:
-        await asyncio.to_thread(_ctl, cluster, "stop", mode)
+        await asyncio.to_thread(cluster_ctl, cluster, "stop", mode)
     except subprocess.CalledProcessError as exc:
         pytest.fail(
             f"pg_ctlcluster stop failed twice: {exc.stderr or exc.stdout!r} (is another test "
@@ -152,9 +123,9 @@ async def _stop(cluster: tuple[str, str], mode: str) -> None:
 
 async def _bring_back(cluster: tuple[str, str]) -> None:
     """Start the server unless it runs, and wait until it accepts connections."""
-    if not await asyncio.to_thread(_online, cluster):
+    if not await asyncio.to_thread(cluster_online, cluster):
         try:
-            await asyncio.to_thread(_ctl, cluster, "start")
+            await asyncio.to_thread(cluster_ctl, cluster, "start")
         except subprocess.CalledProcessError:  # started by someone else meanwhile?
             pass  # _accepting says whether it is up
     await _accepting()
@@ -303,7 +274,7 @@ async def test_server_outage_under_sixteen_writers(database_url: str, mode: str)
     when it starts (what it acknowledged must still be there)."""
     if os.environ.get("THREADLINE_TEST_NO_RESTART"):
         pytest.skip("THREADLINE_TEST_NO_RESTART is set: others share the server")
-    cluster = _cluster(database_url)
+    cluster = local_cluster(database_url)
     if cluster is None:
         pytest.skip("needs root and pg_ctlcluster for a local cluster on the test port")
     url = (

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import subprocess
 import time
 from collections.abc import Callable
 
@@ -20,40 +18,13 @@ import pytest
 import threadline
 from threadline import Message, Session, StoreUnavailableError
 from threadline.ids import new_id
-from threadline.urls import StoreURL
+from threadline_postgres.cluster import cluster_ctl, cluster_online, local_cluster
 
 pytestmark = pytest.mark.slow
 
 
-def _cluster(url: str) -> tuple[str, str] | None:
-    """(version, name) of the local cluster serving ``url``'s port, if we can control it."""
-    parsed = StoreURL.parse(url)
-    if parsed.host not in ("127.0.0.1", "localhost", None) or not shutil.which("pg_lsclusters"):
-        return None
-    if not shutil.which("pg_ctlcluster") or os.geteuid() != 0:
-        return None
-    out = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True, check=False)
-    for line in out.stdout.splitlines():
-        fields = line.split()
-        if len(fields) >= 3 and fields[2] == str(parsed.port or 5432):
-            return fields[0], fields[1]
-    return None
-
-
-def _ctl(cluster: tuple[str, str], action: str) -> None:
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", *cluster, action],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-
-
-def _online(cluster: tuple[str, str]) -> bool:
-    out = subprocess.run(["pg_lsclusters", "-h", *cluster], capture_output=True, text=True)
-    return "online" in out.stdout
-
-
 async def test_server_restart_mid_run(make_url: Callable[..., str], database_url: str) -> None:
-    cluster = _cluster(database_url)
+    cluster = local_cluster(database_url)
     if os.environ.get("THREADLINE_TEST_NO_RESTART"):
         pytest.skip("THREADLINE_TEST_NO_RESTART is set")
     if cluster is None:
@@ -89,7 +60,7 @@ async def test_server_restart_mid_run(make_url: Callable[..., str], database_url
         await asyncio.sleep(0.3)
         before = len(acknowledged)
         assert before > 0
-        await asyncio.to_thread(_ctl, cluster, "stop")
+        await asyncio.to_thread(cluster_ctl, cluster, "stop")
         # Down: every operation raises the typed error, promptly, nothing hangs.
         for call in (
             lambda: store.get_messages(session.tenant_id, session.id),
@@ -103,7 +74,7 @@ async def test_server_restart_mid_run(make_url: Callable[..., str], database_url
         await asyncio.sleep(0.3)
         assert failures, "the writer should have seen the server go away"
         assert max(failures) < 3.5  # bounded by the configured timeouts
-        await asyncio.to_thread(_ctl, cluster, "start")
+        await asyncio.to_thread(cluster_ctl, cluster, "start")
         # Up again: the same store (same pool) recovers without a restart of the process.
         deadline = time.monotonic() + 20
         count_at_start = len(acknowledged)
@@ -112,8 +83,8 @@ async def test_server_restart_mid_run(make_url: Callable[..., str], database_url
             await asyncio.sleep(0.05)
     finally:
         try:
-            if not await asyncio.to_thread(_online, cluster):
-                await asyncio.to_thread(_ctl, cluster, "start")  # always bring it back
+            if not await asyncio.to_thread(cluster_online, cluster):
+                await asyncio.to_thread(cluster_ctl, cluster, "start")  # always bring it back
         finally:
             stop.set()
             await asyncio.wait_for(task, 30)
