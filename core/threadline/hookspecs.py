@@ -323,14 +323,29 @@ def threadline_get_latest_checkpoint(
 def threadline_erase_user(tenant_id: str, user_id: str, dry_run: bool) -> Mapping[str, int] | None:
     """Erase everything a user owns in one tenant (a right-to-erasure request).
 
-    Deletes the user's sessions with their messages, API calls and checkpoints, in one
-    transaction where the store has them. Other users and other tenants keep everything.
+    Deletes the user's sessions with their messages, API calls and checkpoints. Rows
+    carrying the ``user_id`` in *other* users' sessions of the tenant go as well:
+
+    - messages are redacted in place: ``content`` ``""``, ``tool_calls`` ``()``,
+      ``metadata`` ``{}``, ``name`` and ``user_id`` ``None``; ``id``, ``role``, ``seq``,
+      ``status`` and ``tool_call_id`` are kept, so seqs stay contiguous, counts stay
+      true and a tool result still pairs with its call;
+    - API calls with that ``user_id`` are deleted;
+    - checkpoint histories are left as they are: a checkpoint is a snapshot of the
+      other user's run (possibly stored as a delta against its parent), and rewriting
+      one would change what that run restores to. Prune them
+      (``threadline_prune_checkpoints``) or delete the session to drop them.
+
+    Everything happens in one transaction where the store has them. Other tenants, and
+    other users' own rows, keep everything. A second run finds nothing (redacted
+    messages no longer carry the ``user_id``).
 
     :param tenant_id: the tenant the user belongs to.
-    :param user_id: the user whose sessions go.
-    :param dry_run: count what would go and delete nothing.
-    :return: how many rows of each kind went (or would go): ``sessions``, ``messages``,
-        ``api_calls`` and ``checkpoints``.
+    :param user_id: the user whose sessions go and whose messages elsewhere are redacted.
+    :param dry_run: count what would go and change nothing.
+    :return: how many rows of each kind went (or would go): ``sessions``, ``messages``
+        (in the user's sessions), ``messages_redacted`` (in other users' sessions),
+        ``api_calls`` (in the user's sessions and elsewhere) and ``checkpoints``.
     """
 
 

@@ -331,8 +331,11 @@ class Store:
     ) -> dict[str, int]:
         """Delete a user's sessions in one tenant with everything in them.
 
-        Returns how many ``sessions``, ``messages``, ``api_calls`` and ``checkpoints``
-        went (with ``dry_run=True``: would go, and nothing changes).
+        The user's messages in other users' sessions are redacted in place (seq, role
+        and status kept) and their API calls there deleted; checkpoint histories of
+        other users' sessions are left (see :func:`threadline.hookspecs.threadline_erase_user`).
+        Returns how many ``sessions``, ``messages``, ``messages_redacted``, ``api_calls``
+        and ``checkpoints`` went (with ``dry_run=True``: would go, and nothing changes).
         """
         result = await self._write(
             "threadline_erase_user",
@@ -414,7 +417,7 @@ class Store:
         return list(result or ())
 
 
-ERASE_KINDS = ("sessions", "messages", "api_calls", "checkpoints")
+ERASE_KINDS = ("sessions", "messages", "messages_redacted", "api_calls", "checkpoints")
 """The kinds of rows :meth:`Store.erase_user` counts, in report order."""
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import attrs
 import pytest
 
-from threadline import ApiCall, Checkpoint, Message, Store, ValidationError
+from threadline import ApiCall, Checkpoint, Message, Store, ToolCall, ValidationError
 from threadline.ids import new_id
 from threadline.testing._support import Conversation, new_conversation
 
@@ -61,7 +62,13 @@ class RetentionConformance:
         for conv in (*mine, neighbour, elsewhere):
             await _fill(store, conv, checkpoints=3)
         kept = [await _snapshot(store, c) for c in (neighbour, elsewhere)]
-        expected = {"sessions": 2, "messages": 12, "api_calls": 2, "checkpoints": 6}
+        expected = {
+            "sessions": 2,
+            "messages": 12,
+            "messages_redacted": 0,
+            "api_calls": 2,
+            "checkpoints": 6,
+        }
 
         before = [await _snapshot(store, c) for c in mine]
         assert await store.erase_user(tenant, user, dry_run=True) == expected
@@ -76,7 +83,100 @@ class RetentionConformance:
         assert await store.list_sessions(tenant, user_id=user) == []
         assert [await _snapshot(store, c) for c in (neighbour, elsewhere)] == kept
         again = await store.erase_user(tenant, user)
-        assert again == {"sessions": 0, "messages": 0, "api_calls": 0, "checkpoints": 0}
+        assert again == dict.fromkeys(expected, 0)
+
+    async def test_erase_user_redacts_their_messages_in_other_users_sessions(
+        self, store: Store
+    ) -> None:
+        tenant, a, b = new_id(), new_id(), new_id()
+        shared = await new_conversation(store, tenant, a)  # A's session, B joins in
+        secret = f"b-secret-{new_id()}"
+        t, s = tenant, shared.id
+
+        def as_b(role: str, content: str, **fields: Any) -> Message:
+            return attrs.evolve(shared.message(role, content, **fields), user_id=b)
+
+        call = ToolCall(id=f"call-{new_id()[-6:]}", name="lookup", arguments={"q": secret})
+        await shared.add("system", "be nice")
+        await shared.add("user", "hello from A")
+        await store.save_message(as_b("user", f"{secret} one", metadata={"k": secret}))
+        await shared.add("assistant", "reply to both")
+        await store.save_message(as_b("assistant", "", tool_calls=[call], name=secret))
+        await store.save_message(
+            as_b("tool", f"{secret} result", tool_call_id=call.id, name="lookup")
+        )
+        await shared.add("user", "A again")
+        await store.save_message(as_b("user", f"{secret} two", status="interrupted"))
+        for user_id in (a, b):
+            await store.save_api_call(
+                ApiCall(
+                    session_id=s,
+                    tenant_id=t,
+                    user_id=user_id,
+                    model="m",
+                    status="failed",
+                    error_message=f"failed for {user_id}",
+                )
+            )
+        mine = await new_conversation(store, tenant, b)  # B's own session goes whole
+        await _fill(store, mine, checkpoints=1)
+        foreign = await new_conversation(store, user_id=a)  # another tenant: untouched
+        await store.save_message(
+            attrs.evolve(foreign.message("user", f"{secret} abroad"), user_id=b)
+        )
+        untouched = await _snapshot(store, foreign)
+
+        before = await shared.messages()
+        window_before = await store.load_window(t, s)
+        calls_before = await store.list_api_calls(t, s)
+        expected = {
+            "sessions": 1,
+            "messages": 6,
+            "messages_redacted": 4,
+            "api_calls": 2,
+            "checkpoints": 1,
+        }
+        assert await store.erase_user(tenant, b, dry_run=True) == expected
+        assert await shared.messages() == before
+        assert await store.load_window(t, s) == window_before
+        assert await store.list_api_calls(t, s) == calls_before
+        assert await store.get_session(t, mine.id) is not None
+
+        got = await store.erase_user(tenant, b)
+        assert got == expected, got
+        after = await shared.messages()
+        assert [m.seq for m in after] == list(range(1, len(before) + 1))
+        assert await store.count_messages(t, s) == len(before)
+        for old, new in zip(before, after):
+            if old.user_id == a:
+                assert new == old
+                continue
+            assert old.user_id == b
+            assert (new.id, new.role, new.seq, new.status) == (
+                old.id,
+                old.role,
+                old.seq,
+                old.status,
+            )
+            assert (new.content, new.tool_calls, new.metadata, new.name, new.user_id) == (
+                "",
+                (),
+                {},
+                None,
+                None,
+            )
+        assert after[-1].status == "interrupted"
+        window = await store.load_window(t, s)
+        assert [m.id for m in window] == [m.id for m in window_before]
+        for listed in (after, window, await store.load_window(t, s, last_rounds=1)):
+            assert secret not in repr([m.to_dict() for m in listed])
+        calls = await store.list_api_calls(t, s)
+        assert [c.user_id for c in calls] == [a]
+        assert calls[0] == calls_before[0]
+        assert await store.get_session(t, mine.id) is None
+        assert await store.get_session(t, s) is not None
+        assert await _snapshot(store, foreign) == untouched
+        assert await store.erase_user(tenant, b) == dict.fromkeys(expected, 0)
 
     async def test_erase_user_validates(self, store: Store) -> None:
         with pytest.raises(ValidationError):

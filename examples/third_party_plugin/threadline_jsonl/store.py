@@ -184,6 +184,21 @@ class JsonlStore:
                     self._api_call_by_id.pop(call.id, None)
                 for checkpoint in self._checkpoints.pop(session_id):
                     self._checkpoint_by_id.pop(checkpoint.id, None)
+        elif op == "erase_elsewhere":  # a user's rows in other users' sessions of a tenant
+            tenant_id, user_id = r["tenant_id"], r["user_id"]
+            for sid, session in self._sessions.items():
+                if session.tenant_id != tenant_id or session.user_id == user_id:
+                    continue  # another tenant, or the user's own session (deleted whole)
+                log = self._messages[sid]
+                for index, message in enumerate(log):
+                    if message.user_id == user_id:
+                        log[index] = _redacted(message)
+                        self._message_by_id[message.id] = log[index]
+                calls = self._api_calls[sid]
+                for call in calls:
+                    if call.user_id == user_id:
+                        self._api_call_by_id.pop(call.id, None)
+                self._api_calls[sid] = [c for c in calls if c.user_id != user_id]
         elif op == "prune_checkpoints":
             gone = set(r["checkpoint_ids"])
             kept = [c for c in self._checkpoints[r["session_id"]] if c.id not in gone]
@@ -193,8 +208,14 @@ class JsonlStore:
         else:
             raise StoreError(f"unknown record {op!r} (written by a newer threadline-jsonl?)")
 
-    def _snapshot(self, sessions: set[str], checkpoints: set[str]) -> Iterator[Record]:
-        """Records that replay into the current state without these sessions and checkpoints."""
+    def _snapshot(
+        self, sessions: set[str], checkpoints: set[str], erase: tuple[str, str] | None = None
+    ) -> Iterator[Record]:
+        """Records that replay into the current state without these sessions and checkpoints.
+
+        With ``erase`` (a tenant and a user id), that user's messages in the tenant's
+        remaining sessions are written redacted and their API calls left out.
+        """
         named = {a.provider_id for a in self._agents.values()}
         for provider in self._providers.values():
             if provider.id not in named:
@@ -205,12 +226,19 @@ class JsonlStore:
             if sid in sessions:
                 continue
             yield {"op": "session", "session": session.to_dict()}
+            erased = None  # the user erased from this session, if any (not their own ones)
+            if erase is not None and erase[0] == session.tenant_id and session.user_id != erase[1]:
+                erased = erase[1]
             if self._messages[sid]:
-                messages = [m.to_dict() for m in self._messages[sid]]
+                messages = [
+                    (_redacted(m) if erased is not None and m.user_id == erased else m).to_dict()
+                    for m in self._messages[sid]
+                ]
                 now = session.updated_at.isoformat()
                 yield {"op": "messages", "session_id": sid, "updated_at": now, "messages": messages}
             for call in self._api_calls[sid]:
-                yield {"op": "api_call", "api_call": call.to_dict()}
+                if erased is None or call.user_id != erased:
+                    yield {"op": "api_call", "api_call": call.to_dict()}
             for checkpoint in self._checkpoints[sid]:  # a kept parent comes before its child
                 if checkpoint.id in checkpoints:
                     continue
@@ -230,7 +258,12 @@ class JsonlStore:
         new = None
         try:
             with open(tmp, "wb") as out:
-                for line in self._snapshot(sessions, checkpoints):
+                erase = (
+                    (record["tenant_id"], record["user_id"])
+                    if record["op"] == "erase_elsewhere"
+                    else None
+                )
+                for line in self._snapshot(sessions, checkpoints, erase):
                     out.write(dump_json(line, line["op"]).encode("utf-8") + b"\n")
                 out.flush()
                 os.fsync(out.fileno())
@@ -562,11 +595,40 @@ class JsonlStore:
         self._delete_sessions(doomed, dry_run)
         return counts
 
+    def _erase_elsewhere(self, tenant_id: str, user_id: str, dry_run: bool) -> dict[str, int]:
+        """The user's rows in other users' sessions of the tenant, by one log rewrite.
+
+        Messages are redacted in place (id, role, seq, status kept) and API calls deleted;
+        checkpoint histories are left (snapshots of the other users' runs).
+        """
+        others = [
+            sid
+            for sid, s in self._sessions.items()
+            if s.tenant_id == tenant_id and s.user_id != user_id
+        ]
+        redacted = sum(m.user_id == user_id for sid in others for m in self._messages[sid])
+        calls = sum(c.user_id == user_id for sid in others for c in self._api_calls[sid])
+        if not dry_run and (redacted or calls):
+            record = {"op": "erase_elsewhere", "tenant_id": tenant_id, "user_id": user_id}
+            self._compact_without(record, set(), set())
+        return {"messages_redacted": redacted, "api_calls": calls}
+
+    def _erase_everywhere(self, tenant_id: str, user_id: str, dry_run: bool) -> dict[str, int]:
+        # Two rewrites under the one write lock; a crash between them leaves the rows
+        # elsewhere erased and the user's sessions in place, which a rerun finishes.
+        elsewhere = self._erase_elsewhere(tenant_id, user_id, dry_run)
+        counts = self._erase_user(tenant_id, user_id, dry_run)
+        return {
+            **counts,
+            "messages_redacted": elsewhere["messages_redacted"],
+            "api_calls": counts["api_calls"] + elsewhere["api_calls"],
+        }
+
     @hookimpl
     async def threadline_erase_user(
         self, tenant_id: str, user_id: str, dry_run: bool
     ) -> dict[str, int]:
-        return await self._write(self._erase_user, tenant_id, user_id, dry_run)
+        return await self._write(self._erase_everywhere, tenant_id, user_id, dry_run)
 
     def _prune_checkpoints(self, tenant_id: str, session_id: str, keep: int, dry_run: bool) -> int:
         # Every checkpoint is held whole in memory, so none needs its parent to be read.
@@ -662,3 +724,8 @@ def _lock_file(file: BinaryIO, path: Path) -> None:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise StoreUnavailableError(f"{path} is already open elsewhere") from None
+
+
+def _redacted(message: Message) -> Message:
+    """``message`` with what its author wrote removed; id, role, seq and status kept."""
+    return attrs.evolve(message, content="", tool_calls=(), metadata={}, name=None, user_id=None)

@@ -1109,7 +1109,14 @@ class FsspecStore:
     # -- retention -----------------------------------------------------------------------
 
     def _erase_user(self, tenant_id: str, user_id: str, dry_run: bool) -> dict[str, int]:
-        counts = {"sessions": 0, "messages": 0, "api_calls": 0, "checkpoints": 0}
+        counts = {"sessions": 0, "messages": 0, "messages_redacted": 0, "api_calls": 0,
+                  "checkpoints": 0}  # fmt: skip
+        for session in self._list_sessions(tenant_id, None, None, 2**62, 0):
+            if session.user_id == user_id:
+                continue
+            redacted, calls = self._erase_elsewhere(tenant_id, session.id, user_id, dry_run)
+            counts["messages_redacted"] += redacted
+            counts["api_calls"] += calls
         for session in self._list_sessions(tenant_id, user_id, None, 2**62, 0):
             sd = layout.session_dir(tenant_id, session.id)
             messages = self._count_messages(tenant_id, session.id)
@@ -1121,6 +1128,48 @@ class FsspecStore:
                 counts["api_calls"] += calls
                 counts["checkpoints"] += checkpoints
         return counts
+
+    def _erase_elsewhere(
+        self, tenant_id: str, session_id: str, user_id: str, dry_run: bool
+    ) -> tuple[int, int]:
+        """Redact the user's messages in another user's session and delete their API calls.
+
+        Messages keep id, role, seq, status and tool_call_id; the ``calls/`` index entries
+        of redacted tool calls are left (a stale entry only costs the window a scan).
+        Returns ``(messages redacted, API calls deleted)``; checkpoints are left.
+        """
+        sd = layout.session_dir(tenant_id, session_id)
+        try:
+            with self._locked(f"{sd}/lock", "gone"):
+                if self._session_doc(sd) is None:
+                    return 0, 0
+                redacted = 0
+                for start in self._numbers(f"{sd}/messages"):
+                    segment = self._need_segment(sd, start)
+                    hits = [
+                        i for i, d in enumerate(segment.messages) if d.get("user_id") == user_id
+                    ]
+                    redacted += len(hits)
+                    if dry_run or not hits:
+                        continue
+                    for i in hits:
+                        segment.messages[i] = {**segment.messages[i], "content": "",
+                                               "tool_calls": [], "metadata": {}, "name": None,
+                                               "user_id": None}  # fmt: skip
+                    self.backend.write(layout.segment_file(sd, start), segment.to_bytes())
+                calls = 0
+                for n in self._numbers(f"{sd}/api-calls"):
+                    path = f"{sd}/api-calls/{layout.numbered(n)}"
+                    doc = self._json(path)
+                    if not isinstance(doc, dict) or doc.get("user_id") != user_id:
+                        continue
+                    calls += 1
+                    if not dry_run:
+                        self.backend.delete(path)
+                        self._drop_index("api-calls", doc["id"], tenant_id, session_id)
+                return redacted, calls
+        except NotFoundError:
+            return 0, 0
 
     @hookimpl
     async def threadline_erase_user(

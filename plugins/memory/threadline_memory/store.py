@@ -389,15 +389,47 @@ class MemoryStore:
                 for s in self._sessions.values()
                 if s.tenant_id == tenant_id and s.user_id == user_id
             ]
+            others = [
+                s.id
+                for s in self._sessions.values()
+                if s.tenant_id == tenant_id and s.user_id != user_id
+            ]
+            redact = [
+                (sid, index)
+                for sid in others
+                for index, m in enumerate(self._messages[sid])
+                if m.user_id == user_id
+            ]
+            foreign_calls = {
+                sid: [c for c in self._api_calls[sid] if c.user_id == user_id] for sid in others
+            }
             counts = {
                 "sessions": len(doomed),
                 "messages": sum(len(self._messages[sid]) for sid in doomed),
-                "api_calls": sum(len(self._api_calls[sid]) for sid in doomed),
+                "messages_redacted": len(redact),
+                "api_calls": sum(len(self._api_calls[sid]) for sid in doomed)
+                + sum(len(calls) for calls in foreign_calls.values()),
                 "checkpoints": sum(len(self._checkpoints[sid]) for sid in doomed),
             }
             if not dry_run:
                 for sid in doomed:
                     self._drop_session(sid)
+                for sid, index in redact:
+                    redacted = attrs.evolve(
+                        self._messages[sid][index],
+                        content="",
+                        tool_calls=(),
+                        metadata={},
+                        name=None,
+                        user_id=None,
+                    )
+                    self._messages[sid][index] = redacted
+                    self._message_by_id[redacted.id] = redacted
+                for sid, calls in foreign_calls.items():
+                    if calls:
+                        self._api_calls[sid] = [
+                            c for c in self._api_calls[sid] if c.user_id != user_id
+                        ]
             return counts
 
     @hookimpl

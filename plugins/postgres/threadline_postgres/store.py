@@ -739,10 +739,40 @@ class PostgresStore:
                 counts[kind] = await conn.fetchval(
                     f"SELECT count(*) FROM {t[table]} WHERE session_id = ANY($1::uuid[])", ids
                 )
-            if not dry_run and ids:
+            # The user's rows in other users' sessions of the tenant: messages redacted in
+            # place (seq, role, status kept), API calls deleted; checkpoints are left.
+            others = (
+                f"session_id IN (SELECT id FROM {t['entity_session']} WHERE tenant_id = $1::uuid "
+                "AND user_id IS DISTINCT FROM $2::uuid) AND tenant_id = $1::uuid "
+                "AND user_id = $2::uuid"
+            )
+            if dry_run:
+                counts["messages_redacted"] = await conn.fetchval(
+                    f"SELECT count(*) FROM {t['entity_message']} WHERE {others}", tenant_id, user_id
+                )
+                counts["api_calls"] += await conn.fetchval(
+                    f"SELECT count(*) FROM {t['entity_api_call']} WHERE {others}",
+                    tenant_id,
+                    user_id,
+                )
+                return counts
+            if ids:
                 await conn.execute(
                     f"DELETE FROM {t['entity_session']} WHERE id = ANY($1::uuid[])", ids
                 )
+            counts["messages_redacted"] = await conn.fetchval(
+                f"WITH done AS (UPDATE {t['entity_message']} SET content = '', tool_calls = NULL, "
+                "call_ids = NULL, name = NULL, metadata = '{}'::jsonb, user_id = NULL "
+                f"WHERE {others} RETURNING 1) SELECT count(*) FROM done",
+                tenant_id,
+                user_id,
+            )
+            counts["api_calls"] += await conn.fetchval(
+                f"WITH gone AS (DELETE FROM {t['entity_api_call']} WHERE {others} RETURNING 1) "
+                "SELECT count(*) FROM gone",
+                tenant_id,
+                user_id,
+            )
             return counts
 
         return await self._call("erase_user", run, transaction=True, retry=dry_run)

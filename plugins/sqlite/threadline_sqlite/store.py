@@ -845,10 +845,47 @@ def _erase_user(
         for chunk in _chunks(ids):
             sql = f"SELECT count(*) FROM {table} WHERE session_id IN ({_marks(len(chunk))})"
             counts[kind] += connection.execute(sql, chunk).fetchone()[0]
+    # The user's rows in other users' sessions of the tenant: messages are redacted in
+    # place (seq, role, status kept), API calls deleted; checkpoint histories are left.
+    found = connection.execute(
+        f"SELECT {_M_COLUMNS} FROM entity_message m JOIN entity_session s ON s.id = m.session_id "
+        "WHERE m.tenant_id = ? AND m.user_id = ? AND s.user_id IS NOT ?",
+        (tenant_id, user_id, user_id),
+    ).fetchall()
+    foreign_calls = (
+        "FROM entity_api_call a JOIN entity_session s ON s.id = a.session_id "
+        "WHERE a.tenant_id = ? AND a.user_id = ? AND s.user_id IS NOT ?"
+    )
+    params = (tenant_id, user_id, user_id)
+    counts["messages_redacted"] = len(found)
+    counts["api_calls"] += connection.execute(
+        f"SELECT count(*) {foreign_calls}", params
+    ).fetchone()[0]
     if not dry_run:
         _drop_sessions(connection, ids)
+        for row in found:
+            old = message_from_row(row)
+            new = message_row(
+                attrs.evolve(old, content="", tool_calls=(), metadata={}, name=None, user_id=None)
+            )
+            connection.execute(
+                "UPDATE entity_message SET user_id = ?, content = ?, tool_calls = ?, name = ?, "
+                "metadata = ? WHERE id = ?",
+                (new[3], new[7], new[8], new[10], new[12], old.id),
+            )
+            connection.executemany(
+                "DELETE FROM entity_message_tool_call "
+                "WHERE session_id = ? AND call_id = ? AND seq = ?",
+                [(old.session_id, c.id, old.seq) for c in old.tool_calls],
+            )
+        connection.execute(
+            f"DELETE FROM entity_api_call WHERE id IN (SELECT a.id {foreign_calls})", params
+        )
     connection.execute("COMMIT")
     return counts
+
+
+_M_COLUMNS = ", ".join(f"m.{c.strip()}" for c in MESSAGE_COLUMNS.split(","))
 
 
 def _delete_sessions_before(
