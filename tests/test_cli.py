@@ -105,3 +105,16 @@ def test_copy_export_and_import_through_the_cli(env: dict[str, str], tmp_path: P
     invoke("import", str(dump), "--store", restored)
     shown = invoke("sessions", "show", session["id"], "--store", restored)
     assert "remember me" in shown and "Echo: remember me" in shown
+
+
+def test_export_and_import_show_progress_when_asked(env: dict[str, str], tmp_path: Path) -> None:
+    invoke("chat", "one")
+    invoke("chat", "two")
+    dump = tmp_path / "export.jsonl"
+    result = CliRunner().invoke(cli, ["export", str(dump), "--progress"])
+    assert result.exit_code == 0, result.output
+    assert "exported" in result.output and "records" in result.output
+    restored = f"memory://progress-{new_id()}"
+    result = CliRunner().invoke(cli, ["import", str(dump), "--store", restored, "--progress"])
+    assert result.exit_code == 0, result.output
+    assert "read" in result.output and "records/s" in result.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from typing import IO
 
 import click
@@ -22,8 +23,16 @@ __all__ = ["copy_command", "export_command", "import_command"]
 class _Progress:
     """A one-line progress display on stderr: ``copied 12,000/100,000 messages (12%)``."""
 
-    def __init__(self, total: int, stream: IO[str] | None = None) -> None:
+    def __init__(
+        self,
+        total: int,
+        stream: IO[str] | None = None,
+        *,
+        verb: str = "copied",
+        unit: str = "messages",
+    ) -> None:
         self.total = total
+        self.verb, self.unit = verb, unit
         self.done = 0
         self.stream = stream if stream is not None else sys.stderr
         self.started = time.perf_counter()
@@ -38,16 +47,40 @@ class _Progress:
 
     def _draw(self, now: float) -> None:
         rate = self.done / max(now - self.started, 1e-9)
+        done = f"{self.done:,}/{self.total:,}" if self.total else f"{self.done:,}"
         share = f" ({100 * self.done // self.total}%)" if self.total else ""
-        self.stream.write(
-            f"\rcopied {self.done:,}/{self.total:,} messages{share}, {rate:,.0f} msg/s  "
-        )
+        self.stream.write(f"\r{self.verb} {done} {self.unit}{share}, {rate:,.0f} {self.unit}/s  ")
         self.stream.flush()
 
     def close(self) -> None:
         self._draw(time.perf_counter())
         self.stream.write("\n")
         self.stream.flush()
+
+
+class _CountingWriter:
+    """Passes text through to ``out`` and counts the lines (records) written."""
+
+    def __init__(self, out: IO[str], progress: _Progress) -> None:
+        self.out, self.progress = out, progress
+
+    def write(self, text: str) -> int:
+        written = self.out.write(text)
+        self.progress(text.count("\n"))
+        return written
+
+
+def _counted(lines: Iterable[str], progress: _Progress) -> Iterator[str]:
+    for line in lines:
+        progress(1)
+        yield line
+
+
+_progress_option = click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show a progress line on stderr (default: when stderr is a terminal).",
+)
 
 
 def _show_progress(flag: bool | None) -> bool:
@@ -156,12 +189,14 @@ def copy_command(
 @click.option("--tenant", "tenant_id", help="Only this tenant (default: every tenant).")
 @click.option("--user", "user_id", help="Only this user's sessions.")
 @click.option("--session", "session_id", help="Only this session.")
+@_progress_option
 def export_command(
     output: str,
     store: str | None,
     tenant_id: str | None,
     user_id: str | None,
     session_id: str | None,
+    progress: bool | None,
 ) -> None:
     """Write the store to OUTPUT (default: stdout) as threadline JSON Lines.
 
@@ -170,13 +205,19 @@ def export_command(
     from threadline.cli_records import with_store
     from threadline.transfer import export_records
 
+    bar = _Progress(0, verb="exported", unit="records") if _show_progress(progress) else None
     with click.open_file(output, "w", encoding="utf-8") as out:
-        counts = with_store(
-            store,
-            lambda db: export_records(
-                db, out, tenant_id=tenant_id, user_id=user_id, session_id=session_id
-            ),
-        )
+        target: IO[str] = out if bar is None else _CountingWriter(out, bar)  # type: ignore[assignment]
+        try:
+            counts = with_store(
+                store,
+                lambda db: export_records(
+                    db, target, tenant_id=tenant_id, user_id=user_id, session_id=session_id
+                ),
+            )
+        finally:
+            if bar is not None:
+                bar.close()
     click.echo(
         "exported " + ", ".join(f"{n:,} {kind}" for kind, n in counts.items()),
         err=True,
@@ -194,7 +235,10 @@ def export_command(
     help="Messages per write.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def import_command(input_path: str, store: str | None, batch_size: int, as_json: bool) -> None:
+@_progress_option
+def import_command(
+    input_path: str, store: str | None, batch_size: int, as_json: bool, progress: bool | None
+) -> None:
     """Import a threadline export from INPUT (default: stdin) into the store.
 
     Idempotent: importing the same file twice stores nothing twice. A file without its
@@ -203,10 +247,16 @@ def import_command(input_path: str, store: str | None, batch_size: int, as_json:
     from threadline.cli_records import with_store
     from threadline.transfer import import_records
 
+    bar = _Progress(0, verb="read", unit="records") if _show_progress(progress) else None
     with click.open_file(input_path, "r", encoding="utf-8") as lines:
-        report: ImportReport = with_store(
-            store, lambda db: import_records(db, lines, batch_size=batch_size)
-        )
+        source: Iterable[str] = lines if bar is None else _counted(lines, bar)
+        try:
+            report: ImportReport = with_store(
+                store, lambda db: import_records(db, source, batch_size=batch_size)
+            )
+        finally:
+            if bar is not None:
+                bar.close()
     if as_json:
         print_json(report.to_dict())
     else:
