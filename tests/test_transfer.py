@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import click
 import pytest
 from click.testing import CliRunner
@@ -170,6 +171,7 @@ async def snapshot(store: Store, tenants: Sequence[str] = TENANTS) -> dict[str, 
     for tenant in tenants:
         sessions = sorted(await store.list_sessions(tenant, limit=10_000), key=lambda s: s.id)
         out[tenant] = {
+            "providers": [p.to_dict() for p in await store.list_providers(tenant)],
             "agents": [c.to_dict() for c in await store.list_agent_configs(tenant)],
             "sessions": [
                 {
@@ -241,6 +243,7 @@ async def test_copy_reproduces_every_row(source: Store, dst: Store) -> None:
     assert {t.tenant_id for t in report.tenants} == set(TENANTS)
     for tenant in report.tenants:
         counts = {k: (c.source, c.destination, c.copied) for k, c in tenant.counts.items()}
+        assert counts["providers"] == (1, 1, 1)
         assert counts["agents"] == (2, 2, 2)
         assert counts["sessions"] == (4, 4, 4)
         assert counts["messages"] == (2 * (23 + 24),) * 3
@@ -338,6 +341,67 @@ async def test_a_later_edit_in_the_source_is_applied(source: Store, dst: Store) 
     assert await snapshot(dst) == await snapshot(source)
 
 
+async def _add_unused_provider(store: Store, tenant: str) -> ProviderRecord:
+    """A provider no agent uses: saved with its agent, then left when the agent moved."""
+    unused = ProviderRecord(tenant_id=tenant, name="retired", metadata={"why": "moved"})
+    agent = AgentRecord(tenant_id=tenant, code="mover", name="Mover", provider_id=unused.id)
+    await store.save_agent_config(AgentConfig(agent=agent, provider=unused))
+    current = ProviderRecord(tenant_id=tenant, name="current")
+    moved = attrs.evolve(agent, provider_id=current.id)
+    await store.save_agent_config(AgentConfig(agent=moved, provider=current))
+    standalone = ProviderRecord(tenant_id=tenant, name="spare", enabled=False)
+    await store.save_provider(standalone)
+    assert unused in await store.list_providers(tenant)
+    return unused
+
+
+async def test_unused_providers_survive_copy_and_export(source: Store, dst: Store) -> None:
+    unused = await _add_unused_provider(source, TENANTS[1])
+    report = await copy_store(source, dst)
+    assert report.ok
+    assert report.total("providers") == 2 + 3  # one per tenant, three more in the second
+    assert unused in await dst.list_providers(TENANTS[1])
+    assert await snapshot(dst) == await snapshot(source)
+    assert (await copy_store(source, dst)).total("providers") == 0
+
+    text = await _export(source, tenant_id=TENANTS[1])
+    provider_lines = [json.loads(line) for line in text.splitlines()]
+    assert [r["data"]["name"] for r in provider_lines if r["type"] == "provider"] == [
+        "current",
+        "local",
+        "retired",
+        "spare",
+    ]
+    target = await threadline.connect("memory://")
+    try:
+        report_in = await import_records(target, io.StringIO(text))
+        assert report_in.complete, report_in.problem
+        assert report_in.counts["provider"] == 4
+        assert unused in await target.list_providers(TENANTS[1])
+        assert await snapshot(target, [TENANTS[1]]) == await snapshot(source, [TENANTS[1]])
+        assert (await import_records(target, io.StringIO(text))).complete  # idempotent
+        assert await snapshot(target, [TENANTS[1]]) == await snapshot(source, [TENANTS[1]])
+    finally:
+        await target.close()
+
+
+async def test_a_file_without_provider_records_imports(source: Store, dst: Store) -> None:
+    """Files written before provider records existed (no "provider" in the footer)."""
+    lines = []
+    for line in (await _export(source)).splitlines(keepends=True):
+        row = json.loads(line)
+        if row["type"] == "provider":
+            continue
+        if row["type"] == "footer":
+            del row["counts"]["provider"]
+            line = json.dumps(row) + "\n"
+        lines.append(line)
+    report = await import_records(dst, lines)
+    assert report.complete, report.problem
+    assert report.counts["provider"] == 0
+    assert await snapshot(dst) == await snapshot(source)
+
+
 # -- export / import ------------------------------------------------------------------------
 
 
@@ -356,6 +420,7 @@ async def test_export_import_round_trip(source: Store, dst: Store) -> None:
     assert footer["type"] == "footer"
     assert sum(footer["counts"].values()) == len(lines) - 2
     assert {json.loads(line)["type"] for line in lines[1:-1]} == {
+        "provider",
         "agent_config",
         "session",
         "message",

@@ -3,12 +3,13 @@
 A file is one JSON object per line, UTF-8, ``\\n``-terminated::
 
     {"type": "header", "format": "threadline-export", "version": 1, "created_at": "...", ...}
+    {"type": "provider", "data": {...ProviderRecord.to_dict()...}}
     {"type": "agent_config", "data": {...AgentConfig.to_dict()...}}
     {"type": "session", "data": {...Session.to_dict()...}}
     {"type": "message", "data": {...Message.to_dict()...}}
     {"type": "api_call", "data": {...}}
     {"type": "checkpoint", "data": {...}}
-    {"type": "footer", "counts": {"agent_config": 1, "session": 1, ...}}
+    {"type": "footer", "counts": {"provider": 1, "agent_config": 1, "session": 1, ...}}
 
 This module holds the constants and turns lines into values and back; reading and
 writing stores is :mod:`threadline.transfer`'s business.
@@ -24,7 +25,7 @@ from typing import Any, Final, Literal, Union
 import attrs
 
 from threadline.errors import ValidationError
-from threadline.models import AgentConfig, ApiCall, Checkpoint, Message, Session
+from threadline.models import AgentConfig, ApiCall, Checkpoint, Message, ProviderRecord, Session
 
 __all__ = [
     "FORMAT_NAME",
@@ -51,8 +52,9 @@ FORMAT_NAME: Final = "threadline-export"
 FORMAT_VERSION: Final = 1
 """The version this threadline writes, and the newest it reads."""
 
-RecordType = Literal["agent_config", "session", "message", "api_call", "checkpoint"]
+RecordType = Literal["provider", "agent_config", "session", "message", "api_call", "checkpoint"]
 RECORD_TYPES: Final[tuple[RecordType, ...]] = (
+    "provider",
     "agent_config",
     "session",
     "message",
@@ -60,8 +62,9 @@ RECORD_TYPES: Final[tuple[RecordType, ...]] = (
     "checkpoint",
 )
 
-Model = Union[AgentConfig, Session, Message, ApiCall, Checkpoint]
+Model = Union[ProviderRecord, AgentConfig, Session, Message, ApiCall, Checkpoint]
 MODELS: Final[dict[str, Any]] = {
+    "provider": ProviderRecord,
     "agent_config": AgentConfig,
     "session": Session,
     "message": Message,
@@ -102,7 +105,7 @@ Line = Union[Header, Record, Footer]
 
 
 def empty_counts() -> dict[str, int]:
-    """``{"agent_config": 0, "session": 0, ...}``: a fresh counter per record type."""
+    """``{"provider": 0, "agent_config": 0, ...}``: a fresh counter per record type."""
     return dict.fromkeys(RECORD_TYPES, 0)
 
 

@@ -29,7 +29,14 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from threadline.models import AgentConfig, ApiCall, Checkpoint, Message, Session
+    from threadline.models import (
+        AgentConfig,
+        ApiCall,
+        Checkpoint,
+        Message,
+        ProviderRecord,
+        Session,
+    )
 
 hookspec = pluggy.HookspecMarker("threadline")
 hookimpl = pluggy.HookimplMarker("threadline")
@@ -415,6 +422,25 @@ def threadline_list_agent_configs(tenant_id: str) -> Sequence[AgentConfig] | Non
 
     :param tenant_id: the caller's tenant.
     :return: the configs.
+    """
+
+
+@hookspec
+def threadline_save_provider(provider: ProviderRecord) -> ProviderRecord | None:
+    """Insert or replace a provider (matched by id), whether or not an agent uses it.
+
+    :param provider: the provider row to store.
+    :return: the stored provider.
+    :raises ConflictError: the id is taken by another tenant's provider.
+    """
+
+
+@hookspec
+def threadline_list_providers(tenant_id: str) -> Sequence[ProviderRecord] | None:
+    """List a tenant's providers, those no agent uses included, ordered by name, then id.
+
+    :param tenant_id: the caller's tenant.
+    :return: the providers.
     """
 
 

@@ -18,7 +18,15 @@ import pluggy
 from threadline import dispatch
 from threadline.errors import ConfigurationError, PluginNotInstalledError, ValidationError
 from threadline.ids import IdLike, check_id, optional_id
-from threadline.models import AgentConfig, ApiCall, Checkpoint, Message, Session, check_text
+from threadline.models import (
+    AgentConfig,
+    ApiCall,
+    Checkpoint,
+    Message,
+    ProviderRecord,
+    Session,
+    check_text,
+)
 from threadline.plugins import LOAD_PLUGINS_ENV, new_plugin_manager, store_registry
 from threadline.urls import StoreURL
 from threadline.window import check_rounds
@@ -413,6 +421,22 @@ class Store:
         """A tenant's agents with their providers, ordered by code."""
         result = await self._read(
             "threadline_list_agent_configs", tenant_id=check_id(tenant_id, "tenant_id")
+        )
+        return list(result or ())
+
+    # -- providers --------------------------------------------------------------------------
+
+    async def save_provider(self, provider: ProviderRecord) -> ProviderRecord:
+        """Insert or replace a provider (by id), whether or not an agent uses it."""
+        if not isinstance(provider, ProviderRecord):
+            raise ValidationError(f"save_provider takes a ProviderRecord, got {provider!r}")
+        result: ProviderRecord = await self._write("threadline_save_provider", provider=provider)
+        return result
+
+    async def list_providers(self, tenant_id: IdLike) -> list[ProviderRecord]:
+        """A tenant's providers, unused ones included, ordered by name, then id."""
+        result = await self._read(
+            "threadline_list_providers", tenant_id=check_id(tenant_id, "tenant_id")
         )
         return list(result or ())
 

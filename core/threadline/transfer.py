@@ -8,8 +8,7 @@ ids raises :class:`~threadline.errors.ConflictError` instead of being merged.
 
 Limits of what the :class:`~threadline.store.Store` API can reproduce: a copied
 session's ``updated_at`` is set by the destination store when its messages are
-appended (stores own that column), and a provider row no agent refers to cannot be
-listed, so it is not copied.
+appended (stores own that column).
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ from threadline.export_format import (
     encode_record,
     parse_line,
 )
-from threadline.models import AgentConfig, ApiCall, Checkpoint, Message, Session
+from threadline.models import AgentConfig, ApiCall, Checkpoint, Message, ProviderRecord, Session
 from threadline.store import Store
 
 __all__ = [
@@ -62,7 +61,7 @@ DEFAULT_CONCURRENCY = 4
 SESSION_PAGE = 500
 """Sessions listed per ``list_sessions`` call."""
 
-KINDS: tuple[str, ...] = ("agents", "sessions", "messages", "api_calls", "checkpoints")
+KINDS: tuple[str, ...] = ("providers", "agents", "sessions", "messages", "api_calls", "checkpoints")
 """The row kinds counted per tenant by :class:`TenantReport`."""
 
 ProgressCallback = Callable[[int], None]
@@ -191,6 +190,19 @@ async def _put_session(dst: Store, session: Session) -> bool:
             attrs.evolve(existing, title=session.title, metadata=session.metadata)
         )
     return False
+
+
+async def _put_provider(
+    dst: Store, provider: ProviderRecord, have: dict[str, ProviderRecord]
+) -> bool:
+    """Save ``provider`` unless ``have`` (the destination's, by id) holds an equal one.
+
+    True when it was written; ``have`` is updated.
+    """
+    if have.get(provider.id) == provider:
+        return False
+    have[provider.id] = await dst.save_provider(provider)
+    return True
 
 
 async def _put_agent(dst: Store, config: AgentConfig) -> bool:
@@ -410,6 +422,21 @@ async def _copy_session(
     counts["checkpoints"].destination += sum(1 for c in dst_cps if c.id in wanted_cps)
 
 
+async def _copy_providers(
+    src: Store, dst: Store, tenant_id: str, counts: dict[str, KindCount]
+) -> None:
+    providers, existing = await asyncio.gather(
+        src.list_providers(tenant_id), dst.list_providers(tenant_id)
+    )
+    have = {p.id: p for p in existing}
+    for provider in providers:
+        if await _put_provider(dst, provider, have):
+            counts["providers"].copied += 1
+    counts["providers"].source += len(providers)
+    stored = {p.id: p for p in await dst.list_providers(tenant_id)}
+    counts["providers"].destination += sum(1 for p in providers if stored.get(p.id) == p)
+
+
 async def _copy_agents(
     src: Store, dst: Store, tenant_id: str, counts: dict[str, KindCount]
 ) -> None:
@@ -432,7 +459,9 @@ async def copy_store(
     batch_size: int = DEFAULT_BATCH_SIZE,
     concurrency: int = DEFAULT_CONCURRENCY,
 ) -> CopyReport:
-    """Copy every agent config, session, message, API call and checkpoint of ``src`` to ``dst``.
+    """Copy every provider, agent config, session, message, API call and checkpoint to ``dst``.
+
+    Providers no agent uses are copied too.
 
     :param tenants: only these tenants (default: every tenant of ``src``).
     :param progress: called with the number of messages done after each batch.
@@ -458,6 +487,7 @@ async def copy_store(
 
     async def produce() -> None:
         for tenant in report.tenants:
+            await _copy_providers(src, dst, tenant.tenant_id, tenant.counts)
             await _copy_agents(src, dst, tenant.tenant_id, tenant.counts)
             async for session in _sessions(src, tenant.tenant_id):
                 await queue.put((session, tenant.counts))
@@ -523,11 +553,13 @@ async def export_records(
     """Write the store (or the filtered part of it) to ``out`` in the export format.
 
     ``out`` is any text stream with ``write``: a header line first, then for each tenant
-    its agent configs and, session by session, the session, its messages (by ``seq``),
-    API calls and checkpoints (by version), then a footer with the counts, which are
-    also returned. Sessions and messages are read page by page and written as they
-    come, so memory use does not grow with the store. ``user_id`` and ``session_id``
-    select sessions; the agent configs of every tenant exported are always included.
+    its providers (those no agent uses included), its agent configs and, session by
+    session, the session, its messages (by ``seq``), API calls and checkpoints (by
+    version), then a footer with the counts, which are also returned. Sessions and
+    messages are read page by page and written as they come, so memory use does not
+    grow with the store. ``user_id`` and ``session_id``
+    select sessions; the providers and agent configs of every tenant exported are
+    always included.
     """
     filters = {
         k: v
@@ -548,6 +580,9 @@ async def export_records(
     counts = empty_counts()
     out.write(encode_header(filters))
     for tenant in tenants:
+        for provider in await store.list_providers(tenant):
+            out.write(encode_record("provider", provider))
+            counts["provider"] += 1
         for config in await store.list_agent_configs(tenant):
             out.write(encode_record("agent_config", config))
             counts["agent_config"] += 1
@@ -597,6 +632,7 @@ class _Importer:
         self.batch_size = batch_size
         self.writer: _MessageWriter | None = None
         self.buffer: list[Message] = []
+        self.providers: dict[str, dict[str, ProviderRecord]] = {}  # the store's, per tenant
 
     async def flush(self) -> None:
         if self.buffer:
@@ -627,8 +663,17 @@ class _Importer:
             self.writer = _MessageWriter(self.store, value, existing)
         else:
             await self.flush()
-            if isinstance(value, AgentConfig):
+            if isinstance(value, ProviderRecord):
+                have = self.providers.get(value.tenant_id)
+                if have is None:
+                    listed = await self.store.list_providers(value.tenant_id)
+                    have = self.providers[value.tenant_id] = {p.id: p for p in listed}
+                await _put_provider(self.store, value, have)
+            elif isinstance(value, AgentConfig):
                 await _put_agent(self.store, value)
+                have = self.providers.get(value.agent.tenant_id)
+                if have is not None and value.provider is not None:
+                    have[value.provider.id] = value.provider  # saved with the agent
             elif isinstance(value, ApiCall):
                 await self.store.save_api_call(value)
             else:

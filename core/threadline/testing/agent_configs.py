@@ -35,7 +35,10 @@ def make_config(tenant: str, code: str = "chat-assistant", **agent_fields: objec
 
 @pytest.mark.asyncio
 class AgentConfigConformance:
-    """Agent configs: save/load by code and id, code unique per tenant, disabled flagged."""
+    """Agent configs: save/load by code and id, code unique per tenant, disabled flagged.
+
+    Providers are also saved and listed on their own, those no agent uses included.
+    """
 
     async def test_save_and_load(self, store: Store) -> None:
         tenant = new_id()
@@ -96,3 +99,57 @@ class AgentConfigConformance:
             await store.save_agent_config(make_config(tenant, code=code))
         listed = await store.list_agent_configs(tenant)
         assert [c.agent.code for c in listed] == ["alpha", "mid", "zeta"]
+
+    # -- providers on their own: saved and listed whether or not an agent uses them --
+
+    async def test_save_and_list(self, store: Store) -> None:
+        tenant = new_id()
+        zeta = ProviderRecord(tenant_id=tenant, name="zeta", api_key_ref="env:ZETA_KEY")
+        alpha = ProviderRecord(
+            tenant_id=tenant, name="alpha", api_base="http://127.0.0.1:9/v1", metadata={"a": [1]}
+        )
+        twins = sorted(
+            (ProviderRecord(tenant_id=tenant, name="mid") for _ in range(2)), key=lambda p: p.id
+        )
+        for provider in (zeta, twins[1], alpha, twins[0]):
+            assert await store.save_provider(provider) == provider
+        assert await store.list_providers(tenant) == [alpha, *twins, zeta]
+        changed = attrs.evolve(zeta, enabled=False, api_base="http://127.0.0.1:8/v1")
+        assert await store.save_provider(changed) == changed
+        assert await store.list_providers(tenant) == [alpha, *twins, changed]
+        assert await store.list_providers(new_id()) == []
+
+    async def test_providers_are_per_tenant(self, store: Store) -> None:
+        tenant, intruder = new_id(), new_id()
+        provider = ProviderRecord(tenant_id=tenant, name="openai")
+        await store.save_provider(provider)
+        assert await store.list_providers(intruder) == []
+        with pytest.raises(ConflictError):
+            await store.save_provider(attrs.evolve(provider, tenant_id=intruder))
+        assert await store.list_providers(tenant) == [provider]
+        assert await store.list_providers(intruder) == []
+
+    async def test_agent_providers_are_listed(self, store: Store) -> None:
+        tenant = new_id()
+        config = make_config(tenant)
+        assert config.provider is not None
+        await store.save_agent_config(config)
+        assert await store.list_providers(tenant) == [config.provider]
+        saved = ProviderRecord(tenant_id=tenant, name="standalone")
+        await store.save_provider(saved)
+        loaded = await store.load_agent_config(tenant_id=tenant, agent_id=config.agent.id)
+        assert loaded == config
+
+    async def test_unused_provider_stays_listed(self, store: Store) -> None:
+        tenant = new_id()
+        config = make_config(tenant)
+        first = config.provider
+        assert first is not None
+        await store.save_agent_config(config)
+        second = ProviderRecord(tenant_id=tenant, name="backup")
+        moved = AgentConfig(
+            agent=attrs.evolve(config.agent, provider_id=second.id), provider=second
+        )
+        await store.save_agent_config(moved)
+        assert await store.load_agent_config(tenant_id=tenant, agent_id=config.agent.id) == moved
+        assert await store.list_providers(tenant) == [second, first]

@@ -716,6 +716,27 @@ class JsonlStore:
             )
             return [self._config(a) for a in agents]
 
+    # -- providers ---------------------------------------------------------------------------
+
+    def _save_provider(self, provider: ProviderRecord) -> ProviderRecord:
+        taken = self._providers.get(provider.id)
+        if taken is not None and taken.tenant_id != provider.tenant_id:
+            raise ConflictError(f"provider id {provider.id} is taken")
+        self._commit({"op": "provider", "provider": provider.to_dict()})
+        return self._providers[provider.id]
+
+    @hookimpl
+    async def threadline_save_provider(self, provider: ProviderRecord) -> ProviderRecord:
+        return await self._write(self._save_provider, provider)
+
+    @hookimpl
+    def threadline_list_providers(self, tenant_id: str) -> list[ProviderRecord]:
+        with self._state_lock:
+            return sorted(
+                (p for p in self._providers.values() if p.tenant_id == tenant_id),
+                key=lambda p: (p.name, p.id),
+            )
+
 
 def _lock_file(file: BinaryIO, path: Path) -> None:
     """Take the exclusive lock that keeps a second store (or process) off this log."""

@@ -209,6 +209,18 @@ class AgentConfigFolder:
         return [_config(visible[code], tenant_id) for code in sorted(visible)]
 
     @hookimpl
+    def threadline_list_providers(self, tenant_id: str) -> list[ProviderRecord] | None:
+        """Providers of the tenant's agents from files; ``None`` (ask the next store) if none."""
+        found: dict[str, ProviderRecord] = {}
+        for entry in self._visible(tenant_id).values():
+            provider = _config(entry, tenant_id).provider
+            if provider is not None:
+                found.setdefault(provider.id, provider)
+        if not found:
+            return None
+        return sorted(found.values(), key=lambda p: (p.name, p.id))
+
+    @hookimpl
     def threadline_close(self) -> None:
         with self._lock:
             self._parsed.clear()

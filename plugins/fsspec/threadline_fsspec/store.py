@@ -1365,6 +1365,43 @@ class FsspecStore:
     async def threadline_list_agent_configs(self, tenant_id: str) -> list[AgentConfig]:
         return await self._run(self._list_agent_configs, tenant_id)
 
+    def _save_provider(self, provider: ProviderRecord) -> ProviderRecord:
+        tenant_id = provider.tenant_id
+        data = encode(provider.to_dict(), "provider")
+        path = layout.provider_file(tenant_id, provider.id)
+        lock = f"{layout.tenant_dir(tenant_id)}/agents.lock"
+        with self.backend.lock(lock, self.lock_timeout, create_parent=True):
+            owner = self._claim_owner("providers", provider.id)
+            if (
+                owner is not None
+                and owner["tenant_id"] != tenant_id
+                and self._provider(owner["tenant_id"], provider.id) is not None
+            ):
+                raise ConflictError(f"provider id {provider.id} is taken")
+            self.backend.write(
+                layout.id_file("providers", provider.id), encode({"tenant_id": tenant_id}, "index")
+            )
+            self.backend.write(path, data)
+        return ProviderRecord.from_dict(decode(data, "provider"))
+
+    @hookimpl
+    async def threadline_save_provider(self, provider: ProviderRecord) -> ProviderRecord:
+        return await self._run(self._save_provider, provider)
+
+    def _list_providers(self, tenant_id: str) -> list[ProviderRecord]:
+        folder = f"{layout.tenant_dir(tenant_id)}/providers"
+        out = []
+        for name in self.backend.listdir(folder):
+            if name.endswith(".json"):
+                doc = self._json(f"{folder}/{name}")
+                if isinstance(doc, dict):
+                    out.append(ProviderRecord.from_dict(doc))
+        return sorted(out, key=lambda p: (p.name, p.id))
+
+    @hookimpl
+    async def threadline_list_providers(self, tenant_id: str) -> list[ProviderRecord]:
+        return await self._run(self._list_providers, tenant_id)
+
     def _list_tenants(self) -> list[str]:
         tenants = []
         for name in self.backend.listdir("tenants"):

@@ -522,3 +522,25 @@ class MemoryStore:
                 key=lambda a: a.code,
             )
             return [self._config(a) for a in agents]
+
+    # -- providers --------------------------------------------------------------------------
+
+    @hookimpl
+    async def threadline_save_provider(self, provider: ProviderRecord) -> ProviderRecord:
+        with self._lock:
+            other = self._providers.get(provider.id)
+            if other is not None and other.tenant_id != provider.tenant_id:
+                raise ConflictError(f"provider id {provider.id} is taken")
+            provider = attrs.evolve(
+                provider, metadata=_copy_json(provider.metadata, "provider metadata")
+            )
+            self._providers[provider.id] = provider
+            return provider
+
+    @hookimpl
+    async def threadline_list_providers(self, tenant_id: str) -> list[ProviderRecord]:
+        with self._lock:
+            return sorted(
+                (p for p in self._providers.values() if p.tenant_id == tenant_id),
+                key=lambda p: (p.name, p.id),
+            )

@@ -268,6 +268,8 @@ class Statements:
         self.config_by_code = f"{configs} AND a.code = $2::text"
         self.config_by_id = f"{configs} AND a.id = $2::uuid"
         self.list_configs = f"{configs} ORDER BY a.code"
+        self.list_providers = f"""
+            SELECT {PROVIDER_COLUMNS} FROM {P} WHERE tenant_id = $1::uuid ORDER BY name, id"""
         self.list_tenants = f"""
             SELECT tenant_id FROM {S} UNION SELECT tenant_id FROM {G}
             UNION SELECT tenant_id FROM {P}"""

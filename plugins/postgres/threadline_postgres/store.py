@@ -52,6 +52,7 @@ from threadline.models import (
     ApiCall,
     Checkpoint,
     Message,
+    ProviderRecord,
     Session,
     trusted,
 )
@@ -916,6 +917,33 @@ class PostgresStore:
     async def threadline_list_tenants(self) -> list[str]:
         rows = await self._fetch("list_tenants", self.sql.list_tenants)
         return sorted(str(row[0]) for row in rows)
+
+    @hookimpl
+    async def threadline_save_provider(self, provider: ProviderRecord) -> ProviderRecord:
+        """Upsert a provider, only over a row of the same tenant."""
+        p = provider
+        meta = dump_jsonb(p.metadata, "provider metadata")
+        sql = self.sql
+
+        async def run(conn: asyncpg.Connection) -> ProviderRecord:
+            row = await conn.fetchrow(
+                sql.upsert_provider, p.id, p.tenant_id, encode_text(p.name),
+                encode_text(p.type), encode_opt(p.api_base), encode_opt(p.api_key_ref),
+                p.enabled, meta, p.created_at, p.updated_at,
+            )  # fmt: skip
+            if row is None:
+                raise ConflictError(f"provider id {p.id} is taken")
+            return provider_from_row(row)
+
+        return await self._call("save_provider", run, transaction=True)
+
+    @hookimpl
+    async def threadline_list_providers(self, tenant_id: str) -> list[ProviderRecord]:
+        """Ordered by name, then id, as Python orders strings (code points)."""
+        rows = await self._fetch("list_providers", self.sql.list_providers, tenant_id)
+        providers = [provider_from_row(r) for r in rows]
+        providers.sort(key=lambda p: (p.name, p.id))
+        return providers
 
     @hookimpl
     async def threadline_list_agent_configs(self, tenant_id: str) -> list[AgentConfig]:

@@ -303,6 +303,7 @@ _AGENT_BY_CODE = f"SELECT {AGENT_COLUMNS} FROM entity_agent WHERE tenant_id = ? 
 _AGENTS = f"SELECT {AGENT_COLUMNS} FROM entity_agent WHERE tenant_id = ? ORDER BY code, id"
 _PROVIDER_OF = f"SELECT {PROVIDER_COLUMNS} FROM entity_provider WHERE id = ? AND tenant_id = ?"
 _PROVIDERS = f"SELECT {PROVIDER_COLUMNS} FROM entity_provider WHERE tenant_id = ?"
+_PROVIDERS_BY_NAME = _PROVIDERS + " ORDER BY name, id"
 
 
 def _bump(connection: Connection, sql: str, params: tuple[Any, ...], column: str) -> int | None:
@@ -1011,6 +1012,24 @@ def _list_agent_configs(connection: Connection, tenant_id: str) -> list[AgentCon
     return configs
 
 
+def _save_provider(connection: Connection, provider: ProviderRecord) -> ProviderRecord:
+    values = provider_row(provider)
+    connection.execute("BEGIN IMMEDIATE")
+    owner = connection.execute(
+        "SELECT tenant_id FROM entity_provider WHERE id = ?", (provider.id,)
+    ).fetchone()
+    if owner is not None and owner[0] != provider.tenant_id:
+        raise ConflictError(f"provider id {provider.id} is taken")
+    connection.execute(_PROVIDER_UPSERT, values)
+    connection.execute("COMMIT")
+    return provider_from_row(values)
+
+
+def _list_providers(connection: Connection, tenant_id: str) -> list[ProviderRecord]:
+    rows = connection.execute(_PROVIDERS_BY_NAME, (tenant_id,)).fetchall()
+    return [provider_from_row(row) for row in rows]
+
+
 _TENANTS = """
     SELECT tenant_id FROM entity_session UNION SELECT tenant_id FROM entity_agent
     UNION SELECT tenant_id FROM entity_provider ORDER BY 1"""
@@ -1230,6 +1249,14 @@ class SQLiteStore:
     @hookimpl
     def threadline_list_agent_configs(self, tenant_id: str) -> asyncio.Future[list[AgentConfig]]:
         return self._read(_list_agent_configs, tenant_id)
+
+    @hookimpl
+    def threadline_save_provider(self, provider: ProviderRecord) -> asyncio.Future[ProviderRecord]:
+        return self._write(_save_provider, provider)
+
+    @hookimpl
+    def threadline_list_providers(self, tenant_id: str) -> asyncio.Future[list[ProviderRecord]]:
+        return self._read(_list_providers, tenant_id)
 
     @hookimpl
     def threadline_list_tenants(self) -> asyncio.Future[list[str]]:
