@@ -23,7 +23,7 @@ from typing import Any
 
 import pluggy
 
-__all__ = ["call_read", "call_write", "implementations", "read", "write"]
+__all__ = ["call_read", "call_write", "collect", "implementations", "read", "write"]
 
 
 def implementations(pm: pluggy.PluginManager, hook_name: str) -> list[pluggy.HookImpl]:
@@ -32,11 +32,15 @@ def implementations(pm: pluggy.PluginManager, hook_name: str) -> list[pluggy.Hoo
     return list(reversed(caller.get_hookimpls()))
 
 
-async def _call(impl: pluggy.HookImpl, kwargs: dict[str, Any]) -> Any:
-    result = impl.function(*[kwargs[name] for name in impl.argnames])
-    if inspect.isawaitable(result):
-        result = await result
-    return result
+async def collect(impls: list[pluggy.HookImpl], kwargs: dict[str, Any]) -> list[Any]:
+    """Await every implementation in order (first failure raised); return every result."""
+    results = []
+    for impl in impls:
+        result = impl.function(*[kwargs[name] for name in impl.argnames])
+        if inspect.isawaitable(result):
+            result = await result
+        results.append(result)
+    return results
 
 
 async def write(impls: list[pluggy.HookImpl], kwargs: dict[str, Any]) -> Any:

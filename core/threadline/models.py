@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any, Literal, TypeVar, get_args
 
@@ -506,15 +506,6 @@ class AgentConfig:
         )
 
 
-_MODELS: dict[str, Any] = {
-    "message": Message,
-    "session": Session,
-    "api_call": ApiCall,
-    "checkpoint": Checkpoint,
-    "agent_config": AgentConfig,
-}
-
-
 def _known(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(data, Mapping):
         raise ValidationError(f"{cls.__name__} data must be a mapping")
@@ -540,8 +531,3 @@ def from_json(cls: type[T], text: str | bytes) -> T:
     except ValueError as exc:
         raise ValidationError(f"invalid JSON for {cls.__name__}: {exc}") from None
     return cls.from_dict(data)  # type: ignore[attr-defined, no-any-return]
-
-
-def sequence_of(items: Sequence[T] | None) -> tuple[T, ...]:
-    """A tuple copy of ``items`` (``None`` gives an empty tuple)."""
-    return () if items is None else tuple(items)

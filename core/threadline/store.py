@@ -116,11 +116,8 @@ class Store:
 
     async def migrate(self) -> list[str]:
         """Apply pending schema migrations of every stacked store; return their names."""
-        applied: list[str] = []
-        for impl in dispatch.implementations(self.pm, "threadline_migrate"):
-            result = await dispatch._call(impl, {})
-            applied.extend(result or ())
-        return applied
+        results = await dispatch.collect(self._implementations("threadline_migrate"), {})
+        return [name for result in results for name in result or ()]
 
     async def close(self) -> None:
         """Close every stacked store; later calls raise :class:`ConfigurationError`."""
