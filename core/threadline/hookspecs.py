@@ -151,6 +151,23 @@ def threadline_update_session(session: Session) -> Session | None:
 
 
 @hookspec
+def threadline_set_session_updated_at(
+    tenant_id: str, session_id: str, updated_at: datetime
+) -> Session | None:
+    """Set a session's ``updated_at`` to exactly ``updated_at``, earlier or later.
+
+    Stores own ``updated_at`` (appends and updates move it forward); copy and import
+    call this last, after a session's rows, so the copy keeps the source's value.
+
+    :param tenant_id: the caller's tenant.
+    :param session_id: the session.
+    :param updated_at: the new value (aware, UTC).
+    :return: the stored session.
+    :raises NotFoundError: no such session for this tenant.
+    """
+
+
+@hookspec
 def threadline_delete_session(tenant_id: str, session_id: str) -> bool | None:
     """Delete a session with its messages, API calls and checkpoints.
 
@@ -333,26 +350,32 @@ def threadline_erase_user(tenant_id: str, user_id: str, dry_run: bool) -> Mappin
     Deletes the user's sessions with their messages, API calls and checkpoints. Rows
     carrying the ``user_id`` in *other* users' sessions of the tenant go as well:
 
-    - messages are redacted in place: ``content`` ``""``, ``tool_calls`` ``()``,
-      ``metadata`` ``{}``, ``name`` and ``user_id`` ``None``; ``id``, ``role``, ``seq``,
-      ``status`` and ``tool_call_id`` are kept, so seqs stay contiguous, counts stay
-      true and a tool result still pairs with its call;
+    - messages are redacted in place with :func:`threadline.erasure.redact`:
+      ``content`` ``""``, ``tool_calls`` ``()``, ``metadata`` ``{}``, ``name`` and
+      ``user_id`` ``None``; ``id``, ``role``, ``seq``, ``status`` and ``tool_call_id``
+      are kept, so seqs stay contiguous, counts stay true and a tool result still pairs
+      with its call;
     - API calls with that ``user_id`` are deleted;
-    - checkpoint histories are left as they are: a checkpoint is a snapshot of the
-      other user's run (possibly stored as a delta against its parent), and rewriting
-      one would change what that run restores to. Prune them
-      (``threadline_prune_checkpoints``) or delete the session to drop them.
+    - checkpoint histories are redacted the same way: every checkpoint that held one
+      of the user's messages reads back with the same history, the user's messages
+      redacted (stores with incremental records rewrite only the records holding them,
+      see :func:`threadline.erasure.redact_record`). A checkpoint's ``input`` and
+      ``state`` are the run's own values and are left as they are.
 
     Everything happens in one transaction where the store has them. Other tenants, and
     other users' own rows, keep everything. A second run finds nothing (redacted
-    messages no longer carry the ``user_id``).
+    messages no longer carry the ``user_id``). A graph run still going in another
+    process holds its history in memory and may write it again with its next checkpoint:
+    erase a user once their runs have stopped.
 
     :param tenant_id: the tenant the user belongs to.
     :param user_id: the user whose sessions go and whose messages elsewhere are redacted.
     :param dry_run: count what would go and change nothing.
     :return: how many rows of each kind went (or would go): ``sessions``, ``messages``
         (in the user's sessions), ``messages_redacted`` (in other users' sessions),
-        ``api_calls`` (in the user's sessions and elsewhere) and ``checkpoints``.
+        ``api_calls`` (in the user's sessions and elsewhere), ``checkpoints`` (in the
+        user's sessions) and ``checkpoints_redacted`` (checkpoints of other users'
+        sessions whose history held the user's messages).
     """
 
 
@@ -362,11 +385,10 @@ def threadline_prune_checkpoints(
 ) -> int | None:
     """Delete a session's older checkpoints, keeping the newest ``keep`` versions whole.
 
-    A checkpoint stored as a delta needs its base (the parent, and so on back to a
-    snapshot): those ancestors are kept as well, so every kept checkpoint reads back
-    exactly as before (at most ``SNAPSHOT_EVERY - 1`` extra per chain, see
-    :mod:`threadline.checkpoint_delta`). The latest checkpoint (a tombstone included)
-    is always kept. Other sessions and tenants are never touched.
+    Every kept checkpoint reads back exactly as before: one stored as a delta on a
+    checkpoint that goes is rewritten first as a snapshot of its history (its
+    ``parent_id`` stays as recorded). The latest checkpoint (a tombstone included) is
+    always kept. Other sessions and tenants are never touched.
 
     :param tenant_id: the caller's tenant.
     :param session_id: the session whose checkpoints are pruned.

@@ -178,6 +178,23 @@ class Store:
         result: Session = await self._write("threadline_update_session", session=session)
         return result
 
+    async def set_session_updated_at(
+        self, tenant_id: IdLike, session_id: IdLike, updated_at: datetime
+    ) -> Session:
+        """Set a session's ``updated_at`` exactly (copy and import keep the source's value).
+
+        :raises NotFoundError: no such session for this tenant.
+        """
+        if not isinstance(updated_at, datetime) or updated_at.utcoffset() is None:
+            raise ValidationError(f"updated_at must be an aware datetime, got {updated_at!r}")
+        result: Session = await self._write(
+            "threadline_set_session_updated_at",
+            tenant_id=check_id(tenant_id, "tenant_id"),
+            session_id=check_id(session_id, "session_id"),
+            updated_at=updated_at.astimezone(timezone.utc),
+        )
+        return result
+
     async def delete_session(self, tenant_id: IdLike, session_id: IdLike) -> bool:
         """Delete a session and everything in it; ``False`` if there was none."""
         self._check_open("threadline_delete_session")
@@ -336,11 +353,13 @@ class Store:
     ) -> dict[str, int]:
         """Delete a user's sessions in one tenant with everything in them.
 
-        The user's messages in other users' sessions are redacted in place (seq, role
-        and status kept) and their API calls there deleted; checkpoint histories of
-        other users' sessions are left (see :func:`threadline.hookspecs.threadline_erase_user`).
-        Returns how many ``sessions``, ``messages``, ``messages_redacted``, ``api_calls``
-        and ``checkpoints`` went (with ``dry_run=True``: would go, and nothing changes).
+        The user's messages in other users' sessions, and in those sessions' checkpoint
+        histories, are redacted in place (seq, role and status kept,
+        :func:`threadline.erasure.redact`) and their API calls there deleted (see
+        :func:`threadline.hookspecs.threadline_erase_user`). Returns how many
+        ``sessions``, ``messages``, ``messages_redacted``, ``api_calls``, ``checkpoints``
+        and ``checkpoints_redacted`` went (with ``dry_run=True``: would go, and nothing
+        changes).
         """
         result = await self._write(
             "threadline_erase_user",
@@ -438,7 +457,14 @@ class Store:
         return list(result or ())
 
 
-ERASE_KINDS = ("sessions", "messages", "messages_redacted", "api_calls", "checkpoints")
+ERASE_KINDS = (
+    "sessions",
+    "messages",
+    "messages_redacted",
+    "api_calls",
+    "checkpoints",
+    "checkpoints_redacted",
+)
 """The kinds of rows :meth:`Store.erase_user` counts, in report order."""
 
 

@@ -68,6 +68,7 @@ class RetentionConformance:
             "messages_redacted": 0,
             "api_calls": 2,
             "checkpoints": 6,
+            "checkpoints_redacted": 0,
         }
 
         before = [await _snapshot(store, c) for c in mine]
@@ -135,6 +136,7 @@ class RetentionConformance:
             "messages_redacted": 4,
             "api_calls": 2,
             "checkpoints": 1,
+            "checkpoints_redacted": 0,
         }
         assert await store.erase_user(tenant, b, dry_run=True) == expected
         assert await shared.messages() == before
@@ -177,6 +179,105 @@ class RetentionConformance:
         assert await store.get_session(t, s) is not None
         assert await _snapshot(store, foreign) == untouched
         assert await store.erase_user(tenant, b) == dict.fromkeys(expected, 0)
+
+    async def test_erase_user_redacts_their_messages_in_other_users_checkpoints(
+        self, store: Store
+    ) -> None:
+        tenant, a, b = new_id(), new_id(), new_id()
+        shared = await new_conversation(store, tenant, a)  # A's graph run; B speaks in it
+        quiet = await new_conversation(store, tenant, a)  # A's run without B: untouched
+        await _fill(store, quiet, checkpoints=3)
+        mine = await new_conversation(store, tenant, b)
+        await _fill(store, mine, checkpoints=2)
+        foreign = await new_conversation(store, user_id=a)  # another tenant: untouched
+        secret = f"b-secret-{new_id()}"
+        t, s = tenant, shared.id
+
+        def msg(user: str | None, role: str, content: str, **fields: Any) -> Message:
+            return attrs.evolve(shared.message(role, content, **fields), user_id=user)
+
+        call = ToolCall(id=f"call-{new_id()[-6:]}", name="lookup", arguments={"q": secret})
+        h1 = (msg(a, "system", "be nice"), msg(a, "user", "hello from A"))
+        # B twice in a row: the second item's user_id is implied by the first's.
+        h2 = (*h1, msg(b, "user", f"{secret} one", metadata={"k": secret}),
+              msg(b, "assistant", "", tool_calls=[call], name=secret))  # fmt: skip
+        h3 = (*h2, msg(b, "tool", f"{secret} result", tool_call_id=call.id, name="lookup"),
+              msg(a, "user", "A again"))  # fmt: skip
+        h4 = (*h3, msg(b, "user", f"{secret} two", status="interrupted"),
+              msg(None, "assistant", "to nobody"))  # fmt: skip
+        h5 = (*h2, msg(b, "user", f"{secret} three"))  # a branch after B's messages
+        h6 = (*h5, msg(a, "assistant", "A after B"))  # nothing of B's in its own part
+        h7 = (*h1, msg(a, "assistant", "A only"))  # a branch from before B spoke
+        made: dict[str, Checkpoint] = {}
+        for name, history, parent in (
+            ("c1", h1, None), ("c2", h2, "c1"), ("c3", h3, "c2"), ("c4", h4, "c3"),
+            ("c5", h5, "c2"), ("c6", h6, "c5"), ("c7", h7, "c1"),
+        ):  # fmt: skip
+            made[name] = await store.create_checkpoint(
+                Checkpoint(
+                    tenant_id=t,
+                    session_id=s,
+                    history=history,
+                    parent_id=None if parent is None else made[parent].id,
+                    node_id=name,
+                    input={"step": name},
+                    state={"n": len(history)},
+                )
+            )
+        foreign_cp = await store.create_checkpoint(
+            Checkpoint(
+                tenant_id=foreign.tenant_id,
+                session_id=foreign.id,
+                history=[attrs.evolve(foreign.message("user", f"{secret} abroad"), user_id=b)],
+            )
+        )
+        untouched = [await _snapshot(store, c) for c in (quiet, foreign)]
+        before = await store.list_checkpoints(t, session_id=s)
+        assert [c.history for c in before] == [h1, h2, h3, h4, h5, h6, h7]
+
+        expected = {
+            "sessions": 1,
+            "messages": 6,
+            "messages_redacted": 0,
+            "api_calls": 1,
+            "checkpoints": 2,
+            "checkpoints_redacted": 5,  # c2 .. c6
+        }
+        assert await store.erase_user(t, b, dry_run=True) == expected
+        assert await store.list_checkpoints(t, session_id=s) == before
+        assert await store.erase_user(t, b) == expected
+
+        def redacted(m: Message) -> Message:
+            if m.user_id != b:
+                return m
+            return attrs.evolve(m, content="", tool_calls=(), metadata={}, name=None, user_id=None)
+
+        after = await store.list_checkpoints(t, session_id=s)
+        assert len(after) == len(before)
+        for old, new in zip(before, after):
+            assert attrs.evolve(new, history=()) == attrs.evolve(old, history=())
+            assert new.history == tuple(redacted(m) for m in old.history)
+            assert new == await store.get_checkpoint(t, old.id)
+        assert after[6] == before[6]  # c7 never held B's messages
+        assert await store.get_latest_checkpoint(t, s) == after[-1]
+        assert secret not in repr([c.to_dict() for c in after])
+        assert [await _snapshot(store, c) for c in (quiet, foreign)] == untouched
+        assert await store.get_checkpoint(foreign.tenant_id, foreign_cp.id) == foreign_cp
+        assert await store.get_session(t, mine.id) is None
+
+        # The run goes on from a rewritten checkpoint: with the redacted history, and
+        # (a stale writer) with the history it held before the erasure.
+        h8 = (*after[3].history, msg(a, "user", "after the erasure"))
+        c8 = await store.create_checkpoint(
+            Checkpoint(tenant_id=t, session_id=s, history=h8, parent_id=after[3].id)
+        )
+        h9 = (*h6, msg(a, "user", "stale history"))
+        c9 = await store.create_checkpoint(
+            Checkpoint(tenant_id=t, session_id=s, history=h9, parent_id=after[5].id)
+        )
+        assert (await store.get_checkpoint(t, c8.id)).history == h8  # type: ignore[union-attr]
+        assert (await store.get_checkpoint(t, c9.id)).history == h9  # type: ignore[union-attr]
+        assert await store.erase_user(t, b) == {**dict.fromkeys(expected, 0), "checkpoints_redacted": 1}
 
     async def test_erase_user_validates(self, store: Store) -> None:
         with pytest.raises(ValidationError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta, timezone
 
 import attrs
 import pytest
@@ -55,6 +56,33 @@ class SessionConformance:
         assert await store.get_session(conv.tenant_id, conv.id) == updated
         with pytest.raises(NotFoundError):
             await store.update_session(Session(tenant_id=conv.tenant_id, title="ghost"))
+
+    async def test_set_updated_at_exactly(self, store: Store) -> None:
+        tenant, user = new_id(), new_id()
+        old, new = [await new_conversation(store, tenant, user) for _ in range(2)]
+        await new.add("user", "hello")
+        await old.add("user", "hello")
+        kept = await store.get_session(tenant, old.id)
+        then = datetime(2024, 2, 29, 23, 59, 58, 123456, tzinfo=timezone(timedelta(hours=2)))
+        stored = await store.set_session_updated_at(tenant, new.id, then)
+        assert stored.updated_at == then and stored.updated_at.utcoffset() == timedelta(0)
+        assert stored == attrs.evolve(await store.get_session(tenant, new.id), updated_at=then)
+        assert [s.id for s in await store.list_sessions(tenant)] == [old.id, new.id]
+        assert await store.delete_sessions_before(tenant, then, dry_run=True) == 0
+        tick = then + timedelta(microseconds=1)
+        assert await store.delete_sessions_before(tenant, tick, dry_run=True) == 1
+        later = datetime.now(timezone.utc) + timedelta(days=3)
+        assert (await store.set_session_updated_at(tenant, new.id, later)).updated_at == later
+        assert [s.id for s in await store.list_sessions(tenant)] == [new.id, old.id]
+        await store.set_session_updated_at(tenant, new.id, then)
+        await new.add("assistant", "appends move it forward again")
+        moved = await store.get_session(tenant, new.id)
+        assert moved is not None and moved.updated_at > then
+        with pytest.raises(NotFoundError):
+            await store.set_session_updated_at(new_id(), old.id, then)  # another tenant's
+        with pytest.raises(NotFoundError):
+            await store.set_session_updated_at(tenant, new_id(), then)
+        assert await store.get_session(tenant, old.id) == kept
 
     async def test_delete_cascades(self, store: Store) -> None:
         conv = await new_conversation(store)

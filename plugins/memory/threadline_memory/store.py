@@ -18,6 +18,8 @@ import attrs
 
 from threadline.checkpoint_delta import common_prefix
 from threadline.codec import dump_json
+from threadline.erasure import redact as redact_message
+from threadline.erasure import redact_history
 from threadline.errors import ConflictError, NotFoundError, ValidationError
 from threadline.hookspecs import hookimpl
 from threadline.ids import utcnow
@@ -150,6 +152,15 @@ class MemoryStore:
                 updated_at=utcnow(),
             )
             self._sessions[session.id] = updated
+            return updated
+
+    @hookimpl
+    async def threadline_set_session_updated_at(
+        self, tenant_id: str, session_id: str, updated_at: datetime
+    ) -> Session:
+        with self._lock:
+            stored = self._require_session(tenant_id, session_id)
+            self._sessions[session_id] = updated = attrs.evolve(stored, updated_at=updated_at)
             return updated
 
     @hookimpl
@@ -400,6 +411,13 @@ class MemoryStore:
                 for index, m in enumerate(self._messages[sid])
                 if m.user_id == user_id
             ]
+            redact_checkpoints = [
+                (sid, index, history)
+                for sid in others
+                for index, c in enumerate(self._checkpoints[sid])
+                for history, n in [redact_history(c.history, user_id)]
+                if n
+            ]
             foreign_calls = {
                 sid: [c for c in self._api_calls[sid] if c.user_id == user_id] for sid in others
             }
@@ -410,21 +428,20 @@ class MemoryStore:
                 "api_calls": sum(len(self._api_calls[sid]) for sid in doomed)
                 + sum(len(calls) for calls in foreign_calls.values()),
                 "checkpoints": sum(len(self._checkpoints[sid]) for sid in doomed),
+                "checkpoints_redacted": len(redact_checkpoints),
             }
             if not dry_run:
                 for sid in doomed:
                     self._drop_session(sid)
                 for sid, index in redact:
-                    redacted = attrs.evolve(
-                        self._messages[sid][index],
-                        content="",
-                        tool_calls=(),
-                        metadata={},
-                        name=None,
-                        user_id=None,
-                    )
+                    redacted = redact_message(self._messages[sid][index])
                     self._messages[sid][index] = redacted
                     self._message_by_id[redacted.id] = redacted
+                for sid, index, history in redact_checkpoints:
+                    checkpoint = attrs.evolve(self._checkpoints[sid][index], history=history)
+                    self._checkpoints[sid][index] = checkpoint
+                    self._checkpoint_by_id[checkpoint.id] = checkpoint
+                    self._given_history[checkpoint.id] = history
                 for sid, calls in foreign_calls.items():
                     if calls:
                         self._api_calls[sid] = [
