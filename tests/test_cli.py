@@ -54,8 +54,18 @@ def test_sessions_are_scoped_to_the_tenant(env: dict[str, str]) -> None:
     )
     assert result.exit_code != 0
     assert len(json.loads(invoke("sessions", "list", "--json"))) == 1
-    invoke("sessions", "delete", session["id"], "--yes")
+    deleted = json.loads(invoke("sessions", "delete", session["id"], "--yes", "--json"))
+    assert deleted == {"deleted": session["id"]}
     assert json.loads(invoke("sessions", "list", "--json")) == []
+
+
+def test_migrate_lists_what_it_applied(tmp_path: Path) -> None:
+    pytest.importorskip("threadline_sqlite")
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    applied = json.loads(invoke("migrate", url, "--json"))["applied"]
+    assert applied and applied[0].startswith("0001")
+    assert json.loads(invoke("migrate", url, "--json")) == {"applied": []}
+    assert "up to date" in invoke("migrate", url)
 
 
 def test_agents_add_list_show(env: dict[str, str]) -> None:

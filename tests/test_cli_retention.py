@@ -103,6 +103,7 @@ def test_erase_user_dry_run_then_for_real(env: dict[str, str]) -> None:
     dry = json.loads(invoke(*args, "--dry-run", "--json"))
     assert dry["dry_run"] is True
     assert (dry["sessions"], dry["messages"], dry["checkpoints"]) == (1, 1, 2)
+    assert (dry["messages_redacted"], dry["checkpoints_redacted"]) == (0, 0)
     assert "would delete" in invoke(*args, "--dry-run")
     done = json.loads(invoke(*args, "--json"))
     assert (done["sessions"], done["messages"], done["checkpoints"]) == (1, 1, 2)

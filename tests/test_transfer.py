@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,13 @@ async def populate(store: Store, sessions_per_user: int = 2, messages: int = 23)
                         parent_id=second.id,
                     )
                 )
+                # Last active long ago, the first created the most recently: copies must
+                # keep the values and so the listing order.
+                age = timedelta(days=30 * (s + 1), seconds=USERS.index(user), microseconds=7)
+                await store.set_session_updated_at(tenant, session.id, _LONG_AGO - age)
+
+
+_LONG_AGO = datetime(2025, 6, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
 
 
 def _messages(session: Session, n: int) -> list[Message]:
@@ -166,16 +174,16 @@ def _messages(session: Session, n: int) -> list[Message]:
 
 
 async def snapshot(store: Store, tenants: Sequence[str] = TENANTS) -> dict[str, Any]:
-    """Everything of ``tenants`` as plain data (sessions' ``updated_at`` left out)."""
+    """Everything of ``tenants`` as plain data, sessions in listing order."""
     out: dict[str, Any] = {}
     for tenant in tenants:
-        sessions = sorted(await store.list_sessions(tenant, limit=10_000), key=lambda s: s.id)
+        sessions = await store.list_sessions(tenant, limit=10_000)
         out[tenant] = {
             "providers": [p.to_dict() for p in await store.list_providers(tenant)],
             "agents": [c.to_dict() for c in await store.list_agent_configs(tenant)],
             "sessions": [
                 {
-                    "session": s.to_dict() | {"updated_at": None},
+                    "session": s.to_dict(),
                     "messages": [m.to_dict() for m in await store.get_messages(tenant, s.id)],
                     "api_calls": [c.to_dict() for c in await store.list_api_calls(tenant, s.id)],
                     "checkpoints": [

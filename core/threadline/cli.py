@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
+from threadline.cli_options import json_option, print_json
 from threadline.errors import ThreadlineError
 
 T = TypeVar("T")
@@ -42,7 +43,8 @@ def plugins_command(show_all: bool) -> None:
 
 @cli.command(name="migrate")
 @click.argument("url", envvar=STORE_ENV)
-def migrate_command(url: str) -> None:
+@json_option
+def migrate_command(url: str, as_json: bool) -> None:
     """Apply pending schema migrations to the store at URL and list them."""
     from threadline.store import connect
 
@@ -54,7 +56,9 @@ def migrate_command(url: str) -> None:
             await store.close()
 
     applied = run(go())
-    if applied:
+    if as_json:
+        print_json({"applied": applied})
+    elif applied:
         for name in applied:
             click.echo(f"applied {name}")
     else:

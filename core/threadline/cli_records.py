@@ -103,8 +103,9 @@ def sessions_show(
 @store_option
 @tenant_options
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
 def sessions_delete(
-    session_id: str, store: str | None, tenant_id: str, user_id: str, yes: bool
+    session_id: str, store: str | None, tenant_id: str, user_id: str, yes: bool, as_json: bool
 ) -> None:
     """Delete a session with its messages, API calls and checkpoints."""
     if not yes:
@@ -112,7 +113,10 @@ def sessions_delete(
     deleted = with_store(store, lambda db: db.delete_session(tenant_id, session_id))
     if not deleted:
         raise click.ClickException(f"no session {session_id} for this tenant")
-    click.echo(f"deleted {session_id}")
+    if as_json:
+        print_json({"deleted": session_id})
+    else:
+        click.echo(f"deleted {session_id}")
 
 
 def _shown(config: AgentConfig) -> dict[str, Any]:

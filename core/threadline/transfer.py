@@ -6,9 +6,9 @@ nor loses rows. A session's messages are resumed after the destination's last ``
 there are skipped by id, and a destination that holds *different* data under the same
 ids raises :class:`~threadline.errors.ConflictError` instead of being merged.
 
-Limits of what the :class:`~threadline.store.Store` API can reproduce: a copied
-session's ``updated_at`` is set by the destination store when its messages are
-appended (stores own that column).
+A session's ``updated_at`` is set last, after its rows
+(:meth:`~threadline.store.Store.set_session_updated_at`), so copies list their sessions
+in the source's order.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from threadline.errors import ConflictError, NotFoundError, ValidationError
+from threadline.errors import ConflictError, NotFoundError, StoreError, ValidationError
 from threadline.export_format import (
     RECORD_TYPES,
     ExportFormatError,
@@ -190,6 +190,17 @@ async def _put_session(dst: Store, session: Session) -> bool:
             attrs.evolve(existing, title=session.title, metadata=session.metadata)
         )
     return False
+
+
+async def _put_updated_at(dst: Store, session: Session) -> None:
+    """Give the destination's copy of ``session`` the source's ``updated_at`` (set last:
+    appending the session's rows moved it)."""
+    stored = await dst.set_session_updated_at(session.tenant_id, session.id, session.updated_at)
+    if stored.updated_at != session.updated_at:
+        raise StoreError(
+            f"session {session.id}: the destination stored updated_at {stored.updated_at} "
+            f"for {session.updated_at} (the store plugin does not keep it exactly)"
+        )
 
 
 async def _put_provider(
@@ -408,6 +419,8 @@ async def _copy_session(
         await _put_checkpoint(dst, checkpoint)
     counts["checkpoints"].source += len(checkpoints)
     counts["checkpoints"].copied += len(checkpoints) - len(have_cps)
+
+    await _put_updated_at(dst, await src.get_session(tid, sid) or session)
 
     # Verify: read the counts back from the destination.
     n_messages, dst_calls, dst_cps = await asyncio.gather(
@@ -631,6 +644,7 @@ class _Importer:
         self.report = report
         self.batch_size = batch_size
         self.writer: _MessageWriter | None = None
+        self.session: Session | None = None  # the one whose records are being read
         self.buffer: list[Message] = []
         self.providers: dict[str, dict[str, ProviderRecord]] = {}  # the store's, per tenant
 
@@ -645,6 +659,13 @@ class _Importer:
         if self.writer is not None:
             self.writer.finish()
             self.writer = None
+        await self.stamp()
+
+    async def stamp(self) -> None:
+        """Set the session's ``updated_at`` from the file, after all its records."""
+        if self.session is not None:
+            session, self.session = self.session, None
+            await _put_updated_at(self.store, session)
 
     async def apply(self, record: Record, lineno: int) -> None:
         value = record.value
@@ -661,6 +682,7 @@ class _Importer:
             await _put_session(self.store, value)
             existing = await self.store.count_messages(value.tenant_id, value.id)
             self.writer = _MessageWriter(self.store, value, existing)
+            self.session = value
         else:
             await self.flush()
             if isinstance(value, ProviderRecord):
@@ -735,6 +757,7 @@ async def import_records(
     if report.header is None:
         raise ExportFormatError("empty input: not a threadline export (no header line)")
     await importer.flush()
+    await importer.stamp()
     if report.footer is None and report.problem is None:
         report.problem = f"no footer after line {lineno}: the file is truncated"
     return report
