@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 import threadline
-from threadline import Message, Session, StoreError, StoreUnavailableError
+from threadline import Checkpoint, Message, Session, StoreError, StoreUnavailableError
 from threadline.cli import cli
 from threadline.ids import new_id
 from threadline.plugins import store_registry
@@ -82,4 +83,47 @@ async def test_erased_data_leaves_the_file(tmp_path: Path) -> None:
     await store.close()
     store = await threadline.connect(f"jsonl:///{tmp_path}/chat.jsonl")
     assert await store.list_sessions(tenant) == [kept]
+    await store.close()
+
+
+async def test_redacted_checkpoints_and_a_set_updated_at_survive_a_restart(tmp_path: Path) -> None:
+    url = f"jsonl:///{tmp_path}/chat.jsonl"
+    store = await threadline.connect(url)
+    tenant, owner, guest = new_id(), new_id(), new_id()
+    session = await store.create_session(Session(tenant_id=tenant, user_id=owner))
+
+    def said(user_id: str, content: str) -> Message:
+        return Message(
+            session_id=session.id, tenant_id=tenant, role="user", content=content, user_id=user_id
+        )
+
+    first = await store.create_checkpoint(
+        Checkpoint(
+            tenant_id=tenant,
+            session_id=session.id,
+            history=[said(owner, "hi"), said(guest, "my card is 4242")],
+        )
+    )
+    await store.create_checkpoint(  # a delta on the first: it shares the guest's message
+        Checkpoint(
+            tenant_id=tenant,
+            session_id=session.id,
+            history=[*first.history, said(owner, "thanks")],
+            parent_id=first.id,
+        )
+    )
+    then = datetime(2024, 2, 29, 12, 0, 0, 123456, tzinfo=timezone.utc)
+    await store.set_session_updated_at(tenant, session.id, then)
+    assert (await store.erase_user(tenant, guest))["checkpoints_redacted"] == 2
+    checkpoints = await store.list_checkpoints(tenant, session_id=session.id)
+    assert [m.content for m in checkpoints[1].history] == ["hi", "", "thanks"]
+    log = (tmp_path / "chat.jsonl").read_bytes()
+    assert b"4242" not in log
+    # Only record kinds the previous version wrote, so either version replays the other's log.
+    assert {json.loads(line)["op"] for line in log.splitlines()} == {"session", "checkpoint"}
+    await store.close()
+    store = await threadline.connect(url)
+    assert await store.list_checkpoints(tenant, session_id=session.id) == checkpoints
+    reopened = await store.get_session(tenant, session.id)
+    assert reopened is not None and reopened.updated_at == then
     await store.close()

@@ -27,6 +27,7 @@ import attrs
 
 from threadline.checkpoint_delta import common_prefix
 from threadline.codec import dump_json
+from threadline.erasure import redact, redact_history
 from threadline.errors import (
     ConflictError,
     NotFoundError,
@@ -192,8 +193,14 @@ class JsonlStore:
                 log = self._messages[sid]
                 for index, message in enumerate(log):
                     if message.user_id == user_id:
-                        log[index] = _redacted(message)
+                        log[index] = redact(message)
                         self._message_by_id[message.id] = log[index]
+                checkpoints = self._checkpoints[sid]
+                for index, checkpoint in enumerate(checkpoints):
+                    history, count = redact_history(checkpoint.history, user_id)
+                    if count:  # the same checkpoint, its history as the message table shows it
+                        checkpoints[index] = attrs.evolve(checkpoint, history=history)
+                        self._checkpoint_by_id[checkpoint.id] = checkpoints[index]
                 calls = self._api_calls[sid]
                 for call in calls:
                     if call.user_id == user_id:
@@ -214,7 +221,8 @@ class JsonlStore:
         """Records that replay into the current state without these sessions and checkpoints.
 
         With ``erase`` (a tenant and a user id), that user's messages in the tenant's
-        remaining sessions are written redacted and their API calls left out.
+        remaining sessions, in their message logs and in their checkpoints' histories, are
+        written redacted, and their API calls left out.
         """
         named = {a.provider_id for a in self._agents.values()}
         for provider in self._providers.values():
@@ -230,20 +238,20 @@ class JsonlStore:
             if erase is not None and erase[0] == session.tenant_id and session.user_id != erase[1]:
                 erased = erase[1]
             if self._messages[sid]:
-                messages = [
-                    (_redacted(m) if erased is not None and m.user_id == erased else m).to_dict()
-                    for m in self._messages[sid]
-                ]
+                messages = [m.to_dict() for m in _redacted(self._messages[sid], erased)]
                 now = session.updated_at.isoformat()
                 yield {"op": "messages", "session_id": sid, "updated_at": now, "messages": messages}
             for call in self._api_calls[sid]:
                 if erased is None or call.user_id != erased:
                     yield {"op": "api_call", "api_call": call.to_dict()}
-            for checkpoint in self._checkpoints[sid]:  # a kept parent comes before its child
-                if checkpoint.id in checkpoints:
-                    continue
-                parent_id = checkpoint.parent_id or ""
-                parent = None if parent_id in checkpoints else self._checkpoint_by_id.get(parent_id)
+            kept = {c.id: c for c in self._checkpoints[sid] if c.id not in checkpoints}
+            if erased is not None:  # every history as it will replay, so deltas are taken on those
+                kept = {
+                    cid: attrs.evolve(c, history=_redacted(c.history, erased))
+                    for cid, c in kept.items()
+                }
+            for checkpoint in kept.values():  # a parent comes before its child
+                parent = kept.get(checkpoint.parent_id or "")  # None: pruned, or none
                 shared = common_prefix(checkpoint.history, parent.history) if parent else 0
                 yield self._checkpoint_record(checkpoint, shared)
 
@@ -375,6 +383,21 @@ class JsonlStore:
     @hookimpl
     async def threadline_update_session(self, session: Session) -> Session:
         return await self._write(self._update_session, session)
+
+    def _set_session_updated_at(
+        self, tenant_id: str, session_id: str, updated_at: datetime
+    ) -> Session:
+        # The same "session" record as an update: it carries updated_at, and replays as is.
+        stored = self._require_session(tenant_id, session_id)
+        updated = attrs.evolve(stored, updated_at=updated_at)
+        self._commit({"op": "session", "session": updated.to_dict()})
+        return self._sessions[session_id]
+
+    @hookimpl
+    async def threadline_set_session_updated_at(
+        self, tenant_id: str, session_id: str, updated_at: datetime
+    ) -> Session:
+        return await self._write(self._set_session_updated_at, tenant_id, session_id, updated_at)
 
     def _delete_session(self, tenant_id: str, session_id: str) -> bool:
         if self._session(tenant_id, session_id) is None:
@@ -598,8 +621,10 @@ class JsonlStore:
     def _erase_elsewhere(self, tenant_id: str, user_id: str, dry_run: bool) -> dict[str, int]:
         """The user's rows in other users' sessions of the tenant, by one log rewrite.
 
-        Messages are redacted in place (id, role, seq, status kept) and API calls deleted;
-        checkpoint histories are left (snapshots of the other users' runs).
+        Messages are redacted with ``threadline.erasure.redact`` (id, role, seq, status
+        kept), in the message logs and in every checkpoint history holding one, and API
+        calls deleted. The rewritten log holds the redacted histories, so no new record
+        kind is needed and a reopened store replays exactly what this one now shows.
         """
         others = [
             sid
@@ -608,10 +633,19 @@ class JsonlStore:
         ]
         redacted = sum(m.user_id == user_id for sid in others for m in self._messages[sid])
         calls = sum(c.user_id == user_id for sid in others for c in self._api_calls[sid])
-        if not dry_run and (redacted or calls):
+        checkpoints = sum(
+            any(m.user_id == user_id for m in c.history)
+            for sid in others
+            for c in self._checkpoints[sid]
+        )
+        if not dry_run and (redacted or calls or checkpoints):
             record = {"op": "erase_elsewhere", "tenant_id": tenant_id, "user_id": user_id}
             self._compact_without(record, set(), set())
-        return {"messages_redacted": redacted, "api_calls": calls}
+        return {
+            "messages_redacted": redacted,
+            "api_calls": calls,
+            "checkpoints_redacted": checkpoints,
+        }
 
     def _erase_everywhere(self, tenant_id: str, user_id: str, dry_run: bool) -> dict[str, int]:
         # Two rewrites under the one write lock; a crash between them leaves the rows
@@ -622,6 +656,7 @@ class JsonlStore:
             **counts,
             "messages_redacted": elsewhere["messages_redacted"],
             "api_calls": counts["api_calls"] + elsewhere["api_calls"],
+            "checkpoints_redacted": elsewhere["checkpoints_redacted"],
         }
 
     @hookimpl
@@ -747,6 +782,6 @@ def _lock_file(file: BinaryIO, path: Path) -> None:
             raise StoreUnavailableError(f"{path} is already open elsewhere") from None
 
 
-def _redacted(message: Message) -> Message:
-    """``message`` with what its author wrote removed; id, role, seq and status kept."""
-    return attrs.evolve(message, content="", tool_calls=(), metadata={}, name=None, user_id=None)
+def _redacted(history: Sequence[Message], user_id: str | None) -> Sequence[Message]:
+    """``history`` with ``user_id``'s messages redacted (``history`` itself for ``None``)."""
+    return history if user_id is None else redact_history(history, user_id)[0]
