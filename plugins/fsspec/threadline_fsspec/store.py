@@ -42,8 +42,10 @@ from threadline.checkpoint_delta import (
     HistoryCache,
     apply_record,
     encode_history,
+    load_record,
     new_tag,
 )
+from threadline.erasure import redact, redact_history, redact_record
 from threadline.errors import (
     ConfigurationError,
     ConflictError,
@@ -415,6 +417,29 @@ class FsspecStore:
     @hookimpl
     async def threadline_update_session(self, session: Session) -> Session:
         return await self._run(self._update_session, session)
+
+    def _set_session_updated_at(
+        self, tenant_id: str, session_id: str, updated_at: datetime
+    ) -> Session:
+        sd = self._require_session(tenant_id, session_id)
+        missing = f"session {session_id} not found for this tenant"
+        with self._locked(f"{sd}/lock", missing):
+            stored = self._session(tenant_id, session_id)
+            if stored is None:
+                raise NotFoundError(missing)
+            data = encode(attrs.evolve(stored, updated_at=updated_at).to_dict(), "session")
+            head = self._hint(f"{sd}/head.json")
+            if isinstance(head, dict) and "updated_at" in head:  # the later of the two is read
+                head = {**head, "updated_at": updated_at.isoformat()}
+                self.backend.write(f"{sd}/head.json", encode(head, "head"))
+            self.backend.write(f"{sd}/session.json", data)
+            return Session.from_dict(decode(data, "session"))
+
+    @hookimpl
+    async def threadline_set_session_updated_at(
+        self, tenant_id: str, session_id: str, updated_at: datetime
+    ) -> Session:
+        return await self._run(self._set_session_updated_at, tenant_id, session_id, updated_at)
 
     def _delete_session(self, tenant_id: str, session_id: str) -> bool:
         sd = layout.session_dir(tenant_id, session_id)
@@ -1110,13 +1135,16 @@ class FsspecStore:
 
     def _erase_user(self, tenant_id: str, user_id: str, dry_run: bool) -> dict[str, int]:
         counts = {"sessions": 0, "messages": 0, "messages_redacted": 0, "api_calls": 0,
-                  "checkpoints": 0}  # fmt: skip
+                  "checkpoints": 0, "checkpoints_redacted": 0}  # fmt: skip
         for session in self._list_sessions(tenant_id, None, None, 2**62, 0):
             if session.user_id == user_id:
                 continue
-            redacted, calls = self._erase_elsewhere(tenant_id, session.id, user_id, dry_run)
+            redacted, calls, checkpoints = self._erase_elsewhere(
+                tenant_id, session.id, user_id, dry_run
+            )
             counts["messages_redacted"] += redacted
             counts["api_calls"] += calls
+            counts["checkpoints_redacted"] += checkpoints
         for session in self._list_sessions(tenant_id, user_id, None, 2**62, 0):
             sd = layout.session_dir(tenant_id, session.id)
             messages = self._count_messages(tenant_id, session.id)
@@ -1131,18 +1159,20 @@ class FsspecStore:
 
     def _erase_elsewhere(
         self, tenant_id: str, session_id: str, user_id: str, dry_run: bool
-    ) -> tuple[int, int]:
+    ) -> tuple[int, int, int]:
         """Redact the user's messages in another user's session and delete their API calls.
 
-        Messages keep id, role, seq, status and tool_call_id; the ``calls/`` index entries
-        of redacted tool calls are left (a stale entry only costs the window a scan).
-        Returns ``(messages redacted, API calls deleted)``; checkpoints are left.
+        Messages are redacted with :func:`threadline.erasure.redact` (id, role, seq, status
+        and tool_call_id stay); the ``calls/`` index entries of redacted tool calls are left
+        (a stale entry only costs the window a scan). Checkpoint histories are redacted by
+        :meth:`_redact_checkpoints`. Returns ``(messages redacted, API calls deleted,
+        checkpoints redacted)``.
         """
         sd = layout.session_dir(tenant_id, session_id)
         try:
             with self._locked(f"{sd}/lock", "gone"):
                 if self._session_doc(sd) is None:
-                    return 0, 0
+                    return 0, 0, 0
                 redacted = 0
                 for start in self._numbers(f"{sd}/messages"):
                     segment = self._need_segment(sd, start)
@@ -1153,9 +1183,9 @@ class FsspecStore:
                     if dry_run or not hits:
                         continue
                     for i in hits:
-                        segment.messages[i] = {**segment.messages[i], "content": "",
-                                               "tool_calls": [], "metadata": {}, "name": None,
-                                               "user_id": None}  # fmt: skip
+                        segment.messages[i] = redact(
+                            message_from_dict(segment.messages[i])
+                        ).to_dict()
                     self.backend.write(layout.segment_file(sd, start), segment.to_bytes())
                 calls = 0
                 for n in self._numbers(f"{sd}/api-calls"):
@@ -1167,9 +1197,76 @@ class FsspecStore:
                     if not dry_run:
                         self.backend.delete(path)
                         self._drop_index("api-calls", doc["id"], tenant_id, session_id)
-                return redacted, calls
+                checkpoints = self._redact_checkpoints(sd, user_id, dry_run)
+                return redacted, calls, checkpoints
         except NotFoundError:
-            return 0, 0
+            return 0, 0, 0
+
+    def _redact_checkpoints(self, sd: str, user_id: str, dry_run: bool) -> int:
+        """Redact the user's messages in a session's checkpoint histories (under its lock).
+
+        Returns how many checkpoints held one. Each of them is rewritten (atomically, as
+        prune does) with a new write tag, so that no cache serves its old history; its
+        history record is replaced by :func:`threadline.erasure.redact_record` (same
+        kind, ``keep``, base and depth, so every delta on it stays valid) only when its
+        own messages hold the user's. Files are rewritten newest first, so a delta is
+        rewritten before its base, and a rewritten delta names the ``user_id`` of its
+        first message even where the format could leave it out: every record reads the
+        same whether or not its base is rewritten yet, so a crash part way leaves every
+        checkpoint readable and what still holds the user's messages for a second run.
+        A session none of whose files holds the user id is skipped undecoded: a
+        message's ``user_id`` is left out of a record only after a message of the same
+        user in the same history, and so in the same session.
+        """
+        needle = encode(user_id, "user id")
+        files: dict[int, bytes] = {}
+        for version in self._numbers(layout.checkpoints_dir(sd)):
+            data = self.backend.read(layout.checkpoint_file(sd, version))
+            if data is not None:
+                files[version] = data
+        if not any(needle in data for data in files.values()):
+            return 0
+        docs: dict[int, dict[str, Any]] = {}
+        for version, data in files.items():
+            doc = decode(data, layout.checkpoint_file(sd, version))
+            if isinstance(doc, dict):
+                docs[version] = doc
+        histories: dict[int, tuple[Message, ...]] = {}
+        held = [
+            version
+            for version in list(docs)
+            if any(m.user_id == user_id for m in self._history(sd, version, docs, histories))
+        ]
+        if dry_run:
+            return len(held)
+        for version in reversed(held):
+            doc = docs[version]
+            header = doc["checkpoint"]
+            history = histories[version]
+            redacted, _ = redact_history(history, user_id)
+            record = doc["history"]
+            if "v" in record:
+                keep, _ = load_record(record)
+                encoded = redact_record(
+                    history, keep, user_id, tenant_id=header["tenant_id"],
+                    session_id=header["session_id"], depth=doc.get("depth", 0),
+                )  # fmt: skip
+                if encoded is not None:
+                    record = encoded.record
+                    items = record["messages"]
+                    if keep and items and "user_id" not in items[0]:
+                        first = {**items[0], "user_id": redacted[keep].user_id}
+                        record = {**record, "messages": [first, *items[1:]]}
+            else:  # written before the shared record format: the messages after the base's
+                record = {**record, "messages": [
+                    redact(message_from_dict(d)).to_dict() if d.get("user_id") == user_id else d
+                    for d in record["messages"]
+                ]}  # fmt: skip
+            tag = new_tag()
+            rewritten = {**doc, "history": record, "tag": tag}
+            self.backend.write(layout.checkpoint_file(sd, version), encode(rewritten, "checkpoint"))
+            self._histories.put(header["id"], tag, doc.get("depth"), redacted)
+        return len(held)
 
     @hookimpl
     async def threadline_erase_user(
