@@ -11,6 +11,7 @@ while everything of A's is still there and reads back as before, B's messages re
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +126,50 @@ async def test_erased_user_is_in_no_stored_byte(kind: str, tmp_path: Path) -> No
         notes=f"{len(raw):,} stored bytes scanned; {len(leaks)} leaks",
     )
     assert not leaks, f"{kind} still stores {leaks} after erase_user"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_deleted_and_pruned_data_is_in_no_stored_byte(kind: str, tmp_path: Path) -> None:
+    """``delete_session``, ``delete_sessions_before`` and ``prune_checkpoints`` forget too."""
+    tenant, user = new_id(), new_id()
+    gone = [f"GONE-{n}-{secrets.token_hex(6)}" for n in range(3)]
+    kept = f"KEPT-{secrets.token_hex(6)}"
+    async with open_store(kind, tmp_path) as handle:
+        store = handle.store
+        sessions = []
+        for text in gone[:2]:
+            session = await store.create_session(Session(tenant_id=tenant, user_id=user))
+            await store.save_message(
+                Message(session_id=session.id, tenant_id=tenant, user_id=user, role="user",
+                        content=text)
+            )  # fmt: skip
+            sessions.append(session)
+        run = await store.create_session(Session(tenant_id=tenant, user_id=user))
+        old = await store.create_checkpoint(
+            Checkpoint(tenant_id=tenant, session_id=run.id, state={"note": gone[2]})
+        )
+        await store.create_checkpoint(
+            Checkpoint(tenant_id=tenant, session_id=run.id, parent_id=old.id, state={"k": kept})
+        )
+        raw = await handle.raw_bytes()
+        assert all(text.encode() in raw for text in (*gone, kept))
+
+        assert await store.delete_session(tenant, sessions[0].id)
+        cutoff = (await store.get_session(tenant, sessions[1].id)).updated_at  # type: ignore[union-attr]
+        await store.set_session_updated_at(tenant, run.id, cutoff + timedelta(days=1))
+        assert await store.delete_sessions_before(tenant, cutoff + timedelta(microseconds=1)) == 1
+        assert await store.prune_checkpoints(tenant, run.id, keep=1) == 1
+
+        raw = await handle.raw_bytes()
+        leaks = [text for text in gone if text.encode() in raw]
+        assert kept.encode() in raw
+    record(
+        "deletion_leaves_no_bytes",
+        store=kind,
+        what="delete_session, delete_sessions_before, prune_checkpoints: no deleted byte kept",
+        faults=3,
+        operations=8,
+        lost=0,
+        notes=f"{len(raw):,} stored bytes scanned; {len(leaks)} leaks",
+    )
+    assert not leaks, f"{kind} still stores {leaks} after deleting them"

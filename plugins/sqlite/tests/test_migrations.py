@@ -85,3 +85,45 @@ def test_threadline_migrate_command_reports_then_applies_nothing(db_path: Path) 
     again = runner.invoke(cli.cli, ["migrate", f"sqlite:///{db_path}"])
     assert again.exit_code == 0, again.output
     assert "no migrations to apply" in again.output
+
+
+def _indexes(path: Path) -> dict[str, str]:
+    connection = sqlite3.connect(path)
+    try:
+        rows = connection.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'")
+        return {name: sql for name, sql in rows if sql is not None}
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("by_hand", [False, True])
+async def test_0003_upgrades_a_database_at_0002(db_path: Path, by_hand: bool) -> None:
+    """An existing file gets the index; one where it was created already upgrades too."""
+    from sqlite_utils import Database, Migrations
+
+    from threadline_sqlite import migrations
+
+    connection = sqlite3.connect(db_path)
+    old = Migrations(MIGRATION_SET)
+    for name in MIGRATION_NAMES[:2]:
+        old(name=name)(migrations._FUNCTIONS[name])
+    old.apply(Database(connection))
+    if by_hand:
+        connection.execute(
+            "CREATE INDEX idx_message_tenant_user ON entity_message (tenant_id, user_id) "
+            "WHERE user_id IS NOT NULL"
+        )
+    connection.commit()
+    connection.close()
+    assert ("idx_message_tenant_user" in _indexes(db_path)) == by_hand
+
+    store = await threadline.connect(f"sqlite:///{db_path}", migrate=False)
+    try:
+        assert await store.migrate() == ["0003_message_user_index"]
+        assert await store.migrate() == []
+    finally:
+        await store.close()
+    assert (
+        "(tenant_id, user_id) WHERE user_id IS NOT NULL"
+        in _indexes(db_path)["idx_message_tenant_user"]
+    )

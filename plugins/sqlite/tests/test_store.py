@@ -205,6 +205,24 @@ async def test_timestamps_round_trip_to_the_microsecond(store: threadline.Store)
     assert all(m.created_at.utcoffset() == timedelta(0) for m in read)
 
 
+async def test_set_session_updated_at_stores_integer_microseconds(
+    store: threadline.Store, db_path: Path
+) -> None:
+    session = await _session(store)
+    then = datetime(1969, 7, 20, 20, 17, 40, 1, tzinfo=timezone(timedelta(hours=-4)))
+    stored = await store.set_session_updated_at(session.tenant_id, session.id, then)
+    assert stored.updated_at == then
+    connection = sqlite3.connect(db_path)
+    try:
+        row = connection.execute(
+            "SELECT updated_at, typeof(updated_at) FROM entity_session WHERE id = ?", (session.id,)
+        ).fetchone()
+    finally:
+        connection.close()
+    assert row == ((then - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1),
+                   "integer")  # fmt: skip
+
+
 async def test_checkpoint_history_round_trips_hostile_content(store: threadline.Store) -> None:
     session = await _session(store)
     history = await store.save_messages([

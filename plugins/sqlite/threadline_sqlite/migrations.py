@@ -21,6 +21,12 @@ exactly and sort correctly; JSON columns are TEXT.
 parent), ``history_depth`` its distance from the chain's snapshot and ``history_tag``
 its write tag. Rows written before it keep their full history (a JSON array) with
 both new columns ``NULL``; they read as before and act as snapshots.
+
+``0003_message_user_index`` indexes ``entity_message`` on ``(tenant_id, user_id)``
+for the messages that have a ``user_id``: :meth:`threadline.Store.erase_user` finds a
+user's messages in other users' sessions with it instead of reading every message of
+the tenant. Messages without a ``user_id`` (which no erasure looks for) stay out of it
+and cost an append nothing.
 """
 
 from __future__ import annotations
@@ -36,7 +42,11 @@ __all__ = ["MIGRATION_NAMES", "MIGRATION_SET", "applied_migrations", "migrate"]
 MIGRATION_SET = "threadline_sqlite"
 MIGRATIONS_TABLE = "_sqlite_migrations"
 
-MIGRATION_NAMES: tuple[str, ...] = ("0001_initial_schema", "0002_incremental_checkpoints")
+MIGRATION_NAMES: tuple[str, ...] = (
+    "0001_initial_schema",
+    "0002_incremental_checkpoints",
+    "0003_message_user_index",
+)
 """Every migration of this version of the plugin, in the order they apply."""
 
 
@@ -247,9 +257,23 @@ def _m0002_incremental_checkpoints(db: Database) -> None:
     db.execute("ALTER TABLE entity_checkpoint ADD COLUMN history_tag INTEGER")
 
 
+def _m0003_message_user_index(db: Database) -> None:
+    """A user's messages in a tenant, found by index: what erase_user redacts elsewhere.
+
+    Partial (``user_id IS NOT NULL``): a query for ``user_id = ?`` can use it, and an
+    append of a message without a user does not write to it. ``IF NOT EXISTS``: a
+    database where someone created the same index by hand upgrades too.
+    """
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS idx_message_tenant_user ON entity_message "
+        "(tenant_id, user_id) WHERE user_id IS NOT NULL"
+    )
+
+
 _FUNCTIONS: dict[str, Any] = {
     "0001_initial_schema": _m0001_initial_schema,
     "0002_incremental_checkpoints": _m0002_incremental_checkpoints,
+    "0003_message_user_index": _m0003_message_user_index,
 }
 
 

@@ -28,6 +28,14 @@ Design, and why:
   an in-process cache checked against the parent row's write tag. Restoring one reads
   its chain in one recursive query of primary-key lookups. Rows written before
   migration 0002 hold the whole history and read as snapshots.
+* **Erasure reaches checkpoint histories.** ``erase_user`` redacts the user's messages
+  in other users' checkpoints by rewriting only the records holding them (same
+  ``keep`` and depth: every delta on them stays valid) and giving every checkpoint
+  whose history changed a new write tag, so no cache serves the old history; all in
+  its one transaction. Migration 0003's index finds the user's messages elsewhere.
+* **Deleted means gone from the file.** Deletions and erasures run with
+  ``secure_delete`` and end with a ``TRUNCATE`` checkpoint of the WAL, so the bytes of
+  what they removed are not left in free pages or old WAL frames.
 * **Typed errors, nothing half-written.** Values are encoded (and refused with
   :class:`~threadline.errors.ValidationError`) before the transaction starts; any
   failure rolls the transaction back; ``sqlite3`` errors become
@@ -42,7 +50,7 @@ import os
 import sqlite3
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -54,9 +62,11 @@ from threadline.checkpoint_delta import (
     HistoryCache,
     apply_record,
     encode_history,
+    load_record,
     new_tag,
     rebuild,
 )
+from threadline.erasure import redact, redact_record
 from threadline.errors import ConflictError, NotFoundError, StoreError, ValidationError
 from threadline.hookspecs import hookimpl
 from threadline.models import (
@@ -85,6 +95,7 @@ from threadline_sqlite.rows import (
     chain_history,
     checkpoint_from_row,
     checkpoint_row,
+    is_legacy_history,
     message_from_row,
     message_row,
     provider_from_row,
@@ -232,6 +243,7 @@ _UPDATE_SESSION = (
     "UPDATE entity_session SET title = ?, metadata = ?, updated_at = ? "
     "WHERE id = ? AND tenant_id = ?"
 )
+_SET_UPDATED_AT = "UPDATE entity_session SET updated_at = ? WHERE id = ? AND tenant_id = ?"
 _COUNT = "SELECT last_seq FROM entity_session WHERE id = ? AND tenant_id = ?"
 
 _INSERT_API_CALL = (
@@ -616,6 +628,19 @@ def _update_session(connection: Connection, session: Session) -> Session:
     return session_from_row(found)
 
 
+def _set_session_updated_at(
+    connection: Connection, tenant_id: str, session_id: str, updated_at_us: int
+) -> Session:
+    """Set ``updated_at`` to exactly ``updated_at_us`` (copy and import keep the source's)."""
+    connection.execute("BEGIN IMMEDIATE")
+    params = (updated_at_us, session_id, tenant_id)
+    if connection.execute(_SET_UPDATED_AT, params).rowcount == 0:
+        raise _missing_session(session_id)
+    found = connection.execute(_SESSION_BY_ID, (session_id,)).fetchone()
+    connection.execute("COMMIT")
+    return session_from_row(found)
+
+
 def _delete_session(connection: Connection, tenant_id: str, session_id: str) -> bool:
     connection.execute("BEGIN IMMEDIATE")
     if connection.execute(_SESSION_OF_TENANT, (session_id, tenant_id)).fetchone() is None:
@@ -780,9 +805,28 @@ def _list_checkpoints(
         more = f"SELECT {CHECKPOINT_COLUMNS} FROM entity_checkpoint WHERE session_id IN "
         for row in connection.execute(more + f"({_marks(len(chunk))})", tuple(chunk)):
             by_id.setdefault(row[0], row)
-    histories: dict[str, tuple[Message, ...]] = {}
+    histories = _histories(by_id, [row[0] for row in rows])
+    out = []
+    for row in rows:
+        history = histories[row[0]]
+        cache.put(row[0], row[15], row[14], history)
+        out.append(checkpoint_from_row(row, history))
+    return out
 
-    def history_of(checkpoint_id: str) -> tuple[Message, ...]:
+
+def _histories(
+    by_id: Mapping[str, Sequence[Any]], ids: Iterable[str]
+) -> dict[str, tuple[Message, ...]]:
+    """The logical histories of ``ids`` (and of every checkpoint they build on), by id.
+
+    ``by_id`` holds the rows (in :data:`CHECKPOINT_COLUMNS` order) of the checkpoints and
+    of every record their chains need. Each history is built on its parent's, so every
+    record is decoded once however many checkpoints share it.
+
+    :raises StoreError: a chain's record is missing or damaged.
+    """
+    histories: dict[str, tuple[Message, ...]] = {}
+    for checkpoint_id in ids:
         chain: list[Sequence[Any]] = []
         current = checkpoint_id
         while current not in histories:
@@ -793,7 +837,6 @@ def _list_checkpoints(
             if not row[14]:  # a snapshot, or a full history older than migration 0002
                 break
             current = row[5]
-        history: tuple[Message, ...] = ()
         for row in reversed(chain):
             if not row[14]:
                 history = chain_history([row])
@@ -802,17 +845,33 @@ def _list_checkpoints(
                 apply_record(built, row[9], tenant_id=row[1], session_id=row[2])
                 history = tuple(built)
             histories[row[0]] = history
-        return histories[checkpoint_id]
-
-    out = []
-    for row in rows:
-        history = history_of(row[0])
-        cache.put(row[0], row[15], row[14], history)
-        out.append(checkpoint_from_row(row, history))
-    return out
+    return histories
 
 
 # -- retention (writer thread) ---------------------------------------------------------------
+
+
+def _forgetting(connection: Connection, fn: Callable[..., T], dry_run: bool, *args: Any) -> T:
+    """Run a deletion so that what it deletes leaves the file, not just the tables.
+
+    SQLite keeps deleted rows' bytes in free pages and cells, and earlier versions of
+    the pages in the WAL, until they are reused. With ``secure_delete`` on for the
+    transaction, freed space is overwritten with zeros; a ``TRUNCATE`` checkpoint then
+    copies the zeroed pages into the file and empties the WAL (best effort: it waits up
+    to ``busy_timeout`` for readers of other connections, and leaves the WAL to the next
+    checkpoint if one still holds it).
+    """
+    if dry_run:
+        return fn(connection, *args)
+    before = connection.execute("PRAGMA secure_delete").fetchone()[0]
+    connection.execute("PRAGMA secure_delete = ON")
+    try:
+        result = fn(connection, *args)
+    finally:
+        connection.execute(f"PRAGMA secure_delete = {int(before)}")
+    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    return result
+
 
 _SESSION_TABLES = ("entity_message_tool_call", "entity_message", "entity_api_call",
                    "entity_checkpoint")  # fmt: skip
@@ -832,6 +891,11 @@ def _drop_sessions(connection: Connection, session_ids: Sequence[str]) -> None:
 def _erase_user(
     connection: Connection, tenant_id: str, user_id: str, dry_run: bool
 ) -> dict[str, int]:
+    """Delete the user's sessions; redact or delete their rows in other users' sessions.
+
+    One transaction: the counts are what it changed (with ``dry_run``, would change).
+    See :func:`threadline.hookspecs.threadline_erase_user`.
+    """
     connection.execute("BEGIN IMMEDIATE")
     ids = [
         row[0]
@@ -847,28 +911,19 @@ def _erase_user(
             sql = f"SELECT count(*) FROM {table} WHERE session_id IN ({_marks(len(chunk))})"
             counts[kind] += connection.execute(sql, chunk).fetchone()[0]
     # The user's rows in other users' sessions of the tenant: messages are redacted in
-    # place (seq, role, status kept), API calls deleted; checkpoint histories are left.
-    found = connection.execute(
-        f"SELECT {_M_COLUMNS} FROM entity_message m JOIN entity_session s ON s.id = m.session_id "
-        "WHERE m.tenant_id = ? AND m.user_id = ? AND s.user_id IS NOT ?",
-        (tenant_id, user_id, user_id),
-    ).fetchall()
-    foreign_calls = (
-        "FROM entity_api_call a JOIN entity_session s ON s.id = a.session_id "
-        "WHERE a.tenant_id = ? AND a.user_id = ? AND s.user_id IS NOT ?"
-    )
+    # place (seq, role, status kept), API calls deleted, checkpoint histories redacted.
     params = (tenant_id, user_id, user_id)
+    found = connection.execute(_ERASE_FOREIGN_MESSAGES, params).fetchall()
     counts["messages_redacted"] = len(found)
     counts["api_calls"] += connection.execute(
-        f"SELECT count(*) {foreign_calls}", params
+        f"SELECT count(*) {_ERASE_FOREIGN_CALLS}", params
     ).fetchone()[0]
+    counts["checkpoints_redacted"] = _redact_checkpoints(connection, tenant_id, user_id, dry_run)
     if not dry_run:
         _drop_sessions(connection, ids)
         for row in found:
             old = message_from_row(row)
-            new = message_row(
-                attrs.evolve(old, content="", tool_calls=(), metadata={}, name=None, user_id=None)
-            )
+            new = message_row(redact(old))
             connection.execute(
                 "UPDATE entity_message SET user_id = ?, content = ?, tool_calls = ?, name = ?, "
                 "metadata = ? WHERE id = ?",
@@ -880,13 +935,90 @@ def _erase_user(
                 [(old.session_id, c.id, old.seq) for c in old.tool_calls],
             )
         connection.execute(
-            f"DELETE FROM entity_api_call WHERE id IN (SELECT a.id {foreign_calls})", params
+            f"DELETE FROM entity_api_call WHERE id IN (SELECT a.id {_ERASE_FOREIGN_CALLS})",
+            params,
         )
     connection.execute("COMMIT")
     return counts
 
 
 _M_COLUMNS = ", ".join(f"m.{c.strip()}" for c in MESSAGE_COLUMNS.split(","))
+# The user's messages in other users' sessions: idx_message_tenant_user (migration 0003)
+# finds them without reading the tenant's other messages. Parameters: tenant, user, user.
+_ERASE_FOREIGN_MESSAGES = (
+    f"SELECT {_M_COLUMNS} FROM entity_message m JOIN entity_session s ON s.id = m.session_id "
+    "WHERE m.tenant_id = ? AND m.user_id = ? AND s.user_id IS NOT ?"
+)
+_ERASE_FOREIGN_CALLS = (
+    "FROM entity_api_call a JOIN entity_session s ON s.id = a.session_id "
+    "WHERE a.tenant_id = ? AND a.user_id = ? AND s.user_id IS NOT ?"
+)
+# Other users' sessions of the tenant with a checkpoint record that names the user:
+# the only ones whose checkpoint histories can hold the user's messages (see
+# _redact_checkpoints). User ids are canonical UUIDs: JSON writes them as they are.
+# Parameters: tenant, user.
+_ERASE_CHECKPOINTED_SESSIONS = (
+    "SELECT s.id FROM entity_session s WHERE s.tenant_id = ?1 AND s.user_id IS NOT ?2 "
+    "AND EXISTS (SELECT 1 FROM entity_checkpoint c "
+    "WHERE c.session_id = s.id AND c.tenant_id = ?1 AND instr(c.history, ?2) > 0)"
+)
+_ERASE_SESSION_CHECKPOINTS = _CHECKPOINTS_OF_SESSION + " ORDER BY version"
+_REWRITE_RECORD = (
+    "UPDATE entity_checkpoint SET history = ?, history_depth = ?, history_tag = ? WHERE id = ?"
+)
+
+
+def _redact_checkpoints(connection: Connection, tenant_id: str, user_id: str, dry_run: bool) -> int:
+    """Redact ``user_id``'s messages in other users' checkpoints; count the checkpoints.
+
+    Runs inside :func:`_erase_user`'s transaction. A session can hold such a checkpoint
+    only if one of its records names the user: an item leaves out its ``user_id`` only
+    when the message before it in the same logical history has the same one, and that
+    message's record is in the same session (a delta's parent always is). So the
+    sessions are found with a text search of their records (``instr``, no decoding),
+    and only their checkpoints are rebuilt.
+
+    Every checkpoint whose history held the user's messages gets a new write tag, and
+    every record whose own messages held them is rewritten with
+    :func:`threadline.erasure.redact_record` (same kind, ``keep`` and depth; a full
+    history from before migration 0002 becomes a snapshot record). The new tags make
+    every :class:`~threadline.checkpoint_delta.HistoryCache`, in this process or another,
+    miss on these checkpoints: a delta whose own record is unchanged has a redacted
+    history too, and a cached unredacted one would give a child written on it a wrong
+    ``keep``.
+    """
+    sessions = connection.execute(_ERASE_CHECKPOINTED_SESSIONS, (tenant_id, user_id)).fetchall()
+    count = 0
+    for (session_id,) in sessions:
+        rows = connection.execute(_ERASE_SESSION_CHECKPOINTS, (session_id, tenant_id)).fetchall()
+        histories = _histories({row[0]: row for row in rows}, [row[0] for row in rows])
+        rewrites = []
+        for row in rows:
+            history = histories[row[0]]
+            if any(m.user_id == user_id for m in history):
+                count += 1
+                if not dry_run:
+                    rewrites.append(_redacted_record(row, history, user_id))
+        connection.executemany(_REWRITE_RECORD, rewrites)
+    return count
+
+
+def _redacted_record(
+    row: Sequence[Any], history: Sequence[Message], user_id: str
+) -> tuple[str, int | None, int, str]:
+    """:data:`_REWRITE_RECORD`'s parameters for a checkpoint whose ``history`` holds the user's.
+
+    The record is rewritten if its own messages hold them (else kept as it is); the tag
+    is new either way.
+    """
+    text, depth = row[9], row[14]
+    keep = None if is_legacy_history(text) else load_record(text)[0]
+    encoded = redact_record(
+        history, keep, user_id, tenant_id=row[1], session_id=row[2], depth=depth or 0
+    )
+    if encoded is not None:
+        text, depth = encoded.text, encoded.depth
+    return text, depth, new_tag(), row[0]
 
 
 def _delete_sessions_before(
@@ -1137,8 +1269,14 @@ class SQLiteStore:
         return self._write(_update_session, session)
 
     @hookimpl
+    def threadline_set_session_updated_at(
+        self, tenant_id: str, session_id: str, updated_at: datetime
+    ) -> asyncio.Future[Session]:
+        return self._write(_set_session_updated_at, tenant_id, session_id, to_us(updated_at))
+
+    @hookimpl
     def threadline_delete_session(self, tenant_id: str, session_id: str) -> asyncio.Future[bool]:
-        return self._write(_delete_session, tenant_id, session_id)
+        return self._write(_forgetting, _delete_session, False, tenant_id, session_id)
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -1220,19 +1358,24 @@ class SQLiteStore:
     def threadline_erase_user(
         self, tenant_id: str, user_id: str, dry_run: bool
     ) -> asyncio.Future[dict[str, int]]:
-        return self._write(_erase_user, tenant_id, user_id, dry_run)
+        return self._write(_forgetting, _erase_user, dry_run, tenant_id, user_id, dry_run)
 
     @hookimpl
     def threadline_prune_checkpoints(
         self, tenant_id: str, session_id: str, keep: int, dry_run: bool
     ) -> asyncio.Future[int]:
-        return self._write(_prune_checkpoints, tenant_id, session_id, keep, dry_run)
+        return self._write(
+            _forgetting, _prune_checkpoints, dry_run, tenant_id, session_id, keep, dry_run
+        )
 
     @hookimpl
     def threadline_delete_sessions_before(
         self, tenant_id: str, before: datetime, user_id: str | None, dry_run: bool
     ) -> asyncio.Future[int]:
-        return self._write(_delete_sessions_before, tenant_id, to_us(before), user_id, dry_run)
+        return self._write(
+            _forgetting, _delete_sessions_before, dry_run, tenant_id, to_us(before), user_id,
+            dry_run,
+        )  # fmt: skip
 
     # -- agent configs ----------------------------------------------------------------------
 
