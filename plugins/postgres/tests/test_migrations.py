@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 
 import threadline
+from threadline.ids import new_id
 from threadline_postgres import parse_config
 from threadline_postgres.schema import MIGRATIONS, TABLES, Migration, migrate
 
@@ -100,3 +101,36 @@ def test_migrations_use_nothing_newer_than_postgres_13() -> None:
         assert feature not in sql
     names = [m.name for m in MIGRATIONS]
     assert names == sorted(names) and len(set(names)) == len(names)
+
+
+async def test_an_existing_database_gains_the_message_user_index(
+    make_url: Callable[..., str], database_url: str, fresh_schema: str
+) -> None:
+    """A database migrated before 0004 gets only 0004, with its data; a pre-built index is fine."""
+    url = make_url(schema=fresh_schema)
+    config = parse_config(url)
+    older = tuple(m for m in MIGRATIONS if m.name < "0004")
+    conn = await asyncpg.connect(database_url)
+    index = f'"{fresh_schema}".entity_message_tenant_user'
+    try:
+        assert await migrate(conn, config, older) == [m.name for m in older]
+        assert not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", index)
+        store = await threadline.connect(url, migrate=False)
+        try:
+            session = await store.create_session(threadline.Session(tenant_id=new_id()))
+            t, s = session.tenant_id, session.id
+            message = threadline.Message(session_id=s, tenant_id=t, role="user", content="kept")
+            await store.save_message(message)
+            assert await store.migrate() == ["0004_message_user_index"]
+            assert await store.migrate() == []
+            assert [m.id for m in await store.get_messages(t, s)] == [message.id]
+        finally:
+            await store.close()
+        definition = await conn.fetchval("SELECT pg_get_indexdef($1::regclass)", index)
+        assert definition.endswith("(tenant_id, user_id)"), definition
+        # Built beforehand (CREATE INDEX CONCURRENTLY, outside the migration): no error.
+        await conn.execute(f"DELETE FROM \"{fresh_schema}\".threadline_migrations "
+                           "WHERE name = '0004_message_user_index'")  # fmt: skip
+        assert await migrate(conn, config) == ["0004_message_user_index"]
+    finally:
+        await conn.close()

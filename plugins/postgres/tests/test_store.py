@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import asyncpg
 import attrs
@@ -18,6 +19,7 @@ from threadline.ids import new_id
 from threadline.testing._support import Conversation, new_conversation
 from threadline.window import select_window
 from threadline_postgres import PostgresStore
+from threadline_postgres.codec import dump_jsonb
 
 NUL_TEXTS = ["\x00", "a\x00b", "\x01", "\x01\x02", "\x00\x01\x00", "tail\x00", "\x01\x01\x02x"]
 
@@ -352,3 +354,189 @@ async def test_a_blocked_statement_times_out_typed_and_the_pool_survives(
     finally:
         await blocker.close()
         await store.close()
+
+
+# -- erase_user: checkpoint records ---------------------------------------------------------
+
+
+async def _records(raw: asyncpg.Connection) -> dict[str, tuple[Any, ...]]:
+    """Each checkpoint's stored record: base, depth, kind, keep, tag and text, by id."""
+    rows = await raw.fetch(
+        "SELECT id, history_base, chain_depth, history_delta->>'kind', history_delta->>'keep', "
+        "history_tag, history_delta::text FROM entity_checkpoint"
+    )
+    return {str(r[0]): (r[1] and str(r[1]), *r[2:]) for r in rows}
+
+
+async def test_erase_user_rewrites_only_the_records_holding_the_users_messages(
+    store: threadline.Store,
+    raw: asyncpg.Connection,
+    make_url: Callable[..., str],
+    fresh_schema: str,
+) -> None:
+    plugin = store.primary
+    assert isinstance(plugin, PostgresStore)
+    plugin.snapshot_every = 4  # snapshots mid-run hold B's messages as well
+    tenant, a, b = new_id(), new_id(), new_id()
+    conv = await new_conversation(store, tenant, a)
+    t, s = tenant, conv.id
+    secret = "b-secret\x00\x01"
+
+    def msg(user: str, role: str) -> Message:
+        if user == a:
+            return attrs.evolve(conv.message(role, "from A\x00"), user_id=a)
+        message = conv.message(role, f"{secret} {role}", metadata={"k": secret}, name=secret)
+        return attrs.evolve(message, user_id=b)
+
+    A, B = (a, "assistant"), (b, "user")
+    steps = [[A], [B, A], [A], [B], [B, A], [B], [A], [B, B], [A], [A]]
+    history: list[Message] = []
+    made: list[Checkpoint] = []
+    for i, step in enumerate(steps):
+        history = [*history, *(msg(*who) for who in step)]
+        made.append(await store.create_checkpoint(Checkpoint(
+            tenant_id=t, session_id=s, history=history, node_id=f"n{i}",
+            parent_id=made[-1].id if made else None,
+        )))  # fmt: skip
+    # A branch whose only message is B's, after B's last one: its user_id is implied.
+    made.append(await store.create_checkpoint(Checkpoint(
+        tenant_id=t, session_id=s, history=(*made[5].history, msg(*B)), parent_id=made[5].id,
+    )))  # fmt: skip
+    before = await _records(raw)
+    kinds = [before[c.id][2] for c in made]
+    assert kinds == ["snapshot", *["delta"] * 3, "snapshot", *["delta"] * 3, "snapshot",
+                     "delta", "delta"]  # fmt: skip
+    assert '"user_id"' not in before[made[10].id][5]
+    # Another process has the histories cached (and so does the erasing store).
+    other = await threadline.connect(make_url(schema=fresh_schema))
+    try:
+        assert await other.list_checkpoints(t, session_id=s) == made
+        expected = {
+            "sessions": 0,
+            "messages": 0,
+            "messages_redacted": 0,
+            "api_calls": 0,
+            "checkpoints": 0,
+            "checkpoints_redacted": 10,
+        }
+        assert await store.erase_user(t, b, dry_run=True) == expected
+        assert await _records(raw) == before
+        assert await store.erase_user(t, b) == expected
+        after = await _records(raw)
+        rewritten = {made[i].id for i in (1, 3, 4, 5, 7, 8, 10)}
+        for cid, record in after.items():
+            old = before[cid]
+            assert record[:4] == old[:4]  # base, depth, kind and keep stay
+            if cid in rewritten:
+                assert record[4] != old[4] and record[5] != old[5]
+            else:
+                assert record[4:] == old[4:]
+            assert "secret" not in record[5] and b not in record[5]
+
+        def redacted(m: Message) -> Message:
+            if m.user_id != b:
+                return m
+            return attrs.evolve(m, content="", tool_calls=(), metadata={}, name=None, user_id=None)
+
+        want = [attrs.evolve(c, history=tuple(redacted(m) for m in c.history)) for c in made]
+        # Writers whose cached parent histories predate the erasure (before anything reads
+        # them again): the new write tags make them read the rewritten records, so stale
+        # and redacted histories both come back exactly.
+        stale = (*made[7].history, msg(*A))
+        fresh = (*want[9].history, msg(*A))
+        children = [
+            await writer.create_checkpoint(
+                Checkpoint(tenant_id=t, session_id=s, history=h, parent_id=p)
+            )
+            for writer, h, p in ((store, stale, made[7].id), (other, stale, made[7].id),
+                                 (store, fresh, made[9].id), (other, fresh, made[9].id))
+        ]  # fmt: skip
+        for reader in (store, other):
+            assert await reader.list_checkpoints(t, session_id=s) == [*want, *children]
+        for c in (*want, *children):
+            assert await other.get_checkpoint(t, c.id) == c
+        assert (await store.erase_user(t, b))["checkpoints_redacted"] == 2  # the stale ones
+    finally:
+        await other.close()
+
+
+async def test_erase_user_rewrites_records_from_before_incremental_histories(
+    store: threadline.Store, raw: asyncpg.Connection
+) -> None:
+    """Rows written before 0002 hold a JSON array of the messages after their base's."""
+    tenant, a, b = new_id(), new_id(), new_id()
+    conv = await new_conversation(store, tenant, a)
+    t, s = tenant, conv.id
+
+    def msg(user: str, content: str) -> Message:
+        return attrs.evolve(conv.message("user", content, metadata={"k": content}), user_id=user)
+
+    def legacy(m: Message) -> dict[str, Any]:
+        d = {f: getattr(m, f) for f in (
+            "id", "session_id", "tenant_id", "user_id", "agent_id", "seq", "role", "content",
+            "tool_call_id", "name", "status", "metadata",
+        )}  # fmt: skip
+        return {**d, "tool_calls": [], "created_at": m.created_at.isoformat()}
+
+    h1 = (msg(a, "a one"), msg(b, "b\x00 one"))
+    h2 = (*h1, msg(b, "b two"), msg(a, "a two"))
+    ids = [new_id(), new_id()]
+    for version, (cid, base, part, depth) in enumerate(
+        ((ids[0], None, h1, 0), (ids[1], ids[0], h2[2:], 1)), start=1
+    ):
+        await raw.execute(
+            "INSERT INTO entity_checkpoint (id, session_id, tenant_id, version, parent_id, "
+            "created_at, history_base, history_delta, chain_depth) VALUES ($1, $2, $3, $4, $5, "
+            "now(), $6, $7::jsonb, $8)",
+            cid, s, t, version, base, base, dump_jsonb([legacy(m) for m in part], "h"), depth,
+        )  # fmt: skip
+    await raw.execute("UPDATE entity_session SET last_version = 2 WHERE id = $1", s)
+    h3 = (*h2, msg(a, "a three"))
+    c3 = await store.create_checkpoint(
+        Checkpoint(tenant_id=t, session_id=s, history=h3, parent_id=ids[1])
+    )
+    assert [c.history for c in await store.list_checkpoints(t, session_id=s)] == [h1, h2, h3]
+    assert (await store.erase_user(t, b))["checkpoints_redacted"] == 3
+    rows = await raw.fetch(
+        "SELECT history_delta->>'kind', history_delta->>'keep', history_base::text, chain_depth, "
+        "history_tag IS NOT NULL FROM entity_checkpoint ORDER BY version"
+    )
+    assert [tuple(r) for r in rows] == [
+        ("snapshot", None, None, 0, True),
+        ("delta", "2", ids[0], 1, True),
+        ("delta", "4", ids[1], 2, True),
+    ]
+
+    def redacted(m: Message) -> Message:
+        if m.user_id != b:
+            return m
+        return attrs.evolve(m, content="", metadata={}, user_id=None)
+
+    got = await store.list_checkpoints(t, session_id=s)
+    assert [c.history for c in got] == [tuple(redacted(m) for m in h) for h in (h1, h2, h3)]
+    assert got[2] == attrs.evolve(c3, history=got[2].history)
+
+
+async def test_erase_user_finds_messages_elsewhere_through_the_user_index(
+    store: threadline.Store, raw: asyncpg.Connection
+) -> None:
+    tenant, a, b = new_id(), new_id(), new_id()
+    for _ in range(3):
+        conv = await new_conversation(store, tenant, a)
+        await store.save_messages([conv.message("user", f"m{i}") for i in range(1500)])
+        await store.save_message(attrs.evolve(conv.message("user", "from b"), user_id=b))
+    own = await new_conversation(store, tenant, b)
+    await store.save_messages([own.message("user", f"b{i}") for i in range(5)])
+    await raw.execute("ANALYZE")
+    pg = store.primary
+    assert isinstance(pg, PostgresStore)
+    where = pg.sql.user_messages_elsewhere.replace("$1::uuid", f"'{tenant}'::uuid").replace(
+        "$2::uuid", f"'{b}'::uuid"
+    )
+    plan = "\n".join(
+        r[0] for r in await raw.fetch(f"EXPLAIN SELECT count(*) FROM entity_message WHERE {where}")
+    )
+    assert "entity_message_tenant_user" in plan, plan
+    assert "Seq Scan on entity_message" not in plan, plan
+    erased = await store.erase_user(tenant, b)
+    assert (erased["messages"], erased["messages_redacted"]) == (5, 3)

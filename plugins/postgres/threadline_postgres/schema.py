@@ -26,6 +26,8 @@ Design notes:
   ``chain_depth`` its distance from the snapshot and ``history_tag`` its write tag; so
   restoring one reads a bounded chain. Rows written before it hold a JSON array of the
   messages after those of their base (the whole of its history), and stay readable.
+* ``(tenant_id, user_id)`` on messages (``0004_message_user_index``) serves erasing a
+  user: their messages in other users' sessions are found without reading the tenant's.
 """
 
 from __future__ import annotations
@@ -193,10 +195,18 @@ _PRUNABLE_CHECKPOINTS = """
 ALTER TABLE {entity_checkpoint} DROP CONSTRAINT IF EXISTS entity_checkpoint_parent_id_fkey;
 """
 
+# Erasing a user (threadline_erase_user) redacts their messages in other users' sessions:
+# found through this index rather than by reading every message of the tenant. IF NOT
+# EXISTS: an operator may have built it beforehand with CREATE INDEX CONCURRENTLY.
+_MESSAGE_USER = """
+CREATE INDEX IF NOT EXISTS entity_message_tenant_user ON {entity_message} (tenant_id, user_id);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial_schema", _INITIAL),
     Migration("0002_incremental_checkpoints", _INCREMENTAL_CHECKPOINTS),
     Migration("0003_prunable_checkpoints", _PRUNABLE_CHECKPOINTS),
+    Migration("0004_message_user_index", _MESSAGE_USER),
 )
 """Every migration, in the order they apply. Append only; never edit an applied one."""
 

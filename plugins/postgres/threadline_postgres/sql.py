@@ -163,7 +163,25 @@ class Statements:
                            updated_at = GREATEST(updated_at, now())
             WHERE id = $1::uuid AND tenant_id = $2::uuid
             RETURNING {SESSION_COLUMNS}"""
+        # Exactly the given value, earlier or later (copy and import keep the source's).
+        self.set_session_updated_at = f"""
+            UPDATE {S} SET updated_at = $3::timestamptz
+            WHERE id = $1::uuid AND tenant_id = $2::uuid
+            RETURNING {SESSION_COLUMNS}"""
         self.delete_session = f"DELETE FROM {S} WHERE id = $1::uuid AND tenant_id = $2::uuid"
+        # Erasing user $2 of tenant $1: WHERE clauses for their rows in other users' sessions.
+        # Messages are read from the (tenant_id, user_id) index, skipping the user's own
+        # sessions (a message's tenant is its session's); API calls have no such index and
+        # are read through each other session's.
+        self.user_messages_elsewhere = (
+            "tenant_id = $1::uuid AND user_id = $2::uuid AND session_id NOT IN "
+            f"(SELECT id FROM {S} WHERE tenant_id = $1::uuid AND user_id = $2::uuid)"
+        )
+        self.user_api_calls_elsewhere = (
+            f"session_id IN (SELECT id FROM {S} WHERE tenant_id = $1::uuid "
+            "AND user_id IS DISTINCT FROM $2::uuid) AND tenant_id = $1::uuid "
+            "AND user_id = $2::uuid"
+        )
 
         # -- API calls -------------------------------------------------------------------
         self.save_api_call = f"""

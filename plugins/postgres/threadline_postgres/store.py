@@ -36,8 +36,10 @@ from threadline.checkpoint_delta import (
     EncodedHistory,
     HistoryCache,
     encode_history,
+    load_record,
     new_tag,
 )
+from threadline.erasure import redact_record
 from threadline.errors import (
     ConflictError,
     NotFoundError,
@@ -63,6 +65,7 @@ from threadline_postgres.codec import (
     dump_opt_jsonb,
     encode_opt,
     encode_text,
+    load_jsonb,
 )
 from threadline_postgres.config import PostgresConfig
 from threadline_postgres.errors import is_connection_lost, translate
@@ -324,6 +327,19 @@ class PostgresStore:
         )  # fmt: skip
         if row is None:
             raise NotFoundError(f"session {session.id} not found for this tenant")
+        return session_from_row(row)
+
+    @hookimpl
+    async def threadline_set_session_updated_at(
+        self, tenant_id: str, session_id: str, updated_at: datetime
+    ) -> Session:
+        """Set ``updated_at`` exactly, earlier or later; appends move it forward again after."""
+        row = await self._fetchrow(
+            "set_session_updated_at", self.sql.set_session_updated_at, session_id, tenant_id,
+            updated_at,
+        )  # fmt: skip
+        if row is None:
+            raise NotFoundError(f"session {session_id} not found for this tenant")
         return session_from_row(row)
 
     @hookimpl
@@ -666,23 +682,37 @@ class PostgresStore:
             )
         if not rows:
             return []
-        # id -> (base id, delta text, tenant, session) for every history needed.
-        links: dict[str, tuple[str | None, str, str, str]] = {
-            r[0]: (r[13], r[14], r[2], r[1]) for r in rows
-        }
+        histories = await self._histories_of(
+            {r[0]: (r[13], r[14], r[2], r[1]) for r in rows},
+            lambda ids: self._fetch("list_checkpoints", self.sql.checkpoint_deltas, ids),
+        )
+        out = []
+        for r in rows:
+            history = histories[r[0]]
+            self._histories.put(r[0], r[16], r[15], history)
+            out.append(checkpoint_from_row(r, history))
+        return out
+
+    @staticmethod
+    async def _histories_of(
+        links: dict[str, tuple[str | None, str, str, str]],
+        fetch_bases: Callable[[list[str]], Awaitable[Sequence[Any]]],
+    ) -> dict[str, tuple[Message, ...]]:
+        """The logical history of every checkpoint in ``links``, each record decoded once.
+
+        :param links: id -> (base id, ``history_delta`` text, tenant, session); bases not
+            in it are added from ``fetch_bases`` (rows of ``checkpoint_deltas``).
+        """
         missing = {link[0] for link in links.values() if link[0] is not None} - set(links)
         while missing:
-            fetched = await self._fetch(
-                "list_checkpoints", self.sql.checkpoint_deltas, list(missing)
-            )
+            fetched = await fetch_bases(list(missing))
             if not fetched:
                 break
             for r in fetched:
                 links[r[0]] = (r[1], r[2], r[3], r[4])
             missing = {link[0] for link in links.values() if link[0] is not None} - set(links)
         histories: dict[str, tuple[Message, ...]] = {}
-
-        def history_of(checkpoint_id: str) -> tuple[Message, ...]:
+        for checkpoint_id in links:
             chain: list[str] = []
             current: str | None = checkpoint_id
             while current is not None and current not in histories:
@@ -696,14 +726,7 @@ class PostgresStore:
                 history = list(built)
                 apply_history(history, delta, tenant_id, session_id)
                 built = histories[cid] = tuple(history)
-            return histories[checkpoint_id]
-
-        out = []
-        for r in rows:
-            history = history_of(r[0])
-            self._histories.put(r[0], r[16], r[15], history)
-            out.append(checkpoint_from_row(r, history))
-        return out
+        return histories
 
     @hookimpl
     async def threadline_get_latest_checkpoint(
@@ -721,62 +744,132 @@ class PostgresStore:
     async def threadline_erase_user(
         self, tenant_id: str, user_id: str, dry_run: bool
     ) -> dict[str, int]:
-        """Count the user's sessions and their rows, then delete the sessions (rows cascade)."""
+        """Delete the user's sessions (rows cascade), redact them in others; one transaction.
+
+        Their messages in other users' sessions are redacted in place and their API calls
+        there deleted; checkpoint records of those sessions holding their messages are
+        rewritten with :func:`threadline.erasure.redact_record`, each with a new write tag.
+        """
         t = self.sql.tables
+        S, C = t["entity_session"], t["entity_checkpoint"]
 
         async def run(conn: asyncpg.Connection) -> dict[str, int]:
-            ids = [
-                r[0]
-                for r in await conn.fetch(
-                    f"SELECT id FROM {t['entity_session']} "
-                    "WHERE tenant_id = $1::uuid AND user_id = $2::uuid FOR UPDATE",
-                    tenant_id,
-                    user_id,
-                )
-            ]
+            # The user's sessions, and the other sessions of the tenant whose checkpoint
+            # histories may hold the user's messages, locked in one statement (in id
+            # order) so checkpoint writes to them wait for the rewrite. A history item
+            # leaves out its user_id only when the message before it in the same history
+            # has the same one, and that message's record is in the same session: so
+            # every such session has a record whose text holds the user id.
+            locked = await conn.fetch(
+                f"SELECT id, user_id IS NOT DISTINCT FROM $2::uuid FROM {S} "
+                f"WHERE tenant_id = $1::uuid AND id IN (SELECT id FROM {S} "
+                "WHERE tenant_id = $1::uuid AND user_id = $2::uuid "
+                f"UNION ALL SELECT session_id FROM {C} WHERE tenant_id = $1::uuid "
+                "AND strpos(history_delta::text, $2::uuid::text) > 0) ORDER BY id FOR UPDATE",
+                tenant_id,
+                user_id,
+            )
+            ids = [r[0] for r in locked if r[1]]
             counts = {"sessions": len(ids)}
             for kind, table in (("messages", "entity_message"), ("api_calls", "entity_api_call"),
                                 ("checkpoints", "entity_checkpoint")):  # fmt: skip
                 counts[kind] = await conn.fetchval(
                     f"SELECT count(*) FROM {t[table]} WHERE session_id = ANY($1::uuid[])", ids
                 )
+            rewrites: list[tuple[str, str, int]] = []
+            counts["checkpoints_redacted"] = 0
+            for sid in (r[0] for r in locked if not r[1]):
+                found, records = await self._redact_checkpoints(
+                    conn, tenant_id, sid, user_id, rewrite=not dry_run
+                )
+                counts["checkpoints_redacted"] += found
+                rewrites += records
             # The user's rows in other users' sessions of the tenant: messages redacted in
-            # place (seq, role, status kept), API calls deleted; checkpoints are left.
-            others = (
-                f"session_id IN (SELECT id FROM {t['entity_session']} WHERE tenant_id = $1::uuid "
-                "AND user_id IS DISTINCT FROM $2::uuid) AND tenant_id = $1::uuid "
-                "AND user_id = $2::uuid"
-            )
+            # place (seq, role, status kept, as threadline.erasure.redact), API calls deleted.
+            messages = self.sql.user_messages_elsewhere
+            api_calls = self.sql.user_api_calls_elsewhere
             if dry_run:
                 counts["messages_redacted"] = await conn.fetchval(
-                    f"SELECT count(*) FROM {t['entity_message']} WHERE {others}", tenant_id, user_id
+                    f"SELECT count(*) FROM {t['entity_message']} WHERE {messages}",
+                    tenant_id,
+                    user_id,
                 )
                 counts["api_calls"] += await conn.fetchval(
-                    f"SELECT count(*) FROM {t['entity_api_call']} WHERE {others}",
+                    f"SELECT count(*) FROM {t['entity_api_call']} WHERE {api_calls}",
                     tenant_id,
                     user_id,
                 )
                 return counts
             if ids:
-                await conn.execute(
-                    f"DELETE FROM {t['entity_session']} WHERE id = ANY($1::uuid[])", ids
-                )
+                await conn.execute(f"DELETE FROM {S} WHERE id = ANY($1::uuid[])", ids)
             counts["messages_redacted"] = await conn.fetchval(
                 f"WITH done AS (UPDATE {t['entity_message']} SET content = '', tool_calls = NULL, "
                 "call_ids = NULL, name = NULL, metadata = '{}'::jsonb, user_id = NULL "
-                f"WHERE {others} RETURNING 1) SELECT count(*) FROM done",
+                f"WHERE {messages} RETURNING 1) SELECT count(*) FROM done",
                 tenant_id,
                 user_id,
             )
             counts["api_calls"] += await conn.fetchval(
-                f"WITH gone AS (DELETE FROM {t['entity_api_call']} WHERE {others} RETURNING 1) "
+                f"WITH gone AS (DELETE FROM {t['entity_api_call']} WHERE {api_calls} RETURNING 1) "
                 "SELECT count(*) FROM gone",
                 tenant_id,
                 user_id,
             )
+            if rewrites:
+                # A new write tag: HistoryCache entries (here and in other processes) miss.
+                await conn.executemany(
+                    f"UPDATE {C} SET history_delta = $2::jsonb, history_tag = $3::bigint "
+                    "WHERE id = $1::uuid",
+                    rewrites,
+                )
             return counts
 
         return await self._call("erase_user", run, transaction=True, retry=dry_run)
+
+    async def _redact_checkpoints(
+        self,
+        conn: asyncpg.Connection,
+        tenant_id: str,
+        session_id: str,
+        user_id: str,
+        *,
+        rewrite: bool,
+    ) -> tuple[int, list[tuple[str, str, int]]]:
+        """How many of the session's checkpoints hold ``user_id``'s messages, and the rewrites.
+
+        Each rewrite (only with ``rewrite``) is ``(id, history_delta, history_tag)`` for a
+        record whose own messages hold the user's: the same kind, ``keep``, base and depth,
+        so every record on it stays valid.
+        """
+        rows = await conn.fetch(
+            f"SELECT id, history_base, history_delta, chain_depth FROM "
+            f"{self.sql.tables['entity_checkpoint']} WHERE session_id = $1::uuid ORDER BY version",
+            session_id,
+        )
+        histories = await self._histories_of(
+            {r[0]: (r[1], r[2], tenant_id, session_id) for r in rows},
+            lambda ids: conn.fetch(self.sql.checkpoint_deltas, ids),
+        )
+        found = 0
+        rewrites = []
+        for r in rows:
+            history = histories[r[0]]
+            if not any(m.user_id == user_id for m in history):
+                continue
+            found += 1
+            if not rewrite:
+                continue
+            record = load_jsonb(r[2])
+            if isinstance(record, list):  # before 0002: the messages after the base's history
+                keep = None if r[1] is None else len(histories[r[1]])
+            else:
+                keep, _ = load_record(record)
+            encoded = redact_record(
+                history, keep, user_id, tenant_id=tenant_id, session_id=session_id, depth=r[3]
+            )
+            if encoded is not None:
+                rewrites.append((r[0], history_param(encoded), new_tag()))
+        return found, rewrites
 
     @hookimpl
     async def threadline_delete_sessions_before(
