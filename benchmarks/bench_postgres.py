@@ -58,6 +58,8 @@ DEFAULT_URL = os.environ.get(
     "THREADLINE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
 )
 POOL = 16  # every system gets a pool this large (W4 runs 16 tasks)
+USER = new_id()
+"""Every benchmark message carries this user id, as the agent runtime's messages do."""
 
 
 class Sizes:
@@ -132,14 +134,15 @@ class ThreadlineSystem(System):
         sid = await self._session()
         for i in range(n):
             await self.store.save_message(
-                Message(session_id=sid, tenant_id=self.tenant, role="user", content=text(i))
+                Message(session_id=sid, tenant_id=self.tenant, user_id=USER, role="user",
+                        content=text(i))  # fmt: skip
             )
 
     async def w2(self, n: int, batch: int) -> None:
         sid = await self._session()
         for start in range(0, n, batch):
             await self.store.save_messages([
-                Message(session_id=sid, tenant_id=self.tenant,
+                Message(session_id=sid, tenant_id=self.tenant, user_id=USER,
                         role="user" if i % 2 == 0 else "assistant", content=text(i))
                 for i in range(start, start + batch)
             ])  # fmt: skip
@@ -148,7 +151,7 @@ class ThreadlineSystem(System):
         self.w3 = await self._session()
         for start in range(0, n, 500):
             await self.store.save_messages([
-                Message(session_id=self.w3, tenant_id=self.tenant,
+                Message(session_id=self.w3, tenant_id=self.tenant, user_id=USER,
                         role="user" if i % 2 == 0 else "assistant", content=text(i))
                 for i in range(start, min(n, start + 500))
             ])  # fmt: skip
@@ -160,7 +163,7 @@ class ThreadlineSystem(System):
         sid = await self._session()
         for i in range(messages):
             await self.store.save_message(
-                Message(session_id=sid, tenant_id=self.tenant,
+                Message(session_id=sid, tenant_id=self.tenant, user_id=USER,
                         role="user" if i % 2 == 0 else "assistant", content=text(i))
             )  # fmt: skip
 
@@ -197,7 +200,7 @@ class RawSystem(System):
     async def _append(self, sid: str, role: str, content: str) -> int:
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(
-                self.sql.append_one, sid, self.tenant, new_id(), role, content, None, None,
+                self.sql.append_one, sid, self.tenant, new_id(), role, content, USER, None,
                 None, None, None, None, "complete", "{}", datetime.now(timezone.utc),
             )  # fmt: skip
         return int(row[0])
@@ -211,7 +214,7 @@ class RawSystem(System):
                 [new_id() for _ in range(count)],
                 ["user" if i % 2 == 0 else "assistant" for i in range(first, first + count)],
                 [text(i) for i in range(first, first + count)],
-                nones, nones, nones, nones, nones, ["complete"] * count, ["{}"] * count,
+                [USER] * count, nones, nones, nones, nones, ["complete"] * count, ["{}"] * count,
                 [now] * count,
             )  # fmt: skip
 

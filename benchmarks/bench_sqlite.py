@@ -66,6 +66,8 @@ W3_SMALL = 10_000
 W3_LARGE = 1_000_000
 W3_ROUNDS = 10  # user + assistant rounds: the last 20 messages
 CONTENT = "The quick brown fox jumps over the lazy dog. " * 4
+USER = new_id()
+"""Every benchmark message carries this user id, as the agent runtime's messages do."""
 BUMP = f"{sql._BUMP_SEQ} RETURNING last_seq"
 NEEDED = {"full": 0.8, "normal": 0.4}  # W1 targets: store rate / raw rate
 
@@ -112,7 +114,7 @@ def message_tuples(session_id: str, tenant_id: str, n: int, start: int = 0) -> l
     """Rows in MESSAGE_COLUMNS order (seq filled in later), alternating user/assistant."""
     now = time.time_ns() // 1000
     return [
-        [new_id(), session_id, tenant_id, None, None, None,
+        [new_id(), session_id, tenant_id, USER, None, None,
          "user" if (start + i) % 2 == 0 else "assistant", CONTENT, None, None, None,
          "complete", "{}", now]
         for i in range(n)
@@ -121,7 +123,7 @@ def message_tuples(session_id: str, tenant_id: str, n: int, start: int = 0) -> l
 
 def messages(session: Session, n: int) -> list[Message]:
     return [
-        Message(session_id=session.id, tenant_id=session.tenant_id,
+        Message(session_id=session.id, tenant_id=session.tenant_id, user_id=USER,
                 role="user" if i % 2 == 0 else "assistant", content=CONTENT)
         for i in range(n)
     ]  # fmt: skip

@@ -71,7 +71,10 @@ def _utc(value: object) -> datetime:
         raise ValidationError(f"expected a datetime, got {type(value).__name__}")
     if value.tzinfo is None:
         raise ValidationError("timestamps must be timezone-aware (UTC); got a naive datetime")
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValidationError(f"timestamp {value.isoformat()} is out of range in UTC") from None
 
 
 def check_text(value: object, field: str) -> str:

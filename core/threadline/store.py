@@ -185,13 +185,11 @@ class Store:
 
         :raises NotFoundError: no such session for this tenant.
         """
-        if not isinstance(updated_at, datetime) or updated_at.utcoffset() is None:
-            raise ValidationError(f"updated_at must be an aware datetime, got {updated_at!r}")
         result: Session = await self._write(
             "threadline_set_session_updated_at",
             tenant_id=check_id(tenant_id, "tenant_id"),
             session_id=check_id(session_id, "session_id"),
-            updated_at=updated_at.astimezone(timezone.utc),
+            updated_at=_check_moment(updated_at, "updated_at"),
         )
         return result
 
@@ -399,12 +397,10 @@ class Store:
         dry_run: bool = False,
     ) -> int:
         """Delete sessions last updated before ``before`` (aware); return how many went."""
-        if not isinstance(before, datetime) or before.utcoffset() is None:
-            raise ValidationError(f"before must be an aware datetime, got {before!r}")
         result = await self._write(
             "threadline_delete_sessions_before",
             tenant_id=check_id(tenant_id, "tenant_id"),
-            before=before.astimezone(timezone.utc),
+            before=_check_moment(before, "before"),
             user_id=optional_id(user_id, "user_id"),
             dry_run=_check_flag(dry_run, "dry_run"),
         )
@@ -466,6 +462,17 @@ ERASE_KINDS = (
     "checkpoints_redacted",
 )
 """The kinds of rows :meth:`Store.erase_user` counts, in report order."""
+
+
+def _check_moment(value: object, name: str) -> datetime:
+    """``value`` as an aware UTC datetime, or ValidationError (naive, not a datetime, or
+    out of range once moved to UTC)."""
+    if not isinstance(value, datetime) or value.utcoffset() is None:
+        raise ValidationError(f"{name} must be an aware datetime, got {value!r}")
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValidationError(f"{name} {value.isoformat()} is out of range in UTC") from None
 
 
 def _check_flag(value: object, name: str) -> bool:

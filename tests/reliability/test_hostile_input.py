@@ -34,6 +34,7 @@ import math
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -333,6 +334,50 @@ async def inject_session_update(store: threadline.Store, t: str) -> Step:
     return Step(act, verify)
 
 
+async def inject_updated_at(store: threadline.Store, when: Any) -> Step:
+    """``set_session_updated_at`` with any value: kept exactly (in UTC), or a typed refusal."""
+    s = await new_session(store)
+
+    async def act() -> Session:
+        updated = await store.set_session_updated_at(s.tenant_id, s.id, when)
+        assert updated.updated_at == when and updated.updated_at.utcoffset() == timedelta(0)
+        return updated
+
+    async def verify(reader: threadline.Store, stored: Any) -> None:
+        assert await reader.get_session(s.tenant_id, s.id) == stored
+        listed = await reader.list_sessions(s.tenant_id)
+        assert [x.updated_at for x in listed] == [stored.updated_at]
+
+    return Step(act, verify)
+
+
+async def inject_created_at(store: threadline.Store, when: Any) -> Step:
+    """A session, a message and a checkpoint created at any moment: exact, or refused."""
+    tenant = new_id()
+
+    async def act() -> tuple[Session, Message, Checkpoint]:
+        s = await store.create_session(Session(tenant_id=tenant, created_at=when, updated_at=when))
+        m = await store.save_message(
+            Message(session_id=s.id, tenant_id=tenant, role="user", content="x", created_at=when)
+        )
+        c = await store.create_checkpoint(
+            Checkpoint(tenant_id=tenant, session_id=s.id, history=[m], created_at=when)
+        )
+        want = Session(tenant_id=tenant, created_at=when).created_at  # an ISO string is parsed
+        assert s.created_at == m.created_at == c.created_at == c.history[0].created_at == want
+        return s, m, c
+
+    async def verify(reader: threadline.Store, stored: Any) -> None:
+        s, m, c = stored
+        got = await reader.get_session(tenant, s.id)  # updated_at moved with the message
+        assert got is not None and (got.id, got.created_at) == (s.id, s.created_at)
+        assert await reader.get_messages(tenant, s.id) == [m]
+        assert await reader.load_window(tenant, s.id) == [m]
+        assert await reader.get_checkpoint(tenant, c.id) == c
+
+    return Step(act, verify)
+
+
 async def inject_api_call(store: threadline.Store, t: str) -> Step:
     s = await new_session(store)
 
@@ -506,6 +551,38 @@ async def attempt_all(bench: Bench, tally: Tally, text: Any) -> None:
 async def test_any_text_round_trips_or_is_refused(bench: Bench, tally: Tally, text: str) -> None:
     tally.store, tally.what = bench.kind, "any Unicode in every text field and JSON value"
     await attempt_all(bench, tally, text)
+
+
+_UTC = timezone.utc
+HOSTILE_MOMENTS = {
+    "year 1": datetime(1, 1, 1, tzinfo=_UTC),
+    "year 1, east of UTC": datetime(1, 1, 1, 5, tzinfo=timezone(timedelta(hours=14))),
+    "year 9999, last microsecond": datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=_UTC),
+    "year 9999, west of UTC": datetime(9999, 12, 31, 1, tzinfo=timezone(-timedelta(hours=23))),
+    "the epoch": datetime(1970, 1, 1, tzinfo=_UTC),
+    "before the epoch": datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=_UTC),
+    "a leap day, odd offset": datetime(
+        2024, 2, 29, 12, 30, 1, 7, tzinfo=timezone(timedelta(hours=5, minutes=45))
+    ),
+    "naive": datetime(2024, 1, 1),
+    "a date": date(2024, 1, 1),
+    "a string": "2024-01-01T00:00:00Z",
+    "a number": 1_700_000_000,
+    "None": None,
+}
+
+
+@IN_MODULE_LOOP
+@pytest.mark.parametrize("name", list(HOSTILE_MOMENTS))
+async def test_moments_at_the_edges(shared: Bench, tally: Tally, name: str) -> None:
+    """Extreme, naive and non-datetime timestamps: kept exactly, or typed and harmless."""
+    tally.store, tally.what = shared.kind, "timestamps at the edges of the calendar, and wrong ones"
+    when = HOSTILE_MOMENTS[name]
+    problems = [
+        await attempt(shared, tally, "set_session_updated_at", inject_updated_at, when),
+        await attempt(shared, tally, "created_at", inject_created_at, when),
+    ]
+    assert problems == ["", ""]
 
 
 @IN_MODULE_LOOP

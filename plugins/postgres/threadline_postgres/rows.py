@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from threadline.checkpoint_delta import EncodedHistory, apply_record
@@ -192,8 +192,15 @@ def message_from_row(r: Any) -> Message:
     _set(m, "status", r[11])
     metadata = r[12]
     _set(m, "metadata", {} if metadata == "{}" else load_jsonb(metadata))
-    _set(m, "created_at", r[13])
+    created = r[13]
+    _set(m, "created_at", created if created.tzinfo is not None else moment(created))
     return m
+
+
+def moment(value: datetime) -> datetime:
+    """A ``timestamptz`` as read: aware UTC. asyncpg stores the aware ``datetime.min`` and
+    ``datetime.max`` as ``-infinity`` / ``infinity`` and reads those back naive."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
 # -- sessions, API calls, providers, agents ------------------------------------------------------
@@ -209,8 +216,8 @@ def session_from_row(r: Any) -> Session:
         agent_id=r[3],
         title=decode_opt(r[4]),
         metadata=load_jsonb(r[5], {}),
-        created_at=r[6],
-        updated_at=r[7],
+        created_at=moment(r[6]),
+        updated_at=moment(r[7]),
     )
 
 
@@ -237,7 +244,7 @@ def api_call_from_row(r: Any) -> ApiCall:
         tokens_per_second=r[16],
         response_id=decode_opt(r[17]),
         metadata=load_jsonb(r[18], {}),
-        created_at=r[19],
+        created_at=moment(r[19]),
     )
 
 
@@ -254,8 +261,8 @@ def provider_from_row(r: Any, offset: int = 0) -> ProviderRecord:
         api_key_ref=decode_opt(r[o + 5]),
         enabled=r[o + 6],
         metadata=load_jsonb(r[o + 7], {}),
-        created_at=r[o + 8],
-        updated_at=r[o + 9],
+        created_at=moment(r[o + 8]),
+        updated_at=moment(r[o + 9]),
     )
 
 
@@ -277,8 +284,8 @@ def agent_from_row(r: Any) -> AgentRecord:
         provider_id=r[11],
         enabled=r[12],
         version=r[13],
-        created_at=r[14],
-        updated_at=r[15],
+        created_at=moment(r[14]),
+        updated_at=moment(r[15]),
     )
 
 
@@ -351,7 +358,7 @@ def checkpoint_from_row(r: Any, history: tuple[Message, ...]) -> Checkpoint:
         state=load_jsonb(r[9], {}),
         properties=load_jsonb(r[10], {}),
         tombstone=r[11],
-        created_at=r[12],
+        created_at=moment(r[12]),
         history=history,
     )
 
