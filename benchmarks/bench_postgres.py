@@ -134,8 +134,13 @@ class ThreadlineSystem(System):
         sid = await self._session()
         for i in range(n):
             await self.store.save_message(
-                Message(session_id=sid, tenant_id=self.tenant, user_id=USER, role="user",
-                        content=text(i))  # fmt: skip
+                Message(
+                    session_id=sid,
+                    tenant_id=self.tenant,
+                    user_id=USER,
+                    role="user",
+                    content=text(i),
+                )  # fmt: skip
             )
 
     async def w2(self, n: int, batch: int) -> None:
