@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _fsspec_support import write_old_format_checkpoints
 
 import threadline
 from threadline import Checkpoint, Message, Session, StoreError
@@ -157,24 +158,10 @@ async def test_checkpoint_files_from_before_the_shared_record_format(root: Path)
     assert isinstance(plugin, FsspecStore)
     tenant, a, b = new_id(), new_id(), new_id()
     session = await store.create_session(Session(tenant_id=tenant, user_id=a))
-    t, s = session.tenant_id, session.id
-    sd = f"tenants/{t}/sessions/{s}"
+    t = session.tenant_id
     history = [_msg(session, a, "system", "be brief"),
                _msg(session, b, "user", "B's s3cr3t", metadata={"k": 1})]  # fmt: skip
-    old: list[Checkpoint] = []
-    for version, (messages, base) in enumerate([(history[:1], None), (history[1:], 1)], 1):
-        checkpoint = Checkpoint(tenant_id=t, session_id=s, node_id="n", version=version,
-                                history=history[:version],
-                                parent_id=old[-1].id if old else None)  # fmt: skip
-        header = checkpoint.to_dict()
-        header.pop("history")
-        doc = {"checkpoint": header, "depth": version - 1,
-               "history": {"base": base, "messages": [m.to_dict() for m in messages]}}  # fmt: skip
-        index = {"tenant_id": t, "session_id": s, "version": version}
-        plugin.backend.write(f"ids/checkpoints/{checkpoint.id[-2:]}/{checkpoint.id}.json",
-                             json.dumps(index).encode())  # fmt: skip
-        plugin.backend.create(f"{sd}/checkpoints/{version:012d}.json", json.dumps(doc).encode())
-        old.append(checkpoint)
+    old = write_old_format_checkpoints(plugin, session, history)
     child = await _save(store, session, [*history, _msg(session, b, "user", "B's t00")], old[1])
     assert (await store.erase_user(t, b))["checkpoints_redacted"] == 2
     reader = await threadline.connect(f"file://{root}")

@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 import fsspec
 import pytest
+from _fsspec_support import write_old_format_checkpoints
 
 import threadline
 from threadline import (
@@ -193,20 +194,7 @@ async def test_checkpoint_files_from_before_the_shared_record_format(root: Path)
     t, s = session.tenant_id, session.id
     sd = f"tenants/{t}/sessions/{s}"
     history = [_msg(session, "system", "be brief"), _msg(session, "user", "hi", metadata={"a": 1})]
-    old: list[Checkpoint] = []
-    for version, (messages, base) in enumerate([(history[:1], None), (history[1:], 1)], 1):
-        checkpoint = Checkpoint(tenant_id=t, session_id=s, node_id="n", version=version,
-                                history=history[:version],
-                                parent_id=old[-1].id if old else None)  # fmt: skip
-        header = checkpoint.to_dict()
-        header.pop("history")
-        doc = {"checkpoint": header, "depth": version - 1,
-               "history": {"base": base, "messages": [m.to_dict() for m in messages]}}  # fmt: skip
-        index = {"tenant_id": t, "session_id": s, "version": version}
-        plugin.backend.write(f"ids/checkpoints/{checkpoint.id[-2:]}/{checkpoint.id}.json",
-                             json.dumps(index).encode())  # fmt: skip
-        plugin.backend.create(f"{sd}/checkpoints/{version:012d}.json", json.dumps(doc).encode())
-        old.append(checkpoint)
+    old = write_old_format_checkpoints(plugin, session, history)
     assert await store.list_checkpoints(t, session_id=s) == old
     assert await store.get_checkpoint(t, old[1].id) == old[1]
     child = await store.create_checkpoint(

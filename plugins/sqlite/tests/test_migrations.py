@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from _sqlite_support import at_migration, query
 
 import threadline
 from threadline_sqlite.migrations import MIGRATION_NAMES, MIGRATION_SET
@@ -33,13 +34,9 @@ async def test_migrate_applies_once_and_records_it(db_path: Path) -> None:
     finally:
         await store.close()
     assert _tables(db_path) == TABLES
-    connection = sqlite3.connect(db_path)
-    try:
-        rows = connection.execute(
-            "SELECT migration_set, name, applied_at FROM _sqlite_migrations ORDER BY id"
-        ).fetchall()
-    finally:
-        connection.close()
+    rows = query(
+        db_path, "SELECT migration_set, name, applied_at FROM _sqlite_migrations ORDER BY id"
+    )
     assert [(s, n) for s, n, _ in rows] == [(MIGRATION_SET, n) for n in MIGRATION_NAMES]
     assert all(applied_at for _, _, applied_at in rows)
 
@@ -99,15 +96,7 @@ def _indexes(path: Path) -> dict[str, str]:
 @pytest.mark.parametrize("by_hand", [False, True])
 async def test_0003_upgrades_a_database_at_0002(db_path: Path, by_hand: bool) -> None:
     """An existing file gets the index; one where it was created already upgrades too."""
-    from sqlite_utils import Database, Migrations
-
-    from threadline_sqlite import migrations
-
-    connection = sqlite3.connect(db_path)
-    old = Migrations(MIGRATION_SET)
-    for name in MIGRATION_NAMES[:2]:
-        old(name=name)(migrations._FUNCTIONS[name])
-    old.apply(Database(connection))
+    connection = at_migration(db_path, 2)
     if by_hand:
         connection.execute(
             "CREATE INDEX idx_message_tenant_user ON entity_message (tenant_id, user_id) "

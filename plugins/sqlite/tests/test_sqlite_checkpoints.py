@@ -9,13 +9,13 @@ from typing import Any
 
 import attrs
 import pytest
-from _sqlite_support import integrity_ok
+from _sqlite_support import integrity_ok, query, write_legacy_checkpoint
 
 import threadline
 from threadline import Checkpoint, ConflictError, Message, Session, ToolCall
 from threadline.checkpoint_delta import SNAPSHOT_EVERY
 from threadline.ids import new_id
-from threadline_sqlite import SQLiteStore, migrations, rows
+from threadline_sqlite import SQLiteStore, rows
 from threadline_sqlite import store as store_module
 
 
@@ -35,14 +35,11 @@ def _plugin(store: threadline.Store) -> SQLiteStore:
 
 
 def _records(db_path: Path) -> list[tuple[Any, ...]]:
-    connection = sqlite3.connect(db_path)
-    try:
-        return connection.execute(
-            "SELECT version, history, history_depth, history_tag FROM entity_checkpoint "
-            "ORDER BY session_id, version"
-        ).fetchall()
-    finally:
-        connection.close()
+    return query(
+        db_path,
+        "SELECT version, history, history_depth, history_tag FROM entity_checkpoint "
+        "ORDER BY session_id, version",
+    )
 
 
 async def _run(
@@ -246,28 +243,9 @@ async def test_a_checkpoint_id_written_again_elsewhere_is_not_trusted_from_the_c
         await fresh.close()
 
 
-def _legacy_item(m: Message) -> list[Any]:
-    """A message as migration 0001's rows held it (a 14-item array)."""
-    created = rows.to_us(m.created_at)
-    calls = [[c.id, c.name, c.arguments] for c in m.tool_calls] or None
-    return [m.id, m.session_id, m.tenant_id, m.user_id, m.agent_id, m.seq, m.role, m.content,
-            calls, m.tool_call_id, m.name, m.status, m.metadata, created]  # fmt: skip
-
-
 async def test_full_histories_written_before_migration_0002_stay_readable(db_path: Path) -> None:
-    from sqlite_utils import Database, Migrations
-
-    connection = sqlite3.connect(db_path)
-    old = Migrations(migrations.MIGRATION_SET)
-    old(name="0001_initial_schema")(migrations._FUNCTIONS["0001_initial_schema"])
-    old.apply(Database(connection))
     session = Session(tenant_id=new_id())
     t, s = session.tenant_id, session.id
-    connection.execute(
-        "INSERT INTO entity_session (id, tenant_id, metadata, created_at, updated_at, "
-        "last_version) VALUES (?, ?, '{}', 0, 0, 1)",
-        (s, t),
-    )
     history = [
         _msg(session, "system", "be brief"),
         _msg(session, "assistant", "", tool_calls=[ToolCall(id="c", name="f", arguments={})],
@@ -276,15 +254,7 @@ async def test_full_histories_written_before_migration_0002_stay_readable(db_pat
     ]  # fmt: skip
     legacy = Checkpoint(tenant_id=t, session_id=s, node_id="n", history=history, version=1,
                         state={"a": 1})  # fmt: skip
-    connection.execute(
-        "INSERT INTO entity_checkpoint (id, tenant_id, session_id, agent_id, version, parent_id,"
-        " node_id, input, input_type, history, state, properties, tombstone, created_at)"
-        " VALUES (?, ?, ?, NULL, 1, NULL, 'n', 'null', NULL, ?, '{\"a\":1}', '{}', 0, ?)",
-        (legacy.id, t, s, json.dumps([_legacy_item(m) for m in history]),
-         rows.to_us(legacy.created_at)),
-    )  # fmt: skip
-    connection.commit()
-    connection.close()
+    write_legacy_checkpoint(db_path, session, legacy)
 
     store = await threadline.connect(f"sqlite:///{db_path}")  # applies 0002
     try:

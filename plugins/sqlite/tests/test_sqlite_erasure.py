@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from _sqlite_support import integrity_ok
+from _sqlite_support import integrity_ok, query, write_legacy_checkpoint
 
 import threadline
 from threadline import Checkpoint, Message, Session
 from threadline.erasure import redact
 from threadline.ids import new_id
-from threadline_sqlite import SQLiteStore, migrations, rows
+from threadline_sqlite import SQLiteStore
 from threadline_sqlite import store as store_module
 
 
@@ -34,13 +34,7 @@ def _redacted(history: tuple[Message, ...], user_id: str) -> tuple[Message, ...]
 
 
 def _tags(db_path: Path) -> dict[str, tuple[Any, ...]]:
-    connection = sqlite3.connect(db_path)
-    try:
-        found = connection.execute(
-            "SELECT id, history, history_depth, history_tag FROM entity_checkpoint"
-        ).fetchall()
-    finally:
-        connection.close()
+    found = query(db_path, "SELECT id, history, history_depth, history_tag FROM entity_checkpoint")
     return {row[0]: row[1:] for row in found}
 
 
@@ -161,40 +155,14 @@ async def test_records_keep_their_kind_keep_and_depth(
         )
 
 
-def _legacy_item(m: Message) -> list[Any]:
-    """A message as migration 0001's rows held it (a 14-item array)."""
-    created = rows.to_us(m.created_at)
-    return [m.id, m.session_id, m.tenant_id, m.user_id, m.agent_id, m.seq, m.role, m.content,
-            None, m.tool_call_id, m.name, m.status, m.metadata, created]  # fmt: skip
-
-
 async def test_full_histories_older_than_migration_0002_are_redacted(db_path: Path) -> None:
-    from sqlite_utils import Database, Migrations
-
-    connection = sqlite3.connect(db_path)
-    old = Migrations(migrations.MIGRATION_SET)
-    old(name="0001_initial_schema")(migrations._FUNCTIONS["0001_initial_schema"])
-    old.apply(Database(connection))
     a, b = new_id(), new_id()
     session = Session(tenant_id=new_id(), user_id=a)
     t, s = session.tenant_id, session.id
-    connection.execute(
-        "INSERT INTO entity_session (id, tenant_id, user_id, metadata, created_at, updated_at, "
-        "last_version) VALUES (?, ?, ?, '{}', 0, 0, 1)",
-        (s, t, a),
-    )
     history = (_msg(session, a, "user", "hi"), _msg(session, b, "user", "b's secret"),
                _msg(session, b, "assistant", "b's answer"))  # fmt: skip
     legacy = Checkpoint(tenant_id=t, session_id=s, history=history, version=1)
-    connection.execute(
-        "INSERT INTO entity_checkpoint (id, tenant_id, session_id, agent_id, version, parent_id,"
-        " node_id, input, input_type, history, state, properties, tombstone, created_at)"
-        " VALUES (?, ?, ?, NULL, 1, NULL, NULL, 'null', NULL, ?, '{}', '{}', 0, ?)",
-        (legacy.id, t, s, json.dumps([_legacy_item(m) for m in history]),
-         rows.to_us(legacy.created_at)),
-    )  # fmt: skip
-    connection.commit()
-    connection.close()
+    write_legacy_checkpoint(db_path, session, legacy)
 
     store = await threadline.connect(f"sqlite:///{db_path}")  # applies 0002 and 0003
     try:
