@@ -351,7 +351,7 @@ async def window_readers(
     readers: dict[str, Reader] = {}
 
     connection = raw_connection(path, "normal")
-    params = (session_id, tenant_id, W3_ROUNDS - 1)
+    params = {"session": session_id, "tenant": tenant_id, "skip": W3_ROUNDS - 1}
     window_sql = sql._WINDOW
     assert len(connection.execute(window_sql, params).fetchall()) == 2 * W3_ROUNDS + 1
 

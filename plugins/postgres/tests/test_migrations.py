@@ -103,10 +103,11 @@ def test_migrations_use_nothing_newer_than_postgres_13() -> None:
     assert names == sorted(names) and len(set(names)) == len(names)
 
 
-async def test_an_existing_database_gains_the_message_user_index(
+async def test_an_existing_database_gains_the_user_indexes(
     make_url: Callable[..., str], database_url: str, fresh_schema: str
 ) -> None:
-    """A database migrated before 0004 gets only 0004, with its data; a pre-built index is fine."""
+    """A database migrated before 0004 gets 0004 and 0005, with its data; pre-built indexes
+    are fine."""
     url = make_url(schema=fresh_schema)
     config = parse_config(url)
     older = tuple(m for m in MIGRATIONS if m.name < "0004")
@@ -121,16 +122,23 @@ async def test_an_existing_database_gains_the_message_user_index(
             t, s = session.tenant_id, session.id
             message = threadline.Message(session_id=s, tenant_id=t, role="user", content="kept")
             await store.save_message(message)
-            assert await store.migrate() == ["0004_message_user_index"]
+            assert await store.migrate() == [
+                "0004_message_user_index",
+                "0005_api_call_user_index",
+            ]
             assert await store.migrate() == []
             assert [m.id for m in await store.get_messages(t, s)] == [message.id]
         finally:
             await store.close()
-        definition = await conn.fetchval("SELECT pg_get_indexdef($1::regclass)", index)
-        assert definition.endswith("(tenant_id, user_id)"), definition
+        for name in (index, f'"{fresh_schema}".entity_api_call_tenant_user'):
+            definition = await conn.fetchval("SELECT pg_get_indexdef($1::regclass)", name)
+            assert definition.endswith("(tenant_id, user_id)"), definition
         # Built beforehand (CREATE INDEX CONCURRENTLY, outside the migration): no error.
         await conn.execute(f"DELETE FROM \"{fresh_schema}\".threadline_migrations "
-                           "WHERE name = '0004_message_user_index'")  # fmt: skip
-        assert await migrate(conn, config) == ["0004_message_user_index"]
+                           "WHERE name >= '0004'")  # fmt: skip
+        assert await migrate(conn, config) == [
+            "0004_message_user_index",
+            "0005_api_call_user_index",
+        ]
     finally:
         await conn.close()

@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 
 import threadline
-from threadline import Checkpoint, Message, Session, ToolCall
+from threadline import ApiCall, Checkpoint, Message, Session, ToolCall
 from threadline.checkpoint_delta import SNAPSHOT_EVERY
 from threadline.ids import new_id
 from threadline.testing._support import Conversation, new_conversation
@@ -525,6 +525,11 @@ async def test_erase_user_finds_messages_elsewhere_through_the_user_index(
         conv = await new_conversation(store, tenant, a)
         await store.save_messages([conv.message("user", f"m{i}") for i in range(1500)])
         await store.save_message(attrs.evolve(conv.message("user", "from b"), user_id=b))
+        for user in (a, a, b):
+            await store.save_api_call(
+                ApiCall(session_id=conv.id, tenant_id=tenant, user_id=user, model="m",
+                        status="success")
+            )  # fmt: skip
     own = await new_conversation(store, tenant, b)
     await store.save_messages([own.message("user", f"b{i}") for i in range(5)])
     await raw.execute("ANALYZE")
@@ -538,5 +543,13 @@ async def test_erase_user_finds_messages_elsewhere_through_the_user_index(
     )
     assert "entity_message_tenant_user" in plan, plan
     assert "Seq Scan on entity_message" not in plan, plan
+    # Nine API calls: too few for the planner to prefer any index; can it use this one?
+    await raw.execute("SET enable_seqscan = off")
+    plan = "\n".join(
+        r[0] for r in await raw.fetch(f"EXPLAIN SELECT count(*) FROM entity_api_call WHERE {where}")
+    )
+    await raw.execute("RESET enable_seqscan")
+    assert "entity_api_call_tenant_user" in plan, plan
+    assert "Seq Scan on entity_api_call" not in plan, plan
     erased = await store.erase_user(tenant, b)
-    assert (erased["messages"], erased["messages_redacted"]) == (5, 3)
+    assert (erased["messages"], erased["messages_redacted"], erased["api_calls"]) == (5, 3, 3)

@@ -26,8 +26,9 @@ Design notes:
   ``chain_depth`` its distance from the snapshot and ``history_tag`` its write tag; so
   restoring one reads a bounded chain. Rows written before it hold a JSON array of the
   messages after those of their base (the whole of its history), and stay readable.
-* ``(tenant_id, user_id)`` on messages (``0004_message_user_index``) serves erasing a
-  user: their messages in other users' sessions are found without reading the tenant's.
+* ``(tenant_id, user_id)`` on messages (``0004_message_user_index``) and on API calls
+  (``0005_api_call_user_index``) serves erasing a user: their messages and API calls in
+  other users' sessions are found without reading the tenant's.
 """
 
 from __future__ import annotations
@@ -202,11 +203,17 @@ _MESSAGE_USER = """
 CREATE INDEX IF NOT EXISTS entity_message_tenant_user ON {entity_message} (tenant_id, user_id);
 """
 
+# The same for the API calls erasing a user deletes in other users' sessions.
+_API_CALL_USER = """
+CREATE INDEX IF NOT EXISTS entity_api_call_tenant_user ON {entity_api_call} (tenant_id, user_id);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial_schema", _INITIAL),
     Migration("0002_incremental_checkpoints", _INCREMENTAL_CHECKPOINTS),
     Migration("0003_prunable_checkpoints", _PRUNABLE_CHECKPOINTS),
     Migration("0004_message_user_index", _MESSAGE_USER),
+    Migration("0005_api_call_user_index", _API_CALL_USER),
 )
 """Every migration, in the order they apply. Append only; never edit an applied one."""
 

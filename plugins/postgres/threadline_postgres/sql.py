@@ -177,11 +177,7 @@ class Statements:
             "tenant_id = $1::uuid AND user_id = $2::uuid AND session_id NOT IN "
             f"(SELECT id FROM {S} WHERE tenant_id = $1::uuid AND user_id = $2::uuid)"
         )
-        self.user_api_calls_elsewhere = (
-            f"session_id IN (SELECT id FROM {S} WHERE tenant_id = $1::uuid "
-            "AND user_id IS DISTINCT FROM $2::uuid) AND tenant_id = $1::uuid "
-            "AND user_id = $2::uuid"
-        )
+        self.user_api_calls_elsewhere = self.user_messages_elsewhere  # the same columns
 
         # -- API calls -------------------------------------------------------------------
         self.save_api_call = f"""

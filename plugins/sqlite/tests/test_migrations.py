@@ -108,11 +108,10 @@ async def test_0003_upgrades_a_database_at_0002(db_path: Path, by_hand: bool) ->
 
     store = await threadline.connect(f"sqlite:///{db_path}", migrate=False)
     try:
-        assert await store.migrate() == ["0003_message_user_index"]
+        assert await store.migrate() == ["0003_message_user_index", "0004_api_call_user_index"]
         assert await store.migrate() == []
     finally:
         await store.close()
-    assert (
-        "(tenant_id, user_id) WHERE user_id IS NOT NULL"
-        in _indexes(db_path)["idx_message_tenant_user"]
-    )
+    indexes = _indexes(db_path)
+    for name in ("idx_message_tenant_user", "idx_api_call_tenant_user"):
+        assert "(tenant_id, user_id) WHERE user_id IS NOT NULL" in indexes[name]

@@ -184,7 +184,7 @@ async def test_full_histories_older_than_migration_0002_are_redacted(db_path: Pa
     integrity_ok(db_path)
 
 
-def _plan(connection: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> str:
+def _plan(connection: sqlite3.Connection, sql: str, params: object) -> str:
     return " | ".join(row[3] for row in connection.execute("EXPLAIN QUERY PLAN " + sql, params))
 
 
@@ -194,7 +194,11 @@ async def test_erase_queries_use_indexes(store: threadline.Store) -> None:
     messages = await plugin.run_read(_plan, store_module._ERASE_FOREIGN_MESSAGES, params)
     assert "INDEX idx_message_tenant_user" in messages, messages
     assert "SCAN" not in messages, messages
-    sessions = await plugin.run_read(_plan, store_module._ERASE_CHECKPOINTED_SESSIONS, ("t", "u"))
+    calls = await plugin.run_read(_plan, "SELECT a.id " + store_module._ERASE_FOREIGN_CALLS, params)
+    assert "INDEX idx_api_call_tenant_user" in calls, calls
+    assert "SCAN" not in calls, calls
+    who = {"tenant": "t", "user": "u"}
+    sessions = await plugin.run_read(_plan, store_module._ERASE_CHECKPOINTED_SESSIONS, who)
     assert "INDEX idx_session_tenant_updated" in sessions, sessions
     assert "INDEX idx_checkpoint_session_version" in sessions, sessions
     assert "SCAN entity_checkpoint" not in sessions, sessions

@@ -96,7 +96,7 @@ async def test_close_stops_the_threads(db_path: Path) -> None:
 # -- the window: indexed, and exactly select_window ------------------------------------------
 
 
-def _plan(connection: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> list[str]:
+def _plan(connection: sqlite3.Connection, sql: str, params: object) -> list[str]:
     return [row[3] for row in connection.execute("EXPLAIN QUERY PLAN " + sql, params)]
 
 
@@ -104,7 +104,7 @@ async def test_window_queries_use_indexes_not_scans(store: threadline.Store) -> 
     sqlite_store = store.primary
     assert isinstance(sqlite_store, SQLiteStore)
     queries = {
-        "window": (store_module._WINDOW, ("s", "t", 1)),
+        "window": (store_module._WINDOW, {"session": "s", "tenant": "t", "skip": 1}),
         "systems": (store_module._SYSTEM_BEFORE, ("s", "t", 5)),
         "tail": (store_module._MESSAGES_AFTER, ("s", "t", 0, 20)),
         "range": (store_module._MESSAGES_RANGE, ("s", "t", 1, 9)),

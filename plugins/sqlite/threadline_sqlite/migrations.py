@@ -26,7 +26,8 @@ both new columns ``NULL``; they read as before and act as snapshots.
 for the messages that have a ``user_id``: :meth:`threadline.Store.erase_user` finds a
 user's messages in other users' sessions with it instead of reading every message of
 the tenant. Messages without a ``user_id`` (which no erasure looks for) stay out of it
-and cost an append nothing.
+and cost an append nothing. ``0004_api_call_user_index`` does the same for
+``entity_api_call``, whose rows erase_user deletes in other users' sessions.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ MIGRATION_NAMES: tuple[str, ...] = (
     "0001_initial_schema",
     "0002_incremental_checkpoints",
     "0003_message_user_index",
+    "0004_api_call_user_index",
 )
 """Every migration of this version of the plugin, in the order they apply."""
 
@@ -270,10 +272,23 @@ def _m0003_message_user_index(db: Database) -> None:
     )
 
 
+def _m0004_api_call_user_index(db: Database) -> None:
+    """A user's API calls in a tenant, found by index: what erase_user deletes elsewhere.
+
+    Partial and ``IF NOT EXISTS`` for the reasons of 0003; an API call is written once
+    per model request, so the extra entry costs far less than the message index.
+    """
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS idx_api_call_tenant_user ON entity_api_call "
+        "(tenant_id, user_id) WHERE user_id IS NOT NULL"
+    )
+
+
 _FUNCTIONS: dict[str, Any] = {
     "0001_initial_schema": _m0001_initial_schema,
     "0002_incremental_checkpoints": _m0002_incremental_checkpoints,
     "0003_message_user_index": _m0003_message_user_index,
+    "0004_api_call_user_index": _m0004_api_call_user_index,
 }
 
 

@@ -127,6 +127,30 @@ def _chunks(items: Sequence[T], size: int = _CHUNK) -> list[Sequence[T]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+def _switch_to_wal(connection: Connection, options: SQLiteOptions) -> None:
+    """Put the database in WAL mode, retrying while another process holds the file.
+
+    Switching the journal mode takes an exclusive lock and SQLite may report
+    ``database is locked`` at once instead of calling the busy handler (seen when several
+    processes open a new file together): retried for up to ``busy_timeout``.
+    """
+    deadline = time.monotonic() + options.busy_timeout_ms / 1000
+    pause = 0.001
+    while True:
+        try:
+            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+    if str(mode).lower() != "wal":
+        raise StoreError(f"could not switch {options.path} to WAL (journal_mode={mode})")
+
+
 def open_connection(options: SQLiteOptions, *, reader: bool = False) -> Connection:
     """Open and configure a connection (on the thread that will use it).
 
@@ -146,9 +170,7 @@ def open_connection(options: SQLiteOptions, *, reader: bool = False) -> Connecti
     try:
         connection.execute(f"PRAGMA busy_timeout = {int(options.busy_timeout_ms)}")
         if not options.in_memory and not reader:
-            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreError(f"could not switch {options.path} to WAL (journal_mode={mode})")
+            _switch_to_wal(connection, options)
         connection.execute(f"PRAGMA synchronous = {options.synchronous}")
         connection.execute("PRAGMA foreign_keys = ON")
         if reader:
@@ -205,14 +227,15 @@ _SYSTEM_BEFORE = (
 _WINDOW = f"""
 WITH start(seq) AS (
   SELECT coalesce((SELECT seq FROM entity_message
-                   WHERE session_id = ?1 AND role = 'user'
-                   ORDER BY seq DESC LIMIT 1 OFFSET ?3), 1)
+                   WHERE session_id = :session AND role = 'user'
+                   ORDER BY seq DESC LIMIT 1 OFFSET :skip), 1)
 )
 SELECT {MESSAGE_COLUMNS} FROM entity_message
-WHERE session_id = ?1 AND tenant_id = ?2 AND role = 'system' AND seq < (SELECT seq FROM start)
+WHERE session_id = :session AND tenant_id = :tenant AND role = 'system'
+  AND seq < (SELECT seq FROM start)
 UNION ALL
 SELECT {MESSAGE_COLUMNS} FROM entity_message
-WHERE session_id = ?1 AND tenant_id = ?2 AND seq >= (SELECT seq FROM start)
+WHERE session_id = :session AND tenant_id = :tenant AND seq >= (SELECT seq FROM start)
 ORDER BY seq
 """
 # For each orphaned call id the nearest call before the window (max seq), then the
@@ -288,8 +311,9 @@ SELECT n, {CHECKPOINT_COLUMNS} FROM chain
 _CHAIN_OF_ID = _CHAIN.format(anchor="id = ?")
 _CHAIN_OF_TENANT = _CHAIN.format(anchor="id = ? AND tenant_id = ?")
 _CHAIN_OF_LATEST = _CHAIN.format(
-    anchor="id = (SELECT id FROM entity_checkpoint WHERE session_id = ?1 AND tenant_id = ?2 "
-    "AND (?3 IS NULL OR agent_id = ?3) ORDER BY version DESC LIMIT 1)"
+    anchor="id = (SELECT id FROM entity_checkpoint WHERE session_id = :session "
+    "AND tenant_id = :tenant AND (:agent IS NULL OR agent_id = :agent) "
+    "ORDER BY version DESC LIMIT 1)"
 )
 
 _AGENT_UPSERT = (
@@ -503,7 +527,7 @@ def _load_window(
     if last_rounds == 0:
         rows = connection.execute(_SYSTEM_BEFORE, (session_id, tenant_id, 2**62)).fetchall()
         return [message_from_row(row) for row in rows]
-    params = (session_id, tenant_id, last_rounds - 1)
+    params = {"session": session_id, "tenant": tenant_id, "skip": last_rounds - 1}
     rows = connection.execute(_WINDOW, params).fetchall()
     start, answers_a_call = _round_start(rows, last_rounds)
     window = [message_from_row(row) for row in rows]
@@ -682,7 +706,7 @@ def _list_api_calls(connection: Connection, tenant_id: str, session_id: str) -> 
 # -- checkpoints ------------------------------------------------------------------------------
 
 
-def _chain(connection: Connection, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+def _chain(connection: Connection, sql: str, params: Any) -> list[tuple[Any, ...]]:
     """A :data:`_CHAIN` query's rows in :data:`CHECKPOINT_COLUMNS` order, the checkpoint first."""
     found = connection.execute(sql, params).fetchall()
     found.sort()  # by n, unique: the tuples never compare further
@@ -777,7 +801,8 @@ def _get_latest_checkpoint(
     agent_id: str | None,
     cache: HistoryCache,
 ) -> Checkpoint | None:
-    rows = _chain(connection, _CHAIN_OF_LATEST, (session_id, tenant_id, agent_id))
+    params = {"session": session_id, "tenant": tenant_id, "agent": agent_id}
+    rows = _chain(connection, _CHAIN_OF_LATEST, params)
     return _checkpoint_of_chain(rows, cache)
 
 
@@ -949,6 +974,7 @@ _ERASE_FOREIGN_MESSAGES = (
     f"SELECT {_M_COLUMNS} FROM entity_message m JOIN entity_session s ON s.id = m.session_id "
     "WHERE m.tenant_id = ? AND m.user_id = ? AND s.user_id IS NOT ?"
 )
+# Their API calls there: idx_api_call_tenant_user (migration 0004). Same parameters.
 _ERASE_FOREIGN_CALLS = (
     "FROM entity_api_call a JOIN entity_session s ON s.id = a.session_id "
     "WHERE a.tenant_id = ? AND a.user_id = ? AND s.user_id IS NOT ?"
@@ -958,9 +984,9 @@ _ERASE_FOREIGN_CALLS = (
 # _redact_checkpoints). User ids are canonical UUIDs: JSON writes them as they are.
 # Parameters: tenant, user.
 _ERASE_CHECKPOINTED_SESSIONS = (
-    "SELECT s.id FROM entity_session s WHERE s.tenant_id = ?1 AND s.user_id IS NOT ?2 "
+    "SELECT s.id FROM entity_session s WHERE s.tenant_id = :tenant AND s.user_id IS NOT :user "
     "AND EXISTS (SELECT 1 FROM entity_checkpoint c "
-    "WHERE c.session_id = s.id AND c.tenant_id = ?1 AND instr(c.history, ?2) > 0)"
+    "WHERE c.session_id = s.id AND c.tenant_id = :tenant AND instr(c.history, :user) > 0)"
 )
 _ERASE_SESSION_CHECKPOINTS = _CHECKPOINTS_OF_SESSION + " ORDER BY version"
 _REWRITE_RECORD = (
@@ -987,7 +1013,8 @@ def _redact_checkpoints(connection: Connection, tenant_id: str, user_id: str, dr
     history too, and a cached unredacted one would give a child written on it a wrong
     ``keep``.
     """
-    sessions = connection.execute(_ERASE_CHECKPOINTED_SESSIONS, (tenant_id, user_id)).fetchall()
+    params = {"tenant": tenant_id, "user": user_id}
+    sessions = connection.execute(_ERASE_CHECKPOINTED_SESSIONS, params).fetchall()
     count = 0
     for (session_id,) in sessions:
         rows = connection.execute(_ERASE_SESSION_CHECKPOINTS, (session_id, tenant_id)).fetchall()
