@@ -119,7 +119,7 @@ async def test_erased_user_is_in_no_stored_byte(kind: str, tmp_path: Path) -> No
     record(
         "erasure_leaves_no_bytes",
         store=kind,
-        what="erase_user: the user's text and id in none of the stored bytes (WAL included)",
+        what="erase_user: the user's text and id in none of the stored bytes",
         faults=1,
         operations=rows,
         lost=0,
