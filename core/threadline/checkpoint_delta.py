@@ -127,6 +127,7 @@ __all__ = [
     "decode_items",
     "encode_history",
     "encode_items",
+    "encoded_record",
     "load_record",
     "new_tag",
     "rebuild",
@@ -292,13 +293,20 @@ def encode_history(
         keep = common_prefix(history, parent)
     if keep == 0:
         items = encode_items(history, tenant_id=tenant_id, session_id=session_id)
-        record: dict[str, Any] = {"v": FORMAT_VERSION, "kind": "snapshot", "messages": items}
-        return EncodedHistory(record, dump_json(record, "checkpoint history"), 0, None)
+        return encoded_record(items, None, 0)
     items = encode_items(
         history[keep:], tenant_id=tenant_id, session_id=session_id, previous=history[keep - 1]
     )
-    record = {"v": FORMAT_VERSION, "kind": "delta", "keep": keep, "messages": items}
-    return EncodedHistory(record, dump_json(record, "checkpoint history"), parent_depth + 1, keep)
+    return encoded_record(items, keep, parent_depth + 1)
+
+
+def encoded_record(items: list[dict[str, Any]], keep: int | None, depth: int) -> EncodedHistory:
+    """The record holding ``items`` (from :func:`encode_items`): a snapshot when ``keep``
+    is ``None``, else a delta keeping ``keep`` messages of its parent."""
+    record: dict[str, Any] = {"v": FORMAT_VERSION, "kind": "snapshot", "messages": items}
+    if keep is not None:
+        record = {"v": FORMAT_VERSION, "kind": "delta", "keep": keep, "messages": items}
+    return EncodedHistory(record, dump_json(record, "checkpoint history"), depth, keep)
 
 
 def new_tag() -> int:

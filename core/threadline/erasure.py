@@ -18,37 +18,26 @@ stays valid.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import attrs
 
-from threadline.checkpoint_delta import FORMAT_VERSION, EncodedHistory, encode_items
-from threadline.codec import dump_json
+from threadline.checkpoint_delta import EncodedHistory, encode_items, encoded_record
 from threadline.models import Message
 
-__all__ = ["REDACTED_FIELDS", "redact", "redact_history", "redact_record"]
-
-REDACTED_FIELDS = ("content", "tool_calls", "metadata", "name", "user_id")
-"""The fields :func:`redact` clears; ``id``, ``role``, ``seq``, ``status``,
-``tool_call_id``, ``agent_id``, the session, tenant and ``created_at`` are kept."""
+__all__ = ["redact", "redact_history", "redact_record"]
 
 
 def redact(message: Message) -> Message:
     """``message`` with what its user wrote removed: empty content, no tool calls or metadata,
-    no name and no ``user_id`` (so a second erasure finds nothing)."""
+    no name and no ``user_id`` (so a second erasure finds nothing); ``id``, ``role``,
+    ``seq``, ``status``, ``tool_call_id``, ``agent_id`` and ``created_at`` are kept."""
     return attrs.evolve(message, content="", tool_calls=(), metadata={}, name=None, user_id=None)
 
 
 def redact_history(history: Sequence[Message], user_id: str) -> tuple[tuple[Message, ...], int]:
     """``history`` with ``user_id``'s messages redacted, and how many were."""
-    count = 0
-    out = []
-    for m in history:
-        if m.user_id == user_id:
-            m = redact(m)
-            count += 1
-        out.append(m)
-    return tuple(out), count
+    out = tuple(redact(m) if m.user_id == user_id else m for m in history)
+    return out, sum(m.user_id == user_id for m in history)
 
 
 def redact_record(
@@ -78,20 +67,9 @@ def redact_record(
     is rewritten in the same erasure when it holds one of the user's messages.
     """
     start = keep or 0
-    own = history[start:]
-    if not any(m.user_id == user_id for m in own):
+    own, count = redact_history(history[start:], user_id)
+    if not count:
         return None
-    redacted, _ = redact_history(history[max(start - 1, 0) :], user_id)
-    previous = redacted[0] if start else None
-    items = encode_items(
-        redacted[1:] if start else redacted,
-        tenant_id=tenant_id,
-        session_id=session_id,
-        previous=previous,
-    )
-    record: dict[str, Any]
-    if keep is None:
-        record = {"v": FORMAT_VERSION, "kind": "snapshot", "messages": items}
-    else:
-        record = {"v": FORMAT_VERSION, "kind": "delta", "keep": keep, "messages": items}
-    return EncodedHistory(record, dump_json(record, "checkpoint history"), depth, keep)
+    previous = redact_history(history[start - 1 : start], user_id)[0][0] if start else None
+    items = encode_items(own, tenant_id=tenant_id, session_id=session_id, previous=previous)
+    return encoded_record(items, keep, depth)

@@ -67,14 +67,20 @@ def _utc(value: object) -> datetime:
             value = datetime.fromisoformat(text)
         except ValueError:
             raise ValidationError(f"not an ISO 8601 timestamp: {text[:40]!r}") from None
+    return check_utc(value, "timestamp")
+
+
+def check_utc(value: object, field: str) -> datetime:
+    """``value`` (an aware datetime) in UTC; ValidationError if it is naive, not a datetime,
+    or out of range once moved to UTC (year 1 east of Greenwich)."""
     if not isinstance(value, datetime):
-        raise ValidationError(f"expected a datetime, got {type(value).__name__}")
-    if value.tzinfo is None:
-        raise ValidationError("timestamps must be timezone-aware (UTC); got a naive datetime")
+        raise ValidationError(f"{field}: expected a datetime, got {type(value).__name__}")
+    if value.utcoffset() is None:
+        raise ValidationError(f"{field} must be timezone-aware (UTC); got a naive datetime")
     try:
         return value.astimezone(timezone.utc)
     except OverflowError:
-        raise ValidationError(f"timestamp {value.isoformat()} is out of range in UTC") from None
+        raise ValidationError(f"{field} {value.isoformat()} is out of range in UTC") from None
 
 
 def check_text(value: object, field: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import pluggy
@@ -26,6 +26,7 @@ from threadline.models import (
     ProviderRecord,
     Session,
     check_text,
+    check_utc,
 )
 from threadline.plugins import LOAD_PLUGINS_ENV, new_plugin_manager, store_registry
 from threadline.urls import StoreURL
@@ -189,7 +190,7 @@ class Store:
             "threadline_set_session_updated_at",
             tenant_id=check_id(tenant_id, "tenant_id"),
             session_id=check_id(session_id, "session_id"),
-            updated_at=_check_moment(updated_at, "updated_at"),
+            updated_at=check_utc(updated_at, "updated_at"),
         )
         return result
 
@@ -400,7 +401,7 @@ class Store:
         result = await self._write(
             "threadline_delete_sessions_before",
             tenant_id=check_id(tenant_id, "tenant_id"),
-            before=_check_moment(before, "before"),
+            before=check_utc(before, "before"),
             user_id=optional_id(user_id, "user_id"),
             dry_run=_check_flag(dry_run, "dry_run"),
         )
@@ -462,17 +463,6 @@ ERASE_KINDS = (
     "checkpoints_redacted",
 )
 """The kinds of rows :meth:`Store.erase_user` counts, in report order."""
-
-
-def _check_moment(value: object, name: str) -> datetime:
-    """``value`` as an aware UTC datetime, or ValidationError (naive, not a datetime, or
-    out of range once moved to UTC)."""
-    if not isinstance(value, datetime) or value.utcoffset() is None:
-        raise ValidationError(f"{name} must be an aware datetime, got {value!r}")
-    try:
-        return value.astimezone(timezone.utc)
-    except OverflowError:
-        raise ValidationError(f"{name} {value.isoformat()} is out of range in UTC") from None
 
 
 def _check_flag(value: object, name: str) -> bool:

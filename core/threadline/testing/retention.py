@@ -252,31 +252,33 @@ class RetentionConformance:
                 return m
             return attrs.evolve(m, content="", tool_calls=(), metadata={}, name=None, user_id=None)
 
+        # The run goes on from rewritten checkpoints at once (caches filled before the
+        # erasure): with the redacted history, and (a stale writer) with the history it
+        # held before the erasure, on c6, whose own record held nothing of B's.
+        h8 = (*(redacted(m) for m in h4), msg(a, "user", "after the erasure"))
+        c8 = await store.create_checkpoint(
+            Checkpoint(tenant_id=t, session_id=s, history=h8, parent_id=made["c4"].id)
+        )
+        h9 = (*h6, msg(a, "user", "stale history"))
+        c9 = await store.create_checkpoint(
+            Checkpoint(tenant_id=t, session_id=s, history=h9, parent_id=made["c6"].id)
+        )
+        assert (await store.get_checkpoint(t, c8.id)).history == h8  # type: ignore[union-attr]
+        assert (await store.get_checkpoint(t, c9.id)).history == h9  # type: ignore[union-attr]
+
         after = await store.list_checkpoints(t, session_id=s)
-        assert len(after) == len(before)
+        assert len(after) == len(before) + 2  # and c8, c9
         for old, new in zip(before, after):
             assert attrs.evolve(new, history=()) == attrs.evolve(old, history=())
             assert new.history == tuple(redacted(m) for m in old.history)
             assert new == await store.get_checkpoint(t, old.id)
         assert after[6] == before[6]  # c7 never held B's messages
-        assert await store.get_latest_checkpoint(t, s) == after[-1]
-        assert secret not in repr([c.to_dict() for c in after])
+        assert await store.get_latest_checkpoint(t, s) == after[-1] == c9
+        assert secret not in repr([c.to_dict() for c in after[:7]])  # c9 wrote it back
         assert [await _snapshot(store, c) for c in (quiet, foreign)] == untouched
         assert await store.get_checkpoint(foreign.tenant_id, foreign_cp.id) == foreign_cp
         assert await store.get_session(t, mine.id) is None
 
-        # The run goes on from a rewritten checkpoint: with the redacted history, and
-        # (a stale writer) with the history it held before the erasure.
-        h8 = (*after[3].history, msg(a, "user", "after the erasure"))
-        c8 = await store.create_checkpoint(
-            Checkpoint(tenant_id=t, session_id=s, history=h8, parent_id=after[3].id)
-        )
-        h9 = (*h6, msg(a, "user", "stale history"))
-        c9 = await store.create_checkpoint(
-            Checkpoint(tenant_id=t, session_id=s, history=h9, parent_id=after[5].id)
-        )
-        assert (await store.get_checkpoint(t, c8.id)).history == h8  # type: ignore[union-attr]
-        assert (await store.get_checkpoint(t, c9.id)).history == h9  # type: ignore[union-attr]
         again = {**dict.fromkeys(expected, 0), "checkpoints_redacted": 1}  # c9, from the stale run
         assert await store.erase_user(t, b) == again
 

@@ -424,13 +424,14 @@ async def test_erase_user_rewrites_only_the_records_holding_the_users_messages(
         assert await store.erase_user(t, b) == expected
         after = await _records(raw)
         rewritten = {made[i].id for i in (1, 3, 4, 5, 7, 8, 10)}
+        # A new tag for every checkpoint whose history changed, its record rewritten or not.
+        retagged = {c.id for c in made if any(m.user_id == b for m in c.history)}
+        assert rewritten < retagged and len(retagged) == expected["checkpoints_redacted"]
         for cid, record in after.items():
             old = before[cid]
             assert record[:4] == old[:4]  # base, depth, kind and keep stay
-            if cid in rewritten:
-                assert record[4] != old[4] and record[5] != old[5]
-            else:
-                assert record[4:] == old[4:]
+            assert (record[4] != old[4]) == (cid in retagged)
+            assert (record[5] != old[5]) == (cid in rewritten)
             assert "secret" not in record[5] and b not in record[5]
 
         def redacted(m: Message) -> Message:
@@ -535,7 +536,7 @@ async def test_erase_user_finds_messages_elsewhere_through_the_user_index(
     await raw.execute("ANALYZE")
     pg = store.primary
     assert isinstance(pg, PostgresStore)
-    where = pg.sql.user_messages_elsewhere.replace("$1::uuid", f"'{tenant}'::uuid").replace(
+    where = pg.sql.user_rows_elsewhere.replace("$1::uuid", f"'{tenant}'::uuid").replace(
         "$2::uuid", f"'{b}'::uuid"
     )
     plan = "\n".join(

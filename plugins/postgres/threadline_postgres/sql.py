@@ -169,15 +169,13 @@ class Statements:
             WHERE id = $1::uuid AND tenant_id = $2::uuid
             RETURNING {SESSION_COLUMNS}"""
         self.delete_session = f"DELETE FROM {S} WHERE id = $1::uuid AND tenant_id = $2::uuid"
-        # Erasing user $2 of tenant $1: WHERE clauses for their rows in other users' sessions.
-        # Messages are read from the (tenant_id, user_id) index, skipping the user's own
-        # sessions (a message's tenant is its session's); API calls have no such index and
-        # are read through each other session's.
-        self.user_messages_elsewhere = (
+        # Erasing user $2 of tenant $1: the WHERE clause for their messages and API calls
+        # in other users' sessions, read from the (tenant_id, user_id) indexes, skipping
+        # the user's own sessions (a row's tenant is its session's).
+        self.user_rows_elsewhere = (
             "tenant_id = $1::uuid AND user_id = $2::uuid AND session_id NOT IN "
             f"(SELECT id FROM {S} WHERE tenant_id = $1::uuid AND user_id = $2::uuid)"
         )
-        self.user_api_calls_elsewhere = self.user_messages_elsewhere  # the same columns
 
         # -- API calls -------------------------------------------------------------------
         self.save_api_call = f"""

@@ -776,7 +776,7 @@ class PostgresStore:
                 counts[kind] = await conn.fetchval(
                     f"SELECT count(*) FROM {t[table]} WHERE session_id = ANY($1::uuid[])", ids
                 )
-            rewrites: list[tuple[str, str, int]] = []
+            rewrites: list[tuple[str, str | None, int]] = []
             counts["checkpoints_redacted"] = 0
             for sid in (r[0] for r in locked if not r[1]):
                 found, records = await self._redact_checkpoints(
@@ -786,16 +786,15 @@ class PostgresStore:
                 rewrites += records
             # The user's rows in other users' sessions of the tenant: messages redacted in
             # place (seq, role, status kept, as threadline.erasure.redact), API calls deleted.
-            messages = self.sql.user_messages_elsewhere
-            api_calls = self.sql.user_api_calls_elsewhere
+            elsewhere = self.sql.user_rows_elsewhere
             if dry_run:
                 counts["messages_redacted"] = await conn.fetchval(
-                    f"SELECT count(*) FROM {t['entity_message']} WHERE {messages}",
+                    f"SELECT count(*) FROM {t['entity_message']} WHERE {elsewhere}",
                     tenant_id,
                     user_id,
                 )
                 counts["api_calls"] += await conn.fetchval(
-                    f"SELECT count(*) FROM {t['entity_api_call']} WHERE {api_calls}",
+                    f"SELECT count(*) FROM {t['entity_api_call']} WHERE {elsewhere}",
                     tenant_id,
                     user_id,
                 )
@@ -805,21 +804,23 @@ class PostgresStore:
             counts["messages_redacted"] = await conn.fetchval(
                 f"WITH done AS (UPDATE {t['entity_message']} SET content = '', tool_calls = NULL, "
                 "call_ids = NULL, name = NULL, metadata = '{}'::jsonb, user_id = NULL "
-                f"WHERE {messages} RETURNING 1) SELECT count(*) FROM done",
+                f"WHERE {elsewhere} RETURNING 1) SELECT count(*) FROM done",
                 tenant_id,
                 user_id,
             )
             counts["api_calls"] += await conn.fetchval(
-                f"WITH gone AS (DELETE FROM {t['entity_api_call']} WHERE {api_calls} RETURNING 1) "
+                f"WITH gone AS (DELETE FROM {t['entity_api_call']} WHERE {elsewhere} RETURNING 1) "
                 "SELECT count(*) FROM gone",
                 tenant_id,
                 user_id,
             )
             if rewrites:
-                # A new write tag: HistoryCache entries (here and in other processes) miss.
+                # A new write tag for every checkpoint whose history changed, its record
+                # rewritten or not (a delta on a rewritten record): HistoryCache entries,
+                # here and in other processes, miss instead of serving the old history.
                 await conn.executemany(
-                    f"UPDATE {C} SET history_delta = $2::jsonb, history_tag = $3::bigint "
-                    "WHERE id = $1::uuid",
+                    f"UPDATE {C} SET history_delta = coalesce($2::jsonb, history_delta), "
+                    "history_tag = $3::bigint WHERE id = $1::uuid",
                     rewrites,
                 )
             return counts
@@ -834,12 +835,13 @@ class PostgresStore:
         user_id: str,
         *,
         rewrite: bool,
-    ) -> tuple[int, list[tuple[str, str, int]]]:
+    ) -> tuple[int, list[tuple[str, str | None, int]]]:
         """How many of the session's checkpoints hold ``user_id``'s messages, and the rewrites.
 
         Each rewrite (only with ``rewrite``) is ``(id, history_delta, history_tag)`` for a
-        record whose own messages hold the user's: the same kind, ``keep``, base and depth,
-        so every record on it stays valid.
+        checkpoint whose history holds the user's messages: ``history_delta`` is the new
+        record when its own messages hold them (the same kind, ``keep``, base and depth, so
+        every record on it stays valid), else ``None`` (the record stays, the tag changes).
         """
         rows = await conn.fetch(
             f"SELECT id, history_base, history_delta, chain_depth FROM "
@@ -867,8 +869,8 @@ class PostgresStore:
             encoded = redact_record(
                 history, keep, user_id, tenant_id=tenant_id, session_id=session_id, depth=r[3]
             )
-            if encoded is not None:
-                rewrites.append((r[0], history_param(encoded), new_tag()))
+            delta = None if encoded is None else history_param(encoded)
+            rewrites.append((r[0], delta, new_tag()))  # a new tag even if the record stays
         return found, rewrites
 
     @hookimpl
