@@ -20,6 +20,12 @@ Import what you need from a test module of this package::
     reason, or fails when ``CI`` is set. Use it by importing it into the test module
     (``from ._servers import postgres_url``) and naming it as an argument; the plain
     context manager :func:`fresh_postgres_database` does the same outside pytest.
+``postgres_cluster`` (pytest fixture, function scope)
+    A throwaway PostgreSQL server of the test's own (``threadline_postgres.cluster.TempCluster``:
+    ``initdb`` into a temporary folder, a free port of 127.0.0.1, deleted afterwards) for
+    tests that stop, crash or restart the server; the server above is never touched, and
+    its postmaster start time is checked to be unchanged afterwards. No PostgreSQL server
+    binaries: skip with the reason, or fail when ``CI`` is set.
 :func:`sqlite_integrity`
     ``PRAGMA integrity_check`` of a database file, through ``sqlite3`` directly.
 :func:`migrate_store`
@@ -45,10 +51,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+
+if TYPE_CHECKING:
+    from threadline_postgres.cluster import TempCluster
 
 __all__ = [
     "ADMIN_POSTGRES_URL",
@@ -59,6 +68,7 @@ __all__ = [
     "echo_reply",
     "fresh_postgres_database",
     "migrate_store",
+    "postgres_cluster",
     "postgres_unreachable",
     "postgres_url",
     "reliability_seed",
@@ -217,6 +227,20 @@ def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
         postgres_unreachable(f"{type(exc).__name__}: {exc}")
     with stack:
         yield url
+
+
+@pytest.fixture
+def postgres_cluster() -> Iterator[TempCluster]:
+    """A throwaway server to stop and start (``TempCluster``); the shared one is left alone."""
+    from threadline_postgres.cluster import ClusterUnavailableError, temp_cluster
+
+    try:
+        with temp_cluster(watch=ADMIN_POSTGRES_URL) as cluster:
+            yield cluster
+    except ClusterUnavailableError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"{exc} (CI is set: failing instead of skipping)", pytrace=False)
+        pytest.skip(str(exc))
 
 
 # -- an OpenAI-compatible streaming server ----------------------------------------------------

@@ -2,8 +2,9 @@
 
 Twelve tasks append to one session (single messages and batches) and four create
 checkpoints on it (parent chains), all through one store object and its pool. The
-server is stopped with ``pg_ctlcluster`` for a moment, then started again. What must
-hold:
+server, a throwaway cluster of the test's own (``postgres_cluster``: ``initdb`` into a
+temporary folder, another port, deleted afterwards), is stopped for a moment, then
+started again. What must hold:
 
 * while it is down every operation fails fast (within a bound derived from the
   configured timeouts, measured) with the typed :class:`threadline.StoreUnavailableError`,
@@ -13,11 +14,10 @@ hold:
   was acknowledged; writes that failed, retried with the same ids, are stored once and
   leave no gap in the seqs or versions.
 
-The server is always started again (in a ``finally``), and the test waits until it
-accepts connections. It skips, with the reason, where the cluster cannot be controlled
-(another host, not root, no ``pg_ctlcluster``) or when ``THREADLINE_TEST_NO_RESTART`` is
-set because others share the server; when the server is unreachable it skips, or fails
-when ``CI`` is set (``_servers.postgres_url``: a database created for this module).
+The server is always started again (in a ``finally``) before the checks. The shared
+server (``_servers.postgres_url``, a database created for this module) is never stopped:
+the fixture checks that its postmaster start time did not change. Without PostgreSQL's
+server binaries the outage test skips with the reason, or fails when ``CI`` is set.
 
 A second test holds a session's row lock from another connection for a few seconds:
 the server is up but writes cannot proceed, so they must give up within
@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import random
-import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -42,11 +40,11 @@ import threadline
 from threadline import Checkpoint, Message, Session, StoreUnavailableError
 from threadline.ids import new_id
 from threadline.urls import StoreURL
-from threadline_postgres.cluster import cluster_ctl, cluster_online, local_cluster
+from threadline_postgres.cluster import TempCluster
 
 from ._record import record
 from ._servers import (
-    ADMIN_POSTGRES_URL,
+    postgres_cluster,  # noqa: F401  (fixture)
     postgres_url,  # noqa: F401  (fixture)
     reliability_seed,
 )
@@ -82,53 +80,17 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
-async def _accepting(timeout: float = 30) -> None:
-    """Wait until the server accepts connections (it may still be starting)."""
-    import asyncpg
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            conn = await asyncpg.connect(ADMIN_POSTGRES_URL, timeout=2)
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.1)
-        else:
-            await conn.close()
-            return
+@pytest.fixture
+def cluster(request: pytest.FixtureRequest) -> TempCluster:
+    """A throwaway server of the test's own to stop (``_servers.postgres_cluster``)."""
+    made: TempCluster = request.getfixturevalue("postgres_cluster")
+    return made
 
 
-async def _stop(cluster: tuple[str, str], mode: str) -> None:
-    """Stop the server; if that fails because someone else is restarting it, retry once.
-
-    Other test runs on the same server (``plugins/postgres`` restart test, a colleague's
-    reliability run) may stop it at the same moment: then wait until it is back up and
-    stop it again, and fail with pg_ctlcluster's own words if that fails too.
-    """
-    try:
-        await asyncio.to_thread(cluster_ctl, cluster, "stop", mode)
-        return
-    except subprocess.CalledProcessError:
-        await _accepting()
-    try:
-        await asyncio.to_thread(cluster_ctl, cluster, "stop", mode)
-    except subprocess.CalledProcessError as exc:
-        pytest.fail(
-            f"pg_ctlcluster stop failed twice: {exc.stderr or exc.stdout!r} (is another test "
-            "run restarting the same server? THREADLINE_TEST_NO_RESTART skips this test)",
-            pytrace=False,
-        )
-
-
-async def _bring_back(cluster: tuple[str, str]) -> None:
-    """Start the server unless it runs, and wait until it accepts connections."""
-    if not await asyncio.to_thread(cluster_online, cluster):
-        try:
-            await asyncio.to_thread(cluster_ctl, cluster, "start")
-        except subprocess.CalledProcessError:  # started by someone else meanwhile?
-            pass  # _accepting says whether it is up
-    await _accepting()
+async def _bring_back(cluster: TempCluster) -> None:
+    """Start the server unless it runs; returns once it accepts connections."""
+    if not await asyncio.to_thread(cluster.running):
+        await asyncio.to_thread(cluster.start)
 
 
 # -- bookkeeping -------------------------------------------------------------------------
@@ -268,17 +230,12 @@ async def _timed(call: Callable[[], Awaitable[object]]) -> tuple[float, BaseExce
 
 
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
-async def test_server_outage_under_sixteen_writers(database_url: str, mode: str) -> None:
+async def test_server_outage_under_sixteen_writers(cluster: TempCluster, mode: str) -> None:
     """``fast``: backends are terminated, transactions rolled back, a clean shutdown.
     ``immediate``: the server quits at once, like a crash, and recovers from its WAL
     when it starts (what it acknowledged must still be there)."""
-    if os.environ.get("THREADLINE_TEST_NO_RESTART"):
-        pytest.skip("THREADLINE_TEST_NO_RESTART is set: others share the server")
-    cluster = local_cluster(database_url)
-    if cluster is None:
-        pytest.skip("needs root and pg_ctlcluster for a local cluster on the test port")
     url = (
-        f"{database_url}?schema=outage_{mode}&min_size=2&max_size=4"
+        f"{cluster.url}?schema=outage_{mode}&min_size=2&max_size=4"
         f"&connect_timeout={CONNECT_TIMEOUT:g}"
         f"&command_timeout={COMMAND_TIMEOUT:g}&acquire_timeout={ACQUIRE_TIMEOUT:g}"
     )
@@ -300,7 +257,7 @@ async def test_server_outage_under_sixteen_writers(database_url: str, mode: str)
         assert ledger.acks() > 0 and not ledger.unexpected, ledger.unexpected
         before = ledger.acks()
         stopping = time.monotonic()
-        await _stop(cluster, mode)
+        await asyncio.to_thread(cluster.stop, mode)
         stopped = time.monotonic()
         # Down: reads and writes raise the typed error, promptly; nothing is acknowledged.
         probe = Message(session_id=s, tenant_id=t, role="user", content="probe while down")

@@ -5,6 +5,8 @@ used only to create and drop the run's database). Each run creates
 ``threadline_test_<random>`` and drops it at the end, so runs cannot see each other;
 each conformance test gets a fresh schema in it. When the server cannot be reached
 the tests skip with the reason, except under CI (``CI`` set), where they fail.
+
+Tests that stop the server get ``cluster``: a throwaway one of their own on another port.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pytest_asyncio
 
 import threadline
 from threadline.urls import StoreURL
+from threadline_postgres.cluster import ClusterUnavailableError, TempCluster, temp_cluster
 
 ADMIN_URL = os.environ.get("THREADLINE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -70,6 +73,23 @@ def database_url() -> Iterator[str]:
             asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         except Exception as exc:  # the restart test may have left the server starting
             print(f"could not drop {name}: {exc}")
+
+
+@pytest.fixture
+def cluster() -> Iterator[TempCluster]:
+    """A throwaway server (``TempCluster``) a test may stop and start; deleted afterwards.
+
+    The server at ``THREADLINE_TEST_POSTGRES`` must be left running: its postmaster
+    start time is compared before and after. No PostgreSQL server binaries here: skip,
+    or fail when ``CI`` is set.
+    """
+    try:
+        with temp_cluster(watch=ADMIN_URL) as made:
+            yield made
+    except ClusterUnavailableError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"{exc} (CI is set: failing instead of skipping)", pytrace=False)
+        pytest.skip(str(exc))
 
 
 def store_url(database_url: str, **options: object) -> str:

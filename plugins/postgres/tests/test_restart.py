@@ -1,36 +1,32 @@
 """The server stops and starts mid-run: typed errors fast, recovery, nothing acknowledged lost.
 
-This test stops the local PostgreSQL cluster for a few seconds (``pg_ctlcluster``, as
-root) and always starts it again. It skips, with the reason, where that cannot be done
-(another host, not root, no pg_ctlcluster) or when ``THREADLINE_TEST_NO_RESTART`` is set
-because others share the server.
+The server stopped here is a throwaway cluster of the test's own (``TempCluster``:
+``initdb`` into a temporary folder, another port, deleted afterwards), never the server
+the other tests use, whose postmaster start time is checked to be unchanged afterwards.
+Without PostgreSQL's server binaries the test skips, or fails when ``CI`` is set.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-from collections.abc import Callable
 
 import pytest
 
 import threadline
 from threadline import Message, Session, StoreUnavailableError
 from threadline.ids import new_id
-from threadline_postgres.cluster import cluster_ctl, cluster_online, local_cluster
+from threadline_postgres.cluster import TempCluster
 
 pytestmark = pytest.mark.slow
 
 
-async def test_server_restart_mid_run(make_url: Callable[..., str], database_url: str) -> None:
-    cluster = local_cluster(database_url)
-    if os.environ.get("THREADLINE_TEST_NO_RESTART"):
-        pytest.skip("THREADLINE_TEST_NO_RESTART is set")
-    if cluster is None:
-        pytest.skip("needs root and pg_ctlcluster for a local cluster on the test port")
-    url = make_url(schema="restart", connect_timeout=2, command_timeout=3, acquire_timeout=3,
-                   min_size=2, max_size=4)  # fmt: skip
+async def test_server_restart_mid_run(cluster: TempCluster) -> None:
+    """``cluster`` (conftest) is a throwaway server; the usual one is checked left alone."""
+    url = (
+        f"{cluster.url}?schema=restart&connect_timeout=2&command_timeout=3&acquire_timeout=3"
+        "&min_size=2&max_size=4"
+    )
     store = await threadline.connect(url)
     session = await store.create_session(Session(tenant_id=new_id()))
     acknowledged: list[Message] = []
@@ -60,7 +56,7 @@ async def test_server_restart_mid_run(make_url: Callable[..., str], database_url
         await asyncio.sleep(0.3)
         before = len(acknowledged)
         assert before > 0
-        await asyncio.to_thread(cluster_ctl, cluster, "stop")
+        await asyncio.to_thread(cluster.stop)
         # Down: every operation raises the typed error, promptly, nothing hangs.
         for call in (
             lambda: store.get_messages(session.tenant_id, session.id),
@@ -74,7 +70,7 @@ async def test_server_restart_mid_run(make_url: Callable[..., str], database_url
         await asyncio.sleep(0.3)
         assert failures, "the writer should have seen the server go away"
         assert max(failures) < 3.5  # bounded by the configured timeouts
-        await asyncio.to_thread(cluster_ctl, cluster, "start")
+        await asyncio.to_thread(cluster.start)
         # Up again: the same store (same pool) recovers without a restart of the process.
         deadline = time.monotonic() + 20
         count_at_start = len(acknowledged)
@@ -83,8 +79,8 @@ async def test_server_restart_mid_run(make_url: Callable[..., str], database_url
             await asyncio.sleep(0.05)
     finally:
         try:
-            if not await asyncio.to_thread(cluster_online, cluster):
-                await asyncio.to_thread(cluster_ctl, cluster, "start")  # always bring it back
+            if not await asyncio.to_thread(cluster.running):
+                await asyncio.to_thread(cluster.start)  # always bring it back
         finally:
             stop.set()
             await asyncio.wait_for(task, 30)

@@ -1,52 +1,310 @@
-"""Control of a local PostgreSQL cluster, for tests that stop and start the server.
+"""A throwaway PostgreSQL cluster for tests that stop and start the server.
 
-Needs root and Debian's ``pg_ctlcluster``/``pg_lsclusters``; :func:`local_cluster` says
-``None`` where the server cannot be controlled, and the test should skip.
+:class:`TempCluster` runs ``initdb`` and ``pg_ctl`` into a temporary folder: its own
+server on a free port of 127.0.0.1 (trust auth, unix socket inside the folder), which a
+test may stop, start and restart at will, and which is stopped and deleted afterwards.
+No server the user runs is ever stopped, restarted or reconfigured.
+
+As root (CI), ``initdb`` and ``postgres`` refuse to run: the cluster then runs as the
+``postgres`` OS user. Binaries are looked up in ``THREADLINE_PG_BINDIR``, on ``PATH``,
+through ``pg_config --bindir``, then in Debian's ``/usr/lib/postgresql/<version>/bin``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime
+import glob
 import os
+import pwd
+import random
 import shutil
+import signal
+import socket
 import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import urlsplit
 
-from threadline.urls import StoreURL
+__all__ = [
+    "ClusterError",
+    "ClusterUnavailableError",
+    "TempCluster",
+    "find_bindir",
+    "postmaster_start_time",
+    "temp_cluster",
+]
 
-__all__ = ["Cluster", "cluster_ctl", "cluster_online", "local_cluster"]
+STOP_MODES = ("smart", "fast", "immediate")
+RUN_AS_WHEN_ROOT = "postgres"
+"""The OS user that owns and runs the cluster when this process is root."""
 
-Cluster = tuple[str, str]
-"""(version, name) of a cluster, as ``pg_lsclusters`` prints them."""
+
+class ClusterError(RuntimeError):
+    """A ``initdb``/``pg_ctl`` command failed; the message holds its output and the log's end."""
 
 
-def local_cluster(url: str) -> Cluster | None:
-    """The local cluster serving ``url``'s port, if this process can control it."""
-    parsed = StoreURL.parse(url)
-    if parsed.host not in ("127.0.0.1", "localhost", None) or not shutil.which("pg_lsclusters"):
-        return None
-    if not shutil.which("pg_ctlcluster") or os.geteuid() != 0:
-        return None
-    out = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True, check=False)
-    for line in out.stdout.splitlines():
-        fields = line.split()
-        if len(fields) >= 3 and fields[2] == str(parsed.port or 5432):
-            return fields[0], fields[1]
+class ClusterUnavailableError(ClusterError):
+    """No throwaway cluster can be made here (no binaries, or root without a ``postgres`` user)."""
+
+
+def find_bindir() -> Path | None:
+    """The folder holding ``initdb`` and ``pg_ctl``, or ``None`` when none is found."""
+    candidates: list[str] = []
+    if configured := os.environ.get("THREADLINE_PG_BINDIR"):
+        candidates.append(configured)
+    if found := shutil.which("pg_ctl"):
+        candidates.append(str(Path(found).resolve().parent))
+    if pg_config := shutil.which("pg_config"):
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run(
+                [pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=False
+            )
+            candidates.append(out.stdout.strip())
+
+    def version(path: str) -> tuple[int, ...]:
+        number = Path(path).parent.name
+        return tuple(int(p) for p in number.split(".") if p.isdigit())
+
+    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=version, reverse=True)
+    for candidate in candidates:
+        folder = Path(candidate)
+        if candidate and all(os.access(folder / tool, os.X_OK) for tool in ("initdb", "pg_ctl")):
+            return folder
     return None
 
 
-def cluster_ctl(cluster: Cluster, action: str, mode: str = "fast") -> None:
-    """``pg_ctlcluster`` ``action`` (start, stop, restart); ``mode`` applies to stops."""
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", f"--mode={mode}", *cluster, action],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def _free_port() -> int:
+    """A port of 127.0.0.1 that nothing listens on, below the ephemeral range.
+
+    Below it, no outgoing connection takes the port while the server is stopped, so a
+    restart binds the same port again. Never 5432.
+    """
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12000), low) if low > 2048 else 0
+        if port == 5432:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            chosen: int = probe.getsockname()[1]
+            return chosen
+    raise ClusterError("no free port on 127.0.0.1")
 
 
-def cluster_online(cluster: Cluster) -> bool:
-    """Whether ``pg_lsclusters`` reports the cluster online."""
-    out = subprocess.run(
-        ["pg_lsclusters", "-h", *cluster], capture_output=True, text=True, check=False
-    )
-    return "online" in out.stdout
+class TempCluster:
+    """A PostgreSQL server of its own in a temporary folder: ``with TempCluster() as c: c.url``.
+
+    Entering runs ``initdb`` and starts the server (about a second); leaving stops it
+    (``immediate``) and deletes the folder, whatever happened in between. :meth:`stop`,
+    :meth:`start` and :meth:`restart` control it; the port stays the same throughout.
+    """
+
+    def __init__(self, bindir: Path | str | None = None) -> None:
+        found = Path(bindir) if bindir is not None else find_bindir()
+        if found is None:
+            raise ClusterUnavailableError(
+                "no initdb/pg_ctl found (set THREADLINE_PG_BINDIR, put them on PATH, or "
+                "install the PostgreSQL server package)"
+            )
+        self.bindir = found
+        self._uid: int | None = None
+        self._gid: int | None = None
+        if os.geteuid() == 0:
+            try:
+                user = pwd.getpwnam(RUN_AS_WHEN_ROOT)
+            except KeyError:
+                raise ClusterUnavailableError(
+                    f"running as root, and there is no {RUN_AS_WHEN_ROOT!r} OS user to run "
+                    "initdb and postgres as (they refuse to run as root)"
+                ) from None
+            self._uid, self._gid = user.pw_uid, user.pw_gid
+        self.port = 0
+        self.path: Path | None = None
+        self.startup_seconds = 0.0
+        """How long entering took: ``initdb`` plus the first start."""
+
+    @property
+    def url(self) -> str:
+        """``postgresql://postgres@127.0.0.1:<port>/postgres``: the superuser, trust auth."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def data(self) -> Path:
+        """The data directory."""
+        if self.path is None:
+            raise ClusterError("the cluster is not created (use it as a context manager)")
+        return self.path / "data"
+
+    def __enter__(self) -> TempCluster:
+        started = time.monotonic()
+        self.path = Path(tempfile.mkdtemp(prefix="threadline-pg-"))
+        try:
+            if self._uid is not None and self._gid is not None:
+                os.chown(self.path, self._uid, self._gid)
+            self._run(
+                "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                "--encoding=UTF8", "--locale=C", "--no-sync",
+            )  # fmt: skip
+            self.port = _free_port()
+            with (self.data / "postgresql.conf").open("a", encoding="utf-8") as conf:
+                conf.write(
+                    "\n# threadline TempCluster\n"
+                    "listen_addresses = '127.0.0.1'\n"
+                    f"port = {self.port}\n"
+                    f"unix_socket_directories = '{self.path}'\n"
+                    "max_connections = 40\n"
+                    "shared_buffers = 16MB\n"
+                )
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        self.startup_seconds = time.monotonic() - started
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Start the server and wait until it accepts connections."""
+        self._pg_ctl("start", "-l", str(self._log))
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (``smart``, ``fast`` or ``immediate``: a crash, WAL recovery next)."""
+        self._pg_ctl("stop", "-m", self._mode(mode))
+
+    def restart(self, mode: str = "fast") -> None:
+        """Stop (``mode``) and start again, waiting until it accepts connections."""
+        self._pg_ctl("restart", "-m", self._mode(mode), "-l", str(self._log))
+
+    def running(self) -> bool:
+        """Whether the server runs (``pg_ctl status``)."""
+        if self.path is None or not self.data.exists():
+            return False
+        return self._run("pg_ctl", "status", "-D", str(self.data), check=False).returncode == 0
+
+    def close(self) -> None:
+        """Stop the server if it runs and delete the folder (safe to call twice)."""
+        if self.path is None:
+            return
+        try:
+            if self.running():
+                try:
+                    self.stop("immediate")
+                except ClusterError:
+                    self._kill_postmaster()
+        finally:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path = None
+
+    # -- internals -----------------------------------------------------------------------
+
+    @property
+    def _log(self) -> Path:
+        assert self.path is not None
+        return self.path / "server.log"
+
+    @staticmethod
+    def _mode(mode: str) -> str:
+        if mode not in STOP_MODES:
+            raise ValueError(f"stop mode must be one of {', '.join(STOP_MODES)}, not {mode!r}")
+        return mode
+
+    def _pg_ctl(self, action: str, *args: str) -> None:
+        self._run("pg_ctl", action, "-D", str(self.data), "-w", "-t", "60", "-s", *args)
+
+    def _run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        done = subprocess.run(
+            [str(self.bindir / tool), *args],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+            env=env,
+            cwd=self.path,
+            user=self._uid,
+            group=self._gid,
+            extra_groups=[] if self._uid is not None else None,
+        )
+        if check and done.returncode != 0:
+            log = ""
+            with contextlib.suppress(OSError, AssertionError):
+                log = "\n".join(self._log.read_text(errors="replace").splitlines()[-15:])
+            raise ClusterError(
+                f"{tool} {' '.join(args)} failed ({done.returncode}): "
+                f"{(done.stderr or done.stdout).strip()}" + (f"\nserver log:\n{log}" if log else "")
+            )
+        return done
+
+    def _kill_postmaster(self) -> None:
+        """Last resort when ``pg_ctl stop`` failed: kill the postmaster of *this* cluster."""
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pid = int((self.data / "postmaster.pid").read_text().splitlines()[0])
+            os.kill(pid, signal.SIGKILL)
+
+
+async def postmaster_start_time(url: str, timeout: float = 5) -> datetime.datetime | None:
+    """``pg_postmaster_start_time()`` of the server at ``url``; ``None`` if it cannot be reached."""
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(url, timeout=timeout)
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError):
+        return None
+    try:
+        started: datetime.datetime = await conn.fetchval("SELECT pg_postmaster_start_time()")
+        return started
+    finally:
+        await conn.close()
+
+
+def _start_time_now(url: str) -> datetime.datetime | None:
+    """:func:`postmaster_start_time` from synchronous code, even inside a running loop."""
+    result: list[datetime.datetime | None] = [None]
+
+    def run() -> None:
+        result[0] = asyncio.run(postmaster_start_time(url))
+
+    thread = threading.Thread(target=run, name="postmaster-start-time")
+    thread.start()
+    thread.join()
+    return result[0]
+
+
+@contextlib.contextmanager
+def temp_cluster(watch: str | None = None) -> Iterator[TempCluster]:
+    """A :class:`TempCluster`, checking that the server at ``watch`` was left alone.
+
+    ``watch`` is the URL of a server the user runs (the tests' usual one): when it
+    answered before, its postmaster start time must be the same afterwards, or
+    :class:`ClusterError` says it was restarted. Raises :class:`ClusterUnavailableError`
+    when no cluster can be made here.
+    """
+    before = _start_time_now(watch) if watch else None
+    with TempCluster() as cluster:
+        yield cluster
+    if watch and before is not None:
+        after = _start_time_now(watch)
+        if after != before:
+            raise ClusterError(
+                f"the server at {urlsplit(watch).hostname}:{urlsplit(watch).port or 5432} was "
+                f"restarted or stopped during the test (started {before}, now {after})"
+            )
