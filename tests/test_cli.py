@@ -94,6 +94,7 @@ def test_agents_add_list_show(env: dict[str, str]) -> None:
 
 
 def test_bad_input_is_a_clean_error(env: dict[str, str]) -> None:
+    invoke("chat", "hello")
     result = CliRunner().invoke(cli, ["sessions", "show", "../../etc/passwd"])
     assert result.exit_code == 1
     assert "ValidationError" in result.output

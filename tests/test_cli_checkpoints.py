@@ -172,4 +172,6 @@ def test_another_tenant_sees_and_changes_nothing(env: dict[str, str]) -> None:
 
 
 def test_unknown_session(env: dict[str, str]) -> None:
+    assert "no store at" in refused("list", new_id())  # the named store was never opened
+    CliRunner().invoke(root, ["migrate", env["THREADLINE_STORE"]], catch_exceptions=False)
     assert "no session" in refused("list", new_id())

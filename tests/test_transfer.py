@@ -569,7 +569,9 @@ def test_cli_export_import(sqlite_files: tuple[str, str], tmp_path: Path) -> Non
     assert stdout.exit_code == 0
     assert json.loads(stdout.stdout.splitlines()[0])["format"] == FORMAT_NAME
 
-    imported = runner.invoke(cli(), ["import", "--store", dst, "--json"], input=out.read_text())
+    imported = runner.invoke(
+        cli(), ["import", "-", "--store", dst, "--json"], input=out.read_text()
+    )
     assert imported.exit_code == 0, imported.output
     assert json.loads(imported.stdout)["complete"] is True
     assert _snapshot_of(dst) == _snapshot_of(src)

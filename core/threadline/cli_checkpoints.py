@@ -97,7 +97,9 @@ def checkpoints_list(
     session_id: str, store: str | None, tenant_id: str, user_id: str, as_json: bool
 ) -> None:
     """A session's checkpoints, oldest first (--json: without histories, with a message count)."""
-    found = with_store(store, lambda db: _session_checkpoints(db, tenant_id, session_id))
+    found = with_store(
+        store, lambda db: _session_checkpoints(db, tenant_id, session_id), create=False
+    )
     if as_json:
         print_json([_summary(c) for c in found])
         return
@@ -123,7 +125,7 @@ def checkpoints_list(
 @tenant_options
 def checkpoints_show(checkpoint_id: str, store: str | None, tenant_id: str, user_id: str) -> None:
     """Print one checkpoint as JSON, with its whole history."""
-    found = with_store(store, lambda db: db.get_checkpoint(tenant_id, checkpoint_id))
+    found = with_store(store, lambda db: db.get_checkpoint(tenant_id, checkpoint_id), create=False)
     if found is None:
         raise click.ClickException(f"no checkpoint {checkpoint_id} for this tenant")
     print_json(found.to_dict())
@@ -169,7 +171,7 @@ def checkpoints_rollback(
         copy, skipped = rollback_copy(target, latest)
         return target, await db.create_checkpoint(copy), skipped
 
-    target, written, skipped = with_store(store, work)
+    target, written, skipped = with_store(store, work, create=False)
     if as_json:
         print_json(
             {

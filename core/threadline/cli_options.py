@@ -11,11 +11,24 @@ import click
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise click.BadParameter(
+            "is empty: give a store URL (sqlite:///chat.db, postgresql://host/db, ...) or "
+            "leave --store out to use the default store",
+            ctx,
+            param,
+        )
+    return value
+
+
 def store_option(f: F) -> F:
+    """``--store URL`` (default: ``$THREADLINE_STORE``, ``$DATABASE_URL``, the embedded SQLite)."""
     return click.option(
         "--store",
         envvar="THREADLINE_STORE",
         default=None,
+        callback=_not_empty,
         help="Store URL (default: $THREADLINE_STORE, $DATABASE_URL, else the embedded SQLite).",
     )(f)
 
@@ -45,10 +58,20 @@ def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(f)
 
 
-def store_url(value: str | None) -> str:
-    from threadline.agent import default_store_url
+def store_url(value: str | None, *, create: bool = True) -> str:
+    """The URL given, else the default store's (its folder made only when ``create``)."""
+    import os
 
-    return value or default_store_url()
+    from threadline.agent import STORE_ENV_VARS, default_store_url, user_data_dir
+
+    if value is not None:
+        return value
+    if create:
+        return default_store_url()
+    for var in STORE_ENV_VARS:
+        if os.environ.get(var):
+            return os.environ[var]
+    return f"sqlite:///{user_data_dir() / 'threadline.db'}"
 
 
 def print_table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
@@ -23,13 +25,17 @@ from threadline.store import Store
 T = TypeVar("T")
 
 
-def with_store(url: str | None, work: Callable[[Store], Awaitable[T]]) -> T:
-    """Open the store, run ``work`` on it, close it; errors become clean CLI errors."""
+def with_store(url: str | None, work: Callable[[Store], Awaitable[T]], *, create: bool) -> T:
+    """Open the store, run ``work`` on it, close it; errors become clean CLI errors.
+
+    ``create=False`` (reading and deleting commands) never creates a store: one that does
+    not exist is a :class:`~threadline.errors.StoreNotFoundError` naming the URL.
+    """
     from threadline.cli import run
     from threadline.store import connect
 
     async def go() -> T:
-        store = await connect(store_url(url))
+        store = await connect(store_url(url, create=create), create=create)
         try:
             return await work(store)
         finally:
@@ -60,7 +66,7 @@ def sessions_list(
         )
         return [(s, await db.count_messages(tenant_id, s.id)) for s in found]
 
-    rows = with_store(store, work)
+    rows = with_store(store, work, create=False)
     if as_json:
         print_json([s.to_dict() | {"messages": n} for s, n in rows])
         return
@@ -86,7 +92,7 @@ def sessions_show(
             raise click.ClickException(f"no session {session_id} for this tenant")
         return session, await db.get_messages(tenant_id, session_id)
 
-    session, messages = with_store(store, work)
+    session, messages = with_store(store, work, create=False)
     if as_json:
         print_json(session.to_dict() | {"messages": [m.to_dict() for m in messages]})
         return
@@ -110,7 +116,7 @@ def sessions_delete(
     """Delete a session with its messages, API calls and checkpoints."""
     if not yes:
         click.confirm(f"Delete session {session_id} and everything in it?", abort=True)
-    deleted = with_store(store, lambda db: db.delete_session(tenant_id, session_id))
+    deleted = with_store(store, lambda db: db.delete_session(tenant_id, session_id), create=False)
     if not deleted:
         raise click.ClickException(f"no session {session_id} for this tenant")
     if as_json:
@@ -133,6 +139,79 @@ def agents_group() -> None:
     """Add, list and show agent configs (agent + provider rows)."""
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_KEY_PREFIXES = ("sk-", "sk_", "sk-proj", "pk-", "rk-", "xai-", "gsk_", "key-", "ghp_", "AIza")
+
+
+def looks_like_key(value: str) -> bool:
+    """True for a value that is probably an API key rather than a variable's name."""
+    if value.startswith(_KEY_PREFIXES):
+        return True
+    return (
+        len(value) >= 24
+        and any(c.isdigit() for c in value)
+        and any(c.islower() for c in value)
+        and any(c.isupper() for c in value)
+    )
+
+
+def _api_key_env(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not _ENV_NAME.fullmatch(value):
+        if looks_like_key(value):
+            raise click.BadParameter(
+                "takes the NAME of the environment variable that holds the key "
+                "(e.g. OPENAI_API_KEY), and the value given looks like a key itself: it was "
+                "neither stored nor shown. Export it (export MY_KEY=...) and pass MY_KEY",
+                ctx,
+                param,
+            )
+        raise click.BadParameter(
+            f"{value!r} is not an environment variable name (letters, digits and _, not "
+            "starting with a digit; e.g. OPENAI_API_KEY)",
+            ctx,
+            param,
+        )
+    if looks_like_key(value):
+        click.echo(
+            "warning: --api-key-env looks like a key rather than the name of the variable "
+            "holding one; it is stored as the reference env:NAME",
+            err=True,
+        )
+    return value
+
+
+def _api_base(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in value):
+        raise click.BadParameter(
+            f"{value!r} is not an http(s) URL (e.g. https://api.openai.com/v1 or "
+            "http://127.0.0.1:11434/v1)",
+            ctx,
+            param,
+        )
+    return value
+
+
+def provider_types() -> list[str]:
+    """The provider types an agent may name: the installed providers, and ``openai``."""
+    from threadline.plugins import provider_registry
+
+    return sorted(set(provider_registry()) | {"openai"})
+
+
+def _provider_type(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    known = provider_types()
+    if value.lower() not in known:
+        raise click.BadParameter(
+            f"no provider type {value!r}; known: {', '.join(known)}", ctx, param
+        )
+    return value.lower()
+
+
 @agents_group.command(name="add")
 @store_option
 @tenant_options
@@ -148,10 +227,20 @@ def agents_group() -> None:
 @click.option("--temperature", type=float)
 @click.option("--max-tokens", type=click.IntRange(min=1))
 @click.option("--window", type=click.IntRange(min=1), help="Sliding window in rounds.")
-@click.option("--provider-type", default="openai", show_default=True)
+@click.option(
+    "--provider-type",
+    default="openai",
+    show_default=True,
+    callback=_provider_type,
+    help="An installed provider (see 'threadline plugins'), or openai.",
+)
 @click.option("--provider-name", help="Provider row name (default: the type).")
-@click.option("--api-base", help="Base URL of an OpenAI-compatible endpoint.")
-@click.option("--api-key-env", help="Environment variable holding the key (stored as env:NAME).")
+@click.option("--api-base", callback=_api_base, help="Base URL of an OpenAI-compatible endpoint.")
+@click.option(
+    "--api-key-env",
+    callback=_api_key_env,
+    help="NAME of the environment variable holding the key (stored as env:NAME).",
+)
 @click.option("--disabled", is_flag=True)
 @json_option
 def agents_add(
@@ -213,7 +302,7 @@ def agents_add(
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         message = str(exc) if isinstance(exc, ValidationError) else f"invalid config: {exc}"
         raise click.ClickException(message) from None
-    saved = with_store(store, lambda db: db.save_agent_config(config))
+    saved = with_store(store, lambda db: db.save_agent_config(config), create=True)
     if as_json:
         print_json(_shown(saved))
     else:
@@ -226,7 +315,7 @@ def agents_add(
 @json_option
 def agents_list(store: str | None, tenant_id: str, user_id: str, as_json: bool) -> None:
     """The tenant's agents, by code."""
-    configs = with_store(store, lambda db: db.list_agent_configs(tenant_id))
+    configs = with_store(store, lambda db: db.list_agent_configs(tenant_id), create=False)
     if as_json:
         print_json([_shown(c) for c in configs])
         return
@@ -251,7 +340,9 @@ def agents_list(store: str | None, tenant_id: str, user_id: str, as_json: bool) 
 @tenant_options
 def agents_show(code: str, store: str | None, tenant_id: str, user_id: str) -> None:
     """Print one agent config as JSON."""
-    config = with_store(store, lambda db: db.load_agent_config(tenant_id=tenant_id, code=code))
+    config = with_store(
+        store, lambda db: db.load_agent_config(tenant_id=tenant_id, code=code), create=False
+    )
     if config is None:
         raise click.ClickException(f"no agent {code!r} in this tenant")
     print_json(_shown(config))

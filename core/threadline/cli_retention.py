@@ -77,7 +77,7 @@ def erase_user_command(
     async def work(db: Store) -> dict[str, int]:
         return await db.erase_user(tenant_id, user_id, dry_run=dry_run)
 
-    counts = with_store(store, work)
+    counts = with_store(store, work, create=False)
     if as_json:
         print_json({"tenant_id": tenant_id, "user_id": user_id, "dry_run": dry_run, **counts})
         return
@@ -111,7 +111,7 @@ def prune_sessions_command(
     async def work(db: Store) -> int:
         return await db.delete_sessions_before(tenant_id, before, user_id=user_id, dry_run=dry_run)
 
-    count = with_store(store, work)
+    count = with_store(store, work, create=False)
     if as_json:
         print_json(
             {
@@ -148,7 +148,7 @@ def prune_checkpoints_command(
             raise click.ClickException(f"no session {session_id} for this tenant")
         return await db.prune_checkpoints(tenant_id, session_id, keep=keep, dry_run=dry_run)
 
-    count = with_store(store, work)
+    count = with_store(store, work, create=False)
     if as_json:
         print_json(
             {

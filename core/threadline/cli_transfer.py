@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -9,7 +12,8 @@ from typing import IO
 
 import click
 
-from threadline.cli_options import print_json, print_table, store_option
+from threadline.cli_options import print_json, print_table, store_option, store_url
+from threadline.store import Store
 from threadline.transfer import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CONCURRENCY,
@@ -130,16 +134,17 @@ def copy_command(
     """Copy everything from the store at SRC to the store at DST, then verify the counts.
 
     Rerunning after an interruption continues where it stopped; rows already copied
-    are checked, never duplicated. Exits with 1 if the verification fails.
+    are checked, never duplicated. SRC must exist; DST is created if needed. Exits with
+    1 if the verification fails.
     """
     from threadline.cli import run
     from threadline.store import connect
     from threadline.transfer import copy_store, count_source_messages
 
     async def go() -> CopyReport:
-        source = await connect(src)
+        source = await connect(src, create=False)  # a source that does not exist is an error
         try:
-            target = await connect(dst)
+            target = await connect(dst, create=True)
             try:
                 bar: _Progress | None = None
                 if _show_progress(progress):
@@ -183,8 +188,27 @@ def copy_command(
         sys.exit(1)
 
 
+def _path_argument(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Refuse a store URL or an empty name where a file path belongs."""
+    if not value.strip():
+        raise click.BadParameter("is empty: give a file path, or - for standard I/O", ctx, param)
+    if "://" in value:
+        raise click.BadParameter(
+            f"{value!r} is a store URL, not a file: pass the store with --store URL and a "
+            "file path (or -) here",
+            ctx,
+            param,
+        )
+    return value
+
+
+def _temporary_next_to(path: str) -> str:
+    folder = os.path.dirname(os.path.abspath(path))
+    return os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.partial")
+
+
 @click.command(name="export")
-@click.argument("output", default="-", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("output", default="-", callback=_path_argument)
 @store_option
 @click.option("--tenant", "tenant_id", help="Only this tenant (default: every tenant).")
 @click.option("--user", "user_id", help="Only this user's sessions.")
@@ -200,24 +224,54 @@ def export_command(
 ) -> None:
     """Write the store to OUTPUT (default: stdout) as threadline JSON Lines.
 
-    The format is described in docs/export-format.md. A summary goes to stderr.
+    The format is described in docs/export-format.md. A summary goes to stderr. The
+    store must exist. OUTPUT is written only when the export succeeds (a failed export
+    leaves no file and an existing OUTPUT untouched).
     """
-    from threadline.cli_records import with_store
+    from threadline.cli import run
+    from threadline.store import connect
     from threadline.transfer import export_records
 
-    bar = _Progress(0, verb="exported", unit="records") if _show_progress(progress) else None
-    with click.open_file(output, "w", encoding="utf-8") as out:
-        target: IO[str] = out if bar is None else _CountingWriter(out, bar)  # type: ignore[assignment]
+    if output != "-":
+        if os.path.isdir(output):
+            raise click.BadParameter(f"{output} is a directory", param_hint="OUTPUT")
+        folder = os.path.dirname(os.path.abspath(output))
+        if not os.path.isdir(folder):
+            raise click.BadParameter(f"the folder {folder} does not exist", param_hint="OUTPUT")
+
+    async def go() -> dict[str, int]:
+        db = await connect(store_url(store, create=False), create=False)
         try:
-            counts = with_store(
-                store,
-                lambda db: export_records(
-                    db, target, tenant_id=tenant_id, user_id=user_id, session_id=session_id
-                ),
+            bar = (
+                _Progress(0, verb="exported", unit="records") if _show_progress(progress) else None
             )
+            try:
+                if output == "-":
+                    with click.open_file("-", "w", encoding="utf-8") as stdout:
+                        return await _export(db, stdout, bar)
+                partial = _temporary_next_to(output)
+                try:
+                    # Written synchronously, like stdout: the export is one stream.
+                    with open(partial, "w", encoding="utf-8", newline="\n") as out:  # noqa: ASYNC230
+                        counts = await _export(db, out, bar)
+                    os.replace(partial, output)
+                finally:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(partial)
+                return counts
+            finally:
+                if bar is not None:
+                    bar.close()
         finally:
-            if bar is not None:
-                bar.close()
+            await db.close()
+
+    async def _export(db: Store, out: IO[str], bar: _Progress | None) -> dict[str, int]:
+        target: IO[str] = out if bar is None else _CountingWriter(out, bar)  # type: ignore[assignment]
+        return await export_records(
+            db, target, tenant_id=tenant_id, user_id=user_id, session_id=session_id
+        )
+
+    counts = run(go())
     click.echo(
         "exported " + ", ".join(f"{n:,} {kind}" for kind, n in counts.items()),
         err=True,
@@ -225,7 +279,7 @@ def export_command(
 
 
 @click.command(name="import")
-@click.argument("input_path", metavar="INPUT", default="-", type=click.Path(allow_dash=True))
+@click.argument("input_path", metavar="INPUT", callback=_path_argument)
 @store_option
 @click.option(
     "--batch-size",
@@ -239,28 +293,81 @@ def export_command(
 def import_command(
     input_path: str, store: str | None, batch_size: int, as_json: bool, progress: bool | None
 ) -> None:
-    """Import a threadline export from INPUT (default: stdin) into the store.
+    """Import a threadline export from INPUT (a file, or - for stdin) into the store.
 
-    Idempotent: importing the same file twice stores nothing twice. A file without its
-    footer (cut short) is imported up to its last whole record and exits with 1.
+    Idempotent: importing the same file twice stores nothing twice, and the report
+    counts what was new. The store is created if needed, once the file's first line
+    shows a threadline export. A file without its footer (cut short) is imported up to
+    its last whole record and exits with 1.
     """
-    from threadline.cli_records import with_store
+    from threadline.cli import CommandError, run
+    from threadline.errors import ThreadlineError
+    from threadline.store import connect
     from threadline.transfer import import_records
 
+    if input_path != "-":
+        if os.path.isdir(input_path):
+            raise click.BadParameter(f"{input_path} is a directory", param_hint="INPUT")
+        if not os.path.exists(input_path):
+            raise click.BadParameter(f"{input_path} does not exist", param_hint="INPUT")
     bar = _Progress(0, verb="read", unit="records") if _show_progress(progress) else None
     with click.open_file(input_path, "r", encoding="utf-8") as lines:
         source: Iterable[str] = lines if bar is None else _counted(lines, bar)
+        # Read up to the header before opening the store: a file that is not an export
+        # (or not text) is refused before anything is created.
         try:
-            report: ImportReport = with_store(
-                store, lambda db: import_records(db, source, batch_size=batch_size)
-            )
+            head, rest = _header_first(source)
+        except ThreadlineError as exc:
+            raise CommandError(exc) from exc
+
+        async def go() -> ImportReport:
+            db = await connect(store_url(store, create=True), create=True)
+            try:
+                return await import_records(db, itertools.chain(head, rest), batch_size=batch_size)
+            finally:
+                await db.close()
+
+        try:
+            report = run(go())
         finally:
             if bar is not None:
                 bar.close()
     if as_json:
         print_json(report.to_dict())
     else:
-        click.echo("imported " + ", ".join(f"{n:,} {kind}" for kind, n in report.counts.items()))
+        read = sum(report.counts.values())
+        click.echo(
+            "imported "
+            + ", ".join(f"{n:,} {kind}" for kind, n in report.new.items())
+            + f" new ({read:,} records read; the rest were already stored)"
+        )
     if not report.complete:
         click.echo(f"error: incomplete import: {report.problem}", err=True)
         sys.exit(1)
+
+
+def _header_first(lines: Iterable[str]) -> tuple[list[str], Iterator[str]]:
+    """The lines up to the first non-blank one (checked to be an export header), and the rest.
+
+    :raises ExportFormatError: the input is not UTF-8 text or does not start with a header.
+    """
+    from threadline.export_format import ExportFormatError, Header, parse_line
+    from threadline.transfer import utf8_lines
+
+    rest = utf8_lines(lines)
+    head: list[str] = []
+    for text in rest:
+        head.append(text)
+        if text.strip():
+            try:
+                line = parse_line(text, len(head))
+            except ExportFormatError as exc:
+                raise ExportFormatError(f"not a threadline export: {exc}") from None
+            if not isinstance(line, Header):
+                raise ExportFormatError(
+                    f"line {len(head)}: not a threadline export (the first line must be its header)"
+                )
+            break
+    else:
+        raise ExportFormatError("empty input: not a threadline export (no header line)")
+    return head, rest

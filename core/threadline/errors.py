@@ -8,7 +8,8 @@ one condition. Messages never contain API keys or database passwords::
     ├── NotFoundError              the id does not exist for this tenant (also LookupError)
     ├── ConflictError              the write contradicts stored data (id reused, version taken)
     ├── ConfigurationError         a setting, URL or agent config cannot be used
-    │   └── PluginNotInstalledError  a URL scheme or provider no installed plugin serves
+    │   ├── PluginNotInstalledError  a URL scheme or provider no installed plugin serves
+    │   └── StoreNotFoundError     no store at the URL, and it was opened not to create one
     ├── StoreError                 a store failed; nothing half-written
     │   └── StoreUnavailableError  the store cannot be reached (down, timed out, locked)
     └── ProviderError              the model provider failed
@@ -34,6 +35,7 @@ __all__ = [
     "ProviderTimeoutError",
     "RateLimitError",
     "StoreError",
+    "StoreNotFoundError",
     "StoreUnavailableError",
     "StreamError",
     "ThreadlineError",
@@ -63,6 +65,10 @@ class ConfigurationError(ThreadlineError):
 
 class PluginNotInstalledError(ConfigurationError):
     """No installed plugin serves this URL scheme or provider name."""
+
+
+class StoreNotFoundError(ConfigurationError):
+    """No store exists at the URL and it was opened with ``create=False`` (nothing was created)."""
 
 
 class StoreError(ThreadlineError):

@@ -147,6 +147,8 @@ def parse_line(text: str | bytes, lineno: int = 0) -> Line:
         data = json.loads(text)
     except ValueError as exc:
         raise ExportFormatError(f"{where}not JSON ({exc})") from None
+    except RecursionError:
+        raise ExportFormatError(f"{where}JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise ExportFormatError(f"{where}expected a JSON object, got {type(data).__name__}")
     kind = data.get("type")
@@ -156,8 +158,10 @@ def parse_line(text: str | bytes, lineno: int = 0) -> Line:
             raise ExportFormatError(f"{where}{kind} record has no 'data' object")
         try:
             value = MODELS[kind].from_dict(payload)
-        except (ValidationError, TypeError, KeyError, AttributeError) as exc:
+        except (ValidationError, TypeError, KeyError, AttributeError, ValueError) as exc:
             raise ExportFormatError(f"{where}invalid {kind} record: {exc}") from None
+        except RecursionError:
+            raise ExportFormatError(f"{where}invalid {kind} record: nested too deeply") from None
         return Record(type=kind, value=value)
     if kind == "header":
         if data.get("format") != FORMAT_NAME:

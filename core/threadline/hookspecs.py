@@ -49,8 +49,12 @@ def threadline_register_stores(register: Callable[..., None]) -> None:
     """Register store factories by URL scheme.
 
     Call ``register(scheme, factory, description=...)`` once per scheme. ``factory``
-    is ``async def factory(url: threadline.StoreURL) -> object`` and returns a store
-    object implementing the persistence hooks below.
+    is ``async def factory(url: threadline.StoreURL, *, create: bool) -> object`` and
+    returns a store object implementing the persistence hooks below. With
+    ``create=False`` it creates nothing: a store that does not exist raises
+    :class:`threadline.errors.StoreNotFoundError` naming the redacted URL. A factory
+    without ``create`` is only called for ``create=True`` (``connect(url, create=False)``
+    refuses it with ``ConfigurationError``).
 
     :param register: the callback that records a scheme and its factory.
     """

@@ -8,8 +8,9 @@ sink, agent configs from files). Calls go through :mod:`threadline.dispatch`.
 
 from __future__ import annotations
 
+import inspect
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -477,9 +478,14 @@ def _check_paging(limit: object, offset: object) -> None:
             raise ValidationError(f"{name} must be an int >= 0, got {value!r}")
 
 
-async def open_plugin(url: str | StoreURL) -> object:
-    """Open the store plugin object registered for ``url``'s scheme (not wrapped)."""
+async def open_plugin(url: str | StoreURL, *, create: bool = True) -> object:
+    """Open the store plugin object registered for ``url``'s scheme (not wrapped).
+
+    The factory is called as ``factory(url, create=create)``; with ``create=False`` a
+    store that does not exist raises :class:`StoreNotFoundError` and nothing is created.
+    """
     parsed = StoreURL.parse(url)
+    create = _check_flag(create, "create")
     registry = store_registry()
     entry = registry.get(parsed.scheme)
     if entry is None:
@@ -494,16 +500,40 @@ async def open_plugin(url: str | StoreURL) -> object:
             f"no store plugin serves {parsed.scheme}:// URLs{hint}{restricted}. "
             f"Installed schemes: {sorted(registry) or 'none'}"
         )
+    if _takes_create(entry.factory):
+        return await entry.factory(parsed, create=create)
+    if not create:
+        # An older factory cannot be told not to create: refuse rather than risk it.
+        raise ConfigurationError(
+            f"the store plugin {entry.plugin} cannot open {parsed.redacted()} without "
+            "creating it (its factory takes no 'create' argument): upgrade the plugin, or "
+            "open the store with create=True"
+        )
     return await entry.factory(parsed)
 
 
-async def connect(url: str | StoreURL, *, migrate: bool = True) -> Store:
+def _takes_create(factory: Callable[..., object]) -> bool:
+    """True when ``factory`` accepts a ``create`` keyword (or ``**kwargs``)."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(
+        (p.name == "create" and p.kind != p.POSITIONAL_ONLY) or p.kind == p.VAR_KEYWORD
+        for p in parameters
+    )
+
+
+async def connect(url: str | StoreURL, *, migrate: bool = True, create: bool = True) -> Store:
     """Open the store for ``url`` (``sqlite:///chat.db``, ``memory://``, ``postgresql://...``).
 
-    Migrations are applied unless ``migrate=False``.
+    Migrations are applied unless ``migrate=False``. With ``create=False`` (reading,
+    exporting, deleting) a store that does not exist yet raises
+    :class:`~threadline.errors.StoreNotFoundError` naming the URL, and nothing is created;
+    pending migrations of an existing store still apply.
     """
     parsed = StoreURL.parse(url)
-    store = Store(await open_plugin(parsed), url=parsed)
+    store = Store(await open_plugin(parsed, create=create), url=parsed)
     if migrate:
         try:
             await store.migrate()

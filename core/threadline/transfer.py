@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -50,6 +50,7 @@ __all__ = [
     "count_source_messages",
     "export_records",
     "import_records",
+    "utf8_lines",
 ]
 
 DEFAULT_BATCH_SIZE = 1000
@@ -141,14 +142,17 @@ class CopyReport:
 class ImportReport:
     """The result of :func:`import_records`.
 
-    ``counts`` holds the records applied per type (rows already in the store count:
-    import is idempotent). ``complete`` is False when the file has no footer (it was
-    cut short) or the footer's counts differ from the records read; ``problem`` says why.
+    ``counts`` holds the records read and applied per type (rows already in the store
+    count: import is idempotent); ``new`` those the store did not hold yet (0 for every
+    type when the same file is imported again, as :func:`copy_store` reports). ``complete``
+    is False when the file has no footer (it was cut short) or the footer's counts differ
+    from the records read; ``problem`` says why.
     """
 
     header: Header | None = None
     footer: Footer | None = None
     counts: dict[str, int] = field(default_factory=empty_counts)
+    new: dict[str, int] = field(default_factory=empty_counts)
     problem: str | None = None
 
     @property
@@ -163,6 +167,7 @@ class ImportReport:
             "problem": self.problem,
             "version": None if self.header is None else self.header.version,
             "counts": dict(self.counts),
+            "new": dict(self.new),
         }
 
 
@@ -647,12 +652,15 @@ class _Importer:
         self.session: Session | None = None  # the one whose records are being read
         self.buffer: list[Message] = []
         self.providers: dict[str, dict[str, ProviderRecord]] = {}  # the store's, per tenant
+        self.call_ids: dict[tuple[str, str], set[str]] = {}  # stored API calls, per session
 
     async def flush(self) -> None:
         if self.buffer:
             assert self.writer is not None
             batch, self.buffer = self.buffer, []
+            before = self.writer.written
             await self.writer.write(batch)
+            self.report.new["message"] += self.writer.written - before
 
     async def end_session(self) -> None:
         await self.flush()
@@ -679,7 +687,8 @@ class _Importer:
                 await self.flush()
         elif isinstance(value, Session):
             await self.end_session()
-            await _put_session(self.store, value)
+            if await _put_session(self.store, value):
+                self.report.new["session"] += 1
             existing = await self.store.count_messages(value.tenant_id, value.id)
             self.writer = _MessageWriter(self.store, value, existing)
             self.session = value
@@ -690,17 +699,54 @@ class _Importer:
                 if have is None:
                     listed = await self.store.list_providers(value.tenant_id)
                     have = self.providers[value.tenant_id] = {p.id: p for p in listed}
-                await _put_provider(self.store, value, have)
+                if await _put_provider(self.store, value, have):
+                    self.report.new["provider"] += 1
             elif isinstance(value, AgentConfig):
-                await _put_agent(self.store, value)
+                if await _put_agent(self.store, value):
+                    self.report.new["agent_config"] += 1
                 have = self.providers.get(value.agent.tenant_id)
                 if have is not None and value.provider is not None:
                     have[value.provider.id] = value.provider  # saved with the agent
             elif isinstance(value, ApiCall):
-                await self.store.save_api_call(value)
+                key = (value.tenant_id, value.session_id)
+                stored = self.call_ids.get(key)
+                if stored is None:
+                    calls = await self.store.list_api_calls(*key)
+                    stored = self.call_ids[key] = {c.id for c in calls}
+                if value.id not in stored:
+                    await self.store.save_api_call(value)
+                    stored.add(value.id)
+                    self.report.new["api_call"] += 1
             else:
+                if await self.store.get_checkpoint(value.tenant_id, value.id) is None:
+                    self.report.new["checkpoint"] += 1
                 await _put_checkpoint(self.store, value)
         self.report.counts[record.type] += 1
+
+
+def utf8_lines(lines: Iterable[str | bytes]) -> Iterator[str]:
+    """``lines`` as text; a line (or a text file) that is not UTF-8 is an ExportFormatError."""
+    lineno = 0
+    iterator = iter(lines)
+    while True:
+        try:
+            raw = next(iterator)
+        except StopIteration:
+            return
+        except UnicodeDecodeError as exc:
+            raise ExportFormatError(
+                f"after line {lineno}: not UTF-8 text ({exc.reason} at byte {exc.start} of a "
+                "chunk): not a threadline export"
+            ) from None
+        lineno += 1
+        if isinstance(raw, bytes):
+            try:
+                raw = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ExportFormatError(
+                    f"line {lineno}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+                ) from None
+        yield raw
 
 
 async def import_records(
@@ -718,8 +764,7 @@ async def import_records(
     report = ImportReport()
     importer = _Importer(store, report, batch_size)
     lineno = 0
-    for lineno, raw in enumerate(lines, 1):
-        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    for lineno, text in enumerate(utf8_lines(lines), 1):
         whole = text.endswith("\n")
         if not text.strip():
             continue

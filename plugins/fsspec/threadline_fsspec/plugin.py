@@ -27,15 +27,16 @@ _FSSPEC_PROTOCOLS = (
 )  # fmt: skip
 
 
-async def open_fsspec_store(url: StoreURL) -> FsspecStore:
+async def open_fsspec_store(url: StoreURL, *, create: bool = True) -> FsspecStore:
     """Open the folder a ``file://``, ``s3://``, ``fsspec+PROTO://`` ... URL names.
 
-    Refuses a folder written by a newer layout version.
+    Refuses a folder written by a newer layout version. With ``create=False`` a folder
+    without a store raises :class:`~threadline.errors.StoreNotFoundError`, creating nothing.
     """
     from threadline_fsspec.store import FsspecStore
     from threadline_fsspec.urls import backend_from_url
 
-    backend, options = await asyncio.to_thread(backend_from_url, url)
+    backend, options = await asyncio.to_thread(backend_from_url, url, create=create)
     store = FsspecStore(backend, lock_timeout=options.lock_timeout)
     try:
         await store._run(store.check_format)
@@ -45,12 +46,27 @@ async def open_fsspec_store(url: StoreURL) -> FsspecStore:
     return store
 
 
-async def open_agent_folder(url: StoreURL) -> AgentConfigFolder:
-    """Open ``agents+file:///path``: agent configs from TOML/JSON files, read only."""
+async def open_agent_folder(url: StoreURL, *, create: bool = True) -> AgentConfigFolder:
+    """Open ``agents+file:///path``: agent configs from TOML/JSON files, read only.
+
+    With ``create=False`` a missing folder raises :class:`~threadline.errors.StoreNotFoundError`.
+    """
     from threadline_fsspec.folder import AgentConfigFolder
     from threadline_fsspec.urls import local_path
 
-    return await asyncio.to_thread(AgentConfigFolder, local_path(url))
+    path = local_path(url)
+    if not create:
+        await asyncio.to_thread(_check_folder, path, url)
+    return await asyncio.to_thread(AgentConfigFolder, path)
+
+
+def _check_folder(path: str, url: StoreURL) -> None:
+    import os
+
+    from threadline.errors import StoreNotFoundError
+
+    if not os.path.isdir(path):
+        raise StoreNotFoundError(f"no store at {url.redacted()}: {path} is not a folder")
 
 
 @hookimpl

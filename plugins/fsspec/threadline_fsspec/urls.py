@@ -28,10 +28,16 @@ import re
 from typing import Any
 from urllib.parse import unquote
 
-from threadline.errors import ConfigurationError, PluginNotInstalledError
+from threadline.errors import (
+    ConfigurationError,
+    PluginNotInstalledError,
+    StoreNotFoundError,
+    StoreUnavailableError,
+)
 from threadline.ids import new_id
 from threadline.urls import StoreURL
 from threadline_fsspec.backends import Backend, FsspecBackend, LocalBackend
+from threadline_fsspec.layout import FORMAT_FILE
 
 __all__ = ["FSSPEC_PROTOCOLS", "OBJECT_STORE_SCHEMES", "StoreOptions", "backend_from_url"]
 
@@ -127,30 +133,64 @@ def local_path(url: StoreURL) -> str:
     return os.path.abspath(os.path.expanduser(path))
 
 
-def backend_from_url(url: StoreURL) -> tuple[Backend, StoreOptions]:
-    """Open the file system and folder that ``url`` names (imports fsspec when needed)."""
+def backend_from_url(url: StoreURL, *, create: bool = True) -> tuple[Backend, StoreOptions]:
+    """Open the file system and folder that ``url`` names (imports fsspec when needed).
+
+    With ``create=False`` a folder that holds no threadline store (no
+    ``threadline-fsspec.json``) raises :class:`StoreNotFoundError` before anything is made.
+    """
     query = dict(url.query)
     options = StoreOptions(query)
     scheme = url.scheme
     protocol = scheme[len("fsspec+") :] if scheme.startswith("fsspec+") else scheme
     if protocol in ("file", "local"):
-        return LocalBackend(local_path(url), fsync=options.fsync), options
+        path = local_path(url)
+        if not create and not os.path.isfile(os.path.join(path, FORMAT_FILE)):
+            if os.path.exists(path) and not os.path.isdir(path):
+                raise ConfigurationError(f"{path} exists and is not a directory")
+            raise StoreNotFoundError(f"no store at {url.redacted()}: {_missing(path)}")
+        return LocalBackend(path, fsync=options.fsync), options
     import fsspec
     import fsspec.core
 
     if protocol == "memory":
         name = unquote(_rest(url)).strip("/") or f"threadline-{new_id()}"
-        return FsspecBackend(fsspec.filesystem("memory"), "/" + name), options
-    try:
-        fs, root = fsspec.core.url_to_fs(f"{protocol}://{_rest(url)}", **_storage_options(query))
-    except ImportError as exc:
-        raise PluginNotInstalledError(
-            f"{scheme}:// needs the fsspec implementation for {protocol!r}: {exc}"
-        ) from None
-    except ValueError as exc:
-        raise ConfigurationError(f"cannot open {url.redacted()}: {exc}") from None
-    if not str(root).strip("/"):
-        raise ConfigurationError(
-            f"{scheme}:// needs a bucket or folder, e.g. {scheme}://bucket/prefix"
-        )
-    return FsspecBackend(fs, str(root)), options
+        fs, root = fsspec.filesystem("memory"), "/" + name
+    else:
+        try:
+            fs, root = fsspec.core.url_to_fs(
+                f"{protocol}://{_rest(url)}", **_storage_options(query)
+            )
+        except ImportError as exc:
+            raise PluginNotInstalledError(
+                f"{scheme}:// needs the fsspec implementation for {protocol!r}: {exc}"
+            ) from None
+        except ValueError as exc:
+            raise ConfigurationError(f"cannot open {url.redacted()}: {exc}") from None
+        except OSError as exc:  # connection refused, host unknown, timed out
+            raise StoreUnavailableError(
+                f"cannot reach {url.redacted()}: {type(exc).__name__}: {exc}"
+            ) from None
+        if not str(root).strip("/"):
+            raise ConfigurationError(
+                f"{scheme}:// needs a bucket or folder, e.g. {scheme}://bucket/prefix"
+            )
+    root = str(root).rstrip("/")
+    if not create:
+        try:
+            found = fs.exists(f"{root}/{FORMAT_FILE}")
+        except OSError as exc:
+            raise StoreUnavailableError(
+                f"cannot reach {url.redacted()}: {type(exc).__name__}: {exc}"
+            ) from None
+        if not found:
+            raise StoreNotFoundError(
+                f"no store at {url.redacted()}: it holds no {FORMAT_FILE} (nothing was created)"
+            )
+    return FsspecBackend(fs, root), options
+
+
+def _missing(path: str) -> str:
+    if not os.path.exists(path):
+        return f"the folder {path} does not exist (nothing was created)"
+    return f"the folder {path} holds no {FORMAT_FILE} (nothing was created)"
