@@ -20,9 +20,11 @@ from threadline import (
     Session,
     ToolCall,
     ValidationError,
+    models,
 )
+from threadline.codec import dump_json
 from threadline.ids import check_id, new_id
-from threadline.models import from_json, to_json
+from threadline.models import MAX_JSON_DEPTH, check_json, from_json, to_json
 
 T, S = new_id(), new_id()
 
@@ -177,3 +179,63 @@ def test_agent_config_checks_its_rows() -> None:
         AgentConfig(agent=AgentRecord(tenant_id=T, code="c", name="n"), provider=provider)
     with pytest.raises(ValidationError, match="code"):
         AgentRecord(tenant_id=T, code="  ", name="n")
+
+
+def _deep(depth: int) -> dict[str, object]:
+    value: dict[str, object] = {}
+    for _ in range(depth - 1):
+        value = {"k": value}
+    return value
+
+
+def test_json_depth_limit_is_exact_and_documented() -> None:
+    limit = MAX_JSON_DEPTH
+    assert f"MAX_JSON_DEPTH` ({limit})" in (models.__doc__ or "")
+    assert check_json(_deep(limit), "metadata") == _deep(limit)
+    with pytest.raises(ValidationError, match=f"metadata is nested more than {limit} levels"):
+        check_json(_deep(limit + 1), "metadata")
+    lists: object = []
+    for _ in range(limit):
+        lists = [lists]
+    with pytest.raises(ValidationError, match="checkpoint input is nested"):
+        Checkpoint(tenant_id=T, session_id=S, input=lists)
+    assert check_json("scalar", "x") == "scalar" and check_json(None, "x") is None
+
+
+def test_a_value_that_contains_itself_is_refused_not_a_crash() -> None:
+    loop: dict[str, object] = {}
+    loop["a"] = loop
+    loop["b"] = [loop, loop]
+    with pytest.raises(ValidationError, match="contains itself"):
+        Message(session_id=S, tenant_id=T, role="user", metadata=loop)
+    with pytest.raises(ValidationError):
+        dump_json(loop, "metadata")
+
+
+def test_dict_keys_must_be_str_but_str_subclasses_pass() -> None:
+    class Key(str):
+        pass
+
+    assert check_json({Key("a"): {"b": [1]}}, "metadata") == {"a": {"b": [1]}}
+    for bad in ({1: "a"}, {"a": [{2.5: 1}]}, {None: 1}, {b"k": 1}):
+        with pytest.raises(ValidationError, match="not a str"):
+            Session(tenant_id=T, metadata=bad)
+        with pytest.raises(ValidationError, match="not a str"):
+            dump_json(bad, "metadata")
+
+
+def test_json_text_nested_too_deep_is_a_validation_error() -> None:
+    text = '{"id":"' + new_id() + '","metadata":' + "[" * 10_000 + "]" * 10_000 + "}"
+    with pytest.raises(ValidationError, match="nested"):
+        from_json(Session, text)
+    good = Session(tenant_id=T, metadata=_deep(MAX_JSON_DEPTH))
+    with pytest.raises(ValidationError, match="tool arguments is nested"):
+        Message.from_dict(
+            {
+                "session_id": S,
+                "tenant_id": T,
+                "role": "assistant",
+                "tool_calls": [{"id": "c", "name": "f", "arguments": _deep(MAX_JSON_DEPTH + 1)}],
+            }
+        )
+    assert from_json(Session, to_json(good)) == good

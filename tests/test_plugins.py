@@ -10,6 +10,8 @@ import textwrap
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import threadline
 from threadline import PluginNotInstalledError, hookimpl
@@ -121,3 +123,82 @@ def test_store_url_redacts_passwords() -> None:
     assert url.password == "s@cret"
     assert url.redacted() == "postgresql://app:***@db:5432/prod?sslmode=require"
     assert "cret" not in str(url) and "cret" not in repr(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:pw@[::1:5444/db",  # an unclosed IPv6 bracket
+        "postgresql://u:pw@db:99999/app",  # a port out of range
+        "postgresql://u:pw@db:port/app",
+        "postgresql://u:pw\uff03x@db/app",  # invalid under NFKC normalisation
+        "://u:pw@db/app",  # no scheme
+        "1sql://u:pw@db/app",  # a scheme must start with a letter
+    ],
+)
+async def test_malformed_urls_are_configuration_errors_without_the_password(url: str) -> None:
+    with pytest.raises(threadline.ConfigurationError) as parsed:
+        StoreURL.parse(url)
+    with pytest.raises(threadline.ConfigurationError) as connected:
+        await threadline.connect(url)
+    for error in (parsed.value, connected.value):
+        assert "pw" not in str(error) and "***@" in str(error)
+
+
+_url_text = st.text(
+    alphabet=st.sampled_from(list("aZ09:/@[]%?#&=.+-_ \\\x00\t\n\uff03\u00e9")), max_size=30
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    url=st.one_of(
+        st.text(max_size=40),
+        st.builds(
+            lambda scheme, rest: f"{scheme}://{rest}",
+            st.sampled_from(["postgresql", "sqlite", "fsspec+ftp", "s3", "", "1x", "a b"]),
+            _url_text,
+        ),
+    )
+)
+def test_store_url_parse_raises_nothing_but_configuration_error(url: str) -> None:
+    try:
+        parsed = StoreURL.parse(url)
+    except threadline.ConfigurationError:
+        return
+    assert parsed.scheme and parsed.raw == url
+    repr(parsed), parsed.redacted()  # both shown in error messages: they must not raise
+
+
+def test_unknown_plugin_names_in_the_variable_are_a_warning() -> None:
+    code = """
+        import warnings
+        from threadline.plugins import store_registry
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            print(sorted(store_registry()))
+        for w in caught:
+            print(f"{w.category.__name__}: {w.message}")
+    """
+    out = run_python(code, THREADLINE_LOAD_PLUGINS="nosuch,threadline-memory")
+    scheme, warning = out.splitlines()
+    assert scheme == "['memory']"  # what exists still loads
+    assert warning.startswith("PluginWarning: THREADLINE_LOAD_PLUGINS names nosuch, which no")
+    assert "installed: " in warning and "threadline-memory" in warning
+    # Spelled the way pip would accept it, a distribution name matches: no warning.
+    assert run_python(code, THREADLINE_LOAD_PLUGINS="Threadline_Memory") == "['memory']\n"
+    assert run_python(code, THREADLINE_LOAD_PLUGINS="") == "[]\n"  # empty: load none, quietly
+
+
+def test_the_cli_shows_the_unknown_plugin_warning() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "threadline.cli", "plugins"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "THREADLINE_LOAD_PLUGINS": "nosuch"},
+        timeout=60,
+    )
+    assert done.returncode == 0 and json.loads(done.stdout) == []
+    assert "THREADLINE_LOAD_PLUGINS names nosuch, which no installed plugin provides" in (
+        done.stderr
+    )

@@ -1,4 +1,10 @@
-"""JSON helpers shared by the stores: typed errors instead of ``TypeError``."""
+"""JSON helpers shared by the stores: typed errors instead of ``TypeError``.
+
+:func:`dump_json` refuses what JSON would lose or crash on: values it cannot encode,
+NaN, lone surrogates, dict keys that are not ``str`` and values nested deeper than
+:data:`threadline.models.MAX_JSON_DEPTH` (plus :data:`ENVELOPE_DEPTH` for the stores'
+own records around them), even when a model's dict was changed after it was built.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +13,23 @@ from collections.abc import Sequence
 from typing import Any
 
 from threadline.errors import ValidationError
-from threadline.models import ToolCall, trusted
+from threadline.models import MAX_JSON_DEPTH, ToolCall, check_json, trusted
 
-__all__ = ["dump_json", "dump_tool_calls", "load_json", "load_tool_calls"]
+__all__ = ["ENVELOPE_DEPTH", "dump_json", "dump_tool_calls", "load_json", "load_tool_calls"]
+
+ENVELOPE_DEPTH = 16
+"""Levels a store's record may add around a model's JSON field (history records, tool-call
+lists): :func:`dump_json` refuses values deeper than ``MAX_JSON_DEPTH + ENVELOPE_DEPTH``."""
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def dump_json(value: Any, field: str) -> str:
     """Encode ``value`` as compact JSON, or raise :class:`ValidationError` naming ``field``."""
+    check_json(value, field, MAX_JSON_DEPTH + ENVELOPE_DEPTH)
     try:
         text = _encoder.encode(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise ValidationError(f"{field} is not JSON-serialisable: {exc}") from None
     if not text.isascii():
         try:

@@ -5,6 +5,11 @@
 Every model validates what a caller gives it (ids, roles, statuses, encodings)
 and raises :class:`~threadline.errors.ValidationError`. Stores rebuild models
 from their own rows through :func:`trusted`, which skips that validation.
+
+JSON fields (metadata, tool arguments, checkpoint state, input and properties, custom
+params, response format) may nest at most :data:`MAX_JSON_DEPTH` (100) containers deep
+and their dict keys must be ``str``: deeper values would overflow the stack of every
+store's JSON codec, and JSON would silently turn a key ``1`` into ``"1"``.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from threadline.errors import ValidationError
 from threadline.ids import check_id, new_id, optional_id, utcnow
 
 __all__ = [
+    "MAX_INT",
+    "MAX_JSON_DEPTH",
     "MESSAGE_ROLES",
     "MESSAGE_STATUSES",
     "AgentConfig",
@@ -34,6 +41,7 @@ __all__ = [
     "Role",
     "Session",
     "ToolCall",
+    "check_json",
     "from_json",
     "to_json",
     "trusted",
@@ -105,13 +113,57 @@ def _opt_text(field: str) -> Any:
     return lambda value: None if value is None else check_text(value, field)
 
 
+MAX_JSON_DEPTH = 100
+"""How deep JSON fields may nest containers (``{"a": {}}`` is 2 deep); deeper is refused."""
+
+_CONTAINERS = (dict, list, tuple)
+
+
+def check_json(value: Any, field: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Return ``value`` if its dicts and lists nest at most ``max_depth`` deep and every
+    dict key is a ``str``; raise :class:`ValidationError` naming ``field`` otherwise.
+
+    Other types are left to the store's JSON encoder. Iterative, so a value nested
+    10,000 deep (or one that contains itself) is refused, not a ``RecursionError``.
+    """
+    if not isinstance(value, _CONTAINERS) or not value:
+        return value
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > max_depth:
+            raise ValidationError(
+                f"{field} is nested more than {max_depth} levels deep "
+                "(or contains itself); flatten it"
+            )
+        if isinstance(item, dict):
+            for key in item:
+                if not isinstance(key, str):
+                    shown = repr(key) if len(repr(key)) <= 40 else repr(key)[:37] + "..."
+                    raise ValidationError(
+                        f"{field} has a key that is not a str: {shown} "
+                        f"({type(key).__name__}); JSON object keys must be str"
+                    )
+            children: Iterable[Any] = item.values()
+        else:
+            children = item
+        for child in children:
+            if isinstance(child, _CONTAINERS):
+                stack.append((child, depth + 1))
+    return value
+
+
+def _json_value(field: str) -> Any:
+    return lambda value: check_json(value, field)
+
+
 def _mapping(field: str) -> Any:
     def convert(value: object) -> dict[str, Any]:
         if value is None:
             return {}
         if not isinstance(value, Mapping):
             raise ValidationError(f"{field} must be a mapping, got {type(value).__name__}")
-        return dict(value)
+        return check_json(dict(value), field)  # type: ignore[no-any-return]
 
     return convert
 
@@ -368,11 +420,13 @@ class Checkpoint:
     session_id: str = attrs.field(converter=_id("session_id"))
     agent_id: str | None = attrs.field(default=None, converter=_opt_id("agent_id"))
     node_id: str | None = attrs.field(default=None, converter=_opt_text("node_id"))
-    input: Any = None
+    input: Any = attrs.field(default=None, converter=_json_value("checkpoint input"))
     input_type: str | None = attrs.field(default=None, converter=_opt_text("input_type"))
     history: tuple[Message, ...] = attrs.field(default=(), converter=_history)
-    state: dict[str, Any] = attrs.field(factory=dict, converter=_mapping("state"))
-    properties: dict[str, Any] = attrs.field(factory=dict, converter=_mapping("properties"))
+    state: dict[str, Any] = attrs.field(factory=dict, converter=_mapping("checkpoint state"))
+    properties: dict[str, Any] = attrs.field(
+        factory=dict, converter=_mapping("checkpoint properties")
+    )
     tombstone: bool = attrs.field(default=False, validator=_bool("tombstone"))
     parent_id: str | None = attrs.field(default=None, converter=_opt_id("parent_id"))
     version: int | None = attrs.field(default=None, validator=_opt_int("version", 1))
@@ -448,7 +502,9 @@ class AgentRecord:
     temperature: float | None = attrs.field(default=None, validator=_opt_number("temperature"))
     max_tokens: int | None = attrs.field(default=None, validator=_opt_int("max_tokens", 1))
     window: int | None = attrs.field(default=None, validator=_opt_int("window", 1))
-    response_format: dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = attrs.field(
+        default=None, converter=_json_value("response_format")
+    )
     custom_params: dict[str, Any] = attrs.field(factory=dict, converter=_mapping("custom_params"))
     provider_id: str | None = attrs.field(default=None, converter=_opt_id("provider_id"))
     enabled: bool = attrs.field(default=True, validator=_bool("enabled"))
@@ -539,4 +595,8 @@ def from_json(cls: type[T], text: str | bytes) -> T:
         data = json.loads(text)
     except ValueError as exc:
         raise ValidationError(f"invalid JSON for {cls.__name__}: {exc}") from None
+    except RecursionError:
+        raise ValidationError(
+            f"invalid JSON for {cls.__name__}: nested more than {MAX_JSON_DEPTH} levels deep"
+        ) from None
     return cls.from_dict(data)  # type: ignore[attr-defined, no-any-return]

@@ -7,6 +7,9 @@ They load lazily, the first time a registry is consulted, and once per process.
 distribution or entry-point names (``threadline-sqlite,threadline-openai``); set it
 to an empty string to load none. Unset, every installed plugin loads. Tests set
 it so a stray plugin installed in the environment cannot change their outcome.
+A name that no installed plugin has (a typo, a plugin not installed here) is a
+:class:`PluginWarning` on stderr listing the installed ones, not an error: a list
+shared between environments may name optional plugins.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
+import re
 import threading
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,6 +32,7 @@ from threadline.errors import ConfigurationError
 __all__ = [
     "ENTRY_POINT_GROUP",
     "LOAD_PLUGINS_ENV",
+    "PluginWarning",
     "ProviderEntry",
     "StoreEntry",
     "get_plugins",
@@ -78,11 +84,35 @@ class ProviderEntry:
     description: str = ""
 
 
+class PluginWarning(UserWarning):
+    """``THREADLINE_LOAD_PLUGINS`` names a plugin that is not installed."""
+
+
 def _allowed_names() -> set[str] | None:
     raw = os.environ.get(LOAD_PLUGINS_ENV)
     if raw is None:
         return None
     return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def _normalise(name: str) -> str:
+    """A distribution name as pip compares it (PEP 503): ``Threadline_SQLite`` is
+    ``threadline-sqlite``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _warn_unknown(allowed: set[str], installed: dict[str, str]) -> None:
+    """Warn about names in ``allowed`` that match no installed distribution or entry point
+    (``installed``: entry-point name -> distribution name)."""
+    known = set(installed) | {_normalise(d) for d in installed.values()}
+    unknown = sorted(n for n in allowed if n not in known and _normalise(n) not in known)
+    if unknown:
+        warnings.warn(
+            f"{LOAD_PLUGINS_ENV} names {', '.join(unknown)}, which no installed plugin "
+            f"provides; installed: {', '.join(sorted(set(installed.values()))) or 'none'}",
+            PluginWarning,
+            stacklevel=3,
+        )
 
 
 def load_plugins() -> None:
@@ -96,9 +126,12 @@ def load_plugins() -> None:
             if pm.get_plugin(name) is None:
                 pm.register(importlib.import_module(name), name=name)
         allowed = _allowed_names()
+        wanted = None if allowed is None else {_normalise(n) for n in allowed} | allowed
+        installed: dict[str, str] = {}
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             dist = ep.dist.name if ep.dist is not None else ep.name
-            if allowed is not None and dist not in allowed and ep.name not in allowed:
+            installed[ep.name] = dist
+            if wanted is not None and _normalise(dist) not in wanted and ep.name not in wanted:
                 continue
             if pm.get_plugin(ep.name) is not None:
                 continue
@@ -110,6 +143,8 @@ def load_plugins() -> None:
                 ) from exc
             pm.register(plugin, name=ep.name)
             _dist_of[ep.name] = ep.dist
+        if allowed:
+            _warn_unknown(allowed, installed)
 
 
 _dist_of: dict[str, Any] = {}

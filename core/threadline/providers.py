@@ -18,7 +18,7 @@ from typing import Any, Protocol, Union, runtime_checkable
 
 import attrs
 
-from threadline.errors import PluginNotInstalledError
+from threadline.errors import PluginNotInstalledError, StreamError, ValidationError
 from threadline.models import Message, ToolCall
 
 __all__ = [
@@ -114,7 +114,8 @@ class EchoProvider:
     """Replies with the last user message, word by word (like ``llm-echo``): offline demos.
 
     A user message of the form ``tool:NAME {json args}`` makes it call tool NAME once;
-    after the tool result it echoes the result.
+    after the tool result it echoes the result. Malformed arguments raise
+    :class:`~threadline.errors.StreamError`, as a real model's malformed call does.
     """
 
     name = "echo"
@@ -128,9 +129,7 @@ class EchoProvider:
         last = request.messages[-1] if request.messages else None
         prompt_tokens = sum(_approx_tokens(m.content) for m in request.messages)
         if last is not None and last.role == "user" and last.content.startswith("tool:"):
-            name, _, raw = last.content[5:].partition(" ")
-            args = json.loads(raw) if raw.strip() else {}
-            call = ToolCall(id=f"call_{last.id[-12:]}", name=name, arguments=args)
+            call = _echo_tool_call(last)
             yield StreamEnd(
                 finish_reason="tool_calls",
                 tool_calls=(call,),
@@ -156,6 +155,34 @@ class EchoProvider:
 
     async def aclose(self) -> None:
         return None
+
+
+def _echo_tool_call(message: Message) -> ToolCall:
+    """The call a ``tool:NAME {json args}`` message asks for.
+
+    :raises StreamError: no name, or arguments that are not a JSON object (as a real
+        provider reports a model's malformed tool call).
+    """
+    name, _, raw = message.content[5:].partition(" ")
+    if not name.strip():
+        raise StreamError('echo: \'tool:\' needs a tool name, e.g. tool:get_time {"zone": "CET"}')
+    try:
+        args = json.loads(raw) if raw.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise StreamError(
+            f"echo: tool {name!r} has invalid JSON arguments ({exc.msg} at position "
+            f"{exc.pos}): {raw[:200]!r}"
+        ) from None
+    except RecursionError:
+        raise StreamError(f"echo: tool {name!r} has arguments nested too deeply") from None
+    if not isinstance(args, dict):
+        raise StreamError(
+            f"echo: tool {name!r} arguments must be a JSON object, got {type(args).__name__}"
+        )
+    try:
+        return ToolCall(id=f"call_{message.id[-12:]}", name=name, arguments=args)
+    except ValidationError as exc:
+        raise StreamError(f"echo: tool {name!r}: {exc}") from None
 
 
 def default_provider_name() -> str:

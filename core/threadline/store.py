@@ -20,6 +20,7 @@ from threadline import dispatch
 from threadline.errors import ConfigurationError, PluginNotInstalledError, ValidationError
 from threadline.ids import IdLike, check_id, optional_id
 from threadline.models import (
+    MAX_INT,
     AgentConfig,
     ApiCall,
     Checkpoint,
@@ -54,7 +55,9 @@ KNOWN_SCHEMES = {
 class Store:
     """The persistence API used by agents, contexts and the CLI.
 
-    Every method is scoped by ``tenant_id``: another tenant's ids find nothing.
+    Every method is scoped by ``tenant_id``: another tenant's ids find nothing. Counts
+    (``limit``, ``offset``, ``after_seq``, ``last_rounds``, ``keep``) are ints from 0 (1 for
+    ``keep``) to 2**63-1 on every store; anything else raises :class:`ValidationError`.
     """
 
     def __init__(self, *plugins: object, url: StoreURL | None = None) -> None:
@@ -240,9 +243,8 @@ class Store:
     ) -> list[Message]:
         """A session's messages in ``seq`` order, after ``after_seq``."""
         if limit is not None:
-            _check_paging(limit, 0)
-        if isinstance(after_seq, bool) or not isinstance(after_seq, int) or after_seq < 0:
-            raise ValidationError(f"after_seq must be an int >= 0, got {after_seq!r}")
+            _check_count(limit, "limit")
+        _check_count(after_seq, "after_seq")
         result = await self._read(
             "threadline_get_messages",
             tenant_id=check_id(tenant_id, "tenant_id"),
@@ -379,8 +381,7 @@ class Store:
         Delta ancestors a kept checkpoint needs to be restored are kept too (see
         :func:`threadline.hookspecs.threadline_prune_checkpoints`). Returns how many went.
         """
-        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-            raise ValidationError(f"keep must be an int >= 1, got {keep!r}")
+        _check_count(keep, "keep", 1)
         result = await self._write(
             "threadline_prune_checkpoints",
             tenant_id=check_id(tenant_id, "tenant_id"),
@@ -472,10 +473,19 @@ def _check_flag(value: object, name: str) -> bool:
     return value
 
 
+def _check_count(value: object, name: str, minimum: int = 0) -> int:
+    """``value`` if it is an int in ``minimum..MAX_INT``: every store can take it then (the
+    SQL stores bind a signed 64-bit integer), so all of them refuse the same values."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValidationError(f"{name} must be an int >= {minimum}, got {value!r}")
+    if value > MAX_INT:
+        raise ValidationError(f"{name} must be at most {MAX_INT} (2**63-1), got {value!r}")
+    return value
+
+
 def _check_paging(limit: object, offset: object) -> None:
-    for name, value in (("limit", limit), ("offset", offset)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValidationError(f"{name} must be an int >= 0, got {value!r}")
+    _check_count(limit, "limit")
+    _check_count(offset, "offset")
 
 
 async def open_plugin(url: str | StoreURL, *, create: bool = True) -> object:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from threadline.errors import ValidationError
-from threadline.models import Message
+from threadline.models import MAX_INT, Message
 
 __all__ = [
     "answer_open_calls",
@@ -27,11 +27,16 @@ __all__ = [
 
 
 def check_rounds(last_rounds: object) -> int | None:
-    """Validate a window size: ``None`` (everything) or an int >= 0."""
+    """Validate a window size: ``None`` (everything) or an int from 0 to 2**63-1 (the
+    largest count every store can bind)."""
     if last_rounds is None:
         return None
     if isinstance(last_rounds, bool) or not isinstance(last_rounds, int) or last_rounds < 0:
         raise ValidationError(f"last_rounds must be None or an int >= 0, got {last_rounds!r}")
+    if last_rounds > MAX_INT:
+        raise ValidationError(
+            f"last_rounds must be at most {MAX_INT} (2**63-1), got {last_rounds!r}"
+        )
     return last_rounds
 
 

@@ -26,23 +26,28 @@ from __future__ import annotations
 
 import abc
 import errno
+import ftplib
+import functools
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from threadline.errors import StoreUnavailableError, ValidationError
+from threadline.errors import StoreUnavailableError, ThreadlineError, ValidationError
 
 if sys.platform != "win32":  # POSIX: flock; on Windows writers rely on exclusive creates
     import fcntl
 
-__all__ = ["Backend", "FsspecBackend", "LocalBackend"]
+__all__ = ["Backend", "FsspecBackend", "LocalBackend", "is_network_error", "unavailable"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 OBJECT_STORE_PROTOCOLS = frozenset(
     {"memory", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "oci", "r2"}
@@ -50,6 +55,74 @@ OBJECT_STORE_PROTOCOLS = frozenset(
 """Protocols whose ``pipe_file`` replaces a whole object atomically (no partial reads)."""
 
 _STRIPES = [threading.RLock() for _ in range(64)]
+
+NETWORK_ERRORS: tuple[type[BaseException], ...] = (
+    ConnectionError,  # refused, reset, aborted, broken pipe
+    TimeoutError,
+    socket.gaierror,  # the host name does not resolve
+    socket.herror,
+    EOFError,  # ftplib, paramiko: the server closed the connection
+    ftplib.error_temp,  # 4xx: service not available, too many users
+)
+"""Errors meaning the file system's server cannot be reached (at the moment)."""
+
+_NETWORK_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "ECONNREFUSED", "ECONNRESET", "ECONNABORTED", "ETIMEDOUT", "EHOSTUNREACH",
+        "EHOSTDOWN", "ENETUNREACH", "ENETDOWN", "ENETRESET", "EPIPE",
+    )
+    if hasattr(errno, name)
+)  # fmt: skip
+
+_NETWORK_ERROR_NAMES = frozenset(
+    {
+        # botocore (s3fs)
+        "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
+        "ConnectionClosedError",
+        # aiohttp (s3fs, gcsfs, http)
+        "ClientConnectionError", "ServerTimeoutError",
+        # paramiko (sftp)
+        "SSHException", "NoValidConnectionsError",
+        # azure-core (adlfs)
+        "ServiceRequestError", "ServiceResponseError",
+    }
+)  # fmt: skip
+"""Backend-specific network errors, matched by class name so none of them is imported."""
+
+
+def is_network_error(exc: BaseException) -> bool:
+    """True when ``exc`` says the file system's server cannot be reached (not that a file
+    is missing or refused): sockets, time-outs, and the backends' own connection errors."""
+    if isinstance(exc, NETWORK_ERRORS):
+        return True
+    if isinstance(exc, OSError) and exc.errno in _NETWORK_ERRNOS:
+        return True
+    return any(cls.__name__ in _NETWORK_ERROR_NAMES for cls in type(exc).__mro__)
+
+
+def unavailable(exc: BaseException, where: str) -> StoreUnavailableError | None:
+    """The :class:`StoreUnavailableError` to raise for ``exc`` (``None`` if it is no network
+    error). ``where`` names the store and must hold no credentials (a redacted URL)."""
+    if isinstance(exc, ThreadlineError) or not is_network_error(exc):
+        return None
+    return StoreUnavailableError(f"cannot reach {where}: {type(exc).__name__}: {exc}")
+
+
+def _reaching(method: F) -> F:
+    """Let a backend method's network errors out as :class:`StoreUnavailableError`."""
+
+    @functools.wraps(method)
+    def call(self: FsspecBackend, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            error = unavailable(exc, self.describe())
+            if error is None:
+                raise
+            raise error from exc
+
+    return call  # type: ignore[return-value]
 
 
 @contextmanager
@@ -311,7 +384,11 @@ def _unlink(path: str) -> None:
 
 
 class FsspecBackend(Backend):
-    """Any fsspec file system; object stores get immutable, exclusively created records."""
+    """Any fsspec file system; object stores get immutable, exclusively created records.
+
+    A network error in any operation (refused, timed out, host unknown, the backend's own
+    connection errors) raises :class:`StoreUnavailableError` naming :meth:`describe`.
+    """
 
     def __init__(self, fs: Any, root: str) -> None:
         self.fs = fs
@@ -330,6 +407,7 @@ class FsspecBackend(Backend):
         """The file system path of ``path`` (every component checked)."""
         return f"{self.root}/{'/'.join(_check_parts(path))}"
 
+    @_reaching
     def read(self, path: str) -> bytes | None:
         try:
             data = self.fs.cat_file(self.full(path))
@@ -337,6 +415,7 @@ class FsspecBackend(Backend):
             return None
         return bytes(data)
 
+    @_reaching
     def write(self, path: str, data: bytes, *, durable: bool = True) -> None:
         target = self.full(path)
         if self.atomic_put:
@@ -348,6 +427,7 @@ class FsspecBackend(Backend):
         self.fs.pipe_file(temp, data)
         self.fs.mv(temp, target)
 
+    @_reaching
     def create(self, path: str, data: bytes) -> bool:
         target = self.full(path)
         with self._create_lock:
@@ -362,12 +442,14 @@ class FsspecBackend(Backend):
                 return False
         return True
 
+    @_reaching
     def delete(self, path: str) -> None:
         try:
             self.fs.rm_file(self.full(path))
         except FileNotFoundError:
             pass
 
+    @_reaching
     def listdir(self, path: str) -> list[str]:
         target = self.full(path)
         self.fs.invalidate_cache(target)
@@ -378,6 +460,7 @@ class FsspecBackend(Backend):
         names = {str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries}
         return sorted(n for n in names if n and not n.startswith("."))
 
+    @_reaching
     def rmtree(self, path: str) -> None:
         target = self.full(path)
         try:
