@@ -8,7 +8,15 @@ from typing import Any
 import attrs
 import pytest
 
-from threadline import ApiCall, Checkpoint, Message, Store, ToolCall, ValidationError
+from threadline import (
+    ApiCall,
+    Checkpoint,
+    Message,
+    NotFoundError,
+    Store,
+    ToolCall,
+    ValidationError,
+)
 from threadline.ids import new_id
 from threadline.testing._support import Conversation, new_conversation
 
@@ -397,3 +405,56 @@ class RetentionConformance:
             await store.delete_sessions_before(new_id(), datetime(2020, 1, 1))
         with pytest.raises(ValidationError):
             await store.delete_sessions_before(new_id(), "2020-01-01")  # type: ignore[arg-type]
+
+    async def test_delete_sessions_before_spares_sessions_active_in_the_window(
+        self, store: Store
+    ) -> None:
+        """A session created long ago but written to since is not deleted as idle."""
+        tenant, user = new_id(), new_id()
+        old = datetime(2020, 1, 1, tzinfo=timezone.utc)
+        just_after = old + timedelta(seconds=1)
+
+        async def old_session() -> Conversation:
+            return await new_conversation(store, tenant, user, created_at=old, updated_at=old)
+
+        graph, calls, idle = await old_session(), await old_session(), await old_session()
+        checkpoint = await store.create_checkpoint(
+            Checkpoint(tenant_id=tenant, session_id=graph.id, node_id="plan")
+        )
+        await store.save_api_call(
+            ApiCall(tenant_id=tenant, session_id=calls.id, model="m", status="success")
+        )
+        assert await store.delete_sessions_before(tenant, just_after, dry_run=True) == 1
+        assert await store.delete_sessions_before(tenant, just_after, user_id=user) == 1
+        assert await store.get_session(tenant, idle.id) is None
+        for conv in (graph, calls):
+            assert await store.get_session(tenant, conv.id) is not None
+        assert await store.get_checkpoint(tenant, checkpoint.id) == checkpoint
+
+        # A tombstone (the run finished) is a checkpoint write too.
+        await store.set_session_updated_at(tenant, graph.id, old)
+        await store.create_checkpoint(
+            Checkpoint(tenant_id=tenant, session_id=graph.id, parent_id=checkpoint.id,
+                       tombstone=True)
+        )  # fmt: skip
+        assert await store.delete_sessions_before(tenant, just_after) == 0
+        assert await store.get_session(tenant, graph.id) is not None
+
+    async def test_a_checkpoint_needs_its_session(self, store: Store) -> None:
+        """No checkpoint lives outside a session row, so none escapes a session's age.
+
+        A checkpoint for a session id that has no session row (never created, deleted,
+        or another tenant's) is refused with ``NotFoundError`` and nothing is stored.
+        """
+        tenant = new_id()
+        orphan = Checkpoint(tenant_id=tenant, session_id=new_id(), node_id="plan")
+        with pytest.raises(NotFoundError):
+            await store.create_checkpoint(orphan)
+        assert await store.get_checkpoint(tenant, orphan.id) is None
+        assert await store.list_checkpoints(tenant) == []
+        assert await store.list_sessions(tenant) == []
+        gone = await new_conversation(store, tenant)
+        await store.delete_session(tenant, gone.id)
+        with pytest.raises(NotFoundError):
+            await store.create_checkpoint(Checkpoint(tenant_id=tenant, session_id=gone.id))
+        assert await store.list_checkpoints(tenant) == []

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import attrs
 import pytest
 
 from threadline import ApiCall, Checkpoint, NotFoundError, Session, Store
 from threadline.ids import new_id
-from threadline.testing._support import new_conversation
+from threadline.testing._support import Conversation, new_conversation
 
 
 @pytest.mark.asyncio
@@ -105,3 +107,104 @@ class SessionConformance:
         assert await store.list_checkpoints(conv.tenant_id, session_id=conv.id) == []
         assert await store.delete_session(conv.tenant_id, conv.id) is False
         assert await keep.messages() == [kept]
+
+    # -- activity: every write that belongs to a session moves its updated_at ------------
+
+    async def test_every_write_to_a_session_is_activity(self, store: Store) -> None:
+        """Checkpoints (tombstones, rollbacks), API calls and message updates count.
+
+        ``list_sessions`` sorts by ``updated_at`` and retention deletes by it, so a
+        session written to a moment ago must never look idle.
+        """
+        tenant, user = new_id(), new_id()
+        old = datetime(2020, 1, 1, tzinfo=timezone.utc)
+        a, b = [
+            await new_conversation(store, tenant, user, created_at=at, updated_at=at)
+            for at in (old, old + timedelta(seconds=1))
+        ]
+        streaming = await a.add("assistant", "half a reply", status="streaming")
+        first = await store.create_checkpoint(Checkpoint(tenant_id=tenant, session_id=b.id))
+
+        async def idle_then(conv: Conversation, write: Callable[[], Awaitable[object]]) -> None:
+            """Make ``conv`` the idler session, write, and see it move to the top."""
+            other = b if conv is a else a
+            await store.set_session_updated_at(tenant, conv.id, old)
+            await store.set_session_updated_at(tenant, other.id, old + timedelta(seconds=1))
+            assert [s.id for s in await store.list_sessions(tenant)] == [other.id, conv.id]
+            before = datetime.now(timezone.utc) - timedelta(seconds=5)
+            await write()
+            after = datetime.now(timezone.utc) + timedelta(seconds=5)
+            moved = await store.get_session(tenant, conv.id)
+            assert moved is not None and before <= moved.updated_at <= after
+            assert [s.id for s in await store.list_sessions(tenant)] == [conv.id, other.id]
+
+        def checkpoint(**fields: Any) -> Callable[[], Awaitable[object]]:
+            return lambda: store.create_checkpoint(
+                Checkpoint(tenant_id=tenant, session_id=a.id, **fields)
+            )
+
+        await idle_then(a, checkpoint(node_id="plan"))
+        latest = await store.get_latest_checkpoint(tenant, a.id)
+        assert latest is not None
+        await idle_then(a, checkpoint(parent_id=latest.id, tombstone=True))
+        await idle_then(a, checkpoint(parent_id=latest.id, node_id="rolled back"))
+        await idle_then(
+            b,
+            lambda: store.create_checkpoint(
+                Checkpoint(tenant_id=tenant, session_id=b.id, parent_id=first.id)
+            ),
+        )
+        await idle_then(
+            a,
+            lambda: store.save_api_call(
+                ApiCall(tenant_id=tenant, session_id=a.id, model="m", status="success")
+            ),
+        )
+        await idle_then(
+            a,
+            lambda: store.update_message(
+                attrs.evolve(streaming, content="a whole reply", status="complete")
+            ),
+        )
+        await a.add("assistant", "cut off", status="streaming")
+        await idle_then(a, lambda: store.interrupt_streaming(tenant, a.id))
+        await idle_then(b, lambda: b.add("user", "hello"))
+        await idle_then(b, lambda: store.save_messages([b.message("user", "x")]))
+        await idle_then(b, lambda: store.update_session(attrs.evolve(b.session, title="t")))
+
+    async def test_activity_never_moves_updated_at_back(self, store: Store) -> None:
+        """A write after ``updated_at`` was set ahead (by copy or import) leaves it there."""
+        conv = await new_conversation(store)
+        t, s = conv.tenant_id, conv.id
+        ahead = datetime.now(timezone.utc) + timedelta(days=3)
+        await store.set_session_updated_at(t, s, ahead)
+        message = await conv.add("user", "hello", status="streaming")
+        checkpoint = await store.create_checkpoint(Checkpoint(tenant_id=t, session_id=s))
+        await store.create_checkpoint(
+            Checkpoint(tenant_id=t, session_id=s, parent_id=checkpoint.id, tombstone=True)
+        )
+        await store.save_api_call(ApiCall(tenant_id=t, session_id=s, model="m", status="success"))
+        await store.update_message(attrs.evolve(message, content="hello!"))
+        await store.interrupt_streaming(t, s)
+        await store.update_session(attrs.evolve(conv.session, title="renamed"))
+        stored = await store.get_session(t, s)
+        assert stored is not None and stored.updated_at == ahead
+
+    async def test_housekeeping_is_not_activity(self, store: Store) -> None:
+        """Pruning checkpoints and reads leave ``updated_at`` as it was."""
+        conv = await new_conversation(store)
+        t, s = conv.tenant_id, conv.id
+        parent = None
+        for _ in range(3):
+            parent = await store.create_checkpoint(
+                Checkpoint(
+                    tenant_id=t, session_id=s, parent_id=None if parent is None else parent.id
+                )
+            )
+        old = datetime(2020, 1, 1, tzinfo=timezone.utc)
+        await store.set_session_updated_at(t, s, old)
+        assert await store.prune_checkpoints(t, s, keep=1) == 2
+        assert await store.interrupt_streaming(t, s) == 0  # nothing was streaming
+        await store.list_checkpoints(t, session_id=s)
+        stored = await store.get_session(t, s)
+        assert stored is not None and stored.updated_at == old

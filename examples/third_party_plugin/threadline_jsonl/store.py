@@ -142,22 +142,24 @@ class JsonlStore:
                 if message.role == "system":
                     self._systems[message.session_id].append(message.seq or 0)
                 self._message_by_id[message.id] = message
-            session = self._sessions[r["session_id"]]
-            self._sessions[session.id] = attrs.evolve(session, updated_at=r["updated_at"])
+            self._touch(r["session_id"], r["updated_at"])
         elif op == "message":  # updated in place; its seq never changes
             message = Message.from_dict(r["message"])
             self._messages[message.session_id][(message.seq or 0) - 1] = message
             self._message_by_id[message.id] = message
+            self._touch(message.session_id, r.get("updated_at"))
         elif op == "interrupt":
             log = self._messages[r["session_id"]]
             for index, message in enumerate(log):
                 if message.status == "streaming":
                     log[index] = attrs.evolve(message, status="interrupted")
                     self._message_by_id[message.id] = log[index]
+            self._touch(r["session_id"], r.get("updated_at"))
         elif op == "api_call":
             call = ApiCall.from_dict(r["api_call"])
             self._api_calls[call.session_id].append(call)
             self._api_call_by_id[call.id] = call
+            self._touch(call.session_id, r.get("updated_at"))
         elif op == "checkpoint":  # history = the parent's first `shared` messages + `tail`
             data = r["checkpoint"]
             shared: tuple[Message, ...] = ()
@@ -167,6 +169,7 @@ class JsonlStore:
             checkpoint = Checkpoint.from_dict({**data, "history": shared + tail})
             self._checkpoints[checkpoint.session_id].append(checkpoint)
             self._checkpoint_by_id[checkpoint.id] = checkpoint
+            self._touch(checkpoint.session_id, r.get("updated_at"))
         elif op == "agent_config":
             config = AgentConfig.from_dict(r["config"])
             self._agents[config.agent.id] = config.agent
@@ -214,6 +217,19 @@ class JsonlStore:
                 self._checkpoint_by_id.pop(checkpoint_id, None)
         else:
             raise StoreError(f"unknown record {op!r} (written by a newer threadline-jsonl?)")
+
+    def _touch(self, session_id: str, when: str | None) -> None:
+        """Activity: a write in the session moves its ``updated_at`` to ``when``, never back.
+
+        Writes record the moment they happened; records without one (older logs, and
+        the ones a compaction writes, whose session record carries the time) touch nothing.
+        """
+        if when is None:
+            return
+        session = self._sessions[session_id]
+        at = datetime.fromisoformat(when)
+        if at > session.updated_at:
+            self._sessions[session_id] = attrs.evolve(session, updated_at=at)
 
     def _snapshot(
         self, sessions: set[str], checkpoints: set[str], erase: tuple[str, str] | None = None
@@ -343,7 +359,7 @@ class JsonlStore:
         existing = self._sessions.get(session.id)
         if existing is not None:
             if existing.tenant_id != session.tenant_id:
-                raise ConflictError(f"session id {session.id} is taken")
+                raise ConflictError(f"session id {session.id} cannot be used here: use a new id")
             return existing
         self._commit({"op": "session", "session": session.to_dict()})
         return self._sessions[session.id]
@@ -375,7 +391,10 @@ class JsonlStore:
     def _update_session(self, session: Session) -> Session:
         stored = self._require_session(session.tenant_id, session.id)
         updated = attrs.evolve(
-            stored, title=session.title, metadata=session.metadata, updated_at=utcnow()
+            stored,
+            title=session.title,
+            metadata=session.metadata,
+            updated_at=max(stored.updated_at, utcnow()),
         )
         self._commit({"op": "session", "session": updated.to_dict()})
         return self._sessions[session.id]
@@ -423,7 +442,9 @@ class JsonlStore:
             existing = self._message_by_id.get(message.id)
             if existing is not None:
                 if existing.session_id != message.session_id:
-                    raise ConflictError(f"message id {message.id} is stored in another session")
+                    raise ConflictError(
+                        f"message id {message.id} cannot be used here: use a new id"
+                    )
                 continue  # an idempotent retry: the stored message comes back
             seq += 1  # the next seq: safe, the write lock is held
             new.append(attrs.evolve(message, seq=seq).to_dict())
@@ -455,7 +476,8 @@ class JsonlStore:
             name=message.name,
             metadata=message.metadata,
         )
-        self._commit({"op": "message", "message": updated.to_dict()})
+        now = utcnow().isoformat()
+        self._commit({"op": "message", "message": updated.to_dict(), "updated_at": now})
         return self._message_by_id[message.id]
 
     @hookimpl
@@ -496,7 +518,8 @@ class JsonlStore:
             return 0
         changed = sum(m.status == "streaming" for m in self._messages[session_id])
         if changed:
-            self._commit({"op": "interrupt", "session_id": session_id})
+            now = utcnow().isoformat()
+            self._commit({"op": "interrupt", "session_id": session_id, "updated_at": now})
         return changed
 
     @hookimpl
@@ -510,9 +533,10 @@ class JsonlStore:
         existing = self._api_call_by_id.get(api_call.id)
         if existing is not None:
             if existing.session_id != api_call.session_id:
-                raise ConflictError(f"api call id {api_call.id} is stored in another session")
+                raise ConflictError(f"api call id {api_call.id} cannot be used here: use a new id")
             return existing
-        self._commit({"op": "api_call", "api_call": api_call.to_dict()})
+        now = utcnow().isoformat()
+        self._commit({"op": "api_call", "api_call": api_call.to_dict(), "updated_at": now})
         return self._api_call_by_id[api_call.id]
 
     @hookimpl
@@ -533,7 +557,9 @@ class JsonlStore:
         existing = self._checkpoint_by_id.get(checkpoint.id)
         if existing is not None:
             if attrs.evolve(existing, version=None) != attrs.evolve(checkpoint, version=None):
-                raise ConflictError(f"checkpoint id {checkpoint.id} is stored already")
+                raise ConflictError(
+                    f"checkpoint id {checkpoint.id} cannot be used here: use a new id"
+                )
             return existing
         shared = 0
         if checkpoint.parent_id is not None:
@@ -543,7 +569,8 @@ class JsonlStore:
             shared = common_prefix(checkpoint.history, parent.history)  # a delta, not a copy
         log = self._checkpoints[checkpoint.session_id]
         version = (log[-1].version or 0) + 1 if log else 1
-        self._commit(self._checkpoint_record(attrs.evolve(checkpoint, version=version), shared))
+        record = self._checkpoint_record(attrs.evolve(checkpoint, version=version), shared)
+        self._commit({**record, "updated_at": utcnow().isoformat()})  # a graph's activity
         return self._checkpoint_by_id[checkpoint.id]
 
     @staticmethod
@@ -707,14 +734,14 @@ class JsonlStore:
         agent, provider = config.agent, config.provider
         other = self._agents.get(agent.id)
         if other is not None and other.tenant_id != agent.tenant_id:
-            raise ConflictError(f"agent id {agent.id} is taken")
+            raise ConflictError(f"agent id {agent.id} cannot be used here: use a new id")
         for a in self._agents.values():
             if a.tenant_id == agent.tenant_id and a.code == agent.code and a.id != agent.id:
                 raise ConflictError(f"agent code {agent.code!r} is taken in this tenant")
         if provider is not None:
             taken = self._providers.get(provider.id)
             if taken is not None and taken.tenant_id != provider.tenant_id:
-                raise ConflictError(f"provider id {provider.id} is taken")
+                raise ConflictError(f"provider id {provider.id} cannot be used here: use a new id")
             agent = attrs.evolve(agent, provider_id=provider.id)
         stored = AgentConfig(agent=agent, provider=provider)
         self._commit({"op": "agent_config", "config": stored.to_dict()})
@@ -756,7 +783,7 @@ class JsonlStore:
     def _save_provider(self, provider: ProviderRecord) -> ProviderRecord:
         taken = self._providers.get(provider.id)
         if taken is not None and taken.tenant_id != provider.tenant_id:
-            raise ConflictError(f"provider id {provider.id} is taken")
+            raise ConflictError(f"provider id {provider.id} cannot be used here: use a new id")
         self._commit({"op": "provider", "provider": provider.to_dict()})
         return self._providers[provider.id]
 

@@ -114,8 +114,9 @@ def session_dir(tenant_id: str, session_id: str) -> str:
     """``tenants/<tenant>/sessions/<session>``, which holds::
 
     session.json                  the Session row (title, metadata, created_at, updated_at)
-    head.json                     hint: the last message segment and when it was written
-                                  (a session's updated_at is the later of the two files')
+    head.json                     hint: the last message segment, and the last write of
+                                  any kind to the session (its updated_at is the later of
+                                  the two files')
     lock                          lock file of writers (local disks, ``flock``)
     messages/<first seq>.json     immutable-named segments of one or more messages
     streaming/<seq>.json          markers of messages saved or updated as ``streaming``

@@ -85,6 +85,11 @@ def _base_of(doc: dict[str, Any]) -> int | None:
     return old
 
 
+def _unusable_id(kind: str, record_id: str) -> ConflictError:
+    """The one answer to an id another row holds: it never says whose row (or tenant) it is."""
+    return ConflictError(f"{kind} id {record_id} cannot be used here: use a new id")
+
+
 def _header(checkpoint: Checkpoint) -> dict[str, Any]:
     """The checkpoint's fields but its history, as JSON values (its history is a record)."""
     header = attrs.asdict(checkpoint, recurse=False)
@@ -328,6 +333,19 @@ class FsspecStore:
                 session = attrs.evolve(session, updated_at=when)
         return session
 
+    def _touch(self, sd: str) -> None:
+        """Record activity: every write that belongs to a session moves its ``updated_at``.
+
+        Called holding the session's lock, before the record is written (so a record
+        that can be read is never older than its session's activity). ``head.json``
+        carries it; a session's ``updated_at`` is the later of that and ``session.json``'s,
+        so it never moves back.
+        """
+        head = self._hint(f"{sd}/head.json")
+        head = dict(head) if isinstance(head, dict) else {}
+        head["updated_at"] = utcnow().isoformat()
+        self.backend.write(f"{sd}/head.json", encode(head, "head"), durable=False)
+
     def _require_session(self, tenant_id: str, session_id: str) -> str:
         sd = layout.session_dir(tenant_id, session_id)
         if self._session_doc(sd) is None:
@@ -351,7 +369,7 @@ class FsspecStore:
         if not self.backend.create(claim_path, claim):
             owner = self._session_owner(session.id)
             if owner is not None and owner != session.tenant_id:
-                raise ConflictError(f"session id {session.id} is taken")
+                raise _unusable_id("session", session.id)
             self.backend.write(claim_path, claim)
         sd = layout.session_dir(session.tenant_id, session.id)
         lock = self.backend.lock(f"{sd}/lock", self.lock_timeout, create_parent=True)
@@ -408,7 +426,10 @@ class FsspecStore:
             if stored is None:
                 raise NotFoundError(missing)
             updated = attrs.evolve(
-                stored, title=session.title, metadata=session.metadata, updated_at=utcnow()
+                stored,
+                title=session.title,
+                metadata=session.metadata,
+                updated_at=max(stored.updated_at, utcnow()),
             )
             data = encode(updated.to_dict(), "session")
             self.backend.write(f"{sd}/session.json", data)
@@ -734,7 +755,7 @@ class FsspecStore:
                     continue
                 data = found.data
                 if data["session_id"] != m.session_id or data["tenant_id"] != m.tenant_id:
-                    raise ConflictError(f"message id {m.id} is stored in another session")
+                    raise _unusable_id("message", m.id)
                 stored[m.id] = message_from_dict(data)
             new = [m for m in messages if m.id not in stored]
             dicts = [m.to_dict() for m in new]
@@ -812,6 +833,7 @@ class FsspecStore:
             if new["status"] == "streaming":
                 self.backend.write(marker, encode({"segment": segment.start}, "marker"))
             self._index_calls(found.session_dir, segment.start, [new])
+            self._touch(found.session_dir)
             self.backend.write(layout.segment_file(found.session_dir, segment.start), data)
             if new["status"] != "streaming":
                 self.backend.delete(marker)
@@ -854,6 +876,8 @@ class FsspecStore:
                 segment.messages[index] = {**data, "status": "interrupted"}
                 dirty[start] = segment
                 changed += 1
+        if dirty:
+            self._touch(sd)
         for start, segment in dirty.items():
             self.backend.write(layout.segment_file(sd, start), segment.to_bytes())
         for name in names:
@@ -892,8 +916,9 @@ class FsspecStore:
             existing = self._find_api_call(api_call.id)
             if existing is not None:
                 if existing.session_id != session_id or existing.tenant_id != tenant_id:
-                    raise ConflictError(f"api call id {api_call.id} is stored in another session")
+                    raise _unusable_id("api call", api_call.id)
                 return existing
+            self._touch(sd)
             while True:
                 n = max(self._numbers(f"{sd}/api-calls"), default=0) + 1
                 index = {"tenant_id": tenant_id, "session_id": session_id, "n": n}
@@ -1007,7 +1032,7 @@ class FsspecStore:
             if located is not None:
                 existing = self._checkpoint(located[0], located[1], {located[1]: located[2]})
                 if attrs.evolve(existing, version=None) != attrs.evolve(checkpoint, version=None):
-                    raise ConflictError(f"checkpoint id {checkpoint.id} is stored already")
+                    raise _unusable_id("checkpoint", checkpoint.id)
                 return existing
             base: int | None = None
             parent_history: tuple[Message, ...] | None = None
@@ -1033,6 +1058,7 @@ class FsspecStore:
                 snapshot_every=self.snapshot_every,
             )  # fmt: skip
             tag = new_tag()
+            self._touch(sd)  # a graph's progress is the session's activity
             while True:
                 version = max(self._numbers(layout.checkpoints_dir(sd)), default=0) + 1
                 header["version"] = version
@@ -1397,7 +1423,7 @@ class FsspecStore:
             claim = self._claim_owner("agents", agent.id)
             if claim is not None and claim["tenant_id"] != tenant_id:
                 if self._agent_by_id(claim["tenant_id"], agent.id) is not None:
-                    raise ConflictError(f"agent id {agent.id} is taken")
+                    raise _unusable_id("agent", agent.id)
                 claim = None
             holder = self._agent_at(tenant_id, agent.code)
             if holder is not None and holder.id != agent.id:
@@ -1409,7 +1435,7 @@ class FsspecStore:
                     and owner["tenant_id"] != tenant_id
                     and self._provider(owner["tenant_id"], provider.id) is not None
                 ):
-                    raise ConflictError(f"provider id {provider.id} is taken")
+                    raise _unusable_id("provider", provider.id)
             old_code = claim.get("code") if claim is not None else None
             self.backend.write(
                 layout.id_file("agents", agent.id),
@@ -1474,7 +1500,7 @@ class FsspecStore:
                 and owner["tenant_id"] != tenant_id
                 and self._provider(owner["tenant_id"], provider.id) is not None
             ):
-                raise ConflictError(f"provider id {provider.id} is taken")
+                raise _unusable_id("provider", provider.id)
             self.backend.write(
                 layout.id_file("providers", provider.id), encode({"tenant_id": tenant_id}, "index")
             )

@@ -35,6 +35,15 @@ from threadline.models import (
 from threadline.window import window_start
 
 
+def _unusable_id(kind: str, record_id: str) -> ConflictError:
+    """The one answer to an id held by another row, whichever tenant holds it.
+
+    It never says whether the row is the caller's or another tenant's (see
+    :class:`threadline.errors.ConflictError`).
+    """
+    return ConflictError(f"{kind} id {record_id} cannot be used here: use a new id")
+
+
 def _copy_json(value: Any, field: str) -> Any:
     return json.loads(dump_json(value, field))
 
@@ -101,8 +110,12 @@ class MemoryStore:
             raise NotFoundError(f"session {session_id} not found for this tenant")
         return session
 
-    def _touch(self, session: Session) -> None:
-        self._sessions[session.id] = attrs.evolve(session, updated_at=utcnow())
+    def _touch(self, session_id: str) -> None:
+        """Activity: ``updated_at`` moves to now, never back (it may be set ahead by a copy)."""
+        session = self._sessions[session_id]
+        now = utcnow()
+        if now > session.updated_at:
+            self._sessions[session_id] = attrs.evolve(session, updated_at=now)
 
     # -- sessions -----------------------------------------------------------------------
 
@@ -112,7 +125,7 @@ class MemoryStore:
             existing = self._sessions.get(session.id)
             if existing is not None:
                 if existing.tenant_id != session.tenant_id:
-                    raise ConflictError(f"session id {session.id} is taken")
+                    raise _unusable_id("session", session.id)
                 return existing
             stored = attrs.evolve(session, metadata=_copy_json(session.metadata, "metadata"))
             self._sessions[session.id] = stored
@@ -149,7 +162,7 @@ class MemoryStore:
                 stored,
                 title=session.title,
                 metadata=_copy_json(session.metadata, "metadata"),
-                updated_at=utcnow(),
+                updated_at=max(stored.updated_at, utcnow()),
             )
             self._sessions[session.id] = updated
             return updated
@@ -177,7 +190,7 @@ class MemoryStore:
         existing = self._message_by_id.get(message.id)
         if existing is not None:
             if existing.session_id != message.session_id or existing.tenant_id != message.tenant_id:
-                raise ConflictError(f"message id {message.id} is stored in another session")
+                raise _unusable_id("message", message.id)
             return existing
         log = self._messages[session.id]
         stored = _frozen_copy(message, seq=len(log) + 1)
@@ -192,7 +205,7 @@ class MemoryStore:
         with self._lock:
             session = self._require_session(message.tenant_id, message.session_id)
             stored = self._append(session, message)
-            self._touch(session)
+            self._touch(session.id)
             return stored
 
     @hookimpl
@@ -205,10 +218,10 @@ class MemoryStore:
             for m in messages:  # check everything before writing anything
                 existing = self._message_by_id.get(m.id)
                 if existing is not None and existing.session_id != m.session_id:
-                    raise ConflictError(f"message id {m.id} is stored in another session")
+                    raise _unusable_id("message", m.id)
                 _frozen_copy(m)
             stored = [self._append(session, m) for m in messages]
-            self._touch(session)
+            self._touch(session.id)
             return stored
 
     @hookimpl
@@ -231,6 +244,7 @@ class MemoryStore:
             assert existing.seq is not None
             self._messages[existing.session_id][existing.seq - 1] = updated
             self._message_by_id[updated.id] = updated
+            self._touch(existing.session_id)
             return updated
 
     @hookimpl
@@ -275,6 +289,8 @@ class MemoryStore:
                     log[index] = attrs.evolve(message, status="interrupted")
                     self._message_by_id[message.id] = log[index]
                     changed += 1
+            if changed:
+                self._touch(session_id)
             return changed
 
     # -- API calls ----------------------------------------------------------------------
@@ -288,10 +304,11 @@ class MemoryStore:
                 for existing in log:
                     if existing.id == api_call.id:
                         if existing.session_id != api_call.session_id:
-                            raise ConflictError(f"api call id {api_call.id} is stored elsewhere")
+                            raise _unusable_id("api call", api_call.id)
                         return existing
             stored = attrs.evolve(api_call, metadata=_copy_json(api_call.metadata, "metadata"))
             calls.append(stored)
+            self._touch(api_call.session_id)
             return stored
 
     @hookimpl
@@ -310,7 +327,7 @@ class MemoryStore:
             existing = self._checkpoint_by_id.get(checkpoint.id)
             if existing is not None:
                 if attrs.evolve(existing, version=None) != attrs.evolve(checkpoint, version=None):
-                    raise ConflictError(f"checkpoint id {checkpoint.id} is stored already")
+                    raise _unusable_id("checkpoint", checkpoint.id)
                 return existing
             shared: tuple[Message, ...] = ()
             if checkpoint.parent_id is not None:
@@ -336,6 +353,7 @@ class MemoryStore:
             log.append(stored)
             self._checkpoint_by_id[stored.id] = stored
             self._given_history[stored.id] = checkpoint.history
+            self._touch(checkpoint.session_id)  # a graph's progress is the session's activity
             return stored
 
     @hookimpl
@@ -491,14 +509,14 @@ class MemoryStore:
             agent, provider = config.agent, config.provider
             other = self._agents.get(agent.id)
             if other is not None and other.tenant_id != agent.tenant_id:
-                raise ConflictError(f"agent id {agent.id} is taken")
+                raise _unusable_id("agent", agent.id)
             for a in self._agents.values():
                 if a.tenant_id == agent.tenant_id and a.code == agent.code and a.id != agent.id:
                     raise ConflictError(f"agent code {agent.code!r} is taken in this tenant")
             if provider is not None:
                 p_other = self._providers.get(provider.id)
                 if p_other is not None and p_other.tenant_id != provider.tenant_id:
-                    raise ConflictError(f"provider id {provider.id} is taken")
+                    raise _unusable_id("provider", provider.id)
                 provider = attrs.evolve(
                     provider, metadata=_copy_json(provider.metadata, "provider metadata")
                 )
@@ -547,7 +565,7 @@ class MemoryStore:
         with self._lock:
             other = self._providers.get(provider.id)
             if other is not None and other.tenant_id != provider.tenant_id:
-                raise ConflictError(f"provider id {provider.id} is taken")
+                raise _unusable_id("provider", provider.id)
             provider = attrs.evolve(
                 provider, metadata=_copy_json(provider.metadata, "provider metadata")
             )

@@ -92,10 +92,19 @@ class Statements:
             f"UPDATE {S} SET updated_at = GREATEST(updated_at, now()) "
             "WHERE id = $1::uuid AND tenant_id = $2::uuid"
         )
+        # Every write that belongs to a session is activity: the statements below move its
+        # updated_at forward (never back) in the same statement, locking the session row
+        # first as the appends do (the message update waits for the touch it depends on).
         self.update_message = f"""
+            WITH touch AS (
+                UPDATE {S} SET updated_at = GREATEST(updated_at, now())
+                WHERE id = (SELECT session_id FROM {M} WHERE id = $1::uuid AND tenant_id = $2::uuid)
+                  AND tenant_id = $2::uuid
+                RETURNING id
+            )
             UPDATE {M} SET content = $3::text, tool_calls = $4::jsonb, call_ids = $5::text[],
                            status = $6::text, name = $7::text, metadata = $8::jsonb
-            WHERE id = $1::uuid AND tenant_id = $2::uuid
+            WHERE id = $1::uuid AND tenant_id = $2::uuid AND EXISTS (SELECT 1 FROM touch)
             RETURNING {MESSAGE_COLUMNS}"""
         self.get_messages = f"""
             SELECT {MESSAGE_COLUMNS} FROM {M}
@@ -130,8 +139,16 @@ class Statements:
             f"SELECT last_seq FROM {S} WHERE id = $1::uuid AND tenant_id = $2::uuid"
         )
         self.interrupt_streaming = f"""
+            WITH touch AS (
+                UPDATE {S} SET updated_at = GREATEST(updated_at, now())
+                WHERE id = $1::uuid AND tenant_id = $2::uuid
+                  AND EXISTS (SELECT 1 FROM {M} WHERE session_id = $1::uuid
+                              AND tenant_id = $2::uuid AND status = 'streaming')
+                RETURNING id
+            )
             UPDATE {M} SET status = 'interrupted'
-            WHERE session_id = $1::uuid AND tenant_id = $2::uuid AND status = 'streaming'"""
+            WHERE session_id = $1::uuid AND tenant_id = $2::uuid AND status = 'streaming'
+              AND EXISTS (SELECT 1 FROM touch)"""
 
         # -- sessions --------------------------------------------------------------------
         self.create_session = f"""
@@ -178,13 +195,20 @@ class Statements:
         )
 
         # -- API calls -------------------------------------------------------------------
+        # The session is touched (activity) only when the tenant owns it and the id is new.
         self.save_api_call = f"""
+            WITH touch AS (
+                UPDATE {S} SET updated_at = GREATEST(updated_at, now())
+                WHERE id = $2::uuid AND tenant_id = $3::uuid
+                  AND NOT EXISTS (SELECT 1 FROM {A} WHERE id = $1::uuid)
+                RETURNING id
+            )
             INSERT INTO {A} ({API_CALL_COLUMNS})
             SELECT $1::uuid, $2::uuid, $3::uuid, $4::uuid, $5::uuid, $6::uuid, $7::uuid,
                    $8::text, $9::text, $10::text, $11::text, $12::bigint, $13::bigint,
                    $14::bigint, $15::float8, $16::float8, $17::float8, $18::text, $19::jsonb,
                    $20::timestamptz
-            WHERE EXISTS (SELECT 1 FROM {S} WHERE id = $2::uuid AND tenant_id = $3::uuid)
+            FROM touch
             ON CONFLICT (id) DO NOTHING
             RETURNING {API_CALL_COLUMNS}"""
         self.api_call_by_id = f"SELECT {API_CALL_COLUMNS} FROM {A} WHERE id = $1::uuid"
@@ -195,7 +219,8 @@ class Statements:
 
         # -- checkpoints -----------------------------------------------------------------
         self.bump_version = f"""
-            UPDATE {S} SET last_version = last_version + 1
+            UPDATE {S} SET last_version = last_version + 1,
+                           updated_at = GREATEST(updated_at, now())
             WHERE id = $1::uuid AND tenant_id = $2::uuid
             RETURNING last_version"""
         self.checkpoint_owner = f"SELECT session_id, tenant_id FROM {C} WHERE id = $1::uuid"

@@ -107,6 +107,11 @@ class _Duplicate(ConflictError):
         self.constraint = constraint
 
 
+def _unusable_id(kind: str, record_id: str) -> ConflictError:
+    """The one answer to an id another row holds: it never says whose row (or tenant) it is."""
+    return ConflictError(f"{kind} id {record_id} cannot be used here: use a new id")
+
+
 async def _keep_session_state(conn: asyncpg.Connection) -> None:
     """Pool reset hook: the store never changes session state, so nothing to undo.
 
@@ -291,7 +296,7 @@ class PostgresStore:
             if row is None:  # deleted between the two statements: try again
                 return await self.threadline_create_session(session)
             if row[1] != session.tenant_id:
-                raise ConflictError(f"session id {session.id} is taken")
+                raise _unusable_id("session", session.id)
         return session_from_row(row)
 
     @hookimpl
@@ -383,7 +388,7 @@ class PostgresStore:
             return await self.threadline_save_message(message)
         stored = message_from_row(row)
         if stored.session_id != sid or stored.tenant_id != tid:
-            raise ConflictError(f"message id {message.id} is stored in another session")
+            raise _unusable_id("message", message.id)
         return stored
 
     @hookimpl
@@ -424,7 +429,7 @@ class PostgresStore:
             }
             for m in existing.values():
                 if m.session_id != sid or m.tenant_id != tid:
-                    raise ConflictError(f"message id {m.id} is stored in another session")
+                    raise _unusable_id("message", m.id)
             fresh = [i for i, m in enumerate(messages) if m.id not in existing]
             out: list[Message | None] = [existing.get(m.id) for m in messages]
             if fresh:
@@ -556,7 +561,7 @@ class PostgresStore:
             return await self.threadline_save_api_call(api_call)
         stored = api_call_from_row(row)
         if stored.session_id != c.session_id or stored.tenant_id != c.tenant_id:
-            raise ConflictError(f"api call id {c.id} is stored in another session")
+            raise _unusable_id("api call", c.id)
         return stored
 
     @hookimpl
@@ -632,10 +637,10 @@ class PostgresStore:
             if existing is None:  # deleted meanwhile: store it afresh
                 return await self.threadline_create_checkpoint(checkpoint)
             if attrs.evolve(existing, version=None) != attrs.evolve(cp, version=None):
-                raise ConflictError(f"checkpoint id {cp.id} is stored already") from None
+                raise _unusable_id("checkpoint", cp.id) from None
             return existing
         except _Duplicate as exc:
-            raise ConflictError(f"checkpoint id {cp.id} is stored already") from exc
+            raise _unusable_id("checkpoint", cp.id) from exc
         self._histories.put(cp.id, tag, depth, cp.history)
         copies = encoded_columns["copies"]
         return attrs.evolve(cp, version=version, **copies)
@@ -968,7 +973,7 @@ class PostgresStore:
                     p.enabled, provider_meta, p.created_at, p.updated_at,
                 )  # fmt: skip
                 if row is None:
-                    raise ConflictError(f"provider id {p.id} is taken")
+                    raise _unusable_id("provider", p.id)
                 stored_provider = provider_from_row(row)
             a = agent
             row = await conn.fetchrow(
@@ -978,7 +983,7 @@ class PostgresStore:
                 a.created_at, a.updated_at,
             )  # fmt: skip
             if row is None:
-                raise ConflictError(f"agent id {a.id} is taken")
+                raise _unusable_id("agent", a.id)
             return trusted(AgentConfig, agent=agent_from_row(row), provider=stored_provider)
 
         try:
@@ -1027,7 +1032,7 @@ class PostgresStore:
                 p.enabled, meta, p.created_at, p.updated_at,
             )  # fmt: skip
             if row is None:
-                raise ConflictError(f"provider id {p.id} is taken")
+                raise _unusable_id("provider", p.id)
             return provider_from_row(row)
 
         return await self._call("save_provider", run, transaction=True)

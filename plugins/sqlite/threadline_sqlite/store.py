@@ -12,7 +12,9 @@ Design, and why:
   that bumps ``entity_session.last_seq`` (with ``updated_at``) and inserts the rows
   with the numbers it got. ``UNIQUE(session_id, seq)`` backs it up. Two processes
   appending to one file serialise on the lock, never share a ``seq`` and lose
-  nothing. Checkpoint versions use ``last_version`` the same way.
+  nothing. Checkpoint versions use ``last_version`` the same way. Every write that
+  belongs to a session (API calls, message updates too) moves ``updated_at`` forward in
+  its transaction, so retention never takes a session in use for an idle one.
 * **Idempotent retries without gaps.** The insert is tried first; if the message id
   exists, the transaction (with its ``seq`` bump) is rolled back and the stored
   message comes back, or :class:`~threadline.errors.ConflictError` when the id lives
@@ -193,13 +195,17 @@ def _stop(*workers: Worker) -> None:
 # -- SQL -------------------------------------------------------------------------------------
 
 _SESSION_OF_TENANT = "SELECT 1 FROM entity_session WHERE id = ? AND tenant_id = ?"
+# Every write that belongs to a session is activity: updated_at moves to now in the same
+# transaction, never back (copy and import may have set it ahead).
 _BUMP_SEQ = (
-    "UPDATE entity_session SET last_seq = last_seq + ?, updated_at = ? "
+    "UPDATE entity_session SET last_seq = last_seq + ?, updated_at = max(updated_at, ?) "
     "WHERE id = ? AND tenant_id = ?"
 )
 _BUMP_VERSION = (
-    "UPDATE entity_session SET last_version = last_version + ? WHERE id = ? AND tenant_id = ?"
+    "UPDATE entity_session SET last_version = last_version + ?, "
+    "updated_at = max(updated_at, ?) WHERE id = ? AND tenant_id = ?"
 )
+_TOUCH = "UPDATE entity_session SET updated_at = max(updated_at, ?) WHERE id = ? AND tenant_id = ?"
 _INSERT_MESSAGE = f"INSERT INTO entity_message ({MESSAGE_COLUMNS}) VALUES ({_marks(14)})"
 _INSERT_TOOL_CALL = (
     "INSERT OR IGNORE INTO entity_message_tool_call (session_id, call_id, seq) VALUES (?, ?, ?)"
@@ -263,7 +269,7 @@ _INSERT_SESSION = (
 _SESSION_BY_ID = f"SELECT {SESSION_COLUMNS} FROM entity_session WHERE id = ?"
 _SESSION_OF = f"SELECT {SESSION_COLUMNS} FROM entity_session WHERE id = ? AND tenant_id = ?"
 _UPDATE_SESSION = (
-    "UPDATE entity_session SET title = ?, metadata = ?, updated_at = ? "
+    "UPDATE entity_session SET title = ?, metadata = ?, updated_at = max(updated_at, ?) "
     "WHERE id = ? AND tenant_id = ?"
 )
 _SET_UPDATED_AT = "UPDATE entity_session SET updated_at = ? WHERE id = ? AND tenant_id = ?"
@@ -363,6 +369,11 @@ def _missing_session(session_id: str) -> NotFoundError:
     return NotFoundError(f"session {session_id} not found for this tenant")
 
 
+def _unusable_id(kind: str, record_id: str) -> ConflictError:
+    """The one answer to an id another row holds: it never says whose row (or tenant) it is."""
+    return ConflictError(f"{kind} id {record_id} cannot be used here: use a new id")
+
+
 # -- message jobs (writer thread) -----------------------------------------------------------
 
 
@@ -393,7 +404,7 @@ def _existing_message(connection: Connection, message: Message) -> Message:
         raise StoreError(f"could not insert message {message.id} (integrity error)")
     existing = message_from_row(found)
     if existing.session_id != message.session_id or existing.tenant_id != message.tenant_id:
-        raise ConflictError(f"message id {message.id} is stored in another session")
+        raise _unusable_id("message", message.id)
     return existing
 
 
@@ -457,7 +468,7 @@ def _save_messages_with_retries(
         if stored is not None and (
             stored.session_id != m.session_id or stored.tenant_id != m.tenant_id
         ):
-            raise ConflictError(f"message id {m.id} is stored in another session")
+            raise _unusable_id("message", m.id)
     fresh = [(m, row) for m, row in zip(messages, rows) if m.id not in existing]
     if fresh:
         last = _bump(connection, _BUMP_SEQ, (len(fresh), _now_us(), *session), "last_seq")
@@ -492,12 +503,18 @@ def _update_message(connection: Connection, message: Message) -> Message:
         connection.executemany(
             _INSERT_TOOL_CALL, [(session_id, c.id, seq) for c in message.tool_calls]
         )
+    connection.execute(_TOUCH, (_now_us(), found[1], message.tenant_id))
     connection.execute("COMMIT")
     return message_from_row(row)
 
 
 def _interrupt_streaming(connection: Connection, tenant_id: str, session_id: str) -> int:
-    return int(connection.execute(_INTERRUPT, (session_id, tenant_id)).rowcount)
+    connection.execute("BEGIN IMMEDIATE")
+    changed = int(connection.execute(_INTERRUPT, (session_id, tenant_id)).rowcount)
+    if changed:
+        connection.execute(_TOUCH, (_now_us(), session_id, tenant_id))
+    connection.execute("COMMIT")
+    return changed
 
 
 # -- message reads (reader thread) -----------------------------------------------------------
@@ -609,7 +626,7 @@ def _create_session(connection: Connection, session: Session) -> Session:
     found = connection.execute(_SESSION_BY_ID, (session.id,)).fetchone()
     connection.execute("COMMIT")
     if found[1] != session.tenant_id:
-        raise ConflictError(f"session id {session.id} is taken")
+        raise _unusable_id("session", session.id)
     return session_from_row(found)
 
 
@@ -688,13 +705,14 @@ def _save_api_call(connection: Connection, api_call: ApiCall) -> ApiCall:
     if connection.execute(_SESSION_OF_TENANT, session).fetchone() is None:
         raise _missing_session(api_call.session_id)
     if connection.execute(_INSERT_API_CALL, row).rowcount == 1:
+        connection.execute(_TOUCH, (_now_us(), *session))
         connection.execute("COMMIT")
         return api_call_from_row(row)
     found = connection.execute(_API_CALL_BY_ID, (api_call.id,)).fetchone()
     connection.execute("COMMIT")
     existing = api_call_from_row(found)
     if (existing.session_id, existing.tenant_id) != session:
-        raise ConflictError(f"api call id {api_call.id} is stored in another session")
+        raise _unusable_id("api call", api_call.id)
     return existing
 
 
@@ -756,7 +774,8 @@ def _create_checkpoint(
             )  # fmt: skip
     assert encoded is not None
     row[9], row[14] = encoded.text, encoded.depth
-    row[4] = _bump(connection, _BUMP_VERSION, (1, c.session_id, c.tenant_id), "last_version")
+    row[4] = _bump(connection, _BUMP_VERSION, (1, _now_us(), c.session_id, c.tenant_id),
+                   "last_version")  # fmt: skip
     connection.execute(_INSERT_CHECKPOINT, row)
     connection.execute("COMMIT")
     cache.put(c.id, tag, encoded.depth, c.history)
@@ -774,7 +793,7 @@ def _existing_checkpoint(
     history = rebuild([snapshot.text], tenant_id=t, session_id=sid)
     row[4] = existing.version
     if checkpoint_from_row(row, history) != existing:
-        raise ConflictError(f"checkpoint id {checkpoint.id} is stored already")
+        raise _unusable_id("checkpoint", checkpoint.id)
     return existing
 
 
@@ -1116,7 +1135,7 @@ def _save_agent_config(connection: Connection, config: AgentConfig) -> AgentConf
         "SELECT tenant_id FROM entity_agent WHERE id = ?", (agent.id,)
     ).fetchone()
     if owner is not None and owner[0] != agent.tenant_id:
-        raise ConflictError(f"agent id {agent.id} is taken")
+        raise _unusable_id("agent", agent.id)
     taken = connection.execute(
         "SELECT 1 FROM entity_agent WHERE tenant_id = ? AND code = ? AND id != ?",
         (agent.tenant_id, agent.code, agent.id),
@@ -1128,7 +1147,7 @@ def _save_agent_config(connection: Connection, config: AgentConfig) -> AgentConf
             "SELECT tenant_id FROM entity_provider WHERE id = ?", (provider.id,)
         ).fetchone()
         if owner is not None and owner[0] != provider.tenant_id:
-            raise ConflictError(f"provider id {provider.id} is taken")
+            raise _unusable_id("provider", provider.id)
         connection.execute(_PROVIDER_UPSERT, provider_values)
     connection.execute(_AGENT_UPSERT, agent_values)
     connection.execute("COMMIT")
@@ -1178,7 +1197,7 @@ def _save_provider(connection: Connection, provider: ProviderRecord) -> Provider
         "SELECT tenant_id FROM entity_provider WHERE id = ?", (provider.id,)
     ).fetchone()
     if owner is not None and owner[0] != provider.tenant_id:
-        raise ConflictError(f"provider id {provider.id} is taken")
+        raise _unusable_id("provider", provider.id)
     connection.execute(_PROVIDER_UPSERT, values)
     connection.execute("COMMIT")
     return provider_from_row(values)
