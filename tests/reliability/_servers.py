@@ -187,7 +187,7 @@ def fresh_postgres_database(prefix: str = "threadline_rel") -> Iterator[str]:
 
 
 def _drop_database(name: str, attempts: int = 10) -> None:
-    """Drop ``name``, retrying while the server restarts (an outage test may be running)."""
+    """Drop ``name``, retrying a few times while the server is busy or briefly unreachable."""
     for attempt in range(attempts):
         try:
             asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
