@@ -8,13 +8,16 @@
 Per turn: the user message is written while the request goes out and is durable before
 the first token reaches the caller; the reply is written at its first token, flushed
 while it streams, and finished with its status however the stream ends (complete,
-error, cancelled); one :class:`~threadline.models.ApiCall` records each request. All
-state of a turn lives in the call, so one agent serves many sessions at once.
+error, cancelled); one :class:`~threadline.models.ApiCall` records each request. The
+turn itself (requests, tool rounds, ApiCall statuses) is :mod:`threadline.turn`, shared
+with graph nodes; here its messages go to the store. All state of a turn lives in the
+call, so one agent serves many sessions at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import uuid
@@ -24,28 +27,15 @@ from typing import Any
 
 import attrs
 
-from threadline.errors import (
-    ConfigurationError,
-    ConflictError,
-    ProviderTimeoutError,
-    RateLimitError,
-    ValidationError,
-)
+from threadline.errors import ConfigurationError, ConflictError, ValidationError
 from threadline.ids import IdLike, check_id, new_id, optional_id
-from threadline.models import (
-    AgentConfig,
-    ApiCall,
-    ApiCallStatus,
-    Message,
-    MessageStatus,
-    Role,
-    Session,
-)
-from threadline.providers import ChatRequest, Provider, StreamEnd, TextDelta, resolve_provider
+from threadline.models import AgentConfig, ApiCall, Message, Role, Session
+from threadline.providers import Provider, resolve_provider
 from threadline.store import Store, connect
-from threadline.streaming import ReplyRecorder, RequestTimer
+from threadline.streaming import ReplyRecorder
 from threadline.tools import Tool, as_tools
-from threadline.window import check_rounds, for_request, select_window
+from threadline.turn import TurnSettings, stream_turn
+from threadline.window import check_rounds, select_window
 
 __all__ = [
     "LOCAL_AGENT_ID",
@@ -65,7 +55,6 @@ LOCAL_USER_ID = "00000000-0000-7000-8000-000000000002"
 LOCAL_AGENT_ID = "00000000-0000-7000-8000-000000000003"
 STORE_ENV_VARS = ("THREADLINE_STORE", "DATABASE_URL")
 DEFAULT_FLUSH_INTERVAL = 1.0
-MAX_TOOL_ROUNDS = 8
 
 
 def user_data_dir() -> Path:
@@ -149,18 +138,6 @@ class AgentSettings:
     extra: Mapping[str, Any]
     tools: Mapping[str, Tool]
     flush_interval: float
-
-
-def _api_status(exc: BaseException | None) -> ApiCallStatus:
-    if exc is None:
-        return "success"
-    if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
-        return "cancelled"
-    if isinstance(exc, RateLimitError):
-        return "rate_limited"
-    if isinstance(exc, (ProviderTimeoutError, asyncio.TimeoutError)):
-        return "timeout"
-    return "failed"
 
 
 class Agent:
@@ -307,115 +284,59 @@ class Agent:
             await self.open_session(sid)
         settings, p = self.settings, self.persistence
         user = self._message(sid, "user", text, metadata=metadata or {})
-        user_saved: asyncio.Future[Message] | None = asyncio.ensure_future(
-            self.store.save_message(user)
-        )
+        user_saved = asyncio.ensure_future(self.store.save_message(user))
         try:
             window = await self.store.load_window(p.tenant_id, sid, settings.window)
-            history = select_window(
-                [m for m in window if m.id != user.id] + [user], settings.window
-            )
-            for _ in range(MAX_TOOL_ROUNDS + 1):
-                recorder = ReplyRecorder(
-                    self.store,
-                    self._message(sid, "assistant", status="streaming"),
-                    settings.flush_interval,
-                )
-                timer = RequestTimer()
-                request = ChatRequest(
-                    model=settings.model,
-                    messages=for_request(history),
-                    tools=[t.spec for t in settings.tools.values()],
-                    temperature=settings.temperature,
-                    max_tokens=settings.max_tokens,
-                    response_format=settings.response_format,
-                    extra=settings.extra,
-                )
-                end: StreamEnd | None = None
-                failure: BaseException | None = None
-                stream = settings.provider.stream(request)
-                try:
-                    async for event in stream:
-                        if isinstance(event, TextDelta):
-                            if not event.text:
-                                continue
-                            timer.token()
-                            if user_saved is not None:
-                                await user_saved  # durable before the first token is shown
-                                user_saved = None
-                            recorder.add(event.text)
-                            yield event.text
-                        else:
-                            end = event
-                except BaseException as exc:
-                    failure = exc
-                    raise
-                finally:
-                    timer.stop()
-                    await _close_stream(stream)
-                    if user_saved is not None:
-                        await user_saved
-                        user_saved = None
-                    status: MessageStatus = "complete"
-                    if failure is not None:
-                        status = "error" if isinstance(failure, Exception) else "cancelled"
-                        if isinstance(failure, asyncio.CancelledError):
-                            status = "cancelled"
-                    api_call = timer.api_call(
-                        {
-                            "tenant_id": p.tenant_id,
-                            "session_id": sid,
-                            "user_id": p.user_id,
-                            "agent_id": p.agent_id,
-                            "model": settings.model,
-                            "request_message_id": user.id,
-                            "response_message_id": recorder.message_id,
-                            "response_id": end.response_id if end else None,
-                        },
-                        status=_api_status(failure),
-                        usage=end.usage if end else None,
-                        error=failure if isinstance(failure, Exception) else None,
-                    )
-                    # Two independent writes: one round trip's wait instead of two in a row.
-                    reply, _ = await asyncio.gather(
-                        recorder.finish(
-                            status,
-                            tool_calls=end.tool_calls if end else (),
-                            metadata={"model": end.model if end and end.model else settings.model},
-                        ),
-                        self.store.save_api_call(api_call),
-                    )
-                if end is None or not end.tool_calls:
-                    return
-                history = [*history, reply]
-                for call in end.tool_calls:
-                    history.append(await self._run_tool(sid, call.id, call.name, call.arguments))
-        finally:
-            if user_saved is not None:
-                await user_saved
-
-    async def _run_tool(
-        self, session_id: str, call_id: str, name: str, arguments: Mapping[str, Any]
-    ) -> Message:
-        tool = self.settings.tools.get(name)
-        meta: dict[str, Any] = {}
-        if tool is None:
-            result, meta = f"error: no tool named {name!r}", {"error": "unknown_tool"}
-        else:
-            try:
-                result = await tool.call(arguments)
-            except Exception as exc:  # the model sees the failure and may recover
-                result, meta = f"error: {type(exc).__name__}: {exc}", {"error": type(exc).__name__}
-        message = self._message(
-            session_id, "tool", result, tool_call_id=call_id, name=name, metadata=meta
+        except BaseException:
+            await user_saved  # never leave the write behind: durable, or its error raised
+            raise
+        history = select_window([m for m in window if m.id != user.id] + [user], settings.window)
+        # System messages first (a prompt added to an older session is still the first).
+        history.sort(key=lambda m: m.role != "system")
+        turn = stream_turn(
+            _StoreTranscript(self, sid, history),
+            TurnSettings(
+                provider=settings.provider,
+                model=settings.model,
+                tools=settings.tools,
+                temperature=settings.temperature,
+                max_tokens=settings.max_tokens,
+                response_format=settings.response_format,
+                extra=settings.extra,
+            ),
+            request_message_id=user.id,
+            before_first_token=user_saved,
         )
-        return await self.store.save_message(message)
+        async with contextlib.aclosing(turn):
+            async for piece in turn:
+                yield piece
 
 
-async def _close_stream(stream: AsyncIterator[Any]) -> None:
-    aclose: Callable[[], Any] | None = getattr(stream, "aclose", None)
-    if aclose is not None:
-        await aclose()
+class _StoreTranscript:
+    """A chat turn's :class:`~threadline.turn.Transcript`: every message goes to the store."""
+
+    def __init__(self, agent: Agent, session_id: str, history: list[Message]) -> None:
+        self.agent = agent
+        self.session_id = session_id
+        self.history = history
+
+    def messages(self) -> list[Message]:
+        return self.history
+
+    def message(self, role: Role, content: str = "", **fields: Any) -> Message:
+        return self.agent._message(self.session_id, role, content, **fields)
+
+    def start_reply(self, template: Message) -> ReplyRecorder:
+        return ReplyRecorder(self.agent.store, template, self.agent.settings.flush_interval)
+
+    async def save(self, message: Message) -> Message:
+        return await self.agent.store.save_message(message)
+
+    def append(self, message: Message) -> None:
+        self.history.append(message)
+
+    async def save_api_call(self, api_call: ApiCall) -> None:
+        await self.agent.store.save_api_call(api_call)
 
 
 class AgentBuilder:

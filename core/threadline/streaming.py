@@ -4,7 +4,9 @@
 ``streaming``), rewrites it with the text so far at most once per flush interval in
 the background, and writes the final content and status however the stream ends. A
 process killed mid-reply so loses at most one interval of text; the row it left
-``streaming`` becomes ``interrupted`` when the session is next opened.
+``streaming`` becomes ``interrupted`` when the session is next opened. A
+:class:`BufferedReply` only collects the text (a graph run's history is persisted by its
+checkpoints instead); both are a :class:`ReplyWriter` for :mod:`threadline.turn`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
@@ -20,7 +22,61 @@ from threadline.models import ApiCall, ApiCallStatus, Message, MessageStatus, To
 from threadline.providers import Usage
 from threadline.store import Store
 
-__all__ = ["ReplyRecorder", "RequestTimer"]
+__all__ = ["BufferedReply", "ReplyRecorder", "ReplyWriter", "RequestTimer"]
+
+
+class ReplyWriter(Protocol):
+    """Where the text of one assistant reply goes while it streams, and how it ends."""
+
+    @property
+    def message_id(self) -> str:
+        """The id of the reply's message."""
+        ...
+
+    def add(self, text: str) -> None:
+        """Record the next piece of the reply's text."""
+        ...
+
+    async def finish(
+        self,
+        status: MessageStatus,
+        *,
+        tool_calls: Sequence[ToolCall] = (),
+        metadata: dict[str, Any] | None = None,
+    ) -> Message:
+        """Give the reply its final text, status, tool calls and metadata; return it."""
+        ...
+
+
+class BufferedReply:
+    """A :class:`ReplyWriter` that keeps the reply in memory and writes nothing."""
+
+    def __init__(self, template: Message) -> None:
+        self.template = template
+        self.parts: list[str] = []
+
+    @property
+    def message_id(self) -> str:
+        return self.template.id
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+
+    async def finish(
+        self,
+        status: MessageStatus,
+        *,
+        tool_calls: Sequence[ToolCall] = (),
+        metadata: dict[str, Any] | None = None,
+    ) -> Message:
+        """The reply as a message with its final text and status."""
+        return attrs.evolve(
+            self.template,
+            content="".join(self.parts),
+            status=status,
+            tool_calls=tuple(tool_calls),
+            metadata={**self.template.metadata, **(metadata or {})},
+        )
 
 
 class ReplyRecorder:
@@ -135,10 +191,12 @@ class RequestTimer:
     ended: float | None = None
 
     def token(self) -> None:
+        """Note a token's arrival; the first one sets the time to first token."""
         if self.first_token is None:
             self.first_token = time.perf_counter()
 
     def stop(self) -> None:
+        """Note the end of the request (the first call counts)."""
         if self.ended is None:
             self.ended = time.perf_counter()
 
@@ -150,6 +208,7 @@ class RequestTimer:
         usage: Usage | None,
         error: BaseException | None = None,
     ) -> ApiCall:
+        """The request's record: ``template`` fields plus latency, TTFT, tokens/s and error."""
         self.stop()
         assert self.ended is not None
         latency = (self.ended - self.started) * 1000

@@ -1,8 +1,9 @@
-"""Tools: plain Python callables offered to the model.
+"""Tools: plain Python callables offered to the model, and running the calls it makes.
 
 A tool's name is the function's name, its description the docstring's first paragraph,
 and its JSON-schema parameters come from the signature's annotations. Sync tools run in
-a worker thread so they never block the event loop.
+a worker thread so they never block the event loop. :func:`run_tool` runs one call the
+way both the chat agent and a graph node do: a failure becomes a result the model reads.
 """
 
 from __future__ import annotations
@@ -18,9 +19,13 @@ from typing import Any
 import attrs
 
 from threadline.errors import ValidationError
+from threadline.models import ToolCall
 from threadline.providers import ToolSpec
 
-__all__ = ["Tool", "as_tools"]
+__all__ = ["Tool", "ToolOutcome", "as_tools", "run_tool"]
+
+UNKNOWN_TOOL = "unknown_tool"
+"""The ``error`` metadata of the result of a call to a tool the agent does not have."""
 
 _JSON_TYPES: dict[Any, str] = {
     str: "string",
@@ -115,3 +120,34 @@ def as_tools(items: Iterable[Callable[..., Any] | Tool]) -> dict[str, Tool]:
             raise ValidationError(f"two tools are named {tool.name!r}")
         tools[tool.name] = tool
     return tools
+
+
+@attrs.frozen
+class ToolOutcome:
+    """What one tool call produced: the result text the model reads, and why it failed."""
+
+    content: str
+    metadata: Mapping[str, Any] = attrs.field(factory=dict)
+    """``{"error": ...}`` when the call failed: the exception's type name or ``unknown_tool``."""
+    error: Exception | None = None
+    """The exception the tool raised, if it raised one."""
+
+    @property
+    def unknown_tool(self) -> bool:
+        """Whether the call named a tool the agent does not have."""
+        return self.metadata.get("error") == UNKNOWN_TOOL
+
+
+async def run_tool(tools: Mapping[str, Tool], call: ToolCall) -> ToolOutcome:
+    """Run ``call`` with the tool of that name; a failure or an unknown name becomes the result.
+
+    Never raises an ``Exception``: the model sees the failure as ``error: ...`` and may recover.
+    """
+    tool = tools.get(call.name)
+    if tool is None:
+        return ToolOutcome(f"error: no tool named {call.name!r}", {"error": UNKNOWN_TOOL})
+    try:
+        return ToolOutcome(await tool.call(call.arguments))
+    except Exception as exc:  # the model sees the failure and may recover
+        name = type(exc).__name__
+        return ToolOutcome(f"error: {name}: {exc}", {"error": name}, exc)

@@ -32,9 +32,8 @@ from threadline.graph.rollback import Inverse, collect_inverses
 from threadline.graph.storage import CheckpointScope
 from threadline.graph.strategy import Strategy
 from threadline.ids import IdLike, check_id, new_id, optional_id
-from threadline.models import ApiCall, ApiCallStatus, Message
-from threadline.providers import ChatRequest, Provider, StreamEnd, resolve_provider
-from threadline.streaming import RequestTimer
+from threadline.models import ApiCall
+from threadline.providers import Provider, resolve_provider
 from threadline.tools import Tool, as_tools
 
 __all__ = ["GraphAgent", "default_agent_id"]
@@ -45,12 +44,6 @@ _AGENT_NAMESPACE = uuid.UUID("0199a1c0-5e1f-7c3a-9b7e-6a1d2c3b4a59")
 def default_agent_id(strategy_name: str) -> str:
     """The agent id a GraphAgent uses by default: a UUIDv5 of the strategy's name."""
     return str(uuid.uuid5(_AGENT_NAMESPACE, strategy_name))
-
-
-def _api_status(failure: BaseException | None) -> ApiCallStatus:
-    if failure is None:
-        return "success"
-    return "failed" if isinstance(failure, Exception) else "cancelled"
 
 
 class GraphAgent:
@@ -185,35 +178,10 @@ class GraphAgent:
             await handle.write_tombstone()
         return run.input
 
-    async def record_api_call(
-        self,
-        scope: CheckpointScope,
-        request: ChatRequest,
-        reply: Message,
-        timer: RequestTimer,
-        end: StreamEnd | None,
-        failure: BaseException | None,
-    ) -> None:
+    async def record_api_call(self, api_call: ApiCall) -> None:
         """Record one model request (usage, latency) where the checkpoint storage is a Store."""
-        if self._persistency is None:
-            return
-        request_id = next((m.id for m in reversed(request.messages) if m.role != "assistant"), None)
-        api_call: ApiCall = timer.api_call(
-            {
-                "tenant_id": scope.tenant_id,
-                "session_id": scope.session_id,
-                "user_id": scope.user_id,
-                "agent_id": scope.agent_id,
-                "model": request.model,
-                "request_message_id": request_id,
-                "response_message_id": reply.id,
-                "response_id": end.response_id if end else None,
-            },
-            status=_api_status(failure),
-            usage=end.usage if end else None,
-            error=failure if isinstance(failure, Exception) else None,
-        )
-        await (await self._persistency.backend()).save_api_call(api_call)
+        if self._persistency is not None:
+            await (await self._persistency.backend()).save_api_call(api_call)
 
 
 def _resolve_provider(

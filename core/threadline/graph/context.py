@@ -6,7 +6,8 @@ other runs, so one :class:`~threadline.graph.GraphAgent` serves many sessions at
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -15,19 +16,16 @@ from threadline.graph.errors import GraphError
 from threadline.graph.storage import CheckpointScope
 from threadline.graph.strategy import Node
 from threadline.ids import new_id
-from threadline.models import Message, MessageStatus, Role, ToolCall
-from threadline.providers import ChatRequest, StreamEnd, TextDelta
-from threadline.streaming import RequestTimer
+from threadline.models import ApiCall, Message, Role, ToolCall
+from threadline.streaming import BufferedReply
 from threadline.tools import Tool
+from threadline.turn import MAX_TOOL_ROUNDS, TurnSettings, answer_call, stream_turn
 
 if TYPE_CHECKING:
     from threadline.graph.agent import GraphAgent
     from threadline.graph.handle import PersistencyHandle
 
 __all__ = ["MAX_TOOL_ROUNDS", "GraphContext", "RunState"]
-
-MAX_TOOL_ROUNDS = 8
-"""How many rounds of tool calls one ``ctx.llm`` call follows before it stops asking."""
 
 
 @attrs.define(eq=False)
@@ -138,58 +136,27 @@ class GraphContext:
         """Like :meth:`llm`, yielding the reply's text as it streams.
 
         Tool calls the model makes are run (at most :data:`MAX_TOOL_ROUNDS` rounds) and the
-        model asked again. A reply cut short is appended with status ``error`` or
-        ``cancelled``.
+        model asked again; calls not run (``tools=False``, or the limit reached) are
+        answered ``error: not run``. A reply cut short is appended with status ``error`` or
+        ``cancelled``. Each request is recorded as an ApiCall where the storage is a Store.
         """
         if prompt is not None:
             self.append("user", prompt)
         agent = self.agent
-        offered = list(agent.tools.values()) if tools else []
-        for _ in range(MAX_TOOL_ROUNDS + 1):
-            request = ChatRequest(
+        turn = stream_turn(
+            _RunTranscript(self),
+            TurnSettings(
+                provider=agent.provider,
                 model=model or agent.model,
-                messages=list(self._run.history),
-                tools=[t.spec for t in offered],
+                tools=agent.tools,
+                run_tools=tools,
                 temperature=agent.temperature,
                 max_tokens=agent.max_tokens,
-            )
-            parts: list[str] = []
-            end: StreamEnd | None = None
-            failure: BaseException | None = None
-            timer = RequestTimer()
-            stream = agent.provider.stream(request)
-            try:
-                async for event in stream:
-                    if isinstance(event, TextDelta):
-                        if event.text:
-                            timer.token()
-                            parts.append(event.text)
-                            yield event.text
-                    else:
-                        end = event
-            except BaseException as exc:
-                failure = exc
-                raise
-            finally:
-                timer.stop()
-                aclose: Callable[[], Any] | None = getattr(stream, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-                status: MessageStatus = "complete"
-                if failure is not None:
-                    status = "error" if isinstance(failure, Exception) else "cancelled"
-                reply = self.append(
-                    "assistant",
-                    "".join(parts),
-                    tool_calls=end.tool_calls if end else (),
-                    status=status,
-                    metadata={"model": end.model if end and end.model else request.model},
-                )
-                await agent.record_api_call(self._run.scope, request, reply, timer, end, failure)
-            if end is None or not end.tool_calls or not offered:
-                return
-            for call in end.tool_calls:
-                await self._run_tool(call, raise_errors=False)
+            ),
+        )
+        async with contextlib.aclosing(turn):
+            async for piece in turn:
+                yield piece
 
     async def call_tool(self, tool: str | Tool, /, **arguments: Any) -> str:
         """Run one of the agent's tools directly; the call and its result join the history.
@@ -199,25 +166,12 @@ class GraphContext:
         name = tool.name if isinstance(tool, Tool) else tool
         call = ToolCall(id=f"call_{new_id()}", name=name, arguments=arguments)
         self.append("assistant", "", tool_calls=[call], metadata={"direct": True})
-        return await self._run_tool(call, raise_errors=True)
-
-    async def _run_tool(self, call: ToolCall, *, raise_errors: bool) -> str:
-        tool = self.agent.tools.get(call.name)
-        meta: dict[str, Any] = {}
-        error: Exception | None = None
-        if tool is None:
-            result, meta = f"error: no tool named {call.name!r}", {"error": "unknown_tool"}
-            error = GraphError(f"the agent has no tool named {call.name!r}")
-        else:
-            try:
-                result = await tool.call(call.arguments)
-            except Exception as exc:  # the model sees the failure and may recover
-                result, meta = f"error: {type(exc).__name__}: {exc}", {"error": type(exc).__name__}
-                error = exc
-        self.append("tool", result, tool_call_id=call.id, name=call.name, metadata=meta)
-        if raise_errors and error is not None:
-            raise error
-        return result
+        _, outcome = await answer_call(_RunTranscript(self), self.agent.tools, call)
+        if outcome.unknown_tool:
+            raise GraphError(f"the agent has no tool named {name!r}")
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.content
 
     # -- persistency ----------------------------------------------------------------------
 
@@ -227,3 +181,29 @@ class GraphContext:
         Raises :class:`~threadline.errors.ConfigurationError` without Persistency installed.
         """
         return self.agent.persistency_for(self._run)
+
+
+class _RunTranscript:
+    """A node's :class:`~threadline.turn.Transcript`: messages join the run's history (its
+    checkpoints persist them); API calls go to the store when Persistency has one."""
+
+    def __init__(self, ctx: GraphContext) -> None:
+        self.ctx = ctx
+
+    def messages(self) -> tuple[Message, ...]:
+        return self.ctx.history
+
+    def message(self, role: Role, content: str = "", **fields: Any) -> Message:
+        return self.ctx.message(role, content, **fields)
+
+    def start_reply(self, template: Message) -> BufferedReply:
+        return BufferedReply(template)
+
+    async def save(self, message: Message) -> Message:
+        return message
+
+    def append(self, message: Message) -> None:
+        self.ctx.append_message(message)
+
+    async def save_api_call(self, api_call: ApiCall) -> None:
+        await self.ctx.agent.record_api_call(api_call)
