@@ -56,7 +56,12 @@ class NotFoundError(ThreadlineError, LookupError):
 
 
 class ConflictError(ThreadlineError):
-    """The write contradicts what is stored, e.g. a message id reused in another session."""
+    """The write contradicts what is stored, e.g. a message id reused in another session.
+
+    An id held by another row gets one neutral message per kind of id ("... id X cannot
+    be used here: use a new id"), the same whichever tenant holds the row: it never tells
+    another tenant's data apart from the caller's own.
+    """
 
 
 class ConfigurationError(ThreadlineError):

@@ -115,7 +115,9 @@ def threadline_create_session(session: Session) -> Session | None:
 
     :param session: the session to store; its ``id`` is client-generated.
     :return: the stored session.
-    :raises ConflictError: the id is taken by another tenant's session.
+    :raises ConflictError: another tenant's session holds the id, with the neutral
+        message of every id conflict (``"session id ... cannot be used here: use a new
+        id"``), never naming the holder.
     """
 
 
@@ -160,7 +162,8 @@ def threadline_set_session_updated_at(
 ) -> Session | None:
     """Set a session's ``updated_at`` to exactly ``updated_at``, earlier or later.
 
-    Stores own ``updated_at`` (appends and updates move it forward); copy and import
+    Stores own ``updated_at``: every write that belongs to the session moves it to now,
+    never back (see ``threadline_create_checkpoint``); copy and import
     call this last, after a session's rows, so the copy keeps the source's value.
 
     :param tenant_id: the caller's tenant.
@@ -194,7 +197,8 @@ def threadline_save_message(message: Message) -> Message | None:
     :param message: the message; its ``seq`` is ignored.
     :return: the stored message with its ``seq``.
     :raises NotFoundError: the session does not exist for the message's tenant.
-    :raises ConflictError: the id is stored in another session.
+    :raises ConflictError: the id is stored in another session (of this tenant or
+        another: the same neutral message either way).
     """
 
 
@@ -213,6 +217,7 @@ def threadline_update_message(message: Message) -> Message | None:
     """Replace the content, tool calls, status and metadata of a stored message.
 
     Used to flush a streaming reply and record how it ended. ``seq`` never changes.
+    Activity: the session's ``updated_at`` moves forward in the same transaction.
 
     :param message: the message with its new content; matched by id and tenant.
     :return: the stored message.
@@ -265,6 +270,8 @@ def threadline_count_messages(tenant_id: str, session_id: str) -> int | None:
 def threadline_interrupt_streaming(tenant_id: str, session_id: str) -> int | None:
     """Mark messages left ``streaming`` (by a crashed process) as ``interrupted``.
 
+    When a message changes, the session's ``updated_at`` moves forward (activity).
+
     :param tenant_id: the caller's tenant.
     :param session_id: the session being opened.
     :return: how many messages changed.
@@ -278,9 +285,12 @@ def threadline_interrupt_streaming(tenant_id: str, session_id: str) -> int | Non
 def threadline_save_api_call(api_call: ApiCall) -> ApiCall | None:
     """Record one model request (idempotent by id).
 
+    A new record is activity: the session's ``updated_at`` moves forward with it.
+
     :param api_call: the call's outcome, usage and timing.
     :return: the stored record.
     :raises NotFoundError: the session does not exist for this tenant.
+    :raises ConflictError: the id is stored in another session (the neutral message).
     """
 
 
@@ -301,10 +311,17 @@ def threadline_list_api_calls(tenant_id: str, session_id: str) -> Sequence[ApiCa
 def threadline_create_checkpoint(checkpoint: Checkpoint) -> Checkpoint | None:
     """Store a checkpoint, assigning the next per-session ``version`` atomically.
 
+    Every write that belongs to a session is activity, and a checkpoint (a tombstone or a
+    rollback too) is one: the session's ``updated_at`` moves to now, never back, in the
+    same transaction where the store has one, so ``list_sessions`` and
+    ``delete_sessions_before`` see a running graph as active. A checkpoint needs its
+    session row: none exists outside one.
+
     :param checkpoint: the checkpoint; its ``version`` is ignored.
     :return: the stored checkpoint with its ``version``.
     :raises NotFoundError: the session does not exist for this tenant.
-    :raises ConflictError: the id is already stored with different content.
+    :raises ConflictError: the id is already stored with different content, or by
+        another tenant (the same neutral message either way).
     """
 
 
@@ -392,7 +409,8 @@ def threadline_prune_checkpoints(
     Every kept checkpoint reads back exactly as before: one stored as a delta on a
     checkpoint that goes is rewritten first as a snapshot of its history (its
     ``parent_id`` stays as recorded). The latest checkpoint (a tombstone included) is
-    always kept. Other sessions and tenants are never touched.
+    always kept. Other sessions and tenants are never touched. Housekeeping, not
+    activity: the session's ``updated_at`` stays as it is.
 
     :param tenant_id: the caller's tenant.
     :param session_id: the session whose checkpoints are pruned.
@@ -407,6 +425,9 @@ def threadline_delete_sessions_before(
     tenant_id: str, before: datetime, user_id: str | None, dry_run: bool
 ) -> int | None:
     """Delete a tenant's sessions last updated before a moment, with everything in them.
+
+    ``updated_at`` is the session's last activity (any write that belongs to it,
+    checkpoints and API calls included), so a session written to inside the window stays.
 
     :param tenant_id: the caller's tenant.
     :param before: sessions whose ``updated_at`` is earlier than this (aware) moment go.
@@ -425,7 +446,8 @@ def threadline_save_agent_config(config: AgentConfig) -> AgentConfig | None:
 
     :param config: the agent row and its provider row.
     :return: the stored config.
-    :raises ConflictError: the agent code is taken by another agent of the tenant.
+    :raises ConflictError: the agent code is taken by another agent of the tenant, or
+        another tenant holds the agent or provider id (the neutral id-conflict message).
     """
 
 
@@ -457,7 +479,8 @@ def threadline_save_provider(provider: ProviderRecord) -> ProviderRecord | None:
 
     :param provider: the provider row to store.
     :return: the stored provider.
-    :raises ConflictError: the id is taken by another tenant's provider.
+    :raises ConflictError: another tenant's provider holds the id (the neutral
+        id-conflict message, never naming the holder).
     """
 
 
