@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -25,6 +26,7 @@ from threadline.errors import (
 from threadline.models import Message, ToolCall
 from threadline.providers import ChatRequest, StreamEnd, ToolSpec, Usage
 from threadline_openai import OpenAIProvider, RetryPolicy
+from threadline_openai.sse import DEFAULT_MAX_EVENT_SIZE
 
 KEY = "sk-test-SECRET-key-0123456789"
 FAST = RetryPolicy(initial_delay=0.01, max_delay=0.05)
@@ -413,6 +415,21 @@ async def test_malformed_json_event_is_a_stream_error(
     assert isinstance(error, StreamError) and "malformed JSON" in str(error)
 
 
+async def test_a_line_past_the_size_cap_is_a_stream_error_after_the_text(
+    server: Any,
+    chunks: Any,
+    provider: OpenAIProvider,
+    collect_stream: Any,
+    request_factory: Callable[..., ChatRequest],
+) -> None:
+    huge = b"data: " + b"x" * DEFAULT_MAX_EVENT_SIZE  # no line end: never a whole event
+    server.script(server.sse([chunks.event(chunks.chunk("kept")), huge, b"\n\n"]))
+    texts, end, error = await collect_stream(provider.stream(request_factory()))
+    assert text_of(texts) == "kept" and end is None
+    assert isinstance(error, StreamError) and error.code == "malformed_stream"
+    assert "longer than" in str(error)
+
+
 # -- broken streams -----------------------------------------------------------------------
 
 
@@ -565,6 +582,29 @@ async def test_5xx_every_time_raises_server_error(
     assert isinstance(error, ProviderServerError) and error.status_code == 503
     assert "overloaded" in str(error)
     assert len(server.requests) == 3
+
+
+async def test_each_retry_is_logged_with_its_wait_and_never_the_key(
+    server: Any,
+    chunks: Any,
+    provider: OpenAIProvider,
+    collect_stream: Any,
+    request_factory: Callable[..., ChatRequest],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server.script(
+        server.respond(503, {"error": {"message": f"busy, key {KEY}"}}),
+        server.respond(429, {"error": {"message": "slow"}}, headers={"retry-after-ms": "30"}),
+        server.sse(chunks.text_stream("ok")),
+    )
+    with caplog.at_level(logging.INFO, logger="threadline_openai"):
+        texts, _end, error = await collect_stream(provider.stream(request_factory()))
+    assert error is None and text_of(texts) == "ok"
+    lines = [r.getMessage() for r in caplog.records if r.name == "threadline_openai"]
+    assert len(lines) == 2
+    assert "status 503; retry 1 of 2 in" in lines[0]
+    assert lines[1].endswith("status 429; retry 2 of 2 in 0.03 s")
+    assert all(KEY not in line for line in lines)
 
 
 async def test_max_retries_zero_means_one_request(

@@ -1,23 +1,45 @@
-"""The SSE parser: the WHATWG rules, and the same events however the bytes are split."""
+"""SSE reading: the WHATWG rules (httpx-sse), the same events however the bytes are split,
+and the size caps that keep a hostile or broken server from filling memory."""
 
 from __future__ import annotations
 
+import asyncio
 import random
+from collections.abc import AsyncIterator
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from threadline.errors import StreamError
-from threadline_openai.sse import SSEDecoder, SSEEvent
+from threadline_openai.sse import EventStream
 
 
-def parse(*chunks: bytes) -> list[SSEEvent]:
-    decoder = SSEDecoder()
-    events: list[SSEEvent] = []
+@attrs.frozen
+class SSEEvent:
+    """What a test compares of an event: its data, type and last id."""
+
+    data: str
+    event: str = "message"
+    id: str = ""
+
+
+async def _body(chunks: tuple[bytes, ...], sent: list[bytes] | None = None) -> AsyncIterator[bytes]:
     for chunk in chunks:
-        events += decoder.feed(chunk)
-    return events + decoder.close()
+        if sent is not None:
+            sent.append(chunk)
+        yield chunk
+
+
+async def _aparse(chunks: tuple[bytes, ...], max_event_size: int | None) -> list[SSEEvent]:
+    kw = {} if max_event_size is None else {"max_event_size": max_event_size}
+    stream = EventStream(_body(chunks), **kw)
+    return [SSEEvent(e.data, e.event, e.id) async for e in stream.events()]
+
+
+def parse(*chunks: bytes, max_event_size: int | None = None) -> list[SSEEvent]:
+    return asyncio.run(_aparse(chunks, max_event_size))
 
 
 def parse_bytewise(data: bytes) -> list[SSEEvent]:
@@ -40,25 +62,28 @@ def test_comments_are_ignored_and_dispatch_nothing() -> None:
     assert parse(data) == [SSEEvent(data="x\ny")]
 
 
-def test_event_id_and_retry_fields() -> None:
-    decoder = SSEDecoder()
-    events = decoder.feed(b"event: error\nid: 7\nretry: 1500\ndata: boom\n\ndata: next\n\n")
+def test_event_and_id_fields() -> None:
+    events = parse(b"event: error\nid: 7\nretry: 1500\ndata: boom\n\ndata: next\n\n")
     assert events == [
-        SSEEvent(data="boom", event="error", id="7", retry=1500),
-        SSEEvent(data="next", event="message", id="7", retry=1500),  # id persists, type resets
+        SSEEvent(data="boom", event="error", id="7"),
+        SSEEvent(data="next", event="message", id="7"),  # id persists, type resets
     ]
-    assert decoder.last_event_id == "7"
 
 
 def test_field_value_rules() -> None:
-    # no space after the colon; only one leading space removed; a bare field name
+    # no space after the colon; only one leading space removed; an event with no data and
+    # no type carries nothing and is skipped
     events = parse(b"data:x\n\ndata:  two spaces\n\ndata\n\n")
-    assert events == [SSEEvent(data="x"), SSEEvent(data=" two spaces"), SSEEvent(data="")]
+    assert events == [SSEEvent(data="x"), SSEEvent(data=" two spaces")]
 
 
-def test_id_with_nul_and_bad_retry_are_ignored() -> None:
-    events = parse(b"id: 1\n\nid: a\x00b\nretry: soon\ndata: d\n\n")
+def test_id_with_nul_is_ignored_and_an_id_alone_is_no_event() -> None:
+    events = parse(b"id: 1\n\nid: a\x00b\nretry: soon\ndata: d\n\n\n\n")
     assert events == [SSEEvent(data="d", id="1")]
+
+
+def test_an_error_event_is_given_even_without_data() -> None:
+    assert parse(b"event: error\n\n") == [SSEEvent(data="", event="error")]
 
 
 def test_unknown_fields_ignored() -> None:
@@ -97,30 +122,46 @@ def test_leading_byte_order_mark_is_dropped_once() -> None:
     assert parse(b"data: \xef\xbb\xbfx\n\n") == [SSEEvent(data="\ufeffx")]
 
 
-def test_close_dispatches_a_pending_event_and_an_unterminated_line() -> None:
-    decoder = SSEDecoder()
-    assert decoder.feed(b"data: [DONE]") == []
-    assert decoder.close() == [SSEEvent(data="[DONE]")]
-    decoder = SSEDecoder()
-    assert decoder.feed(b"data: a\n") == []
-    assert decoder.close() == [SSEEvent(data="a")]
+def test_the_end_of_the_body_dispatches_a_pending_event_and_an_unterminated_line() -> None:
+    assert parse(b"data: [DONE]") == [SSEEvent(data="[DONE]")]
+    assert parse(b"data: a\n") == [SSEEvent(data="a")]
+    assert parse(b"data: a\r") == [SSEEvent(data="a")]
 
 
-def test_no_event_before_the_blank_line() -> None:
-    decoder = SSEDecoder()
-    assert decoder.feed(b"data: a\n") == []
-    assert decoder.feed(b"\n") == [SSEEvent(data="a")]
+async def test_each_event_comes_at_its_blank_line_and_ended_tells_the_end() -> None:
+    sent: list[bytes] = []
+    stream = EventStream(_body((b"data: a\n", b"\n", b"data: b\n\ndata: c"), sent))
+    seen = [(e.data, len(sent), stream.ended) async for e in stream.events()]
+    # "a" only once its blank line was read; "c" completed by the end of the body
+    assert seen == [("a", 2, False), ("b", 3, False), ("c", 3, True)]
 
 
 def test_oversized_line_or_event_is_a_stream_error() -> None:
-    decoder = SSEDecoder(max_event_size=100)
-    for _ in range(10):
-        decoder.feed(b"x" * 10)  # 100 characters of one line: still accepted
-    with pytest.raises(StreamError, match="longer than 100"):
-        decoder.feed(b"x")
-    decoder = SSEDecoder(max_event_size=100)
+    assert parse(*[b"x" * 10] * 10, max_event_size=100) == []  # a 100-byte line: accepted
+    with pytest.raises(StreamError, match="longer than 100") as line:
+        parse(*[b"x" * 10] * 10, b"x", max_event_size=100)
+    assert line.value.code == "malformed_stream"
     with pytest.raises(StreamError, match="larger than 100"):
-        decoder.feed(b"data: " + b"y" * 60 + b"\n" + b"data: " + b"y" * 60 + b"\n")
+        parse(b"data: " + b"y" * 60 + b"\n", b"data: " + b"y" * 60 + b"\n", max_event_size=100)
+    # the cap is per event: many events, each under it, are fine
+    events = parse(*[b"data: " + b"z" * 80 + b"\n\n"] * 50, max_event_size=100)
+    assert len(events) == 50
+
+
+async def test_a_huge_line_is_stopped_at_the_cap_not_read_to_the_end() -> None:
+    read = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal read
+        yield b"data: "
+        while True:
+            read += 65536
+            yield b"x" * 65536
+
+    with pytest.raises(StreamError, match="longer than"):
+        async for _ in EventStream(endless(), max_event_size=1 << 20).events():
+            pass
+    assert read <= (1 << 20) + 65536
 
 
 # -- property tests: any split gives the same events --------------------------------------
@@ -143,7 +184,7 @@ def _serialise(events: list[dict[str, object]], eols: list[bytes]) -> tuple[byte
     """Wire bytes for ``events`` (line ends drawn from ``eols``) and the events expected."""
     out: list[str] = []
     expected: list[SSEEvent] = []
-    last_id: str | None = None
+    last_id = ""
     for ev in events:
         lines: list[str] = []
         if ev["comment"]:
@@ -157,13 +198,13 @@ def _serialise(events: list[dict[str, object]], eols: list[bytes]) -> tuple[byte
         lines += [f"data: {line}" for line in data_lines]
         lines.append("")
         out += lines
-        expected.append(
-            SSEEvent(
-                data="\n".join(data_lines),
-                event=str(ev["event"]) if ev["event"] else "message",
-                id=last_id,
-            )
+        event = SSEEvent(
+            data="\n".join(data_lines),
+            event=str(ev["event"]) if ev["event"] else "message",
+            id=last_id,
         )
+        if event.data or event.event != "message":  # else it carries nothing: skipped
+            expected.append(event)
     raw = b""
     previous = b""
     for i, line in enumerate(out):

@@ -34,7 +34,7 @@ from threadline_openai.errors import (
     parse_error_body,
 )
 from threadline_openai.payload import build_payload
-from threadline_openai.retry import RetryPolicy, parse_retry_after
+from threadline_openai.retry import Retryable, RetryPolicy, parse_retry_after
 
 SID = "019bda9f-9ffd-7a80-a9e5-88b05e81a7d4"
 TID = "019bda9f-9ffd-7a80-a9e5-88b05e81a7d5"
@@ -69,13 +69,56 @@ def test_backoff_grows_exponentially_with_bounded_jitter() -> None:
     assert RetryPolicy(jitter=0).backoff(1) == 1.0
 
 
-def test_delay_stops_after_max_retries_and_honours_retry_after_up_to_the_cap() -> None:
-    policy = RetryPolicy(max_retries=2, max_retry_after=10)
-    assert policy.delay(0, 3.0) == 3.0
-    assert policy.delay(1, None) is not None
-    assert policy.delay(2, None) is None
-    assert policy.delay(0, 11.0) is None  # longer than the cap: give up at once
-    assert RetryPolicy(max_retries=0).delay(0, 1.0) is None
+async def test_retrying_stops_after_max_retries_and_honours_retry_after_up_to_the_cap() -> None:
+    slept: list[float] = []
+    calls: list[float | None] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def fail(retry_after: float | None) -> None:
+        calls.append(retry_after)
+        raise Retryable(RateLimitError("slow"), retry_after=retry_after, why="status 429")
+
+    async def run(policy: RetryPolicy, retry_after: float | None) -> list[float]:
+        slept.clear()
+        calls.clear()
+        with pytest.raises(Retryable):
+            await policy.retrying(sleep=sleep)(fail, retry_after)
+        return list(slept)
+
+    policy = RetryPolicy(max_retries=2, max_retry_after=10, initial_delay=1.0, jitter=0)
+    assert await run(policy, 3.0) == [3.0, 3.0] and len(calls) == 3  # the server's wait
+    assert await run(policy, None) == [1.0, 2.0]  # else the policy's backoff
+    assert await run(policy, 11.0) == [] and len(calls) == 1  # past the cap: give up at once
+    assert await run(RetryPolicy(max_retries=0), 1.0) == [] and len(calls) == 1
+
+
+async def test_retrying_passes_other_errors_through_and_returns_a_success() -> None:
+    attempts = 0
+
+    async def flaky() -> str:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise Retryable(ProviderError("refused"), why="ConnectError")
+        return "ok"
+
+    async def no_sleep(_seconds: float) -> None:
+        return None
+
+    policy = RetryPolicy(max_retries=3)
+    assert await policy.retrying(sleep=no_sleep)(flaky) == "ok" and attempts == 2
+
+    async def denied() -> None:
+        nonlocal attempts
+        attempts += 1
+        raise AuthenticationError("no")
+
+    attempts = 0
+    with pytest.raises(AuthenticationError):
+        await policy.retrying(sleep=no_sleep)(denied)
+    assert attempts == 1
 
 
 def test_retryable_statuses() -> None:

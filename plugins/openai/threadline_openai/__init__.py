@@ -1,7 +1,7 @@
 """threadline-openai: the ``openai`` model provider for threadline.
 
 Streams chat completions from OpenAI or any OpenAI-compatible server over httpx,
-with retries before the first byte, typed errors and a strict SSE parser::
+with retries before the first byte, typed errors and size-capped SSE parsing::
 
     from threadline_openai import OpenAIProvider
 
@@ -13,6 +13,6 @@ from __future__ import annotations
 from threadline_openai.config import Secret
 from threadline_openai.provider import OpenAIProvider
 from threadline_openai.retry import RetryPolicy
-from threadline_openai.sse import SSEDecoder, SSEEvent
+from threadline_openai.sse import EventStream
 
-__all__ = ["OpenAIProvider", "RetryPolicy", "SSEDecoder", "SSEEvent", "Secret"]
+__all__ = ["EventStream", "OpenAIProvider", "RetryPolicy", "Secret"]

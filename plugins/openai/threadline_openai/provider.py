@@ -16,12 +16,14 @@ import logging
 import random
 import ssl
 from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import aclosing
 from importlib import metadata
 from types import TracebackType
 from typing import Any
 
 import attrs
 import httpx
+import tenacity
 
 from threadline.errors import ConfigurationError, ProviderError, ProviderTimeoutError, StreamError
 from threadline.providers import ChatRequest, StreamEvent, TextDelta
@@ -42,8 +44,8 @@ from threadline_openai.errors import (
     parse_error_body,
 )
 from threadline_openai.payload import build_payload
-from threadline_openai.retry import RetryPolicy, parse_retry_after
-from threadline_openai.sse import SSEDecoder, SSEEvent
+from threadline_openai.retry import Retryable, RetryPolicy, parse_retry_after
+from threadline_openai.sse import EventStream, ServerSentEvent
 
 __all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_READ_TIMEOUT", "OpenAIProvider"]
 
@@ -91,7 +93,7 @@ def _timeout(value: float | None, name: str) -> float | None:
 
 @attrs.define
 class _Batch:
-    """What one read of the body gave: text to yield, whether ``[DONE]`` came, an error."""
+    """What one event gave: text to yield, whether it was ``[DONE]``, an error."""
 
     text: str = ""
     done: bool = False
@@ -255,82 +257,84 @@ class OpenAIProvider:
             self._client_loop = loop
         return self._client
 
-    async def _wait(self, delay: float, attempt: int, why: str) -> None:
+    def _log_retry(self, state: tenacity.RetryCallState) -> None:
+        """Say, with any key scrubbed, why a request is retried and after how long."""
+        exc = state.outcome.exception() if state.outcome is not None else None
+        why = exc.why if isinstance(exc, Retryable) else type(exc).__name__
+        delay = state.next_action.sleep if state.next_action is not None else 0.0
         logger.info(
             "%s: %s; retry %d of %d in %.2f s",
             self._where,
             self._scrub(why),
-            attempt + 1,
+            state.attempt_number,
             self.retry_policy.max_retries,
             delay,
         )
-        await asyncio.sleep(delay)
 
     async def _open(self, body: bytes) -> httpx.Response:
         """Send the request, retrying what failed before the body began; a 2xx response."""
         client = self._http()
-        attempt = 0
-        while True:
-            http_request = client.build_request(
-                "POST", self._url, content=body, headers=self._headers(), timeout=self._timeout
-            )
-            try:
-                response = await client.send(http_request, stream=True)
-            except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-                delay = self.retry_policy.delay(attempt, None, self._rng)
-                if delay is None:
-                    raise ProviderTimeoutError(
-                        self._scrub(
-                            f"{self._where}: no connection within {self.connect_timeout} s "
-                            f"({type(exc).__name__})"
-                        ),
-                        code="connect_timeout",
-                    ) from exc
-                await self._wait(delay, attempt, type(exc).__name__)
-                attempt += 1
-                continue
-            except httpx.TimeoutException as exc:
-                # the server took the request and went silent: not retried, as a retry
-                # could run the whole generation a second time
-                raise ProviderTimeoutError(
-                    self._scrub(
-                        f"{self._where}: no answer within read_timeout={self.read_timeout} s "
-                        f"({type(exc).__name__})"
-                    ),
-                    code="read_timeout",
-                ) from exc
-            except httpx.TransportError as exc:
-                delay = self.retry_policy.delay(attempt, None, self._rng)
-                why = f"{type(exc).__name__}: {exc}"
-                if delay is None:
-                    raise ProviderError(
-                        self._scrub(f"{self._where}: cannot reach the server ({why})"),
-                        code="connection_error",
-                    ) from exc
-                await self._wait(delay, attempt, why)
-                attempt += 1
-                continue
+        retrying = self.retry_policy.retrying(rng=self._rng, before_sleep=self._log_retry)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._send(client, body)
+        except Retryable as exc:
+            raise exc.error from exc.__cause__
+        raise AssertionError("unreachable: tenacity returns or raises")  # pragma: no cover
 
-            status = response.status_code
-            if 200 <= status < 300:
-                return response
-            try:
-                raw = await self._read_some(response, _MAX_ERROR_BODY)
-            except httpx.HTTPError:
-                raw = b""
-            finally:
-                await response.aclose()
-            info = parse_error_body(raw, response.headers.get("content-type", ""))
-            retry_after = parse_retry_after(response.headers)
-            if self.retry_policy.is_retryable_status(status, response.headers):
-                delay = self.retry_policy.delay(attempt, retry_after, self._rng)
-                if delay is not None:
-                    await self._wait(delay, attempt, f"status {status}")
-                    attempt += 1
-                    continue
-            raise error_for_status(
-                status, info, context=self._where, scrub=self._scrub, retry_after=retry_after
+    async def _send(self, client: httpx.AsyncClient, body: bytes) -> httpx.Response:
+        """One attempt: a 2xx response, or a typed error (wrapped in :class:`Retryable` when
+        the policy may retry it)."""
+        http_request = client.build_request(
+            "POST", self._url, content=body, headers=self._headers(), timeout=self._timeout
+        )
+        try:
+            response = await client.send(http_request, stream=True)
+        except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            late = ProviderTimeoutError(
+                self._scrub(
+                    f"{self._where}: no connection within {self.connect_timeout} s "
+                    f"({type(exc).__name__})"
+                ),
+                code="connect_timeout",
             )
+            raise Retryable(late, why=type(exc).__name__) from exc
+        except httpx.TimeoutException as exc:
+            # the server took the request and went silent: not retried, as a retry
+            # could run the whole generation a second time
+            raise ProviderTimeoutError(
+                self._scrub(
+                    f"{self._where}: no answer within read_timeout={self.read_timeout} s "
+                    f"({type(exc).__name__})"
+                ),
+                code="read_timeout",
+            ) from exc
+        except httpx.TransportError as exc:
+            why = f"{type(exc).__name__}: {exc}"
+            unreachable = ProviderError(
+                self._scrub(f"{self._where}: cannot reach the server ({why})"),
+                code="connection_error",
+            )
+            raise Retryable(unreachable, why=why) from exc
+
+        status = response.status_code
+        if 200 <= status < 300:
+            return response
+        try:
+            raw = await self._read_some(response, _MAX_ERROR_BODY)
+        except httpx.HTTPError:
+            raw = b""
+        finally:
+            await response.aclose()
+        info = parse_error_body(raw, response.headers.get("content-type", ""))
+        retry_after = parse_retry_after(response.headers)
+        error = error_for_status(
+            status, info, context=self._where, scrub=self._scrub, retry_after=retry_after
+        )
+        if self.retry_policy.is_retryable_status(status, response.headers):
+            raise Retryable(error, retry_after=retry_after, why=f"status {status}")
+        raise error
 
     @staticmethod
     async def _read_some(response: httpx.Response, limit: int) -> bytes:
@@ -371,29 +375,22 @@ class OpenAIProvider:
                     status_code=response.status_code,
                     code="bad_content_type",
                 )
-            decoder = SSEDecoder()
-            ended = False
-            body = response.aiter_bytes()
-            async for data in body:
-                batch = self._events(decoder.feed(data), acc, at_end=False)
-                if batch.text:
-                    yield TextDelta(batch.text)
-                if batch.error is not None:
-                    raise batch.error
-                if batch.done:
-                    tail = acc.flush()
-                    if tail:
-                        yield TextDelta(tail)
-                    await self._drain(body)
-                    break
-            else:
-                ended = True
-                batch = self._events(decoder.close(), acc, at_end=True)
-                batch.text += acc.flush()
-                if batch.text:
-                    yield TextDelta(batch.text)
-                if batch.error is not None:
-                    raise batch.error
+            stream = EventStream(response.aiter_bytes())
+            batch = _Batch()
+            async with aclosing(stream.events()) as events:
+                async for event in events:
+                    batch = self._event(event, acc, at_end=stream.ended)
+                    if batch.text:
+                        yield TextDelta(batch.text)
+                    if batch.error is not None:
+                        raise batch.error
+                    if batch.done:
+                        break
+            tail = acc.flush()
+            if tail:
+                yield TextDelta(tail)
+            if batch.done:
+                await stream.drain(_DRAIN_SECONDS, _DRAIN_BYTES)
         except httpx.TimeoutException as exc:
             raise ProviderTimeoutError(
                 self._scrub(
@@ -415,7 +412,7 @@ class OpenAIProvider:
                 self._scrub(f"{self._where}: the body cannot be decoded ({exc})"),
                 code="malformed_stream",
             ) from exc
-        if ended and not batch.done and acc.finish_reason is None:
+        if not batch.done and acc.finish_reason is None:
             raise StreamError(
                 self._scrub(
                     f"{self._where}: the stream ended before [DONE] and before a finish reason"
@@ -433,24 +430,6 @@ class OpenAIProvider:
                 self._scrub(str(exc)), status_code=exc.status_code, code=exc.code
             ) from None
 
-    async def _drain(self, body: AsyncIterator[bytes]) -> None:
-        """Read the little that follows ``[DONE]`` so the connection goes back to the pool.
-
-        Bounded in time and size; a server that keeps the body open only costs its connection.
-        """
-
-        async def read_rest() -> None:
-            size = 0
-            async for data in body:
-                size += len(data)
-                if size > _DRAIN_BYTES:
-                    return
-
-        try:
-            await asyncio.wait_for(read_rest(), _DRAIN_SECONDS)
-        except (asyncio.TimeoutError, httpx.HTTPError):
-            pass  # the reply is complete; the connection is closed instead of reused
-
     def _whole(self, raw: bytes, acc: ChunkAccumulator) -> _Batch:
         try:
             obj = json.loads(raw)
@@ -464,44 +443,38 @@ class OpenAIProvider:
             return _Batch(error=error_from_stream(obj["error"], scrub=self._scrub))
         return _Batch(text=acc.add(completion_to_chunk(obj)), done=True)
 
-    def _events(self, events: list[SSEEvent], acc: ChunkAccumulator, *, at_end: bool) -> _Batch:
-        """Read the events of one network read: their text joined, ``[DONE]``, any error."""
-        pieces: list[str] = []
-        batch = _Batch()
-        for event in events:
-            data = event.data.strip()
-            if data == "[DONE]":
-                batch.done = True
-                break
-            if event.event == "error":
-                try:
-                    obj: Any = json.loads(data)
-                except (ValueError, RecursionError):
-                    obj = data
-                if isinstance(obj, dict) and obj.get("error"):
-                    obj = obj["error"]
-                batch.error = error_from_stream(obj, scrub=self._scrub)
-                break
-            if not data:
-                continue
+    def _event(self, event: ServerSentEvent, acc: ChunkAccumulator, *, at_end: bool) -> _Batch:
+        """Read one event: its text, whether it is ``[DONE]``, or the error it carries."""
+        data = event.data.strip()
+        if data == "[DONE]":
+            return _Batch(done=True)
+        if event.event == "error":
             try:
-                chunk = json.loads(data)
+                obj: Any = json.loads(data)
             except (ValueError, RecursionError):
-                what = "a truncated event at the end" if at_end else "malformed JSON"
-                batch.error = StreamError(
+                obj = data
+            if isinstance(obj, dict) and obj.get("error"):
+                obj = obj["error"]
+            return _Batch(error=error_from_stream(obj, scrub=self._scrub))
+        if not data:
+            return _Batch()
+        try:
+            chunk = json.loads(data)
+        except (ValueError, RecursionError):
+            what = "a truncated event at the end" if at_end else "malformed JSON"
+            return _Batch(
+                error=StreamError(
                     self._scrub(f"{self._where}: {what} in the event stream: {data[:200]!r}"),
                     code="malformed_stream",
                 )
-                break
-            if not isinstance(chunk, dict):
-                batch.error = StreamError(
+            )
+        if not isinstance(chunk, dict):
+            return _Batch(
+                error=StreamError(
                     self._scrub(f"{self._where}: an event is not a JSON object: {data[:200]!r}"),
                     code="malformed_stream",
                 )
-                break
-            if chunk.get("error"):
-                batch.error = error_from_stream(chunk["error"], scrub=self._scrub)
-                break
-            pieces.append(acc.add(chunk))
-        batch.text = "".join(pieces)
-        return batch
+            )
+        if chunk.get("error"):
+            return _Batch(error=error_from_stream(chunk["error"], scrub=self._scrub))
+        return _Batch(text=acc.add(chunk))

@@ -1,23 +1,34 @@
-"""When to retry a request and how long to wait: exponential backoff with jitter.
+"""When to retry a request and how long to wait; tenacity runs the attempts.
 
 Retries happen only before the first byte of a response body is read, so a retried
 request can never duplicate text the caller has already seen. A server's
 ``Retry-After`` (seconds or an HTTP date) or ``retry-after-ms`` is honoured when it is
 no longer than :attr:`RetryPolicy.max_retry_after`; a longer wait is not slept through:
 the error is raised at once with ``retry_after`` set so the caller can decide.
+
+tenacity rather than stamina: stamina is tenacity with defaults this provider would have
+to undo (a 45 s budget for all attempts, a jitter added on top of the backoff, process-wide
+switches that turn retries off or their waits to zero, and a warning per retry on its
+own logger with the cause's ``repr``). tenacity gives just the parts: stop after n
+attempts, a wait read from the failure, a retry predicate, and a hook that logs through
+the provider's key scrubber.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
 import attrs
+import tenacity
 
-__all__ = ["RETRYABLE_STATUSES", "RetryPolicy", "parse_retry_after"]
+from threadline.errors import ProviderError
+
+__all__ = ["RETRYABLE_STATUSES", "RetryPolicy", "Retryable", "parse_retry_after"]
 
 RETRYABLE_STATUSES: frozenset[int] = frozenset({408, 409, 429})
 """Statuses below 500 worth retrying: request timeout, lock conflict, rate limit."""
@@ -96,16 +107,46 @@ class RetryPolicy:
         fraction = draw * min(self.jitter, 1.0)
         return base * (1.0 - fraction)
 
-    def delay(
-        self, attempt: int, retry_after: float | None, rng: random.Random | None = None
-    ) -> float | None:
-        """Seconds to wait before retry ``attempt``, or ``None`` when no retry should be made.
+    def retrying(
+        self,
+        *,
+        rng: random.Random | None = None,
+        before_sleep: Callable[[tenacity.RetryCallState], None] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> tenacity.AsyncRetrying:
+        """A tenacity controller that retries :class:`Retryable` failures by this policy.
 
-        ``None`` when the retries are used up, or when the server asked for a longer wait
-        than :attr:`max_retry_after`.
+        It gives up after :attr:`max_retries` retries, or at once when the server asked for a
+        wait longer than :attr:`max_retry_after`, raising the last :class:`Retryable`.
         """
-        if attempt >= self.max_retries:
-            return None
-        if retry_after is not None:
-            return retry_after if retry_after <= self.max_retry_after else None
-        return self.backoff(attempt, rng)
+
+        def may_retry(exc: BaseException) -> bool:
+            if not isinstance(exc, Retryable):
+                return False
+            return exc.retry_after is None or exc.retry_after <= self.max_retry_after
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome is not None else None
+            if isinstance(exc, Retryable) and exc.retry_after is not None:
+                return exc.retry_after
+            return self.backoff(state.attempt_number - 1, rng)
+
+        return tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(self.max_retries + 1),
+            retry=tenacity.retry_if_exception(may_retry),
+            wait=wait,
+            before_sleep=before_sleep,
+            reraise=True,
+            sleep=sleep,
+        )
+
+
+class Retryable(Exception):
+    """A failure before the body began that may be retried: the error to raise in the end,
+    the server's ``Retry-After`` in seconds, and a short reason for the log."""
+
+    def __init__(self, error: ProviderError, *, retry_after: float | None = None, why: str) -> None:
+        super().__init__(why)
+        self.error = error
+        self.retry_after = retry_after
+        self.why = why
