@@ -18,6 +18,7 @@ from threadline.cli_retention import (
     prune_checkpoints_command,
     prune_sessions_command,
 )
+from threadline.graph import GraphAgent, GraphContext, Persistency, Strategy
 from threadline.ids import new_id
 
 
@@ -148,3 +149,61 @@ def test_checkpoints_prune_keeps_the_newest(env: dict[str, str]) -> None:
     assert zero.exit_code != 0
     missing = CliRunner().invoke(cli, ["checkpoints", "prune", new_id(), "--keep", "1"])
     assert missing.exit_code != 0 and "no session" in missing.output
+
+
+def test_sessions_prune_spares_a_graph_that_just_wrote_a_checkpoint(env: dict[str, str]) -> None:
+    """Issue 11: a graph's checkpoints are its session's activity, so prune keeps it.
+
+    The session was created a day ago (a long conversation); the graph ran just now and
+    wrote only checkpoints (no messages, no model call). ``--older-than 3s`` must not
+    count it, and the sessions list (most recently active first) must put it before a
+    session last touched an hour ago.
+    """
+    url, tenant, user = env["THREADLINE_STORE"], env["TENANT_ID"], new_id()
+    yesterday = datetime.now(timezone.utc) - timedelta(days=1)
+    an_hour_ago = datetime.now(timezone.utc) - timedelta(hours=1)
+    strategy = Strategy("long-run")
+
+    @strategy.node("plan")
+    async def plan(ctx: GraphContext, topic: str) -> str:
+        ctx.state["topic"] = topic
+        return topic.upper()
+
+    strategy.edge(strategy.start, plan).edge(plan, strategy.finish)
+
+    async def run_graph() -> tuple[str, str, list[str]]:
+        store = await threadline.connect(url)
+        try:
+            idle = await store.create_session(
+                Session(tenant_id=tenant, user_id=user, created_at=an_hour_ago)
+            )
+            session = await store.create_session(
+                Session(tenant_id=tenant, user_id=user, created_at=yesterday, title="long-run")
+            )
+            agent = GraphAgent(strategy, provider="echo", features=[Persistency(store)],
+                               tenant_id=tenant, user_id=user)  # fmt: skip
+            assert await agent.run("tides", session_id=session.id) == "TIDES"
+            checkpoints = await store.list_checkpoints(tenant, session_id=session.id)
+            assert [c.tombstone for c in checkpoints][-1] is True  # the run finished
+            assert await store.get_messages(tenant, session.id) == []  # checkpoints only
+            listed = [s.id for s in await store.list_sessions(tenant)]
+            return session.id, idle.id, listed
+        finally:
+            await store.close()
+
+    graph, idle, listed = asyncio.run(run_graph())
+    assert listed == [graph, idle]  # most recently active first
+    dry = json.loads(invoke("sessions", "prune", "--older-than", "3s", "--dry-run", "--json"))
+    assert dry["sessions"] == 1  # the idle one only
+    assert json.loads(invoke("sessions", "prune", "--older-than", "3s", "--json"))["sessions"] == 1
+    again = json.loads(invoke("sessions", "prune", "--older-than", "3s", "--dry-run", "--json"))
+    assert again["sessions"] == 0
+
+    async def left() -> list[str]:
+        store = await threadline.connect(url)
+        try:
+            return [s.id for s in await store.list_sessions(tenant)]
+        finally:
+            await store.close()
+
+    assert asyncio.run(left()) == [graph]
