@@ -9,6 +9,7 @@ import os
 import re
 import sys
 import traceback
+import warnings
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
@@ -64,6 +65,19 @@ def _debugging() -> bool:
     )
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """Warnings as one ``warning:`` line each (the source line only with --debug)."""
+    where = f" ({filename}:{lineno})" if _debugging() else ""
+    click.echo(f"warning: {one_line(str(message))}{where}", err=True)
+
+
 def _fail(message: str, code: int, exc: BaseException | None = None) -> int:
     if exc is not None and _debugging():
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
@@ -87,6 +101,8 @@ class ThreadlineGroup(click.Group):
     ) -> Any:
         _state["debug"] = False
         code = 0
+        shown = warnings.showwarning
+        warnings.showwarning = _show_warning
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
             if isinstance(result, int) and not isinstance(result, bool):
@@ -112,6 +128,8 @@ class ThreadlineGroup(click.Group):
                 code = _fail(f"{type(exc).__name__}: {exc} ({_DEBUG_HINT})", 1, exc)
         except Exception as exc:
             code = _fail(f"{type(exc).__name__}: {exc} (unexpected error; {_DEBUG_HINT})", 1, exc)
+        finally:
+            warnings.showwarning = shown
         if not standalone_mode:
             return code
         sys.exit(code)
@@ -208,6 +226,7 @@ def _load_plugin_commands() -> None:
 
 def main() -> None:
     """Entry point of the ``threadline`` script."""
+    warnings.showwarning = _show_warning  # one line each, also while plugins load
     _load_plugin_commands()
     cli(prog_name="threadline")
 
