@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from threadline import Message, Store, hookimpl
+from threadline import ConfigurationError, ConflictError, Message, Session, Store, hookimpl
 from threadline.dispatch import call_read, call_write
 from threadline.ids import new_id
 from threadline.plugins import new_plugin_manager
+from threadline.storekit import ReferenceStore
 
 
 class Recorder:
@@ -83,8 +84,6 @@ async def test_read_with_no_answer_is_none() -> None:
 
 
 async def test_store_refuses_a_write_nobody_implements() -> None:
-    from threadline import ConfigurationError
-
     store = Store(SyncSink([]))
     with pytest.raises(ConfigurationError, match="threadline_save_message"):
         await store.save_message(message("lost?"))
@@ -93,3 +92,109 @@ async def test_store_refuses_a_write_nobody_implements() -> None:
     await store.close()
     with pytest.raises(ConfigurationError, match="closed"):
         await store.get_session(new_id(), new_id())
+
+
+# -- derived hooks: the store's own implementation, else the default on its own primitives --
+
+
+class MessageSink:
+    """An audit sink implementing one required primitive: batch appends."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    @hookimpl
+    async def threadline_save_messages(self, messages: list[Message]) -> list[Message]:
+        self.log.extend(f"sink:{m.content}" for m in messages)
+        return list(messages)
+
+
+class FastSaver(MessageSink):
+    """A store that overrides the derived ``save_message`` (to be faster)."""
+
+    @hookimpl
+    async def threadline_save_message(self, message: Message) -> Message:
+        self.log.append(f"fast:{message.content}")
+        return message
+
+
+class ConfigOnly:
+    """A config-only store: no message primitive at all."""
+
+    @hookimpl
+    def threadline_list_providers(self, tenant_id: str) -> list[object]:
+        return []
+
+
+async def _reference_session(store: Store) -> Session:
+    return await store.create_session(Session(tenant_id=new_id(), user_id=new_id()))
+
+
+def _in(session: Session, text: str) -> Message:
+    return Message(session_id=session.id, tenant_id=session.tenant_id, role="user", content=text)
+
+
+async def test_a_store_own_implementation_overrides_the_default() -> None:
+    log: list[str] = []
+    store = Store(FastSaver(log))
+    await store.save_message(message("x"))
+    assert log == ["fast:x"]  # not "sink:x": the default on save_messages was not used
+
+
+async def test_the_default_is_used_on_a_store_without_its_own() -> None:
+    store = Store(ReferenceStore())
+    session = await _reference_session(store)
+    saved = await store.save_message(_in(session, "hello"))
+    assert saved.seq == 1
+    assert await store.count_messages(session.tenant_id, session.id) == 1
+    assert [m.content for m in await store.load_window(session.tenant_id, session.id, 1)] == [
+        "hello"
+    ]
+
+
+async def test_a_stacked_sink_gets_derived_writes_through_its_own_primitive() -> None:
+    log: list[str] = []
+    store = Store(ReferenceStore())
+    store.add(MessageSink(log))  # called first
+    session = await _reference_session(store)
+    saved = await store.save_message(_in(session, "audited"))
+    assert log == ["sink:audited"]
+    assert saved.content == "audited"
+    assert [m.content for m in await store.get_messages(session.tenant_id, session.id)] == [
+        "audited"
+    ]  # the reference store stored it too; the sink takes no part in reads it cannot answer
+
+
+async def test_derived_writes_reach_participants_in_stack_order() -> None:
+    log: list[str] = []
+    store = Store(MessageSink(log), FastSaver(log), ConfigOnly())
+    await store.save_message(message("m"))
+    assert log == ["fast:m", "sink:m"]  # last added first; the config store takes no part
+
+
+async def test_a_derived_write_nobody_can_do_is_a_configuration_error() -> None:
+    store = Store(ConfigOnly())
+    with pytest.raises(ConfigurationError, match="threadline_save_message"):
+        await store.save_message(message("lost?"))
+    for write in (
+        store.delete_session(new_id(), new_id()),
+        store.interrupt_streaming(new_id(), new_id()),
+    ):
+        with pytest.raises(ConfigurationError):  # they returned False / 0 before
+            await write
+    with pytest.raises(ConfigurationError, match="threadline_count_messages"):
+        await store.count_messages(new_id(), new_id())
+
+
+async def test_a_failing_participant_stops_the_derived_write() -> None:
+    log: list[str] = []
+
+    class Refuses(MessageSink):
+        @hookimpl
+        async def threadline_save_messages(self, messages: list[Message]) -> list[Message]:
+            raise ConflictError("refused")
+
+    store = Store(MessageSink(log), Refuses(log))
+    with pytest.raises(ConflictError):
+        await store.save_message(message("no"))
+    assert log == []  # the sink behind the refusing store never saw it

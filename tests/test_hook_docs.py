@@ -40,3 +40,30 @@ def test_hookspec_is_typed_and_has_param_fields(hook: str) -> None:
 
 def test_no_documented_hook_is_stale() -> None:
     assert sorted(sections()) == HOOKS
+
+
+@pytest.mark.parametrize("hook", [h for h in HOOKS if h in hookspecs.PERSISTENCE_HOOKS])
+def test_every_persistence_hook_states_its_tier(hook: str) -> None:
+    """A store author sees in the spec and in the reference whether a hook is required."""
+    doc = inspect.getdoc(getattr(hookspecs, hook)) or ""
+    tier = re.search(r"^Tier: ([^.(]+)", doc, flags=re.M)
+    assert tier, f"{hook}: no 'Tier:' line in the docstring"
+    assert f"Tier: {tier.group(1)}" in sections()[hook], f"{hook}: tier undocumented"
+    kind = tier.group(1).split()[0]
+    groups = {
+        "required": hookspecs.REQUIRED_HOOKS,
+        "API-call": hookspecs.API_CALL_HOOKS,
+        "config": hookspecs.CONFIG_HOOKS,
+        "lifecycle": hookspecs.LIFECYCLE_HOOKS,
+        "derived": hookspecs.DERIVED_HOOKS,
+    }
+    assert hook in groups[kind], f"{hook}: its docstring says {kind}, hookspecs disagrees"
+
+
+def test_every_derived_hook_has_a_core_default() -> None:
+    from threadline.storekit.defaults import DEFAULTS
+
+    assert sorted(DEFAULTS) == sorted(hookspecs.DERIVED_HOOKS)
+    for default in DEFAULTS.values():
+        for need in default.needs:
+            assert need in hookspecs.PERSISTENCE_HOOKS

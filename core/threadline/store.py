@@ -18,6 +18,7 @@ import pluggy
 
 from threadline import dispatch
 from threadline.errors import ConfigurationError, PluginNotInstalledError, ValidationError
+from threadline.hookspecs import DERIVED_HOOKS
 from threadline.ids import IdLike, check_id, optional_id
 from threadline.models import (
     MAX_INT,
@@ -66,6 +67,8 @@ class Store:
         self._closed = False
         self._stack: list[object] = []
         self._impls: dict[str, list[pluggy.HookImpl]] = {}
+        self._calls: dict[str, list[dispatch.Call]] = {}
+        self._bindings: list[dispatch.Binding] = []
         for plugin in plugins:
             self.add(plugin)
 
@@ -83,6 +86,8 @@ class Store:
         self.pm.register(plugin, name=name)
         self._stack.insert(0, plugin)
         self._impls.clear()
+        self._calls.clear()
+        self._bindings = [dispatch.Binding(self.pm, p) for p in self._stack]
         return self
 
     @property
@@ -96,11 +101,22 @@ class Store:
             impls = self._impls[hook] = dispatch.implementations(self.pm, hook)
         return impls
 
+    def _participants(self, hook: str) -> list[dispatch.Call]:
+        """Who takes part in ``hook``: its implementations, and for a derived hook the core
+        default bound to each store without one (the rule of :mod:`threadline.dispatch`)."""
+        calls = self._calls.get(hook)
+        if calls is None:
+            if hook in DERIVED_HOOKS:
+                calls = dispatch.participants(self._bindings, hook)
+            else:
+                calls = [dispatch.impl_call(impl) for impl in self._implementations(hook)]
+            self._calls[hook] = calls
+        return calls
+
     async def _write(self, hook: str, **kwargs: Any) -> Any:
         if self._closed:
             self._check_open(hook)
-        impls = self._implementations(hook)
-        result = await dispatch.write(impls, kwargs)
+        result = await dispatch.write_calls(self._participants(hook), kwargs)
         if result is None:
             raise ConfigurationError(f"no store in {self!r} implements {hook}")
         return result
@@ -108,10 +124,10 @@ class Store:
     async def _read(self, hook: str, **kwargs: Any) -> Any:
         if self._closed:
             self._check_open(hook)
-        impls = self._implementations(hook)
-        if not impls:
+        calls = self._participants(hook)
+        if not calls:
             raise ConfigurationError(f"no store in {self!r} implements {hook}")
-        return await dispatch.read(impls, kwargs)
+        return await dispatch.read_calls(calls, kwargs)
 
     def _check_open(self, hook: str) -> None:
         if self._closed:
@@ -200,9 +216,7 @@ class Store:
 
     async def delete_session(self, tenant_id: IdLike, session_id: IdLike) -> bool:
         """Delete a session and everything in it; ``False`` if there was none."""
-        self._check_open("threadline_delete_session")
-        result = await dispatch.call_write(
-            self.pm,
+        result = await self._write(
             "threadline_delete_session",
             tenant_id=check_id(tenant_id, "tenant_id"),
             session_id=check_id(session_id, "session_id"),
@@ -277,9 +291,7 @@ class Store:
 
     async def interrupt_streaming(self, tenant_id: IdLike, session_id: IdLike) -> int:
         """Mark replies left ``streaming`` by a crash as ``interrupted``; return how many."""
-        self._check_open("threadline_interrupt_streaming")
-        result = await dispatch.call_write(
-            self.pm,
+        result = await self._write(
             "threadline_interrupt_streaming",
             tenant_id=check_id(tenant_id, "tenant_id"),
             session_id=check_id(session_id, "session_id"),

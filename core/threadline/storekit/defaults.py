@@ -1,0 +1,370 @@
+"""The core's default for every derived hook, written once over the required tier.
+
+Each default is an ``async`` function taking the store's bound hooks
+(:class:`threadline.storekit.log.Hooks`) and the hook's arguments, and lists the hooks it
+needs. :class:`threadline.Store` binds a default to a stacked store that lacks its own
+implementation and has every hook the default needs (see :mod:`threadline.dispatch`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from threadline.erasure import redact
+from threadline.errors import NotFoundError
+from threadline.ids import utcnow
+from threadline.models import Checkpoint, Message, Session
+from threadline.storekit import log
+from threadline.storekit.log import Hooks
+from threadline.storekit.records import CheckpointRecord
+from threadline.window import orphaned_tool_results, window_start
+
+__all__ = ["DEFAULTS", "Default"]
+
+_PAGE = 500  # sessions per list_sessions call when a default walks a tenant
+
+
+@attrs.frozen
+class Default:
+    """A derived hook's default: the hooks it needs and the function."""
+
+    needs: tuple[str, ...]
+    function: Callable[..., Awaitable[Any]]
+    uses: tuple[str, ...] = ()
+    """Hooks used when the store has them (the API-call group for erasure)."""
+
+
+DEFAULTS: dict[str, Default] = {}
+
+
+def _default(*needs: str, uses: tuple[str, ...] = ()) -> Callable[..., Any]:
+    def register(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        DEFAULTS["threadline_" + fn.__name__] = Default(needs, fn, uses)
+        return fn
+
+    return register
+
+
+async def _read(
+    hooks: Hooks,
+    tenant_id: str,
+    session_id: str,
+    *,
+    after_seq: int = 0,
+    before_seq: int | None = None,
+    limit: int | None = None,
+    newest_first: bool = False,
+    role: str | None = None,
+) -> list[Message]:
+    return list(
+        await hooks.call(
+            "threadline_read_messages",
+            tenant_id=tenant_id,
+            session_id=session_id,
+            after_seq=after_seq,
+            before_seq=before_seq,
+            limit=limit,
+            newest_first=newest_first,
+            role=role,
+        )
+        or ()
+    )
+
+
+async def _sessions(hooks: Hooks, tenant_id: str, user_id: str | None) -> list[Session]:
+    """Every session of the tenant (of ``user_id`` when given), read in pages."""
+    out: list[Session] = []
+    while True:
+        page = list(
+            await hooks.call(
+                "threadline_list_sessions",
+                tenant_id=tenant_id,
+                user_id=user_id,
+                agent_id=None,
+                limit=_PAGE,
+                offset=len(out),
+            )
+            or ()
+        )
+        out.extend(page)
+        if len(page) < _PAGE:
+            return list({s.id: s for s in out}.values())  # a concurrent bump may repeat one
+
+
+# -- sessions -------------------------------------------------------------------------------
+
+
+async def _replace(hooks: Hooks, tenant_id: str, session_id: str, **changes: Any) -> Session:
+    stored = await hooks.call("threadline_get_session", tenant_id=tenant_id, session_id=session_id)
+    if stored is None:
+        raise NotFoundError(f"session {session_id} not found for this tenant")
+    if "title" in changes:  # an edit is activity: updated_at moves forward, never back
+        changes["updated_at"] = max(changes["updated_at"], stored.updated_at)
+    result: Session = await hooks.call(
+        "threadline_replace_session", session=attrs.evolve(stored, **changes)
+    )
+    return result
+
+
+@_default("threadline_get_session", "threadline_replace_session")
+async def update_session(hooks: Hooks, session: Session) -> Session:
+    return await _replace(
+        hooks, session.tenant_id, session.id,
+        title=session.title, metadata=session.metadata, updated_at=utcnow(),
+    )  # fmt: skip
+
+
+@_default("threadline_get_session", "threadline_replace_session")
+async def set_session_updated_at(
+    hooks: Hooks, tenant_id: str, session_id: str, updated_at: datetime
+) -> Session:
+    return await _replace(hooks, tenant_id, session_id, updated_at=updated_at)
+
+
+@_default("threadline_list_sessions", "threadline_delete_session")
+async def delete_sessions_before(
+    hooks: Hooks, tenant_id: str, before: datetime, user_id: str | None, dry_run: bool
+) -> int:
+    doomed = [s for s in await _sessions(hooks, tenant_id, user_id) if s.updated_at < before]
+    if dry_run:
+        return len(doomed)
+    gone = 0
+    for s in doomed:
+        gone += bool(
+            await hooks.call("threadline_delete_session", tenant_id=tenant_id, session_id=s.id)
+        )
+    return gone
+
+
+# -- messages -------------------------------------------------------------------------------
+
+
+@_default("threadline_save_messages")
+async def save_message(hooks: Hooks, message: Message) -> Message:
+    stored = await hooks.call("threadline_save_messages", messages=[message])
+    result: Message = next(iter(stored))
+    return result
+
+
+@_default("threadline_read_messages")
+async def get_messages(
+    hooks: Hooks, tenant_id: str, session_id: str, after_seq: int, limit: int | None
+) -> list[Message]:
+    return await _read(hooks, tenant_id, session_id, after_seq=after_seq, limit=limit)
+
+
+@_default("threadline_read_messages")
+async def count_messages(hooks: Hooks, tenant_id: str, session_id: str) -> int:
+    # Seqs run from 1 without gaps (messages go only with their session): the last is the count.
+    last = await _read(hooks, tenant_id, session_id, limit=1, newest_first=True)
+    return (last[0].seq or 0) if last else 0
+
+
+@_default("threadline_read_messages")
+async def load_window(
+    hooks: Hooks, tenant_id: str, session_id: str, last_rounds: int | None
+) -> list[Message]:
+    """Pages read backwards until the rounds (grown back to their tool calls) are inside,
+    then the system messages before them: the cost follows the window."""
+    if last_rounds is None:
+        return await _read(hooks, tenant_id, session_id)
+    suffix: list[Message] = []
+    page = max(64, 8 * min(last_rounds, 1 << 20))
+    while True:
+        before = suffix[0].seq if suffix else None
+        older = await _read(
+            hooks, tenant_id, session_id, before_seq=before, limit=page, newest_first=True
+        )
+        suffix[:0] = reversed(older)
+        complete = not suffix or suffix[0].seq == 1 or len(older) < page
+        start = window_start(suffix, last_rounds)
+        if complete or (start > 0 and not orphaned_tool_results(suffix[start:])):
+            break
+        page *= 2
+    rounds = suffix[start:]
+    head = [m for m in suffix[:start] if m.role == "system"]
+    lowest = suffix[0].seq if suffix else 1
+    if lowest and lowest > 1:  # system messages older than what was read
+        head[:0] = await _read(hooks, tenant_id, session_id, before_seq=lowest, role="system")
+    return head + rounds
+
+
+async def _stored(hooks: Hooks, message: Message) -> Message:
+    t, sid = message.tenant_id, message.session_id
+    if message.seq is not None:
+        found = await _read(hooks, t, sid, after_seq=message.seq - 1, limit=1)
+        if found and found[0].id == message.id:
+            return found[0]
+    for stored in await _read(hooks, t, sid):  # no seq given: look through the session
+        if stored.id == message.id:
+            return stored
+    raise NotFoundError(f"message {message.id} not found for this tenant")
+
+
+@_default("threadline_read_messages", "threadline_rewrite_messages")
+async def update_message(hooks: Hooks, message: Message) -> Message:
+    stored = await _stored(hooks, message)
+    await hooks.call(
+        "threadline_rewrite_messages",
+        tenant_id=message.tenant_id,
+        messages=[attrs.evolve(message, user_id=stored.user_id)],
+    )
+    return await _stored(hooks, stored)
+
+
+@_default("threadline_read_messages", "threadline_rewrite_messages")
+async def interrupt_streaming(hooks: Hooks, tenant_id: str, session_id: str) -> int:
+    left = [
+        attrs.evolve(m, status="interrupted")
+        for m in await _read(hooks, tenant_id, session_id)
+        if m.status == "streaming"
+    ]
+    if left:
+        await hooks.call("threadline_rewrite_messages", tenant_id=tenant_id, messages=left)
+    return len(left)
+
+
+# -- checkpoints ----------------------------------------------------------------------------
+
+
+@_default("threadline_insert_checkpoint_record", "threadline_read_checkpoint_records")
+async def create_checkpoint(hooks: Hooks, checkpoint: Checkpoint) -> Checkpoint:
+    return await log.create_checkpoint(hooks, checkpoint)
+
+
+@_default("threadline_read_checkpoint_records")
+async def get_checkpoint(hooks: Hooks, tenant_id: str, checkpoint_id: str) -> Checkpoint | None:
+    chain = await hooks.call(
+        "threadline_read_checkpoint_records",
+        tenant_id=tenant_id,
+        checkpoint_id=checkpoint_id,
+        chain=True,
+    )
+    return log.checkpoint_of_chain(hooks, list(chain or ()))
+
+
+async def _records(
+    hooks: Hooks, tenant_id: str, session_id: str | None, agent_id: str | None, latest: bool
+) -> list[CheckpointRecord]:
+    return list(
+        await hooks.call(
+            "threadline_list_checkpoint_records",
+            tenant_id=tenant_id,
+            session_id=session_id,
+            agent_id=agent_id,
+            latest=latest,
+        )
+        or ()
+    )
+
+
+@_default("threadline_list_checkpoint_records", "threadline_read_checkpoint_records")
+async def get_latest_checkpoint(
+    hooks: Hooks, tenant_id: str, session_id: str, agent_id: str | None
+) -> Checkpoint | None:
+    latest = await _records(hooks, tenant_id, session_id, agent_id, True)
+    if not latest:
+        return None
+    found: Checkpoint | None = await get_checkpoint(hooks, tenant_id, latest[-1].id)
+    return found
+
+
+@_default("threadline_list_checkpoint_records")
+async def list_checkpoints(
+    hooks: Hooks, tenant_id: str, session_id: str | None, agent_id: str | None
+) -> list[Checkpoint]:
+    # Every record is read (another agent's may be a chain's base); each is decoded once.
+    records = await _records(hooks, tenant_id, session_id, None, False)
+    wanted = [r for r in records if agent_id is None or r.checkpoint.agent_id == agent_id]
+    built = log.histories({r.id: r for r in records}, [r.id for r in wanted])
+    cache = log.history_cache(hooks)
+    out = []
+    for r in wanted:
+        cache.put(r.id, r.tag, r.depth, built[r.id])
+        out.append(attrs.evolve(r.checkpoint, history=built[r.id]))
+    return out
+
+
+@_default("threadline_list_checkpoint_records", "threadline_rewrite_checkpoint_records")
+async def prune_checkpoints(
+    hooks: Hooks, tenant_id: str, session_id: str, keep: int, dry_run: bool
+) -> int:
+    records = await _records(hooks, tenant_id, session_id, None, False)
+    rewrites, doomed = log.prune_plan(records, keep)
+    if doomed and not dry_run:
+        await hooks.call(
+            "threadline_rewrite_checkpoint_records",
+            tenant_id=tenant_id,
+            session_id=session_id,
+            records=rewrites,
+            delete_ids=doomed,
+        )
+    return len(doomed)
+
+
+# -- retention ------------------------------------------------------------------------------
+
+
+@_default(
+    "threadline_list_sessions",
+    "threadline_delete_session",
+    "threadline_read_messages",
+    "threadline_rewrite_messages",
+    "threadline_list_checkpoint_records",
+    "threadline_rewrite_checkpoint_records",
+    uses=("threadline_list_api_calls", "threadline_delete_api_calls"),
+)
+async def erase_user(hooks: Hooks, tenant_id: str, user_id: str, dry_run: bool) -> dict[str, int]:
+    """Session by session (not one transaction): the user's sessions go, their messages,
+    API calls and checkpoint histories in other users' sessions are redacted or deleted."""
+    calls = hooks.has("threadline_list_api_calls") and hooks.has("threadline_delete_api_calls")
+    counts = dict.fromkeys(
+        ("sessions", "messages", "messages_redacted", "api_calls", "checkpoints",
+         "checkpoints_redacted"), 0,
+    )  # fmt: skip
+    for session in await _sessions(hooks, tenant_id, None):
+        sid = session.id
+        if session.user_id == user_id:
+            counts["sessions"] += 1
+            counts["messages"] += await count_messages(hooks, tenant_id, sid)
+            counts["checkpoints"] += len(await _records(hooks, tenant_id, sid, None, False))
+            if calls:
+                counts["api_calls"] += len(await _api_calls(hooks, tenant_id, sid))
+            if not dry_run:
+                await hooks.call("threadline_delete_session", tenant_id=tenant_id, session_id=sid)
+            continue
+        messages = [redact(m) for m in await _read(hooks, tenant_id, sid) if m.user_id == user_id]
+        counts["messages_redacted"] += len(messages)
+        n, rewrites = log.erase_plan(await _records(hooks, tenant_id, sid, None, False), user_id)
+        counts["checkpoints_redacted"] += n
+        foreign = []
+        if calls:
+            foreign = [
+                c.id for c in await _api_calls(hooks, tenant_id, sid) if c.user_id == user_id
+            ]
+            counts["api_calls"] += len(foreign)
+        if dry_run:
+            continue
+        if messages:
+            await hooks.call("threadline_rewrite_messages", tenant_id=tenant_id, messages=messages)
+        if rewrites:
+            await hooks.call(
+                "threadline_rewrite_checkpoint_records",
+                tenant_id=tenant_id, session_id=sid, records=rewrites, delete_ids=[],
+            )  # fmt: skip
+        if foreign:
+            await hooks.call(
+                "threadline_delete_api_calls", tenant_id=tenant_id, api_call_ids=foreign
+            )
+    return counts
+
+
+async def _api_calls(hooks: Hooks, tenant_id: str, session_id: str) -> Sequence[Any]:
+    found = await hooks.call(
+        "threadline_list_api_calls", tenant_id=tenant_id, session_id=session_id
+    )
+    return list(found or ())

@@ -1,0 +1,247 @@
+"""The checkpoint log, written once over the record hooks of the required tier.
+
+A store keeps one :class:`~threadline.storekit.records.CheckpointRecord` per checkpoint:
+a snapshot of its history or a delta on its parent (:mod:`threadline.checkpoint_delta`
+has the format and the snapshot rule). This module does the rest, for every store:
+
+* **writing** (:func:`create_checkpoint`): the parent's history comes from the store's
+  :class:`~threadline.checkpoint_delta.HistoryCache` when the write tag the store holds
+  for it is the cached one (the insert hook checks the tag and refuses a stale one),
+  else from its chain; a retry of a stored id comes back, other content conflicts;
+* **reading** (:func:`checkpoint_of_chain`, :func:`histories`): a history is rebuilt from
+  its chain, each record decoded once however many checkpoints share it;
+* **the prune plan** (:func:`prune_plan`): keep the newest versions whole, a kept delta
+  whose base goes is rewritten as a snapshot first;
+* **the erase-rewrite plan** (:func:`erase_plan`): every record whose own messages hold the
+  erased user's is rewritten redacted (same kind, ``keep`` and depth), and every checkpoint
+  whose history held them gets a new tag, so no cache anywhere serves the old history.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+import attrs
+
+from threadline.checkpoint_delta import (
+    SNAPSHOT_EVERY,
+    HistoryCache,
+    apply_record,
+    encode_history,
+    load_record,
+    new_tag,
+    rebuild,
+)
+from threadline.codec import dump_json
+from threadline.erasure import redact_record
+from threadline.errors import ConflictError, NotFoundError, StoreError
+from threadline.models import Checkpoint, Message
+from threadline.storekit.records import CheckpointRecord, StaleRecordError, id_conflict
+
+__all__ = [
+    "Hooks",
+    "checkpoint_of_chain",
+    "create_checkpoint",
+    "erase_plan",
+    "histories",
+    "history_cache",
+    "prune_plan",
+]
+
+
+class Hooks(Protocol):
+    """One store's hooks as the kit calls them (see :class:`threadline.dispatch.Binding`)."""
+
+    state: dict[str, Any]
+
+    def has(self, hook: str) -> bool: ...
+
+    async def call(self, hook: str, **kwargs: Any) -> Any: ...
+
+
+def history_cache(hooks: Hooks) -> HistoryCache:
+    """The store's history cache (one per bound store)."""
+    cache = hooks.state.get("history_cache")
+    if cache is None:
+        cache = hooks.state["history_cache"] = HistoryCache()
+    assert isinstance(cache, HistoryCache)
+    return cache
+
+
+async def _chain(hooks: Hooks, tenant_id: str, checkpoint_id: str) -> list[CheckpointRecord]:
+    return list(
+        await hooks.call(
+            "threadline_read_checkpoint_records",
+            tenant_id=tenant_id,
+            checkpoint_id=checkpoint_id,
+            chain=True,
+        )
+        or ()
+    )
+
+
+def chain_history(chain: Sequence[CheckpointRecord]) -> tuple[Message, ...]:
+    """The history at the head of ``chain`` (the record first, its snapshot last)."""
+    if not chain:
+        return ()
+    if chain[-1].depth != 0:
+        raise StoreError(f"checkpoint {chain[-1].id}'s chain has no snapshot; the store is damaged")
+    head = chain[0].checkpoint
+    return rebuild(
+        [r.record for r in reversed(chain)], tenant_id=head.tenant_id, session_id=head.session_id
+    )
+
+
+def checkpoint_of_chain(hooks: Hooks, chain: Sequence[CheckpointRecord]) -> Checkpoint | None:
+    """The checkpoint at the head of ``chain`` with its history (cached for later writes)."""
+    if not chain:
+        return None
+    history = chain_history(chain)
+    head = chain[0]
+    history_cache(hooks).put(head.id, head.tag, head.depth, history)
+    return attrs.evolve(head.checkpoint, history=history)
+
+
+def histories(
+    by_id: Mapping[str, CheckpointRecord], ids: Iterable[str]
+) -> dict[str, tuple[Message, ...]]:
+    """The histories of ``ids`` (and of every checkpoint they build on), each record decoded once.
+
+    :raises StoreError: a chain's record is missing or damaged.
+    """
+    out: dict[str, tuple[Message, ...]] = {}
+    for checkpoint_id in ids:
+        chain: list[CheckpointRecord] = []
+        current: str | None = checkpoint_id
+        while current not in out:
+            record = by_id.get(current or "")
+            if record is None:
+                raise StoreError(f"checkpoint {current} is missing; the store is damaged")
+            chain.append(record)
+            if not record.depth:
+                break
+            current = record.parent_id
+        for record in reversed(chain):
+            built = list(out[record.parent_id or ""]) if record.depth else []
+            c = record.checkpoint
+            apply_record(built, record.record, tenant_id=c.tenant_id, session_id=c.session_id)
+            out[record.id] = tuple(built)
+    return out
+
+
+def _as_stored(checkpoint: Checkpoint) -> Checkpoint:
+    """``checkpoint`` as a store gives it back: JSON round trips of its values and history."""
+    t, sid = checkpoint.tenant_id, checkpoint.session_id
+    snapshot = encode_history(checkpoint.history, tenant_id=t, session_id=sid)
+    return attrs.evolve(
+        checkpoint,
+        input=json.loads(dump_json(checkpoint.input, "checkpoint input")),
+        state=json.loads(dump_json(checkpoint.state, "checkpoint state")),
+        properties=json.loads(dump_json(checkpoint.properties, "checkpoint properties")),
+        history=rebuild([snapshot.text], tenant_id=t, session_id=sid),
+    )
+
+
+async def create_checkpoint(
+    hooks: Hooks, checkpoint: Checkpoint, snapshot_every: int = SNAPSHOT_EVERY
+) -> Checkpoint:
+    """Store ``checkpoint`` as a snapshot or a delta on its parent (the derived hook's default)."""
+    c = checkpoint
+    t, sid = c.tenant_id, c.session_id
+    cache = history_cache(hooks)
+    bare = attrs.evolve(c, history=(), version=None)
+    dump_json(c.input, "checkpoint input")  # refused before anything is written
+    for attempt in range(3):
+        parent_tag: int | None = None
+        if c.parent_id is None:
+            encoded = encode_history(c.history, tenant_id=t, session_id=sid)
+        else:
+            cached = cache.get(c.parent_id) if attempt == 0 else None
+            if cached is None:
+                chain = await _chain(hooks, t, c.parent_id)
+                if not chain or chain[0].checkpoint.session_id != sid:
+                    raise NotFoundError(
+                        f"parent checkpoint {c.parent_id} not found in this session"
+                    )
+                parent = chain_history(chain)
+                cache.put(c.parent_id, chain[0].tag, chain[0].depth, parent)
+                parent_depth, parent_tag, history = chain[0].depth, chain[0].tag, parent
+            else:
+                parent_depth, parent_tag, history = cached.depth, cached.tag, cached.history
+            encoded = encode_history(
+                c.history, tenant_id=t, session_id=sid, parent=history,
+                parent_depth=parent_depth, snapshot_every=snapshot_every,
+            )  # fmt: skip
+        tag = new_tag()
+        record = CheckpointRecord(bare, encoded.text, encoded.depth, tag)
+        try:
+            stored: CheckpointRecord = await hooks.call(
+                "threadline_insert_checkpoint_record", record=record, parent_tag=parent_tag
+            )
+        except StaleRecordError:
+            continue  # the parent was rewritten meanwhile (erased, pruned): read it again
+        if stored.tag != tag:  # the id was stored already: a retry, or a conflict
+            existing = checkpoint_of_chain(hooks, await _chain(hooks, t, c.id))
+            assert existing is not None
+            if attrs.evolve(_as_stored(c), version=existing.version) != existing:
+                raise id_conflict("checkpoint", c.id)
+            return existing
+        cache.put(c.id, tag, encoded.depth, c.history)
+        return attrs.evolve(stored.checkpoint, history=c.history)
+    raise ConflictError(f"checkpoint {c.id}: its parent kept changing while it was written")
+
+
+def prune_plan(
+    records: Sequence[CheckpointRecord], keep: int
+) -> tuple[list[CheckpointRecord], list[str]]:
+    """What pruning a session to its newest ``keep`` versions rewrites and deletes.
+
+    ``records`` are the session's, in version order. A kept delta on a checkpoint that
+    goes is rewritten as a snapshot of its history (depth 0, a new tag); its ``parent_id``
+    stays as recorded.
+    """
+    doomed = [r.id for r in records[: max(len(records) - keep, 0)]]
+    gone = set(doomed)
+    kept = records[len(doomed) :]
+    orphans = [r for r in kept if r.depth and r.parent_id in gone]
+    if not orphans:
+        return [], doomed
+    built = histories({r.id: r for r in records}, [r.id for r in orphans])
+    rewrites = []
+    for r in orphans:
+        c = r.checkpoint
+        encoded = encode_history(built[r.id], tenant_id=c.tenant_id, session_id=c.session_id)
+        rewrites.append(attrs.evolve(r, record=encoded.text, depth=0, tag=new_tag()))
+    return rewrites, doomed
+
+
+def erase_plan(
+    records: Sequence[CheckpointRecord], user_id: str
+) -> tuple[int, list[CheckpointRecord]]:
+    """How many of a session's checkpoints held ``user_id``'s messages, and their rewrites.
+
+    Every such checkpoint gets a new tag; its record is rewritten with
+    :func:`threadline.erasure.redact_record` when its own messages hold the user's (else
+    kept as it is). Positions do not move, so every delta on a rewritten record stays valid.
+    A session none of whose records names the user is skipped without decoding (an item
+    leaves out its ``user_id`` only after a message of the same user in the same session).
+    """
+    if not any(user_id in r.record for r in records):
+        return 0, []
+    built = histories({r.id: r for r in records}, [r.id for r in records])
+    count, rewrites = 0, []
+    for r in records:
+        history = built[r.id]
+        if not any(m.user_id == user_id for m in history):
+            continue
+        count += 1
+        c = r.checkpoint
+        keep, _ = load_record(r.record)
+        encoded = redact_record(
+            history, keep, user_id, tenant_id=c.tenant_id, session_id=c.session_id, depth=r.depth
+        )
+        text = encoded.text if encoded is not None else r.record
+        rewrites.append(attrs.evolve(r, record=text, tag=new_tag()))
+    return count, rewrites
