@@ -14,7 +14,12 @@ from collections.abc import Iterator
 import pytest
 
 import threadline
-from threadline.errors import StoreError, StoreUnavailableError
+from threadline.errors import (
+    ConfigurationError,
+    StoreError,
+    StoreNotFoundError,
+    StoreUnavailableError,
+)
 from threadline_fsspec.backends import is_network_error, unavailable
 
 
@@ -69,6 +74,49 @@ async def test_a_server_that_goes_away_after_login_is_unavailable(vanishing_ftp:
     with pytest.raises(StoreUnavailableError, match=r"cannot reach ftp://") as raised:
         await threadline.connect(f"fsspec+ftp://127.0.0.1:{vanishing_ftp}/threadline")
     assert isinstance(raised.value, StoreError)
+
+
+@pytest.fixture
+def refusing_ftp() -> Iterator[int]:
+    """An FTP server that refuses every login (530)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(30)
+
+    def serve() -> None:
+        try:
+            conn, _ = server.accept()
+        except OSError:
+            return
+        with conn, conn.makefile("rb") as lines:
+            conn.sendall(b"220 threadline test server\r\n")
+            lines.readline()  # USER
+            conn.sendall(b"331 password please\r\n")
+            lines.readline()  # PASS
+            conn.sendall(b"530 Login incorrect.\r\n")
+            lines.readline()  # QUIT, or the client hangs up
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield int(server.getsockname()[1])
+    server.close()
+    thread.join(timeout=30)
+
+
+async def test_a_refused_login_is_a_configuration_error(refusing_ftp: int) -> None:
+    url = f"fsspec+ftp://reader:pw-secret@127.0.0.1:{refusing_ftp}/threadline"
+    with pytest.raises(ConfigurationError, match="530 Login incorrect") as raised:
+        await threadline.connect(url)
+    assert "pw-secret" not in str(raised.value) and "reader:***@" in str(raised.value)
+
+
+async def test_opening_without_create_meets_the_hang_up_with_a_typed_error(
+    vanishing_ftp: int,
+) -> None:
+    url = f"fsspec+ftp://127.0.0.1:{vanishing_ftp}/threadline"
+    with pytest.raises((StoreUnavailableError, StoreNotFoundError)):
+        await threadline.connect(url, create=False)
 
 
 def test_network_errors_are_told_apart_from_missing_files() -> None:

@@ -33,10 +33,11 @@ from threadline.errors import (
     PluginNotInstalledError,
     StoreNotFoundError,
     StoreUnavailableError,
+    ThreadlineError,
 )
 from threadline.ids import new_id
 from threadline.urls import StoreURL
-from threadline_fsspec.backends import Backend, FsspecBackend, LocalBackend
+from threadline_fsspec.backends import Backend, FsspecBackend, LocalBackend, is_network_error
 from threadline_fsspec.layout import FORMAT_FILE
 
 __all__ = ["FSSPEC_PROTOCOLS", "OBJECT_STORE_SCHEMES", "StoreOptions", "backend_from_url"]
@@ -167,10 +168,8 @@ def backend_from_url(url: StoreURL, *, create: bool = True) -> tuple[Backend, St
             ) from None
         except ValueError as exc:
             raise ConfigurationError(f"cannot open {url.redacted()}: {exc}") from None
-        except OSError as exc:  # connection refused, host unknown, timed out
-            raise StoreUnavailableError(
-                f"cannot reach {url.redacted()}: {type(exc).__name__}: {exc}"
-            ) from None
+        except Exception as exc:  # refused, unknown host, timed out; a login refused
+            raise _open_error(url, exc) from None
         if not str(root).strip("/"):
             raise ConfigurationError(
                 f"{scheme}:// needs a bucket or folder, e.g. {scheme}://bucket/prefix"
@@ -179,15 +178,27 @@ def backend_from_url(url: StoreURL, *, create: bool = True) -> tuple[Backend, St
     if not create:
         try:
             found = fs.exists(f"{root}/{FORMAT_FILE}")
-        except OSError as exc:
-            raise StoreUnavailableError(
-                f"cannot reach {url.redacted()}: {type(exc).__name__}: {exc}"
-            ) from None
+        except Exception as exc:
+            raise _open_error(url, exc) from None
         if not found:
             raise StoreNotFoundError(
                 f"no store at {url.redacted()}: it holds no {FORMAT_FILE} (nothing was created)"
             )
     return FsspecBackend(fs, root), options
+
+
+def _open_error(url: StoreURL, exc: Exception) -> ThreadlineError:
+    """The typed error for a file system that failed to open: :class:`StoreUnavailableError`
+    when it cannot be reached (any ``OSError`` or network error of its backend), else
+    :class:`ConfigurationError` (a refused login, an unknown option)."""
+    if isinstance(exc, ThreadlineError):
+        return exc
+    text = f"{type(exc).__name__}: {exc}"
+    if url.password:
+        text = text.replace(url.password, "***")
+    if isinstance(exc, OSError) or is_network_error(exc):
+        return StoreUnavailableError(f"cannot reach {url.redacted()}: {text}")
+    return ConfigurationError(f"cannot open {url.redacted()}: {text}")
 
 
 def _missing(path: str) -> str:
