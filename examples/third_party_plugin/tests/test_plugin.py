@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -126,4 +126,36 @@ async def test_redacted_checkpoints_and_a_set_updated_at_survive_a_restart(tmp_p
     assert await store.list_checkpoints(tenant, session_id=session.id) == checkpoints
     reopened = await store.get_session(tenant, session.id)
     assert reopened is not None and reopened.updated_at == then
+    await store.close()
+
+
+async def test_activity_survives_a_restart_and_old_logs_replay(tmp_path: Path) -> None:
+    """Checkpoint, API call and update records carry the moment they were written, which
+    replays into the session's ``updated_at``; records written before they did (no
+    ``updated_at``) replay as before and leave it alone."""
+    url = f"jsonl:///{tmp_path}/chat.jsonl"
+    old = datetime(2020, 1, 1, tzinfo=timezone.utc)
+    store = await threadline.connect(url)
+    tenant = new_id()
+    graph, older = [
+        await store.create_session(Session(tenant_id=tenant, created_at=old, updated_at=old))
+        for _ in range(2)
+    ]
+    checkpoint = await store.create_checkpoint(Checkpoint(tenant_id=tenant, session_id=graph.id))
+    active = await store.get_session(tenant, graph.id)
+    assert active is not None and active.updated_at > old
+    await store.close()
+    # A record as the previous version wrote it: a checkpoint without updated_at.
+    with (tmp_path / "chat.jsonl").open("a", encoding="utf-8") as log:
+        legacy = Checkpoint(tenant_id=tenant, session_id=older.id, node_id="legacy", version=1)
+        record = {"op": "checkpoint", "checkpoint": legacy.to_dict(), "shared": 0, "tail": []}
+        log.write(json.dumps(record) + "\n")
+    store = await threadline.connect(url)
+    assert await store.get_session(tenant, graph.id) == active
+    assert await store.get_checkpoint(tenant, checkpoint.id) == checkpoint
+    replayed = await store.get_session(tenant, older.id)
+    assert replayed is not None and replayed.updated_at == old
+    assert await store.get_checkpoint(tenant, legacy.id) == legacy
+    assert await store.delete_sessions_before(tenant, old + timedelta(seconds=1)) == 1
+    assert [s.id for s in await store.list_sessions(tenant)] == [graph.id]
     await store.close()

@@ -6,6 +6,7 @@ import asyncio
 import importlib.util
 import json
 import os
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -301,4 +302,40 @@ async def test_a_deletion_cut_short_leaves_nothing_for_a_new_session(root: Path)
     assert await store.get_messages(session.tenant_id, again.id) == []
     assert await store.list_checkpoints(session.tenant_id, session_id=again.id) == []
     assert (await store.save_message(_msg(again, "user", "new"))).seq == 1
+    await store.close()
+
+
+async def test_activity_without_messages_lives_in_head_json(root: Path) -> None:
+    """A graph session (checkpoints and API calls, no message yet) records its activity in
+    ``head.json``; another process reads it, and the first messages after it still get
+    seq 1 onwards and a correct window."""
+    old = datetime(2020, 1, 1, tzinfo=timezone.utc)
+    store = await threadline.connect(f"file://{root}")
+    session = await store.create_session(
+        Session(tenant_id=new_id(), created_at=old, updated_at=old)
+    )
+    t, s = session.tenant_id, session.id
+    sd = root / "tenants" / t / "sessions" / s
+    assert not (sd / "head.json").exists()
+    await store.create_checkpoint(Checkpoint(tenant_id=t, session_id=s, node_id="plan"))
+    head = json.loads((sd / "head.json").read_text())
+    assert set(head) == {"updated_at"}
+    assert json.loads((sd / "session.json").read_text())["updated_at"] == old.isoformat()
+
+    other = await threadline.connect(f"file://{root}")  # as another process would
+    seen = await other.get_session(t, s)
+    assert seen is not None and seen.updated_at > datetime.now(timezone.utc) - timedelta(1)
+    cutoff = datetime.now(timezone.utc) - timedelta(seconds=3)
+    assert await other.delete_sessions_before(t, cutoff, dry_run=True) == 0
+    await other.save_api_call(ApiCall(tenant_id=t, session_id=s, model="m", status="success"))
+    stored = await other.save_messages([_msg(session, "system", "be brief"),
+                                        _msg(session, "user", "hi")])  # fmt: skip
+    assert [m.seq for m in stored] == [1, 2]
+    assert {"start", "end", "systems", "updated_at"} <= set(
+        json.loads((sd / "head.json").read_text())
+    )
+    await store.create_checkpoint(Checkpoint(tenant_id=t, session_id=s, node_id="again"))
+    assert await store.load_window(t, s, 1) == stored  # the hint kept its segment fields
+    assert (await store.save_message(_msg(session, "assistant", "hello"))).seq == 3
+    await other.close()
     await store.close()

@@ -310,6 +310,55 @@ async def test_concurrent_batches_and_singles(store: threadline.Store) -> None:
             assert seqs == list(range(seqs[0], seqs[0] + 7))
 
 
+async def test_every_kind_of_session_write_at_once_touches_without_deadlock(
+    store: threadline.Store,
+) -> None:
+    """Appends, streaming flushes, interrupts, API calls and checkpoints of one session race.
+
+    Each moves the session's ``updated_at`` in its own statement or transaction, all
+    locking the session row first: none deadlocks or fails, and the last activity wins.
+    """
+    conv = await new_conversation(store, created_at=datetime(2020, 1, 1, tzinfo=timezone.utc))
+    t, s = conv.tenant_id, conv.id
+    streaming = [await conv.add("assistant", f"r{i}", status="streaming") for i in range(8)]
+    start = datetime.now(timezone.utc)
+
+    async def appends() -> None:
+        for i in range(10):
+            await conv.add("user", f"u{i}")
+
+    async def flushes(message: Message) -> None:
+        for i in range(5):
+            await store.update_message(attrs.evolve(message, content=f"{message.content} {i}"))
+
+    async def checkpoints() -> None:
+        parent = None
+        for _ in range(10):
+            parent = await store.create_checkpoint(
+                Checkpoint(tenant_id=t, session_id=s, parent_id=parent.id if parent else None)
+            )
+
+    async def calls() -> None:
+        for _ in range(10):
+            await store.save_api_call(ApiCall(tenant_id=t, session_id=s, model="m",
+                                              status="success"))  # fmt: skip
+
+    async def interrupts() -> None:
+        for _ in range(5):
+            await store.interrupt_streaming(t, s)
+
+    await asyncio.gather(
+        appends(), checkpoints(), calls(), interrupts(), *(flushes(m) for m in streaming)
+    )
+    session = await store.get_session(t, s)
+    assert session is not None and session.updated_at >= start
+    assert await store.count_messages(t, s) == 18
+    assert len(await store.list_checkpoints(t, session_id=s)) == 10
+    assert len(await store.list_api_calls(t, s)) == 10
+    await store.interrupt_streaming(t, s)
+    assert {m.status for m in (await conv.messages())[:8]} == {"interrupted"}
+
+
 async def test_agent_config_with_unknown_provider_id(store: threadline.Store) -> None:
     from threadline import AgentConfig, AgentRecord, NotFoundError
 
