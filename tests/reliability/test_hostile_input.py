@@ -1349,7 +1349,7 @@ async def test_cli_agents_add_broken_file(shared: Bench, tally: Tally, name: str
     )
     if result.exit_code != 0:
         tally.refused += 1
-        assert "Error" in result.output
+        assert result.output.startswith("error: ")
         after = await shared.handle.snapshot()
         tally.lost += int(after != before)
         assert after == before, describe_change(before, after)
