@@ -339,3 +339,27 @@ async def test_activity_without_messages_lives_in_head_json(root: Path) -> None:
     assert (await store.save_message(_msg(session, "assistant", "hello"))).seq == 3
     await other.close()
     await store.close()
+
+
+async def test_a_session_written_to_after_the_listing_is_not_pruned(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``delete_sessions_before`` lists, then deletes one by one: each deletion checks the
+    session is still idle under its lock, so a checkpoint written in between keeps it."""
+    old = datetime(2020, 1, 1, tzinfo=timezone.utc)
+    store = await threadline.connect(f"file://{root}")
+    [plugin] = store.plugins
+    assert isinstance(plugin, FsspecStore)
+    t = new_id()
+    busy, idle = [
+        await store.create_session(Session(tenant_id=t, created_at=old, updated_at=old))
+        for _ in range(2)
+    ]
+    stale = plugin._list_sessions(t, None, None, 10, 0)  # the listing, taken first
+    await store.create_checkpoint(Checkpoint(tenant_id=t, session_id=busy.id))  # then a write
+    monkeypatch.setattr(plugin, "_list_sessions", lambda *args: stale)
+    assert await store.delete_sessions_before(t, old + timedelta(seconds=1)) == 1
+    monkeypatch.undo()
+    assert [s.id for s in await store.list_sessions(t)] == [busy.id]
+    assert await store.get_session(t, idle.id) is None
+    await store.close()

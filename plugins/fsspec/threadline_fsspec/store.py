@@ -462,7 +462,13 @@ class FsspecStore:
     ) -> Session:
         return await self._run(self._set_session_updated_at, tenant_id, session_id, updated_at)
 
-    def _delete_session(self, tenant_id: str, session_id: str) -> bool:
+    def _delete_session(
+        self, tenant_id: str, session_id: str, idle_before: datetime | None = None
+    ) -> bool:
+        """Delete a session; with ``idle_before``, only if it is still idle under the lock.
+
+        (A writer may have touched it since the caller looked at its ``updated_at``.)
+        """
         sd = layout.session_dir(tenant_id, session_id)
         if self._session_doc(sd) is None:
             return False
@@ -470,6 +476,10 @@ class FsspecStore:
             with self._locked(f"{sd}/lock", "gone"):
                 if self._session_doc(sd) is None:
                     return False
+                if idle_before is not None:
+                    now = self._session(tenant_id, session_id)
+                    if now is None or now.updated_at >= idle_before:
+                        return False
                 self._delete_locked(sd, tenant_id, session_id)
         except NotFoundError:
             return False
@@ -1306,7 +1316,7 @@ class FsspecStore:
         gone = 0
         for session in self._list_sessions(tenant_id, user_id, None, 2**62, 0):
             if session.updated_at < before and (
-                dry_run or self._delete_session(tenant_id, session.id)
+                dry_run or self._delete_session(tenant_id, session.id, before)
             ):
                 gone += 1
         return gone
