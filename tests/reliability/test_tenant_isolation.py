@@ -705,9 +705,12 @@ async def cli_agents_add_file_into_a_tenant(b: Intruder) -> None:
 
 
 async def cli_chat_in_a_session(b: Intruder) -> None:
+    """A's session id looks to B exactly like an id nobody has; ``--new`` is refused too."""
     for sid in (b.w.sid, b.w.chat_session_id):
         result = await b.cli("chat", "--provider", "echo", "--session", sid, "B was here")
-        cli_failed(result, "ConflictError")
+        cli_failed(result, f"no session {sid} for this tenant")
+        result = await b.cli("chat", "--provider", "echo", "--session", sid, "--new", "B")
+        cli_failed(result, "cannot be used here")
 
 
 async def cli_chat_continue(b: Intruder) -> None:
