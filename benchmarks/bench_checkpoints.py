@@ -65,8 +65,8 @@ from _common import environment, percentile, print_table
 
 import threadline
 from threadline import Checkpoint, Message, Session
-from threadline.checkpoint_delta import SNAPSHOT_EVERY
 from threadline.ids import new_id
+from threadline.storekit.delta import SNAPSHOT_EVERY
 
 DEFAULT_POSTGRES = os.environ.get(
     "THREADLINE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"

@@ -56,7 +56,7 @@ from _common import environment, percentile, print_table
 import threadline
 from threadline import Message
 from threadline.ids import new_id
-from threadline.providers import ChatRequest, TextDelta
+from threadline.runtime.providers import ChatRequest, TextDelta
 from threadline_openai import OpenAIProvider
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,7 +19,7 @@ import os
 import time
 
 import threadline
-from threadline.providers import ChatRequest, Provider, StreamEnd, TextDelta, get_provider
+from threadline.runtime.providers import ChatRequest, Provider, StreamEnd, TextDelta, get_provider
 
 SESSION_ID = "019bda9f-9ffd-7a80-a9e5-88b05e81a7d4"
 DEMO_TENANT = "019bda9f-0000-7000-8000-000000000001"

@@ -14,7 +14,7 @@ import threadline
 from threadline import AgentBuilder, AgentConfig, AgentRecord, ConfigurationError
 from threadline.errors import StreamError
 from threadline.ids import new_id
-from threadline.providers import ChatRequest, EchoProvider, StreamEnd, TextDelta, Usage
+from threadline.runtime.providers import ChatRequest, EchoProvider, StreamEnd, TextDelta, Usage
 
 TENANT, USER = new_id(), new_id()
 

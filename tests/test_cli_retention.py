@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 import threadline
 from threadline import Checkpoint, Message, Session
-from threadline.cli_retention import (
+from threadline.cli.retention import (
     erase_user_command,
     parse_duration,
     prune_checkpoints_command,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from threadline import ConfigurationError, ConflictError, Message, Session, Store, hookimpl
-from threadline.dispatch import call_read, call_write
 from threadline.ids import new_id
 from threadline.plugins import new_plugin_manager
+from threadline.plugins.dispatch import call_read, call_write
 from threadline.storekit import ReferenceStore
 
 

@@ -241,7 +241,7 @@ async def test_default_ids_and_parallel_sessions_do_not_mix() -> None:
     s.edge(s.start, count).edge(count, s.finish)
     agent = GraphAgent(s, provider="echo")
     assert agent.agent_id == default_agent_id("counter") == default_agent_id("counter")
-    assert agent.tenant_id == threadline.agent.LOCAL_TENANT_ID
+    assert agent.tenant_id == threadline.runtime.agent.LOCAL_TENANT_ID
     assert await asyncio.gather(*(agent.run(i) for i in range(5))) == list(range(5))
 
 

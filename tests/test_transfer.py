@@ -16,9 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 import threadline
-from threadline.cli_transfer import copy_command, export_command, import_command
+from threadline.cli.transfer import copy_command, export_command, import_command
 from threadline.errors import ConflictError, StoreError
-from threadline.export_format import FORMAT_NAME, FORMAT_VERSION, ExportFormatError
 from threadline.ids import new_id
 from threadline.models import (
     AgentConfig,
@@ -34,6 +33,7 @@ from threadline.models import (
 )
 from threadline.store import Store
 from threadline.transfer import copy_store, export_records, import_records
+from threadline.transfer.format import FORMAT_NAME, FORMAT_VERSION, ExportFormatError
 
 TENANTS = (new_id(), new_id())
 USERS = (new_id(), new_id())

@@ -23,8 +23,8 @@ from threadline.errors import ProviderTimeoutError, RateLimitError, StreamError
 from threadline.graph import MAX_TOOL_ROUNDS as GRAPH_MAX_TOOL_ROUNDS
 from threadline.graph import GraphAgent, GraphContext, Persistency, Strategy
 from threadline.ids import new_id
-from threadline.providers import ChatRequest, StreamEnd, TextDelta, Usage
-from threadline.turn import MAX_TOOL_ROUNDS
+from threadline.runtime.providers import ChatRequest, StreamEnd, TextDelta, Usage
+from threadline.runtime.turn import MAX_TOOL_ROUNDS
 
 TENANT, USER = new_id(), new_id()
 PROMPT = "Be brief."
@@ -205,11 +205,11 @@ def turn(request: pytest.FixtureRequest) -> Driver:
 
 
 def test_the_limit_and_the_tool_runner_exist_once() -> None:
-    import threadline.agent
     import threadline.graph.context
+    import threadline.runtime.agent
 
     assert GRAPH_MAX_TOOL_ROUNDS is MAX_TOOL_ROUNDS
-    assert not hasattr(threadline.agent.Agent, "_run_tool")
+    assert not hasattr(threadline.runtime.agent.Agent, "_run_tool")
     assert not hasattr(threadline.graph.context.GraphContext, "_run_tool")
 
 

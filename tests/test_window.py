@@ -6,7 +6,7 @@ import pytest
 
 from threadline import Message, ToolCall, ValidationError
 from threadline.ids import new_id
-from threadline.window import select_window
+from threadline.storekit.window import select_window
 
 T, S = new_id(), new_id()
 
@@ -63,7 +63,7 @@ def test_window_size_is_checked(bad: object) -> None:
 
 
 def test_unanswered_calls_get_a_placeholder_for_the_request_only() -> None:
-    from threadline.window import OPEN_CALL_RESULT, answer_open_calls
+    from threadline.storekit.window import OPEN_CALL_RESULT, answer_open_calls
 
     two = msg("assistant", tool_calls=[ToolCall(id="a", name="f"), ToolCall(id="b", name="g")])
     log = [msg("user", "1"), two, msg("tool", "ra", tool_call_id="a"), msg("user", "2")]

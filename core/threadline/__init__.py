@@ -26,8 +26,6 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from threadline import hookspecs
-    from threadline.agent import Agent, AgentBuilder, PersistencePlugin, quick_agent
-    from threadline.context import PersistenceContext
     from threadline.hookspecs import hookimpl
     from threadline.ids import new_id
     from threadline.models import (
@@ -40,18 +38,20 @@ if TYPE_CHECKING:
         Session,
         ToolCall,
     )
+    from threadline.runtime.agent import Agent, AgentBuilder, PersistencePlugin, quick_agent
+    from threadline.runtime.context import PersistenceContext
+    from threadline.runtime.tools import Tool
     from threadline.store import Store, connect
-    from threadline.tools import Tool
     from threadline.urls import StoreURL
 
 # Everything but the errors loads on first use: `import threadline` stays cheap (attrs,
 # pluggy and importlib.metadata cost tens of milliseconds), and a name costs only when used.
 _LAZY = {
-    "Agent": "threadline.agent",
-    "AgentBuilder": "threadline.agent",
-    "PersistencePlugin": "threadline.agent",
-    "quick_agent": "threadline.agent",
-    "PersistenceContext": "threadline.context",
+    "Agent": "threadline.runtime.agent",
+    "AgentBuilder": "threadline.runtime.agent",
+    "PersistencePlugin": "threadline.runtime.agent",
+    "quick_agent": "threadline.runtime.agent",
+    "PersistenceContext": "threadline.runtime.context",
     "hookimpl": "threadline.hookspecs",
     "new_id": "threadline.ids",
     "AgentConfig": "threadline.models",
@@ -64,10 +64,10 @@ _LAZY = {
     "ToolCall": "threadline.models",
     "Store": "threadline.store",
     "connect": "threadline.store",
-    "Tool": "threadline.tools",
+    "Tool": "threadline.runtime.tools",
     "StoreURL": "threadline.urls",
 }
-_SUBMODULES = {"hookspecs", "graph", "testing", "providers", "window", "errors", "models"}
+_SUBMODULES = {"hookspecs", "graph", "testing", "runtime", "storekit", "errors", "models"}
 
 
 def __getattr__(name: str) -> object:

@@ -9,7 +9,7 @@ commands.
 *Persistence hooks* are the store contract. A store object implements them as
 methods decorated with :data:`threadline.hookimpl`, sync or ``async``. The
 runtime registers the stores a user configured on a store's own plugin manager
-and calls them with the dispatch rule of :mod:`threadline.dispatch`: writes are
+and calls them with the dispatch rule of :mod:`threadline.plugins.dispatch`: writes are
 awaited on every implementation in order and the first failure is raised; reads
 are awaited in order until one returns something other than ``None``.
 
@@ -66,7 +66,7 @@ def threadline_register_providers(register: Callable[..., None]) -> None:
     """Register model providers by name.
 
     Call ``register(name, factory, description=...)``. ``factory(**options)`` returns a
-    :class:`threadline.providers.Provider`.
+    :class:`threadline.runtime.providers.Provider`.
 
     :param register: the callback that records a provider name and its factory.
     """
@@ -271,7 +271,7 @@ def threadline_get_messages(
 def threadline_load_window(
     tenant_id: str, session_id: str, last_rounds: int | None
 ) -> Sequence[Message] | None:
-    """Read the sliding window of a session, as :func:`threadline.window.select_window` defines.
+    """Read the sliding window of a session (:func:`threadline.storekit.window.select_window`).
 
     Tier: derived (default: backwards ``read_messages`` pages, then the system messages).
 
@@ -420,7 +420,7 @@ def threadline_erase_user(tenant_id: str, user_id: str, dry_run: bool) -> Mappin
     Deletes the user's sessions with their messages, API calls and checkpoints. Rows
     carrying the ``user_id`` in *other* users' sessions of the tenant go as well:
 
-    - messages are redacted in place with :func:`threadline.erasure.redact`:
+    - messages are redacted in place with :func:`threadline.storekit.erasure.redact`:
       ``content`` ``""``, ``tool_calls`` ``()``, ``metadata`` ``{}``, ``name`` and
       ``user_id`` ``None``; ``id``, ``role``, ``seq``, ``status`` and ``tool_call_id``
       are kept, so seqs stay contiguous, counts stay true and a tool result still pairs
@@ -429,7 +429,7 @@ def threadline_erase_user(tenant_id: str, user_id: str, dry_run: bool) -> Mappin
     - checkpoint histories are redacted the same way: every checkpoint that held one
       of the user's messages reads back with the same history, the user's messages
       redacted (stores with incremental records rewrite only the records holding them,
-      see :func:`threadline.erasure.redact_record`). A checkpoint's ``input`` and
+      see :func:`threadline.storekit.erasure.redact_record`). A checkpoint's ``input`` and
       ``state`` are the run's own values and are left as they are.
 
     Everything happens in one transaction where the store has them. Other tenants, and

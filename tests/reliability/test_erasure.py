@@ -19,8 +19,8 @@ import attrs
 import pytest
 
 from threadline import ApiCall, Checkpoint, Message, Session, Store, ToolCall
-from threadline.erasure import redact
 from threadline.ids import new_id
+from threadline.storekit.erasure import redact
 
 from ._record import record
 from ._stores import KINDS, open_store

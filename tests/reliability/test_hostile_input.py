@@ -60,13 +60,13 @@ from threadline import (
     ToolCall,
     ValidationError,
 )
-from threadline.agent import AgentBuilder
 from threadline.cli import cli
 from threadline.errors import ProviderError
 from threadline.graph import GraphAgent, Persistency, Strategy
 from threadline.ids import new_id
 from threadline.models import trusted
-from threadline.providers import ChatRequest, StreamEnd, TextDelta
+from threadline.runtime.agent import AgentBuilder
+from threadline.runtime.providers import ChatRequest, StreamEnd, TextDelta
 from threadline_openai import OpenAIProvider
 
 from ._record import record

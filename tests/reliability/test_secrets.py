@@ -44,10 +44,10 @@ from threadline import (
     ProviderRecord,
     ThreadlineError,
 )
-from threadline.agent import AgentBuilder, PersistencePlugin
 from threadline.cli import cli
 from threadline.graph import GraphAgent, GraphContext, Persistency, Strategy
 from threadline.ids import new_id
+from threadline.runtime.agent import AgentBuilder, PersistencePlugin
 from threadline.urls import StoreURL
 from threadline_openai import OpenAIProvider
 
@@ -649,7 +649,7 @@ async def test_api_key_never_in_provider_errors(server: ModelServer, watch: Watc
         watch.see(f"{name}: provider", provider)
         for prompt in ("hello", *ECHO_PROMPTS):
             operations += 1
-            request = threadline.providers.ChatRequest(
+            request = threadline.runtime.providers.ChatRequest(
                 model="mock",
                 messages=[
                     threadline.Message(
@@ -694,11 +694,11 @@ def threadline_openai_policy() -> Any:
     return RetryPolicy(initial_delay=0, jitter=0)
 
 
-def one_request(prompt: str) -> threadline.providers.ChatRequest:
+def one_request(prompt: str) -> threadline.runtime.providers.ChatRequest:
     message = threadline.Message(
         session_id=new_id(), tenant_id=new_id(), role="user", content=prompt
     )
-    return threadline.providers.ChatRequest(model="mock", messages=[message])
+    return threadline.runtime.providers.ChatRequest(model="mock", messages=[message])
 
 
 async def test_api_key_never_in_tool_argument_errors(server: ModelServer, watch: Watch) -> None:

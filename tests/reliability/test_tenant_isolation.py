@@ -46,11 +46,11 @@ from threadline import (
     ThreadlineError,
     ToolCall,
 )
-from threadline.agent import AgentBuilder, PersistencePlugin
 from threadline.cli import cli
 from threadline.graph import GraphAgent, GraphContext, Persistency, Strategy
 from threadline.ids import new_id
-from threadline.providers import EchoProvider
+from threadline.runtime.agent import AgentBuilder, PersistencePlugin
+from threadline.runtime.providers import EchoProvider
 
 from ._record import record
 from ._stores import KINDS, StoreHandle, describe_change, open_store, tenant_view
@@ -719,9 +719,9 @@ async def cli_chat_continue(b: Intruder) -> None:
 
 def _checkpoints_group() -> Any:
     try:
-        from threadline.cli_checkpoints import checkpoints_group
+        from threadline.cli.checkpoints import checkpoints_group
     except ImportError:  # pragma: no cover - not in this tree yet
-        pytest.skip("threadline.cli_checkpoints is not available")
+        pytest.skip("threadline.cli.checkpoints is not available")
     return checkpoints_group
 
 

@@ -7,8 +7,8 @@
     result = await agent.run("hello", session_id=s)
 
 Ids: checkpoints and sessions are written as ``tenant_id`` (default
-:data:`~threadline.agent.LOCAL_TENANT_ID`, the fixed local tenant ``quick_agent`` uses),
-``user_id`` (default :data:`~threadline.agent.LOCAL_USER_ID`) and ``agent_id`` (default
+:data:`~threadline.runtime.agent.LOCAL_TENANT_ID`, the fixed local tenant ``quick_agent`` uses),
+``user_id`` (default :data:`~threadline.runtime.agent.LOCAL_USER_ID`) and ``agent_id`` (default
 :func:`default_agent_id` of the strategy's name, stable across processes). The provider
 is ``provider`` (an object or a registered name), else ``openai`` when
 ``OPENAI_API_KEY`` or ``OPENAI_BASE_URL`` is set, else ``echo``; the model is ``model``,
@@ -22,7 +22,6 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from threadline.agent import LOCAL_TENANT_ID, LOCAL_USER_ID
 from threadline.errors import ConfigurationError
 from threadline.graph.context import GraphContext, RunState
 from threadline.graph.features import Feature
@@ -33,8 +32,9 @@ from threadline.graph.storage import CheckpointScope
 from threadline.graph.strategy import Strategy
 from threadline.ids import IdLike, check_id, new_id, optional_id
 from threadline.models import ApiCall
-from threadline.providers import Provider, resolve_provider
-from threadline.tools import Tool, as_tools
+from threadline.runtime.agent import LOCAL_TENANT_ID, LOCAL_USER_ID
+from threadline.runtime.providers import Provider, resolve_provider
+from threadline.runtime.tools import Tool, as_tools
 
 __all__ = ["GraphAgent", "default_agent_id"]
 

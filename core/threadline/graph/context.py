@@ -17,9 +17,9 @@ from threadline.graph.storage import CheckpointScope
 from threadline.graph.strategy import Node
 from threadline.ids import new_id
 from threadline.models import ApiCall, Message, Role, ToolCall
-from threadline.streaming import BufferedReply
-from threadline.tools import Tool
-from threadline.turn import MAX_TOOL_ROUNDS, TurnSettings, answer_call, stream_turn
+from threadline.runtime.streaming import BufferedReply
+from threadline.runtime.tools import Tool
+from threadline.runtime.turn import MAX_TOOL_ROUNDS, TurnSettings, answer_call, stream_turn
 
 if TYPE_CHECKING:
     from threadline.graph.agent import GraphAgent
@@ -184,7 +184,7 @@ class GraphContext:
 
 
 class _RunTranscript:
-    """A node's :class:`~threadline.turn.Transcript`: messages join the run's history (its
+    """A node's :class:`~threadline.runtime.turn.Transcript`: messages join the run's history (its
     checkpoints persist them); API calls go to the store when Persistency has one."""
 
     def __init__(self, ctx: GraphContext) -> None:

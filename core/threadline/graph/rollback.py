@@ -28,7 +28,7 @@ import attrs
 
 from threadline.errors import ValidationError
 from threadline.models import Message, ToolCall
-from threadline.tools import Tool
+from threadline.runtime.tools import Tool
 
 __all__ = ["INVERSE_ATTRIBUTE", "Inverse", "UndoReport", "inverse_of"]
 

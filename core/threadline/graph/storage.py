@@ -23,9 +23,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
-from threadline import dispatch
 from threadline.errors import ConfigurationError, ConflictError
 from threadline.models import ApiCall, Checkpoint, Session
+from threadline.plugins import dispatch
 from threadline.store import Store, connect
 
 __all__ = [

@@ -3,7 +3,7 @@
 Each default is an ``async`` function taking the store's bound hooks
 (:class:`threadline.storekit.log.Hooks`) and the hook's arguments, and lists the hooks it
 needs. :class:`threadline.Store` binds a default to a stacked store that lacks its own
-implementation and has every hook the default needs (see :mod:`threadline.dispatch`).
+implementation and has every hook the default needs (see :mod:`threadline.plugins.dispatch`).
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from typing import Any
 
 import attrs
 
-from threadline.erasure import redact
 from threadline.errors import NotFoundError
 from threadline.ids import utcnow
 from threadline.models import Checkpoint, Message, Session
 from threadline.storekit import log
+from threadline.storekit.erasure import redact
 from threadline.storekit.log import Hooks
 from threadline.storekit.records import CheckpointRecord
-from threadline.window import orphaned_tool_results, window_start
+from threadline.storekit.window import orphaned_tool_results, window_start
 
 __all__ = ["DEFAULTS", "Default"]
 

@@ -1,11 +1,11 @@
 """The checkpoint log, written once over the record hooks of the required tier.
 
 A store keeps one :class:`~threadline.storekit.records.CheckpointRecord` per checkpoint:
-a snapshot of its history or a delta on its parent (:mod:`threadline.checkpoint_delta`
+a snapshot of its history or a delta on its parent (:mod:`threadline.storekit.delta`
 has the format and the snapshot rule). This module does the rest, for every store:
 
 * **writing** (:func:`create_checkpoint`): the parent's history comes from the store's
-  :class:`~threadline.checkpoint_delta.HistoryCache` when the write tag the store holds
+  :class:`~threadline.storekit.delta.HistoryCache` when the write tag the store holds
   for it is the cached one (the insert hook checks the tag and refuses a stale one),
   else from its chain; a retry of a stored id comes back, other content conflicts;
 * **reading** (:func:`checkpoint_of_chain`, :func:`histories`): a history is rebuilt from
@@ -25,7 +25,10 @@ from typing import Any, Protocol
 
 import attrs
 
-from threadline.checkpoint_delta import (
+from threadline.codec import dump_json
+from threadline.errors import ConflictError, NotFoundError, StoreError
+from threadline.models import Checkpoint, Message
+from threadline.storekit.delta import (
     SNAPSHOT_EVERY,
     HistoryCache,
     apply_record,
@@ -34,10 +37,7 @@ from threadline.checkpoint_delta import (
     new_tag,
     rebuild,
 )
-from threadline.codec import dump_json
-from threadline.erasure import redact_record
-from threadline.errors import ConflictError, NotFoundError, StoreError
-from threadline.models import Checkpoint, Message
+from threadline.storekit.erasure import redact_record
 from threadline.storekit.records import CheckpointRecord, StaleRecordError, id_conflict
 
 __all__ = [
@@ -52,7 +52,7 @@ __all__ = [
 
 
 class Hooks(Protocol):
-    """One store's hooks as the kit calls them (see :class:`threadline.dispatch.Binding`)."""
+    """One store's hooks as the kit calls them (:class:`threadline.plugins.dispatch.Binding`)."""
 
     state: dict[str, Any]
 
@@ -223,7 +223,7 @@ def erase_plan(
     """How many of a session's checkpoints held ``user_id``'s messages, and their rewrites.
 
     Every such checkpoint gets a new tag; its record is rewritten with
-    :func:`threadline.erasure.redact_record` when its own messages hold the user's (else
+    :func:`threadline.storekit.erasure.redact_record` when its own messages hold the user's (else
     kept as it is). Positions do not move, so every delta on a rewritten record stays valid.
     A session none of whose records names the user is skipped without decoding (an item
     leaves out its ``user_id`` only after a message of the same user in the same session).

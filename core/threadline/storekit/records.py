@@ -15,7 +15,7 @@ class CheckpointRecord:
     """A checkpoint as a store keeps it: its fields, and its history as one encoded record.
 
     ``checkpoint.history`` is empty; ``record`` is the history record of
-    :mod:`threadline.checkpoint_delta` (a snapshot, or a delta on ``checkpoint.parent_id``),
+    :mod:`threadline.storekit.delta` (a snapshot, or a delta on ``checkpoint.parent_id``),
     ``depth`` its links from the chain's snapshot and ``tag`` its write tag.
     """
 

@@ -25,9 +25,7 @@ from typing import Any, BinaryIO, TypeVar
 
 import attrs
 
-from threadline.checkpoint_delta import common_prefix
 from threadline.codec import dump_json
-from threadline.erasure import redact, redact_history
 from threadline.errors import (
     ConflictError,
     NotFoundError,
@@ -46,7 +44,9 @@ from threadline.models import (
     ProviderRecord,
     Session,
 )
-from threadline.window import window_start
+from threadline.storekit.delta import common_prefix
+from threadline.storekit.erasure import redact, redact_history
+from threadline.storekit.window import window_start
 
 if sys.platform != "win32":
     import fcntl
@@ -648,7 +648,7 @@ class JsonlStore:
     def _erase_elsewhere(self, tenant_id: str, user_id: str, dry_run: bool) -> dict[str, int]:
         """The user's rows in other users' sessions of the tenant, by one log rewrite.
 
-        Messages are redacted with ``threadline.erasure.redact`` (id, role, seq, status
+        Messages are redacted with ``threadline.storekit.erasure.redact`` (id, role, seq, status
         kept), in the message logs and in every checkpoint history holding one, and API
         calls deleted. The rewritten log holds the redacted histories, so no new record
         kind is needed and a reopened store replays exactly what this one now shows.

@@ -12,9 +12,9 @@ from _fsspec_support import write_old_format_checkpoints
 
 import threadline
 from threadline import Checkpoint, Message, Session, StoreError
-from threadline.erasure import redact
 from threadline.ids import new_id
 from threadline.models import Role
+from threadline.storekit.erasure import redact
 from threadline_fsspec import FsspecStore
 
 

@@ -27,9 +27,9 @@ from threadline import (
     Session,
     ToolCall,
 )
-from threadline.checkpoint_delta import SNAPSHOT_EVERY
 from threadline.ids import new_id
 from threadline.models import Role
+from threadline.storekit.delta import SNAPSHOT_EVERY
 from threadline_fsspec import FsspecStore
 
 

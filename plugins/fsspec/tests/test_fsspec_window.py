@@ -1,4 +1,4 @@
-"""The window read from files equals threadline.window.select_window, at the cost of the window."""
+"""The window read from files equals storekit.window.select_window, at the cost of the window."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import threadline
 from threadline import Message, Session, ToolCall
 from threadline.ids import new_id
-from threadline.window import select_window
+from threadline.storekit.window import select_window
 from threadline_fsspec import FsspecStore
 from threadline_fsspec.backends import FsspecBackend
 

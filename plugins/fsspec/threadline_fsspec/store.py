@@ -37,15 +37,6 @@ from typing import Any, TypeVar
 
 import attrs
 
-from threadline.checkpoint_delta import (
-    SNAPSHOT_EVERY,
-    HistoryCache,
-    apply_record,
-    encode_history,
-    load_record,
-    new_tag,
-)
-from threadline.erasure import redact, redact_history, redact_record
 from threadline.errors import (
     ConfigurationError,
     ConflictError,
@@ -66,7 +57,16 @@ from threadline.models import (
     ProviderRecord,
     Session,
 )
-from threadline.window import orphaned_tool_results, round_start
+from threadline.storekit.delta import (
+    SNAPSHOT_EVERY,
+    HistoryCache,
+    apply_record,
+    encode_history,
+    load_record,
+    new_tag,
+)
+from threadline.storekit.erasure import redact, redact_history, redact_record
+from threadline.storekit.window import orphaned_tool_results, round_start
 from threadline_fsspec import layout
 from threadline_fsspec.backends import Backend
 from threadline_fsspec.records import decode, encode, message_from_dict, parse_time
@@ -204,7 +204,7 @@ class FsspecStore:
         self.backend = backend
         self.lock_timeout = lock_timeout
         self.snapshot_every = SNAPSHOT_EVERY
-        """Longest chain of history records (see :mod:`threadline.checkpoint_delta`)."""
+        """Longest chain of history records (see :mod:`threadline.storekit.delta`)."""
         self._histories = HistoryCache()
         self.closed = False
         self._executor: ThreadPoolExecutor | None = (
@@ -1198,7 +1198,7 @@ class FsspecStore:
     ) -> tuple[int, int, int]:
         """Redact the user's messages in another user's session and delete their API calls.
 
-        Messages are redacted with :func:`threadline.erasure.redact` (id, role, seq, status
+        Messages are redacted with :func:`threadline.storekit.erasure.redact` (id, role, seq, status
         and tool_call_id stay); the ``calls/`` index entries of redacted tool calls are left
         (a stale entry only costs the window a scan). Checkpoint histories are redacted by
         :meth:`_redact_checkpoints`. Returns ``(messages redacted, API calls deleted,
@@ -1243,7 +1243,7 @@ class FsspecStore:
 
         Returns how many checkpoints held one. Each of them is rewritten (atomically, as
         prune does) with a new write tag, so that no cache serves its old history; its
-        history record is replaced by :func:`threadline.erasure.redact_record` (same
+        history record is replaced by :func:`threadline.storekit.erasure.redact_record` (same
         kind, ``keep``, base and depth, so every delta on it stays valid) only when its
         own messages hold the user's. Files are rewritten newest first, so a delta is
         rewritten before its base, and a rewritten delta names the ``user_id`` of its

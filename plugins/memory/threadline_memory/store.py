@@ -16,10 +16,7 @@ from typing import Any
 
 import attrs
 
-from threadline.checkpoint_delta import common_prefix
 from threadline.codec import dump_json
-from threadline.erasure import redact as redact_message
-from threadline.erasure import redact_history
 from threadline.errors import ConflictError, NotFoundError, ValidationError
 from threadline.hookspecs import hookimpl
 from threadline.ids import utcnow
@@ -32,7 +29,10 @@ from threadline.models import (
     ProviderRecord,
     Session,
 )
-from threadline.window import window_start
+from threadline.storekit.delta import common_prefix
+from threadline.storekit.erasure import redact as redact_message
+from threadline.storekit.erasure import redact_history
+from threadline.storekit.window import window_start
 
 
 def _unusable_id(kind: str, record_id: str) -> ConflictError:

@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 import pytest
 
-from threadline.providers import ChatRequest, StreamEnd, StreamEvent, TextDelta
+from threadline.runtime.providers import ChatRequest, StreamEnd, StreamEvent, TextDelta
 
 PAUSE = 0.02  # between two TCP writes, so the client reads them separately
 

@@ -24,7 +24,7 @@ from threadline.errors import (
     StreamError,
 )
 from threadline.models import Message, ToolCall
-from threadline.providers import ChatRequest, StreamEnd, ToolSpec, Usage
+from threadline.runtime.providers import ChatRequest, StreamEnd, ToolSpec, Usage
 from threadline_openai import OpenAIProvider, RetryPolicy
 from threadline_openai.sse import DEFAULT_MAX_EVENT_SIZE
 
@@ -831,7 +831,7 @@ def test_one_provider_across_two_event_loops(
 
 
 async def test_satisfies_the_provider_protocol(server: Any) -> None:
-    from threadline.providers import Provider
+    from threadline.runtime.providers import Provider
 
     async with OpenAIProvider(base_url=server.base_url) as p:
         assert isinstance(p, Provider)

@@ -23,7 +23,7 @@ from threadline.errors import (
     ValidationError,
 )
 from threadline.models import Message, ToolCall
-from threadline.providers import ChatRequest, ToolSpec, Usage
+from threadline.runtime.providers import ChatRequest, ToolSpec, Usage
 from threadline_openai import OpenAIProvider, plugin
 from threadline_openai.chunks import ChunkAccumulator
 from threadline_openai.config import display_url, resolve_api_key, resolve_base_url

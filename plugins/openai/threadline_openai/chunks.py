@@ -17,7 +17,7 @@ import attrs
 
 from threadline.errors import StreamError
 from threadline.models import ToolCall
-from threadline.providers import StreamEnd, Usage
+from threadline.runtime.providers import StreamEnd, Usage
 
 __all__ = ["ChunkAccumulator", "completion_to_chunk", "parse_usage"]
 

@@ -1,4 +1,4 @@
-"""Conversion of a threadline :class:`~threadline.providers.ChatRequest` to a chat completions body.
+"""A threadline :class:`~threadline.runtime.providers.ChatRequest` as a chat completions body.
 
 Messages keep their roles; an assistant message's tool calls become OpenAI
 ``tool_calls`` with JSON-string arguments, and a tool result becomes a ``tool`` message
@@ -13,7 +13,7 @@ from typing import Any
 
 from threadline.errors import ValidationError
 from threadline.models import Message, ToolCall
-from threadline.providers import ChatRequest, ToolSpec
+from threadline.runtime.providers import ChatRequest, ToolSpec
 
 __all__ = ["build_payload", "message_to_openai", "tool_call_to_openai", "tool_to_openai"]
 

@@ -26,7 +26,7 @@ import httpx
 import tenacity
 
 from threadline.errors import ConfigurationError, ProviderError, ProviderTimeoutError, StreamError
-from threadline.providers import ChatRequest, StreamEvent, TextDelta
+from threadline.runtime.providers import ChatRequest, StreamEvent, TextDelta
 from threadline_openai.chunks import ChunkAccumulator, completion_to_chunk
 from threadline_openai.config import (
     API_KEY_ENV,

@@ -14,10 +14,10 @@ import pytest_asyncio
 
 import threadline
 from threadline import ApiCall, Checkpoint, Message, Session, ToolCall
-from threadline.checkpoint_delta import SNAPSHOT_EVERY
 from threadline.ids import new_id
+from threadline.storekit.delta import SNAPSHOT_EVERY
+from threadline.storekit.window import select_window
 from threadline.testing._support import Conversation, new_conversation
-from threadline.window import select_window
 from threadline_postgres import PostgresStore
 from threadline_postgres.codec import dump_jsonb
 

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from threadline.checkpoint_delta import EncodedHistory, apply_record
 from threadline.errors import StoreError, ValidationError
 from threadline.models import (
     AgentRecord,
@@ -25,6 +24,7 @@ from threadline.models import (
     ToolCall,
     trusted,
 )
+from threadline.storekit.delta import EncodedHistory, apply_record
 from threadline_postgres.codec import (
     decode_opt,
     decode_text,

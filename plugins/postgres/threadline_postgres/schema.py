@@ -21,7 +21,7 @@ Design notes:
 * ``entity_message.call_ids`` lists the tool-call ids a message made, with a GIN index,
   so the window can find the call of a tool result that falls outside it.
 * Checkpoint histories are stored incrementally (``0002_incremental_checkpoints``):
-  ``history_delta`` holds a record of :mod:`threadline.checkpoint_delta`, a delta on
+  ``history_delta`` holds a record of :mod:`threadline.storekit.delta`, a delta on
   ``history_base`` (the parent) or a snapshot (``history_base`` is ``NULL``), with
   ``chain_depth`` its distance from the snapshot and ``history_tag`` its write tag; so
   restoring one reads a bounded chain. Rows written before it hold a JSON array of the

@@ -31,15 +31,6 @@ from typing import Any, TypeVar
 import asyncpg
 import attrs
 
-from threadline.checkpoint_delta import (
-    SNAPSHOT_EVERY,
-    EncodedHistory,
-    HistoryCache,
-    encode_history,
-    load_record,
-    new_tag,
-)
-from threadline.erasure import redact_record
 from threadline.errors import (
     ConflictError,
     NotFoundError,
@@ -58,7 +49,16 @@ from threadline.models import (
     Session,
     trusted,
 )
-from threadline.window import orphaned_tool_results
+from threadline.storekit.delta import (
+    SNAPSHOT_EVERY,
+    EncodedHistory,
+    HistoryCache,
+    encode_history,
+    load_record,
+    new_tag,
+)
+from threadline.storekit.erasure import redact_record
+from threadline.storekit.window import orphaned_tool_results
 from threadline_postgres import schema
 from threadline_postgres.codec import (
     dump_jsonb,
@@ -139,7 +139,7 @@ class PostgresStore:
         self._acquire_timeout = config.acquire_timeout
         self._histories = HistoryCache()
         self.snapshot_every = SNAPSHOT_EVERY
-        """Longest chain of history records (see :mod:`threadline.checkpoint_delta`)."""
+        """Longest chain of history records (see :mod:`threadline.storekit.delta`)."""
         self.closed = False
 
     def __repr__(self) -> str:
@@ -481,7 +481,7 @@ class PostgresStore:
     async def threadline_load_window(
         self, tenant_id: str, session_id: str, last_rounds: int | None
     ) -> list[Message]:
-        """The window of :func:`threadline.window.select_window`, read from indexes.
+        """The window of :func:`threadline.storekit.window.select_window`, read from indexes.
 
         One statement finds where the last rounds start (partial index on user turns)
         and returns the system messages before it and everything after it. Only when a
@@ -576,7 +576,7 @@ class PostgresStore:
     async def threadline_create_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint:
         """Bump the session's version counter and insert, in one transaction.
 
-        The history is stored as a record of :mod:`threadline.checkpoint_delta`: a delta
+        The history is stored as a record of :mod:`threadline.storekit.delta`: a delta
         on the parent (found against the parent's history from the cache when the parent
         row's write tag confirms it, else rebuilt from its chain in the transaction) or a
         snapshot. A stored id is an idempotent retry when everything but the version
@@ -753,7 +753,7 @@ class PostgresStore:
 
         Their messages in other users' sessions are redacted in place and their API calls
         there deleted; checkpoint records of those sessions holding their messages are
-        rewritten with :func:`threadline.erasure.redact_record`, each with a new write tag.
+        rewritten with :func:`threadline.storekit.erasure.redact_record`, each with a new write tag.
         """
         t = self.sql.tables
         S, C = t["entity_session"], t["entity_checkpoint"]
@@ -790,7 +790,7 @@ class PostgresStore:
                 counts["checkpoints_redacted"] += found
                 rewrites += records
             # The user's rows in other users' sessions of the tenant: messages redacted in
-            # place (seq, role, status kept, as threadline.erasure.redact), API calls deleted.
+            # place (seq, role, status kept: storekit.erasure.redact), API calls deleted.
             elsewhere = self.sql.user_rows_elsewhere
             if dry_run:
                 counts["messages_redacted"] = await conn.fetchval(

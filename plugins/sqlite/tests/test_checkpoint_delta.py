@@ -1,4 +1,4 @@
-"""The shared codec of incremental checkpoint histories (threadline.checkpoint_delta).
+"""The shared codec of incremental checkpoint histories (threadline.storekit.delta).
 
 It lives in the core; it is tested here, beside its first user, directly (no store).
 """
@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from threadline import checkpoint_delta as cd
 from threadline.errors import StoreError, ValidationError
 from threadline.ids import new_id
 from threadline.models import Message, ToolCall
+from threadline.storekit import delta as cd
 
 T, S, U, A = new_id(), new_id(), new_id(), new_id()
 IDS = {"tenant_id": T, "session_id": S}

@@ -13,8 +13,8 @@ from _sqlite_support import integrity_ok, query, write_legacy_checkpoint
 
 import threadline
 from threadline import Checkpoint, ConflictError, Message, Session, ToolCall
-from threadline.checkpoint_delta import SNAPSHOT_EVERY
 from threadline.ids import new_id
+from threadline.storekit.delta import SNAPSHOT_EVERY
 from threadline_sqlite import SQLiteStore, rows
 from threadline_sqlite import store as store_module
 

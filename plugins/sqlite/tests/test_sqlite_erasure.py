@@ -12,8 +12,8 @@ from _sqlite_support import integrity_ok, query, write_legacy_checkpoint
 
 import threadline
 from threadline import Checkpoint, Message, Session
-from threadline.erasure import redact
 from threadline.ids import new_id
+from threadline.storekit.erasure import redact
 from threadline_sqlite import SQLiteStore
 from threadline_sqlite import store as store_module
 

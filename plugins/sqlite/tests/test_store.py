@@ -25,7 +25,7 @@ from threadline import (
     ToolCall,
 )
 from threadline.ids import new_id
-from threadline.window import select_window
+from threadline.storekit.window import select_window
 from threadline_sqlite import SQLiteStore
 from threadline_sqlite import store as store_module
 

@@ -17,7 +17,7 @@ exactly and sort correctly; JSON columns are TEXT.
 
 ``0002_incremental_checkpoints`` makes checkpoint histories incremental: the
 ``history`` column of a new checkpoint holds a record of
-:mod:`threadline.checkpoint_delta` (a JSON object: a snapshot, or a delta on the
+:mod:`threadline.storekit.delta` (a JSON object: a snapshot, or a delta on the
 parent), ``history_depth`` its distance from the chain's snapshot and ``history_tag``
 its write tag. Rows written before it keep their full history (a JSON array) with
 both new columns ``NULL``; they read as before and act as snapshots.

@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from threadline.checkpoint_delta import rebuild
 from threadline.codec import dump_json, dump_tool_calls, load_tool_calls
 from threadline.errors import StoreError
 from threadline.models import (
@@ -31,6 +30,7 @@ from threadline.models import (
     ToolCall,
     trusted,
 )
+from threadline.storekit.delta import rebuild
 
 __all__ = [
     "AGENT_COLUMNS",
@@ -264,7 +264,7 @@ CHECKPOINT_COLUMNS = (
     "history, state, properties, tombstone, created_at, history_depth, history_tag"
 )
 """Column order of :func:`checkpoint_row`; ``history`` is a record of
-:mod:`threadline.checkpoint_delta` (or, in rows older than migration 0002, the whole
+:mod:`threadline.storekit.delta` (or, in rows older than migration 0002, the whole
 history as a JSON array, with ``history_depth`` and ``history_tag`` ``NULL``)."""
 
 

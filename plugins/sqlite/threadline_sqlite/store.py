@@ -24,7 +24,7 @@ Design, and why:
   ``entity_message_tool_call`` finds the call of a tool result that would be
   orphaned. The cost depends on the window, not on the session's length.
 * **Incremental checkpoints.** A checkpoint's history is stored as a record of
-  :mod:`threadline.checkpoint_delta`: a delta on its parent (the messages after those
+  :mod:`threadline.storekit.delta`: a delta on its parent (the messages after those
   it keeps), or a snapshot at least every ``snapshot_every`` records of a chain.
   Writing one costs the same at step 200 as at step 1: the parent's history comes from
   an in-process cache checked against the parent row's write tag. Restoring one reads
@@ -58,17 +58,6 @@ from typing import Any, TypeVar
 
 import attrs
 
-from threadline.checkpoint_delta import (
-    SNAPSHOT_EVERY,
-    EncodedHistory,
-    HistoryCache,
-    apply_record,
-    encode_history,
-    load_record,
-    new_tag,
-    rebuild,
-)
-from threadline.erasure import redact, redact_record
 from threadline.errors import ConflictError, NotFoundError, StoreError, ValidationError
 from threadline.hookspecs import hookimpl
 from threadline.models import (
@@ -80,7 +69,18 @@ from threadline.models import (
     Session,
     trusted,
 )
-from threadline.window import orphaned_tool_results
+from threadline.storekit.delta import (
+    SNAPSHOT_EVERY,
+    EncodedHistory,
+    HistoryCache,
+    apply_record,
+    encode_history,
+    load_record,
+    new_tag,
+    rebuild,
+)
+from threadline.storekit.erasure import redact, redact_record
+from threadline.storekit.window import orphaned_tool_results
 from threadline_sqlite import migrations
 from threadline_sqlite.options import SQLiteOptions
 from threadline_sqlite.rows import (
@@ -245,7 +245,7 @@ WHERE session_id = :session AND tenant_id = :tenant AND seq >= (SELECT seq FROM 
 ORDER BY seq
 """
 # For each orphaned call id the nearest call before the window (max seq), then the
-# earliest of those: where threadline.window.window_start moves the window's start.
+# earliest of those: where threadline.storekit.window.window_start moves the window's start.
 _NEAREST_CALLERS = (
     "SELECT min(caller) FROM (SELECT max(seq) AS caller FROM entity_message_tool_call "
     "WHERE session_id = ? AND seq < ? AND call_id IN ({marks}) GROUP BY call_id)"
@@ -301,7 +301,7 @@ _CHECKPOINTS_OF_TENANT = (
 # A checkpoint and the records its history is rebuilt from, in one statement: itself,
 # then its parent, and so on while the row just read is a delta (history_depth > 0; a
 # snapshot has 0 and a row older than migration 0002 NULL). Each step is a primary-key
-# lookup; threadline.checkpoint_delta bounds the chain to SNAPSHOT_EVERY rows. Rows come
+# lookup; threadline.storekit.delta bounds the chain to SNAPSHOT_EVERY rows. Rows come
 # with their distance n first and are put in order by _chain (an ORDER BY would copy
 # every row, snapshot included, into a temporary b-tree first).
 _CHAIN = f"""
@@ -588,7 +588,7 @@ def _grow_window(
 ) -> list[Message]:
     """Move the window's start back until no tool result in it lacks its call.
 
-    Mirrors :func:`threadline.window.window_start` with index lookups: for each orphaned
+    Mirrors :func:`threadline.storekit.window.window_start` with index lookups: for each orphaned
     id the nearest earlier message that called it (``entity_message_tool_call``), the
     earliest of those, then the user message that starts its round.
     """
@@ -1025,9 +1025,9 @@ def _redact_checkpoints(connection: Connection, tenant_id: str, user_id: str, dr
 
     Every checkpoint whose history held the user's messages gets a new write tag, and
     every record whose own messages held them is rewritten with
-    :func:`threadline.erasure.redact_record` (same kind, ``keep`` and depth; a full
+    :func:`threadline.storekit.erasure.redact_record` (same kind, ``keep`` and depth; a full
     history from before migration 0002 becomes a snapshot record). The new tags make
-    every :class:`~threadline.checkpoint_delta.HistoryCache`, in this process or another,
+    every :class:`~threadline.storekit.delta.HistoryCache`, in this process or another,
     miss on these checkpoints: a delta whose own record is unchanged has a redacted
     history too, and a cached unredacted one would give a child written on it a wrong
     ``keep``.
@@ -1237,7 +1237,7 @@ class SQLiteStore:
         self._read = self._writer.submit
         self._histories = HistoryCache()
         self.snapshot_every = SNAPSHOT_EVERY
-        """Longest chain of history records (see :mod:`threadline.checkpoint_delta`)."""
+        """Longest chain of history records (see :mod:`threadline.storekit.delta`)."""
         self._finalizer = weakref.finalize(self, _stop, self._writer)
 
     @classmethod

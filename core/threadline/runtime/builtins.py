@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from threadline.hookspecs import hookimpl
-from threadline.providers import EchoProvider
+from threadline.runtime.providers import EchoProvider
 
 
 @hookimpl

@@ -12,7 +12,7 @@ from typing import IO
 
 import click
 
-from threadline.cli_options import print_json, print_table, store_option, store_url
+from threadline.cli.options import print_json, print_table, store_option, store_url
 from threadline.store import Store
 from threadline.transfer import (
     DEFAULT_BATCH_SIZE,
@@ -137,7 +137,7 @@ def copy_command(
     are checked, never duplicated. SRC must exist; DST is created if needed. Exits with
     1 if the verification fails.
     """
-    from threadline.cli import run
+    from threadline.cli.app import run
     from threadline.store import connect
     from threadline.transfer import copy_store, count_source_messages
 
@@ -228,7 +228,7 @@ def export_command(
     store must exist. OUTPUT is written only when the export succeeds (a failed export
     leaves no file and an existing OUTPUT untouched).
     """
-    from threadline.cli import run
+    from threadline.cli.app import run
     from threadline.store import connect
     from threadline.transfer import export_records
 
@@ -300,7 +300,7 @@ def import_command(
     shows a threadline export. A file without its footer (cut short) is imported up to
     its last whole record and exits with 1.
     """
-    from threadline.cli import CommandError, run
+    from threadline.cli.app import CommandError, run
     from threadline.errors import ThreadlineError
     from threadline.store import connect
     from threadline.transfer import import_records
@@ -351,8 +351,8 @@ def _header_first(lines: Iterable[str]) -> tuple[list[str], Iterator[str]]:
 
     :raises ExportFormatError: the input is not UTF-8 text or does not start with a header.
     """
-    from threadline.export_format import ExportFormatError, Header, parse_line
     from threadline.transfer import utf8_lines
+    from threadline.transfer.format import ExportFormatError, Header, parse_line
 
     rest = utf8_lines(lines)
     head: list[str] = []

@@ -4,44 +4,24 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import click
 
-from threadline.cli_options import (
+from threadline.cli.app import with_store
+from threadline.cli.options import (
     json_option,
     print_json,
     print_table,
     store_option,
-    store_url,
     tenant_options,
 )
 from threadline.models import AgentConfig
 from threadline.store import Store
 
 T = TypeVar("T")
-
-
-def with_store(url: str | None, work: Callable[[Store], Awaitable[T]], *, create: bool) -> T:
-    """Open the store, run ``work`` on it, close it; errors become clean CLI errors.
-
-    ``create=False`` (reading and deleting commands) never creates a store: one that does
-    not exist is a :class:`~threadline.errors.StoreNotFoundError` naming the URL.
-    """
-    from threadline.cli import run
-    from threadline.store import connect
-
-    async def go() -> T:
-        store = await connect(store_url(url, create=create), create=create)
-        try:
-            return await work(store)
-        finally:
-            await store.close()
-
-    return run(go())
 
 
 @click.group(name="sessions")

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 
 import click
 
-from threadline.cli_options import store_option, store_url, tenant_options
+from threadline.cli.options import store_option, store_url, tenant_options
 
 
 @click.command(name="chat")
@@ -44,8 +44,8 @@ def chat_command(
     A new session starts unless --session ID (an existing one) or -c (the latest) says
     which to continue; --session ID --new starts one with that id.
     """
-    from threadline.agent import AgentBuilder
-    from threadline.cli import run
+    from threadline.cli.app import run
+    from threadline.runtime.agent import AgentBuilder
     from threadline.store import connect
 
     if continue_ and (session_id is not None or new):

@@ -9,7 +9,7 @@ Per turn: the user message is written while the request goes out and is durable 
 the first token reaches the caller; the reply is written at its first token, flushed
 while it streams, and finished with its status however the stream ends (complete,
 error, cancelled); one :class:`~threadline.models.ApiCall` records each request. The
-turn itself (requests, tool rounds, ApiCall statuses) is :mod:`threadline.turn`, shared
+turn itself (requests, tool rounds, ApiCall statuses) is :mod:`threadline.runtime.turn`, shared
 with graph nodes; here its messages go to the store. All state of a turn lives in the
 call, so one agent serves many sessions at once.
 """
@@ -30,12 +30,12 @@ import attrs
 from threadline.errors import ConfigurationError, ConflictError, ValidationError
 from threadline.ids import IdLike, check_id, new_id, optional_id
 from threadline.models import AgentConfig, ApiCall, Message, Role, Session
-from threadline.providers import Provider, resolve_provider
+from threadline.runtime.providers import Provider, resolve_provider
+from threadline.runtime.streaming import ReplyRecorder
+from threadline.runtime.tools import Tool, as_tools
+from threadline.runtime.turn import TurnSettings, stream_turn
 from threadline.store import Store, connect
-from threadline.streaming import ReplyRecorder
-from threadline.tools import Tool, as_tools
-from threadline.turn import TurnSettings, stream_turn
-from threadline.window import check_rounds, select_window
+from threadline.storekit.window import check_rounds, select_window
 
 __all__ = [
     "LOCAL_AGENT_ID",
@@ -313,7 +313,7 @@ class Agent:
 
 
 class _StoreTranscript:
-    """A chat turn's :class:`~threadline.turn.Transcript`: every message goes to the store."""
+    """A chat turn's :class:`~threadline.runtime.turn.Transcript`: every message to the store."""
 
     def __init__(self, agent: Agent, session_id: str, history: list[Message]) -> None:
         self.agent = agent

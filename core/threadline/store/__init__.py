@@ -3,7 +3,7 @@
 ``await threadline.connect(url)`` opens the store registered for the URL's scheme
 and wraps it in a :class:`Store`. A Store owns its own plugin manager, so only the
 stores a user configured receive traffic; :meth:`Store.add` stacks more (an audit
-sink, agent configs from files). Calls go through :mod:`threadline.dispatch`.
+sink, agent configs from files). Calls go through :mod:`threadline.plugins.dispatch`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Any
 
 import pluggy
 
-from threadline import dispatch
 from threadline.errors import ConfigurationError, PluginNotInstalledError, ValidationError
 from threadline.hookspecs import DERIVED_HOOKS
 from threadline.ids import IdLike, check_id, optional_id
@@ -31,9 +30,9 @@ from threadline.models import (
     check_text,
     check_utc,
 )
-from threadline.plugins import LOAD_PLUGINS_ENV, new_plugin_manager, store_registry
+from threadline.plugins import LOAD_PLUGINS_ENV, dispatch, new_plugin_manager, store_registry
+from threadline.storekit.window import check_rounds
 from threadline.urls import StoreURL
-from threadline.window import check_rounds
 
 __all__ = ["Store", "connect"]
 
@@ -103,7 +102,7 @@ class Store:
 
     def _participants(self, hook: str) -> list[dispatch.Call]:
         """Who takes part in ``hook``: its implementations, and for a derived hook the core
-        default bound to each store without one (the rule of :mod:`threadline.dispatch`)."""
+        default bound to each store without one (the rule of :mod:`threadline.plugins.dispatch`)."""
         calls = self._calls.get(hook)
         if calls is None:
             if hook in DERIVED_HOOKS:
@@ -271,7 +270,7 @@ class Store:
     async def load_window(
         self, tenant_id: IdLike, session_id: IdLike, last_rounds: int | None = None
     ) -> list[Message]:
-        """System messages plus the last ``last_rounds`` rounds (see :mod:`threadline.window`)."""
+        """System messages plus the last ``last_rounds`` rounds (see storekit.window)."""
         result = await self._read(
             "threadline_load_window",
             tenant_id=check_id(tenant_id, "tenant_id"),
@@ -369,7 +368,7 @@ class Store:
 
         The user's messages in other users' sessions, and in those sessions' checkpoint
         histories, are redacted in place (seq, role and status kept,
-        :func:`threadline.erasure.redact`) and their API calls there deleted (see
+        :func:`threadline.storekit.erasure.redact`) and their API calls there deleted (see
         :func:`threadline.hookspecs.threadline_erase_user`). Returns how many
         ``sessions``, ``messages``, ``messages_redacted``, ``api_calls``, ``checkpoints``
         and ``checkpoints_redacted`` went (with ``dry_run=True``: would go, and nothing

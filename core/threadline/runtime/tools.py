@@ -20,7 +20,7 @@ import attrs
 
 from threadline.errors import ValidationError
 from threadline.models import ToolCall
-from threadline.providers import ToolSpec
+from threadline.runtime.providers import ToolSpec
 
 __all__ = ["Tool", "ToolOutcome", "as_tools", "run_tool"]
 

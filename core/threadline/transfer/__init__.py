@@ -23,7 +23,9 @@ from typing import Any, Protocol
 import attrs
 
 from threadline.errors import ConflictError, NotFoundError, StoreError, ValidationError
-from threadline.export_format import (
+from threadline.models import AgentConfig, ApiCall, Checkpoint, Message, ProviderRecord, Session
+from threadline.store import Store
+from threadline.transfer.format import (
     RECORD_TYPES,
     ExportFormatError,
     Footer,
@@ -35,8 +37,6 @@ from threadline.export_format import (
     encode_record,
     parse_line,
 )
-from threadline.models import AgentConfig, ApiCall, Checkpoint, Message, ProviderRecord, Session
-from threadline.store import Store
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -756,7 +756,7 @@ async def import_records(
 
     Lines are read one at a time and messages written in batches of ``batch_size``.
     Idempotent like :func:`copy_store`: rows already stored are checked, not duplicated.
-    Raises :class:`~threadline.export_format.ExportFormatError` for a file that does not
+    Raises :class:`~threadline.transfer.format.ExportFormatError` for a file that does not
     start with a header of a supported version or holds an invalid line. A file cut
     short (no footer; a last line without its newline is taken as cut) is imported up
     to its last whole record and reported with ``complete`` False.

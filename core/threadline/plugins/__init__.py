@@ -45,7 +45,7 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "threadline"
 LOAD_PLUGINS_ENV = "THREADLINE_LOAD_PLUGINS"
-BUILTIN_PLUGINS = ("threadline.builtins",)
+BUILTIN_PLUGINS = ("threadline.runtime.builtins",)
 
 StoreFactory = Callable[..., Awaitable[object]]
 

@@ -10,7 +10,7 @@ Checkpoint histories hold copies of messages, so they are redacted the same way:
 checkpoint of another user's run that held the erased user's messages restores to the
 same history with those messages redacted, exactly as the session's message table
 shows them. Stores that keep histories as incremental records
-(:mod:`threadline.checkpoint_delta`) rewrite only the records holding such messages,
+(:mod:`threadline.storekit.delta`) rewrite only the records holding such messages,
 with :func:`redact_record`; positions do not move, so every delta on a rewritten record
 stays valid.
 """
@@ -21,8 +21,8 @@ from collections.abc import Sequence
 
 import attrs
 
-from threadline.checkpoint_delta import EncodedHistory, encode_items, encoded_record
 from threadline.models import Message
+from threadline.storekit.delta import EncodedHistory, encode_items, encoded_record
 
 __all__ = ["redact", "redact_history", "redact_record"]
 

@@ -6,7 +6,7 @@ the background, and writes the final content and status however the stream ends.
 process killed mid-reply so loses at most one interval of text; the row it left
 ``streaming`` becomes ``interrupted`` when the session is next opened. A
 :class:`BufferedReply` only collects the text (a graph run's history is persisted by its
-checkpoints instead); both are a :class:`ReplyWriter` for :mod:`threadline.turn`.
+checkpoints instead); both are a :class:`ReplyWriter` for :mod:`threadline.runtime.turn`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import attrs
 
 from threadline.models import ApiCall, ApiCallStatus, Message, MessageStatus, ToolCall
-from threadline.providers import Usage
+from threadline.runtime.providers import Usage
 from threadline.store import Store
 
 __all__ = ["BufferedReply", "ReplyRecorder", "ReplyWriter", "RequestTimer"]

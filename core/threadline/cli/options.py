@@ -34,7 +34,7 @@ def store_option(f: F) -> F:
 
 
 def tenant_options(f: F) -> F:
-    from threadline.agent import LOCAL_TENANT_ID, LOCAL_USER_ID
+    from threadline.runtime.agent import LOCAL_TENANT_ID, LOCAL_USER_ID
 
     f = click.option(
         "--user",
@@ -62,7 +62,7 @@ def store_url(value: str | None, *, create: bool = True) -> str:
     """The URL given, else the default store's (its folder made only when ``create``)."""
     import os
 
-    from threadline.agent import STORE_ENV_VARS, default_store_url, user_data_dir
+    from threadline.runtime.agent import STORE_ENV_VARS, default_store_url, user_data_dir
 
     if value is not None:
         return value

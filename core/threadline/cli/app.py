@@ -1,22 +1,23 @@
-"""The ``threadline`` command line. Plugins add commands with ``threadline_register_commands``."""
+"""The root ``threadline`` group, ``run`` and the one-line failure rule every command shares."""
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import os
 import re
 import sys
 import traceback
 import warnings
-from collections.abc import Coroutine, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from threadline.cli_options import json_option, print_json
 from threadline.errors import ThreadlineError
+
+if TYPE_CHECKING:
+    from threadline.store import Store
 
 T = TypeVar("T")
 
@@ -65,7 +66,7 @@ def _debugging() -> bool:
     )
 
 
-def _show_warning(
+def show_warning(
     message: Warning | str,
     category: type[Warning],
     filename: str,
@@ -102,7 +103,7 @@ class ThreadlineGroup(click.Group):
         _state["debug"] = False
         code = 0
         shown = warnings.showwarning
-        warnings.showwarning = _show_warning
+        warnings.showwarning = show_warning
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
             if isinstance(result, int) and not isinstance(result, bool):
@@ -150,86 +151,20 @@ def cli(debug: bool) -> None:
     _state["debug"] = debug
 
 
-@cli.command(name="plugins")
-@click.option("--all", "show_all", is_flag=True, help="Include the core's built-in plugin.")
-def plugins_command(show_all: bool) -> None:
-    """List the installed plugins and the hooks they implement, as JSON."""
-    from threadline.plugins import BUILTIN_PLUGINS, get_plugins
+def with_store(url: str | None, work: Callable[[Store], Awaitable[T]], *, create: bool) -> T:
+    """Open the store, run ``work`` on it, close it; errors become clean CLI errors.
 
-    found = [p for p in get_plugins() if show_all or p["name"] not in BUILTIN_PLUGINS]
-    click.echo(json.dumps(found, indent=2))
-
-
-@cli.command(name="migrate")
-@click.argument("url", envvar=STORE_ENV)
-@json_option
-def migrate_command(url: str, as_json: bool) -> None:
-    """Apply pending schema migrations to the store at URL and list them."""
+    ``create=False`` (reading and deleting commands) never creates a store: one that does
+    not exist is a :class:`~threadline.errors.StoreNotFoundError` naming the URL.
+    """
+    from threadline.cli.options import store_url
     from threadline.store import connect
 
-    async def go() -> list[str]:
-        store = await connect(url, migrate=False, create=True)
+    async def go() -> T:
+        store = await connect(store_url(url, create=create), create=create)
         try:
-            return await store.migrate()
+            return await work(store)
         finally:
             await store.close()
 
-    applied = run(go())
-    if as_json:
-        print_json({"applied": applied})
-    elif applied:
-        for name in applied:
-            click.echo(f"applied {name}")
-    else:
-        click.echo("up to date: no migrations to apply")
-
-
-def _add_builtin_commands() -> None:
-    from threadline.cli_chat import chat_command
-    from threadline.cli_checkpoints import checkpoints_group
-    from threadline.cli_records import agents_group, sessions_group
-    from threadline.cli_retention import (
-        erase_user_command,
-        prune_checkpoints_command,
-        prune_sessions_command,
-    )
-    from threadline.cli_transfer import copy_command, export_command, import_command
-
-    sessions_group.add_command(prune_sessions_command)
-    checkpoints_group.add_command(prune_checkpoints_command)
-    for command in (
-        chat_command,
-        sessions_group,
-        agents_group,
-        checkpoints_group,
-        erase_user_command,
-        copy_command,
-        export_command,
-        import_command,
-    ):
-        cli.add_command(command)
-
-
-_add_builtin_commands()
-
-
-def _load_plugin_commands() -> None:
-    from threadline.plugins import load_plugins, pm
-
-    try:
-        load_plugins()
-    except ThreadlineError as exc:
-        click.echo(f"warning: {exc}", err=True)
-        return
-    pm.hook.threadline_register_commands(cli=cli)
-
-
-def main() -> None:
-    """Entry point of the ``threadline`` script."""
-    warnings.showwarning = _show_warning  # one line each, also while plugins load
-    _load_plugin_commands()
-    cli(prog_name="threadline")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
+    return run(go())

@@ -10,8 +10,8 @@ from datetime import datetime, timedelta, timezone
 
 import click
 
-from threadline.cli_options import json_option, print_json, print_table, store_option
-from threadline.cli_records import with_store
+from threadline.cli.app import with_store
+from threadline.cli.options import json_option, print_json, print_table, store_option
 from threadline.store import ERASE_KINDS, Store
 
 __all__ = [
@@ -44,7 +44,7 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str) -> timedel
 
 
 def _tenant_option(f: click.decorators.FC) -> click.decorators.FC:
-    from threadline.agent import LOCAL_TENANT_ID
+    from threadline.runtime.agent import LOCAL_TENANT_ID
 
     return click.option(
         "--tenant",

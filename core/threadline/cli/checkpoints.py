@@ -6,14 +6,14 @@ from typing import Any
 
 import click
 
-from threadline.cli_options import (
+from threadline.cli.app import with_store
+from threadline.cli.options import (
     json_option,
     print_json,
     print_table,
     store_option,
     tenant_options,
 )
-from threadline.cli_records import with_store
 from threadline.models import Checkpoint, ToolCall
 from threadline.store import Store
 

@@ -1,8 +1,8 @@
 """One chat turn: the loop the chat agent and a graph node share.
 
 A turn sends the history to the provider (with every open tool call answered first:
-:func:`~threadline.window.answer_open_calls`), streams the reply through a
-:class:`~threadline.streaming.ReplyWriter`, times it, and records one
+:func:`~threadline.storekit.window.answer_open_calls`), streams the reply through a
+:class:`~threadline.runtime.streaming.ReplyWriter`, times it, and records one
 :class:`~threadline.models.ApiCall` per request with its status (``success``,
 ``failed``, ``timeout``, ``rate_limited``, ``cancelled``) however the stream ends. When
 the reply calls tools, they run and the model is asked again, for at most
@@ -22,10 +22,10 @@ import attrs
 
 from threadline.errors import ProviderTimeoutError, RateLimitError
 from threadline.models import ApiCall, ApiCallStatus, Message, MessageStatus, Role, ToolCall
-from threadline.providers import ChatRequest, Provider, StreamEnd, TextDelta
-from threadline.streaming import ReplyWriter, RequestTimer
-from threadline.tools import Tool, ToolOutcome, run_tool
-from threadline.window import answer_open_calls
+from threadline.runtime.providers import ChatRequest, Provider, StreamEnd, TextDelta
+from threadline.runtime.streaming import ReplyWriter, RequestTimer
+from threadline.runtime.tools import Tool, ToolOutcome, run_tool
+from threadline.storekit.window import answer_open_calls
 
 __all__ = [
     "MAX_TOOL_ROUNDS",

@@ -1,0 +1,5 @@
+"""``python -m threadline.cli``: the ``threadline`` command."""
+
+from threadline.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The agent runtime: agents, the chat turn, providers, tools, persistence contexts."""
