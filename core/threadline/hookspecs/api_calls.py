@@ -1,0 +1,51 @@
+"""The API-call capability group: record, list and delete model-request records."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from threadline.hookspecs.markers import hookspec
+
+if TYPE_CHECKING:
+    from threadline.models import ApiCall
+
+
+@hookspec
+def threadline_save_api_call(api_call: ApiCall) -> ApiCall | None:
+    """Record one model request (idempotent by id).
+
+    Tier: API-call group (optional; a store with API calls implements the group).
+
+    A new record is activity: the session's ``updated_at`` moves forward with it.
+
+    :param api_call: the call's outcome, usage and timing.
+    :return: the stored record.
+    :raises NotFoundError: the session does not exist for this tenant.
+    :raises ConflictError: the id is stored in another session (the neutral message).
+    """
+
+
+@hookspec
+def threadline_list_api_calls(tenant_id: str, session_id: str) -> Sequence[ApiCall] | None:
+    """List a session's API calls, oldest first.
+
+    Tier: API-call group.
+
+    :param tenant_id: the caller's tenant.
+    :param session_id: the session.
+    :return: the calls (empty for an unknown session).
+    """
+
+
+@hookspec
+def threadline_delete_api_calls(tenant_id: str, api_call_ids: Sequence[str]) -> int | None:
+    """Delete API call records by id (ids not stored for this tenant are skipped).
+
+    Tier: API-call group. The derived ``erase_user`` deletes a user's calls in other
+    users' sessions with it.
+
+    :param tenant_id: the caller's tenant.
+    :param api_call_ids: the records to delete.
+    :return: how many went.
+    """

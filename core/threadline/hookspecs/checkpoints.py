@@ -1,0 +1,147 @@
+"""Checkpoint hooks: the record primitives a store keeps, and the derived checkpoint API."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from threadline.hookspecs.markers import hookspec
+
+if TYPE_CHECKING:
+    from threadline.models import Checkpoint
+    from threadline.storekit.records import CheckpointRecord
+
+
+@hookspec
+def threadline_insert_checkpoint_record(
+    record: CheckpointRecord, parent_tag: int | None
+) -> CheckpointRecord | None:
+    """Insert a checkpoint record, assigning the next per-session ``version`` atomically.
+
+    Tier: required. The derived ``create_checkpoint`` encodes the history
+    (:mod:`threadline.storekit.log`); the store only keeps the record. When
+    ``record.checkpoint.id`` is stored already the stored record comes back unchanged
+    (the core compares it with the retry). Moves the session's ``updated_at`` to now.
+
+    :param record: the checkpoint (``history`` empty, ``version`` ignored), its encoded
+        history record, depth and write tag.
+    :param parent_tag: the write tag of the parent's record the delta was computed
+        against (``None`` without a parent).
+    :return: the stored record with its ``version``.
+    :raises NotFoundError: the session, or the parent in this session, does not exist.
+    :raises StaleRecordError: the parent's record no longer carries ``parent_tag``
+        (rewritten meanwhile); nothing is stored and the core computes the delta again.
+    """
+
+
+@hookspec
+def threadline_read_checkpoint_records(
+    tenant_id: str, checkpoint_id: str, chain: bool
+) -> Sequence[CheckpointRecord] | None:
+    """Read a checkpoint's record, and with ``chain`` its ancestors back to a snapshot.
+
+    Tier: required. SQL stores answer the chain with one recursive query.
+
+    :param tenant_id: the caller's tenant.
+    :param checkpoint_id: the checkpoint.
+    :param chain: also every record the checkpoint's history builds on (``depth`` links).
+    :return: the record first, then its parent's, ... (empty when there is none).
+    """
+
+
+@hookspec
+def threadline_list_checkpoint_records(
+    tenant_id: str, session_id: str | None, agent_id: str | None, latest: bool
+) -> Sequence[CheckpointRecord] | None:
+    """List checkpoint records by ascending version (sessions in creation order, then id).
+
+    Tier: required.
+
+    :param tenant_id: the caller's tenant.
+    :param session_id: only this session's records when given.
+    :param agent_id: only this agent's records when given.
+    :param latest: only the one with the highest version (``session_id`` is given then).
+    :return: the records (empty for an unknown session).
+    """
+
+
+@hookspec
+def threadline_rewrite_checkpoint_records(
+    tenant_id: str,
+    session_id: str,
+    records: Sequence[CheckpointRecord],
+    delete_ids: Sequence[str],
+) -> int | None:
+    """Replace some records' history, depth and tag, and delete others, in one transaction.
+
+    Tier: required. The derived ``prune_checkpoints`` and ``erase_user`` plan the
+    rewrite (:mod:`threadline.storekit.log`); the store applies it whole.
+
+    :param tenant_id: the caller's tenant.
+    :param session_id: the session every record belongs to.
+    :param records: records with their new ``record``, ``depth`` and ``tag``, by id.
+    :param delete_ids: checkpoints to delete.
+    :return: how many records were rewritten or deleted.
+    """
+
+
+@hookspec
+def threadline_create_checkpoint(checkpoint: Checkpoint) -> Checkpoint | None:
+    """Store a checkpoint, assigning the next per-session ``version`` atomically.
+
+    Tier: derived (default: the store kit's checkpoint log over ``insert_checkpoint_record``).
+
+    Every write that belongs to a session is activity, and a checkpoint (a tombstone or a
+    rollback too) is one: the session's ``updated_at`` moves to now, never back, in the
+    same transaction where the store has one, so ``list_sessions`` and
+    ``delete_sessions_before`` see a running graph as active. A checkpoint needs its
+    session row: none exists outside one.
+
+    :param checkpoint: the checkpoint; its ``version`` is ignored.
+    :return: the stored checkpoint with its ``version``.
+    :raises NotFoundError: the session does not exist for this tenant.
+    :raises ConflictError: the id is already stored with different content, or by
+        another tenant (the same neutral message either way).
+    """
+
+
+@hookspec
+def threadline_get_checkpoint(tenant_id: str, checkpoint_id: str) -> Checkpoint | None:
+    """Read one checkpoint with its whole history.
+
+    Tier: derived (default: ``read_checkpoint_records`` chain).
+
+    :param tenant_id: the caller's tenant.
+    :param checkpoint_id: the checkpoint.
+    :return: the checkpoint, or ``None``.
+    """
+
+
+@hookspec
+def threadline_list_checkpoints(
+    tenant_id: str, session_id: str | None, agent_id: str | None
+) -> Sequence[Checkpoint] | None:
+    """List checkpoints by ascending version (sessions in creation order).
+
+    Tier: derived (default: ``list_checkpoint_records``, histories decoded once per record).
+
+    :param tenant_id: the caller's tenant.
+    :param session_id: only this session's checkpoints when given.
+    :param agent_id: only this agent's checkpoints when given.
+    :return: the checkpoints, with their histories.
+    """
+
+
+@hookspec
+def threadline_get_latest_checkpoint(
+    tenant_id: str, session_id: str, agent_id: str | None
+) -> Checkpoint | None:
+    """Read the checkpoint with the highest version in a session (tombstones included).
+
+    Tier: derived (default: ``list_checkpoint_records(latest=True)`` + its chain).
+
+    :param tenant_id: the caller's tenant.
+    :param session_id: the session.
+    :param agent_id: only this agent's checkpoints when given.
+    :return: the latest checkpoint, or ``None``.
+    """

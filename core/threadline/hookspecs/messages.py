@@ -1,0 +1,159 @@
+"""Message hooks: append, read by seq range, rewrite, and the derived reads and updates."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from threadline.hookspecs.markers import hookspec
+
+if TYPE_CHECKING:
+    from threadline.models import Message
+
+
+@hookspec
+def threadline_save_messages(messages: Sequence[Message]) -> Sequence[Message] | None:
+    """Append several messages of one session in one transaction, seqs in list order.
+
+    Tier: required.
+
+    :param messages: messages of a single session, in order.
+    :return: the stored messages with their ``seq``.
+    :raises NotFoundError: the session does not exist for the messages' tenant.
+    """
+
+
+@hookspec
+def threadline_read_messages(
+    tenant_id: str,
+    session_id: str,
+    after_seq: int,
+    before_seq: int | None,
+    limit: int | None,
+    newest_first: bool,
+    role: str | None,
+) -> Sequence[Message] | None:
+    """Read a session's messages with ``after_seq < seq < before_seq``, from an index.
+
+    Tier: required. The derived ``get_messages``, ``count_messages``, ``load_window`` and
+    ``interrupt_streaming`` are built on it: its cost must follow ``limit``, not the
+    session's length (a window is read backwards from the end, a page at a time).
+
+    :param tenant_id: the caller's tenant.
+    :param session_id: the session.
+    :param after_seq: only messages with a larger ``seq`` (0: from the first).
+    :param before_seq: only messages with a smaller ``seq`` (``None``: to the last).
+    :param limit: at most this many (``None``: all in the range).
+    :param newest_first: ``True`` to take (and return) the highest seqs first.
+    :param role: only messages of this role when given (``"system"`` for a window's head).
+    :return: the messages in the order asked (empty for an unknown session).
+    """
+
+
+@hookspec
+def threadline_rewrite_messages(tenant_id: str, messages: Sequence[Message]) -> int | None:
+    """Replace stored messages' ``content``, ``tool_calls``, ``status``, ``name``, ``metadata``
+    and ``user_id`` with the given ones, all or nothing.
+
+    Tier: required. ``id``, ``session_id``, ``role``, ``seq``, ``agent_id``,
+    ``tool_call_id`` and ``created_at`` stay as stored. The derived ``update_message``,
+    ``interrupt_streaming`` and ``erase_user`` (redaction) are built on it.
+
+    :param tenant_id: the caller's tenant; every message must carry it.
+    :param messages: the messages with their new values, matched by id.
+    :return: how many messages were rewritten.
+    :raises NotFoundError: a message is not stored for this tenant (nothing changes).
+    """
+
+
+@hookspec
+def threadline_save_message(message: Message) -> Message | None:
+    """Append one message to its session, assigning the next ``seq`` atomically.
+
+    Tier: derived (default: ``save_messages([message])``).
+
+    Saving a message whose id is already stored in the same session is an idempotent
+    retry: the stored message comes back and nothing is duplicated.
+
+    :param message: the message; its ``seq`` is ignored.
+    :return: the stored message with its ``seq``.
+    :raises NotFoundError: the session does not exist for the message's tenant.
+    :raises ConflictError: the id is stored in another session (of this tenant or
+        another: the same neutral message either way).
+    """
+
+
+@hookspec
+def threadline_update_message(message: Message) -> Message | None:
+    """Replace the content, tool calls, status and metadata of a stored message.
+
+    Tier: derived (default: ``read_messages`` at its seq + ``rewrite_messages``).
+
+    Used to flush a streaming reply and record how it ended. ``seq`` never changes.
+    Activity: the session's ``updated_at`` moves forward in the same transaction.
+
+    :param message: the message with its new content; matched by id and tenant.
+    :return: the stored message.
+    :raises NotFoundError: no such message for this tenant.
+    """
+
+
+@hookspec
+def threadline_get_messages(
+    tenant_id: str, session_id: str, after_seq: int, limit: int | None
+) -> Sequence[Message] | None:
+    """Read a session's messages in ``seq`` order.
+
+    Tier: derived (default: ``read_messages`` forwards).
+
+    :param tenant_id: the caller's tenant.
+    :param session_id: the session.
+    :param after_seq: only messages with a larger ``seq``.
+    :param limit: at most this many (``None``: all).
+    :return: the messages, oldest first (empty for an unknown session).
+    """
+
+
+@hookspec
+def threadline_load_window(
+    tenant_id: str, session_id: str, last_rounds: int | None
+) -> Sequence[Message] | None:
+    """Read the sliding window of a session (:func:`threadline.storekit.window.select_window`).
+
+    Tier: derived (default: backwards ``read_messages`` pages, then the system messages).
+
+    The system messages first, then the last ``last_rounds`` rounds (a round starts at a
+    user message), never a tool result without its call. Stores answer from an index:
+    the cost must not grow with the session's length.
+
+    :param tenant_id: the caller's tenant.
+    :param session_id: the session.
+    :param last_rounds: rounds to keep; ``None`` for the whole history.
+    :return: the window, oldest first.
+    """
+
+
+@hookspec
+def threadline_count_messages(tenant_id: str, session_id: str) -> int | None:
+    """Count a session's messages.
+
+    Tier: derived (default: the last message's seq, one backwards ``read_messages``).
+
+    :param tenant_id: the caller's tenant.
+    :param session_id: the session.
+    :return: the number of messages (0 for an unknown session).
+    """
+
+
+@hookspec
+def threadline_interrupt_streaming(tenant_id: str, session_id: str) -> int | None:
+    """Mark messages left ``streaming`` (by a crashed process) as ``interrupted``.
+
+    Tier: derived (default: ``read_messages`` + ``rewrite_messages``).
+
+    When a message changes, the session's ``updated_at`` moves forward (activity).
+
+    :param tenant_id: the caller's tenant.
+    :param session_id: the session being opened.
+    :return: how many messages changed.
+    """
