@@ -6,6 +6,7 @@ show a URL to a person.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -14,6 +15,9 @@ import attrs
 from threadline.errors import ConfigurationError
 
 __all__ = ["StoreURL"]
+
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
+"""A URL scheme (RFC 3986): a letter, then letters, digits, ``+``, ``-`` or ``.``."""
 
 
 @attrs.frozen(repr=False)
@@ -58,7 +62,7 @@ class StoreURL:
             raise ConfigurationError(
                 f"invalid store URL {_hide_userinfo(url)!r}: {_reason(url, exc)}"
             ) from None
-        if not parsed.scheme:
+        if not _SCHEME.fullmatch(parsed.scheme):  # not every Python's urlsplit checks this
             raise ConfigurationError(
                 f"not a store URL: {_hide_userinfo(url)!r} (the scheme must start with a "
                 "letter, e.g. sqlite:///chat.db, memory://, postgresql://host/db)"
