@@ -18,6 +18,7 @@ from threadline.errors import NotFoundError
 from threadline.ids import utcnow
 from threadline.models import Checkpoint, Message, Session
 from threadline.storekit import log
+from threadline.storekit.delta import SNAPSHOT_EVERY
 from threadline.storekit.erasure import redact
 from threadline.storekit.log import Hooks
 from threadline.storekit.records import CheckpointRecord
@@ -233,7 +234,9 @@ async def interrupt_streaming(hooks: Hooks, tenant_id: str, session_id: str) -> 
 
 @_default("threadline_insert_checkpoint_record", "threadline_read_checkpoint_records")
 async def create_checkpoint(hooks: Hooks, checkpoint: Checkpoint) -> Checkpoint:
-    return await log.create_checkpoint(hooks, checkpoint)
+    # A store may set its chain limit as a ``snapshot_every`` attribute (storekit.delta).
+    every = getattr(getattr(hooks, "plugin", None), "snapshot_every", SNAPSHOT_EVERY)
+    return await log.create_checkpoint(hooks, checkpoint, every)
 
 
 @_default("threadline_read_checkpoint_records")
