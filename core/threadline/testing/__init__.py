@@ -18,7 +18,20 @@ Needs ``pytest`` and ``pytest-asyncio`` (``pip install threadline[testing]``).
 Each group can also be used alone: :class:`MessageConformance`,
 :class:`SessionConformance`, :class:`TenancyConformance`,
 :class:`CheckpointConformance`, :class:`AgentConfigConformance`,
-:class:`BadInputConformance`, :class:`RetentionConformance`.
+:class:`BadInputConformance`, :class:`RetentionConformance`,
+:class:`DurabilityConformance`, :class:`ScalingConformance`.
+
+Optional fixtures turn on more checks (a test that needs one skips without it); each is a
+plain (not async) fixture returning a callable:
+
+* ``reopen``: ``async def reopen(store) -> Store`` closes the store and opens the same one
+  again (for stores that persist; the tests close what it returns): everything must read
+  back the same;
+* ``storage_bytes``: a callable (sync or async) returning the bytes the store's data takes
+  now: checkpoint storage must follow the history;
+* ``rows_touched``: a callable returning how many stored rows the store has read or
+  examined so far: windows and id lookups are then checked by counting rows instead of
+  by timings (the timing checks are marked ``slow``).
 """
 
 from __future__ import annotations
@@ -26,8 +39,10 @@ from __future__ import annotations
 from threadline.testing.agent_configs import AgentConfigConformance
 from threadline.testing.bad_input import BadInputConformance
 from threadline.testing.checkpoints import CheckpointConformance
+from threadline.testing.durability import DurabilityConformance
 from threadline.testing.messages import MessageConformance
 from threadline.testing.retention import RetentionConformance
+from threadline.testing.scaling import ScalingConformance
 from threadline.testing.sessions import SessionConformance
 from threadline.testing.tenancy import TenancyConformance
 
@@ -35,8 +50,10 @@ __all__ = [
     "AgentConfigConformance",
     "BadInputConformance",
     "CheckpointConformance",
+    "DurabilityConformance",
     "MessageConformance",
     "RetentionConformance",
+    "ScalingConformance",
     "SessionConformance",
     "StoreConformance",
     "TenancyConformance",
@@ -51,5 +68,7 @@ class StoreConformance(
     AgentConfigConformance,
     BadInputConformance,
     RetentionConformance,
+    DurabilityConformance,
+    ScalingConformance,
 ):
     """Every conformance test; subclass it and provide a ``store`` fixture."""

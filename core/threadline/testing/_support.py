@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
+import pytest
 
 from threadline.ids import new_id
 from threadline.models import Message, Session, ToolCall
@@ -62,3 +65,22 @@ async def new_conversation(
 
 def without_seq(message: Message) -> Message:
     return attrs.evolve(message, seq=None)
+
+
+Reopen = Callable[[Store], Awaitable[Store]]
+"""The ``reopen`` fixture: close the given store and open the same one again."""
+
+
+def optional_fixture(request: pytest.FixtureRequest, name: str, why: str) -> Any:
+    """The value of the fixture ``name``, or skip the test: a store without it has no ``why``."""
+    try:
+        return request.getfixturevalue(name)
+    except pytest.FixtureLookupError:
+        pytest.skip(f"no `{name}` fixture: {why}")
+
+
+async def measured(value: int | Awaitable[int]) -> int:
+    """A fixture callable's answer, whether it is sync or async."""
+    if inspect.isawaitable(value):
+        return int(await value)
+    return int(value)

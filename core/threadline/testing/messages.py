@@ -7,7 +7,15 @@ import asyncio
 import attrs
 import pytest
 
-from threadline import ConflictError, Message, NotFoundError, Store, ToolCall
+from threadline import (
+    ApiCall,
+    ConflictError,
+    Message,
+    NotFoundError,
+    Store,
+    ToolCall,
+    ValidationError,
+)
 from threadline.ids import new_id
 from threadline.testing._support import new_conversation, without_seq
 
@@ -155,8 +163,6 @@ class MessageConformance:
         assert len({m.content for m in messages}) == 100
 
     async def test_api_calls_round_trip(self, store: Store) -> None:
-        from threadline import ApiCall
-
         conv = await new_conversation(store)
         request = await conv.add("user", "hi")
         call = ApiCall(
@@ -188,8 +194,6 @@ class MessageConformance:
         assert await store.list_api_calls(conv.tenant_id, conv.id) == [call, failed]
 
     async def test_api_call_id_from_another_session_conflicts(self, store: Store) -> None:
-        from threadline import ApiCall
-
         a = await new_conversation(store)
         b = await new_conversation(store, tenant_id=a.tenant_id)
         call = ApiCall(tenant_id=a.tenant_id, session_id=a.id, model="m", status="success")
@@ -197,3 +201,33 @@ class MessageConformance:
         with pytest.raises(ConflictError):
             await store.save_api_call(attrs.evolve(call, session_id=b.id))
         assert await store.list_api_calls(b.tenant_id, b.id) == []
+
+    # -- duplicate ids: within one batch, and the same write racing itself ---------------
+
+    async def test_a_batch_holding_an_id_twice_is_refused_whole(self, store: Store) -> None:
+        conv = await new_conversation(store)
+        kept = await conv.add("user", "before")
+        twice = conv.message("assistant", "once")
+        batch = [conv.message("user", "a"), twice, attrs.evolve(twice, content="twice")]
+        with pytest.raises(ValidationError):
+            await store.save_messages(batch)
+        with pytest.raises(ValidationError):
+            await store.save_messages([kept, conv.message("user", "b"), kept])
+        assert await conv.messages() == [kept]
+        assert await store.count_messages(conv.tenant_id, conv.id) == 1
+        assert (await conv.add("user", "after")).seq == 2
+
+    async def test_the_same_write_racing_itself_stores_one_row(self, store: Store) -> None:
+        """Retries that overlap (a client timeout, then the retry) never duplicate a row."""
+        conv = await new_conversation(store)
+        message = conv.message("user", "once")
+        results = await asyncio.gather(*(store.save_message(message) for _ in range(5)))
+        assert {m.seq for m in results} == {1}
+        batch = [conv.message("assistant", "a"), conv.message("user", "b")]
+        batches = await asyncio.gather(*(store.save_messages(batch) for _ in range(5)))
+        assert all(b == batches[0] for b in batches)
+        assert [m.seq for m in await conv.messages()] == [1, 2, 3]
+        call = ApiCall(tenant_id=conv.tenant_id, session_id=conv.id, model="m", status="success")
+        calls = await asyncio.gather(*(store.save_api_call(call) for _ in range(5)))
+        assert all(c == call for c in calls)
+        assert await store.list_api_calls(conv.tenant_id, conv.id) == [call]

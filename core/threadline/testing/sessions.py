@@ -208,3 +208,50 @@ class SessionConformance:
         await store.list_checkpoints(t, session_id=s)
         stored = await store.get_session(t, s)
         assert stored is not None and stored.updated_at == old
+
+    # -- orders with ties are defined ------------------------------------------------------
+
+    async def test_list_sessions_breaks_ties_by_id_descending(self, store: Store) -> None:
+        """Sessions with the same ``updated_at`` list by ``id`` descending, so pages neither
+        repeat nor skip a session (``updated_at`` desc, then ``id`` desc)."""
+        tenant, user = new_id(), new_id()
+        then = datetime(2023, 3, 3, 3, 3, 3, 333333, tzinfo=timezone.utc)
+        tied = [await new_conversation(store, tenant, user) for _ in range(8)]
+        newer = await new_conversation(store, tenant, user)
+        older = await new_conversation(store, tenant)
+        for conv in tied:
+            await store.set_session_updated_at(tenant, conv.id, then)
+        await store.set_session_updated_at(tenant, newer.id, then + timedelta(seconds=1))
+        await store.set_session_updated_at(tenant, older.id, then - timedelta(seconds=1))
+        by_id = sorted((c.id for c in tied), reverse=True)
+        listed = [s.id for s in await store.list_sessions(tenant)]
+        assert listed == [newer.id, *by_id, older.id]
+        paged = [
+            s.id
+            for offset in range(0, 10, 3)
+            for s in await store.list_sessions(tenant, limit=3, offset=offset)
+        ]
+        assert paged == listed
+        mine = [s.id for s in await store.list_sessions(tenant, user_id=user, limit=4, offset=2)]
+        assert mine == by_id[1:5]
+
+    async def test_list_checkpoints_orders_sessions_created_together_by_id(
+        self, store: Store
+    ) -> None:
+        """All of a tenant's checkpoints: sessions by ``created_at``, ties by ``id``, then
+        each session's checkpoints by version."""
+        tenant = new_id()
+        at = datetime(2022, 2, 2, tzinfo=timezone.utc)
+        convs = [
+            await new_conversation(store, tenant, created_at=at, updated_at=at) for _ in range(5)
+        ]
+        made = {}
+        for conv in reversed(convs):
+            made[conv.id] = [
+                await store.create_checkpoint(
+                    Checkpoint(tenant_id=tenant, session_id=conv.id, node_id=str(i))
+                )
+                for i in range(2)
+            ]
+        expected = [c for sid in sorted(made) for c in made[sid]]
+        assert await store.list_checkpoints(tenant) == expected
