@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from threadline.cli import cli
+from threadline.cli.progress import Progress
 from threadline.ids import new_id
 
 
@@ -129,3 +131,36 @@ def test_export_and_import_show_progress_when_asked(env: dict[str, str], tmp_pat
     result = CliRunner().invoke(cli, ["import", str(dump), "--store", restored, "--progress"])
     assert result.exit_code == 0, result.output
     assert "read" in result.output and "records/s" in result.output
+    lines = len(dump.read_text(encoding="utf-8").splitlines())
+    # Not a terminal: the label once, then one final line with the count and the rate.
+    assert result.stderr.startswith("reading\n") and f"read {lines} records, " in result.stderr
+
+
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal, as stderr is for someone at a shell."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_on_a_terminal_redraws_one_line_with_count_and_rate() -> None:
+    screen = Terminal()
+    bar = Progress(10_000, label="copying", verb="copied", unit="messages", stream=screen)
+    for _ in range(10_000):
+        bar(1)
+    bar.close()
+    drawn = screen.getvalue()
+    assert drawn.count("\r") <= 4  # redrawn at most every 0.2 s, not once per message
+    last = drawn.rsplit("\r", 1)[-1]
+    assert "copying  [" + "#" * 30 + "]" in last
+    assert "10,000/10,000 messages (100%)" in last and "messages/s" in last
+    assert drawn.endswith("\n") and "copied" not in drawn  # the bar is the final line
+
+
+def test_progress_of_an_unknown_total_shows_the_count_without_a_bar() -> None:
+    screen = Terminal()
+    bar = Progress(0, label="exporting", verb="exported", unit="records", stream=screen)
+    bar(3)
+    bar.close()
+    last = screen.getvalue().rsplit("\r", 1)[-1]
+    assert "exporting  3 records," in last and "records/s" in last and "#" not in last

@@ -6,13 +6,19 @@ import contextlib
 import itertools
 import os
 import sys
-import time
 from collections.abc import Iterable, Iterator
 from typing import IO
 
 import click
 
 from threadline.cli.options import print_json, print_table, store_option, store_url
+from threadline.cli.progress import (
+    CountingWriter,
+    Progress,
+    counted,
+    progress_option,
+    show_progress,
+)
 from threadline.store import Store
 from threadline.transfer import (
     DEFAULT_BATCH_SIZE,
@@ -22,78 +28,6 @@ from threadline.transfer import (
 )
 
 __all__ = ["copy_command", "export_command", "import_command"]
-
-
-class _Progress:
-    """A one-line progress display on stderr: ``copied 12,000/100,000 messages (12%)``."""
-
-    def __init__(
-        self,
-        total: int,
-        stream: IO[str] | None = None,
-        *,
-        verb: str = "copied",
-        unit: str = "messages",
-    ) -> None:
-        self.total = total
-        self.verb, self.unit = verb, unit
-        self.done = 0
-        self.stream = stream if stream is not None else sys.stderr
-        self.started = time.perf_counter()
-        self.shown = 0.0
-
-    def __call__(self, n: int) -> None:
-        self.done += n
-        now = time.perf_counter()
-        if now - self.shown >= 0.2:
-            self.shown = now
-            self._draw(now)
-
-    def _draw(self, now: float) -> None:
-        rate = self.done / max(now - self.started, 1e-9)
-        done = f"{self.done:,}/{self.total:,}" if self.total else f"{self.done:,}"
-        share = f" ({100 * self.done // self.total}%)" if self.total else ""
-        self.stream.write(f"\r{self.verb} {done} {self.unit}{share}, {rate:,.0f} {self.unit}/s  ")
-        self.stream.flush()
-
-    def close(self) -> None:
-        self._draw(time.perf_counter())
-        self.stream.write("\n")
-        self.stream.flush()
-
-
-class _CountingWriter:
-    """Passes text through to ``out`` and counts the lines (records) written."""
-
-    def __init__(self, out: IO[str], progress: _Progress) -> None:
-        self.out, self.progress = out, progress
-
-    def write(self, text: str) -> int:
-        written = self.out.write(text)
-        self.progress(text.count("\n"))
-        return written
-
-
-def _counted(lines: Iterable[str], progress: _Progress) -> Iterator[str]:
-    for line in lines:
-        progress(1)
-        yield line
-
-
-_progress_option = click.option(
-    "--progress/--no-progress",
-    default=None,
-    help="Show a progress line on stderr (default: when stderr is a terminal).",
-)
-
-
-def _show_progress(flag: bool | None) -> bool:
-    if flag is not None:
-        return flag
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 @click.command(name="copy")
@@ -116,11 +50,7 @@ def _show_progress(flag: bool | None) -> bool:
     type=click.IntRange(min=1, max=64),
     help="Sessions copied at once.",
 )
-@click.option(
-    "--progress/--no-progress",
-    default=None,
-    help="Show a progress line on stderr (default: when stderr is a terminal).",
-)
+@progress_option
 @click.option("--json", "as_json", is_flag=True, help="Print the verification report as JSON.")
 def copy_command(
     src: str,
@@ -146,10 +76,10 @@ def copy_command(
         try:
             target = await connect(dst, create=True)
             try:
-                bar: _Progress | None = None
-                if _show_progress(progress):
+                bar: Progress | None = None
+                if show_progress(progress):
                     total = await count_source_messages(source, tenants=tenants or None)
-                    bar = _Progress(total)
+                    bar = Progress(total, label="copying", verb="copied", unit="messages")
                 try:
                     return await copy_store(
                         source,
@@ -213,7 +143,7 @@ def _temporary_next_to(path: str) -> str:
 @click.option("--tenant", "tenant_id", help="Only this tenant (default: every tenant).")
 @click.option("--user", "user_id", help="Only this user's sessions.")
 @click.option("--session", "session_id", help="Only this session.")
-@_progress_option
+@progress_option
 def export_command(
     output: str,
     store: str | None,
@@ -242,9 +172,9 @@ def export_command(
     async def go() -> dict[str, int]:
         db = await connect(store_url(store, create=False), create=False)
         try:
-            bar = (
-                _Progress(0, verb="exported", unit="records") if _show_progress(progress) else None
-            )
+            bar = None
+            if show_progress(progress):
+                bar = Progress(0, label="exporting", verb="exported", unit="records")
             try:
                 if output == "-":
                     with click.open_file("-", "w", encoding="utf-8") as stdout:
@@ -265,8 +195,8 @@ def export_command(
         finally:
             await db.close()
 
-    async def _export(db: Store, out: IO[str], bar: _Progress | None) -> dict[str, int]:
-        target: IO[str] = out if bar is None else _CountingWriter(out, bar)  # type: ignore[assignment]
+    async def _export(db: Store, out: IO[str], bar: Progress | None) -> dict[str, int]:
+        target: IO[str] = out if bar is None else CountingWriter(out, bar)  # type: ignore[assignment]
         return await export_records(
             db, target, tenant_id=tenant_id, user_id=user_id, session_id=session_id
         )
@@ -289,7 +219,7 @@ def export_command(
     help="Messages per write.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@_progress_option
+@progress_option
 def import_command(
     input_path: str, store: str | None, batch_size: int, as_json: bool, progress: bool | None
 ) -> None:
@@ -310,9 +240,11 @@ def import_command(
             raise click.BadParameter(f"{input_path} is a directory", param_hint="INPUT")
         if not os.path.exists(input_path):
             raise click.BadParameter(f"{input_path} does not exist", param_hint="INPUT")
-    bar = _Progress(0, verb="read", unit="records") if _show_progress(progress) else None
+    bar = None
+    if show_progress(progress):
+        bar = Progress(0, label="reading", verb="read", unit="records")
     with click.open_file(input_path, "r", encoding="utf-8") as lines:
-        source: Iterable[str] = lines if bar is None else _counted(lines, bar)
+        source: Iterable[str] = lines if bar is None else counted(lines, bar)
         # Read up to the header before opening the store: a file that is not an export
         # (or not text) is refused before anything is created.
         try:
