@@ -38,7 +38,7 @@ async def test_checkpoints_store_deltas_not_whole_histories() -> None:
             Checkpoint(tenant_id=t, session_id=s, history=history,
                        parent_id=parent.id if parent else None)
         )  # fmt: skip
-    records = plugin.threadline_list_checkpoint_records(t, s, None, False)
+    records = plugin.list_checkpoint_records(t, s, None, False)
     stored = sum(len(r.record) for r in records)
     text = sum(len(m.content) for m in history)
     assert stored < 2 * text  # whole histories would be about 30 times the text

@@ -233,16 +233,23 @@ async def open_backend(storage: StorageLike) -> CheckpointBackend:
         return StoreBackend(await connect(storage), owned=True)
     if isinstance(storage, Store):
         return StoreBackend(storage)
-    if callable(getattr(storage, "threadline_create_checkpoint", None)):
+    if _is_store_plugin(storage):
         return StoreBackend(Store(storage))
     return CustomBackend(storage)
+
+
+def _is_store_plugin(storage: object) -> bool:
+    """An object implementing the checkpoint hooks (its own, or the record hooks under the
+    core's defaults), which a :class:`Store` can wrap."""
+    hooks = ("threadline_create_checkpoint", "threadline_insert_checkpoint_record")
+    return any(callable(getattr(storage, hook, None)) for hook in hooks)
 
 
 def check_storage(storage: StorageLike) -> None:
     """Refuse at configuration time what :func:`open_backend` could not use."""
     if storage is None or isinstance(storage, (str, Store)):
         return
-    if callable(getattr(storage, "threadline_create_checkpoint", None)):
+    if _is_store_plugin(storage):
         return
     missing = [
         name

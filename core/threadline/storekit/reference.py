@@ -1,62 +1,228 @@
-"""The reference store: the required tier and both capability groups over dicts and a lock.
+"""The reference store: the required tier and both capability groups over indexed dicts.
 
 Everything else (windows, counts, checkpoints with deltas, pruning, erasure, retention)
-comes from the core's defaults (:mod:`threadline.storekit.defaults`). It is the smallest
-complete store, the core's reference for the contract and the model for a new store::
+comes from the core's defaults (:mod:`threadline.storekit.defaults`). It is the core's
+reference for the contract, what ``threadline-memory`` is built on, and a base for a
+store that keeps its data in memory and persists a log of it::
 
     store = threadline.Store(ReferenceStore())
 
-Every hook runs without awaiting, under one lock. Stored values are JSON copies, so a
-caller mutating a value later changes nothing stored, and non-JSON values are refused.
-Messages are indexed by session (a list in seq order) and by id; checkpoint records by
-id and by session.
+**Indexes**: messages by session in seq order (seq ``n`` at index ``n - 1``) with the seqs of
+each role, and by id; checkpoint records by id and by session in version order; API calls
+by session and by id; sessions by tenant; agents by tenant and code. No read scans rows it
+does not return, so a window or an id lookup costs the same in a small store as in a big one.
+
+**Writes** check everything first, then hand their whole effect to :meth:`commit` as a
+list of :class:`Change` (rows to put, ids to drop), which :meth:`apply` makes. A store that
+persists overrides :meth:`commit` to write the changes before applying them, replays them
+into :meth:`apply` when it opens, and rewrites its log from :meth:`dump`.
+
+**Threads**: each hook is a plain method (a :class:`~threadline.storekit.sync.SyncStore`),
+run on the event loop's thread (nothing here blocks). Writers are serialised by one lock;
+:meth:`apply` and the reads hold another, so a reader waits for an apply, never for the
+I/O of a subclass's :meth:`commit`. Stored values are JSON copies: a caller mutating a value
+later changes nothing stored, and non-JSON values are refused.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import threading
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 import attrs
 
 from threadline.codec import dump_json
 from threadline.errors import ConflictError, NotFoundError, ValidationError
-from threadline.hookspecs import hookimpl
 from threadline.ids import utcnow
-from threadline.models import AgentConfig, AgentRecord, ApiCall, Message, ProviderRecord, Session
+from threadline.models import (
+    AgentConfig,
+    AgentRecord,
+    ApiCall,
+    Checkpoint,
+    Message,
+    ProviderRecord,
+    Session,
+    trusted,
+)
 from threadline.storekit.records import CheckpointRecord, StaleRecordError, id_conflict
+from threadline.storekit.sync import SyncStore
 
-__all__ = ["ReferenceStore"]
+__all__ = ["Change", "ReferenceStore"]
+
+T = TypeVar("T")
+R = TypeVar("R", bound=attrs.AttrsInstance)
 
 
 def _json(value: Any, field: str) -> Any:
     return json.loads(dump_json(value, field))
 
 
+def _with(row: R, **changes: Any) -> R:
+    """``row`` with ``changes`` (values already valid): ``attrs.evolve`` without validators,
+    which cost more than the rest of an append."""
+    values = {f.name: getattr(row, f.name) for f in attrs.fields(type(row))}
+    return trusted(type(row), **{**values, **changes})
+
+
 def _copy(message: Message, **changes: Any) -> Message:
-    calls = [
-        attrs.evolve(c, arguments=_json(c.arguments, "tool arguments"))
+    calls = tuple(
+        _with(c, arguments=_json(c.arguments, "tool arguments"))
         for c in changes.pop("tool_calls", message.tool_calls)
-    ]
+    )
     metadata = _json(changes.pop("metadata", message.metadata), "metadata")
-    return attrs.evolve(message, metadata=metadata, tool_calls=calls, **changes)
+    return _with(message, metadata=metadata, tool_calls=calls, **changes)
 
 
-class ReferenceStore:
-    """All data in dicts of this object; gone with the process."""
+def _record_dict(r: CheckpointRecord) -> dict[str, Any]:
+    return {
+        "checkpoint": r.checkpoint.to_dict(),
+        "record": r.record,
+        "depth": r.depth,
+        "tag": r.tag,
+    }
+
+
+def _record(d: dict[str, Any]) -> CheckpointRecord:
+    return CheckpointRecord(
+        Checkpoint.from_dict(d["checkpoint"]), d["record"], d["depth"], d["tag"]
+    )
+
+
+_ROWS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
+    "sessions": (Session.to_dict, Session.from_dict),
+    "messages": (Message.to_dict, Message.from_dict),
+    "records": (_record_dict, _record),
+    "calls": (ApiCall.to_dict, ApiCall.from_dict),
+    "agents": (AgentRecord.to_dict, AgentRecord.from_dict),
+    "providers": (ProviderRecord.to_dict, ProviderRecord.from_dict),
+    **dict.fromkeys(("drop_sessions", "drop_records", "drop_calls"), (str, str)),
+}
+
+
+class Change(NamedTuple):
+    """One part of a write's effect: rows to put (``sessions``, ``messages``, ``records``,
+    ``calls``, ``agents``, ``providers``) or ids to drop (``drop_sessions``, ...)."""
+
+    kind: str
+    rows: tuple[Any, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The change as JSON values (for a log)."""
+        encode = _ROWS[self.kind][0]
+        return {"op": self.kind, "rows": [encode(r) for r in self.rows]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Change:
+        """A change from :meth:`to_json`; ``KeyError``/``ValueError`` for a damaged one."""
+        decode = _ROWS[data["op"]][1]
+        return cls(data["op"], tuple(decode(r) for r in data["rows"]))
+
+
+class ReferenceStore(SyncStore):
+    """All data in indexed dicts of this object."""
 
     def __init__(self) -> None:
-        self._lock = threading.RLock()
+        self._writer = threading.RLock()  # one writer at a time: check, then commit
+        self._lock = threading.RLock()  # apply and reads
         self._sessions: dict[str, Session] = {}
-        self._messages: dict[str, list[Message]] = {}  # by session, in seq order
-        self._message_session: dict[str, str] = {}  # message id -> session id
-        self._records: dict[str, list[CheckpointRecord]] = {}  # by session, in version order
-        self._record_by_id: dict[str, CheckpointRecord] = {}
-        self._calls: dict[str, ApiCall] = {}
+        self._tenant_sessions: dict[str, dict[str, None]] = {}  # tenant -> session ids
+        self._messages: dict[str, list[Message]] = {}  # by session; seq n at index n - 1
+        self._roles: dict[str, dict[str, list[int]]] = {}  # session -> role -> seqs
+        self._message_at: dict[str, tuple[str, int]] = {}  # message id -> (session id, seq)
+        self._records: dict[str, dict[str, CheckpointRecord]] = {}  # by session, by version
+        self._record_session: dict[str, str] = {}  # checkpoint id -> session id
+        self._calls: dict[str, dict[str, ApiCall]] = {}  # by session
+        self._call_session: dict[str, str] = {}  # api call id -> session id
         self._agents: dict[str, AgentRecord] = {}
+        self._agent_codes: dict[tuple[str, str], str] = {}  # (tenant, code) -> agent id
         self._providers: dict[str, ProviderRecord] = {}
+        self._puts = {kind: getattr(self, "_put_" + kind) for kind in _ROWS}
+
+    async def run_sync(self, hook: str, operation: Callable[..., T], *args: Any) -> T:
+        """Inline: dict operations never block, a thread hand-off would cost more."""
+        return operation(*args)
+
+    # -- the write path -------------------------------------------------------------------
+
+    def commit(self, changes: Sequence[Change]) -> None:
+        """Make a checked write's effect; called holding the writer lock. Override to
+        persist ``changes`` first (then call this), so a failed write changes nothing."""
+        self.apply(changes)
+
+    def apply(self, changes: Sequence[Change]) -> None:
+        """Put and drop the rows of ``changes`` in the indexes (also a log's replay)."""
+        with self._lock:
+            for kind, rows in changes:
+                put = self._puts[kind]
+                for row in rows:
+                    put(row)
+
+    def _put_sessions(self, s: Session) -> None:
+        if s.id not in self._sessions:
+            self._tenant_sessions.setdefault(s.tenant_id, {})[s.id] = None
+            self._messages[s.id], self._roles[s.id] = [], {}
+            self._records[s.id], self._calls[s.id] = {}, {}
+        self._sessions[s.id] = s
+
+    def _put_messages(self, m: Message) -> None:
+        log, seq = self._messages[m.session_id], m.seq or 0
+        if seq <= len(log):
+            log[seq - 1] = m
+            return
+        log.append(m)
+        self._roles[m.session_id].setdefault(m.role, []).append(seq)
+        self._message_at[m.id] = (m.session_id, seq)
+
+    def _put_records(self, r: CheckpointRecord) -> None:
+        self._records[r.checkpoint.session_id][r.id] = r
+        self._record_session[r.id] = r.checkpoint.session_id
+
+    def _put_calls(self, c: ApiCall) -> None:
+        self._calls[c.session_id][c.id] = c
+        self._call_session[c.id] = c.session_id
+
+    def _put_agents(self, a: AgentRecord) -> None:
+        old = self._agents.get(a.id)
+        if old is not None:
+            self._agent_codes.pop((old.tenant_id, old.code), None)
+        self._agents[a.id] = a
+        self._agent_codes[a.tenant_id, a.code] = a.id
+
+    def _put_providers(self, p: ProviderRecord) -> None:
+        self._providers[p.id] = p
+
+    def _put_drop_sessions(self, session_id: str) -> None:
+        s = self._sessions.pop(session_id)
+        del self._tenant_sessions[s.tenant_id][session_id]
+        del self._roles[session_id]
+        for m in self._messages.pop(session_id):
+            del self._message_at[m.id]
+        for r in self._records.pop(session_id):
+            del self._record_session[r]
+        for c in self._calls.pop(session_id):
+            del self._call_session[c]
+
+    def _put_drop_records(self, checkpoint_id: str) -> None:
+        del self._records[self._record_session.pop(checkpoint_id)][checkpoint_id]
+
+    def _put_drop_calls(self, api_call_id: str) -> None:
+        del self._calls[self._call_session.pop(api_call_id)][api_call_id]
+
+    def dump(self) -> Iterator[Change]:
+        """Changes that rebuild the present state into an empty store (a log's compaction)."""
+        with self._lock:
+            yield Change("providers", tuple(self._providers.values()))
+            yield Change("agents", tuple(self._agents.values()))
+            for sid, session in self._sessions.items():
+                yield Change("sessions", (session,))
+                yield Change("messages", tuple(self._messages[sid]))
+                yield Change("calls", tuple(self._calls[sid].values()))
+                yield Change("records", tuple(self._records[sid].values()))
+
+    # -- helpers --------------------------------------------------------------------------
 
     def _session(self, tenant_id: str, session_id: str) -> Session | None:
         s = self._sessions.get(session_id)
@@ -68,111 +234,96 @@ class ReferenceStore:
             raise NotFoundError(f"session {session_id} not found for this tenant")
         return s
 
-    def _touch(self, session: Session) -> None:
+    @staticmethod
+    def _touched(session: Session) -> Change:
         """Every write to a session is activity: ``updated_at`` moves to now, never back."""
-        now = max(utcnow(), session.updated_at)
-        self._sessions[session.id] = attrs.evolve(session, updated_at=now)
+        now = utcnow()
+        rows = (_with(session, updated_at=now),) if now > session.updated_at else ()
+        return Change("sessions", rows)
 
-    @hookimpl
-    def threadline_list_tenants(self) -> list[str]:
+    def list_tenants(self) -> list[str]:
         with self._lock:
-            rows: list[Any] = [
-                *self._sessions.values(),
-                *self._agents.values(),
-                *self._providers.values(),
-            ]
-            return sorted({r.tenant_id for r in rows})
+            tenants = {t for t, ids in self._tenant_sessions.items() if ids}
+            tenants.update(a.tenant_id for a in self._agents.values())
+            tenants.update(p.tenant_id for p in self._providers.values())
+            return sorted(tenants)
 
     # -- sessions -------------------------------------------------------------------------
 
-    @hookimpl
-    def threadline_create_session(self, session: Session) -> Session:
-        with self._lock:
+    def create_session(self, session: Session) -> Session:
+        with self._writer:
             existing = self._sessions.get(session.id)
             if existing is not None:
                 if existing.tenant_id != session.tenant_id:
                     raise id_conflict("session", session.id)
                 return existing
             stored = attrs.evolve(session, metadata=_json(session.metadata, "metadata"))
-            self._sessions[session.id] = stored
-            self._messages[session.id], self._records[session.id] = [], []
+            self.commit([Change("sessions", (stored,))])
             return stored
 
-    @hookimpl
-    def threadline_get_session(self, tenant_id: str, session_id: str) -> Session | None:
+    def get_session(self, tenant_id: str, session_id: str) -> Session | None:
         with self._lock:
             return self._session(tenant_id, session_id)
 
-    @hookimpl
-    def threadline_list_sessions(
+    def list_sessions(
         self, tenant_id: str, user_id: str | None, agent_id: str | None, limit: int, offset: int
     ) -> list[Session]:
         with self._lock:
             found = [
                 s
-                for s in self._sessions.values()
-                if s.tenant_id == tenant_id
-                and user_id in (None, s.user_id)
-                and agent_id in (None, s.agent_id)
+                for s in map(self._sessions.__getitem__, self._tenant_sessions.get(tenant_id, ()))
+                if user_id in (None, s.user_id) and agent_id in (None, s.agent_id)
             ]
         found.sort(key=lambda s: (s.updated_at, s.id), reverse=True)
         return found[offset : offset + limit]
 
-    @hookimpl
-    def threadline_replace_session(self, session: Session) -> Session:
-        with self._lock:
-            stored = self._require(session.tenant_id, session.id)
+    def replace_session(self, session: Session) -> Session:
+        with self._writer:
             stored = attrs.evolve(
-                stored,
+                self._require(session.tenant_id, session.id),
                 title=session.title,
                 updated_at=session.updated_at,
                 metadata=_json(session.metadata, "metadata"),
             )
-            self._sessions[session.id] = stored
+            self.commit([Change("sessions", (stored,))])
             return stored
 
-    @hookimpl
-    def threadline_delete_session(self, tenant_id: str, session_id: str) -> bool:
-        with self._lock:
+    def delete_session(self, tenant_id: str, session_id: str) -> bool:
+        with self._writer:
             if self._session(tenant_id, session_id) is None:
                 return False
-            del self._sessions[session_id]
-            for m in self._messages.pop(session_id):
-                del self._message_session[m.id]
-            for r in self._records.pop(session_id):
-                del self._record_by_id[r.id]
-            for c in [c for c in self._calls.values() if c.session_id == session_id]:
-                del self._calls[c.id]
+            self.commit([Change("drop_sessions", (session_id,))])
             return True
 
     # -- messages -------------------------------------------------------------------------
 
-    @hookimpl
-    def threadline_save_messages(self, messages: Sequence[Message]) -> list[Message]:
-        with self._lock:
-            first = messages[0]
-            session = self._require(first.tenant_id, first.session_id)
+    def save_messages(self, messages: Sequence[Message]) -> list[Message]:
+        with self._writer:
+            session = self._require(messages[0].tenant_id, messages[0].session_id)
             if len({m.id for m in messages}) != len(messages):
                 raise ValidationError("save_messages got the same message id twice")
             log = self._messages[session.id]
             out: list[Message] = []
             fresh: list[Message] = []
             for m in messages:  # check everything before writing anything
-                where = self._message_session.get(m.id)
+                where = self._message_at.get(m.id, (None,))[0]
                 if where is not None and where != m.session_id:
                     raise id_conflict("message", m.id)
                 if where is not None:
-                    out.append(next(x for x in log if x.id == m.id))
+                    out.append(self._stored(m.id))
                 else:
                     out.append(_copy(m, seq=len(log) + len(fresh) + 1))
                     fresh.append(out[-1])
-            log.extend(fresh)
-            self._message_session.update((m.id, session.id) for m in fresh)
-            self._touch(session)
+            if fresh:
+                self.commit([Change("messages", tuple(fresh)), self._touched(session)])
             return out
 
-    @hookimpl
-    def threadline_read_messages(
+    def _stored(self, message_id: str) -> Message:
+        """The stored message with this id, through the id index (never a scan)."""
+        sid, seq = self._message_at[message_id]
+        return self._messages[sid][seq - 1]
+
+    def read_messages(
         self,
         tenant_id: str,
         session_id: str,
@@ -185,174 +336,173 @@ class ReferenceStore:
         with self._lock:
             if self._session(tenant_id, session_id) is None:
                 return []
-            log = self._messages[session_id]  # seq n is at index n - 1
-            found = log[after_seq : len(log) if before_seq is None else max(before_seq - 1, 0)]
+            log = self._messages[session_id]
+            end = len(log) if before_seq is None else min(max(before_seq - 1, 0), len(log))
+            if role is None:  # seq n is at index n - 1
+                lo, hi = min(after_seq, end), end
+                if limit is not None:
+                    lo, hi = (
+                        (max(lo, hi - limit), hi) if newest_first else (lo, min(hi, lo + limit))
+                    )
+                found = log[lo:hi]
+            else:  # the role's seqs, found by bisection
+                seqs = self._roles[session_id].get(role, [])
+                lo, hi = bisect.bisect_right(seqs, after_seq), bisect.bisect_right(seqs, end)
+                if limit is not None:
+                    lo, hi = (
+                        (max(lo, hi - limit), hi) if newest_first else (lo, min(hi, lo + limit))
+                    )
+                found = [log[seq - 1] for seq in seqs[lo:hi]]
         if newest_first:
             found.reverse()
-        if role is not None:  # a store with a role index reads only those
-            found = [m for m in found if m.role == role]
-        return found if limit is None else found[:limit]
+        return found
 
-    @hookimpl
-    def threadline_rewrite_messages(self, tenant_id: str, messages: Sequence[Message]) -> int:
-        with self._lock:
-            changes = []
+    def rewrite_messages(self, tenant_id: str, messages: Sequence[Message]) -> int:
+        with self._writer:
+            rows: list[Message] = []
+            touched: dict[str, Change] = {}
             for m in messages:
-                sid = self._message_session.get(m.id)
-                if sid is None or self._sessions[sid].tenant_id != tenant_id != m.tenant_id:
+                sid = self._message_at.get(m.id, (None,))[0]
+                if sid is None or self._sessions[sid].tenant_id != tenant_id:
                     raise NotFoundError(f"message {m.id} not found for this tenant")
-                log = self._messages[sid]
-                index = next(i for i in range(len(log) - 1, -1, -1) if log[i].id == m.id)
-                changes.append(
-                    (
-                        log,
-                        index,
-                        _copy(
-                            log[index],
-                            content=m.content,
-                            tool_calls=m.tool_calls,
-                            status=m.status,
-                            name=m.name,
-                            metadata=m.metadata,
-                            user_id=m.user_id,
-                        ),
-                    )
+                stored = self._stored(m.id)
+                rows.append(
+                    _copy(
+                        stored,
+                        content=m.content,
+                        tool_calls=m.tool_calls,
+                        status=m.status,
+                        name=m.name,
+                        metadata=m.metadata,
+                        user_id=m.user_id,
+                    )  # fmt: skip
                 )
-            for log, index, message in changes:
-                log[index] = message
-                self._touch(self._sessions[message.session_id])
-            return len(changes)
+                touched[sid] = self._touched(self._sessions[sid])
+            if rows:
+                self.commit([Change("messages", tuple(rows)), *touched.values()])
+            return len(rows)
 
     # -- checkpoint records ---------------------------------------------------------------
 
-    @hookimpl
-    def threadline_insert_checkpoint_record(
+    def insert_checkpoint_record(
         self, record: CheckpointRecord, parent_tag: int | None
     ) -> CheckpointRecord:
         c = record.checkpoint
-        with self._lock:
+        with self._writer:
             session = self._require(c.tenant_id, c.session_id)
-            existing = self._record_by_id.get(c.id)
+            existing = self._find_record(c.id)
             if existing is not None:
                 if existing.checkpoint.session_id != c.session_id:
                     raise id_conflict("checkpoint", c.id)
                 return existing
             if c.parent_id is not None:
-                parent = self._record_by_id.get(c.parent_id)
-                if parent is None or parent.checkpoint.session_id != c.session_id:
+                parent = self._records[c.session_id].get(c.parent_id)
+                if parent is None:
                     raise NotFoundError(f"parent checkpoint {c.parent_id} not found")
                 if parent_tag is not None and parent.tag != parent_tag:
                     raise StaleRecordError(f"checkpoint {c.parent_id} was rewritten")
-            log = self._records[c.session_id]
+            last = next(reversed(self._records[c.session_id].values()), None)
             checkpoint = attrs.evolve(
                 c,
-                version=(log[-1].checkpoint.version or 0) + 1 if log else 1,
+                version=(last.checkpoint.version or 0) + 1 if last else 1,
                 input=_json(c.input, "checkpoint input"),
                 state=_json(c.state, "checkpoint state"),
                 properties=_json(c.properties, "checkpoint properties"),
             )
             stored = attrs.evolve(record, checkpoint=checkpoint)
-            log.append(stored)
-            self._record_by_id[c.id] = stored
-            self._touch(session)
+            self.commit([Change("records", (stored,)), self._touched(session)])
             return stored
 
-    @hookimpl
-    def threadline_read_checkpoint_records(
+    def _find_record(self, checkpoint_id: str) -> CheckpointRecord | None:
+        sid = self._record_session.get(checkpoint_id)
+        return None if sid is None else self._records[sid][checkpoint_id]
+
+    def read_checkpoint_records(
         self, tenant_id: str, checkpoint_id: str, chain: bool
     ) -> list[CheckpointRecord]:
         with self._lock:
             out = []
-            record = self._record_by_id.get(checkpoint_id)
+            record = self._find_record(checkpoint_id)
             while record is not None and record.checkpoint.tenant_id == tenant_id:
                 out.append(record)
                 if not chain or not record.depth:
                     break
-                record = self._record_by_id.get(record.parent_id or "")
+                record = self._find_record(record.parent_id or "")
             return out
 
-    @hookimpl
-    def threadline_list_checkpoint_records(
+    def list_checkpoint_records(
         self, tenant_id: str, session_id: str | None, agent_id: str | None, latest: bool
     ) -> list[CheckpointRecord]:
         with self._lock:
             if session_id is not None:
                 sessions = [s for s in [self._session(tenant_id, session_id)] if s]
             else:
+                ids = self._tenant_sessions.get(tenant_id, ())
                 sessions = sorted(
-                    (s for s in self._sessions.values() if s.tenant_id == tenant_id),
-                    key=lambda s: (s.created_at, s.id),
+                    map(self._sessions.__getitem__, ids), key=lambda s: (s.created_at, s.id)
                 )
             found = [
                 r
                 for s in sessions
-                for r in self._records[s.id]
+                for r in (
+                    reversed(self._records[s.id].values())
+                    if latest
+                    else self._records[s.id].values()
+                )
                 if agent_id in (None, r.checkpoint.agent_id)
             ]
-        return found[-1:] if latest else found
+        return found[:1] if latest else found
 
-    @hookimpl
-    def threadline_rewrite_checkpoint_records(
+    def rewrite_checkpoint_records(
         self,
         tenant_id: str,
         session_id: str,
         records: Sequence[CheckpointRecord],
         delete_ids: Sequence[str],
     ) -> int:
-        with self._lock:
-            if self._session(tenant_id, session_id) is None:
-                raise NotFoundError(f"session {session_id} not found for this tenant")
-            new = {r.id: r for r in records}
-            gone = set(delete_ids)
-            log = self._records[session_id]
-            kept = []
-            for r in log:
-                if r.id in gone:
-                    del self._record_by_id[r.id]
-                    continue
-                if r.id in new:
-                    n = new[r.id]
-                    r = self._record_by_id[r.id] = attrs.evolve(
-                        r, record=n.record, depth=n.depth, tag=n.tag
-                    )
-                kept.append(r)
-            changed = len(log) - len(kept) + len(new)
-            self._records[session_id] = kept
-            return changed
+        with self._writer:
+            self._require(tenant_id, session_id)
+            stored = self._records[session_id]
+            rows = tuple(
+                attrs.evolve(stored[r.id], record=r.record, depth=r.depth, tag=r.tag)
+                for r in records
+                if r.id in stored
+            )
+            gone = tuple(i for i in dict.fromkeys(delete_ids) if i in stored)
+            if rows or gone:
+                self.commit([Change("records", rows), Change("drop_records", gone)])
+            return len(rows) + len(gone)
 
     # -- API calls (capability group) -----------------------------------------------------
 
-    @hookimpl
-    def threadline_save_api_call(self, api_call: ApiCall) -> ApiCall:
-        with self._lock:
+    def save_api_call(self, api_call: ApiCall) -> ApiCall:
+        with self._writer:
             session = self._require(api_call.tenant_id, api_call.session_id)
-            existing = self._calls.get(api_call.id)
-            if existing is not None:
-                if existing.session_id != api_call.session_id:
+            where = self._call_session.get(api_call.id)
+            if where is not None:
+                if where != api_call.session_id:
                     raise id_conflict("api call", api_call.id)
-                return existing
+                return self._calls[where][api_call.id]
             stored = attrs.evolve(api_call, metadata=_json(api_call.metadata, "metadata"))
-            self._calls[api_call.id] = stored
-            self._touch(session)
+            self.commit([Change("calls", (stored,)), self._touched(session)])
             return stored
 
-    @hookimpl
-    def threadline_list_api_calls(self, tenant_id: str, session_id: str) -> list[ApiCall]:
+    def list_api_calls(self, tenant_id: str, session_id: str) -> list[ApiCall]:
         with self._lock:
             if self._session(tenant_id, session_id) is None:
                 return []
-            return [c for c in self._calls.values() if c.session_id == session_id]
+            return list(self._calls[session_id].values())
 
-    @hookimpl
-    def threadline_delete_api_calls(self, tenant_id: str, api_call_ids: Sequence[str]) -> int:
-        with self._lock:
-            doomed = [
+    def delete_api_calls(self, tenant_id: str, api_call_ids: Sequence[str]) -> int:
+        with self._writer:
+            doomed = tuple(
                 i
-                for i in api_call_ids
-                if i in self._calls and self._calls[i].tenant_id == tenant_id
-            ]
-            for i in doomed:
-                del self._calls[i]
+                for i in dict.fromkeys(api_call_ids)
+                if i in self._call_session
+                and self._sessions[self._call_session[i]].tenant_id == tenant_id
+            )
+            if doomed:
+                self.commit([Change("drop_calls", doomed)])
             return len(doomed)
 
     # -- agent and provider configs (capability group) ------------------------------------
@@ -363,17 +513,13 @@ class ReferenceStore:
             raise id_conflict("provider", provider.id)
         return attrs.evolve(provider, metadata=_json(provider.metadata, "provider metadata"))
 
-    @hookimpl
-    def threadline_save_agent_config(self, config: AgentConfig) -> AgentConfig:
-        with self._lock:
+    def save_agent_config(self, config: AgentConfig) -> AgentConfig:
+        with self._writer:
             agent, provider = config.agent, config.provider
             other = self._agents.get(agent.id)
             if other is not None and other.tenant_id != agent.tenant_id:
                 raise id_conflict("agent", agent.id)
-            if any(
-                a.tenant_id == agent.tenant_id and a.code == agent.code and a.id != agent.id
-                for a in self._agents.values()
-            ):
+            if self._agent_codes.get((agent.tenant_id, agent.code), agent.id) != agent.id:
                 raise ConflictError(f"agent code {agent.code!r} is taken in this tenant")
             if provider is not None:
                 provider = self._provider(provider)
@@ -383,9 +529,8 @@ class ReferenceStore:
                 custom_params=_json(agent.custom_params, "custom_params"),
                 response_format=_json(agent.response_format, "response_format"),
             )
-            if provider is not None:
-                self._providers[provider.id] = provider
-            self._agents[agent.id] = agent
+            providers = () if provider is None else (provider,)
+            self.commit([Change("providers", providers), Change("agents", (agent,))])
             return AgentConfig(agent=agent, provider=provider)
 
     def _config(self, agent: AgentRecord) -> AgentConfig:
@@ -394,30 +539,27 @@ class ReferenceStore:
             agent=agent, provider=p if p and p.tenant_id == agent.tenant_id else None
         )
 
-    @hookimpl
-    def threadline_load_agent_config(
+    def load_agent_config(
         self, tenant_id: str, code: str | None, agent_id: str | None
     ) -> AgentConfig | None:
         with self._lock:
-            for a in self._agents.values():
-                if a.tenant_id == tenant_id and (a.id == agent_id if agent_id else a.code == code):
-                    return self._config(a)
-            return None
+            if agent_id is None:
+                agent_id = self._agent_codes.get((tenant_id, code or ""))
+            agent = self._agents.get(agent_id or "")
+            return self._config(agent) if agent and agent.tenant_id == tenant_id else None
 
-    @hookimpl
-    def threadline_list_agent_configs(self, tenant_id: str) -> list[AgentConfig]:
+    def list_agent_configs(self, tenant_id: str) -> list[AgentConfig]:
         with self._lock:
             agents = [a for a in self._agents.values() if a.tenant_id == tenant_id]
             return [self._config(a) for a in sorted(agents, key=lambda a: a.code)]
 
-    @hookimpl
-    def threadline_save_provider(self, provider: ProviderRecord) -> ProviderRecord:
-        with self._lock:
-            self._providers[provider.id] = stored = self._provider(provider)
+    def save_provider(self, provider: ProviderRecord) -> ProviderRecord:
+        with self._writer:
+            stored = self._provider(provider)
+            self.commit([Change("providers", (stored,))])
             return stored
 
-    @hookimpl
-    def threadline_list_providers(self, tenant_id: str) -> list[ProviderRecord]:
+    def list_providers(self, tenant_id: str) -> list[ProviderRecord]:
         with self._lock:
             found = [p for p in self._providers.values() if p.tenant_id == tenant_id]
             return sorted(found, key=lambda p: (p.name, p.id))
