@@ -45,7 +45,9 @@ from threadline import Message, Session
 from threadline.ids import new_id
 from threadline_sqlite import SQLiteStore, migrations
 from threadline_sqlite import rows as sqlite_rows
-from threadline_sqlite import store as sql
+from threadline_sqlite.messages import INSERT_MESSAGE
+from threadline_sqlite.sql import BUMP_SEQ
+from threadline_sqlite.window import WINDOW
 
 try:  # optional comparison
     from agents.memory import SQLiteSession  # type: ignore[import-not-found, unused-ignore]
@@ -68,7 +70,7 @@ W3_ROUNDS = 10  # user + assistant rounds: the last 20 messages
 CONTENT = "The quick brown fox jumps over the lazy dog. " * 4
 USER = new_id()
 """Every benchmark message carries this user id, as the agent runtime's messages do."""
-BUMP = f"{sql._BUMP_SEQ} RETURNING last_seq"
+BUMP = f"{BUMP_SEQ} RETURNING last_seq"
 NEEDED = {"full": 0.8, "normal": 0.4}  # W1 targets: store rate / raw rate
 
 
@@ -201,7 +203,7 @@ class RawAppender(Appender):
                 execute("BEGIN IMMEDIATE")
                 bumped = execute(BUMP, (1, time.time_ns() // 1000, session_id, tenant_id))
                 row[5] = bumped.fetchone()[0]
-                execute(sql._INSERT_MESSAGE, row)
+                execute(INSERT_MESSAGE, row)
                 execute("COMMIT")
             return
         for i in range(start, stop, self.batch):
@@ -212,7 +214,7 @@ class RawAppender(Appender):
             for row in chunk:
                 seq += 1
                 row[5] = seq
-            executemany(sql._INSERT_MESSAGE, chunk)
+            executemany(INSERT_MESSAGE, chunk)
             execute("COMMIT")
 
     async def close(self) -> None:
@@ -313,7 +315,7 @@ def build_session(path: Path, count: int) -> tuple[str, str]:
             row[5] = start + i + 1
         if start == 0:
             rows[0][6], rows[0][7] = "system", "You are a helpful assistant."
-        connection.executemany(sql._INSERT_MESSAGE, rows)
+        connection.executemany(INSERT_MESSAGE, rows)
     connection.execute("UPDATE entity_session SET last_seq = ? WHERE id = ?", (count, session_id))
     connection.execute("COMMIT")
     connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -352,7 +354,7 @@ async def window_readers(
 
     connection = raw_connection(path, "normal")
     params = {"session": session_id, "tenant": tenant_id, "skip": W3_ROUNDS - 1}
-    window_sql = sql._WINDOW
+    window_sql = WINDOW
     assert len(connection.execute(window_sql, params).fetchall()) == 2 * W3_ROUNDS + 1
 
     async def raw_read() -> object:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from pathlib import Path
 from typing import Any
 
-from threadline import Checkpoint, Message, Session
 from threadline.testing import processes
-from threadline_sqlite import migrations, rows
+from threadline_sqlite import migrations
 
 CHILD = Path(__file__).with_name("_child.py")
 
@@ -47,40 +45,6 @@ def at_migration(path: Path, count: int = 1) -> sqlite3.Connection:
         old(name=name)(migrations._FUNCTIONS[name])
     old.apply(Database(connection))
     return connection
-
-
-def legacy_item(m: Message) -> list[Any]:
-    """A message as migration 0001's rows held it (a 14-item array)."""
-    created = rows.to_us(m.created_at)
-    calls = [[c.id, c.name, c.arguments] for c in m.tool_calls] or None
-    return [m.id, m.session_id, m.tenant_id, m.user_id, m.agent_id, m.seq, m.role, m.content,
-            calls, m.tool_call_id, m.name, m.status, m.metadata, created]  # fmt: skip
-
-
-def write_legacy_checkpoint(path: Path, session: Session, checkpoint: Checkpoint) -> None:
-    """A new database at migration 0001 holding ``session`` and ``checkpoint`` as 0001 wrote them.
-
-    The checkpoint (version 1, no parent, agent or input) keeps its full history in its row.
-    """
-    connection = at_migration(path)
-    try:
-        connection.execute(
-            "INSERT INTO entity_session (id, tenant_id, user_id, metadata, created_at, updated_at, "
-            "last_version) VALUES (?, ?, ?, '{}', 0, 0, 1)",
-            (session.id, session.tenant_id, session.user_id),
-        )
-        connection.execute(
-            "INSERT INTO entity_checkpoint (id, tenant_id, session_id, agent_id, version,"
-            " parent_id, node_id, input, input_type, history, state, properties, tombstone,"
-            " created_at) VALUES (?, ?, ?, NULL, 1, NULL, ?, 'null', NULL, ?, ?, '{}', 0, ?)",
-            (checkpoint.id, checkpoint.tenant_id, checkpoint.session_id, checkpoint.node_id,
-             json.dumps([legacy_item(m) for m in checkpoint.history]),
-             json.dumps(checkpoint.state, separators=(",", ":")),
-             rows.to_us(checkpoint.created_at)),
-        )  # fmt: skip
-        connection.commit()
-    finally:
-        connection.close()
 
 
 def child_env() -> dict[str, str]:

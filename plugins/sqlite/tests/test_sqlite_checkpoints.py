@@ -9,14 +9,13 @@ from typing import Any
 
 import attrs
 import pytest
-from _sqlite_support import integrity_ok, query, write_legacy_checkpoint
+from _sqlite_support import query
 
 import threadline
-from threadline import Checkpoint, ConflictError, Message, Session, ToolCall
+from threadline import Checkpoint, ConflictError, Message, Session
 from threadline.ids import new_id
 from threadline.storekit.delta import SNAPSHOT_EVERY
-from threadline_sqlite import SQLiteStore, rows
-from threadline_sqlite import store as store_module
+from threadline_sqlite import SQLiteStore, checkpoints
 
 
 async def _session(store: threadline.Store) -> Session:
@@ -105,20 +104,18 @@ async def test_a_long_run_stores_deltas_and_restores_every_checkpoint(
 async def test_restore_reads_at_most_snapshot_every_rows_in_one_query(
     store: threadline.Store, db_path: Path
 ) -> None:
-    _plugin(store).snapshot_every = 4
     session = await _session(store)
-    made = await _run(store, session, 11, size=10)
-    assert [r[2] for r in _records(db_path)] == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2]
+    made = await _run(store, session, SNAPSHOT_EVERY + 2, size=1)
+    depths = [r[2] for r in _records(db_path)]
+    assert depths == [*range(SNAPSHOT_EVERY), 0, 1]
 
     def chain_length(connection: sqlite3.Connection, checkpoint_id: str) -> int:
-        found = connection.execute(
-            store_module._CHAIN_OF_TENANT, (checkpoint_id, session.tenant_id)
-        ).fetchall()
-        return len(found)
+        found = connection.execute(checkpoints.CHAIN, (checkpoint_id, session.tenant_id))
+        return len(found.fetchall())
 
     lengths = [await _plugin(store).run_read(chain_length, c.id) for c in made]
-    assert lengths == [1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3]
-    for checkpoint in made:
+    assert lengths == [*range(1, SNAPSHOT_EVERY + 1), 1, 2]
+    for checkpoint in made[-4:]:
         assert await store.get_checkpoint(session.tenant_id, checkpoint.id) == checkpoint
     assert SNAPSHOT_EVERY == 128
 
@@ -241,41 +238,3 @@ async def test_a_checkpoint_id_written_again_elsewhere_is_not_trusted_from_the_c
         assert read is not None and [m.content for m in read.history] == ["theirs", "reply"]
     finally:
         await fresh.close()
-
-
-async def test_full_histories_written_before_migration_0002_stay_readable(db_path: Path) -> None:
-    session = Session(tenant_id=new_id())
-    t, s = session.tenant_id, session.id
-    history = [
-        _msg(session, "system", "be brief"),
-        _msg(session, "assistant", "", tool_calls=[ToolCall(id="c", name="f", arguments={})],
-             metadata={"k": 1}, seq=2),
-        _msg(session, "tool", "42", tool_call_id="c", name="f", status="error"),
-    ]  # fmt: skip
-    legacy = Checkpoint(tenant_id=t, session_id=s, node_id="n", history=history, version=1,
-                        state={"a": 1})  # fmt: skip
-    write_legacy_checkpoint(db_path, session, legacy)
-
-    store = await threadline.connect(f"sqlite:///{db_path}")  # applies 0002
-    try:
-        assert await store.get_checkpoint(t, legacy.id) == legacy
-        child = await store.create_checkpoint(
-            Checkpoint(
-                tenant_id=t,
-                session_id=s,
-                parent_id=legacy.id,
-                history=[*history, _msg(session, "user", "new")],
-            )  # fmt: skip
-        )
-        assert await store.get_latest_checkpoint(t, s) == child
-        assert await store.list_checkpoints(t, session_id=s) == [legacy, child]
-    finally:
-        await store.close()
-    stored = _records(db_path)
-    assert stored[0][2] is None and stored[0][3] is None  # the old row is left as it was
-    assert json.loads(stored[1][1]) == {
-        "v": 1, "kind": "delta", "keep": 3,
-        "messages": [{"id": child.history[-1].id, "role": "user", "content": "new",
-                      "at": rows.to_us(child.history[-1].created_at)}],
-    }  # fmt: skip
-    integrity_ok(db_path)

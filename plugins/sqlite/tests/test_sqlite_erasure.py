@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from _sqlite_support import integrity_ok, query, write_legacy_checkpoint
+from _sqlite_support import integrity_ok, query
 
 import threadline
 from threadline import Checkpoint, Message, Session
 from threadline.ids import new_id
+from threadline.storekit import log
 from threadline.storekit.erasure import redact
-from threadline_sqlite import SQLiteStore
-from threadline_sqlite import store as store_module
+from threadline_sqlite import SQLiteStore, checkpoints, retention
 
 
 def _msg(session: Session, user_id: str | None, role: Any, content: str = "") -> Message:
@@ -27,6 +27,11 @@ def _plugin(store: threadline.Store) -> SQLiteStore:
     plugin = store.primary
     assert isinstance(plugin, SQLiteStore)
     return plugin
+
+
+def _cache(store: threadline.Store) -> Any:
+    """The history cache the core keeps for the store's checkpoints."""
+    return log.history_cache(store._bindings[0])
 
 
 def _redacted(history: tuple[Message, ...], user_id: str) -> tuple[Message, ...]:
@@ -95,7 +100,7 @@ async def test_no_history_cache_serves_an_unredacted_history(db_path: Path) -> N
             session = await writer.create_session(Session(tenant_id=tenant, user_id=a))
             made, histories = await _run_with_b(writer, session, a, b)
             before = _tags(db_path)
-            assert _plugin(writer)._histories.get(made[2].id) is not None
+            assert _cache(writer).get(made[2].id) is not None
             assert await erasing.erase_user(tenant, b) == {
                 "sessions": 0, "messages": 0, "messages_redacted": 0, "api_calls": 0,
                 "checkpoints": 0, "checkpoints_redacted": 3,
@@ -155,35 +160,6 @@ async def test_records_keep_their_kind_keep_and_depth(
         )
 
 
-async def test_full_histories_older_than_migration_0002_are_redacted(db_path: Path) -> None:
-    a, b = new_id(), new_id()
-    session = Session(tenant_id=new_id(), user_id=a)
-    t, s = session.tenant_id, session.id
-    history = (_msg(session, a, "user", "hi"), _msg(session, b, "user", "b's secret"),
-               _msg(session, b, "assistant", "b's answer"))  # fmt: skip
-    legacy = Checkpoint(tenant_id=t, session_id=s, history=history, version=1)
-    write_legacy_checkpoint(db_path, session, legacy)
-
-    store = await threadline.connect(f"sqlite:///{db_path}")  # applies 0002 and 0003
-    try:
-        child_history = (*history, _msg(session, b, "user", "b again"))
-        child = await store.create_checkpoint(
-            Checkpoint(tenant_id=t, session_id=s, history=child_history, parent_id=legacy.id)
-        )
-        assert (await store.erase_user(t, b))["checkpoints_redacted"] == 2
-        stored = _tags(db_path)
-        record, depth, tag = stored[legacy.id]
-        assert json.loads(record)["kind"] == "snapshot" and depth == 0 and tag is not None
-        assert await store.list_checkpoints(t, session_id=s) == [
-            attrs.evolve(legacy, history=_redacted(history, b)),
-            attrs.evolve(child, history=_redacted(child_history, b)),
-        ]
-        assert (await store.erase_user(t, b))["checkpoints_redacted"] == 0
-    finally:
-        await store.close()
-    integrity_ok(db_path)
-
-
 def _plan(connection: sqlite3.Connection, sql: str, params: object) -> str:
     return " | ".join(row[3] for row in connection.execute("EXPLAIN QUERY PLAN " + sql, params))
 
@@ -191,17 +167,18 @@ def _plan(connection: sqlite3.Connection, sql: str, params: object) -> str:
 async def test_erase_queries_use_indexes(store: threadline.Store) -> None:
     plugin = _plugin(store)
     params = ("t", "u", "u")
-    messages = await plugin.run_read(_plan, store_module._ERASE_FOREIGN_MESSAGES, params)
+    messages = await plugin.run_read(_plan, retention.ERASE_FOREIGN_MESSAGES, params)
     assert "INDEX idx_message_tenant_user" in messages, messages
     assert "SCAN" not in messages, messages
-    calls = await plugin.run_read(_plan, "SELECT a.id " + store_module._ERASE_FOREIGN_CALLS, params)
+    calls = await plugin.run_read(_plan, "SELECT a.id " + retention.ERASE_FOREIGN_CALLS, params)
     assert "INDEX idx_api_call_tenant_user" in calls, calls
     assert "SCAN" not in calls, calls
     who = {"tenant": "t", "user": "u"}
-    sessions = await plugin.run_read(_plan, store_module._ERASE_CHECKPOINTED_SESSIONS, who)
+    sessions = await plugin.run_read(_plan, retention.ERASE_CHECKPOINTED_SESSIONS, who)
     assert "INDEX idx_session_tenant_updated" in sessions, sessions
     assert "INDEX idx_checkpoint_session_version" in sessions, sessions
     assert "SCAN entity_checkpoint" not in sessions, sessions
-    checkpoints = await plugin.run_read(_plan, store_module._ERASE_SESSION_CHECKPOINTS, ("s", "t"))
-    assert "INDEX idx_checkpoint_session_version" in checkpoints, checkpoints
-    assert "TEMP B-TREE" not in checkpoints, checkpoints
+    of_session = checkpoints.OF_SESSION + " ORDER BY version"
+    found = await plugin.run_read(_plan, of_session, ("s", "t"))
+    assert "INDEX idx_checkpoint_session_version" in found, found
+    assert "TEMP B-TREE" not in found, found

@@ -26,8 +26,7 @@ from threadline import (
 )
 from threadline.ids import new_id
 from threadline.storekit.window import select_window
-from threadline_sqlite import SQLiteStore
-from threadline_sqlite import store as store_module
+from threadline_sqlite import SQLiteStore, messages, window
 
 
 async def _session(store: threadline.Store) -> Session:
@@ -104,14 +103,16 @@ async def test_window_queries_use_indexes_not_scans(store: threadline.Store) -> 
     sqlite_store = store.primary
     assert isinstance(sqlite_store, SQLiteStore)
     queries = {
-        "window": (store_module._WINDOW, {"session": "s", "tenant": "t", "skip": 1}),
-        "systems": (store_module._SYSTEM_BEFORE, ("s", "t", 5)),
-        "tail": (store_module._MESSAGES_AFTER, ("s", "t", 0, 20)),
-        "range": (store_module._MESSAGES_RANGE, ("s", "t", 1, 9)),
-        "caller": (store_module._NEAREST_CALLERS.format(marks="?,?"), ("s", 9, "a", "b")),
-        "round": (store_module._ROUND_START, ("s", 9)),
-        "count": (store_module._COUNT, ("s", "t")),
-        "streaming": (store_module._INTERRUPT, ("s", "t")),
+        "window": (window.WINDOW, {"session": "s", "tenant": "t", "skip": 1}),
+        "systems": (window.SYSTEM_BEFORE, ("s", "t", 5)),
+        "tail": (messages.read_sql(False, False, False), ("s", "t", 0, 20)),
+        "last": (messages.read_sql(True, True, False), ("s", "t", 0, 9, 20)),
+        "system head": (messages.read_sql(True, False, True), ("s", "t", 0, 9, "system", -1)),
+        "range": (window.MESSAGES_RANGE, ("s", "t", 1, 9)),
+        "caller": (window.NEAREST_CALLERS.format(marks="?,?"), ("s", 9, "a", "b")),
+        "round": (window.ROUND_START, ("s", 9)),
+        "count": (messages.COUNT, ("s", "t")),
+        "streaming": (messages.INTERRUPT, ("s", "t")),
     }
     for name, (sql, params) in queries.items():
         plan = await sqlite_store.run_read(_plan, sql, params)

@@ -19,7 +19,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from threadline.codec import dump_json, dump_tool_calls, load_tool_calls
-from threadline.errors import StoreError
 from threadline.models import (
     AgentRecord,
     ApiCall,
@@ -27,33 +26,32 @@ from threadline.models import (
     Message,
     ProviderRecord,
     Session,
-    ToolCall,
     trusted,
 )
-from threadline.storekit.delta import rebuild
+from threadline.storekit.records import CheckpointRecord
 
 __all__ = [
     "AGENT_COLUMNS",
     "API_CALL_COLUMNS",
     "CHECKPOINT_COLUMNS",
+    "CHECKPOINT_VERSION",
     "MESSAGE_COLUMNS",
     "MESSAGE_FIELDS",
+    "MESSAGE_SEQ",
     "PROVIDER_COLUMNS",
     "SESSION_COLUMNS",
     "agent_from_row",
     "agent_row",
     "api_call_from_row",
     "api_call_row",
-    "chain_history",
-    "checkpoint_from_row",
-    "checkpoint_row",
     "from_us",
-    "is_legacy_history",
-    "legacy_history",
+    "message_changes",
     "message_from_row",
     "message_row",
     "provider_from_row",
     "provider_row",
+    "record_from_row",
+    "record_row",
     "session_from_row",
     "session_row",
     "to_us",
@@ -116,6 +114,20 @@ def message_row(m: Message, seq: int | None = None) -> list[Any]:
 
 MESSAGE_FIELDS = tuple(name.strip() for name in MESSAGE_COLUMNS.split(","))
 """The :class:`~threadline.models.Message` fields, in :data:`MESSAGE_COLUMNS` order."""
+MESSAGE_SEQ = MESSAGE_FIELDS.index("seq")
+"""Where ``seq`` is in a :func:`message_row` (filled in once the transaction has it)."""
+
+
+def message_changes(m: Message) -> dict[str, Any]:
+    """The columns a rewrite changes, by name (``user_id`` too: erasure clears it)."""
+    return {
+        "content": m.content,
+        "tool_calls": dump_tool_calls(m.tool_calls),
+        "status": m.status,
+        "name": m.name,
+        "metadata": _dump_object(m.metadata, "metadata"),
+        "user_id": m.user_id,
+    }
 
 
 def _message_builder() -> Callable[[Sequence[Any]], Message]:
@@ -180,30 +192,6 @@ message_from_row = _message_builder()
 """Rebuild a message from a row in :data:`MESSAGE_COLUMNS` order."""
 
 
-def _history_message(item: list[Any]) -> Message:
-    (id_, session_id, tenant_id, user_id, agent_id, seq, role, content, calls, tool_call_id,
-     name, status, metadata, created_at) = item  # fmt: skip
-    return trusted(
-        Message,
-        id=id_,
-        session_id=session_id,
-        tenant_id=tenant_id,
-        user_id=user_id,
-        agent_id=agent_id,
-        seq=seq,
-        role=role,
-        content=content,
-        tool_calls=tuple(trusted(ToolCall, id=i, name=n, arguments=a) for i, n, a in calls)
-        if calls
-        else (),
-        tool_call_id=tool_call_id,
-        name=name,
-        status=status,
-        metadata=metadata,
-        created_at=from_us(created_at),
-    )
-
-
 # -- sessions ----------------------------------------------------------------------------
 
 SESSION_COLUMNS = "id, tenant_id, user_id, agent_id, title, metadata, created_at, updated_at"
@@ -263,32 +251,31 @@ CHECKPOINT_COLUMNS = (
     "id, tenant_id, session_id, agent_id, version, parent_id, node_id, input, input_type, "
     "history, state, properties, tombstone, created_at, history_depth, history_tag"
 )
-"""Column order of :func:`checkpoint_row`; ``history`` is a record of
-:mod:`threadline.storekit.delta` (or, in rows older than migration 0002, the whole
-history as a JSON array, with ``history_depth`` and ``history_tag`` ``NULL``)."""
+"""Column order of :func:`record_row`; ``history`` is a record of
+:mod:`threadline.storekit.delta`, ``history_depth`` and ``history_tag`` its depth and tag."""
+CHECKPOINT_VERSION = [n.strip() for n in CHECKPOINT_COLUMNS.split(",")].index("version")
 
 
-def checkpoint_row(
-    c: Checkpoint, history: str, depth: int, tag: int, version: int | None = None
-) -> list[Any]:
-    """The row for ``c`` in :data:`CHECKPOINT_COLUMNS` order, its history already encoded.
+def record_row(r: CheckpointRecord) -> list[Any]:
+    """The row for ``r`` in :data:`CHECKPOINT_COLUMNS` order (values refused before a write).
 
-    A list, so the store can fill in ``version`` (index 4) inside its transaction.
+    A list, so the store can fill in the version inside its transaction.
     """
+    c = r.checkpoint
     return [
-        c.id, c.tenant_id, c.session_id, c.agent_id, version, c.parent_id, c.node_id,
-        dump_json(c.input, "checkpoint input"), c.input_type, history,
+        c.id, c.tenant_id, c.session_id, c.agent_id, c.version, c.parent_id, c.node_id,
+        dump_json(c.input, "checkpoint input"), c.input_type, r.record,
         _dump_object(c.state, "checkpoint state"),
         _dump_object(c.properties, "checkpoint properties"),
-        1 if c.tombstone else 0, to_us(c.created_at), depth, tag,
+        1 if c.tombstone else 0, to_us(c.created_at), r.depth, r.tag,
     ]  # fmt: skip
 
 
-def checkpoint_from_row(row: Sequence[Any], history: tuple[Message, ...]) -> Checkpoint:
-    """Rebuild a checkpoint from a row in :data:`CHECKPOINT_COLUMNS` order and its history."""
+def record_from_row(row: Sequence[Any]) -> CheckpointRecord:
+    """Rebuild a checkpoint record (its checkpoint without history) from a row."""
     (id_, tenant_id, session_id, agent_id, version, parent_id, node_id, input_, input_type,
-     _, state, properties, tombstone, created_at, _, _) = row  # fmt: skip
-    return trusted(
+     history, state, properties, tombstone, created_at, depth, tag) = row  # fmt: skip
+    checkpoint = trusted(
         Checkpoint,
         id=id_,
         tenant_id=tenant_id,
@@ -299,40 +286,13 @@ def checkpoint_from_row(row: Sequence[Any], history: tuple[Message, ...]) -> Che
         node_id=node_id,
         input=_loads(input_),
         input_type=input_type,
-        history=history,
+        history=(),
         state=_load_object(state),
         properties=_load_object(properties),
         tombstone=bool(tombstone),
         created_at=from_us(created_at),
     )
-
-
-def is_legacy_history(text: str) -> bool:
-    """Whether a ``history`` value is the whole history as written before migration 0002."""
-    return text.startswith("[")
-
-
-def legacy_history(text: str) -> tuple[Message, ...]:
-    """Decode a pre-0002 ``history``: a JSON array of 14-item message arrays."""
-    return tuple(_history_message(item) for item in _loads(text))
-
-
-def chain_history(rows: Sequence[Sequence[Any]]) -> tuple[Message, ...]:
-    """The history of ``rows[0]`` from its chain: itself first, then each parent up to a snapshot.
-
-    :raises StoreError: the chain does not end at a snapshot, or a record is damaged.
-    """
-    oldest = rows[-1]
-    if oldest[14]:  # a delta whose parent is missing
-        raise StoreError(
-            f"checkpoint {oldest[0]} is a delta on {oldest[5]}, which is missing; "
-            "the store is damaged"
-        )
-    records = [row[9] for row in reversed(rows)]
-    base: tuple[Message, ...] = ()
-    if is_legacy_history(records[0]):
-        base, records = legacy_history(records[0]), records[1:]
-    return rebuild(records, tenant_id=rows[0][1], session_id=rows[0][2], base=base)
+    return CheckpointRecord(checkpoint, history, depth, tag)
 
 
 # -- agents and providers ----------------------------------------------------------------

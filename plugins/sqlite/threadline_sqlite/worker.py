@@ -11,10 +11,11 @@ This is the cheapest hand-off the standard library offers: no executor, no
 all three). Jobs run one at a time in submission order, so a connection is never
 shared between threads and one worker's writes are naturally serialised.
 
-A job is ``fn(connection, *args)``. What it raises reaches the awaiting task,
-``sqlite3`` errors mapped by :func:`threadline_sqlite.errors.map_error`; a job
-left inside a transaction by an error is rolled back first. Cancelling the
-awaiting task does not cancel a job already queued: a write may still commit.
+A job is ``fn(*args)``; it reaches the thread's connection with :func:`connection`.
+What it raises reaches the awaiting task, ``sqlite3`` errors mapped by
+:func:`threadline_sqlite.errors.map_error`; a job left inside a transaction by an
+error is rolled back first. Cancelling the awaiting task does not cancel a job
+already queued: a write may still commit.
 """
 
 from __future__ import annotations
@@ -29,9 +30,21 @@ from typing import Any, TypeVar
 from threadline.errors import StoreError
 from threadline_sqlite.errors import map_error
 
-__all__ = ["Worker"]
+__all__ = ["Worker", "connection"]
 
 T = TypeVar("T")
+
+_thread = threading.local()
+
+
+def connection() -> sqlite3.Connection:
+    """The connection of the worker thread running the current job."""
+    try:
+        found: sqlite3.Connection = _thread.connection
+    except AttributeError:
+        raise StoreError("no sqlite connection: not on a store's worker thread") from None
+    return found
+
 
 _Job = tuple[Callable[..., Any], tuple[Any, ...], asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
 
@@ -65,7 +78,7 @@ class Worker:
         return self._closed
 
     def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        """Queue ``fn(connection, *args)``; the future resolves on the calling loop."""
+        """Queue ``fn(*args)``; the future resolves on the calling loop."""
         if self._closed:
             raise StoreError(f"the sqlite store is closed ({self.name})")
         loop = asyncio.get_running_loop()
@@ -91,7 +104,7 @@ class Worker:
         connection: sqlite3.Connection | None = None
         open_error: BaseException | None = None
         try:
-            connection = opener()
+            connection = _thread.connection = opener()
         except BaseException as exc:  # reported to every job instead
             open_error = map_error(exc, f"opening {self.name}")
         get = self._jobs.get
@@ -110,7 +123,7 @@ class Worker:
             if error is None:
                 assert connection is not None
                 try:
-                    result = fn(connection, *args)
+                    result = fn(*args)
                 except BaseException as exc:
                     error = map_error(exc, getattr(fn, "__name__", "job").lstrip("_"))
                     if connection.in_transaction:
@@ -142,5 +155,5 @@ def _close_quietly(connection: sqlite3.Connection | None) -> None:
             pass
 
 
-def _close(connection: sqlite3.Connection) -> None:
+def _close() -> None:
     """The marker of the last job: ``_run`` closes the connection and ends the thread."""

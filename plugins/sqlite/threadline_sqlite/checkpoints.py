@@ -1,0 +1,181 @@
+"""Checkpoint records: the storage under the core's checkpoint log.
+
+:mod:`threadline.storekit.log` encodes each checkpoint's history as a snapshot or a
+delta on its parent (:mod:`threadline.storekit.delta`) and keeps the history cache;
+this module keeps the records. A version is numbered from ``last_version`` in the
+insert's transaction; the parent's write tag is checked in it too, so a delta computed
+against a history rewritten meanwhile is refused (the core computes it again). A chain
+is read in one recursive query of primary-key lookups (at most ``SNAPSHOT_EVERY`` rows).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from threadline.errors import NotFoundError
+from threadline.storekit import log
+from threadline.storekit.records import CheckpointRecord, StaleRecordError, id_conflict
+from threadline.storekit.sync import SyncStore
+from threadline_sqlite.rows import (
+    CHECKPOINT_COLUMNS,
+    CHECKPOINT_VERSION,
+    record_from_row,
+    record_row,
+)
+from threadline_sqlite.sql import (
+    BUMP_VERSION,
+    SESSION_OF_TENANT,
+    bump,
+    chunks,
+    forgetting,
+    marks,
+    missing_session,
+)
+from threadline_sqlite.worker import connection
+
+__all__ = ["CHAIN", "OF_SESSION", "CheckpointHooks", "records_of_session", "rewrite_records"]
+
+_INSERT = f"INSERT INTO entity_checkpoint ({CHECKPOINT_COLUMNS}) VALUES ({marks(16)})"
+_BY_ID = f"SELECT {CHECKPOINT_COLUMNS} FROM entity_checkpoint WHERE id = ?"
+_PARENT = "SELECT session_id, history_tag FROM entity_checkpoint WHERE id = ?"
+OF_SESSION = (
+    f"SELECT {CHECKPOINT_COLUMNS} FROM entity_checkpoint WHERE session_id = ? AND tenant_id = ?"
+)
+_C_COLUMNS = ", ".join("c." + name.strip() for name in CHECKPOINT_COLUMNS.split(","))
+_OF_TENANT = (
+    f"SELECT {_C_COLUMNS} FROM entity_checkpoint c JOIN entity_session s ON s.id = c.session_id "
+    "WHERE c.tenant_id = ?"
+)
+# A checkpoint and the records its history is rebuilt from, in one statement: itself,
+# then its parent, and so on while the row just read is a delta (history_depth > 0).
+# Each step is a primary-key lookup. Rows come with their distance n first and are put
+# in order in Python (an ORDER BY would copy every row, snapshot included, into a
+# temporary b-tree first).
+CHAIN = f"""
+WITH RECURSIVE chain(n, {CHECKPOINT_COLUMNS}) AS (
+  SELECT 0, {CHECKPOINT_COLUMNS} FROM entity_checkpoint WHERE id = ? AND tenant_id = ?
+  UNION ALL
+  SELECT chain.n + 1, {_C_COLUMNS}
+  FROM chain JOIN entity_checkpoint c ON c.id = chain.parent_id
+  WHERE chain.history_depth > 0
+)
+SELECT n, {CHECKPOINT_COLUMNS} FROM chain
+"""
+_REWRITE = (
+    "UPDATE entity_checkpoint SET history = ?, history_depth = ?, history_tag = ? "
+    "WHERE id = ? AND session_id = ?"
+)
+
+
+def records_of_session(
+    db: sqlite3.Connection, tenant_id: str, session_id: str
+) -> list[CheckpointRecord]:
+    """A session's records by version."""
+    rows = db.execute(OF_SESSION + " ORDER BY version", (session_id, tenant_id))
+    return [record_from_row(row) for row in rows]
+
+
+def rewrite_records(
+    db: sqlite3.Connection,
+    session_id: str,
+    records: Sequence[CheckpointRecord],
+    delete_ids: Sequence[str],
+) -> int:
+    """Apply a rewrite plan of :mod:`threadline.storekit.log` in the caller's transaction."""
+    changed = 0
+    for r in records:
+        changed += db.execute(_REWRITE, (r.record, r.depth, r.tag, r.id, session_id)).rowcount
+    for chunk in chunks(list(delete_ids)):
+        sql = f"DELETE FROM entity_checkpoint WHERE session_id = ? AND id IN ({marks(len(chunk))})"
+        changed += db.execute(sql, (session_id, *chunk)).rowcount
+    return changed
+
+
+class CheckpointHooks(SyncStore):
+    """The four record hooks of the required tier, and an atomic prune."""
+
+    def insert_checkpoint_record(
+        self, record: CheckpointRecord, parent_tag: int | None
+    ) -> CheckpointRecord:
+        c = record.checkpoint
+        row = record_row(record)  # input, state and properties refused before the lock
+        db = connection()
+        db.execute("BEGIN IMMEDIATE")
+        if db.execute(SESSION_OF_TENANT, (c.session_id, c.tenant_id)).fetchone() is None:
+            raise missing_session(c.session_id)
+        found = db.execute(_BY_ID, (c.id,)).fetchone()
+        if found is not None:
+            db.execute("COMMIT")
+            existing = record_from_row(found)
+            if (existing.checkpoint.session_id, existing.checkpoint.tenant_id) != (
+                c.session_id, c.tenant_id,
+            ):  # fmt: skip
+                raise id_conflict("checkpoint", c.id)
+            return existing
+        if c.parent_id is not None:
+            parent = db.execute(_PARENT, (c.parent_id,)).fetchone()
+            if parent is None or parent[0] != c.session_id:
+                raise NotFoundError(f"parent checkpoint {c.parent_id} not found in this session")
+            if parent_tag is not None and parent[1] != parent_tag:
+                raise StaleRecordError(f"checkpoint {c.parent_id} was rewritten")
+        row[CHECKPOINT_VERSION] = bump(
+            db, BUMP_VERSION, 1, c.session_id, c.tenant_id, "last_version"
+        )
+        db.execute(_INSERT, row)
+        db.execute("COMMIT")
+        return record_from_row(row)
+
+    def read_checkpoint_records(
+        self, tenant_id: str, checkpoint_id: str, chain: bool
+    ) -> list[CheckpointRecord]:
+        db = connection()
+        if not chain:
+            found = db.execute(_BY_ID + " AND tenant_id = ?", (checkpoint_id, tenant_id))
+            return [record_from_row(row) for row in found]
+        rows = sorted(db.execute(CHAIN, (checkpoint_id, tenant_id)))  # by n, unique
+        return [record_from_row(columns) for _, *columns in rows]
+
+    def list_checkpoint_records(
+        self, tenant_id: str, session_id: str | None, agent_id: str | None, latest: bool
+    ) -> list[CheckpointRecord]:
+        params: list[Any] = [tenant_id]
+        if session_id is not None:
+            sql, agent, order = OF_SESSION, " AND agent_id = ?", " ORDER BY version"
+            params.insert(0, session_id)
+        else:
+            sql, agent, order = _OF_TENANT, " AND c.agent_id = ?", " ORDER BY s.created_at, s.id"
+            order += ", c.version"
+        if agent_id is not None:
+            sql += agent
+            params.append(agent_id)
+        if latest:
+            order += " DESC LIMIT 1"
+        return [record_from_row(row) for row in connection().execute(sql + order, params)]
+
+    def rewrite_checkpoint_records(
+        self,
+        tenant_id: str,
+        session_id: str,
+        records: Sequence[CheckpointRecord],
+        delete_ids: Sequence[str],
+    ) -> int:
+        with forgetting() as db:
+            db.execute("BEGIN IMMEDIATE")
+            if db.execute(SESSION_OF_TENANT, (session_id, tenant_id)).fetchone() is None:
+                raise missing_session(session_id)
+            changed = rewrite_records(db, session_id, records, delete_ids)
+            db.execute("COMMIT")
+        return changed
+
+    # Derived, kept for atomicity: the plan (storekit's) and its rewrite in one transaction,
+    # so a checkpoint erased or rewritten meanwhile is never written back from a stale read.
+    def prune_checkpoints(self, tenant_id: str, session_id: str, keep: int, dry_run: bool) -> int:
+        with forgetting(dry_run) as db:
+            db.execute("BEGIN IMMEDIATE")
+            rewrites, doomed = log.prune_plan(records_of_session(db, tenant_id, session_id), keep)
+            if doomed and not dry_run:
+                rewrite_records(db, session_id, rewrites, doomed)
+            db.execute("COMMIT")
+        return len(doomed)

@@ -1,0 +1,245 @@
+"""Messages: appends numbered in one transaction, reads and rewrites by index.
+
+* **Atomic sequence numbers across processes.** An append is one ``BEGIN IMMEDIATE``
+  transaction that bumps ``entity_session.last_seq`` (with ``updated_at``) and inserts
+  the rows with the numbers it got; ``UNIQUE(session_id, seq)`` backs it up. Two
+  processes appending to one file serialise on the lock, never share a ``seq`` and
+  lose nothing.
+* **Idempotent retries without gaps.** The insert is tried first; if the message id
+  exists, the transaction (with its ``seq`` bump) is rolled back and the stored message
+  comes back, or :class:`~threadline.errors.ConflictError` when the id lives elsewhere.
+* ``entity_message_tool_call`` (call id -> seq) is kept in step with every write, for
+  the window (:mod:`threadline_sqlite.window`).
+"""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from threadline.codec import dump_tool_calls
+from threadline.errors import NotFoundError, StoreError, ValidationError
+from threadline.models import Message
+from threadline.storekit.records import id_conflict
+from threadline.storekit.sync import SyncStore
+from threadline_sqlite.rows import (
+    MESSAGE_COLUMNS,
+    MESSAGE_SEQ,
+    message_changes,
+    message_from_row,
+    message_row,
+)
+from threadline_sqlite.sql import (
+    BUMP_SEQ,
+    SESSION_OF_TENANT,
+    TOUCH,
+    bump,
+    chunks,
+    marks,
+    missing_session,
+    now_us,
+    write,
+)
+from threadline_sqlite.worker import connection
+
+__all__ = ["COUNT", "INSERT_MESSAGE", "INTERRUPT", "MessageHooks", "read_sql", "rewrite"]
+
+INSERT_MESSAGE = f"INSERT INTO entity_message ({MESSAGE_COLUMNS}) VALUES ({marks(14)})"
+_INSERT_TOOL_CALL = (
+    "INSERT OR IGNORE INTO entity_message_tool_call (session_id, call_id, seq) VALUES (?, ?, ?)"
+)
+_DELETE_TOOL_CALL = (
+    "DELETE FROM entity_message_tool_call WHERE session_id = ? AND call_id = ? AND seq = ?"
+)
+_MESSAGE_BY_ID = f"SELECT {MESSAGE_COLUMNS} FROM entity_message WHERE id = ?"
+_MESSAGE_OF_TENANT = f"SELECT {MESSAGE_COLUMNS} FROM entity_message WHERE id = ? AND tenant_id = ?"
+_REWRITE = (
+    "UPDATE entity_message SET content = :content, tool_calls = :tool_calls, status = :status, "
+    "name = :name, metadata = :metadata, user_id = :user_id WHERE id = :id"
+)
+INTERRUPT = (
+    "UPDATE entity_message SET status = 'interrupted' "
+    "WHERE session_id = ? AND tenant_id = ? AND status = 'streaming'"
+)
+COUNT = "SELECT last_seq FROM entity_session WHERE id = ? AND tenant_id = ?"
+
+
+@functools.cache
+def read_sql(before: bool, newest_first: bool, role: bool) -> str:
+    """The statement of a :meth:`MessageHooks.read_messages` (one per combination)."""
+    return (
+        f"SELECT {MESSAGE_COLUMNS} FROM entity_message "
+        "WHERE session_id = ? AND tenant_id = ? AND seq > ?"
+        + (" AND seq < ?" if before else "")
+        + (" AND role = ?" if role else "")
+        + (" ORDER BY seq DESC" if newest_first else " ORDER BY seq")
+        + " LIMIT ?"
+    )
+
+
+def _index_calls(db: sqlite3.Connection, sql: str, messages: Sequence[Message]) -> None:
+    calls = [(m.session_id, c.id, m.seq) for m in messages for c in m.tool_calls]
+    if calls:
+        db.executemany(sql, calls)
+
+
+def rewrite(
+    db: sqlite3.Connection, tenant_id: str, messages: Sequence[Message], *, keep_user: bool
+) -> list[Message]:
+    """Rewrite stored messages' mutable columns inside the caller's transaction.
+
+    ``keep_user`` keeps each stored ``user_id`` (an update) instead of the given one.
+    :raises NotFoundError: a message is not stored for this tenant.
+    """
+    changes = [message_changes(m) for m in messages]  # refused before anything changes
+    old: list[Message] = []
+    for m, values in zip(messages, changes):
+        found = db.execute(_MESSAGE_OF_TENANT, (m.id, tenant_id)).fetchone()
+        if found is None or m.tenant_id != tenant_id:
+            raise NotFoundError(f"message {m.id} not found for this tenant")
+        old.append(message_from_row(found))
+        if keep_user:
+            values["user_id"] = old[-1].user_id
+        db.execute(_REWRITE, {**values, "id": m.id})
+    for o, m, values in zip(old, messages, changes):
+        if dump_tool_calls(o.tool_calls) != values["tool_calls"]:
+            db.executemany(_DELETE_TOOL_CALL, [(o.session_id, c.id, o.seq) for c in o.tool_calls])
+            db.executemany(_INSERT_TOOL_CALL, [(o.session_id, c.id, o.seq) for c in m.tool_calls])
+    return [message_from_row(db.execute(_MESSAGE_BY_ID, (m.id,)).fetchone()) for m in messages]
+
+
+class MessageHooks(SyncStore):
+    """The message hooks: the required three and the hot derived ones."""
+
+    # Derived, kept: one transaction without building a list (W1 in benchmarks/bench_sqlite.py).
+    def save_message(self, message: Message) -> Message:
+        row = message_row(message)  # encoded (and validated) before taking the lock
+        db = connection()
+        db.execute("BEGIN IMMEDIATE")
+        seq = bump(db, BUMP_SEQ, 1, message.session_id, message.tenant_id, "last_seq")
+        if seq is None:
+            raise missing_session(message.session_id)
+        row[MESSAGE_SEQ] = seq
+        try:
+            db.execute(INSERT_MESSAGE, row)
+        except sqlite3.IntegrityError:
+            db.execute("ROLLBACK")  # undo the seq bump: a retry leaves no gap
+            return self._existing([message])[message.id]
+        if message.tool_calls:
+            db.executemany(_INSERT_TOOL_CALL, [(message.session_id, c.id, seq)
+                                               for c in message.tool_calls])  # fmt: skip
+        db.execute("COMMIT")
+        return message_from_row(row)
+
+    def save_messages(self, messages: Sequence[Message]) -> list[Message]:
+        first = messages[0]
+        for m in messages:
+            if m.session_id != first.session_id or m.tenant_id != first.tenant_id:
+                raise ValidationError("save_messages takes messages of a single session")
+        if len({m.id for m in messages}) != len(messages):
+            raise ValidationError("save_messages got the same message id twice")
+        rows = [message_row(m) for m in messages]
+        db = connection()
+        db.execute("BEGIN IMMEDIATE")
+        last = bump(db, BUMP_SEQ, len(rows), first.session_id, first.tenant_id, "last_seq")
+        if last is None:
+            raise missing_session(first.session_id)
+        for seq, row in enumerate(rows, last - len(rows) + 1):
+            row[MESSAGE_SEQ] = seq
+        try:
+            db.executemany(INSERT_MESSAGE, rows)
+        except sqlite3.IntegrityError:
+            db.execute("ROLLBACK")
+            return self._save_retried(messages, rows)
+        stored = [message_from_row(row) for row in rows]
+        _index_calls(db, _INSERT_TOOL_CALL, stored)
+        db.execute("COMMIT")
+        return stored
+
+    def _save_retried(self, messages: Sequence[Message], rows: list[list[Any]]) -> list[Message]:
+        """The slow path of a batch in which some ids are stored already (a retried batch)."""
+        first = messages[0]
+        session = (first.session_id, first.tenant_id)
+        with write() as db:
+            if db.execute(SESSION_OF_TENANT, session).fetchone() is None:
+                raise missing_session(first.session_id)
+            existing = self._existing(messages)
+            fresh = [row for m, row in zip(messages, rows) if m.id not in existing]
+            if fresh:
+                last = bump(db, BUMP_SEQ, len(fresh), *session, "last_seq")
+                assert last is not None
+                for seq, row in enumerate(fresh, last - len(fresh) + 1):
+                    row[MESSAGE_SEQ] = seq
+                db.executemany(INSERT_MESSAGE, fresh)
+            stored = [message_from_row(row) for row in fresh]
+            _index_calls(db, _INSERT_TOOL_CALL, stored)
+        made = iter(stored)
+        return [existing[m.id] if m.id in existing else next(made) for m in messages]
+
+    @staticmethod
+    def _existing(messages: Sequence[Message]) -> dict[str, Message]:
+        """The stored messages of these ids; an id stored in another session conflicts."""
+        db = connection()
+        existing: dict[str, Message] = {}
+        for chunk in chunks([m.id for m in messages]):
+            sql = f"SELECT {MESSAGE_COLUMNS} FROM entity_message WHERE id IN ({marks(len(chunk))})"
+            existing.update((m.id, m) for m in map(message_from_row, db.execute(sql, chunk)))
+        for m in messages:
+            stored = existing.get(m.id)
+            if stored is not None and (stored.session_id, stored.tenant_id) != (
+                m.session_id, m.tenant_id,
+            ):  # fmt: skip
+                raise id_conflict("message", m.id)
+        if len(messages) == 1 and not existing:  # the insert failed for another reason
+            raise StoreError(f"could not insert message {messages[0].id} (integrity error)")
+        return existing
+
+    def read_messages(
+        self,
+        tenant_id: str,
+        session_id: str,
+        after_seq: int,
+        before_seq: int | None,
+        limit: int | None,
+        newest_first: bool,
+        role: str | None,
+    ) -> list[Message]:
+        params: list[Any] = [session_id, tenant_id, after_seq]
+        if before_seq is not None:
+            params.append(before_seq)
+        if role is not None:
+            params.append(role)
+        params.append(-1 if limit is None else limit)
+        sql = read_sql(before_seq is not None, newest_first, role is not None)
+        return [message_from_row(row) for row in connection().execute(sql, params)]
+
+    def rewrite_messages(self, tenant_id: str, messages: Sequence[Message]) -> int:
+        with write() as db:
+            stored = rewrite(db, tenant_id, messages, keep_user=False)
+            for session_id in {m.session_id for m in stored}:
+                db.execute(TOUCH, (now_us(), session_id, tenant_id))
+        return len(stored)
+
+    # Derived, kept: one lookup by id in one transaction; the default reads by seq and,
+    # for a streaming reply's flush (no seq), scans the session.
+    def update_message(self, message: Message) -> Message:
+        with write() as db:
+            stored = rewrite(db, message.tenant_id, [message], keep_user=True)[0]
+            db.execute(TOUCH, (now_us(), stored.session_id, message.tenant_id))
+        return stored
+
+    # Derived, kept: one UPDATE through the partial index of streaming rows; the default
+    # reads the whole session and its rewrite could undo a reply finished meanwhile.
+    def interrupt_streaming(self, tenant_id: str, session_id: str) -> int:
+        with write() as db:
+            changed = int(db.execute(INTERRUPT, (session_id, tenant_id)).rowcount)
+            if changed:
+                db.execute(TOUCH, (now_us(), session_id, tenant_id))
+        return changed
+
+    # Derived, kept: the session's counter, one primary-key read (no message is built).
+    def count_messages(self, tenant_id: str, session_id: str) -> int:
+        row = connection().execute(COUNT, (session_id, tenant_id)).fetchone()
+        return 0 if row is None else int(row[0])

@@ -1,0 +1,87 @@
+"""Sessions and the tenant list; deleting a session takes everything in it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from threadline.models import Session
+from threadline.storekit.records import id_conflict
+from threadline.storekit.sync import SyncStore
+from threadline_sqlite.rows import SESSION_COLUMNS, session_from_row, session_row, to_us
+from threadline_sqlite.sql import SESSION_OF_TENANT, forgetting, marks, missing_session, write
+from threadline_sqlite.worker import connection
+
+__all__ = ["SESSION_TABLES", "SessionHooks"]
+
+SESSION_TABLES = ("entity_message_tool_call", "entity_message", "entity_api_call",
+                  "entity_checkpoint")  # fmt: skip
+"""The tables whose rows belong to a session (``session_id``), deleted with it."""
+
+_INSERT = (
+    f"INSERT INTO entity_session ({SESSION_COLUMNS}) VALUES ({marks(8)}) "
+    "ON CONFLICT (id) DO NOTHING"
+)
+_BY_ID = f"SELECT {SESSION_COLUMNS} FROM entity_session WHERE id = ?"
+_OF_TENANT = f"SELECT {SESSION_COLUMNS} FROM entity_session WHERE id = ? AND tenant_id = ?"
+_REPLACE = (
+    "UPDATE entity_session SET title = ?, metadata = ?, updated_at = ? "
+    "WHERE id = ? AND tenant_id = ?"
+)
+_TENANTS = """
+    SELECT tenant_id FROM entity_session UNION SELECT tenant_id FROM entity_agent
+    UNION SELECT tenant_id FROM entity_provider ORDER BY 1"""
+
+
+class SessionHooks(SyncStore):
+    """The session hooks of the required tier, and ``list_tenants``."""
+
+    def create_session(self, session: Session) -> Session:
+        row = session_row(session)
+        with write() as db:
+            if db.execute(_INSERT, row).rowcount == 1:
+                return session_from_row(row)
+            found = session_from_row(db.execute(_BY_ID, (session.id,)).fetchone())
+        if found.tenant_id != session.tenant_id:
+            raise id_conflict("session", session.id)
+        return found
+
+    def get_session(self, tenant_id: str, session_id: str) -> Session | None:
+        row = connection().execute(_OF_TENANT, (session_id, tenant_id)).fetchone()
+        return None if row is None else session_from_row(row)
+
+    def list_sessions(
+        self, tenant_id: str, user_id: str | None, agent_id: str | None, limit: int, offset: int
+    ) -> list[Session]:
+        sql = f"SELECT {SESSION_COLUMNS} FROM entity_session WHERE tenant_id = ?"
+        params: list[Any] = [tenant_id]
+        if user_id is not None:
+            sql += " AND user_id = ?"
+            params.append(user_id)
+        if agent_id is not None:
+            sql += " AND agent_id = ?"
+            params.append(agent_id)
+        sql += " ORDER BY updated_at DESC, id DESC LIMIT ? OFFSET ?"
+        rows = connection().execute(sql, (*params, limit, offset)).fetchall()
+        return [session_from_row(row) for row in rows]
+
+    def replace_session(self, session: Session) -> Session:
+        _, tenant_id, _, _, title, metadata, _, _ = session_row(session)
+        params = (title, metadata, to_us(session.updated_at), session.id, tenant_id)
+        with write() as db:
+            if db.execute(_REPLACE, params).rowcount == 0:
+                raise missing_session(session.id)
+            return session_from_row(db.execute(_BY_ID, (session.id,)).fetchone())
+
+    def delete_session(self, tenant_id: str, session_id: str) -> bool:
+        with forgetting() as db:
+            db.execute("BEGIN IMMEDIATE")
+            found = db.execute(SESSION_OF_TENANT, (session_id, tenant_id)).fetchone()
+            if found is not None:
+                for table in SESSION_TABLES:
+                    db.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
+                db.execute("DELETE FROM entity_session WHERE id = ?", (session_id,))
+            db.execute("COMMIT")
+        return found is not None
+
+    def list_tenants(self) -> list[str]:
+        return [row[0] for row in connection().execute(_TENANTS)]
