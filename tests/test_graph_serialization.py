@@ -29,6 +29,7 @@ from threadline.graph import (
 )
 from threadline.graph.serialization import UnserialisableValue
 from threadline.ids import new_id
+from threadline.models import MAX_JSON_DEPTH
 
 
 class Colour(enum.Enum):
@@ -245,3 +246,60 @@ async def test_dataclass_input_survives_a_resume(store: threadline.Store) -> Non
     fail["now"] = False
     assert await agent.run("x", session_id=sid) == "Order 1,2 2.50"
     assert calls == Counter(take=1, ship=2)
+
+
+def nested(depth: int) -> list[Any]:
+    """A list ``depth`` containers deep: ``[[[]]]`` is 3."""
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def contains_itself() -> list[Any]:
+    loop: list[Any] = [1]
+    loop.append({"again": loop})
+    return loop
+
+
+def test_encoding_past_the_json_depth_is_a_validation_error() -> None:
+    s = Serializer()
+    assert s.decode(s.encode(nested(MAX_JSON_DEPTH))) == nested(MAX_JSON_DEPTH)
+    for value in (nested(MAX_JSON_DEPTH + 1), nested(10_000), contains_itself()):
+        with pytest.raises(threadline.ValidationError, match=f"more than {MAX_JSON_DEPTH} levels"):
+            s.encode(value)
+        with pytest.raises(threadline.ValidationError):
+            s.encode_typed(value)
+
+
+@pytest.mark.parametrize("strict", [True, False])
+@pytest.mark.parametrize(
+    "make", [lambda: nested(MAX_JSON_DEPTH + 1), lambda: nested(10_000), contains_itself]
+)
+async def test_state_too_deep_for_a_checkpoint_stops_the_run_with_a_validation_error(
+    store: threadline.Store, make: Any, strict: bool
+) -> None:
+    """A graph state nested past MAX_JSON_DEPTH (10,000 deep, or containing itself) is the
+    ValidationError a checkpoint of such JSON gets, in strict mode or not; the checkpoints
+    written before it stay readable."""
+    s = Strategy("deep")
+
+    @s.node("plan")
+    async def plan(ctx: GraphContext, text: str) -> str:
+        ctx.state["plan"] = text
+        return text
+
+    @s.node("grow")
+    async def grow(ctx: GraphContext, text: str) -> str:
+        ctx.state["tree"] = make()
+        return text
+
+    s.edge(s.start, plan).edge(plan, grow).edge(grow, s.finish)
+    agent = GraphAgent(s, provider="echo", features=[Persistency(store, strict=strict)])
+    sid = new_id()
+    with pytest.raises(threadline.ValidationError, match="nested more than") as caught:
+        await agent.run("x", session_id=sid)
+    assert not isinstance(caught.value, RecursionError)
+    checkpoints = await agent.persistency(sid).get_checkpoints()
+    assert [c.node_id for c in checkpoints] == ["grow"]  # the one before the failing node
+    assert checkpoints[-1].state == {"plan": "x"}

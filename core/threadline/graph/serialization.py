@@ -13,6 +13,11 @@ with ``str`` keys) pass through. Other values are written as
 A node's input is stored untagged, its type's name going to ``Checkpoint.input_type``
 (``str``, ``dict``, ``tuple``, ``myapp.tickets:Ticket`` ...). Anything else raises
 :class:`UnserialisableValue`, which the persistency layer reports with the node's name.
+
+Encoding counts how deep the JSON it builds nests: past
+:data:`~threadline.models.MAX_JSON_DEPTH` (a value 10,000 deep, or one that contains
+itself) it raises :class:`~threadline.errors.ValidationError`, as a checkpoint holding
+such JSON would, instead of recursing until ``RecursionError``.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import attrs
+
+from threadline.errors import ValidationError
+from threadline.models import MAX_JSON_DEPTH
 
 __all__ = ["JSON_TYPE_NAMES", "TYPE_KEY", "VALUE_KEY", "Serializer", "UnserialisableValue"]
 
@@ -147,34 +155,51 @@ class Serializer:
     # -- encoding -------------------------------------------------------------------------
 
     def encode(self, value: Any, path: str = "value") -> Any:
-        """``value`` as JSON, non-JSON types tagged; raise :class:`UnserialisableValue`."""
+        """``value`` as JSON, non-JSON types tagged; raise :class:`UnserialisableValue`, or
+        :class:`~threadline.errors.ValidationError` past ``MAX_JSON_DEPTH`` levels."""
+        return self._encode(value, path, 1)
+
+    def _encode(self, value: Any, path: str, depth: int) -> Any:
+        # ``depth``: how deep a container made of ``value`` would sit in the JSON built.
         cls = type(value)
         if value is None or cls is bool or cls is str or cls is int:
             return value
         if cls is float:
             return self._finite(value, path)
         if cls is list:
-            return [self.encode(item, f"{path}[{i}]") for i, item in enumerate(value)]
+            _check_depth(path, depth)
+            return [self._encode(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value)]
         if cls is dict:
-            return self._encode_dict(value, path)
+            _check_depth(path, depth)
+            return self._encode_dict(value, path, depth)
         codec = self._by_type.get(cls)
         if codec is not None:
-            return {TYPE_KEY: codec.name, VALUE_KEY: self.encode(codec.encode(value), path)}
+            _check_depth(path, depth)
+            inner = self._encode(codec.encode(value), path, depth + 1)
+            return {TYPE_KEY: codec.name, VALUE_KEY: inner}
         if isinstance(value, enum.Enum):
+            _check_depth(path, depth)
             name = self._importable(cls, path)
-            return {TYPE_KEY: name, VALUE_KEY: self.encode(value.value, f"{path}.value")}
+            return {
+                TYPE_KEY: name,
+                VALUE_KEY: self._encode(value.value, f"{path}.value", depth + 1),
+            }
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            _check_depth(path, depth + 1)
             name = self._importable(cls, path)
             fields = {
-                f.name: self.encode(getattr(value, f.name), f"{path}.{f.name}")
+                f.name: self._encode(getattr(value, f.name), f"{path}.{f.name}", depth + 2)
                 for f in dataclasses.fields(value)
                 if f.init
             }
             return {TYPE_KEY: name, VALUE_KEY: fields}
         if attrs.has(cls):
+            _check_depth(path, depth + 1)
             name = self._importable(cls, path)
             fields = {
-                a.alias or a.name: self.encode(getattr(value, a.name), f"{path}.{a.name}")
+                a.alias or a.name: self._encode(
+                    getattr(value, a.name), f"{path}.{a.name}", depth + 2
+                )
                 for a in attrs.fields(cls)
                 if a.init
             }
@@ -195,7 +220,7 @@ class Serializer:
             return encoded, JSON_TYPE_NAMES[type(value)]
         return encoded, JSON_TYPE_NAMES[_json_base(encoded)]  # a subclass of a JSON scalar
 
-    def _encode_dict(self, value: dict[Any, Any], path: str) -> Any:
+    def _encode_dict(self, value: dict[Any, Any], path: str, depth: int) -> Any:
         out: dict[str, Any] = {}
         for key, item in value.items():
             if type(key) is not str:
@@ -204,7 +229,7 @@ class Serializer:
                     display_name(type(key)),
                     "is a dict key; JSON object keys must be str",
                 )
-            out[key] = self.encode(item, f"{path}[{key!r}]")
+            out[key] = self._encode(item, f"{path}[{key!r}]", depth + 1)
         if TYPE_KEY in out:  # escape a user dict that looks like a tag
             return {TYPE_KEY: "dict", VALUE_KEY: out}
         return out
@@ -264,6 +289,15 @@ class Serializer:
         if dataclasses.is_dataclass(cls) or attrs.has(cls):
             return cls(**value)
         raise LookupError(f"{name!r} is neither registered nor a dataclass, attrs class or Enum")
+
+
+def _check_depth(path: str, depth: int) -> None:
+    if depth > MAX_JSON_DEPTH:
+        shown = path if len(path) <= 80 else path[:77] + "..."
+        raise ValidationError(
+            f"{shown} is nested more than {MAX_JSON_DEPTH} levels deep (or contains itself); "
+            "a checkpoint holds JSON up to that depth: flatten it"
+        )
 
 
 def _is_tag(data: dict[Any, Any]) -> bool:
