@@ -23,7 +23,7 @@ from threadline.errors import (
     RateLimitError,
     StreamError,
 )
-from threadline.models import Message, ToolCall
+from threadline.models import MAX_JSON_DEPTH, Message, ToolCall
 from threadline.runtime.providers import ChatRequest, StreamEnd, ToolSpec, Usage
 from threadline_openai import OpenAIProvider, RetryPolicy
 from threadline_openai.sse import DEFAULT_MAX_EVENT_SIZE
@@ -226,6 +226,31 @@ async def test_invalid_tool_arguments_raise_stream_error(
     )
     _texts, end, error = await collect_stream(provider.stream(request_factory()))
     assert isinstance(error, StreamError) and "invalid JSON" in str(error)
+    assert end is None
+
+
+async def test_tool_arguments_nested_past_the_limit_raise_stream_error(
+    server: Any,
+    chunks: Any,
+    provider: OpenAIProvider,
+    collect_stream: Any,
+    request_factory: Callable[..., ChatRequest],
+) -> None:
+    """Valid JSON arguments deeper than MAX_JSON_DEPTH are malformed model output: a
+    StreamError, as the echo provider gives, not the ValidationError of ToolCall."""
+    arguments = '{"x": ' + "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH + "}"
+    call = {"index": 0, "id": "c", "function": {"name": "f", "arguments": arguments}}
+    server.script(
+        server.sse(
+            [
+                chunks.event(chunks.chunk(tool_calls=[call])),
+                chunks.event(chunks.chunk(finish="tool_calls")),
+                b"data: [DONE]\n\n",
+            ]
+        )
+    )
+    _texts, end, error = await collect_stream(provider.stream(request_factory()))
+    assert type(error) is StreamError and f"more than {MAX_JSON_DEPTH} levels" in str(error)
     assert end is None
 
 

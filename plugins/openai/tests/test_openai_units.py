@@ -4,6 +4,7 @@ configuration and plugin registration."""
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import random
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -22,7 +23,7 @@ from threadline.errors import (
     StreamError,
     ValidationError,
 )
-from threadline.models import Message, ToolCall
+from threadline.models import MAX_JSON_DEPTH, Message, ToolCall
 from threadline.runtime.providers import ChatRequest, ToolSpec, Usage
 from threadline_openai import OpenAIProvider, plugin
 from threadline_openai.chunks import ChunkAccumulator
@@ -341,15 +342,34 @@ def test_tool_calls_without_index_and_empty_arguments() -> None:
     )
 
 
+def _nested_arguments(depth: int) -> str:
+    """A JSON object ``depth`` containers deep: ``{"x": [[]]}`` is 3."""
+    return '{"x": ' + "[" * (depth - 1) + "]" * (depth - 1) + "}"
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
-    [('{"x": 1', "invalid JSON"), ("[1, 2]", "JSON object"), ("nul", "invalid JSON")],
+    [
+        ('{"x": 1', "invalid JSON"),
+        ("[1, 2]", "JSON object"),
+        ("nul", "invalid JSON"),
+        # valid JSON the models refuse: deeper than MAX_JSON_DEPTH (malformed model output)
+        (_nested_arguments(MAX_JSON_DEPTH + 1), f"nested more than {MAX_JSON_DEPTH}"),
+        (_nested_arguments(10_000), "nested"),
+    ],
 )
 def test_bad_tool_arguments_are_stream_errors(arguments: str, message: str) -> None:
     acc = ChunkAccumulator()
     acc.add(_tc(0, id="c", function={"name": "f", "arguments": arguments}))
     with pytest.raises(StreamError, match=message):
         acc.finish()
+
+
+def test_tool_arguments_at_the_depth_limit_are_accepted() -> None:
+    acc = ChunkAccumulator()
+    acc.add(_tc(0, id="c", function={"name": "f", "arguments": _nested_arguments(MAX_JSON_DEPTH)}))
+    [call] = acc.finish().tool_calls
+    assert call.name == "f" and json.loads(_nested_arguments(MAX_JSON_DEPTH)) == call.arguments
 
 
 def test_chunks_ignore_other_choices_and_odd_values() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from threadline.errors import StreamError
+from threadline.errors import StreamError, ValidationError
 from threadline.models import ToolCall
 from threadline.runtime.providers import StreamEnd, Usage
 
@@ -163,7 +163,9 @@ class ChunkAccumulator:
     def tool_calls(self) -> tuple[ToolCall, ...]:
         """The tool calls, ordered by index, their arguments parsed.
 
-        :raises StreamError: a call has no name, or arguments that are not a JSON object.
+        :raises StreamError: a call has no name, arguments that are not a JSON object, or
+            a call the models refuse (arguments nested past ``MAX_JSON_DEPTH``, a bad id):
+            malformed model output, as every provider reports it.
         """
         calls = []
         for index in sorted(self._calls):
@@ -188,7 +190,10 @@ class ChunkAccumulator:
                     f"got {type(arguments).__name__}"
                 )
             call_id = partial.id or f"call_{uuid.uuid4().hex[:24]}"
-            calls.append(ToolCall(id=call_id, name=partial.name, arguments=arguments))
+            try:
+                calls.append(ToolCall(id=call_id, name=partial.name, arguments=arguments))
+            except ValidationError as exc:  # e.g. arguments nested past MAX_JSON_DEPTH
+                raise StreamError(f"tool call {partial.name!r}: {exc}") from None
         return tuple(calls)
 
     def finish(self) -> StreamEnd:
