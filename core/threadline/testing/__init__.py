@@ -26,7 +26,7 @@ plain (not async) fixture returning a callable:
 
 * ``reopen``: ``async def reopen(store) -> Store`` closes the store and opens the same one
   again (for stores that persist; the tests close what it returns): everything must read
-  back the same;
+  back the same (:func:`reopen_by_url` is one for a store whose URL names its data);
 * ``storage_bytes``: a callable (sync or async) returning the bytes the store's data takes
   now: checkpoint storage must follow the history;
 * ``rows_touched``: a callable returning how many stored rows the store has read or
@@ -36,6 +36,7 @@ plain (not async) fixture returning a callable:
 
 from __future__ import annotations
 
+from threadline.testing._support import reopen_by_url
 from threadline.testing.agent_configs import AgentConfigConformance
 from threadline.testing.bad_input import BadInputConformance
 from threadline.testing.checkpoints import CheckpointConformance
@@ -57,6 +58,7 @@ __all__ = [
     "SessionConformance",
     "StoreConformance",
     "TenancyConformance",
+    "reopen_by_url",
 ]
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from threadline.ids import new_id
 from threadline.models import Message, Session, ToolCall
-from threadline.store import Store
+from threadline.store import Store, connect
 
 
 class Conversation:
@@ -84,3 +84,12 @@ async def measured(value: int | Awaitable[int]) -> int:
     if inspect.isawaitable(value):
         return int(await value)
     return int(value)
+
+
+async def reopen_by_url(store: Store) -> Store:
+    """Close ``store`` and connect to its URL again: a ``reopen`` fixture for a store whose
+    URL names where its data lives (a file, a schema, a folder)."""
+    if store.url is None:
+        raise ValueError("reopen_by_url needs a store opened with threadline.connect(url)")
+    await store.close()
+    return await connect(store.url)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
 import threadline
+from threadline.testing import reopen_by_url
 
 # Only this plugin (and the core's built-ins) load, whatever else is installed.
 os.environ["THREADLINE_LOAD_PLUGINS"] = "threadline-fsspec"
@@ -41,3 +42,21 @@ def memory_name() -> Iterator[str]:
     fs = fsspec.filesystem("memory")
     if fs.exists(f"/{name}"):
         fs.rm(f"/{name}", recursive=True)
+
+
+@pytest.fixture
+def reopen() -> Callable[[threadline.Store], object]:
+    """The conformance kit's durability tests: close the store, open the same folder again."""
+    return reopen_by_url
+
+
+@pytest.fixture
+def storage_bytes(store: threadline.Store, root: Path, memory_name: str) -> Callable[[], int]:
+    """The bytes of the store's files (a local folder or an fsspec memory folder)."""
+    import fsspec
+
+    assert store.url is not None
+    local = store.url.scheme == "file"
+    fs = fsspec.filesystem("file" if local else "memory")
+    folder = str(root) if local else f"/{memory_name}"
+    return lambda: int(fs.du(folder)) if fs.exists(folder) else 0

@@ -15,7 +15,7 @@ import asyncio
 import functools
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 
@@ -25,6 +25,7 @@ import asyncpg
 import pytest_asyncio
 
 import threadline
+from threadline.testing import reopen_by_url
 from threadline.urls import StoreURL
 from threadline_postgres.cluster import ClusterUnavailableError, TempCluster, temp_cluster
 
@@ -122,3 +123,29 @@ async def store(database_url: str, fresh_schema: str) -> AsyncIterator[threadlin
     opened = await threadline.connect(store_url(database_url, schema=fresh_schema))
     yield opened
     await opened.close()
+
+
+@pytest.fixture
+def reopen() -> Callable[[threadline.Store], object]:
+    """The conformance kit's durability tests: close the store, open the same schema again."""
+    return reopen_by_url
+
+
+@pytest.fixture
+def storage_bytes(database_url: str, fresh_schema: str) -> Callable[[], Awaitable[int]]:
+    """The bytes of the test schema's tables with their indexes and TOAST."""
+
+    async def size() -> int:
+        conn = await asyncpg.connect(database_url, timeout=5)
+        try:
+            total = await conn.fetchval(
+                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = $1 AND c.relkind = 'r'",
+                fresh_schema,
+            )
+            return int(total)
+        finally:
+            await conn.close()
+
+    return size
