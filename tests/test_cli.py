@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 from threadline.cli import cli
 from threadline.cli.progress import Progress
 from threadline.ids import new_id
+from threadline.runtime.agent import default_store_url
 
 
 @pytest.fixture
@@ -164,3 +166,43 @@ def test_progress_of_an_unknown_total_shows_the_count_without_a_bar() -> None:
     bar.close()
     last = screen.getvalue().rsplit("\r", 1)[-1]
     assert "exporting  3 records," in last and "records/s" in last and "#" not in last
+
+
+@pytest.fixture
+def no_store_configured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A home and XDG data folder of our own, and no store URL in the environment."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    for var in ("THREADLINE_STORE", "DATABASE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TENANT_ID", new_id())
+    monkeypatch.setenv("USER_ID", new_id())
+    return tmp_path
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the XDG folders are Linux's")
+def test_default_store_is_sqlite_in_the_user_data_folder(no_store_configured: Path) -> None:
+    invoke("chat", "hello")
+    database = no_store_configured / "data" / "threadline" / "threadline.db"
+    assert database.is_file()
+    assert default_store_url() == f"sqlite:///{database}"
+    [session] = json.loads(invoke("sessions", "list", "--json"))
+    assert session["messages"] == 2
+
+
+def test_a_store_where_an_earlier_threadline_put_it_keeps_being_used(
+    no_store_configured: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before platformdirs, macOS ignored $XDG_DATA_HOME: a store made in ~/Library stays
+    the default there (nothing left behind), and nothing is created in the XDG folder."""
+    earlier = no_store_configured / "home" / "Library" / "Application Support" / "threadline"
+    earlier.mkdir(parents=True)
+    url = f"sqlite:///{earlier / 'threadline.db'}"
+    invoke("chat", "remember me", "--store", url)
+    with monkeypatch.context() as mac:
+        mac.setattr(sys, "platform", "darwin")
+        found = default_store_url()
+    assert found == url
+    [session] = json.loads(invoke("sessions", "list", "--json", "--store", found))
+    assert "remember me" in invoke("sessions", "show", session["id"], "--store", found)
+    assert not (no_store_configured / "data").exists()

@@ -62,7 +62,7 @@ def store_url(value: str | None, *, create: bool = True) -> str:
     """The URL given, else the default store's (its folder made only when ``create``)."""
     import os
 
-    from threadline.runtime.agent import STORE_ENV_VARS, default_store_url, user_data_dir
+    from threadline.runtime.agent import STORE_ENV_VARS, default_database_path, default_store_url
 
     if value is not None:
         return value
@@ -71,7 +71,7 @@ def store_url(value: str | None, *, create: bool = True) -> str:
     for var in STORE_ENV_VARS:
         if os.environ.get(var):
             return os.environ[var]
-    return f"sqlite:///{user_data_dir() / 'threadline.db'}"
+    return f"sqlite:///{default_database_path()}"
 
 
 def print_table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> None:

@@ -12,6 +12,12 @@ error, cancelled); one :class:`~threadline.models.ApiCall` records each request.
 turn itself (requests, tool rounds, ApiCall statuses) is :mod:`threadline.runtime.turn`, shared
 with graph nodes; here its messages go to the store. All state of a turn lives in the
 call, so one agent serves many sessions at once.
+
+The embedded default store's folder comes from ``platformdirs``, the core's one dependency
+beyond pluggy, attrs and click: it is small, pure Python with no dependencies of its own
+(pip vendors it), and follows each platform's rules (Windows known folders, XDG on
+Unix and macOS) where a hand-written guess drifts. A store an earlier threadline made in
+another folder keeps being used (:func:`default_database_path`).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import platformdirs
 
 from threadline.errors import ConfigurationError, ConflictError, ValidationError
 from threadline.ids import IdLike, check_id, new_id, optional_id
@@ -54,28 +61,48 @@ LOCAL_TENANT_ID = "00000000-0000-7000-8000-000000000001"
 LOCAL_USER_ID = "00000000-0000-7000-8000-000000000002"
 LOCAL_AGENT_ID = "00000000-0000-7000-8000-000000000003"
 STORE_ENV_VARS = ("THREADLINE_STORE", "DATABASE_URL")
+DEFAULT_DATABASE = "threadline.db"
 DEFAULT_FLUSH_INTERVAL = 1.0
 
 
 def user_data_dir() -> Path:
-    """Where the embedded default store lives: the platform's per-user data directory."""
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    else:
-        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "threadline"
+    """The platform's per-user data folder for threadline (``platformdirs``):
+    ``$XDG_DATA_HOME/threadline`` or ``~/.local/share/threadline`` on Linux,
+    ``~/Library/Application Support/threadline`` on macOS (``$XDG_DATA_HOME`` first when
+    set), ``%LOCALAPPDATA%\\threadline`` on Windows."""
+    return platformdirs.user_data_path("threadline", appauthor=False)
+
+
+def _earlier_data_dirs() -> list[Path]:
+    """Where threadline put its default store before it used platformdirs, where that
+    differs: macOS ignored ``$XDG_DATA_HOME``, Windows read ``%LOCALAPPDATA%`` itself."""
+    if sys.platform == "darwin":
+        return [Path.home() / "Library" / "Application Support" / "threadline"]
+    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        return [Path(os.environ["LOCALAPPDATA"]) / "threadline"]
+    return []
+
+
+def default_database_path() -> Path:
+    """The embedded store's SQLite file: ``threadline.db`` in :func:`user_data_dir`, unless
+    only an earlier threadline's folder holds one (then that file: no history left behind)."""
+    path = user_data_dir() / DEFAULT_DATABASE
+    if not path.exists():
+        for folder in _earlier_data_dirs():
+            earlier = folder / DEFAULT_DATABASE
+            if earlier != path and earlier.is_file():
+                return earlier
+    return path
 
 
 def default_store_url() -> str:
-    """``THREADLINE_STORE``, else ``DATABASE_URL``, else SQLite in :func:`user_data_dir`."""
+    """``THREADLINE_STORE``, else ``DATABASE_URL``, else :func:`default_database_path`."""
     for var in STORE_ENV_VARS:
         if os.environ.get(var):
             return os.environ[var]
-    folder = user_data_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / 'threadline.db'}"
+    path = default_database_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
 
 
 def _system_message_id(session_id: str) -> str:
