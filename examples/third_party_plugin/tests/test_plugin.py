@@ -7,6 +7,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import attrs
 import pytest
 from click.testing import CliRunner
 
@@ -75,14 +76,19 @@ async def test_erased_data_leaves_the_file(tmp_path: Path) -> None:
             Message(session_id=session.id, tenant_id=tenant, role="user", content=secret)
         )
     kept = await store.create_session(Session(tenant_id=tenant, title="someone else's"))
+    said = Message(session_id=kept.id, tenant_id=tenant, role="user", user_id=user)
+    await store.save_message(attrs.evolve(said, content="call me on 555-0199"))
     assert b"4242" in (tmp_path / "chat.jsonl").read_bytes()
-    assert (await store.erase_user(tenant, user))["messages"] == 2
+    counts = await store.erase_user(tenant, user)
+    assert (counts["messages"], counts["messages_redacted"]) == (2, 1)
     log = (tmp_path / "chat.jsonl").read_bytes()
-    assert b"4242" not in log and b"Main St" not in log
+    assert b"4242" not in log and b"Main St" not in log and b"555-0199" not in log
     assert list(tmp_path.iterdir()) == [tmp_path / "chat.jsonl"]  # no temporary file left
     await store.close()
     store = await threadline.connect(f"jsonl:///{tmp_path}/chat.jsonl")
-    assert await store.list_sessions(tenant) == [kept]
+    assert [s.id for s in await store.list_sessions(tenant)] == [kept.id]
+    [redacted] = await store.get_messages(tenant, kept.id)
+    assert (redacted.id, redacted.content, redacted.user_id) == (said.id, "", None)
     await store.close()
 
 
@@ -119,8 +125,11 @@ async def test_redacted_checkpoints_and_a_set_updated_at_survive_a_restart(tmp_p
     assert [m.content for m in checkpoints[1].history] == ["hi", "", "thanks"]
     log = (tmp_path / "chat.jsonl").read_bytes()
     assert b"4242" not in log
-    # Only record kinds the previous version wrote, so either version replays the other's log.
-    assert {json.loads(line)["op"] for line in log.splitlines()} == {"session", "checkpoint"}
+    # Compacted: one line per kind of row, the guest's message redacted in the record.
+    assert {c["op"] for line in log.splitlines() for c in json.loads(line)} == {
+        "sessions",
+        "records",
+    }
     await store.close()
     store = await threadline.connect(url)
     assert await store.list_checkpoints(tenant, session_id=session.id) == checkpoints
@@ -129,15 +138,14 @@ async def test_redacted_checkpoints_and_a_set_updated_at_survive_a_restart(tmp_p
     await store.close()
 
 
-async def test_activity_survives_a_restart_and_old_logs_replay(tmp_path: Path) -> None:
-    """Checkpoint, API call and update records carry the moment they were written, which
-    replays into the session's ``updated_at``; records written before they did (no
-    ``updated_at``) replay as before and leave it alone."""
+async def test_activity_survives_a_restart(tmp_path: Path) -> None:
+    """A checkpoint is activity: the line that stores it carries the session's new
+    ``updated_at``, which a restart replays; other sessions keep theirs."""
     url = f"jsonl:///{tmp_path}/chat.jsonl"
     old = datetime(2020, 1, 1, tzinfo=timezone.utc)
     store = await threadline.connect(url)
     tenant = new_id()
-    graph, older = [
+    graph, idle = [
         await store.create_session(Session(tenant_id=tenant, created_at=old, updated_at=old))
         for _ in range(2)
     ]
@@ -145,17 +153,25 @@ async def test_activity_survives_a_restart_and_old_logs_replay(tmp_path: Path) -
     active = await store.get_session(tenant, graph.id)
     assert active is not None and active.updated_at > old
     await store.close()
-    # A record as the previous version wrote it: a checkpoint without updated_at.
-    with (tmp_path / "chat.jsonl").open("a", encoding="utf-8") as log:
-        legacy = Checkpoint(tenant_id=tenant, session_id=older.id, node_id="legacy", version=1)
-        record = {"op": "checkpoint", "checkpoint": legacy.to_dict(), "shared": 0, "tail": []}
-        log.write(json.dumps(record) + "\n")
     store = await threadline.connect(url)
     assert await store.get_session(tenant, graph.id) == active
+    assert await store.get_session(tenant, idle.id) == idle
     assert await store.get_checkpoint(tenant, checkpoint.id) == checkpoint
-    replayed = await store.get_session(tenant, older.id)
-    assert replayed is not None and replayed.updated_at == old
-    assert await store.get_checkpoint(tenant, legacy.id) == legacy
     assert await store.delete_sessions_before(tenant, old + timedelta(seconds=1)) == 1
     assert [s.id for s in await store.list_sessions(tenant)] == [graph.id]
+    await store.close()
+
+
+async def test_an_update_appends_and_only_erasure_rewrites(tmp_path: Path) -> None:
+    """A streamed reply's final text is one more line (the file is not rewritten per turn)."""
+    store = await threadline.connect(f"jsonl:///{tmp_path}/chat.jsonl")
+    session = await store.create_session(Session(tenant_id=new_id(), user_id=new_id()))
+    reply = await store.save_message(
+        Message(session_id=session.id, tenant_id=session.tenant_id, role="assistant",
+                status="streaming", content="Hel")
+    )  # fmt: skip
+    before = (tmp_path / "chat.jsonl").read_bytes()
+    await store.update_message(attrs.evolve(reply, content="Hello", status="complete"))
+    after = (tmp_path / "chat.jsonl").read_bytes()
+    assert after.startswith(before) and after.count(b"\n") == before.count(b"\n") + 1
     await store.close()
