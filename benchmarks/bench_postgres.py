@@ -206,9 +206,9 @@ class RawSystem(System):
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow(
                 self.sql.append_one, sid, self.tenant, new_id(), role, content, USER, None,
-                None, None, None, None, "complete", "{}", datetime.now(timezone.utc),
+                None, None, None, "complete", "{}", datetime.now(timezone.utc),
             )  # fmt: skip
-        return int(row[0])
+        return int(row["seq"])
 
     async def _batch(self, sid: str, first: int, count: int) -> None:
         now = datetime.now(timezone.utc)

@@ -19,7 +19,6 @@ from threadline.storekit.delta import SNAPSHOT_EVERY
 from threadline.storekit.window import select_window
 from threadline.testing._support import Conversation, new_conversation
 from threadline_postgres import PostgresStore
-from threadline_postgres.codec import dump_jsonb
 
 NUL_TEXTS = ["\x00", "a\x00b", "\x01", "\x01\x02", "\x00\x01\x00", "tail\x00", "\x01\x01\x02x"]
 
@@ -508,63 +507,6 @@ async def test_erase_user_rewrites_only_the_records_holding_the_users_messages(
         assert (await store.erase_user(t, b))["checkpoints_redacted"] == 2  # the stale ones
     finally:
         await other.close()
-
-
-async def test_erase_user_rewrites_records_from_before_incremental_histories(
-    store: threadline.Store, raw: asyncpg.Connection
-) -> None:
-    """Rows written before 0002 hold a JSON array of the messages after their base's."""
-    tenant, a, b = new_id(), new_id(), new_id()
-    conv = await new_conversation(store, tenant, a)
-    t, s = tenant, conv.id
-
-    def msg(user: str, content: str) -> Message:
-        return attrs.evolve(conv.message("user", content, metadata={"k": content}), user_id=user)
-
-    def legacy(m: Message) -> dict[str, Any]:
-        d = {f: getattr(m, f) for f in (
-            "id", "session_id", "tenant_id", "user_id", "agent_id", "seq", "role", "content",
-            "tool_call_id", "name", "status", "metadata",
-        )}  # fmt: skip
-        return {**d, "tool_calls": [], "created_at": m.created_at.isoformat()}
-
-    h1 = (msg(a, "a one"), msg(b, "b\x00 one"))
-    h2 = (*h1, msg(b, "b two"), msg(a, "a two"))
-    ids = [new_id(), new_id()]
-    for version, (cid, base, part, depth) in enumerate(
-        ((ids[0], None, h1, 0), (ids[1], ids[0], h2[2:], 1)), start=1
-    ):
-        await raw.execute(
-            "INSERT INTO entity_checkpoint (id, session_id, tenant_id, version, parent_id, "
-            "created_at, history_base, history_delta, chain_depth) VALUES ($1, $2, $3, $4, $5, "
-            "now(), $6, $7::jsonb, $8)",
-            cid, s, t, version, base, base, dump_jsonb([legacy(m) for m in part], "h"), depth,
-        )  # fmt: skip
-    await raw.execute("UPDATE entity_session SET last_version = 2 WHERE id = $1", s)
-    h3 = (*h2, msg(a, "a three"))
-    c3 = await store.create_checkpoint(
-        Checkpoint(tenant_id=t, session_id=s, history=h3, parent_id=ids[1])
-    )
-    assert [c.history for c in await store.list_checkpoints(t, session_id=s)] == [h1, h2, h3]
-    assert (await store.erase_user(t, b))["checkpoints_redacted"] == 3
-    rows = await raw.fetch(
-        "SELECT history_delta->>'kind', history_delta->>'keep', history_base::text, chain_depth, "
-        "history_tag IS NOT NULL FROM entity_checkpoint ORDER BY version"
-    )
-    assert [tuple(r) for r in rows] == [
-        ("snapshot", None, None, 0, True),
-        ("delta", "2", ids[0], 1, True),
-        ("delta", "4", ids[1], 2, True),
-    ]
-
-    def redacted(m: Message) -> Message:
-        if m.user_id != b:
-            return m
-        return attrs.evolve(m, content="", metadata={}, user_id=None)
-
-    got = await store.list_checkpoints(t, session_id=s)
-    assert [c.history for c in got] == [tuple(redacted(m) for m in h) for h in (h1, h2, h3)]
-    assert got[2] == attrs.evolve(c3, history=got[2].history)
 
 
 async def test_erase_user_finds_messages_elsewhere_through_the_user_index(

@@ -1,4 +1,4 @@
-"""Models to query parameters and rows back to models.
+"""Models to query parameters, and rows (read by column name) back to models.
 
 Writing goes through :mod:`threadline_postgres.codec` so NUL characters and large
 floats survive; reading rebuilds models with :func:`threadline.models.trusted`,
@@ -13,7 +13,10 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from threadline.errors import StoreError, ValidationError
+import attrs
+
+from threadline.codec import dump_json
+from threadline.errors import ValidationError
 from threadline.models import (
     AgentRecord,
     ApiCall,
@@ -24,7 +27,7 @@ from threadline.models import (
     ToolCall,
     trusted,
 )
-from threadline.storekit.delta import EncodedHistory, apply_record
+from threadline.storekit.records import CheckpointRecord
 from threadline_postgres.codec import (
     decode_opt,
     decode_text,
@@ -45,14 +48,15 @@ __all__ = [
     "SESSION_COLUMNS",
     "agent_from_row",
     "api_call_from_row",
-    "apply_history",
-    "chain_history",
-    "checkpoint_from_row",
-    "history_param",
+    "checkpoint_params",
     "message_from_row",
     "message_params",
     "provider_from_row",
+    "record_from_row",
+    "record_param",
+    "rewrite_columns",
     "session_from_row",
+    "update_params",
 ]
 
 
@@ -102,6 +106,18 @@ def json_param(value: Any, field: str) -> tuple[str, Any]:
     return escape_json_text(text), copy
 
 
+def moment(value: datetime) -> datetime:
+    """A ``timestamptz`` as read: aware UTC. asyncpg stores the aware ``datetime.min`` and
+    ``datetime.max`` as ``-infinity`` / ``infinity`` and reads those back naive."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+def check_int_range(value: int | None, field: str) -> None:
+    """Refuse an int a ``bigint`` column cannot hold, with a typed error."""
+    if value is not None and not -(2**63) <= value < 2**63:
+        raise ValidationError(f"{field} is out of range for the PostgreSQL store: {value}")
+
+
 # -- messages ----------------------------------------------------------------------------------
 
 
@@ -120,10 +136,10 @@ def tool_calls_param(calls: Sequence[ToolCall]) -> tuple[str | None, list[str] |
 def message_params(message: Message) -> tuple[tuple[Any, ...], Message]:
     """Query parameters for ``message`` (after session and tenant) and the copy to return.
 
-    Order: id, role, content, user_id, agent_id, tool_calls, call_ids, tool_call_id, name,
-    status, metadata, created_at. Raises :class:`ValidationError` before anything is sent.
+    Order: id, role, content, user_id, agent_id, tool_calls, tool_call_id, name, status,
+    metadata, created_at. Raises :class:`ValidationError` before anything is sent.
     """
-    calls_text, call_ids, calls_copy = tool_calls_param(message.tool_calls)
+    calls_text, _, calls_copy = tool_calls_param(message.tool_calls)
     if message.metadata:
         meta_text, meta_copy = json_param(message.metadata, "metadata")
     else:
@@ -135,7 +151,6 @@ def message_params(message: Message) -> tuple[tuple[Any, ...], Message]:
         message.user_id,
         message.agent_id,
         calls_text,
-        call_ids,
         encode_opt(message.tool_call_id),
         encode_opt(message.name),
         message.status,
@@ -148,6 +163,26 @@ def message_params(message: Message) -> tuple[tuple[Any, ...], Message]:
     _set(copy, "tool_calls", calls_copy)
     _set(copy, "metadata", meta_copy)
     return params, copy
+
+
+def update_params(message: Message) -> tuple[Any, ...]:
+    """A message's new content, tool calls, status, name and metadata, encoded."""
+    calls_text, _, _ = tool_calls_param(message.tool_calls)
+    meta, _ = json_param(message.metadata, "metadata")
+    return (
+        encode_text(message.content),
+        calls_text,
+        message.status,
+        encode_opt(message.name),
+        meta,
+    )
+
+
+def rewrite_columns(messages: Sequence[Message]) -> list[list[Any]]:
+    """The arrays of a batch rewrite: ids, then :func:`update_params` and ``user_id`` per
+    column (:attr:`Statements.rewrite_messages`)."""
+    rows = [(m.id, *update_params(m), m.user_id) for m in messages]
+    return [list(column) for column in zip(*rows)]
 
 
 def with_seq(copy: Message, seq: int) -> Message:
@@ -172,35 +207,28 @@ def _tool_calls(text: str | None) -> tuple[ToolCall, ...]:
 def message_from_row(r: Any) -> Message:
     """A :class:`Message` from a row selected with :data:`MESSAGE_COLUMNS`.
 
-    The hottest read path (every window), so the fields are set one by one rather than
-    through :func:`~threadline.models.trusted`'s keyword loop: half the cost per row.
+    The hottest read path (every window): the row is unpacked in the order of
+    :data:`MESSAGE_COLUMNS` (faster than 14 lookups by name) and the fields are set one
+    by one rather than through :func:`~threadline.models.trusted`'s keyword loop.
     """
+    (id_, session_id, tenant_id, seq, role, content, user_id, agent_id, tool_calls,
+     tool_call_id, name, status, metadata, created_at) = r[:14]  # fmt: skip
     m = _new(Message)
-    _set(m, "id", r[0])
-    _set(m, "session_id", r[1])
-    _set(m, "tenant_id", r[2])
-    _set(m, "seq", r[3])
-    _set(m, "role", r[4])
-    content = r[5]
+    _set(m, "id", id_)
+    _set(m, "session_id", session_id)
+    _set(m, "tenant_id", tenant_id)
+    _set(m, "seq", seq)
+    _set(m, "role", role)
     _set(m, "content", decode_text(content) if "\x01" in content else content)
-    _set(m, "user_id", r[6])
-    _set(m, "agent_id", r[7])
-    calls = r[8]
-    _set(m, "tool_calls", () if calls is None else _tool_calls(calls))
-    _set(m, "tool_call_id", decode_opt(r[9]))
-    _set(m, "name", decode_opt(r[10]))
-    _set(m, "status", r[11])
-    metadata = r[12]
+    _set(m, "user_id", user_id)
+    _set(m, "agent_id", agent_id)
+    _set(m, "tool_calls", () if tool_calls is None else _tool_calls(tool_calls))
+    _set(m, "tool_call_id", decode_opt(tool_call_id))
+    _set(m, "name", decode_opt(name))
+    _set(m, "status", status)
     _set(m, "metadata", {} if metadata == "{}" else load_jsonb(metadata))
-    created = r[13]
-    _set(m, "created_at", created if created.tzinfo is not None else moment(created))
+    _set(m, "created_at", moment(created_at))
     return m
-
-
-def moment(value: datetime) -> datetime:
-    """A ``timestamptz`` as read: aware UTC. asyncpg stores the aware ``datetime.min`` and
-    ``datetime.max`` as ``-infinity`` / ``infinity`` and reads those back naive."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
 # -- sessions, API calls, providers, agents ------------------------------------------------------
@@ -210,59 +238,51 @@ def session_from_row(r: Any) -> Session:
     """A :class:`Session` from a row selected with :data:`SESSION_COLUMNS`."""
     return trusted(
         Session,
-        id=r[0],
-        tenant_id=r[1],
-        user_id=r[2],
-        agent_id=r[3],
-        title=decode_opt(r[4]),
-        metadata=load_jsonb(r[5], {}),
-        created_at=moment(r[6]),
-        updated_at=moment(r[7]),
+        id=r["id"],
+        tenant_id=r["tenant_id"],
+        user_id=r["user_id"],
+        agent_id=r["agent_id"],
+        title=decode_opt(r["title"]),
+        metadata=load_jsonb(r["metadata"], {}),
+        created_at=moment(r["created_at"]),
+        updated_at=moment(r["updated_at"]),
     )
 
 
 def api_call_from_row(r: Any) -> ApiCall:
     """An :class:`ApiCall` from a row selected with :data:`API_CALL_COLUMNS`."""
+    plain = (
+        "id", "session_id", "tenant_id", "user_id", "agent_id", "request_message_id",
+        "response_message_id", "status", "prompt_tokens", "completion_tokens", "total_tokens",
+        "latency_ms", "time_to_first_token_ms", "tokens_per_second",
+    )  # fmt: skip
     return trusted(
         ApiCall,
-        id=r[0],
-        session_id=r[1],
-        tenant_id=r[2],
-        user_id=r[3],
-        agent_id=r[4],
-        request_message_id=r[5],
-        response_message_id=r[6],
-        model=decode_text(r[7]),
-        status=r[8],
-        error_message=decode_opt(r[9]),
-        error_code=decode_opt(r[10]),
-        prompt_tokens=r[11],
-        completion_tokens=r[12],
-        total_tokens=r[13],
-        latency_ms=r[14],
-        time_to_first_token_ms=r[15],
-        tokens_per_second=r[16],
-        response_id=decode_opt(r[17]),
-        metadata=load_jsonb(r[18], {}),
-        created_at=moment(r[19]),
+        **{name: r[name] for name in plain},
+        model=decode_text(r["model"]),
+        error_message=decode_opt(r["error_message"]),
+        error_code=decode_opt(r["error_code"]),
+        response_id=decode_opt(r["response_id"]),
+        metadata=load_jsonb(r["metadata"], {}),
+        created_at=moment(r["created_at"]),
     )
 
 
-def provider_from_row(r: Any, offset: int = 0) -> ProviderRecord:
-    """A :class:`ProviderRecord` from :data:`PROVIDER_COLUMNS` starting at ``offset``."""
-    o = offset
+def provider_from_row(r: Any, prefix: str = "") -> ProviderRecord:
+    """A :class:`ProviderRecord` from :data:`PROVIDER_COLUMNS`, each name after ``prefix``."""
+    p = prefix
     return trusted(
         ProviderRecord,
-        id=r[o],
-        tenant_id=r[o + 1],
-        name=decode_text(r[o + 2]),
-        type=decode_text(r[o + 3]),
-        api_base=decode_opt(r[o + 4]),
-        api_key_ref=decode_opt(r[o + 5]),
-        enabled=r[o + 6],
-        metadata=load_jsonb(r[o + 7], {}),
-        created_at=moment(r[o + 8]),
-        updated_at=moment(r[o + 9]),
+        id=r[p + "id"],
+        tenant_id=r[p + "tenant_id"],
+        name=decode_text(r[p + "name"]),
+        type=decode_text(r[p + "type"]),
+        api_base=decode_opt(r[p + "api_base"]),
+        api_key_ref=decode_opt(r[p + "api_key_ref"]),
+        enabled=r[p + "enabled"],
+        metadata=load_jsonb(r[p + "metadata"], {}),
+        created_at=moment(r[p + "created_at"]),
+        updated_at=moment(r[p + "updated_at"]),
     )
 
 
@@ -270,116 +290,75 @@ def agent_from_row(r: Any) -> AgentRecord:
     """An :class:`AgentRecord` from a row selected with :data:`AGENT_COLUMNS`."""
     return trusted(
         AgentRecord,
-        id=r[0],
-        tenant_id=r[1],
-        code=decode_text(r[2]),
-        name=decode_text(r[3]),
-        system_prompt=decode_opt(r[4]),
-        model=decode_opt(r[5]),
-        temperature=r[6],
-        max_tokens=r[7],
-        window=r[8],
-        response_format=load_jsonb(r[9]),
-        custom_params=load_jsonb(r[10], {}),
-        provider_id=r[11],
-        enabled=r[12],
-        version=r[13],
-        created_at=moment(r[14]),
-        updated_at=moment(r[15]),
+        id=r["id"],
+        tenant_id=r["tenant_id"],
+        code=decode_text(r["code"]),
+        name=decode_text(r["name"]),
+        system_prompt=decode_opt(r["system_prompt"]),
+        model=decode_opt(r["model"]),
+        temperature=r["temperature"],
+        max_tokens=r["max_tokens"],
+        window=r["window_rounds"],
+        response_format=load_jsonb(r["response_format"]),
+        custom_params=load_jsonb(r["custom_params"], {}),
+        provider_id=r["provider_id"],
+        enabled=r["enabled"],
+        version=r["version"],
+        created_at=moment(r["created_at"]),
+        updated_at=moment(r["updated_at"]),
     )
 
 
-# -- checkpoint histories -------------------------------------------------------------------------
+# -- checkpoint records ---------------------------------------------------------------------------
 
 
-def _legacy_message(d: dict[str, Any]) -> Message:
-    """A message of a ``history_delta`` written before migration 0002 (a JSON array)."""
-    return trusted(
-        Message,
-        id=d["id"],
-        session_id=d["session_id"],
-        tenant_id=d["tenant_id"],
-        user_id=d["user_id"],
-        agent_id=d["agent_id"],
-        seq=d["seq"],
-        role=d["role"],
-        content=d["content"],
-        tool_calls=tuple(
-            trusted(ToolCall, id=i, name=n, arguments=a) for i, n, a in d["tool_calls"]
-        ),
-        tool_call_id=d["tool_call_id"],
-        name=d["name"],
-        status=d["status"],
-        metadata=d["metadata"],
-        created_at=datetime.fromisoformat(d["created_at"]),
-    )
+def record_param(record: CheckpointRecord) -> str:
+    """The ``history_delta`` jsonb text of a record (NUL characters escaped)."""
+    return escape_json_text(record.record)
 
 
-def history_param(encoded: EncodedHistory) -> str:
-    """The ``history_delta`` jsonb text of an encoded history record."""
-    return escape_json_text(encoded.text)
+def _record_text(text: str) -> str:
+    """A record as the core reads it, from its ``history_delta`` column: the jsonb text
+    itself, unless escaped NUL characters must be decoded first (rare)."""
+    return dump_json(load_jsonb(text), "checkpoint history") if "\\u0001" in text else text
 
 
-def apply_history(history: list[Message], delta: str, tenant_id: str, session_id: str) -> None:
-    """Turn the base's history into this row's, from its ``history_delta``."""
-    record = load_jsonb(delta)
-    if isinstance(record, list):  # before 0002: the messages after the whole base history
-        history.extend(_legacy_message(d) for d in record)
-    else:
-        apply_record(history, record, tenant_id=tenant_id, session_id=session_id)
-
-
-def chain_history(rows: Sequence[Any]) -> tuple[Message, ...]:
-    """The history of ``rows[0]`` from its chain (:data:`CHECKPOINT_COLUMNS` rows, bases after)."""
-    if rows[-1][13] is not None:
-        raise StoreError(
-            f"checkpoint {rows[-1][0]} is a delta on {rows[-1][13]}, which is missing; "
-            "the store is damaged"
-        )
-    history: list[Message] = []
-    for r in reversed(rows):
-        apply_history(history, r[14], r[2], r[1])
-    return tuple(history)
-
-
-def checkpoint_from_row(r: Any, history: tuple[Message, ...]) -> Checkpoint:
-    """A :class:`Checkpoint` from :data:`CHECKPOINT_COLUMNS` and its rebuilt history."""
-    return trusted(
+def record_from_row(r: Any) -> CheckpointRecord:
+    """A :class:`CheckpointRecord` from a row selected with :data:`CHECKPOINT_COLUMNS`."""
+    checkpoint = trusted(
         Checkpoint,
-        id=r[0],
-        session_id=r[1],
-        tenant_id=r[2],
-        agent_id=r[3],
-        version=r[4],
-        parent_id=r[5],
-        node_id=decode_opt(r[6]),
-        input=load_jsonb(r[7]),
-        input_type=decode_opt(r[8]),
-        state=load_jsonb(r[9], {}),
-        properties=load_jsonb(r[10], {}),
-        tombstone=r[11],
-        created_at=moment(r[12]),
-        history=history,
+        id=r["id"],
+        session_id=r["session_id"],
+        tenant_id=r["tenant_id"],
+        agent_id=r["agent_id"],
+        version=r["version"],
+        parent_id=r["parent_id"],
+        node_id=decode_opt(r["node_id"]),
+        input=load_jsonb(r["input"]),
+        input_type=decode_opt(r["input_type"]),
+        state=load_jsonb(r["state"], {}),
+        properties=load_jsonb(r["properties"], {}),
+        tombstone=r["tombstone"],
+        created_at=moment(r["created_at"]),
+        history=(),
     )
+    text = r["history_delta"]
+    return CheckpointRecord(checkpoint, _record_text(text), r["chain_depth"], r["history_tag"])
 
 
-def checkpoint_params(checkpoint: Checkpoint) -> dict[str, Any]:
-    """The checkpoint's JSON and text columns, encoded (raises ValidationError first)."""
-    input_text = dump_opt_jsonb(checkpoint.input, "checkpoint input")
-    state_text, state_copy = json_param(checkpoint.state, "checkpoint state")
-    props_text, props_copy = json_param(checkpoint.properties, "checkpoint properties")
-    input_copy = None if input_text is None else json.loads(dump_json_text(checkpoint.input, ""))
-    return {
-        "input": input_text,
-        "state": state_text,
-        "properties": props_text,
-        "node_id": encode_opt(checkpoint.node_id),
-        "input_type": encode_opt(checkpoint.input_type),
-        "copies": {"input": input_copy, "state": state_copy, "properties": props_copy},
-    }
-
-
-def check_int_range(value: int | None, field: str) -> None:
-    """Refuse an int a ``bigint`` column cannot hold, with a typed error."""
-    if value is not None and not -(2**63) <= value < 2**63:
-        raise ValidationError(f"{field} is out of range for the PostgreSQL store: {value}")
+def checkpoint_params(checkpoint: Checkpoint) -> tuple[tuple[Any, ...], Checkpoint]:
+    """The checkpoint's columns from ``node_id`` to ``created_at`` (encoded, bad input
+    refused first) and the checkpoint as a read gives it back (JSON copied)."""
+    c = checkpoint
+    input_text = dump_opt_jsonb(c.input, "checkpoint input")
+    state_text, state_copy = json_param(c.state, "checkpoint state")
+    props_text, props_copy = json_param(c.properties, "checkpoint properties")
+    input_copy = None if input_text is None else json.loads(dump_json_text(c.input, ""))
+    params = (
+        encode_opt(c.node_id), input_text, encode_opt(c.input_type), state_text, props_text,
+        c.tombstone, c.created_at,
+    )  # fmt: skip
+    copy = attrs.evolve(
+        c, input=input_copy, state=state_copy, properties=props_copy, history=(), version=None
+    )
+    return params, copy

@@ -24,8 +24,8 @@ Design notes:
   ``history_delta`` holds a record of :mod:`threadline.storekit.delta`, a delta on
   ``history_base`` (the parent) or a snapshot (``history_base`` is ``NULL``), with
   ``chain_depth`` its distance from the snapshot and ``history_tag`` its write tag; so
-  restoring one reads a bounded chain. Rows written before it hold a JSON array of the
-  messages after those of their base (the whole of its history), and stay readable.
+  restoring one reads a bounded chain. (Rows of the pre-release format before it, a JSON
+  array of messages, are not read: nothing was released with them.)
 * ``(tenant_id, user_id)`` on messages (``0004_message_user_index``) and on API calls
   (``0005_api_call_user_index``) serves erasing a user: their messages and API calls in
   other users' sessions are found without reading the tenant's.

@@ -26,10 +26,23 @@ def _qualified(prefix: str, columns: str) -> str:
     return ", ".join(f"{prefix}.{c}" for c in columns.split(", "))
 
 
+def _prefixed(table: str, columns: str) -> str:
+    """``columns`` of ``table``, each renamed ``<table>_<column>`` (a join's second model)."""
+    return ", ".join(f"{table}.{c} AS {table}_{c}" for c in columns.split(", "))
+
+
 _MESSAGE_INSERT_COLUMNS = (
     "id, session_id, tenant_id, seq, role, content, user_id, agent_id, tool_calls, call_ids, "
     "tool_call_id, name, status, metadata, created_at"
 )
+
+
+def _call_ids(calls: str) -> str:
+    """The tool-call ids a message made (for the GIN index), from its ``tool_calls`` jsonb."""
+    return (
+        f"CASE WHEN {calls} IS NULL THEN NULL "
+        f"ELSE ARRAY(SELECT jsonb_array_elements({calls}) ->> 'id') END"
+    )
 
 
 class Statements:
@@ -56,8 +69,8 @@ class Statements:
             )
             INSERT INTO {M} ({_MESSAGE_INSERT_COLUMNS})
             SELECT $3::uuid, $1::uuid, $2::uuid, bump.last_seq, $4::text, $5::text, $6::uuid,
-                   $7::uuid, $8::jsonb, $9::text[], $10::text, $11::text, $12::text, $13::jsonb,
-                   $14::timestamptz
+                   $7::uuid, $8::jsonb, {_call_ids("$8::jsonb")}, $9::text, $10::text,
+                   $11::text, $12::jsonb, $13::timestamptz
             FROM bump
             RETURNING seq"""
         self.append_many = f"""
@@ -70,9 +83,7 @@ class Statements:
             )
             INSERT INTO {M} ({_MESSAGE_INSERT_COLUMNS})
             SELECT u.id, $1::uuid, $2::uuid, bump.last_seq - $3::bigint + u.ord, u.role,
-                   u.content, u.user_id, u.agent_id, u.tool_calls,
-                   CASE WHEN u.tool_calls IS NULL THEN NULL
-                        ELSE ARRAY(SELECT jsonb_array_elements(u.tool_calls) ->> 'id') END,
+                   u.content, u.user_id, u.agent_id, u.tool_calls, {_call_ids("u.tool_calls")},
                    u.tool_call_id, u.name, u.status, u.metadata, u.created_at
             FROM bump, unnest($4::uuid[], $5::text[], $6::text[], $7::uuid[], $8::uuid[],
                               $9::jsonb[], $10::text[], $11::text[], $12::text[], $13::jsonb[],
@@ -102,14 +113,43 @@ class Statements:
                   AND tenant_id = $2::uuid
                 RETURNING id
             )
-            UPDATE {M} SET content = $3::text, tool_calls = $4::jsonb, call_ids = $5::text[],
-                           status = $6::text, name = $7::text, metadata = $8::jsonb
+            UPDATE {M} SET content = $3::text, tool_calls = $4::jsonb,
+                           call_ids = {_call_ids("$4::jsonb")}, status = $5::text,
+                           name = $6::text, metadata = $7::jsonb
             WHERE id = $1::uuid AND tenant_id = $2::uuid AND EXISTS (SELECT 1 FROM touch)
             RETURNING {MESSAGE_COLUMNS}"""
-        self.get_messages = f"""
-            SELECT {MESSAGE_COLUMNS} FROM {M}
-            WHERE session_id = $1::uuid AND tenant_id = $2::uuid AND seq > $3::bigint
-            ORDER BY seq LIMIT $4::bigint"""
+        # The same for a batch (user_id too), from arrays; the matched ids come back.
+        # Erasure redacts without touching (housekeeping, not activity).
+        arrays = """
+            WITH n AS (
+                SELECT * FROM unnest($2::uuid[], $3::text[], $4::jsonb[], $5::text[], $6::text[],
+                                     $7::jsonb[], $8::uuid[])
+                    AS n(id, content, tool_calls, status, name, metadata, user_id)
+            )"""
+        rewrite = f"""
+            UPDATE {M} m SET content = n.content, tool_calls = n.tool_calls,
+                             call_ids = {_call_ids("n.tool_calls")}, status = n.status,
+                             name = n.name, metadata = n.metadata, user_id = n.user_id
+            FROM n WHERE m.id = n.id AND m.tenant_id = $1::uuid"""
+        self.redact_messages = f"{arrays} {rewrite} RETURNING m.id"
+        self.rewrite_messages = f"""{arrays}, touch AS (
+                UPDATE {S} SET updated_at = GREATEST(updated_at, now())
+                WHERE tenant_id = $1::uuid AND id IN (
+                    SELECT m.session_id FROM {M} m JOIN n ON m.id = n.id
+                    WHERE m.tenant_id = $1::uuid)
+                RETURNING id
+            ) {rewrite} AND m.session_id IN (SELECT id FROM touch)
+            RETURNING m.id"""
+        # Reads by seq range: $3 < seq < $4, at most $5 (NULL: all), either way, a role or all.
+        self.read_messages = {
+            (newest, role): f"""
+                SELECT {MESSAGE_COLUMNS} FROM {M}
+                WHERE session_id = $1::uuid AND tenant_id = $2::uuid AND seq > $3::bigint
+                  AND seq < $4::bigint{" AND role = $6::text" if role else ""}
+                ORDER BY seq{" DESC" if newest else ""} LIMIT $5::bigint"""
+            for newest in (False, True)
+            for role in (False, True)
+        }
         # The window: the (n)th last user turn from the partial index, then the tail from
         # the (session_id, seq) index and the earlier system messages from their partial
         # index. The start seq rides along as the last column. The planner cannot see the
@@ -130,7 +170,7 @@ class Statements:
         self.window_callers = f"""
             SELECT COALESCE((SELECT max(u.seq) FROM {M} u
                              WHERE u.session_id = $1::uuid AND u.role = 'user'
-                               AND u.seq <= c.seq), 1)
+                               AND u.seq <= c.seq), 1) AS start
             FROM (SELECT min(seq) AS seq FROM {M}
                   WHERE session_id = $1::uuid AND tenant_id = $2::uuid AND seq < $3::bigint
                     AND call_ids && $4::text[]) c
@@ -175,23 +215,47 @@ class Statements:
             f"SELECT {SESSION_COLUMNS} FROM {S} {where} AND user_id = $4::uuid "
             f"AND agent_id = $5::uuid {order}"
         )
-        self.update_session = f"""
-            UPDATE {S} SET title = $3::text, metadata = $4::jsonb,
-                           updated_at = GREATEST(updated_at, now())
-            WHERE id = $1::uuid AND tenant_id = $2::uuid
-            RETURNING {SESSION_COLUMNS}"""
-        # Exactly the given value, earlier or later (copy and import keep the source's).
-        self.set_session_updated_at = f"""
-            UPDATE {S} SET updated_at = $3::timestamptz
+        self.replace_session = f"""
+            UPDATE {S} SET title = $3::text, metadata = $4::jsonb, updated_at = $5::timestamptz
             WHERE id = $1::uuid AND tenant_id = $2::uuid
             RETURNING {SESSION_COLUMNS}"""
         self.delete_session = f"DELETE FROM {S} WHERE id = $1::uuid AND tenant_id = $2::uuid"
-        # Erasing user $2 of tenant $1: the WHERE clause for their messages and API calls
-        # in other users' sessions, read from the (tenant_id, user_id) indexes, skipping
-        # the user's own sessions (a row's tenant is its session's).
+        # Erasing user $2 of tenant $1: their messages and API calls in other users'
+        # sessions, read from the (tenant_id, user_id) indexes, skipping the user's own
+        # sessions (a row's tenant is its session's).
         self.user_rows_elsewhere = (
             "tenant_id = $1::uuid AND user_id = $2::uuid AND session_id NOT IN "
             f"(SELECT id FROM {S} WHERE tenant_id = $1::uuid AND user_id = $2::uuid)"
+        )
+        self.user_messages_elsewhere = (
+            f"SELECT {MESSAGE_COLUMNS} FROM {M} WHERE {self.user_rows_elsewhere}"
+        )
+        self.user_api_calls_elsewhere = f"SELECT id FROM {A} WHERE {self.user_rows_elsewhere}"
+        # The user's sessions (own) and the other sessions of the tenant whose checkpoint
+        # records may hold their messages, locked in id order: checkpoint writes wait. An
+        # item leaves out its user_id only after a message of the same user in the same
+        # history, whose record is in the same session: such a session has a record whose
+        # text holds the user id.
+        self.erase_sessions = f"""
+            SELECT id, user_id IS NOT DISTINCT FROM $2::uuid AS own FROM {S}
+            WHERE tenant_id = $1::uuid AND id IN (
+                SELECT id FROM {S} WHERE tenant_id = $1::uuid AND user_id = $2::uuid
+                UNION ALL SELECT session_id FROM {C} WHERE tenant_id = $1::uuid
+                  AND strpos(history_delta::text, $2::uuid::text) > 0)
+            ORDER BY id FOR UPDATE"""
+        in_sessions = "WHERE session_id = ANY($1::uuid[])"
+        self.erase_counts = f"""
+            SELECT (SELECT count(*) FROM {M} {in_sessions}) AS messages,
+                   (SELECT count(*) FROM {A} {in_sessions}) AS api_calls,
+                   (SELECT count(*) FROM {C} {in_sessions}) AS checkpoints"""
+        self.delete_sessions = f"DELETE FROM {S} WHERE id = ANY($1::uuid[])"
+        before = (
+            "WHERE tenant_id = $1::uuid AND updated_at < $2::timestamptz "
+            "AND ($3::uuid IS NULL OR user_id = $3::uuid)"
+        )
+        self.count_sessions_before = f"SELECT count(*) FROM {S} {before}"
+        self.delete_sessions_before = (
+            f"WITH gone AS (DELETE FROM {S} {before} RETURNING 1) SELECT count(*) FROM gone"
         )
 
         # -- API calls -------------------------------------------------------------------
@@ -212,6 +276,9 @@ class Statements:
             ON CONFLICT (id) DO NOTHING
             RETURNING {API_CALL_COLUMNS}"""
         self.api_call_by_id = f"SELECT {API_CALL_COLUMNS} FROM {A} WHERE id = $1::uuid"
+        self.delete_api_calls = (
+            f"DELETE FROM {A} WHERE id = ANY($2::uuid[]) AND tenant_id = $1::uuid RETURNING id"
+        )
         self.list_api_calls = f"""
             SELECT {API_CALL_COLUMNS} FROM {A}
             WHERE session_id = $1::uuid AND tenant_id = $2::uuid
@@ -223,10 +290,8 @@ class Statements:
                            updated_at = GREATEST(updated_at, now())
             WHERE id = $1::uuid AND tenant_id = $2::uuid
             RETURNING last_version"""
-        self.checkpoint_owner = f"SELECT session_id, tenant_id FROM {C} WHERE id = $1::uuid"
-        self.checkpoint_link = (
-            f"SELECT session_id, chain_depth, history_tag FROM {C} WHERE id = $1::uuid"
-        )
+        self.checkpoint_by_id = f"SELECT {CHECKPOINT_COLUMNS} FROM {C} WHERE id = $1::uuid"
+        self.checkpoint_link = f"SELECT session_id, history_tag FROM {C} WHERE id = $1::uuid"
         self.insert_checkpoint = f"""
             INSERT INTO {C} (id, session_id, tenant_id, agent_id, version, parent_id, node_id,
                              input, input_type, state, properties, tombstone, created_at,
@@ -234,41 +299,39 @@ class Statements:
             VALUES ($1::uuid, $2::uuid, $3::uuid, $4::uuid, $5::bigint, $6::uuid, $7::text,
                     $8::jsonb, $9::text, $10::jsonb, $11::jsonb, $12::boolean,
                     $13::timestamptz, $14::uuid, $15::jsonb, $16::integer, $17::bigint)"""
-        chain = f"""
+        # A record and its chain back to its snapshot (history_base links), in one query.
+        self.checkpoint_chain = f"""
             WITH RECURSIVE chain AS (
-                SELECT {CHECKPOINT_COLUMNS}, 0 AS depth FROM {C} WHERE {{anchor}}
+                SELECT {CHECKPOINT_COLUMNS}, 0 AS depth FROM {C}
+                WHERE id = $1::uuid AND tenant_id = $2::uuid
                 UNION ALL
                 SELECT {_qualified("b", CHECKPOINT_COLUMNS)}, chain.depth + 1
                 FROM {C} b JOIN chain ON b.id = chain.history_base
             )
             SELECT {CHECKPOINT_COLUMNS} FROM chain ORDER BY depth"""
-        self.get_checkpoint = chain.format(anchor="id = $1::uuid AND tenant_id = $2::uuid")
-        self.checkpoint_chain = chain.format(anchor="id = $1::uuid")
-        self.latest_checkpoint = chain.format(
-            anchor=f"""id = (SELECT id FROM {C}
-                             WHERE session_id = $1::uuid AND tenant_id = $2::uuid
-                               AND ($3::uuid IS NULL OR agent_id = $3::uuid)
-                             ORDER BY version DESC LIMIT 1)"""
+        self.checkpoint_record = (
+            f"SELECT {CHECKPOINT_COLUMNS} FROM {C} WHERE id = $1::uuid AND tenant_id = $2::uuid"
         )
-        # The bases (and their bases, to the snapshots) of checkpoints a listing left out.
-        self.checkpoint_deltas = f"""
-            WITH RECURSIVE bases(id, base) AS (
-                SELECT id, history_base FROM {C} WHERE id = ANY($1::uuid[])
-                UNION
-                SELECT b.id, b.history_base FROM {C} b JOIN bases ON b.id = bases.base
-            )
-            SELECT c.id, c.history_base, c.history_delta, c.tenant_id, c.session_id
-            FROM bases JOIN {C} c ON c.id = bases.id"""
-        self.list_session_checkpoints = f"""
+        session_records = f"""
             SELECT {CHECKPOINT_COLUMNS} FROM {C}
             WHERE session_id = $1::uuid AND tenant_id = $2::uuid
-              AND ($3::uuid IS NULL OR agent_id = $3::uuid)
-            ORDER BY version"""
-        self.list_tenant_checkpoints = f"""
+              AND ($3::uuid IS NULL OR agent_id = $3::uuid)"""
+        self.session_records = f"{session_records} ORDER BY version"
+        self.latest_record = f"{session_records} ORDER BY version DESC LIMIT 1"
+        self.tenant_records = f"""
             SELECT {_qualified("c", CHECKPOINT_COLUMNS)}
             FROM {C} c JOIN {S} s ON s.id = c.session_id
             WHERE c.tenant_id = $1::uuid AND ($2::uuid IS NULL OR c.agent_id = $2::uuid)
             ORDER BY s.created_at, c.session_id, c.version"""
+        # A rewritten snapshot (depth 0) drops its base; a delta keeps it (erasure).
+        self.rewrite_record = f"""
+            UPDATE {C} SET history_delta = $3::jsonb, chain_depth = $4::integer,
+                           history_tag = $5::bigint,
+                           history_base = CASE WHEN $4::integer = 0 THEN NULL ELSE history_base END
+            WHERE id = $1::uuid AND session_id = $2::uuid"""
+        self.delete_records = (
+            f"DELETE FROM {C} WHERE id = ANY($2::uuid[]) AND session_id = $1::uuid RETURNING id"
+        )
 
         # -- agent configs ---------------------------------------------------------------
         self.upsert_provider = f"""
@@ -299,7 +362,7 @@ class Statements:
             WHERE t.tenant_id = EXCLUDED.tenant_id
             RETURNING {AGENT_COLUMNS}"""
         configs = f"""
-            SELECT {_qualified("a", AGENT_COLUMNS)}, {_qualified("p", PROVIDER_COLUMNS)}
+            SELECT {_qualified("a", AGENT_COLUMNS)}, {_prefixed("p", PROVIDER_COLUMNS)}
             FROM {G} a LEFT JOIN {P} p ON p.id = a.provider_id AND p.tenant_id = a.tenant_id
             WHERE a.tenant_id = $1::uuid"""
         self.config_by_code = f"{configs} AND a.code = $2::text"

@@ -1,0 +1,157 @@
+"""Checkpoint records on PostgreSQL: the record hooks of the required tier.
+
+The core's checkpoint log (:mod:`threadline.storekit.log`) encodes histories, keeps the
+history cache and plans prunes and erasures; this module keeps the records. A record is a
+row of ``entity_checkpoint``: ``history_delta`` holds its history record, ``history_base``
+the parent it is a delta on (``NULL`` for a snapshot), ``chain_depth`` and ``history_tag``
+its depth and write tag. The version comes from the session row's ``last_version``
+counter, bumped in the insert's transaction, so writers queue on the session row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import attrs
+
+from threadline.errors import NotFoundError, ThreadlineError
+from threadline.hookspecs import hookimpl
+from threadline.storekit.log import prune_plan
+from threadline.storekit.records import CheckpointRecord, StaleRecordError, id_conflict
+from threadline_postgres.pool import Duplicate, PooledStore
+from threadline_postgres.rows import checkpoint_params, record_from_row, record_param
+
+__all__ = ["CheckpointRecords"]
+
+
+class _AlreadyStored(ThreadlineError):
+    """Internal signal: the checkpoint id is stored (``row``); the version bump rolls back."""
+
+    def __init__(self, row: Any) -> None:
+        super().__init__("already stored")
+        self.row = row
+
+
+class CheckpointRecords(PooledStore):
+    """The checkpoint record hooks, and pruning in one transaction."""
+
+    @hookimpl
+    async def threadline_insert_checkpoint_record(
+        self, record: CheckpointRecord, parent_tag: int | None
+    ) -> CheckpointRecord:
+        """Bump the session's version and insert, in one transaction; the parent's tag is
+        checked with the session row locked (a rewrite of it holds that lock too)."""
+        c = record.checkpoint
+        params, stored = checkpoint_params(c)  # refuse bad input before writing
+        t, sid, sql = c.tenant_id, c.session_id, self.sql
+
+        async def run(conn: asyncpg.Connection) -> int:
+            version = await conn.fetchval(sql.bump_version, sid, t)
+            if version is None:
+                raise NotFoundError(f"session {sid} not found for this tenant")
+            existing = await conn.fetchrow(sql.checkpoint_by_id, c.id)
+            if existing is not None:
+                raise _AlreadyStored(existing)
+            if c.parent_id is not None:
+                link = await conn.fetchrow(sql.checkpoint_link, c.parent_id)
+                if link is None or link["session_id"] != sid:
+                    raise NotFoundError(f"parent checkpoint {c.parent_id} not found")
+                if parent_tag is not None and link["history_tag"] != parent_tag:
+                    raise StaleRecordError(f"checkpoint {c.parent_id} was rewritten")
+            await conn.execute(
+                sql.insert_checkpoint, c.id, sid, t, c.agent_id, version, c.parent_id, *params,
+                c.parent_id if record.depth else None, record_param(record), record.depth,
+                record.tag,
+            )  # fmt: skip
+            return int(version)
+
+        try:
+            version = await self._call("insert_checkpoint_record", run, transaction=True)
+        except _AlreadyStored as signal:
+            found = record_from_row(signal.row)
+            if found.checkpoint.session_id != sid:
+                raise id_conflict("checkpoint", c.id) from None
+            return found
+        except Duplicate:  # inserted meanwhile in another session
+            raise id_conflict("checkpoint", c.id) from None
+        return attrs.evolve(record, checkpoint=attrs.evolve(stored, version=version))
+
+    @hookimpl
+    async def threadline_read_checkpoint_records(
+        self, tenant_id: str, checkpoint_id: str, chain: bool
+    ) -> list[CheckpointRecord]:
+        """The record, and with ``chain`` its bases back to the snapshot, in one query."""
+        query = self.sql.checkpoint_chain if chain else self.sql.checkpoint_record
+        rows = await self._fetch("read_checkpoint_records", query, checkpoint_id, tenant_id)
+        return [record_from_row(r) for r in rows]
+
+    @hookimpl
+    async def threadline_list_checkpoint_records(
+        self, tenant_id: str, session_id: str | None, agent_id: str | None, latest: bool
+    ) -> list[CheckpointRecord]:
+        """By version (tenant-wide: sessions in creation order), or the latest one."""
+        what = "list_checkpoint_records"
+        if session_id is None:
+            rows = await self._fetch(what, self.sql.tenant_records, tenant_id, agent_id)
+            rows = rows[-1:] if latest else rows
+        else:
+            query = self.sql.latest_record if latest else self.sql.session_records
+            rows = await self._fetch(what, query, session_id, tenant_id, agent_id)
+        return [record_from_row(r) for r in rows]
+
+    @hookimpl
+    async def threadline_rewrite_checkpoint_records(
+        self,
+        tenant_id: str,
+        session_id: str,
+        records: Sequence[CheckpointRecord],
+        delete_ids: Sequence[str],
+    ) -> int:
+        """Rewrite and delete in one transaction, the session row locked."""
+
+        async def run(conn: asyncpg.Connection) -> int:
+            if await conn.fetchrow(self.sql.lock_session, session_id, tenant_id) is None:
+                raise NotFoundError(f"session {session_id} not found for this tenant")
+            return await self._rewrite_records(conn, session_id, records, delete_ids)
+
+        return await self._call("rewrite_checkpoint_records", run, transaction=True)
+
+    async def _rewrite_records(
+        self,
+        conn: asyncpg.Connection,
+        session_id: str,
+        records: Sequence[CheckpointRecord],
+        delete_ids: Sequence[str],
+    ) -> int:
+        """Apply a rewrite plan inside the caller's transaction (the session row locked)."""
+        if records:
+            await conn.executemany(
+                self.sql.rewrite_record,
+                [(r.id, session_id, record_param(r), r.depth, r.tag) for r in records],
+            )
+        gone = []
+        if delete_ids:
+            gone = await conn.fetch(self.sql.delete_records, session_id, list(delete_ids))
+        return len(records) + len(gone)
+
+    # Overrides the default for atomicity: the plan is read and applied under the session
+    # row's lock, so a checkpoint written (or erased) meanwhile keeps its base and history.
+    @hookimpl
+    async def threadline_prune_checkpoints(
+        self, tenant_id: str, session_id: str, keep: int, dry_run: bool
+    ) -> int:
+        """The store kit's prune plan (:func:`threadline.storekit.log.prune_plan`), in one
+        transaction: kept deltas on a doomed base become snapshots, then the rest goes."""
+
+        async def run(conn: asyncpg.Connection) -> int:
+            if await conn.fetchrow(self.sql.lock_session, session_id, tenant_id) is None:
+                return 0
+            rows = await conn.fetch(self.sql.session_records, session_id, tenant_id, None)
+            rewrites, doomed = prune_plan([record_from_row(r) for r in rows], keep)
+            if doomed and not dry_run:
+                await self._rewrite_records(conn, session_id, rewrites, doomed)
+            return len(doomed)
+
+        return await self._call("prune_checkpoints", run, transaction=True)
