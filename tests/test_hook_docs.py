@@ -67,3 +67,78 @@ def test_every_derived_hook_has_a_core_default() -> None:
     for default in DEFAULTS.values():
         for need in default.needs:
             assert need in hookspecs.PERSISTENCE_HOOKS
+
+
+def _doc_section(title: str) -> str:
+    text = DOC.read_text(encoding="utf-8")
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+def _raises(hook: str) -> list[tuple[str, str]]:
+    """``(error, first line of the reason)`` of each ``:raises`` line of the hook's spec."""
+    doc = inspect.getdoc(getattr(hookspecs, hook)) or ""
+    return re.findall(r"^:raises (\w+): (.*)$", doc, flags=re.M)
+
+
+@pytest.mark.parametrize("hook", hookspecs.PERSISTENCE_HOOKS)
+def test_every_persistence_hook_documents_what_it_raises(hook: str) -> None:
+    """A store author reads in each hook's section which errors it must raise, and when."""
+    raises = _raises(hook)
+    assert raises, f"{hook}: no ':raises ...:' line in the docstring"
+    errors = _doc_section("Errors")
+    for error, reason in raises:
+        assert f":raises {error}: {reason}" in sections()[hook], f"{hook}: {error} undocumented"
+        assert f"| `{error}` |" in errors, f"{error} ({hook}) is not in the Errors table"
+        if error == "ConflictError" and " id " in f" {reason} ":
+            doc = inspect.getdoc(getattr(hookspecs, hook)) or ""
+            assert "neutral" in doc, f"{hook}: an id conflict without the neutral-message rule"
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_reference_section_is_the_docstring(hook: str) -> None:
+    """The reference says what the spec says, word for word (whitespace aside)."""
+    doc = " ".join((inspect.getdoc(getattr(hookspecs, hook)) or "").split())
+    assert doc in " ".join(sections()[hook].split()), f"{hook}: section differs from the spec"
+
+
+def test_every_model_field_a_store_round_trips_is_listed() -> None:
+    import attrs
+
+    from threadline import models
+
+    table = _doc_section("Model fields a store round-trips")
+    for model in (
+        models.Session,
+        models.Message,
+        models.ToolCall,
+        models.ApiCall,
+        models.Checkpoint,
+        models.AgentRecord,
+        models.ProviderRecord,
+        models.AgentConfig,
+    ):
+        row = re.search(rf"^\| `{model.__name__}` \|(.*)\|$", table, flags=re.M)
+        assert row, f"{model.__name__} is not in the model fields table"
+        listed = re.findall(r"`(\w+)`", row.group(1))
+        assert listed == [f.name for f in attrs.fields(model)], model.__name__
+
+
+def test_threading_and_facade_checks_are_documented() -> None:
+    """The sections a store author needs besides the hooks, naming what they rely on."""
+    threading = _doc_section("Threading")
+    for needed in ("run_sync", "asyncio.to_thread", "SyncStore", "event loop", "lock"):
+        assert needed in threading, f"Threading does not mention {needed}"
+    facade = _doc_section("What the Store facade checks for a store")
+    for needed in (
+        "scope by tenant",
+        "check_id",
+        "same id twice",
+        "dump_json",
+        "ConfigurationError",
+    ):
+        assert needed in facade, f"the facade section does not mention {needed}"
+    errors = _doc_section("Errors")
+    for kind in ("session", "message", "api call", "checkpoint", "agent", "provider"):
+        assert f"`{kind}`" in errors, f"the id-conflict kinds miss {kind}"

@@ -23,6 +23,8 @@ def threadline_save_api_call(api_call: ApiCall) -> ApiCall | None:
     :return: the stored record.
     :raises NotFoundError: the session does not exist for this tenant.
     :raises ConflictError: the id is stored in another session (the neutral message).
+    :raises ValidationError: a JSON field the store's codec refuses (nothing is stored).
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -35,6 +37,7 @@ def threadline_list_api_calls(tenant_id: str, session_id: str) -> Sequence[ApiCa
     :param tenant_id: the caller's tenant.
     :param session_id: the session.
     :return: the calls (empty for an unknown session).
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -48,4 +51,5 @@ def threadline_delete_api_calls(tenant_id: str, api_call_ids: Sequence[str]) -> 
     :param tenant_id: the caller's tenant.
     :param api_call_ids: the records to delete.
     :return: how many went.
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """

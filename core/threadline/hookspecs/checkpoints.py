@@ -31,6 +31,10 @@ def threadline_insert_checkpoint_record(
     :raises NotFoundError: the session, or the parent in this session, does not exist.
     :raises StaleRecordError: the parent's record no longer carries ``parent_tag``
         (rewritten meanwhile); nothing is stored and the core computes the delta again.
+    :raises ConflictError: the id is stored in another session (of this tenant or another:
+        the neutral id-conflict message).
+    :raises ValidationError: a JSON field the store's codec refuses (nothing is stored).
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -46,6 +50,7 @@ def threadline_read_checkpoint_records(
     :param checkpoint_id: the checkpoint.
     :param chain: also every record the checkpoint's history builds on (``depth`` links).
     :return: the record first, then its parent's, ... (empty when there is none).
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -62,6 +67,7 @@ def threadline_list_checkpoint_records(
     :param agent_id: only this agent's records when given.
     :param latest: only the one with the highest version (``session_id`` is given then).
     :return: the records (empty for an unknown session).
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -82,6 +88,8 @@ def threadline_rewrite_checkpoint_records(
     :param records: records with their new ``record``, ``depth`` and ``tag``, by id.
     :param delete_ids: checkpoints to delete.
     :return: how many records were rewritten or deleted.
+    :raises NotFoundError: the session does not exist for this tenant (nothing changes).
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -102,6 +110,9 @@ def threadline_create_checkpoint(checkpoint: Checkpoint) -> Checkpoint | None:
     :raises NotFoundError: the session does not exist for this tenant.
     :raises ConflictError: the id is already stored with different content, or by
         another tenant (the same neutral message either way).
+    :raises ValidationError: a JSON field the store's codec refuses (nothing is stored).
+    :raises StoreError: the checkpoint's chain has no snapshot (a damaged store).
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -114,6 +125,8 @@ def threadline_get_checkpoint(tenant_id: str, checkpoint_id: str) -> Checkpoint 
     :param tenant_id: the caller's tenant.
     :param checkpoint_id: the checkpoint.
     :return: the checkpoint, or ``None``.
+    :raises StoreError: the checkpoint's chain has no snapshot (a damaged store).
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -121,7 +134,7 @@ def threadline_get_checkpoint(tenant_id: str, checkpoint_id: str) -> Checkpoint 
 def threadline_list_checkpoints(
     tenant_id: str, session_id: str | None, agent_id: str | None
 ) -> Sequence[Checkpoint] | None:
-    """List checkpoints by ascending version (sessions in creation order).
+    """List checkpoints by ascending version (sessions by ``created_at``, then ``id``).
 
     Tier: derived (default: ``list_checkpoint_records``, histories decoded once per record).
 
@@ -129,6 +142,8 @@ def threadline_list_checkpoints(
     :param session_id: only this session's checkpoints when given.
     :param agent_id: only this agent's checkpoints when given.
     :return: the checkpoints, with their histories.
+    :raises StoreError: the checkpoint's chain has no snapshot (a damaged store).
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -144,4 +159,6 @@ def threadline_get_latest_checkpoint(
     :param session_id: the session.
     :param agent_id: only this agent's checkpoints when given.
     :return: the latest checkpoint, or ``None``.
+    :raises StoreError: the checkpoint's chain has no snapshot (a damaged store).
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """

@@ -21,6 +21,8 @@ def threadline_save_agent_config(config: AgentConfig) -> AgentConfig | None:
     :return: the stored config.
     :raises ConflictError: the agent code is taken by another agent of the tenant, or
         another tenant holds the agent or provider id (the neutral id-conflict message).
+    :raises ValidationError: a JSON field the store's codec refuses (nothing is stored).
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -36,6 +38,7 @@ def threadline_load_agent_config(
     :param code: the agent's code (unique per tenant), or ``None``.
     :param agent_id: the agent's id, or ``None``.
     :return: the config, or ``None`` if this tenant has no such agent.
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -47,6 +50,7 @@ def threadline_list_agent_configs(tenant_id: str) -> Sequence[AgentConfig] | Non
 
     :param tenant_id: the caller's tenant.
     :return: the configs.
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -60,6 +64,8 @@ def threadline_save_provider(provider: ProviderRecord) -> ProviderRecord | None:
     :return: the stored provider.
     :raises ConflictError: another tenant's provider holds the id (the neutral
         id-conflict message, never naming the holder).
+    :raises ValidationError: a JSON field the store's codec refuses (nothing is stored).
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -71,4 +77,5 @@ def threadline_list_providers(tenant_id: str) -> Sequence[ProviderRecord] | None
 
     :param tenant_id: the caller's tenant.
     :return: the providers.
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """

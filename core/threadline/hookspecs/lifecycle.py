@@ -14,6 +14,7 @@ def threadline_migrate() -> Sequence[str] | None:
     Tier: lifecycle (optional: a store without a schema leaves it out).
 
     :return: the names of the migrations applied by this call (empty when up to date).
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -27,6 +28,7 @@ def threadline_list_tenants() -> Sequence[str] | None:
     own reads are always scoped to one tenant.
 
     :return: the tenant ids, sorted.
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -35,4 +37,5 @@ def threadline_close() -> None:
     """Release connections, threads and files. Called once by ``Store.close()``.
 
     Tier: lifecycle (optional).
+    :raises StoreError: releasing failed; the data is safe and the ``Store`` is closed anyway.
     """

@@ -20,6 +20,11 @@ def threadline_save_messages(messages: Sequence[Message]) -> Sequence[Message] |
     :param messages: messages of a single session, in order.
     :return: the stored messages with their ``seq``.
     :raises NotFoundError: the session does not exist for the messages' tenant.
+    :raises ConflictError: an id is stored in another session (of this tenant or another:
+        the same neutral message either way); nothing of the batch is stored.
+    :raises ValidationError: the batch holds the same id twice, or a JSON field the codec
+        refuses; nothing of the batch is stored.
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -47,6 +52,7 @@ def threadline_read_messages(
     :param newest_first: ``True`` to take (and return) the highest seqs first.
     :param role: only messages of this role when given (``"system"`` for a window's head).
     :return: the messages in the order asked (empty for an unknown session).
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -63,6 +69,8 @@ def threadline_rewrite_messages(tenant_id: str, messages: Sequence[Message]) -> 
     :param messages: the messages with their new values, matched by id.
     :return: how many messages were rewritten.
     :raises NotFoundError: a message is not stored for this tenant (nothing changes).
+    :raises ValidationError: a JSON field the store's codec refuses (nothing is stored).
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -80,6 +88,8 @@ def threadline_save_message(message: Message) -> Message | None:
     :raises NotFoundError: the session does not exist for the message's tenant.
     :raises ConflictError: the id is stored in another session (of this tenant or
         another: the same neutral message either way).
+    :raises ValidationError: a JSON field the store's codec refuses (nothing is stored).
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -95,6 +105,8 @@ def threadline_update_message(message: Message) -> Message | None:
     :param message: the message with its new content; matched by id and tenant.
     :return: the stored message.
     :raises NotFoundError: no such message for this tenant.
+    :raises ValidationError: a JSON field the store's codec refuses (nothing is stored).
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -111,6 +123,7 @@ def threadline_get_messages(
     :param after_seq: only messages with a larger ``seq``.
     :param limit: at most this many (``None``: all).
     :return: the messages, oldest first (empty for an unknown session).
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -130,6 +143,7 @@ def threadline_load_window(
     :param session_id: the session.
     :param last_rounds: rounds to keep; ``None`` for the whole history.
     :return: the window, oldest first.
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -142,6 +156,7 @@ def threadline_count_messages(tenant_id: str, session_id: str) -> int | None:
     :param tenant_id: the caller's tenant.
     :param session_id: the session.
     :return: the number of messages (0 for an unknown session).
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -156,4 +171,5 @@ def threadline_interrupt_streaming(tenant_id: str, session_id: str) -> int | Non
     :param tenant_id: the caller's tenant.
     :param session_id: the session being opened.
     :return: how many messages changed.
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """

@@ -44,6 +44,8 @@ def threadline_erase_user(tenant_id: str, user_id: str, dry_run: bool) -> Mappin
         ``api_calls`` (in the user's sessions and elsewhere), ``checkpoints`` (in the
         user's sessions) and ``checkpoints_redacted`` (checkpoints of other users'
         sessions whose history held the user's messages).
+    :raises StoreError: the checkpoint's chain has no snapshot (a damaged store).
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -66,6 +68,8 @@ def threadline_prune_checkpoints(
     :param keep: how many of the newest versions to keep (at least 1).
     :param dry_run: count what would go and delete nothing.
     :return: how many checkpoints went (or would go); 0 for an unknown session.
+    :raises StoreError: the checkpoint's chain has no snapshot (a damaged store).
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -85,4 +89,5 @@ def threadline_delete_sessions_before(
     :param user_id: only this user's sessions when given.
     :param dry_run: count what would go and delete nothing.
     :return: how many sessions went (or would go).
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """

@@ -23,6 +23,8 @@ def threadline_create_session(session: Session) -> Session | None:
     :raises ConflictError: another tenant's session holds the id, with the neutral
         message of every id conflict (``"session id ... cannot be used here: use a new
         id"``), never naming the holder.
+    :raises ValidationError: a JSON field the store's codec refuses (nothing is stored).
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -35,6 +37,7 @@ def threadline_get_session(tenant_id: str, session_id: str) -> Session | None:
     :param tenant_id: the caller's tenant.
     :param session_id: the session to read.
     :return: the session, or ``None`` if it does not exist for this tenant.
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -42,16 +45,21 @@ def threadline_get_session(tenant_id: str, session_id: str) -> Session | None:
 def threadline_list_sessions(
     tenant_id: str, user_id: str | None, agent_id: str | None, limit: int, offset: int
 ) -> Sequence[Session] | None:
-    """List a tenant's sessions, most recently updated first.
+    """List a tenant's sessions, most recently updated first, ties by ``id`` descending.
 
     Tier: required.
+
+    The order is total (``updated_at`` descending, then ``id`` descending), so pages read
+    with ``limit``/``offset`` neither repeat nor skip a session whose ``updated_at`` equals
+    another's (copies and imports set many alike).
 
     :param tenant_id: the caller's tenant.
     :param user_id: only this user's sessions when given.
     :param agent_id: only this agent's sessions when given.
     :param limit: at most this many sessions.
     :param offset: skip this many first (for paging).
-    :return: the sessions, newest ``updated_at`` first.
+    :return: the sessions, newest ``updated_at`` first, then highest ``id`` first.
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -65,6 +73,8 @@ def threadline_replace_session(session: Session) -> Session | None:
     :param session: the session with its new values; matched by id and tenant.
     :return: the stored session.
     :raises NotFoundError: no such session for this tenant.
+    :raises ValidationError: a JSON field the store's codec refuses (nothing is stored).
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -77,6 +87,8 @@ def threadline_update_session(session: Session) -> Session | None:
     :param session: the session with its new title and metadata.
     :return: the stored session.
     :raises NotFoundError: no such session for this tenant.
+    :raises ValidationError: a JSON field the store's codec refuses (nothing is stored).
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -97,6 +109,7 @@ def threadline_set_session_updated_at(
     :param updated_at: the new value (aware, UTC).
     :return: the stored session.
     :raises NotFoundError: no such session for this tenant.
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
 
@@ -109,4 +122,5 @@ def threadline_delete_session(tenant_id: str, session_id: str) -> bool | None:
     :param tenant_id: the caller's tenant.
     :param session_id: the session to delete.
     :return: ``True`` if a session was deleted, ``False`` if there was none.
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
