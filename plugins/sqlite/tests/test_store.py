@@ -78,6 +78,34 @@ async def test_work_runs_on_the_store_threads(store: threadline.Store) -> None:
     assert await sqlite_store.run_read(thread_name) == "threadline-sqlite-reader"
 
 
+async def test_reads_do_not_queue_behind_a_write_waiting_for_the_lock(db_path: Path) -> None:
+    """Read hooks run on the reader thread: a write stuck on another process's lock
+    delays no read of the session (windows, counts, checkpoints, configs)."""
+    store = await threadline.connect(f"sqlite:///{db_path}?busy_timeout=3000")
+    session = await _session(store)
+    first = await store.save_message(_msg(session, "user", "before"))
+    t, s = session.tenant_id, session.id
+    blocker = sqlite3.connect(db_path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        waiting = asyncio.create_task(store.save_message(_msg(session, "user", "waits")))
+        await asyncio.sleep(0.05)
+        started = time.perf_counter()
+        assert await store.get_session(t, s) is not None
+        assert await store.load_window(t, s, 5) == [first]
+        assert await store.get_messages(t, s) == [first]
+        assert await store.count_messages(t, s) == 1
+        assert await store.get_latest_checkpoint(t, s) is None
+        assert await store.list_sessions(t) != []
+        assert time.perf_counter() - started < 1.0
+        assert not waiting.done()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert (await waiting).seq == 2
+    await store.close()
+
+
 async def test_close_stops_the_threads(db_path: Path) -> None:
     before = {t.name for t in threading.enumerate()}
     store = await threadline.connect(f"sqlite:///{db_path}")

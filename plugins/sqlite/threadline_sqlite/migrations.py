@@ -19,8 +19,8 @@ exactly and sort correctly; JSON columns are TEXT.
 ``history`` column of a new checkpoint holds a record of
 :mod:`threadline.storekit.delta` (a JSON object: a snapshot, or a delta on the
 parent), ``history_depth`` its distance from the chain's snapshot and ``history_tag``
-its write tag. Rows written before it keep their full history (a JSON array) with
-both new columns ``NULL``; they read as before and act as snapshots.
+its write tag. Rows written before it held the whole history as a JSON array (a
+pre-release format, no longer read).
 
 ``0003_message_user_index`` indexes ``entity_message`` on ``(tenant_id, user_id)``
 for the messages that have a ``user_id``: :meth:`threadline.Store.erase_user` finds a
