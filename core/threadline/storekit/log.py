@@ -33,6 +33,7 @@ from threadline.storekit.delta import (
     HistoryCache,
     apply_record,
     encode_history,
+    encoded_record,
     load_record,
     new_tag,
     rebuild,
@@ -242,6 +243,12 @@ def erase_plan(
         encoded = redact_record(
             history, keep, user_id, tenant_id=c.tenant_id, session_id=c.session_id, depth=r.depth
         )
+        if encoded is not None and keep and "user_id" not in encoded.record["messages"][0]:
+            # Named: the delta reads the same before and after its base's rewrite (a store
+            # without transactions rewrites deltas first, see rewrite_checkpoint_records).
+            own = history[keep].user_id
+            first = {**encoded.record["messages"][0], "user_id": None if own == user_id else own}
+            encoded = encoded_record([first, *encoded.record["messages"][1:]], keep, r.depth)
         text = encoded.text if encoded is not None else r.record
         rewrites.append(attrs.evolve(r, record=text, tag=new_tag()))
     return count, rewrites
