@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _fsspec_support import write_old_format_checkpoints
 
 import threadline
 from threadline import Checkpoint, Message, Session, StoreError
@@ -148,31 +147,6 @@ async def test_an_erasure_cut_short_leaves_every_checkpoint_readable(
             new = await db.get_checkpoint(tenant, old.id)
             assert new is not None
             assert new.history == tuple(redact(m) if m.user_id == b else m for m in old.history)
-    await reader.close()
-    await store.close()
-
-
-async def test_checkpoint_files_from_before_the_shared_record_format(root: Path) -> None:
-    store = await threadline.connect(f"file://{root}")
-    plugin = store.primary
-    assert isinstance(plugin, FsspecStore)
-    tenant, a, b = new_id(), new_id(), new_id()
-    session = await store.create_session(Session(tenant_id=tenant, user_id=a))
-    t = session.tenant_id
-    history = [_msg(session, a, "system", "be brief"),
-               _msg(session, b, "user", "B's s3cr3t", metadata={"k": 1})]  # fmt: skip
-    old = write_old_format_checkpoints(plugin, session, history)
-    child = await _save(store, session, [*history, _msg(session, b, "user", "B's t00")], old[1])
-    assert (await store.erase_user(t, b))["checkpoints_redacted"] == 2
-    reader = await threadline.connect(f"file://{root}")
-    for db in (store, reader):
-        for checkpoint in (*old, child):
-            got = await db.get_checkpoint(t, checkpoint.id)
-            assert got is not None
-            assert got.history == tuple(
-                redact(m) if m.user_id == b else m for m in checkpoint.history
-            )
-    assert not [k for k, v in _files(root).items() if b"s3cr3t" in v or b"t00" in v]
     await reader.close()
     await store.close()
 

@@ -76,17 +76,16 @@ async def test_ids_that_are_not_canonical_uuids_are_refused_by_the_hooks(
     plugin: Any = store.primary
     before = _outside(tmp_path, root)
     ok = new_id()
+    # Positional, in the hook spec's order, as the dispatch calls them.
     calls = [
-        plugin.threadline_get_session(tenant_id=bad, session_id=ok),
-        plugin.threadline_get_session(tenant_id=ok, session_id=bad),
-        plugin.threadline_get_messages(tenant_id=ok, session_id=bad, after_seq=0, limit=None),
-        plugin.threadline_load_window(tenant_id=bad, session_id=ok, last_rounds=2),
-        plugin.threadline_list_sessions(
-            tenant_id=bad, user_id=None, agent_id=None, limit=5, offset=0
-        ),
-        plugin.threadline_get_checkpoint(tenant_id=ok, checkpoint_id=bad),
-        plugin.threadline_delete_session(tenant_id=bad, session_id=ok),
-        plugin.threadline_list_agent_configs(tenant_id=bad),
+        plugin.threadline_get_session(bad, ok),
+        plugin.threadline_get_session(ok, bad),
+        plugin.threadline_read_messages(ok, bad, 0, None, None, False, None),
+        plugin.threadline_load_window(bad, ok, 2),
+        plugin.threadline_list_sessions(bad, None, None, 5, 0),
+        plugin.threadline_read_checkpoint_records(ok, bad, True),
+        plugin.threadline_delete_session(bad, ok),
+        plugin.threadline_list_agent_configs(bad),
     ]
     for call in calls:
         with pytest.raises(ValidationError):

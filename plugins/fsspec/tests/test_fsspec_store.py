@@ -13,7 +13,6 @@ from typing import Any
 import attrs
 import fsspec
 import pytest
-from _fsspec_support import write_old_format_checkpoints
 
 import threadline
 from threadline import (
@@ -29,7 +28,8 @@ from threadline import (
 )
 from threadline.ids import new_id
 from threadline.models import Role
-from threadline.storekit.delta import SNAPSHOT_EVERY
+from threadline.storekit import CheckpointRecord
+from threadline.storekit.delta import SNAPSHOT_EVERY, encode_history
 from threadline_fsspec import FsspecStore
 
 
@@ -129,14 +129,12 @@ async def test_from_filesystem_takes_any_fsspec_object(memory_name: str, tmp_pat
 
 async def test_checkpoints_store_deltas_with_bounded_chains(root: Path) -> None:
     store = await threadline.connect(f"file://{root}")
-    plugin = store.primary
-    assert isinstance(plugin, FsspecStore) and plugin.snapshot_every == SNAPSHOT_EVERY
-    plugin.snapshot_every = 8
+    every = SNAPSHOT_EVERY  # a chain holds at most this many files
     session = await store.create_session(Session(tenant_id=new_id()))
     history: list[Message] = []
     made: list[Checkpoint] = []
     parent = None
-    for i in range(14):
+    for i in range(every + 6):
         history.append(await store.save_message(_msg(session, "user", f"m{i}")))
         checkpoint = await store.create_checkpoint(
             Checkpoint(
@@ -181,37 +179,12 @@ async def test_checkpoints_store_deltas_with_bounded_chains(root: Path) -> None:
     folder = root / "tenants" / session.tenant_id / "sessions" / session.id / "checkpoints"
     docs = [json.loads(p.read_text()) for p in sorted(folder.iterdir())]
     assert all(d["history"]["v"] == 1 and d["tag"] for d in docs)
-    assert [len(d["history"]["messages"]) for d in docs] == [1] * 8 + [9] + [1] * 5 + [0, 2, 0]
-    assert [d["depth"] for d in docs] == [*range(8), *range(6), 6, 0, 6]
-    assert [d["base"] for d in docs] == [None, *range(1, 8), None, *range(9, 15), None, 6]
+    lengths = [1] * every + [every + 1] + [1] * 5 + [0, 2, 0]
+    assert [len(d["history"]["messages"]) for d in docs] == lengths
+    assert [d["depth"] for d in docs] == [*range(every), *range(6), 6, 0, 6]
+    assert [d["base"] for d in docs] == [None, *range(1, every), None, *range(every + 1, every + 7),
+                                         None, 6]  # fmt: skip
     assert [d["history"].get("keep") for d in docs][-3:] == [2, None, 6]
-
-
-async def test_checkpoint_files_from_before_the_shared_record_format(root: Path) -> None:
-    store = await threadline.connect(f"file://{root}")
-    plugin = store.primary
-    assert isinstance(plugin, FsspecStore)
-    session = await store.create_session(Session(tenant_id=new_id()))
-    t, s = session.tenant_id, session.id
-    sd = f"tenants/{t}/sessions/{s}"
-    history = [_msg(session, "system", "be brief"), _msg(session, "user", "hi", metadata={"a": 1})]
-    old = write_old_format_checkpoints(plugin, session, history)
-    assert await store.list_checkpoints(t, session_id=s) == old
-    assert await store.get_checkpoint(t, old[1].id) == old[1]
-    child = await store.create_checkpoint(
-        Checkpoint(
-            tenant_id=t,
-            session_id=s,
-            parent_id=old[1].id,
-            history=[*history, _msg(session, "assistant", "hello")],
-        )  # fmt: skip
-    )
-    await store.close()
-    again = await threadline.connect(f"file://{root}")
-    assert await again.get_checkpoint(t, child.id) == child
-    await again.close()
-    doc = json.loads((root / sd / "checkpoints" / "000000000003.json").read_text())
-    assert doc["history"]["keep"] == 2 and doc["base"] == 2 and doc["depth"] == 2
 
 
 async def test_a_lost_race_for_a_number_takes_the_next_one(memory_name: str) -> None:
@@ -220,7 +193,8 @@ async def test_a_lost_race_for_a_number_takes_the_next_one(memory_name: str) -> 
     mine, theirs = await threadline.connect(url), await threadline.connect(url)
     session = await mine.create_session(Session(tenant_id=new_id()))
     plugin, rival = mine.primary, theirs.primary
-    backend = plugin.backend  # type: ignore[attr-defined]
+    assert isinstance(plugin, FsspecStore) and isinstance(rival, FsspecStore)
+    backend: Any = plugin.backend
     create = backend.create
     raced: list[str] = []
 
@@ -229,13 +203,16 @@ async def test_a_lost_race_for_a_number_takes_the_next_one(memory_name: str) -> 
         if path.endswith("1.json") and "/ids/" not in path and path not in raced:
             raced.append(path)
             if "/messages/" in path:
-                rival._save_messages([_msg(session, "user", "rival", status="streaming")])  # type: ignore[attr-defined]
+                rival.save_messages([_msg(session, "user", "rival", status="streaming")])
             elif "/checkpoints/" in path:
-                rival._create_checkpoint(  # type: ignore[attr-defined]
-                    Checkpoint(tenant_id=session.tenant_id, session_id=session.id, node_id="r")
+                t, s = session.tenant_id, session.id
+                snapshot = encode_history((), tenant_id=t, session_id=s)
+                checkpoint = Checkpoint(tenant_id=t, session_id=s, node_id="r")
+                rival.insert_checkpoint_record(
+                    CheckpointRecord(checkpoint, snapshot.text, 0, 1), None
                 )
             elif "/api-calls/" in path:
-                rival._save_api_call(  # type: ignore[attr-defined]
+                rival.save_api_call(
                     ApiCall(
                         tenant_id=session.tenant_id,
                         session_id=session.id,
@@ -355,9 +332,9 @@ async def test_a_session_written_to_after_the_listing_is_not_pruned(
         await store.create_session(Session(tenant_id=t, created_at=old, updated_at=old))
         for _ in range(2)
     ]
-    stale = plugin._list_sessions(t, None, None, 10, 0)  # the listing, taken first
+    stale = plugin.list_sessions(t, None, None, 10, 0)  # the listing, taken first
     await store.create_checkpoint(Checkpoint(tenant_id=t, session_id=busy.id))  # then a write
-    monkeypatch.setattr(plugin, "_list_sessions", lambda *args: stale)
+    monkeypatch.setattr(plugin, "list_sessions", lambda *args: stale)
     assert await store.delete_sessions_before(t, old + timedelta(seconds=1)) == 1
     monkeypatch.undo()
     assert [s.id for s in await store.list_sessions(t)] == [busy.id]

@@ -39,7 +39,7 @@ async def open_fsspec_store(url: StoreURL, *, create: bool = True) -> FsspecStor
     backend, options = await asyncio.to_thread(backend_from_url, url, create=create)
     store = FsspecStore(backend, lock_timeout=options.lock_timeout)
     try:
-        await store._run(store.check_format)
+        await store.run_sync("check_format", store.check_format)
     except BaseException:
         await store.threadline_close()
         raise
