@@ -47,6 +47,18 @@ def _checkpoint(header: dict[str, Any]) -> Checkpoint:
                                   "created_at": parse_time(header["created_at"])})  # fmt: skip
 
 
+def _tail(text: str) -> tuple[Any, Any, Any]:
+    """``base``, ``depth`` and ``tag`` of ``,"base":B,"depth":D,"tag":T}`` (``None``s if not)."""
+    fields = text[1:-1].split(",")
+    if len(fields) != 3 or not text.endswith("}"):
+        return None, None, None
+    values = dict(field.split(":", 1) for field in fields)
+    if values.keys() != {'"base"', '"depth"', '"tag"'}:
+        return None, None, None
+    base, depth, tag = (values[k] for k in ('"base"', '"depth"', '"tag"'))
+    return (None if base == "null" else int(base)), int(depth), int(tag)
+
+
 def _parse(data: bytes, where: str) -> tuple[CheckpointRecord, int | None]:
     """A checkpoint file: its record and its base. The history record is cut out of the text
     as it is (the core decodes it): the file's fields are written in the order checkpoint,
@@ -55,11 +67,10 @@ def _parse(data: bytes, where: str) -> tuple[CheckpointRecord, int | None]:
     if text.startswith(_START):
         header, end = _header(text, len(_START))
         cut = text.rfind(_BASE)
-        rest = json.loads("{" + text[cut + 1 :]) if cut > end else {}
-        if text.startswith(_HISTORY, end) and rest.keys() == {"base", "depth", "tag"}:
+        base, depth, tag = _tail(text[cut:]) if cut > end else (None, None, None)
+        if text.startswith(_HISTORY, end) and isinstance(depth, int) and isinstance(tag, int):
             history = text[end + len(_HISTORY) : cut]
-            record = CheckpointRecord(_checkpoint(header), history, rest["depth"], rest["tag"])
-            return record, rest["base"]
+            return CheckpointRecord(_checkpoint(header), history, depth, tag), base
     doc = decode(data, where)  # the same fields in another order
     header, history = doc["checkpoint"], _record_text(doc["history"])
     return CheckpointRecord(_checkpoint(header), history, doc["depth"], doc["tag"]), doc["base"]
