@@ -324,26 +324,29 @@ def _record_text(text: str) -> str:
 
 
 def record_from_row(r: Any) -> CheckpointRecord:
-    """A :class:`CheckpointRecord` from a row selected with :data:`CHECKPOINT_COLUMNS`."""
-    checkpoint = trusted(
-        Checkpoint,
-        id=r["id"],
-        session_id=r["session_id"],
-        tenant_id=r["tenant_id"],
-        agent_id=r["agent_id"],
-        version=r["version"],
-        parent_id=r["parent_id"],
-        node_id=decode_opt(r["node_id"]),
-        input=load_jsonb(r["input"]),
-        input_type=decode_opt(r["input_type"]),
-        state=load_jsonb(r["state"], {}),
-        properties=load_jsonb(r["properties"], {}),
-        tombstone=r["tombstone"],
-        created_at=moment(r["created_at"]),
-        history=(),
-    )
-    text = r["history_delta"]
-    return CheckpointRecord(checkpoint, _record_text(text), r["chain_depth"], r["history_tag"])
+    """A :class:`CheckpointRecord` from a row selected with :data:`CHECKPOINT_COLUMNS`.
+
+    A restore reads a whole chain (up to ``SNAPSHOT_EVERY`` rows), so, as for messages,
+    the row is unpacked in column order and the fields are set one by one.
+    """
+    (id_, session_id, tenant_id, agent_id, version, parent_id, node_id, input_, input_type,
+     state, properties, tombstone, created_at, _, text, depth, tag) = r  # fmt: skip
+    c = _new(Checkpoint)
+    _set(c, "id", id_)
+    _set(c, "session_id", session_id)
+    _set(c, "tenant_id", tenant_id)
+    _set(c, "agent_id", agent_id)
+    _set(c, "version", version)
+    _set(c, "parent_id", parent_id)
+    _set(c, "node_id", decode_opt(node_id))
+    _set(c, "input", None if input_ is None else load_jsonb(input_))
+    _set(c, "input_type", decode_opt(input_type))
+    _set(c, "state", {} if state == "{}" else load_jsonb(state, {}))
+    _set(c, "properties", {} if properties == "{}" else load_jsonb(properties, {}))
+    _set(c, "tombstone", tombstone)
+    _set(c, "created_at", moment(created_at))
+    _set(c, "history", ())
+    return CheckpointRecord(c, _record_text(text), depth, tag)
 
 
 def checkpoint_params(checkpoint: Checkpoint) -> tuple[tuple[Any, ...], Checkpoint]:
