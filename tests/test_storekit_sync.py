@@ -72,3 +72,11 @@ async def test_a_hook_defined_by_the_class_is_kept() -> None:
     found = await store.get_session(new_id(), new_id())
     assert found is not None
     assert found.title == "own"
+
+
+async def test_a_generated_hook_takes_keyword_arguments() -> None:
+    plugin = DictStore()
+    session = _session()
+    await plugin.threadline_create_session(session=session)
+    found = await plugin.threadline_get_session(tenant_id=session.tenant_id, session_id=session.id)
+    assert found == session

@@ -106,7 +106,9 @@ class ReplyRecorder:
         return attrs.evolve(self.template, content=self.text, status=status, **changes)
 
     async def _insert(self, message: Message) -> None:
-        await self.store.save_message(message)
+        stored = await self.store.save_message(message)
+        # Later writes carry the seq, so a store on the core defaults finds the row by it.
+        self.template = attrs.evolve(self.template, seq=stored.seq)
         self._inserted = True
 
     async def _flush(self, message: Message) -> None:
@@ -178,7 +180,8 @@ class ReplyRecorder:
             return await self.store.update_message(final)
         stored = await self.store.save_message(final)
         if stored.content != final.content or stored.status != final.status:
-            stored = await self.store.update_message(final)  # the insert had landed after all
+            # the insert had landed after all
+            stored = await self.store.update_message(attrs.evolve(final, seq=stored.seq))
         return stored
 
 

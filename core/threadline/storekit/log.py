@@ -27,7 +27,7 @@ import attrs
 
 from threadline.codec import dump_json
 from threadline.errors import ConflictError, NotFoundError, StoreError
-from threadline.models import Checkpoint, Message
+from threadline.models import Checkpoint, Message, builder
 from threadline.storekit.delta import (
     SNAPSHOT_EVERY,
     HistoryCache,
@@ -60,6 +60,17 @@ class Hooks(Protocol):
     def has(self, hook: str) -> bool: ...
 
     async def call(self, hook: str, **kwargs: Any) -> Any: ...
+
+
+_CHECKPOINT_FIELDS = tuple(f.name for f in attrs.fields(Checkpoint))
+
+
+def _replace(checkpoint: Checkpoint, **changes: Any) -> Checkpoint:
+    """``attrs.evolve`` without re-validating values already checked (a long history's
+    messages are checked once, not on every copy the log makes of its checkpoint)."""
+    values = {name: getattr(checkpoint, name) for name in _CHECKPOINT_FIELDS}
+    values.update(changes)
+    return builder(Checkpoint)(**values)
 
 
 def history_cache(hooks: Hooks) -> HistoryCache:
@@ -102,7 +113,7 @@ def checkpoint_of_chain(hooks: Hooks, chain: Sequence[CheckpointRecord]) -> Chec
     history = chain_history(chain)
     head = chain[0]
     history_cache(hooks).put(head.id, head.tag, head.depth, history)
-    return attrs.evolve(head.checkpoint, history=history)
+    return _replace(head.checkpoint, history=history)
 
 
 def histories(
@@ -152,7 +163,7 @@ async def create_checkpoint(
     c = checkpoint
     t, sid = c.tenant_id, c.session_id
     cache = history_cache(hooks)
-    bare = attrs.evolve(c, history=(), version=None)
+    bare = _replace(c, history=(), version=None)
     dump_json(c.input, "checkpoint input")  # refused before anything is written
     for attempt in range(3):
         parent_tag: int | None = None
@@ -190,7 +201,7 @@ async def create_checkpoint(
                 raise id_conflict("checkpoint", c.id)
             return existing
         cache.put(c.id, tag, encoded.depth, c.history)
-        return attrs.evolve(stored.checkpoint, history=c.history)
+        return _replace(stored.checkpoint, history=c.history)
     raise ConflictError(f"checkpoint {c.id}: its parent kept changing while it was written")
 
 

@@ -55,8 +55,11 @@ def _as_hook(hook: str, operation: Callable[..., Any]) -> Callable[..., Any]:
     name = operation.__name__
 
     @functools.wraps(operation)
-    async def implementation(self: SyncStore, *args: Any) -> Any:
-        return await self.run_sync(hook, getattr(self, name), *args)
+    async def implementation(self: SyncStore, *args: Any, **kwargs: Any) -> Any:
+        bound = getattr(self, name)
+        if kwargs:  # the dispatch passes positionals; a direct call may name them
+            bound = functools.partial(bound, **kwargs)
+        return await self.run_sync(hook, bound, *args)
 
     # pluggy reads the argument names through ``__wrapped__`` (set by ``wraps``): the
     # operation's own, so the hook receives exactly what the operation names.
