@@ -182,6 +182,7 @@ def no_store_configured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the XDG folders are Linux's")
 def test_default_store_is_sqlite_in_the_user_data_folder(no_store_configured: Path) -> None:
+    pytest.importorskip("threadline_sqlite")
     invoke("chat", "hello")
     database = no_store_configured / "data" / "threadline" / "threadline.db"
     assert database.is_file()
@@ -195,6 +196,7 @@ def test_a_store_where_an_earlier_threadline_put_it_keeps_being_used(
 ) -> None:
     """Before platformdirs, macOS ignored $XDG_DATA_HOME: a store made in ~/Library stays
     the default there (nothing left behind), and nothing is created in the XDG folder."""
+    pytest.importorskip("threadline_sqlite")
     earlier = no_store_configured / "home" / "Library" / "Application Support" / "threadline"
     earlier.mkdir(parents=True)
     url = f"sqlite:///{earlier / 'threadline.db'}"
