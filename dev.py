@@ -5,6 +5,9 @@
     python dev.py test    # the whole tox matrix (every plugin alone, Pythons 3.10-3.13 found here)
     python dev.py test -e py311-sqlite   # extra arguments go to tox
 
+``test`` installs Debian's Chromium with apt-get when it is missing (the UI's browser tests
+drive it); without apt they skip with the reason, except under CI (``CI`` set), where they fail.
+
 Virtual environments live in ``.venv`` (demo) and ``.venv-tox`` (test runner).
 """
 
@@ -21,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 PYTHONS = ("3.10", "3.11", "3.12", "3.13")
 EXTRA_ENVS = ("e2e", "reliability", "lint", "type")
+CHROMIUM = os.environ.get("THREADLINE_UI_CHROMIUM", "/usr/bin/chromium")
 
 
 def bin_path(env: Path, name: str) -> str:
@@ -91,7 +95,32 @@ def demo(args: list[str]) -> int:
     return subprocess.run([*base, "--resume", *args], env=offline, cwd=ROOT).returncode
 
 
+def ensure_chromium() -> None:
+    """Debian's Chromium for the UI's browser tests, installed with apt-get when missing."""
+    if os.path.exists(CHROMIUM):
+        return
+    apt = shutil.which("apt-get")
+    if apt is None:
+        print(f"note: no {CHROMIUM} and no apt-get here: the UI's browser tests skip (fail in CI)")
+        return
+    install = [apt, "install", "-y", "--no-install-recommends", "chromium"]
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
+        if shutil.which("sudo") is None:
+            print("note: installing Chromium needs root (no sudo here); browser tests skip")
+            return
+        install = ["sudo", "-n", *install]
+    print("installing Chromium with apt-get (the UI's browser tests) ...", flush=True)
+    if subprocess.run(install, check=False).returncode != 0:
+        update = [*install[: install.index(apt) + 1], "update"]
+        subprocess.run(update, check=False)
+        if subprocess.run(install, check=False).returncode != 0:
+            print("note: apt-get could not install chromium; UI browser tests skip (fail in CI)")
+
+
 def test(args: list[str]) -> int:
+    selected = [a for a in args if a == "-e" or a.startswith("-e")]
+    if not selected or "ui" in " ".join(args):
+        ensure_chromium()
     env = ROOT / ".venv-tox"
     ensure_venv(env, "tox>=4.11", "tox-uv>=1.11")
     pythons = find_pythons()

@@ -9,6 +9,7 @@ and a non-zero exit, as for every ``threadline`` command.
 from __future__ import annotations
 
 import importlib
+import inspect
 import secrets
 import sys
 from typing import Any
@@ -24,7 +25,7 @@ __all__ = ["load_object", "ui_command"]
 
 
 def load_object(spec: str) -> Any:
-    """The object ``module:attribute`` names (a callable is called to make it)."""
+    """The object ``module:attribute`` names (a factory without arguments is called)."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise ConfigurationError(f"--agent takes module:attribute, got {spec!r}")
@@ -37,6 +38,18 @@ def load_object(spec: str) -> Any:
             raise ConfigurationError(f"--agent {spec}: {module_name} has no {attribute}")
         found = getattr(found, part)
     if callable(found) and not hasattr(found, "inverses"):
+        try:
+            required = [
+                p
+                for p in inspect.signature(found).parameters.values()
+                if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            ]
+        except (TypeError, ValueError):
+            required = []
+        if required:
+            raise ConfigurationError(
+                f"--agent {spec}: names neither a GraphAgent nor a factory without arguments"
+            )
         found = found()
     return found
 
