@@ -211,6 +211,18 @@ def _dump(value: Any) -> bytes:
     )
 
 
+def _memory_rows(plugin: Any) -> dict[str, Any]:
+    """The memory store's data: its attributes but locks, flags and bound methods."""
+    return {
+        k: v
+        for k, v in vars(plugin).items()
+        if k != "closed"
+        and not callable(v)
+        and not hasattr(v, "acquire")
+        and not (isinstance(v, dict) and v and all(callable(x) for x in v.values()))
+    }
+
+
 @attrs.define
 class StoreHandle:
     """An open store of one kind on storage of its own."""
@@ -238,9 +250,7 @@ class StoreHandle:
     async def snapshot(self) -> bytes:
         """Every row, file or object below the API, in a deterministic order."""
         if self.kind == "memory":
-            plugin = self.store.primary
-            state = {k: v for k, v in vars(plugin).items() if k not in ("_lock", "closed")}
-            return pickle.dumps(state)  # exact and fast; see describe_change for a diff
+            return pickle.dumps(_memory_rows(self.store.primary))  # exact and fast
         if self.kind == "sqlite":
             return await asyncio.to_thread(self._sqlite_rows)
         if self.kind == "postgres":
@@ -262,9 +272,7 @@ class StoreHandle:
     # -- per kind -------------------------------------------------------------------------
 
     def _memory_state(self) -> Any:
-        plugin = self.store.primary
-        state = {k: v for k, v in vars(plugin).items() if k not in ("_lock", "closed")}
-        return _plain(state)
+        return _plain(_memory_rows(self.store.primary))
 
     def _sqlite_rows(self) -> bytes:
         conn = sqlite3.connect(f"file:{self.location}?mode=ro", uri=True)
