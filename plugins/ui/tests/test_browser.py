@@ -151,7 +151,6 @@ def test_checkpoint_tree_diff_and_rollback_running_inverses(
     expect(nodes.nth(0)).to_contain_text("v1 · book · auto · 2 msgs")
     expect(nodes.nth(1)).to_contain_text("v2 · check · auto · 8 msgs")
     expect(nodes.nth(3)).to_contain_text("finished · tombstone")
-    shot(page, "checkpoints")
 
     page.check("#cp-3 input")
     page.check("#cp-1 input")
@@ -183,6 +182,9 @@ def test_checkpoint_tree_diff_and_rollback_running_inverses(
     assert tool_log.read_text().splitlines()[3:] == ["refund 100", "cancel Oslo (booking-Oslo)"]
     expect(nodes).to_have_count(5)
     expect(nodes.nth(4)).to_contain_text("v5 · book · rollback (to v1) · 2 msgs")
+    # the rollback opened a branch at v1: a second column in the picture
+    assert page.locator("#tree a.node").nth(4).locator("circle").get_attribute("cx") == "44"
+    shot(page, "checkpoints")
 
 
 def test_rollback_without_inverses_lists_calls_not_undone(
