@@ -22,19 +22,31 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from threadline.errors import ConfigurationError
+from threadline.errors import ConfigurationError, ConflictError
 from threadline.graph.context import GraphContext, RunState
+from threadline.graph.errors import InterruptError
 from threadline.graph.features import Feature
 from threadline.graph.handle import PersistencyHandle
+from threadline.graph.interrupts import Interrupted, NodeInterrupt, is_interrupt
 from threadline.graph.persistency import Persistency
 from threadline.graph.rollback import Inverse, collect_inverses
-from threadline.graph.storage import CheckpointScope
+from threadline.graph.serialization import Serializer
+from threadline.graph.storage import CheckpointScope, StoreBackend
 from threadline.graph.strategy import Strategy
 from threadline.ids import IdLike, check_id, new_id, optional_id
-from threadline.models import ApiCall
+from threadline.models import ApiCall, ToolCall
 from threadline.runtime.agent import LOCAL_TENANT_ID, LOCAL_USER_ID
+from threadline.runtime.approvals import ApprovalPolicy
 from threadline.runtime.providers import Provider, resolve_provider
 from threadline.runtime.tools import Tool, as_tools
+from threadline.runtime.waiting import (
+    NotWaitingError,
+    WaitingRun,
+    list_waiting,
+    record_decision,
+    record_resume,
+)
+from threadline.store import Store
 
 __all__ = ["GraphAgent", "default_agent_id"]
 
@@ -64,6 +76,8 @@ class GraphAgent:
         agent_id: IdLike | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
+        approval: Iterable[str | Callable[..., Any] | Tool] = (),
+        approval_policy: Callable[[ToolCall], Any] | None = None,
     ) -> None:
         strategy.validate()
         self.strategy = strategy
@@ -88,6 +102,17 @@ class GraphAgent:
         self.tools: dict[str, Tool] = as_tools(tools)
         explicit = self._persistency.rollback_tools if self._persistency else None
         self.inverses: dict[str, Inverse] = collect_inverses(self.tools, explicit)
+        self.approval = ApprovalPolicy.of(approval, approval_policy)
+        """Which ``ctx.call_tool`` calls wait for approval (besides tools marked so)."""
+
+    @property
+    def serializer(self) -> Serializer:
+        """What encodes inputs, state and step results (Persistency's, else a default)."""
+        if self._persistency is not None:
+            return self._persistency.serializer
+        if not hasattr(self, "_default_serializer"):
+            self._default_serializer = Serializer()
+        return self._default_serializer
 
     def __repr__(self) -> str:
         return f"<GraphAgent strategy={self.strategy.name!r} model={self.model!r}>"
@@ -144,8 +169,14 @@ class GraphAgent:
         not used) and nodes that completed before it are not run again. Without a
         ``session_id`` every run is a new session. Run a session once at a time: two
         concurrent runs of one session would both resume from the same checkpoint.
+
+        A node calling ``ctx.interrupt`` stops the run: an :class:`Interrupted` is
+        returned (and returned again, running nothing, until :meth:`resume`).
         """
         sid = check_id(session_id, "session_id") if session_id is not None else new_id()
+        return await self._drive(sid, input)
+
+    async def _drive(self, sid: str, input: Any) -> Any:
         scope = self._scope(sid)
         run = RunState(scope, node=self.strategy.start, input=input, history=[], state={})
         ctx = GraphContext(self, run)
@@ -154,16 +185,24 @@ class GraphAgent:
             self._persistency.check_strategy(self.strategy)  # nodes may have been added since
             await (await self._persistency.backend()).open_session(scope)
             handle = self.persistency_for(run)
-        if handle is None or await handle.resume() is None:
+        restored = await handle.resume() if handle is not None else None
+        if restored is None:
             if self.system_prompt:
                 run.history.append(ctx.message("system", self.system_prompt))
             run.node, run.input = await self.strategy.next_step(self.strategy.start, input)
+        elif is_interrupt(restored):
+            return Interrupted.from_checkpoint(restored)
         finish = self.strategy.finish
         while run.node is not finish:
             node, value = run.node, run.input
+            run.begin_node()
             for feature in self.features:
                 await feature.before_node(ctx, node.name, value)
-            output = await node.run(ctx, value)
+            try:
+                output = await node.run(ctx, value)
+            except NodeInterrupt as interrupt:
+                return await self._interrupted(handle, interrupt)
+            run.execution = None
             for feature in self.features:
                 await feature.after_node(ctx, node.name, output)
             if run.jump is not None:
@@ -177,6 +216,94 @@ class GraphAgent:
         if handle is not None:
             await handle.write_tombstone()
         return run.input
+
+    async def _interrupted(
+        self, handle: PersistencyHandle | None, interrupt: NodeInterrupt
+    ) -> Interrupted:
+        if handle is None or not (await self._feature().backend()).persistent:
+            raise ConfigurationError(
+                "ctx.interrupt needs Persistency on a store: a waiting run must outlive "
+                "this process"
+            )
+        return Interrupted.from_checkpoint(await handle.write_interrupt(interrupt))
+
+    # -- human in the loop ----------------------------------------------------------------
+
+    async def _store(self) -> Store:
+        backend = await self._feature().backend()
+        if not isinstance(backend, StoreBackend):
+            raise ConfigurationError(
+                "resuming and approvals need Persistency on a threadline Store (a URL or "
+                f"a Store), not {backend!r}"
+            )
+        return backend.store
+
+    async def resume(self, ident: IdLike, value: Any = None) -> Any:
+        """Answer the interrupt a run waits at and continue it; return like :meth:`run`.
+
+        ``ident`` is the session id or the interrupt id (:attr:`Interrupted.interrupt_id`);
+        ``value`` (plain JSON, at most 1 MB) is what ``ctx.interrupt`` returns. Works in
+        any process. Raises :class:`InterruptError` when nothing waits there (wrong id,
+        resumed already, or the run moved on) and ``ValidationError`` for a value no
+        store can keep; nothing is written then.
+        """
+        store = await self._store()
+        key = check_id(ident, "interrupt or session id")
+        found = await store.get_checkpoint(self.tenant_id, key)
+        if found is not None and found.agent_id not in (None, self.agent_id):
+            raise InterruptError(f"interrupt {key} belongs to another agent", interrupt_id=key)
+        try:
+            claim = await record_resume(store, self.tenant_id, key, value)
+        except NotWaitingError as exc:
+            raise InterruptError(str(exc), session_id=None, interrupt_id=key) from None
+        return await self._drive(claim.session_id, None)
+
+    async def approve(
+        self,
+        call_id: str,
+        *,
+        arguments: dict[str, Any] | None = None,
+        session_id: IdLike | None = None,
+    ) -> Any:
+        """Approve a ``ctx.call_tool`` call waiting for approval (``arguments`` edit it)."""
+        return await self._decide(call_id, True, arguments, None, session_id)
+
+    async def reject(
+        self, call_id: str, reason: str = "rejected", *, session_id: IdLike | None = None
+    ) -> Any:
+        """Reject a waiting ``ctx.call_tool`` call: the node gets :class:`ToolRejectedError`."""
+        return await self._decide(call_id, False, None, reason, session_id)
+
+    async def _decide(
+        self,
+        call_id: str,
+        approved: bool,
+        arguments: dict[str, Any] | None,
+        reason: str | None,
+        session_id: IdLike | None,
+    ) -> Any:
+        store = await self._store()
+        try:
+            run, claim, _ = await record_decision(
+                store,
+                self.tenant_id,
+                call_id,
+                approved=approved,
+                arguments=arguments,
+                reason=reason,
+                session_id=session_id,
+            )
+        except NotWaitingError as exc:
+            raise InterruptError(str(exc)) from None
+        if run.kind != "interrupt" or run.agent_id not in (None, self.agent_id):
+            raise ConflictError(f"tool call {call_id!r} waits in another agent's run")
+        return await self._drive(claim.session_id, None)
+
+    async def waiting(self, *, user_id: IdLike | None = None) -> list[WaitingRun]:
+        """This agent's runs waiting for a person, in its tenant (of one user if given)."""
+        return await list_waiting(
+            await self._store(), self.tenant_id, user_id=user_id, agent_id=self.agent_id
+        )
 
     async def record_api_call(self, api_call: ApiCall) -> None:
         """Record one model request (usage, latency) where the checkpoint storage is a Store."""

@@ -5,7 +5,10 @@
     GraphError                      a strategy cannot be built or run as given
     ├── DuplicateNodeNameError      two nodes share a name while Persistency is installed
     ├── CheckpointSerializationError  an input or state value cannot be written to a checkpoint
-    └── RollbackError               inverse tools failed while rolling back (the rest was undone)
+    ├── RollbackError               inverse tools failed while rolling back (the rest was undone)
+    ├── InterruptError              nothing waits to be resumed (wrong id, resumed, moved on)
+    ├── ToolRejectedError           a person rejected a tool call ``ctx.call_tool`` asked about
+    └── NondeterministicNodeError   a re-entered node made other steps than before
     CheckpointWarning               lenient mode skipped something it could not serialise
 """
 
@@ -15,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from threadline.errors import ThreadlineError, ValidationError
+from threadline.runtime.waiting import NotWaitingError
 
 if TYPE_CHECKING:
     from threadline.models import Checkpoint
@@ -24,7 +28,10 @@ __all__ = [
     "CheckpointWarning",
     "DuplicateNodeNameError",
     "GraphError",
+    "InterruptError",
+    "NondeterministicNodeError",
     "RollbackError",
+    "ToolRejectedError",
 ]
 
 
@@ -78,6 +85,38 @@ class RollbackError(GraphError):
         self.checkpoint = checkpoint
         shown = "; ".join(f"{name} ({call_id}): {exc!r}" for name, call_id, exc in failures)
         super().__init__(f"{len(failures)} inverse tool call(s) failed during rollback: {shown}")
+
+
+class InterruptError(GraphError, NotWaitingError):
+    """A resume or decision names no waiting run: unknown id, already resumed, or moved on.
+
+    Nothing was written. ``session_id`` and ``interrupt_id`` are what the caller named.
+    """
+
+    def __init__(
+        self, message: str, *, session_id: str | None = None, interrupt_id: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.session_id = session_id
+        self.interrupt_id = interrupt_id
+
+
+class ToolRejectedError(GraphError):
+    """``ctx.call_tool`` asked a person about a call and they rejected it (``reason``)."""
+
+    def __init__(self, tool: str, call_id: str, reason: str) -> None:
+        super().__init__(f"tool call {call_id} ({tool}) was rejected: {reason}")
+        self.tool = tool
+        self.call_id = call_id
+        self.reason = reason
+
+
+class NondeterministicNodeError(GraphError):
+    """A node re-entered after an interrupt asked for other steps than the first time.
+
+    Steps (``ctx.llm``, ``ctx.call_tool``, ``ctx.once``) before an interrupt are replayed
+    from the checkpoint in order, so a node must make the same ones up to its interrupt.
+    """
 
 
 class CheckpointWarning(UserWarning):

@@ -21,12 +21,14 @@ from threadline.graph.errors import (
     GraphError,
     RollbackError,
 )
+from threadline.graph.interrupts import NodeExecution, NodeInterrupt, is_interrupt
 from threadline.graph.rollback import calls_after, undo_calls
 from threadline.graph.serialization import UnserialisableValue
 from threadline.graph.storage import CheckpointBackend, CheckpointScope
 from threadline.graph.strategy import Node
 from threadline.ids import IdLike, check_id
 from threadline.models import Checkpoint, Message
+from threadline.runtime.waiting import KIND_INTERRUPT, KIND_RESUME, kind_of
 
 if TYPE_CHECKING:
     from threadline.graph.agent import GraphAgent
@@ -186,22 +188,85 @@ class PersistencyHandle:
     # -- used by the run loop -------------------------------------------------------------
 
     async def resume(self) -> Checkpoint | None:
-        """Restore the run from the session's latest checkpoint unless the last run finished."""
+        """Restore the run from the session's latest checkpoint unless the last run finished.
+
+        A waiting interrupt is returned as it is (the run loop reports it, nothing runs);
+        a ``resume`` checkpoint restores the node's execution to replay (of two claims
+        written at once, the one right after the interrupt counts).
+        """
         run = self._require_run()
         latest = await (await self._backend()).latest(self.scope)
         if latest is None or latest.tombstone:
             return None
+        if kind_of(latest) == KIND_RESUME:
+            latest = await self._winning_claim(latest)
         if latest.node_id is None:
             log.warning("checkpoint %s names no node to resume; starting afresh", latest.id)
             return None
         node = self._node(latest.node_id, latest)
-        run.input = self._restore_input(latest)
-        run.state = self._restore_state(latest)
-        run.history = list(latest.history)
         run.node, run.head = node, latest.id
         after = latest.properties.get("after")
         run.previous = after if isinstance(after, str) else None
+        if is_interrupt(latest):
+            return latest
+        run.input = self._restore_input(latest)
+        run.state = self._restore_state(latest)
+        run.history = list(latest.history)
+        replay = latest.properties.get("replay")
+        if kind_of(latest) == KIND_RESUME and replay is not None:
+            try:
+                execution = NodeExecution.from_checkpoint(latest, replay, run.state)
+            except ValidationError as exc:
+                raise GraphError(f"cannot re-enter node {node.name!r}: {exc}") from None
+            execution.origin = execution.origin or latest.id
+            run.history = list(execution.base_history)
+            run.execution = execution
         return latest
+
+    async def _winning_claim(self, claim: Checkpoint) -> Checkpoint:
+        """The claim that counts when ``claim`` may have lost a race to resume."""
+        if claim.properties.get("resumed") != claim.parent_id or claim.parent_id is None:
+            return claim
+        backend = await self._backend()
+        parent = await backend.get(self.scope, claim.parent_id)
+        if parent is None or parent.version is None or claim.version is None:
+            return claim
+        if claim.version == parent.version + 1:
+            return claim
+        for other in await backend.list(self.scope):
+            if other.parent_id == parent.id and other.version == parent.version + 1:
+                log.warning("claim %s lost to %s; resuming from the winner", claim.id, other.id)
+                return other
+        return claim
+
+    async def write_interrupt(self, interrupt: NodeInterrupt) -> Checkpoint:
+        """The checkpoint of a run waiting at ``ctx.interrupt``: its id is the interrupt id.
+
+        It holds the node, its input, the history and state the node started with plus
+        the messages of its steps, and what re-entering the node replays.
+        """
+        run = self._require_run()
+        execution = run.begin_node()
+        node = run.node
+        encoded = self._encode_input(run.input, node=node.name, after=run.previous)
+        if encoded is None:
+            raise GraphError(f"cannot keep the interrupt of node {node.name!r}: see the warning")
+        return await self._save(
+            KIND_INTERRUPT,
+            node_id=node.name,
+            input_payload=encoded[0],
+            input_type=encoded[1],
+            history=[*execution.base_history, *execution.messages],
+            state=self._encode_state(execution.base_state, node=node.name, after=run.previous),
+            parent_id=run.head,
+            properties={
+                "after": run.previous,
+                "waiting": True,
+                "user_id": self.scope.user_id,
+                "interrupt": {"payload": interrupt.payload, "index": interrupt.index},
+                "replay": execution.replay_json(),
+            },
+        )
 
     async def checkpoint_after_node(self) -> Checkpoint | None:
         """The automatic checkpoint: the run is at its next node (skipped after a rollback)."""
@@ -263,8 +328,14 @@ class PersistencyHandle:
             latest = await backend.latest(self.scope)
             current = latest.history if latest is not None else ()
         report = await undo_calls(calls_after(current, target.history), self.agent.inverses)
+        kind = kind_of(target)
+        waiting: dict[str, Any] = {
+            key: target.properties[key]
+            for key in ("waiting", "interrupt", "replay", "user_id")
+            if key in target.properties
+        }
         stored = await self._save(
-            "rollback",
+            kind if kind in (KIND_INTERRUPT, KIND_RESUME) else "rollback",
             node_id=target.node_id,
             input_payload=target.input,
             input_type=target.input_type,
@@ -276,6 +347,7 @@ class PersistencyHandle:
                 "rolled_back_to": target.id,
                 "rolled_back_to_version": target.version,
                 **report.properties(),
+                **waiting,
             },
         )
         if run is not None and restored is not None:

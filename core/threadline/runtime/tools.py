@@ -24,6 +24,9 @@ from threadline.runtime.providers import ToolSpec
 
 __all__ = ["Tool", "ToolOutcome", "as_tools", "run_tool"]
 
+APPROVAL_ATTRIBUTE = "__threadline_approval__"
+"""Set on a function by :func:`~threadline.runtime.approvals.requires_approval`."""
+
 UNKNOWN_TOOL = "unknown_tool"
 """The ``error`` metadata of the result of a call to a tool the agent does not have."""
 
@@ -58,6 +61,8 @@ class Tool:
     spec: ToolSpec
     inverse: Callable[..., Any] | None = None
     """Undoes a call when a graph run rolls back past it (gets the call's arguments)."""
+    approval: bool | Callable[..., Any] = False
+    """Whether a call waits for a person's approval: ``True``, or ``when(**arguments)``."""
 
     @classmethod
     def from_function(
@@ -66,8 +71,13 @@ class Tool:
         name: str | None = None,
         *,
         inverse: Callable[..., Any] | None = None,
+        approval: bool | Callable[..., Any] | None = None,
     ) -> Tool:
-        """Describe ``function`` from its name, docstring and annotations."""
+        """Describe ``function`` from its name, docstring and annotations.
+
+        ``approval`` defaults to what :func:`~threadline.runtime.approvals.requires_approval`
+        set on the function (else ``False``).
+        """
         if not callable(function):
             raise ValidationError(f"a tool must be callable, got {type(function).__name__}")
         signature = inspect.signature(function)
@@ -89,7 +99,9 @@ class Tool:
             description=doc.split("\n\n")[0].strip(),
             parameters={"type": "object", "properties": properties, "required": required},
         )
-        return cls(function=function, spec=spec, inverse=inverse)
+        if approval is None:
+            approval = getattr(function, APPROVAL_ATTRIBUTE, False)
+        return cls(function=function, spec=spec, inverse=inverse, approval=approval or False)
 
     @property
     def name(self) -> str:
