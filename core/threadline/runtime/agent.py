@@ -27,7 +27,7 @@ import contextlib
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +36,25 @@ import platformdirs
 
 from threadline.errors import ConfigurationError, ConflictError, ValidationError
 from threadline.ids import IdLike, check_id, new_id, optional_id
-from threadline.models import AgentConfig, ApiCall, Message, Role, Session
+from threadline.models import AgentConfig, ApiCall, Checkpoint, Message, Role, Session, ToolCall
+from threadline.runtime.approvals import ApprovalPolicy, ApprovalRequired
 from threadline.runtime.providers import Provider, resolve_provider
 from threadline.runtime.streaming import ReplyRecorder
-from threadline.runtime.tools import Tool, as_tools
+from threadline.runtime.tools import Tool, as_tools, run_tool
 from threadline.runtime.turn import TurnSettings, stream_turn
+from threadline.runtime.waiting import (
+    KIND_APPROVAL,
+    ApprovalPendingError,
+    ApprovalState,
+    NotWaitingError,
+    PendingCall,
+    approval_state,
+    is_waiting,
+    kind_of,
+    pending_from,
+    record_decision,
+    record_done,
+)
 from threadline.store import Store, connect
 from threadline.storekit.window import check_rounds, select_window
 
@@ -165,6 +179,7 @@ class AgentSettings:
     extra: Mapping[str, Any]
     tools: Mapping[str, Tool]
     flush_interval: float
+    approval: ApprovalPolicy = attrs.field(factory=ApprovalPolicy)
 
 
 class Agent:
@@ -310,6 +325,8 @@ class Agent:
         if sid not in self._opened:
             await self.open_session(sid)
         settings, p = self.settings, self.persistence
+        if settings.approval.active(settings.tools):
+            await self._refuse_while_held(sid)
         user = self._message(sid, "user", text, metadata=metadata or {})
         user_saved = asyncio.ensure_future(self.store.save_message(user))
         try:
@@ -322,18 +339,177 @@ class Agent:
         history.sort(key=lambda m: m.role != "system")
         turn = stream_turn(
             _StoreTranscript(self, sid, history),
-            TurnSettings(
-                provider=settings.provider,
-                model=settings.model,
-                tools=settings.tools,
-                temperature=settings.temperature,
-                max_tokens=settings.max_tokens,
-                response_format=settings.response_format,
-                extra=settings.extra,
-            ),
+            self._turn_settings(sid),
             request_message_id=user.id,
             before_first_token=user_saved,
         )
+        async with contextlib.aclosing(turn):
+            async for piece in turn:
+                yield piece
+
+    def _turn_settings(self, sid: str) -> TurnSettings:
+        settings = self.settings
+
+        async def hold(reply: Message, calls: Sequence[ToolCall]) -> str:
+            return await self._hold(sid, reply, calls)
+
+        return TurnSettings(
+            provider=settings.provider,
+            model=settings.model,
+            tools=settings.tools,
+            temperature=settings.temperature,
+            max_tokens=settings.max_tokens,
+            response_format=settings.response_format,
+            extra=settings.extra,
+            approval=settings.approval,
+            hold=hold,
+        )
+
+    # -- approvals ----------------------------------------------------------------------
+
+    async def _hold(self, sid: str, reply: Message, held: Sequence[ToolCall]) -> ApprovalRequired:
+        """Record that ``reply``'s calls wait for approval (a checkpoint of the session)."""
+        p = self.persistence
+        latest = await self.store.get_latest_checkpoint(p.tenant_id, sid)
+        await self.store.create_checkpoint(
+            Checkpoint(
+                tenant_id=p.tenant_id,
+                session_id=sid,
+                agent_id=p.agent_id,
+                properties={
+                    "kind": KIND_APPROVAL,
+                    "waiting": True,
+                    "user_id": p.user_id,
+                    "approval": {
+                        "message_id": reply.id,
+                        "calls": [c.to_dict() for c in reply.tool_calls],
+                        "needs": [c.id for c in held],
+                    },
+                },
+                parent_id=latest.id if latest is not None else None,
+            )
+        )
+        return ApprovalRequired(pending_from(held), session_id=sid, message_id=reply.id)
+
+    async def _refuse_while_held(self, sid: str) -> None:
+        latest = await self.store.get_latest_checkpoint(self.persistence.tenant_id, sid)
+        if is_waiting(latest) and kind_of(latest) != "interrupt":
+            state = await self._approval_state(sid)
+            waiting = ", ".join(f"{c.name} ({c.id})" for c in state.pending) if state else ""
+            waiting = waiting or "all decided, not yet continued"
+            raise ApprovalPendingError(
+                f"session {sid} waits for approval of tool calls: {waiting}; approve or "
+                "reject them (or continue_turn) first"
+            )
+
+    async def _approval_state(self, sid: str) -> ApprovalState | None:
+        tenant = self.persistence.tenant_id
+        return approval_state(await self.store.list_checkpoints(tenant, session_id=sid))
+
+    async def pending_approvals(self, session_id: IdLike | None = None) -> list[PendingCall]:
+        """The tool calls of a session waiting for approval (none: an empty list)."""
+        sid = check_id(session_id or self.session_id, "session_id")
+        state = await self._approval_state(sid)
+        return [] if state is None or state.done else list(state.pending)
+
+    def approve(
+        self,
+        call_id: str,
+        *,
+        arguments: Mapping[str, Any] | None = None,
+        session_id: IdLike | None = None,
+    ) -> AsyncIterator[str]:
+        """Approve a held tool call (``arguments``: run it with these, recorded as edited).
+
+        Works in any process. When it was the last held call of its turn, the turn goes
+        on: the calls run, their results are saved and the reply streams here. Otherwise
+        the stream yields one :class:`ApprovalRequired` naming the calls still held.
+        Raises :class:`~threadline.runtime.waiting.NotWaitingError` when the call does not
+        wait (unknown, decided already, or decided first by another process).
+        """
+        return self._decide(call_id, True, arguments, None, session_id)
+
+    def reject(
+        self, call_id: str, reason: str = "rejected", *, session_id: IdLike | None = None
+    ) -> AsyncIterator[str]:
+        """Reject a held tool call: the model reads ``rejected: REASON`` as its result."""
+        return self._decide(call_id, False, None, reason, session_id)
+
+    async def _decide(
+        self,
+        call_id: str,
+        approved: bool,
+        arguments: Mapping[str, Any] | None,
+        reason: str | None,
+        session_id: IdLike | None,
+    ) -> AsyncIterator[str]:
+        sid = optional_id(session_id, "session_id")
+        run, written, state = await record_decision(
+            self.store,
+            self.persistence.tenant_id,
+            call_id,
+            approved=approved,
+            arguments=arguments,
+            reason=reason,
+            session_id=sid,
+        )
+        if run.kind != "approval" or state is None:
+            raise ConflictError(
+                f"tool call {call_id!r} waits in a graph run: use GraphAgent.approve/reject"
+            )
+        if state.completed_by != written.id:
+            if state.pending:
+                yield ApprovalRequired(
+                    state.pending, session_id=run.session_id, message_id=state.message_id
+                )
+            return
+        async for piece in self._continue(run.session_id, state):
+            yield piece
+
+    async def continue_turn(self, session_id: IdLike | None = None) -> AsyncIterator[str]:
+        """Go on with a held turn whose calls are all decided (after a crash left it so)."""
+        sid = check_id(session_id or self.session_id, "session_id")
+        state = await self._approval_state(sid)
+        if state is None or state.done:
+            raise NotWaitingError(f"no held turn to continue in session {sid}")
+        if state.completed_by is None:
+            names = ", ".join(c.id for c in state.pending)
+            raise NotWaitingError(f"tool calls still wait for approval: {names}")
+        async for piece in self._continue(sid, state):
+            yield piece
+
+    async def _continue(self, sid: str, state: ApprovalState) -> AsyncIterator[str]:
+        """Run the held reply's calls as decided, save their results, and go on streaming."""
+        if sid not in self._opened:
+            await self.open_session(sid)
+        p, settings = self.persistence, self.settings
+        window = await self.store.load_window(p.tenant_id, sid, settings.window)
+        history = select_window(window, settings.window)
+        history.sort(key=lambda m: m.role != "system")
+        reply = next((m for m in history if m.id == state.message_id), None)
+        if reply is None:
+            raise NotWaitingError(f"the held reply {state.message_id} is no longer in session")
+        answered = {m.tool_call_id for m in history if m.role == "tool"}
+        for call in reply.tool_calls:
+            if call.id in answered:
+                continue  # saved before a crash
+            decision = state.decisions.get(call.id)
+            if decision is not None and not decision.get("approved"):
+                content = f"rejected: {decision.get('reason') or 'rejected'}"
+                meta: dict[str, Any] = {"error": "rejected", "approval": decision}
+            else:
+                edited = decision.get("arguments") if decision else None
+                run_call = ToolCall(call.id, call.name, edited) if edited is not None else call
+                outcome = await run_tool(settings.tools, run_call)
+                content, meta = outcome.content, dict(outcome.metadata)
+                if decision is not None:
+                    meta["approval"] = decision
+            message = self._message(
+                sid, "tool", content, tool_call_id=call.id, name=call.name, metadata=meta
+            )
+            history.append(await self.store.save_message(message))
+        await record_done(self.store, state)
+        turn = stream_turn(_StoreTranscript(self, sid, history), self._turn_settings(sid))
         async with contextlib.aclosing(turn):
             async for piece in turn:
                 yield piece
@@ -387,6 +563,7 @@ class AgentBuilder:
         self._response_format: Mapping[str, Any] | None = None
         self._extra: dict[str, Any] = {}
         self._flush_interval = DEFAULT_FLUSH_INTERVAL
+        self._approval = ApprovalPolicy()
 
     # -- setters ------------------------------------------------------------------------
 
@@ -425,6 +602,17 @@ class AgentBuilder:
     def with_tools(self, tools: Iterable[Callable[..., Any] | Tool]) -> AgentBuilder:
         """Plain callables (or :class:`Tool`) the model may call."""
         self._tools.extend(tools)
+        return self
+
+    def with_approval(
+        self,
+        tools: Iterable[str | Callable[..., Any] | Tool] = (),
+        *,
+        policy: Callable[[ToolCall], Any] | None = None,
+    ) -> AgentBuilder:
+        """Hold calls of these tools (names or functions), or calls ``policy(call)`` accepts,
+        for a person's approval (tools marked ``@requires_approval`` are held anyway)."""
+        self._approval = ApprovalPolicy.of(tools, policy)
         return self
 
     def with_persistence_plugin(self, persistence: PersistencePlugin) -> AgentBuilder:
@@ -549,6 +737,7 @@ class AgentBuilder:
             extra=self._extra,
             tools=as_tools(self._tools),
             flush_interval=self._flush_interval,
+            approval=self._approval,
         )
         return Agent(settings, persistence, owns_store=owns_store)
 

@@ -10,13 +10,18 @@ the reply calls tools, they run and the model is asked again, for at most
 tools were offered) are answered with an ``error: not run`` result, so the history never
 keeps an open call. Where messages go is the caller's :class:`Transcript`: the store
 for :class:`~threadline.Agent`, the run's history for a graph node.
+
+When a reply calls a tool that needs approval (``TurnSettings.approval``), none of its
+calls run: the reply is saved with ``metadata["approval"]`` naming the held calls,
+``TurnSettings.hold`` records the wait, and the turn ends by yielding what it returns
+(an :class:`~threadline.runtime.approvals.ApprovalRequired`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
@@ -26,6 +31,12 @@ from threadline.runtime.providers import ChatRequest, Provider, StreamEnd, TextD
 from threadline.runtime.streaming import ReplyWriter, RequestTimer
 from threadline.runtime.tools import Tool, ToolOutcome, run_tool
 from threadline.storekit.window import answer_open_calls
+
+if TYPE_CHECKING:
+    from threadline.runtime.approvals import ApprovalPolicy
+
+Hold = Callable[[Message, Sequence[ToolCall]], Awaitable[str]]
+"""Records that a reply's calls wait for approval; returns the turn's last item."""
 
 __all__ = [
     "MAX_TOOL_ROUNDS",
@@ -112,6 +123,15 @@ class TurnSettings:
     max_tokens: int | None = None
     response_format: Mapping[str, Any] | None = None
     extra: Mapping[str, Any] = attrs.field(factory=dict)
+    approval: ApprovalPolicy | None = None
+    """Which calls wait for a person (with ``hold``); ``None``: every call runs."""
+    hold: Hold | None = None
+
+    def held(self, calls: Sequence[ToolCall]) -> list[ToolCall]:
+        """The calls of one reply that wait for approval."""
+        if self.approval is None or self.hold is None or not self.run_tools:
+            return []
+        return [c for c in calls if self.approval.needs(c, self.tools)]
 
     def request(self, messages: Sequence[Message]) -> ChatRequest:
         """The request sending ``messages`` with every open tool call answered."""
@@ -214,9 +234,15 @@ async def stream_turn(
                 if gate is not None:
                     await gate
                     gate = None
-                await _finish(transcript, template, writer, request, asked, timer, end, failure)
+                held = settings.held(end.tool_calls) if end is not None else []
+                await _finish(
+                    transcript, template, writer, request, asked, timer, end, failure, held
+                )
             calls = end.tool_calls if end is not None else ()
             if not calls:
+                return
+            if held and settings.hold is not None:
+                yield await settings.hold(transcript.messages()[-1], held)
                 return
             if not settings.run_tools:
                 await _answer_not_run(transcript, calls, NOT_RUN_NOT_OFFERED)
@@ -240,8 +266,12 @@ async def _finish(
     timer: RequestTimer,
     end: StreamEnd | None,
     failure: BaseException | None,
+    held: Sequence[ToolCall] = (),
 ) -> None:
     """Write the reply's final text and status and the request's ApiCall, together."""
+    metadata: dict[str, Any] = {"model": end.model if end and end.model else request.model}
+    if held:
+        metadata["approval"] = {"held": [c.id for c in held]}
     api_call = timer.api_call(
         {
             "tenant_id": template.tenant_id,
@@ -262,7 +292,7 @@ async def _finish(
         writer.finish(
             reply_status(failure),
             tool_calls=end.tool_calls if end else (),
-            metadata={"model": end.model if end and end.model else request.model},
+            metadata=metadata,
         ),
         transcript.save_api_call(api_call),
     )

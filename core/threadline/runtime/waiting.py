@@ -36,6 +36,7 @@ from threadline.store import Store
 
 __all__ = [
     "MAX_VALUE_BYTES",
+    "ApprovalPendingError",
     "ApprovalState",
     "NotWaitingError",
     "PendingCall",
@@ -64,6 +65,10 @@ class NotWaitingError(ConflictError):
 
     Nothing was written (or what was written lost a race and is ignored).
     """
+
+
+class ApprovalPendingError(ConflictError):
+    """A new chat turn was started while the session's last turn waits for approval."""
 
 
 def check_value(value: Any, field: str) -> Any:
@@ -354,9 +359,7 @@ def _claimed(written: Checkpoint, answered: Checkpoint) -> bool:
     return written.version == answered.version + 1
 
 
-async def record_resume(
-    store: Store, tenant_id: IdLike, ident: IdLike, value: Any
-) -> Checkpoint:
+async def record_resume(store: Store, tenant_id: IdLike, ident: IdLike, value: Any) -> Checkpoint:
     """Answer a waiting interrupt with ``value``: write its ``resume`` checkpoint (the claim).
 
     ``ident`` is the interrupt id or the session id. The run goes on when the agent next
