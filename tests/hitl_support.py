@@ -1,0 +1,139 @@
+"""Stores and child processes for the human-in-the-loop tests (interrupts, approvals, fan-out).
+
+``store_url`` gives one empty store per test on memory, SQLite, PostgreSQL (a schema in a
+database made for the module; skipped when the server is down, failed under CI) and
+fsspec on local disk. ``run_child`` runs a script in a fresh ``python`` process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+STORES = ("memory", "sqlite", "postgres", "fsspec")
+
+
+@pytest.fixture(scope="module")
+def hitl_postgres() -> Iterator[str]:
+    """A database for this module on the shared PostgreSQL server."""
+    from reliability._servers import (
+        _unreachable_errors,
+        fresh_postgres_database,
+        postgres_unreachable,
+    )
+
+    stack = contextlib.ExitStack()
+    try:
+        url = stack.enter_context(fresh_postgres_database("threadline_hitl"))
+    except _unreachable_errors() as exc:
+        postgres_unreachable(f"{type(exc).__name__}: {exc}")
+    with stack:
+        yield url
+
+
+def make_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty store of ``kind`` for one test."""
+    if kind == "memory":
+        return f"memory://hitl-{secrets.token_hex(4)}"
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'hitl.db'}"
+    if kind == "fsspec":
+        return f"file://{tmp_path / 'hitl-store'}"
+    database: str = request.getfixturevalue("hitl_postgres")
+    return f"{database}?schema=hitl_{secrets.token_hex(4)}&max_size=4"
+
+
+def run_child(script: str, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a fresh interpreter (only our store plugins load)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent)}
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=env,
+    )
+
+
+# -- the agents the tests (and their child processes) run ----------------------------------
+
+TENANT = "019bda9f-0000-7000-8000-0000000000a1"
+USER = "019bda9f-0000-7000-8000-0000000000b2"
+OTHER_USER = "019bda9f-0000-7000-8000-0000000000b3"
+
+
+def note(log: str, line: str) -> None:
+    """Append one line to the log file the test counts executions with."""
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(line + "\n")
+
+
+def ask_agent(store: object, log: str, *, user: str = USER) -> object:
+    """A graph agent: ``draft`` asks the model, runs an expensive step, asks a person
+    twice; ``send`` records what was decided."""
+    from threadline.graph import GraphAgent, GraphContext, Persistency, Strategy
+
+    strategy = Strategy("ask-twice")
+
+    @strategy.node("draft")
+    async def draft(ctx: GraphContext, text: str) -> dict[str, object]:
+        note(log, "draft")
+        reply = await ctx.llm(text)
+        cost = await ctx.once("estimate", lambda: note(log, "estimate") or 42)
+        first = await ctx.interrupt({"question": "send this draft?", "draft": reply})
+        second = await ctx.interrupt({"question": "really?", "first": first})
+        return {"reply": reply, "cost": cost, "answers": [first, second]}
+
+    @strategy.node("send")
+    async def send(ctx: GraphContext, decided: dict[str, object]) -> dict[str, object]:
+        note(log, "send")
+        return decided
+
+    strategy.edge(strategy.start, draft).edge(draft, send).edge(send, strategy.finish)
+    return GraphAgent(
+        strategy, provider="echo", tenant_id=TENANT, user_id=user, features=[Persistency(store)]
+    )
+
+
+async def child_main(argv: list[str]) -> None:
+    """What a child process runs: ``start URL SID LOG`` (then waits to be killed) or
+    ``resume URL IDENT JSON LOG``."""
+    import json
+    import sys
+
+    import threadline
+
+    command, url = argv[0], argv[1]
+    store = await threadline.connect(url)
+    try:
+        if command == "start":
+            sid, log = argv[2], argv[3]
+            agent = ask_agent(store, log)
+            result = await agent.run("hello there", session_id=sid)  # type: ignore[attr-defined]
+            print(json.dumps({"interrupt_id": result.interrupt_id}), flush=True)
+            if argv[4:] == ["hang"]:
+                import asyncio
+
+                await asyncio.sleep(3600)  # the test SIGKILLs this process here
+        elif command == "resume":
+            ident, value, log = argv[2], json.loads(argv[3]), argv[4]
+            agent = ask_agent(store, log)
+            result = await agent.resume(ident, value)  # type: ignore[attr-defined]
+            interrupted = getattr(result, "interrupted", False)
+            out = {"interrupt_id": result.interrupt_id} if interrupted else {"result": result}
+            print(json.dumps(out), flush=True)
+        else:
+            sys.exit(f"unknown command {command}")
+    finally:
+        await store.close()
+
+
+CHILD = "import asyncio, sys, hitl_support; asyncio.run(hitl_support.child_main(sys.argv[1:]))"
