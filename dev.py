@@ -7,6 +7,8 @@
 
 ``test`` installs Debian's Chromium with apt-get when it is missing (the UI's browser tests
 drive it); without apt they skip with the reason, except under CI (``CI`` set), where they fail.
+It installs ``redis-server`` the same way (the Redis store's tests start servers of their own
+to kill and restart).
 
 Virtual environments live in ``.venv`` (demo) and ``.venv-tox`` (test runner).
 """
@@ -117,10 +119,34 @@ def ensure_chromium() -> None:
             print("note: apt-get could not install chromium; UI browser tests skip (fail in CI)")
 
 
+def ensure_redis_server() -> None:
+    """Debian's redis-server for the Redis store's tests, installed with apt-get when missing."""
+    if shutil.which("redis-server"):
+        return
+    apt = shutil.which("apt-get")
+    if apt is None:
+        print("note: no redis-server and no apt-get: the Redis restart tests skip (fail in CI)")
+        return
+    install = [apt, "install", "-y", "--no-install-recommends", "redis-server"]
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
+        if shutil.which("sudo") is None:
+            print("note: installing redis-server needs root (no sudo here); its tests skip")
+            return
+        install = ["sudo", "-n", *install]
+    print("installing redis-server with apt-get (the Redis store's tests) ...", flush=True)
+    if subprocess.run(install, check=False).returncode != 0:
+        update = [*install[: install.index(apt) + 1], "update"]
+        subprocess.run(update, check=False)
+        if subprocess.run(install, check=False).returncode != 0:
+            print("note: apt-get could not install redis-server; its tests skip (fail in CI)")
+
+
 def test(args: list[str]) -> int:
     selected = [a for a in args if a == "-e" or a.startswith("-e")]
     if not selected or "ui" in " ".join(args):
         ensure_chromium()
+    if not selected or "redis" in " ".join(args):
+        ensure_redis_server()
     env = ROOT / ".venv-tox"
     ensure_venv(env, "tox>=4.11", "tox-uv>=1.11")
     pythons = find_pythons()

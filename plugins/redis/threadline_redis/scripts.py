@@ -104,6 +104,11 @@ local function drop(sid)
   redis.call('ZREM', P .. ':t:' .. t .. ':c', c .. sid)
   redis.call('ZREM', P .. ':exp', sid)
   redis.call('DEL', s, unpack(bulky(sid)))
+  local base = P .. ':t:' .. t
+  if redis.call('ZCARD', base .. ':c') == 0 and redis.call('HLEN', base .. ':codes') == 0
+     and redis.call('SCARD', base .. ':prov') == 0 then
+    redis.call('SREM', P .. ':tenants', t)
+  end
   return true
 end
 

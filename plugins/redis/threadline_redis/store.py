@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 import attrs
@@ -132,6 +133,15 @@ class RedisStore:
         if values[0] != tenant_id or (values[6] and int(values[6]) <= time.time() * 1000):
             return None
         return decode_session(session_id, values)
+
+    async def expires_at(self, tenant_id: str, session_id: str) -> datetime | None:
+        """When the session expires unless written to again (``None``: no TTL, or no such
+        session for this tenant). ``updated_at`` + the TTL, as Redis holds it."""
+        c = self.client
+        t, exp = await c.command("expires_at", c.redis.hmget(c.key("s", session_id), ["t", "exp"]))
+        if t != tenant_id or not exp or int(exp) <= time.time() * 1000:
+            return None
+        return datetime.fromtimestamp(int(exp) / 1000, timezone.utc)
 
     @hookimpl
     async def threadline_list_sessions(
