@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,6 +102,73 @@ def ask_agent(store: object, log: str, *, user: str = USER) -> object:
     return GraphAgent(
         strategy, provider="echo", tenant_id=TENANT, user_id=user, features=[Persistency(store)]
     )
+
+
+def pay_tool(log: str) -> object:
+    """A tool that needs approval and notes every payment it makes."""
+    from threadline.runtime.approvals import requires_approval
+
+    @requires_approval
+    def pay(to: str, amount: float) -> str:
+        """Pay someone."""
+        note(log, f"pay {to} {amount}")
+        return f"paid {amount} to {to}"
+
+    return pay
+
+
+async def chat_agent(store: object, log: str, session_id: str | None = None) -> object:
+    """A chat agent of :data:`TENANT` whose ``pay`` tool waits for approval."""
+    import threadline
+
+    builder = (
+        threadline.AgentBuilder("You pay people.")
+        .with_store(store)  # type: ignore[arg-type]
+        .with_tenant_id(TENANT)
+        .with_user_id(USER)
+        .with_provider("echo")
+        .with_tools([pay_tool(log)])  # type: ignore[list-item]
+    )
+    if session_id is not None:
+        builder.with_session_id(session_id)
+    return await builder.build()
+
+
+async def chat_main(argv: list[str]) -> None:
+    """``chat URL SID LOG`` holds a payment; ``approve URL CALL LOG [ARGS]`` and
+    ``reject URL CALL LOG REASON`` decide it; each prints JSON."""
+    import json
+
+    import threadline
+    from threadline.runtime.approvals import ApprovalRequired
+
+    command, url, key, log = argv[:4]
+    store = await threadline.connect(url)
+    try:
+        if command == "chat":
+            agent: Any = await chat_agent(store, log, key)
+            pieces = [p async for p in agent.chat_stream('tool:pay {"to": "ada", "amount": 10}')]
+            held = pieces[-1]
+            assert isinstance(held, ApprovalRequired), pieces
+            print(json.dumps({"call_id": held.calls[0].id}), flush=True)
+            return
+        agent = await chat_agent(store, log)
+        if command == "approve":
+            arguments = json.loads(argv[4]) if argv[4:] else None
+            stream = agent.approve(key, arguments=arguments)
+        else:
+            stream = agent.reject(key, argv[4])
+        try:
+            text = "".join([p async for p in stream])
+        except threadline.ThreadlineError as exc:
+            print(json.dumps({"error": type(exc).__name__, "message": str(exc)}), flush=True)
+            return
+        print(json.dumps({"text": text}), flush=True)
+    finally:
+        await store.close()
+
+
+CHAT = "import asyncio, sys, hitl_support; asyncio.run(hitl_support.chat_main(sys.argv[1:]))"
 
 
 async def child_main(argv: list[str]) -> None:
