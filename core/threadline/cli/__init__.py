@@ -21,6 +21,7 @@ from threadline.cli.retention import (
     prune_checkpoints_command,
     prune_sessions_command,
 )
+from threadline.cli.runs import approvals_group, runs_group
 from threadline.cli.transfer import copy_command, export_command, import_command
 from threadline.errors import ThreadlineError
 
@@ -37,6 +38,8 @@ for _command in (
     copy_command,
     export_command,
     import_command,
+    runs_group,
+    approvals_group,
 ):
     cli.add_command(_command)
 
