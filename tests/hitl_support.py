@@ -205,3 +205,76 @@ async def child_main(argv: list[str]) -> None:
 
 
 CHILD = "import asyncio, sys, hitl_support; asyncio.run(hitl_support.child_main(sys.argv[1:]))"
+
+
+def fanout_agent(store: object, log: str, crash: str = "") -> object:
+    """``plan`` fans out to ``a``, ``b``, ``c`` and joins at ``join``. With ``crash`` set,
+    ``c`` waits until ``a`` and ``b`` are checkpointed, then ``exit``s the process (or
+    ``raise``s); with ``ask``, ``b`` asks a person first."""
+    import asyncio
+
+    from threadline.graph import GraphAgent, GraphContext, Persistency, Strategy
+
+    strategy = Strategy("fan")
+
+    @strategy.node("plan")
+    async def plan(ctx: GraphContext, text: str) -> str:
+        note(log, "plan")
+        return text
+
+    def branch(name: str) -> object:
+        async def run(ctx: GraphContext, text: str) -> str:
+            note(log, name)
+            ctx.state[name] = True
+            ctx.append("assistant", f"{name} looked at {text}")
+            if name == "b" and crash == "ask":
+                answer = await ctx.interrupt({"branch": "b"})
+                return f"B:{text}:{answer}"
+            if name == "c" and crash:
+                for _ in range(600):
+                    done = [
+                        c
+                        for c in await ctx.persistency().get_checkpoints()
+                        if c.properties.get("kind") == "branch"
+                    ]
+                    if len(done) >= 2 or crash == "ask":
+                        break
+                    await asyncio.sleep(0.05)
+                if crash == "exit":
+                    import os
+
+                    os._exit(9)
+                if crash == "raise":
+                    raise RuntimeError("branch c failed")
+            return f"{name.upper()}:{text}"
+
+        return strategy.add_node(name, run)
+
+    a, b, c = branch("a"), branch("b"), branch("c")
+
+    @strategy.node("join")
+    async def join(ctx: GraphContext, outputs: list[str]) -> dict[str, object]:
+        note(log, "join")
+        return {"outputs": outputs, "state": dict(ctx.state), "said": len(ctx.history)}
+
+    strategy.edge(strategy.start, plan).parallel(plan, [a, b, c], join=join)
+    strategy.edge(join, strategy.finish)
+    return GraphAgent(strategy, provider="echo", tenant_id=TENANT, features=[Persistency(store)])
+
+
+async def fanout_main(argv: list[str]) -> None:
+    """``URL SID LOG CRASH``: run the fan-out agent once and print its result as JSON."""
+    import json
+
+    import threadline
+
+    url, sid, log, crash = argv
+    store = await threadline.connect(url)
+    try:
+        agent: Any = fanout_agent(store, log, crash)
+        print(json.dumps(await agent.run("x", session_id=sid)), flush=True)
+    finally:
+        await store.close()
+
+
+FANOUT = "import asyncio, sys, hitl_support; asyncio.run(hitl_support.fanout_main(sys.argv[1:]))"

@@ -39,8 +39,10 @@ if TYPE_CHECKING:
         ToolCall,
     )
     from threadline.runtime.agent import Agent, AgentBuilder, PersistencePlugin, quick_agent
+    from threadline.runtime.approvals import ApprovalRequired, requires_approval
     from threadline.runtime.context import PersistenceContext
     from threadline.runtime.tools import Tool
+    from threadline.runtime.waiting import NotWaitingError, WaitingRun, list_waiting
     from threadline.store import Store, connect
     from threadline.urls import StoreURL
 
@@ -52,6 +54,11 @@ _LAZY = {
     "PersistencePlugin": "threadline.runtime.agent",
     "quick_agent": "threadline.runtime.agent",
     "PersistenceContext": "threadline.runtime.context",
+    "ApprovalRequired": "threadline.runtime.approvals",
+    "requires_approval": "threadline.runtime.approvals",
+    "NotWaitingError": "threadline.runtime.waiting",
+    "WaitingRun": "threadline.runtime.waiting",
+    "list_waiting": "threadline.runtime.waiting",
     "hookimpl": "threadline.hookspecs",
     "new_id": "threadline.ids",
     "AgentConfig": "threadline.models",
@@ -89,11 +96,13 @@ __all__ = [
     "AgentConfig",
     "AgentRecord",
     "ApiCall",
+    "ApprovalRequired",
     "Checkpoint",
     "ConfigurationError",
     "ConflictError",
     "Message",
     "NotFoundError",
+    "NotWaitingError",
     "PersistenceContext",
     "PersistencePlugin",
     "PluginNotInstalledError",
@@ -109,10 +118,13 @@ __all__ = [
     "Tool",
     "ToolCall",
     "ValidationError",
+    "WaitingRun",
     "__version__",
     "connect",
     "hookimpl",
     "hookspecs",
+    "list_waiting",
     "new_id",
     "quick_agent",
+    "requires_approval",
 ]

@@ -15,7 +15,10 @@
                        features=[Persistency(storage="sqlite:///chat.db")])
     result = await agent.run("hi", session_id=s)   # after a crash: resumes where it stopped
 
-See :mod:`threadline.graph.persistency` for what a checkpoint holds,
+A node may wait for a person (``await ctx.interrupt(payload)``, see
+:mod:`threadline.graph.interrupts`) or fan out to branches that run at once
+(:mod:`threadline.graph.parallel`). See :mod:`threadline.graph.persistency` for what a
+checkpoint holds,
 :mod:`threadline.graph.serialization` for the input and state types supported, and
 :mod:`threadline.graph.rollback` for inverse tools.
 """
@@ -29,10 +32,15 @@ from threadline.graph.errors import (
     CheckpointWarning,
     DuplicateNodeNameError,
     GraphError,
+    InterruptError,
+    NondeterministicNodeError,
     RollbackError,
+    ToolRejectedError,
 )
 from threadline.graph.features import Feature
 from threadline.graph.handle import PersistencyHandle
+from threadline.graph.interrupts import Interrupted
+from threadline.graph.parallel import FanOut, Send
 from threadline.graph.persistency import Persistency
 from threadline.graph.rollback import inverse_of
 from threadline.graph.serialization import Serializer
@@ -48,16 +56,22 @@ __all__ = [
     "CheckpointWarning",
     "DuplicateNodeNameError",
     "Edge",
+    "FanOut",
     "Feature",
     "GraphAgent",
     "GraphContext",
     "GraphError",
+    "InterruptError",
+    "Interrupted",
     "Node",
+    "NondeterministicNodeError",
     "Persistency",
     "PersistencyHandle",
     "RollbackError",
+    "Send",
     "Serializer",
     "Strategy",
+    "ToolRejectedError",
     "default_agent_id",
     "inverse_of",
 ]

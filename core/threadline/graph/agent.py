@@ -17,6 +17,7 @@ else ``OPENAI_MODEL``, else the provider's default.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -28,11 +29,12 @@ from threadline.graph.errors import InterruptError
 from threadline.graph.features import Feature
 from threadline.graph.handle import PersistencyHandle
 from threadline.graph.interrupts import Interrupted, NodeInterrupt, is_interrupt
+from threadline.graph.parallel import BranchResult, PendingFanOut, changed_state
 from threadline.graph.persistency import Persistency
 from threadline.graph.rollback import Inverse, collect_inverses
 from threadline.graph.serialization import Serializer
 from threadline.graph.storage import CheckpointScope, StoreBackend
-from threadline.graph.strategy import Strategy
+from threadline.graph.strategy import Node, Strategy
 from threadline.ids import IdLike, check_id, new_id, optional_id
 from threadline.models import ApiCall, ToolCall
 from threadline.runtime.agent import LOCAL_TENANT_ID, LOCAL_USER_ID
@@ -194,6 +196,11 @@ class GraphAgent:
             return Interrupted.from_checkpoint(restored)
         finish = self.strategy.finish
         while run.node is not finish:
+            if run.fanout is not None:
+                stopped = await self._join(run, handle)
+                if stopped is not None:
+                    return stopped
+                continue
             node, value = run.node, run.input
             run.begin_node()
             for feature in self.features:
@@ -205,6 +212,10 @@ class GraphAgent:
             run.execution = None
             for feature in self.features:
                 await feature.after_node(ctx, node.name, output)
+            fan = self.strategy.fan_out_of(node, output) if run.jump is None else None
+            if fan is not None:
+                await self._start_fanout(run, handle, node.name, *fan)
+                continue
             if run.jump is not None:
                 (next_node, next_input), run.jump = run.jump, None
             else:
@@ -218,14 +229,104 @@ class GraphAgent:
         return run.input
 
     async def _interrupted(
-        self, handle: PersistencyHandle | None, interrupt: NodeInterrupt
+        self,
+        handle: PersistencyHandle | None,
+        interrupt: NodeInterrupt,
+        extra: dict[str, Any] | None = None,
     ) -> Interrupted:
         if handle is None or not (await self._feature().backend()).persistent:
             raise ConfigurationError(
                 "ctx.interrupt needs Persistency on a store: a waiting run must outlive "
                 "this process"
             )
-        return Interrupted.from_checkpoint(await handle.write_interrupt(interrupt))
+        return Interrupted.from_checkpoint(await handle.write_interrupt(interrupt, extra))
+
+    # -- parallel branches ----------------------------------------------------------------
+
+    async def _start_fanout(
+        self,
+        run: RunState,
+        handle: PersistencyHandle | None,
+        after: str,
+        branches: list[tuple[Node, Any]],
+        join: Node,
+    ) -> None:
+        """Checkpoint the branches about to run; the loop then runs them (see ``_join``)."""
+        pending = PendingFanOut(
+            id=new_id(),
+            after=after,
+            join=join,
+            branches=branches,
+            base_history=list(run.history),
+            base_state=dict(run.state),
+        )
+        run.previous = after
+        if handle is not None:
+            await handle.write_fanout(pending)
+        run.fanout, run.node, run.input = pending, join, None
+
+    async def _join(self, run: RunState, handle: PersistencyHandle | None) -> Interrupted | None:
+        """Run the branches not finished yet, at once; each one's end is checkpointed as it
+        comes. Then go to the join with their outputs, or stop at a branch's interrupt."""
+        pending = run.fanout
+        assert pending is not None
+        todo = [i for i in range(len(pending.branches)) if i not in pending.done]
+        outcomes = await asyncio.gather(
+            *(self._branch(run, handle, pending, i) for i in todo), return_exceptions=True
+        )
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        interrupts = [o for o in failures if isinstance(o, _BranchInterrupt)]
+        errors = [o for o in failures if not isinstance(o, _BranchInterrupt)]
+        if errors:
+            raise errors[0]
+        if interrupts:
+            first = min(interrupts, key=lambda b: b.index)
+            branch_handle = self.persistency_for(first.run) if handle is not None else None
+            extra = {"fanout_id": pending.id, "branch": first.index}
+            return await self._interrupted(branch_handle, first.interrupt, extra)
+        run.history, run.state, outputs = pending.merged()
+        run.fanout, run.node, run.input = None, pending.join, outputs
+        run.previous = pending.after
+        if handle is not None and self._feature().automatic:
+            run.head = pending.done[len(pending.branches) - 1].checkpoint_id or pending.id
+            await handle.checkpoint_after_node()
+        return None
+
+    async def _branch(
+        self, run: RunState, handle: PersistencyHandle | None, pending: PendingFanOut, index: int
+    ) -> None:
+        node, value = pending.branches[index]
+        branch = RunState(
+            run.scope,
+            node=node,
+            input=value,
+            history=list(pending.base_history),
+            state=dict(pending.base_state),
+            head=pending.id,
+            previous=pending.after,
+            execution=pending.replay.pop(index, None),
+        )
+        if branch.execution is not None:
+            branch.history = list(branch.execution.base_history)
+        branch.begin_node()
+        ctx = GraphContext(self, branch)
+        for feature in self.features:
+            await feature.before_node(ctx, node.name, value)
+        try:
+            output = await node.run(ctx, value)
+        except NodeInterrupt as interrupt:
+            raise _BranchInterrupt(index, interrupt, branch) from None
+        for feature in self.features:
+            await feature.after_node(ctx, node.name, output)
+        stored = None
+        if handle is not None:
+            stored = await self.persistency_for(branch).write_branch(pending, index, output)
+        pending.done[index] = BranchResult(
+            output=output,
+            messages=branch.history[len(pending.base_history) :],
+            state=changed_state(pending.base_state, branch.state),
+            checkpoint_id=stored.id if stored is not None else None,
+        )
 
     # -- human in the loop ----------------------------------------------------------------
 
@@ -309,6 +410,16 @@ class GraphAgent:
         """Record one model request (usage, latency) where the checkpoint storage is a Store."""
         if self._persistency is not None:
             await (await self._persistency.backend()).save_api_call(api_call)
+
+
+class _BranchInterrupt(Exception):
+    """A branch stopped at ``ctx.interrupt`` (carried out of ``asyncio.gather``)."""
+
+    def __init__(self, index: int, interrupt: NodeInterrupt, run: RunState) -> None:
+        super().__init__(f"branch {index} interrupted")
+        self.index = index
+        self.interrupt = interrupt
+        self.run = run
 
 
 def _resolve_provider(

@@ -33,6 +33,7 @@ from threadline.runtime.turn import MAX_TOOL_ROUNDS, TurnSettings, answer_call, 
 if TYPE_CHECKING:
     from threadline.graph.agent import GraphAgent
     from threadline.graph.handle import PersistencyHandle
+    from threadline.graph.parallel import PendingFanOut
 
 __all__ = ["MAX_TOOL_ROUNDS", "GraphContext", "RunState"]
 
@@ -56,6 +57,8 @@ class RunState:
     """Whether ``jump`` is already checkpointed (a rollback writes its checkpoint at once)."""
     execution: NodeExecution | None = None
     """The current node's execution: its steps and interrupts (replayed after a resume)."""
+    fanout: PendingFanOut | None = None
+    """A fan-out under way: the run goes to its join once every branch has finished."""
 
     def begin_node(self) -> NodeExecution:
         """The execution of ``node`` starting now, or the one a resume restored."""

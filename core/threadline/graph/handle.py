@@ -14,6 +14,8 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from threadline.errors import NotFoundError, ValidationError
 from threadline.graph.errors import (
     CheckpointSerializationError,
@@ -22,11 +24,17 @@ from threadline.graph.errors import (
     RollbackError,
 )
 from threadline.graph.interrupts import NodeExecution, NodeInterrupt, is_interrupt
+from threadline.graph.parallel import (
+    KIND_BRANCH,
+    KIND_FANOUT,
+    BranchResult,
+    PendingFanOut,
+)
 from threadline.graph.rollback import calls_after, undo_calls
 from threadline.graph.serialization import UnserialisableValue
 from threadline.graph.storage import CheckpointBackend, CheckpointScope
 from threadline.graph.strategy import Node
-from threadline.ids import IdLike, check_id
+from threadline.ids import IdLike, check_id, new_id
 from threadline.models import Checkpoint, Message
 from threadline.runtime.waiting import KIND_INTERRUPT, KIND_RESUME, kind_of
 
@@ -209,6 +217,9 @@ class PersistencyHandle:
         run.previous = after if isinstance(after, str) else None
         if is_interrupt(latest):
             return latest
+        if kind_of(latest) == KIND_FANOUT or "fanout_id" in latest.properties:
+            await self._restore_fanout(latest)
+            return latest
         run.input = self._restore_input(latest)
         run.state = self._restore_state(latest)
         run.history = list(latest.history)
@@ -239,7 +250,108 @@ class PersistencyHandle:
                 return other
         return claim
 
-    async def write_interrupt(self, interrupt: NodeInterrupt) -> Checkpoint:
+    async def _restore_fanout(self, latest: Checkpoint) -> None:
+        """Rebuild a fan-out under way: its branches, those finished, a branch to re-enter."""
+        run = self._require_run()
+        backend = await self._backend()
+        fid = latest.properties.get("fanout_id", latest.id)
+        root = latest if latest.id == fid else await backend.get(self.scope, str(fid))
+        info = root.properties.get("fanout") if root is not None else None
+        if root is None or not isinstance(info, dict):
+            raise GraphError(f"checkpoint {latest.id} belongs to a fan-out {fid} that is gone")
+        base_state = self._restore_state(root)
+        branches = []
+        for item in info.get("branches") or ():
+            stub = attrs.evolve(root, input=item.get("input"), input_type=item.get("input_type"))
+            branches.append((self._node(str(item.get("node")), root), self._restore_input(stub)))
+        pending = PendingFanOut(
+            id=root.id,
+            after=info.get("after") if isinstance(info.get("after"), str) else None,
+            join=self._node(str(info.get("join")), root),
+            branches=branches,
+            base_history=list(root.history),
+            base_state=base_state,
+        )
+        for c in await backend.list(self.scope):
+            index = c.properties.get("branch")
+            if (
+                kind_of(c) != KIND_BRANCH
+                or c.properties.get("fanout_id") != root.id
+                or not isinstance(index, int)
+                or index in pending.done
+                or not 0 <= index < len(branches)
+            ):
+                continue
+            state = {k: v for k, v in c.state.items() if root.state.get(k) != v}
+            pending.done[index] = BranchResult(
+                output=self._restore_input(c),
+                messages=list(c.history[len(root.history) :]),
+                state=self._restore_state(attrs.evolve(c, state=state)),
+                checkpoint_id=c.id,
+            )
+        replay = latest.properties.get("replay")
+        index = latest.properties.get("branch")
+        if kind_of(latest) == KIND_RESUME and isinstance(index, int) and replay is not None:
+            state = self._restore_state(latest)
+            try:
+                execution = NodeExecution.from_checkpoint(latest, replay, state)
+            except ValidationError as exc:
+                raise GraphError(f"cannot re-enter branch {index}: {exc}") from None
+            execution.origin = execution.origin or latest.id
+            pending.replay[index] = execution
+        run.fanout = pending
+        run.node, run.input = pending.join, None
+        run.history, run.state = list(pending.base_history), dict(base_state)
+        run.previous = pending.after
+
+    async def write_fanout(self, pending: PendingFanOut) -> Checkpoint | None:
+        """The checkpoint of a fan-out starting: its branches with their inputs."""
+        run = self._require_run()
+        branches = []
+        for node, value in pending.branches:
+            encoded = self._encode_input(value, node=node.name, after=pending.after)
+            if encoded is None:
+                return None
+            branches.append({"node": node.name, "input": encoded[0], "input_type": encoded[1]})
+        stored = await self._save(
+            KIND_FANOUT,
+            node_id=pending.join.name,
+            input_payload=None,
+            input_type="None",
+            history=run.history,
+            state=self._encode_state(run.state, node=pending.join.name, after=pending.after),
+            parent_id=run.head,
+            properties={
+                "after": pending.after,
+                "fanout": {"join": pending.join.name, "after": pending.after, "branches": branches},
+            },
+            checkpoint_id=pending.id,
+        )
+        return stored
+
+    async def write_branch(
+        self, pending: PendingFanOut, index: int, output: Any
+    ) -> Checkpoint | None:
+        """The checkpoint of one finished branch (parent: the fan-out's); written at once."""
+        run = self._require_run()
+        node = pending.branches[index][0]
+        encoded = self._encode_input(output, node=pending.join.name, after=node.name)
+        if encoded is None:
+            return None
+        return await self._save(
+            KIND_BRANCH,
+            node_id=pending.join.name,
+            input_payload=encoded[0],
+            input_type=encoded[1],
+            history=run.history,
+            state=self._encode_state(run.state, node=pending.join.name, after=node.name),
+            parent_id=pending.id,
+            properties={"after": node.name, "fanout_id": pending.id, "branch": index},
+        )
+
+    async def write_interrupt(
+        self, interrupt: NodeInterrupt, extra: Mapping[str, Any] | None = None
+    ) -> Checkpoint:
         """The checkpoint of a run waiting at ``ctx.interrupt``: its id is the interrupt id.
 
         It holds the node, its input, the history and state the node started with plus
@@ -265,6 +377,7 @@ class PersistencyHandle:
                 "user_id": self.scope.user_id,
                 "interrupt": {"payload": interrupt.payload, "index": interrupt.index},
                 "replay": execution.replay_json(),
+                **(extra or {}),
             },
         )
 
@@ -429,6 +542,7 @@ class PersistencyHandle:
         parent_id: str | None,
         properties: Mapping[str, Any],
         tombstone: bool = False,
+        checkpoint_id: str | None = None,
     ) -> Checkpoint:
         checkpoint = Checkpoint(
             tenant_id=self.scope.tenant_id,
@@ -442,6 +556,7 @@ class PersistencyHandle:
             properties={**properties, "kind": kind, "strategy": self.agent.strategy.name},
             tombstone=tombstone,
             parent_id=parent_id,
+            id=checkpoint_id or new_id(),
         )
         stored = await (await self._backend()).save(checkpoint)
         if self._run is not None:

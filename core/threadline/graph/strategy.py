@@ -108,6 +108,7 @@ class Strategy:
         self.finish = Node(FINISH)
         self._nodes: list[Node] = []
         self._edges: dict[Node, list[Edge]] = {self.start: []}
+        self._parallel: dict[Node, tuple[tuple[Node, ...], Node]] = {}
 
     def __repr__(self) -> str:
         return f"<Strategy {self.name!r} nodes={[n.name for n in self._nodes]}>"
@@ -167,6 +168,36 @@ class Strategy:
         self._edges[src].append(Edge(src, dst, when, transform))
         return self
 
+    def parallel(self, source: NodeRef, branches: list[NodeRef], *, join: NodeRef) -> Strategy:
+        """After ``source``, run ``branches`` at once (each gets its output), then ``join``
+        with the list of their outputs (see :mod:`threadline.graph.parallel`)."""
+        src, dst = self.find(source), self.find(join)
+        nodes = tuple(self.find(b) for b in branches)
+        if not nodes:
+            raise GraphError("a parallel fan-out needs at least one branch")
+        if src is self.finish or dst is self.start or self.start in nodes:
+            raise GraphError("a fan-out cannot leave finish, nor run or join at start")
+        if len(set(nodes)) != len(nodes):
+            raise GraphError("a fan-out names one branch twice")
+        self._parallel[src] = (nodes, dst)
+        for node in nodes:
+            if not any(e.target is dst for e in self._edges[node]):
+                self._edges[node].append(Edge(node, dst))
+        return self
+
+    def fan_out_of(self, node: Node, output: Any) -> tuple[list[tuple[Node, Any]], Node] | None:
+        """The branches (with inputs) and join to run after ``node`` returned ``output``."""
+        from threadline.graph.parallel import FanOut
+
+        if isinstance(output, FanOut):
+            if not output.sends:
+                raise GraphError(f"node {node.name!r} returned a FanOut with no branches")
+            return [(self.find(s.node), s.input) for s in output.sends], self.find(output.join)
+        marked = self._parallel.get(node)
+        if marked is None:
+            return None
+        return [(branch, output) for branch in marked[0]], marked[1]
+
     def edges_from(self, node: Node) -> tuple[Edge, ...]:
         """The edges leaving ``node``, in the order they are tried."""
         return tuple(self._edges.get(node, ()))
@@ -198,9 +229,9 @@ class Strategy:
 
     def validate(self) -> None:
         """Refuse a strategy that cannot run: no edge from start, or a node with no way out."""
-        if not self._edges[self.start]:
+        if not self._edges[self.start] and self.start not in self._parallel:
             raise GraphError(f"strategy {self.name!r} has no edge from its start node")
-        dead_ends = [n.name for n in self._nodes if not self._edges[n]]
+        dead_ends = [n.name for n in self._nodes if not self._edges[n] and n not in self._parallel]
         if dead_ends:
             raise GraphError(
                 f"strategy {self.name!r}: node(s) {dead_ends} have no outgoing edge "
