@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import subprocess
 import sys
 import warnings
@@ -15,7 +16,7 @@ import redis
 from _servers import RedisServer, free_port
 
 import threadline
-from threadline import Message, Session
+from threadline import Message, Session, ToolCall
 from threadline.errors import ConfigurationError, StoreNotFoundError, StoreUnavailableError
 from threadline.ids import new_id
 from threadline_redis import PersistenceWarning, RedisStore, parse_config
@@ -200,3 +201,36 @@ def test_url_parsing() -> None:
     ]  # fmt: skip
     with pytest.raises(ConfigurationError, match="database number"):
         parse_config("redis://127.0.0.1/zero")
+
+
+async def test_window_override_answers_as_the_core_default(store: threadline.Store) -> None:
+    """load_window (kept for speed) gives exactly the core default's window: system
+    messages anywhere, tool calls whose results lie rounds apart, every size."""
+    rng = random.Random(18)
+    plugin = _plugin(store)
+    for _ in range(12):
+        session = await store.create_session(Session(tenant_id=new_id()))
+        t, sid = session.tenant_id, session.id
+        batch: list[Message] = []
+        for i in range(rng.randrange(1, 120)):
+            kind = rng.random()
+            if kind < 0.05:
+                batch.append(Message(session_id=sid, tenant_id=t, role="system", content=f"s{i}"))
+            elif kind < 0.45:
+                batch.append(Message(session_id=sid, tenant_id=t, role="user", content=f"u{i}"))
+            elif kind < 0.6:
+                call = ToolCall(id=f"c{i}", name="f", arguments={"i": i})
+                batch.append(
+                    Message(session_id=sid, tenant_id=t, role="assistant", tool_calls=[call])
+                )
+                for _ in range(rng.randrange(0, 12)):  # rounds between a call and its result
+                    batch.append(Message(session_id=sid, tenant_id=t, role="user"))
+                batch.append(
+                    Message(session_id=sid, tenant_id=t, role="tool", tool_call_id=f"c{i}")
+                )
+            else:
+                batch.append(Message(session_id=sid, tenant_id=t, role="assistant", content="a"))
+        await store.save_messages(batch)
+        for rounds in (None, 0, 1, 2, 3, 5, 10, 64, 65, 1000):
+            expected = await plugin._default_window(t, sid, rounds)
+            assert await store.load_window(t, sid, rounds) == expected, rounds
