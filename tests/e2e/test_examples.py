@@ -210,3 +210,25 @@ async def test_agent_from_database_against_an_openai_server(
     stored = files_of(db)
     assert b"env:OPENAI_API_KEY" in stored
     assert API_KEY.encode() not in stored
+
+
+# -- examples/human_in_the_loop.py ----------------------------------------------------------
+
+HUMAN_IN_THE_LOOP = ROOT / "examples" / "human_in_the_loop.py"
+
+
+@pytest.mark.parametrize("store", ["sqlite", "memory://"])
+async def test_human_in_the_loop_offline(tmp_path: Path, store: str) -> None:
+    url = f"sqlite:///{tmp_path / 'hitl.db'}" if store == "sqlite" else store
+    env = offline_env()
+    if store == "memory://":
+        env["THREADLINE_LOAD_PLUGINS"] = "threadline-memory"
+    for _ in range(2):  # a second run on the same store works the same way
+        out = await run(HUMAN_IN_THE_LOOP, "--store", url, env=env, cwd=tmp_path)
+        interrupt = re.search(r"run paused at node 'draft', interrupt ([0-9a-f-]{36})", out)
+        assert interrupt is not None, out
+        assert f"waiting: interrupt {interrupt.group(1)} at 'draft'" in out
+        assert "resumed: sent: Echo: Please refund order 42." in out
+        assert "model requests for the whole run: 1" in out  # the draft was replayed
+        assert re.search(r'held for approval: refund\(\{"order": "42", "amount": 80\}\)', out)
+        assert "approved with a smaller amount: Echo: refunded 50 on 42" in out
