@@ -20,6 +20,11 @@ not exist yet, lists folders and removes trees. Two backends provide that:
     objects named by their number, and a writer that loses a race for a number
     takes the next one. On other fsspec file systems (sftp, hdfs, ...) writes go to
     a temporary name and are moved into place.
+
+    fsspec's memory file system answers ``ls``, ``exists`` and ``info`` by scanning
+    every file it holds, so this backend lists, creates and removes its files through
+    the file system's dict and a :class:`MemoryIndex` of its folders instead: every
+    operation then costs the same in a store of ten files or of a million.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -45,7 +51,14 @@ from threadline.errors import StoreUnavailableError, ThreadlineError, Validation
 if sys.platform != "win32":  # POSIX: flock; on Windows writers rely on exclusive creates
     import fcntl
 
-__all__ = ["Backend", "FsspecBackend", "LocalBackend", "is_network_error", "unavailable"]
+__all__ = [
+    "Backend",
+    "FsspecBackend",
+    "LocalBackend",
+    "MemoryIndex",
+    "is_network_error",
+    "unavailable",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -383,11 +396,139 @@ def _unlink(path: str) -> None:
         pass
 
 
+class MemoryIndex:
+    """The folders of one fsspec memory file system's dict, so listings need no scan.
+
+    ``fsspec.implementations.memory.MemoryFileSystem`` keeps every file in one flat dict
+    (``fs.store``, path -> file, shared by default by the whole process) and answers
+    ``ls`` and ``info``/``exists`` by scanning all of its keys: in a store of 10,000
+    messages a listing took ~0.7 ms and an exclusive create (two ``exists``) ~2 ms, so
+    saving a message or an API call cost 13 times what it did in a small store. This
+    index maps each folder to the names in it (files, and folders holding files).
+
+    Every :class:`FsspecBackend` on the same dict shares one index and keeps it up to
+    date with its own writes, creates and deletes, which it makes holding :attr:`lock`.
+    Anything else that changes the dict (fsspec calls of other code) is noticed by its
+    size, which is then not the size the backends' own changes add up to: the next
+    listing rebuilds the index with one scan. (Other code that, between two operations
+    of the backends, adds files to a store's folder *and* removes as many files anywhere
+    is not noticed until its next change: other code must not add files to an open
+    store's folder.) Empty folders made with ``makedirs`` (``fs.pseudo_dirs``) are not
+    listed: the store never makes them.
+    """
+
+    def __init__(self, files: dict[str, Any]) -> None:
+        self.files = files
+        self.lock = threading.RLock()
+        self.children: dict[str, set[str]] = {}
+        self.size = 0
+        self.stale = True
+
+    def check(self) -> None:
+        """Mark the index stale if the dict's size is not what this index's changes make."""
+        if len(self.files) != self.size:
+            self.stale = True
+
+    def refresh(self) -> None:
+        """Rebuild the index with one scan of the dict if it is (or may be) stale."""
+        self.check()
+        if not self.stale:
+            return
+        self.children = {}
+        keys = tuple(self.files)  # a snapshot: other threads may change the dict meanwhile
+        for key in keys:
+            self._add(key)
+        self.size, self.stale = len(keys), False
+
+    def added(self, key: str) -> None:
+        """Record that ``key`` was just added to the dict (call it holding :attr:`lock`)."""
+        if not self.stale:
+            self._add(key)
+            self.size += 1
+
+    def removed(self, key: str) -> None:
+        """Record that ``key`` was just removed from the dict (holding :attr:`lock`)."""
+        if not self.stale:
+            self._remove(key)
+            self.size -= 1
+
+    def knows(self, key: str) -> bool:
+        """Whether the index lists ``key`` as a file (holding :attr:`lock`)."""
+        folder, _, name = key.rpartition("/")
+        return name in self.children.get(folder, ()) and key not in self.children
+
+    def names(self, folder: str) -> set[str]:
+        """The names in ``folder`` (refresh first)."""
+        return self.children.get(folder, set())
+
+    def files_below(self, folder: str) -> list[str]:
+        """Every file key under ``folder``, at any depth (refresh first)."""
+        out: list[str] = []
+        pending = [folder]
+        while pending:
+            current = pending.pop()
+            for name in self.children.get(current, ()):
+                child = f"{current}/{name}"
+                if child in self.children:
+                    pending.append(child)
+                else:
+                    out.append(child)
+        return out
+
+    def _add(self, key: str) -> None:
+        folder, _, name = key.rpartition("/")
+        while True:
+            names = self.children.get(folder)
+            if names is not None:
+                names.add(name)
+                return
+            self.children[folder] = {name}
+            if not folder:
+                return
+            folder, _, name = folder.rpartition("/")  # a new folder: name it in its parent
+
+    def _remove(self, key: str) -> None:
+        while key not in self.children:  # a file, or a folder just left empty
+            folder, _, name = key.rpartition("/")
+            names = self.children.get(folder)
+            if names is None:
+                return
+            names.discard(name)
+            if names or not folder:
+                return
+            del self.children[folder]
+            key = folder
+
+
+_MEMORY_INDEXES: weakref.WeakValueDictionary[int, MemoryIndex] = weakref.WeakValueDictionary()
+_MEMORY_INDEXES_LOCK = threading.Lock()
+
+
+def memory_index(fs: Any) -> MemoryIndex | None:
+    """The shared :class:`MemoryIndex` of ``fs``'s dict if ``fs`` is fsspec's plain memory
+    file system (not a subclass, which may store files otherwise), else ``None``."""
+    try:
+        from fsspec.implementations.memory import MemoryFileSystem
+    except ImportError:  # pragma: no cover - fsspec is a dependency
+        return None
+    files = getattr(fs, "store", None)
+    if type(fs) is not MemoryFileSystem or type(files) is not dict:
+        return None
+    with _MEMORY_INDEXES_LOCK:
+        index = _MEMORY_INDEXES.get(id(files))
+        if index is None or index.files is not files:  # the index holds its dict: ids unique
+            index = MemoryIndex(files)
+            _MEMORY_INDEXES[id(files)] = index
+        return index
+
+
 class FsspecBackend(Backend):
     """Any fsspec file system; object stores get immutable, exclusively created records.
 
     A network error in any operation (refused, timed out, host unknown, the backend's own
     connection errors) raises :class:`StoreUnavailableError` naming :meth:`describe`.
+    On fsspec's memory file system, files are listed, created and removed through its
+    dict and a :class:`MemoryIndex` (its own ``ls`` and ``exists`` scan every file).
     """
 
     def __init__(self, fs: Any, root: str) -> None:
@@ -397,6 +538,7 @@ class FsspecBackend(Backend):
         self.protocols = tuple(str(p) for p in protocols)
         self.atomic_put = any(p in OBJECT_STORE_PROTOCOLS for p in self.protocols)
         self.inline = "memory" in self.protocols
+        self.memory = memory_index(fs)
         # fsspec's memory file system checks and sets in two steps: make that atomic here.
         self._create_lock = threading.Lock()
 
@@ -406,6 +548,10 @@ class FsspecBackend(Backend):
     def full(self, path: str) -> str:
         """The file system path of ``path`` (every component checked)."""
         return f"{self.root}/{'/'.join(_check_parts(path))}"
+
+    def _key(self, path: str) -> str:
+        """The memory file system's dict key of ``path``."""
+        return str(self.fs._strip_protocol(self.full(path)))
 
     @_reaching
     def read(self, path: str) -> bytes | None:
@@ -418,6 +564,15 @@ class FsspecBackend(Backend):
     @_reaching
     def write(self, path: str, data: bytes, *, durable: bool = True) -> None:
         target = self.full(path)
+        if self.memory is not None:
+            key = self._key(path)
+            with self.memory.lock:
+                self.memory.check()
+                existed = key in self.memory.files
+                self.fs.pipe_file(target, data)  # one dict assignment of a complete file
+                if not existed:
+                    self.memory.added(key)
+            return
         if self.atomic_put:
             self.fs.pipe_file(target, data)
             return
@@ -429,6 +584,8 @@ class FsspecBackend(Backend):
 
     @_reaching
     def create(self, path: str, data: bytes) -> bool:
+        if self.memory is not None:
+            return self._create_in_memory(path, data)
         target = self.full(path)
         with self._create_lock:
             try:
@@ -442,8 +599,33 @@ class FsspecBackend(Backend):
                 return False
         return True
 
+    def _create_in_memory(self, path: str, data: bytes) -> bool:
+        # fsspec's mode="create" asks exists() twice (scans of every file), then sets the
+        # key: not atomic either. dict.setdefault is one atomic step, for every backend
+        # and thread on the dict; the file is complete before it is visible.
+        from fsspec.implementations.memory import MemoryFile
+
+        assert self.memory is not None
+        key = self._key(path)
+        with self.memory.lock:
+            self.memory.check()
+            new = MemoryFile(self.fs, key, data)
+            if self.memory.files.setdefault(key, new) is not new:
+                if not self.memory.knows(key):  # other code made it: list it from now on
+                    self.memory.stale = True
+                return False
+            self.memory.added(key)
+        return True
+
     @_reaching
     def delete(self, path: str) -> None:
+        if self.memory is not None:
+            key = self._key(path)
+            with self.memory.lock:
+                self.memory.check()
+                if self.memory.files.pop(key, None) is not None:
+                    self.memory.removed(key)
+            return
         try:
             self.fs.rm_file(self.full(path))
         except FileNotFoundError:
@@ -451,6 +633,12 @@ class FsspecBackend(Backend):
 
     @_reaching
     def listdir(self, path: str) -> list[str]:
+        if self.memory is not None:
+            key = self._key(path)
+            with self.memory.lock:
+                self.memory.refresh()
+                listed = list(self.memory.names(key))
+            return sorted(n for n in listed if not n.startswith("."))
         target = self.full(path)
         self.fs.invalidate_cache(target)
         try:
@@ -462,12 +650,27 @@ class FsspecBackend(Backend):
 
     @_reaching
     def rmtree(self, path: str) -> None:
+        if self.memory is not None:
+            self._rmtree_in_memory(path)
+            return
         target = self.full(path)
         try:
             self.fs.rm(target, recursive=True)
         except FileNotFoundError:
             pass
         self.fs.invalidate_cache(target)
+
+    def _rmtree_in_memory(self, path: str) -> None:
+        # fsspec's rm(recursive=True) asks exists() of every file it removes: a scan each.
+        assert self.memory is not None
+        key = self._key(path)
+        with self.memory.lock:
+            self.memory.refresh()
+            for file in [key, *self.memory.files_below(key)]:
+                if self.memory.files.pop(file, None) is not None:
+                    self.memory.removed(file)
+            dirs = self.fs.pseudo_dirs  # folders made by makedirs (not by this store)
+            dirs[:] = [d for d in dirs if d != key and not d.startswith(key + "/")]
 
     @contextmanager
     def lock(self, path: str, timeout: float, *, create_parent: bool = False) -> Iterator[None]:
