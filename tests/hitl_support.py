@@ -53,7 +53,8 @@ def make_url(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def run_child(script: str, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     """Run ``script`` in a fresh interpreter (only our store plugins load)."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent)}
+    paths = [str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
     return subprocess.run(
         [sys.executable, "-c", script, *args],
         capture_output=True,

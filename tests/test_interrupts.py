@@ -100,7 +100,8 @@ async def test_interrupt_killed_and_resumed_by_other_processes(url: str, tmp_pat
 def _child_env() -> dict[str, str]:
     import os
 
-    return {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent)}
+    paths = [str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
 
 
 async def test_resume_errors_and_hostile_values_write_nothing(url: str, tmp_path: Path) -> None:

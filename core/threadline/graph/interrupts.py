@@ -57,6 +57,7 @@ __all__ = [
     "is_waiting",
 ]
 
+
 class NodeInterrupt(BaseException):
     """Raised by ``ctx.interrupt`` to stop the node; the run loop turns it into a checkpoint.
 
