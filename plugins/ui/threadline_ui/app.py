@@ -12,7 +12,7 @@ import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -37,7 +37,9 @@ from threadline.cli.app import one_line
 from threadline.errors import ConflictError, NotFoundError, ThreadlineError, ValidationError
 from threadline.ids import check_id
 from threadline.models import Message
+from threadline.runtime.waiting import is_waiting, list_waiting
 from threadline.store import Store
+from threadline_ui import approvals as answering
 from threadline_ui import queries
 from threadline_ui.config import UIConfig
 from threadline_ui.rollback import perform_rollback, plan_rollback
@@ -75,6 +77,18 @@ def _number(value: float | int | None, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _age(value: timedelta) -> str:
+    """A wait as ``42s``, ``17m``, ``3.5h`` or ``2.1d``."""
+    seconds = max(value.total_seconds(), 0.0)
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("threadline_ui", "templates"),
@@ -86,6 +100,7 @@ def _environment() -> jinja2.Environment:
     env.filters["time"] = _time
     env.filters["json"] = _json
     env.filters["number"] = _number
+    env.filters["age"] = _age
     env.globals["urlencode"] = urlencode
     return env
 
@@ -265,6 +280,7 @@ def create_app(store: Store, config: UIConfig) -> ASGIApp:
             "conversation.html",
             tenant=tenant,
             session=session,
+            waiting=await waiting_of(tenant, session.id),
             page=page,
             results=page.results,
             poll_ms=int(config.poll_interval * 1000),
@@ -323,6 +339,7 @@ def create_app(store: Store, config: UIConfig) -> ASGIApp:
             "usage.html",
             tenant=tenant,
             session=session,
+            waiting=await waiting_of(tenant, session.id),
             usage=summarise(calls, config.prices),
             scanned=None,
         )
@@ -347,6 +364,7 @@ def create_app(store: Store, config: UIConfig) -> ASGIApp:
             "checkpoints.html",
             tenant=tenant,
             session=session,
+            waiting=await waiting_of(tenant, session.id),
             tree=queries.checkpoint_tree(found),
             message=request.query_params.get("done"),
         )
@@ -367,6 +385,7 @@ def create_app(store: Store, config: UIConfig) -> ASGIApp:
             "checkpoint.html",
             tenant=tenant,
             session=session,
+            waiting=await waiting_of(tenant, session.id),
             checkpoint=found,
             kind=queries.kind_of(found),
             plan=plan,
@@ -389,6 +408,7 @@ def create_app(store: Store, config: UIConfig) -> ASGIApp:
             "diff.html",
             tenant=tenant,
             session=session,
+            waiting=await waiting_of(tenant, session.id),
             diff=queries.diff_checkpoints(pair[0], pair[1]),
         )
 
@@ -422,10 +442,77 @@ def create_app(store: Store, config: UIConfig) -> ASGIApp:
         return RedirectResponse(f"/t/{tenant}/", status_code=303)
 
     async def approvals(request: Request) -> Response:
-        # HITL: waiting runs and approvals (approve, reject, resume with a value) go here
-        # once human-in-the-loop lands in the core; see templates/approvals.html.
         tenant = tenant_of(request)
-        return render(request, "approvals.html", tenant=tenant)
+        return await approvals_page(request, tenant)
+
+    async def approvals_page(
+        request: Request,
+        tenant: str,
+        status: int = 200,
+        error: str | None = None,
+        form: dict[str, str] | None = None,
+    ) -> Response:
+        runs = await list_waiting(store, tenant)
+        return render(
+            request,
+            "approvals.html",
+            status=status,
+            tenant=tenant,
+            runs=runs,
+            done=request.query_params.get("done"),
+            error=error,
+            form=form or {},
+            continues=bool(config.agents),
+        )
+
+    async def answer(
+        request: Request,
+        work: Callable[[str, dict[str, str]], Awaitable[answering.Answered]],
+    ) -> Response:
+        """Run one answer; a typed error re-renders the page with one message (and the
+        text typed), a wrong or other tenant's id is a 404 page."""
+        form = await form_of(request)
+        tenant = tenant_of(request)
+        try:
+            answered = await work(tenant, form)
+        except (ValidationError, ConflictError) as exc:
+            status = 400 if isinstance(exc, ValidationError) else 409
+            message = one_line(f"{type(exc).__name__}: {exc}")
+            return await approvals_page(request, tenant, status, message, form)
+        query = urlencode({"done": answered.message})
+        return RedirectResponse(f"/t/{tenant}/approvals?{query}", status_code=303)
+
+    async def resume(request: Request) -> Response:
+        run_id = request.path_params["run"]
+        return await answer(
+            request,
+            lambda tenant, form: answering.resume_run(
+                store, tenant, run_id, form.get("value", "null"), config.agents
+            ),
+        )
+
+    async def approve(request: Request) -> Response:
+        run_id, call_id = request.path_params["run"], request.path_params["call"]
+        return await answer(
+            request,
+            lambda tenant, form: answering.approve_call(
+                store, tenant, run_id, call_id, form.get("arguments"), config.agents
+            ),
+        )
+
+    async def reject(request: Request) -> Response:
+        run_id, call_id = request.path_params["run"], request.path_params["call"]
+        return await answer(
+            request,
+            lambda tenant, form: answering.reject_call(
+                store, tenant, run_id, call_id, form.get("reason", ""), config.agents
+            ),
+        )
+
+    async def waiting_of(tenant: str, session_id: str) -> bool:
+        """Whether the session's run waits for a person (one indexed read: its latest
+        checkpoint), for the link to the approvals page."""
+        return is_waiting(await store.get_latest_checkpoint(tenant, session_id))
 
     # -- errors --------------------------------------------------------------------------
 
@@ -466,6 +553,9 @@ def create_app(store: Store, config: UIConfig) -> ASGIApp:
         Route(base + "/", sessions),
         Route(base + "/usage", tenant_usage),
         Route(base + "/approvals", approvals),
+        Route(base + "/approvals/{run}/resume", resume, methods=["POST"]),
+        Route(base + "/approvals/{run}/calls/{call}/approve", approve, methods=["POST"]),
+        Route(base + "/approvals/{run}/calls/{call}/reject", reject, methods=["POST"]),
         Route(session_base, conversation),
         Route(session_base + "/events", events),
         Route(session_base + "/usage", session_usage),

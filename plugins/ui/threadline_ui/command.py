@@ -99,7 +99,8 @@ def _token(ctx: click.Context, param: click.Parameter, value: str | None) -> str
     "agents",
     multiple=True,
     metavar="MODULE:ATTR",
-    help="A GraphAgent whose inverse tools a rollback of its runs executes (repeatable).",
+    help="A GraphAgent whose inverse tools a rollback of its runs executes, and whose runs "
+    "the approvals page continues after an answer (repeatable).",
 )
 @click.option(
     "--prices",
@@ -132,7 +133,7 @@ def ui_command(
     """
     from threadline.store import connect
     from threadline.urls import StoreURL
-    from threadline_ui.config import UIConfig, inverses_of, is_loopback, load_prices
+    from threadline_ui.config import UIConfig, agents_of, inverses_of, is_loopback, load_prices
     from threadline_ui.server import bind, serve, url_of
 
     generated = False
@@ -142,11 +143,13 @@ def ui_command(
 
     async def go() -> None:
         url = store_url(store, create=False)
+        loaded = [load_object(spec) for spec in agents]
         config = UIConfig(
             tenant_id=None if all_tenants else tenant_id,
             token=token,
             read_only=read_only,
-            inverses=inverses_of(load_object(spec) for spec in agents),
+            inverses=inverses_of(loaded),
+            agents=agents_of(loaded),
             prices=load_prices(prices) if prices else {},
             poll_interval=poll_interval,
             store_label=StoreURL.parse(url).redacted(),
@@ -167,6 +170,8 @@ def ui_command(
             await serve(opened, config, sock, on_ready=ready)
         finally:
             sock.close()
+            for agent in loaded:
+                await agent.close()
             await opened.close()
 
     run(go())

@@ -16,7 +16,14 @@ from threadline.errors import ConfigurationError, ValidationError
 from threadline.graph.rollback import Inverse
 from threadline.ids import check_id
 
-__all__ = ["DEFAULT_POLL_INTERVAL", "MIN_TOKEN_LENGTH", "Price", "UIConfig", "is_loopback"]
+__all__ = [
+    "DEFAULT_POLL_INTERVAL",
+    "MIN_TOKEN_LENGTH",
+    "Price",
+    "UIConfig",
+    "agents_of",
+    "is_loopback",
+]
 
 DEFAULT_POLL_INTERVAL = 0.25
 """Seconds between two store reads of a live conversation (one indexed range read each)."""
@@ -93,6 +100,8 @@ class UIConfig:
     :param token: required on every request when set (a cookie after the first visit).
     :param read_only: refuse every write (rollback, delete).
     :param inverses: inverse tools by agent id, run by a rollback of that agent's runs.
+    :param agents: GraphAgents by agent id (``--agent``): after an answer is recorded on
+        the approvals page, a graph run of one of them is continued by the server.
     :param prices: per-model prices for the cost column.
     :param poll_interval: seconds between store reads of a live conversation.
     :param store_label: how the store is named in pages (a redacted URL: no password).
@@ -102,6 +111,7 @@ class UIConfig:
     token: str | None = None
     read_only: bool = False
     inverses: Mapping[str, Mapping[str, Inverse]] = attrs.field(factory=dict)
+    agents: Mapping[str, Any] = attrs.field(factory=dict)
     prices: Mapping[str, Price] = attrs.field(factory=dict)
     poll_interval: float = DEFAULT_POLL_INTERVAL
     store_label: str = ""
@@ -124,6 +134,15 @@ class UIConfig:
     def inverses_for(self, agent_id: str | None) -> Mapping[str, Inverse]:
         """The inverse tools a rollback of ``agent_id``'s checkpoints runs."""
         return self.inverses.get(agent_id or "", {})
+
+
+def agents_of(agents: Iterable[Any]) -> dict[str, Any]:
+    """GraphAgents by agent id (the last one given wins), to continue their runs."""
+    found: dict[str, Any] = {}
+    for agent in agents:
+        inverses_of([agent])  # the same check: a GraphAgent
+        found[agent.agent_id] = agent
+    return found
 
 
 def inverses_of(agents: Iterable[Any]) -> dict[str, dict[str, Inverse]]:

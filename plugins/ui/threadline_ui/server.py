@@ -85,7 +85,10 @@ async def serve(
 
 
 class BackgroundServer:
-    """A UI server in a thread: ``with BackgroundServer(url, config) as base_url: ...``."""
+    """A UI server in a thread: ``with BackgroundServer(url, config) as base_url: ...``.
+
+    The agents of ``config`` (``--agent``) are closed when it stops, in its own loop.
+    """
 
     def __init__(self, store_url: str, config: UIConfig, host: str = "127.0.0.1") -> None:
         self.store_url = store_url
@@ -116,6 +119,8 @@ class BackgroundServer:
 
             await serve(store, self.config, sock, on_ready=ready)
         finally:
+            for agent in self.config.agents.values():  # their stores opened in this loop
+                await agent.close()
             await store.close()
 
     def __enter__(self) -> str:
