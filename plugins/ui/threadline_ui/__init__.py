@@ -1,7 +1,8 @@
 """threadline-ui: ``threadline ui``, a browser UI over any threadline store.
 
 Sessions, conversations (live while a reply streams), API calls and usage, and the
-checkpoint tree of graph runs with diff and rollback. :func:`create_app` builds the ASGI
+checkpoint tree of graph runs with diff and rollback, and runs waiting for a person
+(resume, approve, reject). :func:`create_app` builds the ASGI
 app; :class:`UIConfig` holds what ``threadline ui`` was started with.
 """
 

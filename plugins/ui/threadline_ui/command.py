@@ -93,7 +93,11 @@ def _token(ctx: click.Context, param: click.Parameter, value: str | None) -> str
     help="Access token required on every request ($THREADLINE_UI_TOKEN); generated when "
     "bound off loopback without one.",
 )
-@click.option("--read-only", is_flag=True, help="Refuse every write (rollback, delete).")
+@click.option(
+    "--read-only",
+    is_flag=True,
+    help="Refuse every write (rollback, delete, answers to waiting runs).",
+)
 @click.option(
     "--agent",
     "agents",

@@ -98,7 +98,7 @@ class UIConfig:
     :param tenant_id: the one tenant this server shows; ``None`` = every tenant (the
         explicit admin mode of ``--all-tenants``).
     :param token: required on every request when set (a cookie after the first visit).
-    :param read_only: refuse every write (rollback, delete).
+    :param read_only: refuse every write (rollback, delete, answers to waiting runs).
     :param inverses: inverse tools by agent id, run by a rollback of that agent's runs.
     :param agents: GraphAgents by agent id (``--agent``): after an answer is recorded on
         the approvals page, a graph run of one of them is continued by the server.
