@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -36,11 +36,16 @@ def copy(value: Any, field: str) -> Any:
     return json.loads(dump_json(value, field))
 
 
+def seq_of(message: Message) -> int:
+    return message.seq or 0
+
+
 class MinimalStore(SyncStore):
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.sessions: dict[str, Session] = {}
-        self.messages: dict[str, list[Message]] = {}  # session id -> messages, seq n at n - 1
+        self.messages: dict[str, list[Message]] = {}  # session id -> messages in seq order
+        self.last_seq: dict[str, int] = {}  # session id -> highest seq ever given (never reused)
         self.roles: dict[tuple[str, str], list[int]] = {}  # (session id, role) -> seqs
         self.message_at: dict[str, tuple[str, int]] = {}  # message id -> (session id, seq)
         self.records: dict[str, dict[str, CheckpointRecord]] = {}  # session id -> by version
@@ -80,6 +85,7 @@ class MinimalStore(SyncStore):
             session, metadata=copy(session.metadata, "metadata")
         )
         self.messages[s.id], self.records[s.id], self.calls[s.id] = [], {}, {}
+        self.last_seq[s.id] = 0
         return s
 
     def get_session(self, tenant_id: str, session_id: str) -> Session | None:
@@ -110,7 +116,7 @@ class MinimalStore(SyncStore):
     def delete_session(self, tenant_id: str, session_id: str) -> bool:
         if self.session(tenant_id, session_id) is None:
             return False
-        del self.sessions[session_id]
+        del self.sessions[session_id], self.last_seq[session_id]
         for m in self.messages.pop(session_id):
             del self.message_at[m.id]
             self.roles.pop((session_id, m.role), None)
@@ -132,23 +138,28 @@ class MinimalStore(SyncStore):
                 sid, seq = self.message_at[m.id]
                 if sid != s.id:
                     raise id_conflict("message", m.id)
-                out.append(log[seq - 1])  # a retry: the stored message comes back
+                out.append(self.at(sid, seq))  # a retry: the stored message comes back
                 continue
             calls = [
                 attrs.evolve(c, arguments=copy(c.arguments, "tool arguments")) for c in m.tool_calls
             ]
-            seq = len(log) + len(fresh) + 1
+            seq = self.last_seq[s.id] + len(fresh) + 1
             fresh.append(
                 attrs.evolve(m, seq=seq, metadata=copy(m.metadata, "metadata"), tool_calls=calls)
             )
             out.append(fresh[-1])
         for m in fresh:
             log.append(m)
-            self.message_at[m.id] = (s.id, len(log))
-            self.roles.setdefault((s.id, m.role), []).append(len(log))
+            self.message_at[m.id] = (s.id, m.seq or 0)
+            self.roles.setdefault((s.id, m.role), []).append(m.seq or 0)
         if fresh:
+            self.last_seq[s.id] = fresh[-1].seq or 0
             self.touch(s.id)
         return out
+
+    def at(self, session_id: str, seq: int) -> Message:  # seqs have gaps after a deletion
+        log = self.messages[session_id]
+        return log[bisect.bisect_left(log, seq, key=seq_of)]
 
     def read_messages(
         self, tenant_id: str, session_id: str, after_seq: int, before_seq: int | None,
@@ -156,18 +167,21 @@ class MinimalStore(SyncStore):
     ) -> list[Message]:  # fmt: skip
         if self.session(tenant_id, session_id) is None:
             return []
-        log = self.messages[session_id]
-        last = len(log) if before_seq is None else min(before_seq - 1, len(log))
-        seqs: Sequence[int] = (
-            range(1, len(log) + 1) if role is None else self.roles.get((session_id, role), [])
-        )
-        lo, hi = bisect.bisect_right(seqs, after_seq), bisect.bisect_right(seqs, last)
+        rows: list[Any] = self.messages[session_id]  # in seq order, or a role's seqs
+        key = seq_of if role is None else None
+        if role is not None:
+            rows = self.roles.get((session_id, role), [])
+        lo = bisect.bisect_right(rows, after_seq, key=key)
+        hi = len(rows) if before_seq is None else bisect.bisect_left(rows, before_seq, key=key)
+        hi = max(lo, hi)
         if limit is not None:
             lo, hi = (max(lo, hi - limit), hi) if newest_first else (lo, min(hi, lo + limit))
-        found = [log[seq - 1] for seq in seqs[lo:hi]]
+        found = rows[lo:hi] if role is None else [self.at(session_id, n) for n in rows[lo:hi]]
         return found[::-1] if newest_first else found
 
-    def rewrite_messages(self, tenant_id: str, messages: Sequence[Message]) -> int:
+    def rewrite_messages(
+        self, tenant_id: str, messages: Sequence[Message], activity: bool, only_streaming: bool
+    ) -> int:
         new = []
         for m in messages:
             sid, seq = self.message_at.get(m.id, ("", 0))
@@ -176,15 +190,37 @@ class MinimalStore(SyncStore):
             calls = [
                 attrs.evolve(c, arguments=copy(c.arguments, "tool arguments")) for c in m.tool_calls
             ]
-            old = self.messages[sid][seq - 1]
+            old = self.at(sid, seq)
+            if only_streaming and old.status != "streaming":
+                continue  # finished meanwhile: its ending stays
             new.append(attrs.evolve(
                 old, content=m.content, tool_calls=calls, status=m.status, name=m.name,
                 metadata=copy(m.metadata, "metadata"), user_id=m.user_id,
             ))  # fmt: skip
         for m in new:
-            self.messages[m.session_id][(m.seq or 0) - 1] = m
-            self.touch(m.session_id)
+            log = self.messages[m.session_id]
+            log[bisect.bisect_left(log, m.seq or 0, key=seq_of)] = m
+            if activity:  # erasure's redaction is housekeeping: updated_at stays
+                self.touch(m.session_id)
         return len(new)
+
+    def delete_messages(self, tenant_id: str, session_id: str, after_seq: int) -> int:
+        if self.session(tenant_id, session_id) is None:
+            return 0
+        log = self.messages[session_id]
+        cut = bisect.bisect_right(log, after_seq, key=seq_of)
+        for m in log[cut:]:
+            del self.message_at[m.id]
+        for role in {m.role for m in log[cut:]}:
+            seqs = self.roles[session_id, role]
+            del seqs[bisect.bisect_right(seqs, after_seq) :]
+        gone, log[cut:] = len(log) - cut, []
+        if gone:
+            self.touch(session_id)
+        return gone
+
+    def count_messages(self, tenant_id: str, session_id: str) -> int:  # derived: for speed
+        return len(self.messages[session_id]) if self.session(tenant_id, session_id) else 0
 
     # -- checkpoint records -------------------------------------------------------------
 
@@ -242,7 +278,9 @@ class MinimalStore(SyncStore):
             for r in self.records[s.id].values()
             if agent_id in (None, r.checkpoint.agent_id)
         ]
-        return found[-1:] if latest else found
+        if latest and found:  # the newest record, then its chain
+            return self.read_checkpoint_records(tenant_id, found[-1].id, chain=True)
+        return found
 
     def rewrite_checkpoint_records(
         self,
@@ -250,8 +288,11 @@ class MinimalStore(SyncStore):
         session_id: str,
         records: Sequence[CheckpointRecord],
         delete_ids: Sequence[str],
+        expected_tags: Mapping[str, int],
     ) -> int:
         stored = self.records[self.session(tenant_id, session_id, required=True).id]
+        if {i: r.tag for i, r in stored.items()} != expected_tags:  # a write came in between
+            raise StaleRecordError(f"session {session_id}'s checkpoints changed meanwhile")
         for r in records:
             if r.id in stored:
                 stored[r.id] = attrs.evolve(stored[r.id], record=r.record, depth=r.depth, tag=r.tag)

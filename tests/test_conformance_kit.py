@@ -62,9 +62,11 @@ class Counting(ReferenceStore):
         self.rows += len(found) + 1
         return found
 
-    def rewrite_messages(self, tenant_id: str, messages: Sequence[Message]) -> int:
+    def rewrite_messages(
+        self, tenant_id: str, messages: Sequence[Message], activity: bool, only_streaming: bool
+    ) -> int:
         self.rows += len(messages)
-        return super().rewrite_messages(tenant_id, messages)
+        return super().rewrite_messages(tenant_id, messages, activity, only_streaming)
 
     def read_checkpoint_records(
         self, tenant_id: str, checkpoint_id: str, chain: bool
@@ -196,7 +198,7 @@ class NoBatchCheck(Persisted):
                 out += super().save_messages([m])
                 continue
             with self._writer:
-                again = attrs.evolve(m, seq=len(self._messages[m.session_id]) + 1)
+                again = attrs.evolve(m, seq=self._last_seq[m.session_id] + 1)
                 self.commit([Change("messages", (again,))])
                 out.append(again)
         return out

@@ -18,6 +18,14 @@ and calls them with the dispatch rule of :mod:`threadline.plugins.dispatch`: wri
 awaited on every implementation in order and the first failure is raised; reads
 are awaited in order until one returns something other than ``None``.
 
+**Activity.** A session's ``updated_at`` is when it was last used; retention
+(``delete_sessions_before``) and ``list_sessions`` order by it. These writes move it to now
+(never back), in their own transaction: ``save_messages``, ``rewrite_messages`` with
+``activity=True``, ``delete_messages`` (when a message goes), ``insert_checkpoint_record``
+and ``save_api_call``; ``replace_session`` stores the value it is given. Housekeeping leaves
+it as stored: ``rewrite_messages`` with ``activity=False`` (erasure's redaction),
+``rewrite_checkpoint_records`` (pruning, erasure) and ``delete_api_calls``.
+
 Every read and write carries ``tenant_id``. A store must scope by it: another
 tenant's ids find nothing (reads return ``None``/empty, writes raise
 :class:`~threadline.errors.NotFoundError`).
@@ -64,6 +72,7 @@ from threadline.hookspecs.lifecycle import (
 from threadline.hookspecs.markers import hookimpl, hookspec
 from threadline.hookspecs.messages import (
     threadline_count_messages,
+    threadline_delete_messages,
     threadline_get_messages,
     threadline_interrupt_streaming,
     threadline_load_window,
@@ -102,6 +111,7 @@ REQUIRED_HOOKS: tuple[str, ...] = (
     "threadline_save_messages",
     "threadline_read_messages",
     "threadline_rewrite_messages",
+    "threadline_delete_messages",
     "threadline_insert_checkpoint_record",
     "threadline_read_checkpoint_records",
     "threadline_list_checkpoint_records",
@@ -160,6 +170,7 @@ __all__ = [
     "threadline_create_checkpoint",
     "threadline_create_session",
     "threadline_delete_api_calls",
+    "threadline_delete_messages",
     "threadline_delete_session",
     "threadline_delete_sessions_before",
     "threadline_erase_user",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from threadline.hookspecs.markers import hookspec
@@ -44,7 +44,10 @@ def threadline_read_checkpoint_records(
 ) -> Sequence[CheckpointRecord] | None:
     """Read a checkpoint's record, and with ``chain`` its ancestors back to a snapshot.
 
-    Tier: required. SQL stores answer the chain with one recursive query.
+    Tier: required. SQL stores answer the chain with one recursive query. An ancestor
+    (every record after the first) needs only its ``id``, ``parent_id``, ``tenant_id``,
+    ``session_id``, ``record``, ``depth`` and ``tag``: a store may skip decoding its other
+    fields (:func:`threadline.storekit.records.ancestor` builds one).
 
     :param tenant_id: the caller's tenant.
     :param checkpoint_id: the checkpoint.
@@ -60,12 +63,15 @@ def threadline_list_checkpoint_records(
 ) -> Sequence[CheckpointRecord] | None:
     """List checkpoint records by ascending version (sessions in creation order, then id).
 
-    Tier: required.
+    Tier: required. With ``latest`` it answers a restore in one call: the record with the
+    highest version, then its chain as ``read_checkpoint_records`` gives it (ancestors
+    need only their ids, record, depth and tag).
 
     :param tenant_id: the caller's tenant.
     :param session_id: only this session's records when given.
     :param agent_id: only this agent's records when given.
-    :param latest: only the one with the highest version (``session_id`` is given then).
+    :param latest: the record with the highest version followed by its ancestors back to
+        its snapshot, head first (``session_id`` is given then).
     :return: the records (empty for an unknown session).
     :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
@@ -77,18 +83,26 @@ def threadline_rewrite_checkpoint_records(
     session_id: str,
     records: Sequence[CheckpointRecord],
     delete_ids: Sequence[str],
+    expected_tags: Mapping[str, int],
 ) -> int | None:
-    """Replace some records' history, depth and tag, and delete others, in one transaction.
+    """Replace some records' history, depth and tag, and delete others, in one transaction,
+    if the session's records are still those the plan was made from.
 
     Tier: required. The derived ``prune_checkpoints`` and ``erase_user`` plan the
-    rewrite (:mod:`threadline.storekit.log`); the store applies it whole.
+    rewrite (:mod:`threadline.storekit.log`) from the session's records as they read them;
+    the store applies it whole, or refuses it when a record was added, rewritten or
+    deleted since (the core plans again). Housekeeping: ``updated_at`` stays.
 
     :param tenant_id: the caller's tenant.
     :param session_id: the session every record belongs to.
     :param records: records with their new ``record``, ``depth`` and ``tag``, by id.
     :param delete_ids: checkpoints to delete.
+    :param expected_tags: the write tag of every record of the session the plan read, by
+        id: the session's records must be exactly these, with these tags.
     :return: how many records were rewritten or deleted.
     :raises NotFoundError: the session does not exist for this tenant (nothing changes).
+    :raises StaleRecordError: the session's records differ from ``expected_tags`` (nothing
+        changes).
     :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
@@ -153,7 +167,8 @@ def threadline_get_latest_checkpoint(
 ) -> Checkpoint | None:
     """Read the checkpoint with the highest version in a session (tombstones included).
 
-    Tier: derived (default: ``list_checkpoint_records(latest=True)`` + its chain).
+    Tier: derived (default: one ``list_checkpoint_records(latest=True)``, the history
+    rebuilt off the event loop).
 
     :param tenant_id: the caller's tenant.
     :param session_id: the session.

@@ -57,7 +57,9 @@ def threadline_read_messages(
 
 
 @hookspec
-def threadline_rewrite_messages(tenant_id: str, messages: Sequence[Message]) -> int | None:
+def threadline_rewrite_messages(
+    tenant_id: str, messages: Sequence[Message], activity: bool, only_streaming: bool
+) -> int | None:
     """Replace stored messages' ``content``, ``tool_calls``, ``status``, ``name``, ``metadata``
     and ``user_id`` with the given ones, all or nothing.
 
@@ -67,9 +69,33 @@ def threadline_rewrite_messages(tenant_id: str, messages: Sequence[Message]) -> 
 
     :param tenant_id: the caller's tenant; every message must carry it.
     :param messages: the messages with their new values, matched by id.
+    :param activity: ``True`` (an update) moves each session's ``updated_at`` to now in the
+        same transaction; ``False`` (erasure's redaction, housekeeping) leaves it as stored.
+    :param only_streaming: rewrite only the messages whose stored ``status`` is still
+        ``"streaming"``, checked in the same transaction; the others are left as stored and
+        not counted (so ``interrupt_streaming`` never undoes a reply finished meanwhile).
     :return: how many messages were rewritten.
     :raises NotFoundError: a message is not stored for this tenant (nothing changes).
     :raises ValidationError: a JSON field the store's codec refuses (nothing is stored).
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
+    """
+
+
+@hookspec
+def threadline_delete_messages(tenant_id: str, session_id: str, after_seq: int) -> int | None:
+    """Delete a session's messages with ``seq > after_seq`` (pop a reply, undo a round).
+
+    Tier: required. The session row stays. Seqs are never reused: the next append
+    continues after the highest seq ever assigned in the session, so a reader following
+    a session by ``after_seq`` never misses a message. A store's indexes (tool calls,
+    roles, windows) forget the deleted messages in the same transaction, and their ids
+    may be saved again (as new messages, with new seqs). Activity: the session's
+    ``updated_at`` moves to now when a message goes.
+
+    :param tenant_id: the caller's tenant.
+    :param session_id: the session.
+    :param after_seq: keep the messages with ``seq <= after_seq`` (0: delete them all).
+    :return: how many messages were deleted (0 for an unknown session).
     :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 
@@ -151,7 +177,8 @@ def threadline_load_window(
 def threadline_count_messages(tenant_id: str, session_id: str) -> int | None:
     """Count a session's messages.
 
-    Tier: derived (default: the last message's seq, one backwards ``read_messages``).
+    Tier: derived (default: ``read_messages`` of the whole session; seqs have gaps once
+    messages were deleted, so a store keeps a count to answer from an index).
 
     :param tenant_id: the caller's tenant.
     :param session_id: the session.
@@ -164,9 +191,11 @@ def threadline_count_messages(tenant_id: str, session_id: str) -> int | None:
 def threadline_interrupt_streaming(tenant_id: str, session_id: str) -> int | None:
     """Mark messages left ``streaming`` (by a crashed process) as ``interrupted``.
 
-    Tier: derived (default: ``read_messages`` + ``rewrite_messages``).
+    Tier: derived (default: ``read_messages`` + ``rewrite_messages(only_streaming=True)``).
 
-    When a message changes, the session's ``updated_at`` moves forward (activity).
+    Conditional: only rows still ``streaming`` when the write happens change, so a reply
+    finished meanwhile keeps its ending. When a message changes, the session's
+    ``updated_at`` moves forward (activity).
 
     :param tenant_id: the caller's tenant.
     :param session_id: the session being opened.

@@ -271,6 +271,24 @@ class Store:
         )
         return int(result or 0)
 
+    async def delete_messages(
+        self, tenant_id: IdLike, session_id: IdLike, *, after_seq: int
+    ) -> int:
+        """Delete the session's messages with ``seq > after_seq`` (0: all); return how many.
+
+        The session stays; seqs are never reused (the next message continues after the
+        highest seq the session ever had). See
+        :func:`threadline.hookspecs.threadline_delete_messages`.
+        """
+        _check_count(after_seq, "after_seq")
+        result = await self._write(
+            "threadline_delete_messages",
+            tenant_id=check_id(tenant_id, "tenant_id"),
+            session_id=check_id(session_id, "session_id"),
+            after_seq=after_seq,
+        )
+        return int(result)
+
     async def interrupt_streaming(self, tenant_id: IdLike, session_id: IdLike) -> int:
         """Mark replies left ``streaming`` by a crash as ``interrupted``; return how many."""
         result = await self._write(

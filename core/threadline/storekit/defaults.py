@@ -14,19 +14,20 @@ from typing import Any
 
 import attrs
 
-from threadline.errors import NotFoundError
+from threadline.errors import ConflictError, NotFoundError
 from threadline.ids import utcnow
 from threadline.models import Checkpoint, Message, Session
 from threadline.storekit import log
 from threadline.storekit.delta import SNAPSHOT_EVERY
 from threadline.storekit.erasure import redact
 from threadline.storekit.log import Hooks
-from threadline.storekit.records import CheckpointRecord
+from threadline.storekit.records import CheckpointRecord, StaleRecordError
 from threadline.storekit.window import orphaned_tool_results, window_start
 
 __all__ = ["DEFAULTS", "Default"]
 
 _PAGE = 500  # sessions per list_sessions call when a default walks a tenant
+_PLAN_TRIES = 8  # a prune or erase plan made stale by concurrent writes is made again
 
 
 @attrs.frozen
@@ -160,9 +161,9 @@ async def get_messages(
 
 @_default("threadline_read_messages")
 async def count_messages(hooks: Hooks, tenant_id: str, session_id: str) -> int:
-    # Seqs run from 1 without gaps (messages go only with their session): the last is the count.
-    last = await _read(hooks, tenant_id, session_id, limit=1, newest_first=True)
-    return (last[0].seq or 0) if last else 0
+    # Correct, not fast: seqs have gaps once messages were deleted (delete_messages), so the
+    # last seq is no count. A store keeps a count and overrides this for speed.
+    return len(await _read(hooks, tenant_id, session_id))
 
 
 @_default("threadline_read_messages")
@@ -213,20 +214,31 @@ async def update_message(hooks: Hooks, message: Message) -> Message:
         "threadline_rewrite_messages",
         tenant_id=message.tenant_id,
         messages=[attrs.evolve(message, user_id=stored.user_id)],
+        activity=True,
+        only_streaming=False,
     )
     return await _stored(hooks, stored)
 
 
 @_default("threadline_read_messages", "threadline_rewrite_messages")
 async def interrupt_streaming(hooks: Hooks, tenant_id: str, session_id: str) -> int:
+    """Conditional (``only_streaming``): a reply finished between the read and the rewrite
+    keeps its ending; only rows still ``streaming`` change, and only they are counted."""
     left = [
         attrs.evolve(m, status="interrupted")
         for m in await _read(hooks, tenant_id, session_id)
         if m.status == "streaming"
     ]
-    if left:
-        await hooks.call("threadline_rewrite_messages", tenant_id=tenant_id, messages=left)
-    return len(left)
+    if not left:
+        return 0
+    changed = await hooks.call(
+        "threadline_rewrite_messages",
+        tenant_id=tenant_id,
+        messages=left,
+        activity=True,
+        only_streaming=True,
+    )
+    return int(changed or 0)
 
 
 # -- checkpoints ----------------------------------------------------------------------------
@@ -241,13 +253,13 @@ async def create_checkpoint(hooks: Hooks, checkpoint: Checkpoint) -> Checkpoint:
 
 @_default("threadline_read_checkpoint_records")
 async def get_checkpoint(hooks: Hooks, tenant_id: str, checkpoint_id: str) -> Checkpoint | None:
-    chain = await hooks.call(
+    return await log.restore(
+        hooks,
         "threadline_read_checkpoint_records",
         tenant_id=tenant_id,
         checkpoint_id=checkpoint_id,
         chain=True,
     )
-    return log.checkpoint_of_chain(hooks, list(chain or ()))
 
 
 async def _records(
@@ -265,15 +277,19 @@ async def _records(
     )
 
 
-@_default("threadline_list_checkpoint_records", "threadline_read_checkpoint_records")
+@_default("threadline_list_checkpoint_records")
 async def get_latest_checkpoint(
     hooks: Hooks, tenant_id: str, session_id: str, agent_id: str | None
 ) -> Checkpoint | None:
-    latest = await _records(hooks, tenant_id, session_id, agent_id, True)
-    if not latest:
-        return None
-    found: Checkpoint | None = await get_checkpoint(hooks, tenant_id, latest[-1].id)
-    return found
+    # One store call: ``latest`` gives the newest record followed by its chain.
+    return await log.restore(
+        hooks,
+        "threadline_list_checkpoint_records",
+        tenant_id=tenant_id,
+        session_id=session_id,
+        agent_id=agent_id,
+        latest=True,
+    )
 
 
 @_default("threadline_list_checkpoint_records")
@@ -296,17 +312,42 @@ async def list_checkpoints(
 async def prune_checkpoints(
     hooks: Hooks, tenant_id: str, session_id: str, keep: int, dry_run: bool
 ) -> int:
-    records = await _records(hooks, tenant_id, session_id, None, False)
-    rewrites, doomed = log.prune_plan(records, keep)
-    if doomed and not dry_run:
+    for _ in range(_PLAN_TRIES):
+        records = await _records(hooks, tenant_id, session_id, None, False)
+        rewrites, doomed = log.prune_plan(records, keep)
+        if not doomed or dry_run:
+            return len(doomed)
+        if await _apply(hooks, tenant_id, session_id, records, rewrites, doomed):
+            return len(doomed)
+    raise _kept_changing(session_id)
+
+
+async def _apply(
+    hooks: Hooks,
+    tenant_id: str,
+    session_id: str,
+    read: Sequence[CheckpointRecord],
+    rewrites: Sequence[CheckpointRecord],
+    delete_ids: Sequence[str],
+) -> bool:
+    """Apply a plan made from ``read``; ``False`` when the session's records changed since
+    (the store refused the stale plan and nothing changed: plan again)."""
+    try:
         await hooks.call(
             "threadline_rewrite_checkpoint_records",
             tenant_id=tenant_id,
             session_id=session_id,
             records=rewrites,
-            delete_ids=doomed,
+            delete_ids=delete_ids,
+            expected_tags=log.session_tags(read),
         )
-    return len(doomed)
+    except StaleRecordError:
+        return False
+    return True
+
+
+def _kept_changing(session_id: str) -> ConflictError:
+    return ConflictError(f"session {session_id}'s checkpoints kept changing: try again")
 
 
 # -- retention ------------------------------------------------------------------------------
@@ -342,8 +383,9 @@ async def erase_user(hooks: Hooks, tenant_id: str, user_id: str, dry_run: bool) 
             continue
         messages = [redact(m) for m in await _read(hooks, tenant_id, sid) if m.user_id == user_id]
         counts["messages_redacted"] += len(messages)
-        n, rewrites = log.erase_plan(await _records(hooks, tenant_id, sid, None, False), user_id)
-        counts["checkpoints_redacted"] += n
+        counts["checkpoints_redacted"] += await _erase_checkpoints(
+            hooks, tenant_id, sid, user_id, dry_run
+        )
         foreign = []
         if calls:
             foreign = [
@@ -352,18 +394,30 @@ async def erase_user(hooks: Hooks, tenant_id: str, user_id: str, dry_run: bool) 
             counts["api_calls"] += len(foreign)
         if dry_run:
             continue
-        if messages:
-            await hooks.call("threadline_rewrite_messages", tenant_id=tenant_id, messages=messages)
-        if rewrites:
+        if messages:  # housekeeping, not activity: the session's updated_at stays
             await hooks.call(
-                "threadline_rewrite_checkpoint_records",
-                tenant_id=tenant_id, session_id=sid, records=rewrites, delete_ids=[],
+                "threadline_rewrite_messages", tenant_id=tenant_id, messages=messages,
+                activity=False, only_streaming=False,
             )  # fmt: skip
         if foreign:
             await hooks.call(
                 "threadline_delete_api_calls", tenant_id=tenant_id, api_call_ids=foreign
             )
     return counts
+
+
+async def _erase_checkpoints(
+    hooks: Hooks, tenant_id: str, session_id: str, user_id: str, dry_run: bool
+) -> int:
+    """Redact one session's checkpoint histories (planned again if a write came between)."""
+    for _ in range(_PLAN_TRIES):
+        records = await _records(hooks, tenant_id, session_id, None, False)
+        n, rewrites = log.erase_plan(records, user_id)
+        if not rewrites or dry_run:
+            return n
+        if await _apply(hooks, tenant_id, session_id, records, rewrites, ()):
+            return n
+    raise _kept_changing(session_id)
 
 
 async def _api_calls(hooks: Hooks, tenant_id: str, session_id: str) -> Sequence[Any]:

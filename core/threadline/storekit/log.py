@@ -8,8 +8,10 @@ has the format and the snapshot rule). This module does the rest, for every stor
   :class:`~threadline.storekit.delta.HistoryCache` when the write tag the store holds
   for it is the cached one (the insert hook checks the tag and refuses a stale one),
   else from its chain; a retry of a stored id comes back, other content conflicts;
-* **reading** (:func:`checkpoint_of_chain`, :func:`histories`): a history is rebuilt from
-  its chain, each record decoded once however many checkpoints share it;
+* **reading** (:func:`restore`, :func:`histories`): a history is rebuilt from its chain,
+  each record decoded once however many checkpoints share it, off the event loop (in a
+  :class:`~threadline.storekit.sync.SyncStore`'s own thread with the read, or in a worker
+  thread when the chain's text is large; see :data:`INLINE_CHARS`);
 * **the prune plan** (:func:`prune_plan`): keep the newest versions whole, a kept delta
   whose base goes is rewritten as a snapshot first;
 * **the erase-rewrite plan** (:func:`erase_plan`): every record whose own messages hold the
@@ -19,8 +21,10 @@ has the format and the snapshot rule). This module does the rest, for every stor
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -42,14 +46,25 @@ from threadline.storekit.erasure import redact_record
 from threadline.storekit.records import CheckpointRecord, StaleRecordError, id_conflict
 
 __all__ = [
+    "INLINE_CHARS",
     "Hooks",
+    "chain_history",
     "checkpoint_of_chain",
     "create_checkpoint",
     "erase_plan",
     "histories",
     "history_cache",
     "prune_plan",
+    "read_chain",
+    "restore",
+    "session_tags",
 ]
+
+INLINE_CHARS = 16_384
+"""A chain with at most this much record text is decoded on the event loop; a longer one
+in a worker thread. Measured (W5 history, 400-byte messages): decoding costs about 8 us per
+KiB and a hand-off to a thread about 60-100 us, so 16 KiB (~0.13 ms) stays far below the
+1 ms a loop may stall while the hand-off would be most of the cost."""
 
 
 class Hooks(Protocol):
@@ -82,24 +97,67 @@ def history_cache(hooks: Hooks) -> HistoryCache:
     return cache
 
 
-async def _chain(hooks: Hooks, tenant_id: str, checkpoint_id: str) -> list[CheckpointRecord]:
-    return list(
-        await hooks.call(
-            "threadline_read_checkpoint_records",
-            tenant_id=tenant_id,
-            checkpoint_id=checkpoint_id,
-            chain=True,
-        )
-        or ()
+Built = tuple[list[CheckpointRecord], tuple[Message, ...]]
+
+
+def _built(chain: Iterable[CheckpointRecord] | None) -> Built:
+    records = list(chain or ())
+    return records, chain_history(records)
+
+
+async def read_chain(hooks: Hooks, hook: str, **kwargs: Any) -> Built:
+    """Call the chain-reading ``hook`` (``read_checkpoint_records`` with ``chain``, or
+    ``list_checkpoint_records`` with ``latest``) and rebuild the head's history, off the loop.
+
+    On a :class:`~threadline.storekit.sync.SyncStore` whose hooks block, the read and the
+    rebuild run together in one :meth:`~threadline.storekit.sync.SyncStore.run_sync` of
+    ``hook`` (the store's reader thread, say): one hand-off. Otherwise the hook is awaited
+    and a chain longer than :data:`INLINE_CHARS` is rebuilt in a worker thread.
+    """
+    plugin = getattr(hooks, "plugin", None)
+    operation = getattr(getattr(plugin, hook, None), "sync_operation", None)
+    if operation is not None and getattr(plugin, "blocking", False):
+        op: Callable[..., Iterable[CheckpointRecord]] = getattr(plugin, operation)
+        run_sync = plugin.run_sync  # type: ignore[union-attr]
+        built: Built = await run_sync(hook, lambda: _built(op(**kwargs)))
+        return built
+    chain = list(await hooks.call(hook, **kwargs) or ())
+    if sum(len(r.record) for r in chain) > INLINE_CHARS:
+        return await asyncio.to_thread(_built, chain)
+    return _built(chain)
+
+
+async def _chain(hooks: Hooks, tenant_id: str, checkpoint_id: str) -> Built:
+    return await read_chain(
+        hooks,
+        "threadline_read_checkpoint_records",
+        tenant_id=tenant_id,
+        checkpoint_id=checkpoint_id,
+        chain=True,
     )
 
 
+async def restore(hooks: Hooks, hook: str, **kwargs: Any) -> Checkpoint | None:
+    """The checkpoint at the head of the chain ``hook`` reads (:func:`read_chain`), with its
+    history, which is cached for the next write on it."""
+    chain, history = await read_chain(hooks, hook, **kwargs)
+    if not chain:
+        return None
+    head = chain[0]
+    history_cache(hooks).put(head.id, head.tag, head.depth, history)
+    return _replace(head.checkpoint, history=history)
+
+
 def chain_history(chain: Sequence[CheckpointRecord]) -> tuple[Message, ...]:
-    """The history at the head of ``chain`` (the record first, its snapshot last)."""
+    """The history at the head of ``chain`` (the record first, its snapshot last). Only the
+    head's full checkpoint is read: an ancestor needs only its ids, record and depth."""
     if not chain:
         return ()
     if chain[-1].depth != 0:
         raise StoreError(f"checkpoint {chain[-1].id}'s chain has no snapshot; the store is damaged")
+    for child, parent in itertools.pairwise(chain):
+        if not child.depth or child.parent_id != parent.id:
+            raise StoreError(f"checkpoint {child.id}'s chain is broken; the store is damaged")
     head = chain[0].checkpoint
     return rebuild(
         [r.record for r in reversed(chain)], tenant_id=head.tenant_id, session_id=head.session_id
@@ -172,12 +230,11 @@ async def create_checkpoint(
         else:
             cached = cache.get(c.parent_id) if attempt == 0 else None
             if cached is None:
-                chain = await _chain(hooks, t, c.parent_id)
+                chain, parent = await _chain(hooks, t, c.parent_id)
                 if not chain or chain[0].checkpoint.session_id != sid:
                     raise NotFoundError(
                         f"parent checkpoint {c.parent_id} not found in this session"
                     )
-                parent = chain_history(chain)
                 cache.put(c.parent_id, chain[0].tag, chain[0].depth, parent)
                 parent_depth, parent_tag, history = chain[0].depth, chain[0].tag, parent
             else:
@@ -195,7 +252,10 @@ async def create_checkpoint(
         except StaleRecordError:
             continue  # the parent was rewritten meanwhile (erased, pruned): read it again
         if stored.tag != tag:  # the id was stored already: a retry, or a conflict
-            existing = checkpoint_of_chain(hooks, await _chain(hooks, t, c.id))
+            existing = await restore(
+                hooks, "threadline_read_checkpoint_records", tenant_id=t, checkpoint_id=c.id,
+                chain=True,
+            )  # fmt: skip
             assert existing is not None
             if attrs.evolve(_as_stored(c), version=existing.version) != existing:
                 raise id_conflict("checkpoint", c.id)
@@ -203,6 +263,11 @@ async def create_checkpoint(
         cache.put(c.id, tag, encoded.depth, c.history)
         return _replace(stored.checkpoint, history=c.history)
     raise ConflictError(f"checkpoint {c.id}: its parent kept changing while it was written")
+
+
+def session_tags(records: Iterable[CheckpointRecord]) -> dict[str, int]:
+    """The write tag of each record a plan read (``expected_tags`` of the rewrite hook)."""
+    return {r.id: r.tag for r in records}
 
 
 def prune_plan(

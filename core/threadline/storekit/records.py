@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import attrs
 
 from threadline.errors import ConflictError
-from threadline.models import Checkpoint
+from threadline.models import Checkpoint, builder
 
-__all__ = ["CheckpointRecord", "StaleRecordError", "id_conflict"]
+__all__ = ["CheckpointRecord", "StaleRecordError", "ancestor", "id_conflict"]
 
 
 @attrs.frozen
@@ -33,8 +35,48 @@ class CheckpointRecord:
         return self.checkpoint.parent_id
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ANCESTOR_DEFAULTS = {
+    "agent_id": None,
+    "node_id": None,
+    "input": None,
+    "input_type": None,
+    "history": (),
+    "tombstone": False,
+    "version": None,
+}
+
+
+def ancestor(
+    checkpoint_id: str,
+    parent_id: str | None,
+    tenant_id: str,
+    session_id: str,
+    record: str,
+    depth: int,
+    tag: int,
+) -> CheckpointRecord:
+    """A chain's ancestor as the log reads it: only its ids, record, depth and tag are
+    real (the other checkpoint fields are placeholders), so a store skips decoding them."""
+    checkpoint = _build_checkpoint(
+        id=checkpoint_id,
+        parent_id=parent_id,
+        tenant_id=tenant_id,
+        session_id=session_id,
+        state={},
+        properties={},
+        created_at=_EPOCH,
+        **_ANCESTOR_DEFAULTS,
+    )
+    return CheckpointRecord(checkpoint, record, depth, tag)
+
+
+_build_checkpoint = builder(Checkpoint)
+
+
 class StaleRecordError(ConflictError):
-    """A delta's parent record was rewritten after the delta was computed: compute it again."""
+    """A record a write was planned on changed meanwhile (a delta's parent rewritten, or a
+    session's records added, rewritten or deleted under a prune or erase plan): plan again."""
 
 
 def id_conflict(kind: str, record_id: str) -> ConflictError:

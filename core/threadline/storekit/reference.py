@@ -7,9 +7,10 @@ store that keeps its data in memory and persists a log of it::
 
     store = threadline.Store(ReferenceStore())
 
-**Indexes**: messages by session in seq order (seq ``n`` at index ``n - 1``) with the seqs of
-each role, and by id; checkpoint records by id and by session in version order; API calls
-by session and by id; sessions by tenant; agents by tenant and code. No read scans rows it
+**Indexes**: messages by session in seq order with their seqs (found by bisection: seqs
+have gaps once messages were deleted) and the seqs of each role, and by id; checkpoint
+records by id and by session in version order; API calls by session and by id; sessions by
+tenant; agents by tenant and code. No read scans rows it
 does not return, so a window or an id lookup costs the same in a small store as in a big one.
 
 **Writes** check everything first, then hand their whole effect to :meth:`commit` as a
@@ -29,7 +30,7 @@ from __future__ import annotations
 import bisect
 import json
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 import attrs
@@ -99,6 +100,7 @@ _ROWS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
     "agents": (AgentRecord.to_dict, AgentRecord.from_dict),
     "providers": (ProviderRecord.to_dict, ProviderRecord.from_dict),
     **dict.fromkeys(("drop_sessions", "drop_records", "drop_calls"), (str, str)),
+    "drop_messages": (list, tuple),  # (session id, after_seq, highest seq ever assigned)
 }
 
 
@@ -124,12 +126,16 @@ class Change(NamedTuple):
 class ReferenceStore(SyncStore):
     """All data in indexed dicts of this object."""
 
+    blocking = False  # dict operations: the hooks run inline (see run_sync)
+
     def __init__(self) -> None:
         self._writer = threading.RLock()  # one writer at a time: check, then commit
         self._lock = threading.RLock()  # apply and reads
         self._sessions: dict[str, Session] = {}
         self._tenant_sessions: dict[str, dict[str, None]] = {}  # tenant -> session ids
-        self._messages: dict[str, list[Message]] = {}  # by session; seq n at index n - 1
+        self._messages: dict[str, list[Message]] = {}  # by session, in seq order
+        self._seqs: dict[str, list[int]] = {}  # by session: the seqs of _messages
+        self._last_seq: dict[str, int] = {}  # by session: the highest seq ever assigned
         self._roles: dict[str, dict[str, list[int]]] = {}  # session -> role -> seqs
         self._message_at: dict[str, tuple[str, int]] = {}  # message id -> (session id, seq)
         self._records: dict[str, dict[str, CheckpointRecord]] = {}  # by session, by version
@@ -163,18 +169,33 @@ class ReferenceStore(SyncStore):
     def _put_sessions(self, s: Session) -> None:
         if s.id not in self._sessions:
             self._tenant_sessions.setdefault(s.tenant_id, {})[s.id] = None
-            self._messages[s.id], self._roles[s.id] = [], {}
+            self._messages[s.id], self._seqs[s.id], self._roles[s.id] = [], [], {}
+            self._last_seq[s.id] = 0
             self._records[s.id], self._calls[s.id] = {}, {}
         self._sessions[s.id] = s
 
     def _put_messages(self, m: Message) -> None:
-        log, seq = self._messages[m.session_id], m.seq or 0
-        if seq <= len(log):
-            log[seq - 1] = m
+        sid, seq = m.session_id, m.seq or 0
+        log, seqs = self._messages[sid], self._seqs[sid]
+        if seqs and seq <= seqs[-1]:  # a rewrite
+            log[bisect.bisect_left(seqs, seq)] = m
             return
         log.append(m)
-        self._roles[m.session_id].setdefault(m.role, []).append(seq)
-        self._message_at[m.id] = (m.session_id, seq)
+        seqs.append(seq)
+        self._roles[sid].setdefault(m.role, []).append(seq)
+        self._message_at[m.id] = (sid, seq)
+        self._last_seq[sid] = max(self._last_seq[sid], seq)
+
+    def _put_drop_messages(self, row: tuple[str, int, int]) -> None:
+        sid, after_seq, last_seq = row
+        seqs = self._seqs[sid]
+        cut = bisect.bisect_right(seqs, after_seq)
+        for m in self._messages[sid][cut:]:
+            del self._message_at[m.id]
+        del self._messages[sid][cut:], seqs[cut:]
+        for role_seqs in self._roles[sid].values():
+            del role_seqs[bisect.bisect_right(role_seqs, after_seq) :]
+        self._last_seq[sid] = max(self._last_seq[sid], last_seq)
 
     def _put_records(self, r: CheckpointRecord) -> None:
         self._records[r.checkpoint.session_id][r.id] = r
@@ -197,7 +218,7 @@ class ReferenceStore(SyncStore):
     def _put_drop_sessions(self, session_id: str) -> None:
         s = self._sessions.pop(session_id)
         del self._tenant_sessions[s.tenant_id][session_id]
-        del self._roles[session_id]
+        del self._roles[session_id], self._seqs[session_id], self._last_seq[session_id]
         for m in self._messages.pop(session_id):
             del self._message_at[m.id]
         for r in self._records.pop(session_id):
@@ -219,6 +240,9 @@ class ReferenceStore(SyncStore):
             for sid, session in self._sessions.items():
                 yield Change("sessions", (session,))
                 yield Change("messages", tuple(self._messages[sid]))
+                seqs, last = self._seqs[sid], self._last_seq[sid]
+                if last > (seqs[-1] if seqs else 0):  # deleted seqs are never given again
+                    yield Change("drop_messages", ((sid, last, last),))
                 yield Change("calls", tuple(self._calls[sid].values()))
                 yield Change("records", tuple(self._records[sid].values()))
 
@@ -302,7 +326,7 @@ class ReferenceStore(SyncStore):
             session = self._require(messages[0].tenant_id, messages[0].session_id)
             if len({m.id for m in messages}) != len(messages):
                 raise ValidationError("save_messages got the same message id twice")
-            log = self._messages[session.id]
+            last = self._last_seq[session.id]
             out: list[Message] = []
             fresh: list[Message] = []
             for m in messages:  # check everything before writing anything
@@ -312,7 +336,7 @@ class ReferenceStore(SyncStore):
                 if where is not None:
                     out.append(self._stored(m.id))
                 else:
-                    out.append(_copy(m, seq=len(log) + len(fresh) + 1))
+                    out.append(_copy(m, seq=last + len(fresh) + 1))
                     fresh.append(out[-1])
             if fresh:
                 self.commit([Change("messages", tuple(fresh)), self._touched(session)])
@@ -320,8 +344,11 @@ class ReferenceStore(SyncStore):
 
     def _stored(self, message_id: str) -> Message:
         """The stored message with this id, through the id index (never a scan)."""
-        sid, seq = self._message_at[message_id]
-        return self._messages[sid][seq - 1]
+        return self._at(*self._message_at[message_id])
+
+    def _at(self, session_id: str, seq: int) -> Message:
+        """The stored message at ``seq`` (present) of a session, by bisection."""
+        return self._messages[session_id][bisect.bisect_left(self._seqs[session_id], seq)]
 
     def read_messages(
         self,
@@ -337,27 +364,23 @@ class ReferenceStore(SyncStore):
             if self._session(tenant_id, session_id) is None:
                 return []
             log = self._messages[session_id]
-            end = len(log) if before_seq is None else min(max(before_seq - 1, 0), len(log))
-            if role is None:  # seq n is at index n - 1
-                lo, hi = min(after_seq, end), end
-                if limit is not None:
-                    lo, hi = (
-                        (max(lo, hi - limit), hi) if newest_first else (lo, min(hi, lo + limit))
-                    )
+            seqs = self._seqs[session_id] if role is None else self._roles[session_id].get(role, [])
+            lo = bisect.bisect_right(seqs, after_seq)
+            hi = len(seqs) if before_seq is None else bisect.bisect_left(seqs, before_seq)
+            hi = max(lo, hi)
+            if limit is not None:
+                lo, hi = (max(lo, hi - limit), hi) if newest_first else (lo, min(hi, lo + limit))
+            if role is None:
                 found = log[lo:hi]
-            else:  # the role's seqs, found by bisection
-                seqs = self._roles[session_id].get(role, [])
-                lo, hi = bisect.bisect_right(seqs, after_seq), bisect.bisect_right(seqs, end)
-                if limit is not None:
-                    lo, hi = (
-                        (max(lo, hi - limit), hi) if newest_first else (lo, min(hi, lo + limit))
-                    )
-                found = [log[seq - 1] for seq in seqs[lo:hi]]
+            else:  # the role's seqs, each found by bisection
+                found = [self._at(session_id, seq) for seq in seqs[lo:hi]]
         if newest_first:
             found.reverse()
         return found
 
-    def rewrite_messages(self, tenant_id: str, messages: Sequence[Message]) -> int:
+    def rewrite_messages(
+        self, tenant_id: str, messages: Sequence[Message], activity: bool, only_streaming: bool
+    ) -> int:
         with self._writer:
             rows: list[Message] = []
             touched: dict[str, Change] = {}
@@ -366,6 +389,8 @@ class ReferenceStore(SyncStore):
                 if sid is None or self._sessions[sid].tenant_id != tenant_id:
                     raise NotFoundError(f"message {m.id} not found for this tenant")
                 stored = self._stored(m.id)
+                if only_streaming and stored.status != "streaming":
+                    continue  # finished meanwhile: its ending stays
                 rows.append(
                     _copy(
                         stored,
@@ -377,10 +402,28 @@ class ReferenceStore(SyncStore):
                         user_id=m.user_id,
                     )  # fmt: skip
                 )
-                touched[sid] = self._touched(self._sessions[sid])
+                if activity:
+                    touched[sid] = self._touched(self._sessions[sid])
             if rows:
                 self.commit([Change("messages", tuple(rows)), *touched.values()])
             return len(rows)
+
+    def delete_messages(self, tenant_id: str, session_id: str, after_seq: int) -> int:
+        with self._writer:
+            session = self._session(tenant_id, session_id)
+            if session is None:
+                return 0
+            seqs = self._seqs[session_id]
+            gone = len(seqs) - bisect.bisect_right(seqs, after_seq)
+            if gone:
+                row = (session_id, after_seq, self._last_seq[session_id])
+                self.commit([Change("drop_messages", (row,)), self._touched(session)])
+            return gone
+
+    # Derived, kept: the length of the session's list (the default reads every message).
+    def count_messages(self, tenant_id: str, session_id: str) -> int:
+        with self._lock:
+            return len(self._messages[session_id]) if self._session(tenant_id, session_id) else 0
 
     # -- checkpoint records ---------------------------------------------------------------
 
@@ -421,14 +464,18 @@ class ReferenceStore(SyncStore):
         self, tenant_id: str, checkpoint_id: str, chain: bool
     ) -> list[CheckpointRecord]:
         with self._lock:
-            out = []
-            record = self._find_record(checkpoint_id)
-            while record is not None and record.checkpoint.tenant_id == tenant_id:
-                out.append(record)
-                if not chain or not record.depth:
-                    break
-                record = self._find_record(record.parent_id or "")
-            return out
+            return self._chain(tenant_id, self._find_record(checkpoint_id), chain)
+
+    def _chain(
+        self, tenant_id: str, record: CheckpointRecord | None, chain: bool
+    ) -> list[CheckpointRecord]:
+        out = []
+        while record is not None and record.checkpoint.tenant_id == tenant_id:
+            out.append(record)
+            if not chain or not record.depth:
+                break
+            record = self._find_record(record.parent_id or "")
+        return out
 
     def list_checkpoint_records(
         self, tenant_id: str, session_id: str | None, agent_id: str | None, latest: bool
@@ -451,7 +498,7 @@ class ReferenceStore(SyncStore):
                 )
                 if agent_id in (None, r.checkpoint.agent_id)
             ]
-        return found[:1] if latest else found
+            return self._chain(tenant_id, found[0], True) if latest and found else found
 
     def rewrite_checkpoint_records(
         self,
@@ -459,10 +506,13 @@ class ReferenceStore(SyncStore):
         session_id: str,
         records: Sequence[CheckpointRecord],
         delete_ids: Sequence[str],
+        expected_tags: Mapping[str, int],
     ) -> int:
         with self._writer:
             self._require(tenant_id, session_id)
             stored = self._records[session_id]
+            if {i: r.tag for i, r in stored.items()} != dict(expected_tags):
+                raise StaleRecordError(f"session {session_id}'s checkpoints changed meanwhile")
             rows = tuple(
                 attrs.evolve(stored[r.id], record=r.record, depth=r.depth, tag=r.tag)
                 for r in records

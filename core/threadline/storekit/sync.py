@@ -12,6 +12,13 @@ store writes a one-line shim per hook, and one method decides which thread runs 
 
 A class that defines the ``threadline_*`` hook itself keeps its own (an async hook that
 needs no thread, say).
+
+The core's defaults may run more than the operation in the same :meth:`SyncStore.run_sync`
+call: restoring a checkpoint reads its chain and rebuilds the history there, so the
+decoding happens in the store's thread with the read, in one hand-off
+(:func:`threadline.storekit.log.read_chain`). A store whose operations never block (all in
+memory) sets :attr:`SyncStore.blocking` to ``False``: the core then calls its hooks as any
+other and decodes a long chain in a worker thread itself.
 """
 
 from __future__ import annotations
@@ -32,6 +39,10 @@ _PREFIX = "threadline_"
 
 class SyncStore:
     """Base class: each method named after a persistence hook becomes that async hook."""
+
+    blocking: bool = True
+    """Whether the operations block (I/O): ``run_sync`` then picks a thread for them, and
+    the core runs a restore's decoding in the same call."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -63,6 +74,7 @@ def _as_hook(hook: str, operation: Callable[..., Any]) -> Callable[..., Any]:
 
     # pluggy reads the argument names through ``__wrapped__`` (set by ``wraps``): the
     # operation's own, so the hook receives exactly what the operation names.
+    implementation.sync_operation = name  # type: ignore[attr-defined]  # for storekit.log
     implementation.__name__ = hook
     implementation.__qualname__ = f"{operation.__qualname__.rpartition('.')[0]}.{hook}"
     return hookimpl(implementation)

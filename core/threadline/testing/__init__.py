@@ -17,7 +17,8 @@ fixture that yields an open, empty :class:`threadline.Store`::
 Needs ``pytest`` and ``pytest-asyncio`` (``pip install threadline[testing]``).
 Each group can also be used alone: :class:`MessageConformance`,
 :class:`SessionConformance`, :class:`TenancyConformance`,
-:class:`CheckpointConformance`, :class:`AgentConfigConformance`,
+:class:`CheckpointConformance`, :class:`ContractConformance`,
+:class:`MessageDeletionConformance`, :class:`AgentConfigConformance`,
 :class:`BadInputConformance`, :class:`RetentionConformance`,
 :class:`DurabilityConformance`, :class:`ScalingConformance`.
 
@@ -40,6 +41,7 @@ from threadline.testing._support import reopen_by_url
 from threadline.testing.agent_configs import AgentConfigConformance
 from threadline.testing.bad_input import BadInputConformance
 from threadline.testing.checkpoints import CheckpointConformance
+from threadline.testing.contract import ContractConformance, MessageDeletionConformance
 from threadline.testing.durability import DurabilityConformance
 from threadline.testing.messages import MessageConformance
 from threadline.testing.retention import RetentionConformance
@@ -51,8 +53,10 @@ __all__ = [
     "AgentConfigConformance",
     "BadInputConformance",
     "CheckpointConformance",
+    "ContractConformance",
     "DurabilityConformance",
     "MessageConformance",
+    "MessageDeletionConformance",
     "RetentionConformance",
     "ScalingConformance",
     "SessionConformance",
@@ -67,6 +71,8 @@ class StoreConformance(
     SessionConformance,
     TenancyConformance,
     CheckpointConformance,
+    ContractConformance,
+    MessageDeletionConformance,
     AgentConfigConformance,
     BadInputConformance,
     RetentionConformance,

@@ -22,7 +22,7 @@ the order of writes keeps each operation crash-safe:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -152,6 +152,12 @@ class CheckpointFiles(StoreFiles):
         if located is None or located[2].checkpoint.tenant_id != tenant_id:
             return []
         sd, _, record, base = located
+        return self._chain(sd, record, base, chain)
+
+    def _chain(
+        self, sd: str, record: CheckpointRecord, base: int | None, chain: bool = True
+    ) -> list[CheckpointRecord]:
+        """``record`` and, with ``chain``, the records it builds on back to a snapshot."""
         out = [record]
         while chain and record.depth:
             found = self._read(sd, base or 0)
@@ -181,6 +187,12 @@ class CheckpointFiles(StoreFiles):
             sd = layout.session_dir(tenant_id, session_id)
             if self._session_doc(sd) is None:
                 return []
+            if latest:  # a restore: the newest record, then its chain
+                for version in reversed(self._numbers(layout.checkpoints_dir(sd))):
+                    found = self._read(sd, version)
+                    if found is not None and agent_id in (None, found[0].checkpoint.agent_id):
+                        return self._chain(sd, *found)
+                return []
             return self._session_records(sd, agent_id, latest)
         sessions = []
         for name in self.backend.listdir(layout.sessions_dir(tenant_id)):
@@ -202,11 +214,15 @@ class CheckpointFiles(StoreFiles):
         session_id: str,
         records: Sequence[CheckpointRecord],
         delete_ids: Sequence[str],
+        expected_tags: Mapping[str, int],
     ) -> int:
         sd = self._require_session(tenant_id, session_id)
         changed = 0
         with self._locked(sd, f"session {session_id} not found for this tenant"):
             self._require_session(tenant_id, session_id)
+            tags = {r.id: r.tag for r in self._session_records(sd, None, False)}
+            if tags != dict(expected_tags):  # written, rewritten or deleted since the plan
+                raise StaleRecordError(f"session {session_id}'s checkpoints changed meanwhile")
             for r in sorted(records, key=lambda r: r.checkpoint.version or 0, reverse=True):
                 version = r.checkpoint.version or 0
                 doc = self._checkpoint_doc(sd, version)

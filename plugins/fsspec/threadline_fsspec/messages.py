@@ -324,8 +324,18 @@ class MessageFiles(StoreFiles):
             self.backend.write(f"{sd}/head.json", encode(head, "head"), durable=False)
         return [stored[m.id] for m in messages]
 
-    def rewrite_messages(self, tenant_id: str, messages: Sequence[Message]) -> int:
-        return len(self._rewrite(tenant_id, messages, keep_user=False))
+    def rewrite_messages(
+        self, tenant_id: str, messages: Sequence[Message], activity: bool, only_streaming: bool
+    ) -> int:
+        return len(
+            self._rewrite(
+                tenant_id,
+                messages,
+                keep_user=False,
+                activity=activity,
+                only_streaming=only_streaming,
+            )  # fmt: skip
+        )
 
     # Override: a streaming reply's every flush; one message found through the id index
     # (the default reads a page of the session before and after the rewrite).
@@ -334,10 +344,18 @@ class MessageFiles(StoreFiles):
         return stored
 
     def _rewrite(
-        self, tenant_id: str, messages: Sequence[Message], *, keep_user: bool
+        self,
+        tenant_id: str,
+        messages: Sequence[Message],
+        *,
+        keep_user: bool,
+        activity: bool = True,
+        only_streaming: bool = False,
     ) -> list[Message]:
         """Replace stored messages' fields (``user_id`` too unless ``keep_user``), all found
-        first under the locks of their sessions; the stored messages, in order."""
+        first under the locks of their sessions; the stored messages, in order. With
+        ``only_streaming`` a message no longer streaming is left (and not returned);
+        without ``activity`` the sessions' ``updated_at`` stays."""
         folders = set()
         for m in messages:
             located = self._entry("messages", m.id)
@@ -353,6 +371,8 @@ class MessageFiles(StoreFiles):
                 found = self._find_message(m.id, loaded)
                 if found is None or found.data["tenant_id"] != tenant_id:
                     raise NotFoundError(f"message {m.id} not found for this tenant")
+                if only_streaming and found.data["status"] != "streaming":
+                    continue  # finished meanwhile: its ending stays
                 found.segment.messages[found.index] = {
                     **found.data,
                     "content": m.content,
@@ -369,7 +389,7 @@ class MessageFiles(StoreFiles):
                     marker = self._marker(f.session_dir, f.data["seq"], f.data["id"])
                     self.backend.write(marker, encode({"segment": f.segment.start}, "marker"))
                 self._index_calls(f.session_dir, f.segment.start, [f.data])
-            for sd in folders:
+            for sd in folders if activity else ():
                 self._touch(sd)
             for (sd, start), payload in payloads.items():
                 self.backend.write(layout.segment_file(sd, start), payload)

@@ -9,7 +9,7 @@ of the reference's indexes, measured faster than the defaults (``benchmarks/benc
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left
 
 from threadline.hookspecs import hookimpl
 from threadline.models import Message
@@ -49,15 +49,12 @@ class MemoryStore(ReferenceStore):
         with self._lock:
             if self._session(tenant_id, session_id) is None:
                 return []
-            log = self._messages[session_id]
+            log, seqs = self._messages[session_id], self._seqs[session_id]
             start = window_start(log, last_rounds)  # scans back from the end only
+            first = seqs[start] if start < len(seqs) else (seqs[-1] + 1 if seqs else 1)
             systems = self._roles[session_id].get("system", [])
-            return [log[seq - 1] for seq in systems[: bisect_right(systems, start)]] + log[start:]
-
-    @hookimpl
-    def threadline_count_messages(self, tenant_id: str, session_id: str) -> int:
-        with self._lock:
-            return len(self._messages[session_id]) if self._session(tenant_id, session_id) else 0
+            head = systems[: bisect_left(systems, first)]  # the system messages before it
+            return [self._at(session_id, seq) for seq in head] + log[start:]
 
     @hookimpl
     def threadline_get_messages(

@@ -130,7 +130,11 @@ async def test_rewrite_messages_is_all_or_nothing(store: threadline.Store) -> No
     first, second = await store.save_messages(
         [conv.message("user", "a"), conv.message("user", "b")]
     )
-    rewrite = pg(store).threadline_rewrite_messages
+    plugin = pg(store)
+
+    async def rewrite(tenant_id: str, messages: list[Message]) -> int:
+        return await plugin.threadline_rewrite_messages(tenant_id, messages, True, False)
+
     stranger = conv.message("user", "never stored")
     with pytest.raises(NotFoundError):
         await rewrite(conv.tenant_id, [attrs.evolve(first, content="x"), stranger])
@@ -170,8 +174,14 @@ async def test_record_hooks_refuse_a_stale_parent_and_rewrite_whole(
     with pytest.raises(StaleRecordError):
         await plugin.threadline_insert_checkpoint_record(child, chain[0].tag + 1)
     with pytest.raises(NotFoundError):
-        await plugin.threadline_rewrite_checkpoint_records(new_id(), s, [], [made[0].id])
-    assert await plugin.threadline_list_checkpoint_records(t, s, None, True) == [chain[0]]
+        await plugin.threadline_rewrite_checkpoint_records(new_id(), s, [], [made[0].id], {})
+    latest = await plugin.threadline_list_checkpoint_records(t, s, None, True)
+    assert latest[0] == chain[0]  # the newest record whole, then its chain
+    assert [r.id for r in latest] == [r.id for r in chain]
+    with pytest.raises(StaleRecordError):  # a plan made before the last checkpoint is stale
+        await plugin.threadline_rewrite_checkpoint_records(
+            t, s, [], [made[0].id], {r.id: r.tag for r in chain[1:]}
+        )
     assert await store.list_checkpoints(t, session_id=s) == made
 
 

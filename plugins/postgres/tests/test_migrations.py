@@ -125,6 +125,7 @@ async def test_an_existing_database_gains_the_user_indexes(
             assert await store.migrate() == [
                 "0004_message_user_index",
                 "0005_api_call_user_index",
+                "0006_deleted_seqs",
             ]
             assert await store.migrate() == []
             assert [m.id for m in await store.get_messages(t, s)] == [message.id]
@@ -139,6 +140,7 @@ async def test_an_existing_database_gains_the_user_indexes(
         assert await migrate(conn, config) == [
             "0004_message_user_index",
             "0005_api_call_user_index",
+            "0006_deleted_seqs",
         ]
     finally:
         await conn.close()

@@ -10,7 +10,7 @@ counter, bumped in the insert's transaction, so writers queue on the session row
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -21,9 +21,23 @@ from threadline.hookspecs import hookimpl
 from threadline.storekit.log import prune_plan
 from threadline.storekit.records import CheckpointRecord, StaleRecordError, id_conflict
 from threadline_postgres.pool import Duplicate, PooledStore
-from threadline_postgres.rows import checkpoint_params, record_from_row, record_param
+from threadline_postgres.rows import (
+    ancestor_from_row,
+    checkpoint_params,
+    record_from_row,
+    record_param,
+)
 
 __all__ = ["CheckpointRecords"]
+
+
+def chain_records(rows: Iterable[Any]) -> list[CheckpointRecord]:
+    """A chain's rows (head first) as records; an ancestor's JSON fields are not decoded
+    (the log reads only its ids, record, depth and tag)."""
+    out: list[CheckpointRecord] = []
+    for row in rows:
+        out.append(ancestor_from_row(row) if out else record_from_row(row))
+    return out
 
 
 class _AlreadyStored(ThreadlineError):
@@ -85,7 +99,7 @@ class CheckpointRecords(PooledStore):
         """The record, and with ``chain`` its bases back to the snapshot, in one query."""
         query = self.sql.checkpoint_chain if chain else self.sql.checkpoint_record
         rows = await self._fetch("read_checkpoint_records", query, checkpoint_id, tenant_id)
-        return [record_from_row(r) for r in rows]
+        return chain_records(rows)
 
     @hookimpl
     async def threadline_list_checkpoint_records(
@@ -96,9 +110,13 @@ class CheckpointRecords(PooledStore):
         if session_id is None:
             rows = await self._fetch(what, self.sql.tenant_records, tenant_id, agent_id)
             rows = rows[-1:] if latest else rows
+        elif latest:  # a restore: the newest record and its chain, one query
+            rows = await self._fetch(what, self.sql.latest_chain, session_id, tenant_id, agent_id)
+            return chain_records(rows)
         else:
-            query = self.sql.latest_record if latest else self.sql.session_records
-            rows = await self._fetch(what, query, session_id, tenant_id, agent_id)
+            rows = await self._fetch(
+                what, self.sql.session_records, session_id, tenant_id, agent_id
+            )
         return [record_from_row(r) for r in rows]
 
     @hookimpl
@@ -108,12 +126,20 @@ class CheckpointRecords(PooledStore):
         session_id: str,
         records: Sequence[CheckpointRecord],
         delete_ids: Sequence[str],
+        expected_tags: Mapping[str, int],
     ) -> int:
-        """Rewrite and delete in one transaction, the session row locked."""
+        """Rewrite and delete in one transaction, the session row locked (an insert holds
+        it too), if the session's records still carry the tags the plan read."""
 
         async def run(conn: asyncpg.Connection) -> int:
             if await conn.fetchrow(self.sql.lock_session, session_id, tenant_id) is None:
                 raise NotFoundError(f"session {session_id} not found for this tenant")
+            tags = {
+                r["id"]: r["history_tag"]
+                for r in await conn.fetch(self.sql.session_tags, session_id)
+            }
+            if tags != dict(expected_tags):
+                raise StaleRecordError(f"session {session_id}'s checkpoints changed meanwhile")
             return await self._rewrite_records(conn, session_id, records, delete_ids)
 
         return await self._call("rewrite_checkpoint_records", run, transaction=True)

@@ -27,7 +27,7 @@ from threadline.models import (
     ToolCall,
     trusted,
 )
-from threadline.storekit.records import CheckpointRecord
+from threadline.storekit.records import CheckpointRecord, ancestor
 from threadline_postgres.codec import (
     decode_opt,
     decode_text,
@@ -347,6 +347,14 @@ def record_from_row(r: Any) -> CheckpointRecord:
     _set(c, "created_at", moment(created_at))
     _set(c, "history", ())
     return CheckpointRecord(c, _record_text(text), depth, tag)
+
+
+def ancestor_from_row(r: Any) -> CheckpointRecord:
+    """A chain's ancestor from a row: only its ids, record, depth and tag are decoded
+    (:func:`threadline.storekit.records.ancestor`)."""
+    (id_, session_id, tenant_id, _, _, parent_id, _, _, _, _, _, _, _, _, text, depth,
+     tag) = r  # fmt: skip
+    return ancestor(id_, parent_id, tenant_id, session_id, _record_text(text), depth, tag)
 
 
 def checkpoint_params(checkpoint: Checkpoint) -> tuple[tuple[Any, ...], Checkpoint]:

@@ -208,12 +208,19 @@ _API_CALL_USER = """
 CREATE INDEX IF NOT EXISTS entity_api_call_tenant_user ON {entity_api_call} (tenant_id, user_id);
 """
 
+# Messages may be deleted from a session's end (threadline_delete_messages) and seqs are
+# never reused: the count is last_seq - deleted_seqs, still one row read.
+_DELETED_SEQS = """
+ALTER TABLE {entity_session} ADD COLUMN IF NOT EXISTS deleted_seqs bigint NOT NULL DEFAULT 0;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial_schema", _INITIAL),
     Migration("0002_incremental_checkpoints", _INCREMENTAL_CHECKPOINTS),
     Migration("0003_prunable_checkpoints", _PRUNABLE_CHECKPOINTS),
     Migration("0004_message_user_index", _MESSAGE_USER),
     Migration("0005_api_call_user_index", _API_CALL_USER),
+    Migration("0006_deleted_seqs", _DELETED_SEQS),
 )
 """Every migration, in the order they apply. Append only; never edit an applied one."""
 

@@ -132,14 +132,34 @@ class Statements:
                              name = n.name, metadata = n.metadata, user_id = n.user_id
             FROM n WHERE m.id = n.id AND m.tenant_id = $1::uuid"""
         self.redact_messages = f"{arrays} {rewrite} RETURNING m.id"
-        self.rewrite_messages = f"""{arrays}, touch AS (
+        touch = f"""{arrays}, touch AS (
                 UPDATE {S} SET updated_at = GREATEST(updated_at, now())
                 WHERE tenant_id = $1::uuid AND id IN (
                     SELECT m.session_id FROM {M} m JOIN n ON m.id = n.id
                     WHERE m.tenant_id = $1::uuid)
                 RETURNING id
-            ) {rewrite} AND m.session_id IN (SELECT id FROM touch)
-            RETURNING m.id"""
+            ) {rewrite} AND m.session_id IN (SELECT id FROM touch)"""
+        # By (activity, only_streaming): activity moves updated_at; only_streaming leaves
+        # a row finished meanwhile as it is (the status is checked by the UPDATE itself).
+        streaming = " AND m.status = 'streaming'"
+        self.rewrite_messages = {
+            (True, False): f"{touch} RETURNING m.id",
+            (True, True): f"{touch}{streaming} RETURNING m.id",
+            (False, False): self.redact_messages,
+            (False, True): f"{arrays} {rewrite}{streaming} RETURNING m.id",
+        }
+        self.messages_of_tenant = (
+            f"SELECT id FROM {M} WHERE id = ANY($2::uuid[]) AND tenant_id = $1::uuid"
+        )
+        self.delete_messages = f"""
+            WITH gone AS (
+                DELETE FROM {M} WHERE session_id = $1::uuid AND tenant_id = $2::uuid
+                  AND seq > $3::bigint RETURNING 1
+            ), n AS (SELECT count(*) AS n FROM gone)
+            UPDATE {S} SET deleted_seqs = deleted_seqs + n.n,
+                           updated_at = GREATEST(updated_at, now())
+            FROM n WHERE id = $1::uuid AND tenant_id = $2::uuid AND n.n > 0
+            RETURNING n.n"""
         # Reads by seq range: $3 < seq < $4, at most $5 (NULL: all), either way, a role or all.
         self.read_messages = {
             (newest, role): f"""
@@ -176,7 +196,8 @@ class Statements:
                     AND call_ids && $4::text[]) c
             WHERE c.seq IS NOT NULL"""
         self.count_messages = (
-            f"SELECT last_seq FROM {S} WHERE id = $1::uuid AND tenant_id = $2::uuid"
+            f"SELECT last_seq - deleted_seqs AS n FROM {S} "
+            "WHERE id = $1::uuid AND tenant_id = $2::uuid"
         )
         self.interrupt_streaming = f"""
             WITH touch AS (
@@ -309,6 +330,19 @@ class Statements:
                 FROM {C} b JOIN chain ON b.id = chain.history_base
             )
             SELECT {CHECKPOINT_COLUMNS} FROM chain ORDER BY depth"""
+        # The newest record of a session (of an agent) and its chain: a restore in one query.
+        self.latest_chain = f"""
+            WITH RECURSIVE chain AS (
+                (SELECT {CHECKPOINT_COLUMNS}, 0 AS depth FROM {C}
+                 WHERE session_id = $1::uuid AND tenant_id = $2::uuid
+                   AND ($3::uuid IS NULL OR agent_id = $3::uuid)
+                 ORDER BY version DESC LIMIT 1)
+                UNION ALL
+                SELECT {_qualified("b", CHECKPOINT_COLUMNS)}, chain.depth + 1
+                FROM {C} b JOIN chain ON b.id = chain.history_base
+            )
+            SELECT {CHECKPOINT_COLUMNS} FROM chain ORDER BY depth"""
+        self.session_tags = f"SELECT id, history_tag FROM {C} WHERE session_id = $1::uuid"
         self.checkpoint_record = (
             f"SELECT {CHECKPOINT_COLUMNS} FROM {C} WHERE id = $1::uuid AND tenant_id = $2::uuid"
         )

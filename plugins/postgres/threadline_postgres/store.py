@@ -250,15 +250,19 @@ class PostgresStore(Retention):
         return [message_from_row(r) for r in await self._fetch("read_messages", query, *args)]
 
     @hookimpl
-    async def threadline_rewrite_messages(self, tenant_id: str, messages: Sequence[Message]) -> int:
+    async def threadline_rewrite_messages(
+        self, tenant_id: str, messages: Sequence[Message], activity: bool, only_streaming: bool
+    ) -> int:
         """Replace the mutable fields of every message in one statement, all or nothing."""
         wanted = {m.id for m in messages}
+        sql = self.sql.rewrite_messages[activity, only_streaming]
 
         async def run(conn: asyncpg.Connection) -> int:
-            rows = await conn.fetch(
-                self.sql.rewrite_messages, tenant_id, *rewrite_columns(messages)
-            )
-            missing = wanted - {r["id"] for r in rows}
+            rows = await conn.fetch(sql, tenant_id, *rewrite_columns(messages))
+            found = rows
+            if only_streaming:  # a row finished meanwhile is skipped, not missing
+                found = await conn.fetch(self.sql.messages_of_tenant, tenant_id, list(wanted))
+            missing = wanted - {r["id"] for r in found}
             if missing or any(m.tenant_id != tenant_id for m in messages):
                 raise NotFoundError(f"message {min(missing or wanted)} not found for this tenant")
             return len(rows)
@@ -318,12 +322,24 @@ class PostgresStore(Retention):
             rows = await self._fetch(what, sql.window_from, session_id, tenant_id, grown["start"])
         return []
 
-    # Overrides the default (the last message's row) to be faster: one int on the session row.
+    @hookimpl
+    async def threadline_delete_messages(
+        self, tenant_id: str, session_id: str, after_seq: int
+    ) -> int:
+        """Delete the session's last messages and count them on the session row, one
+        statement (``last_seq`` stays: seqs are never reused)."""
+        row = await self._fetchrow(
+            "delete_messages", self.sql.delete_messages, session_id, tenant_id, after_seq
+        )
+        return 0 if row is None else int(row["n"])
+
+    # Overrides the default (which reads the whole session) to be faster: one int on the
+    # session row.
     @hookimpl
     async def threadline_count_messages(self, tenant_id: str, session_id: str) -> int:
-        """The session's ``last_seq``: seqs are gapless and messages are never removed alone."""
+        """``last_seq - deleted_seqs`` of the session row: seqs are never reused."""
         row = await self._fetchrow("count_messages", self.sql.count_messages, session_id, tenant_id)
-        return 0 if row is None else int(row["last_seq"])
+        return 0 if row is None else int(row["n"])
 
     # Overrides the default (which reads the whole session) to be faster: the partial index on
     # streaming rows; every session opened calls it.

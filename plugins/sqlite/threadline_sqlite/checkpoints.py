@@ -11,7 +11,8 @@ is read in one recursive query of primary-key lookups (at most ``SNAPSHOT_EVERY`
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 from threadline.errors import NotFoundError
@@ -21,6 +22,7 @@ from threadline.storekit.sync import SyncStore
 from threadline_sqlite.rows import (
     CHECKPOINT_COLUMNS,
     CHECKPOINT_VERSION,
+    ancestor_from_row,
     record_from_row,
     record_row,
 )
@@ -48,14 +50,18 @@ _OF_TENANT = (
     f"SELECT {_C_COLUMNS} FROM entity_checkpoint c JOIN entity_session s ON s.id = c.session_id "
     "WHERE c.tenant_id = ?"
 )
+
+
 # A checkpoint and the records its history is rebuilt from, in one statement: itself,
 # then its parent, and so on while the row just read is a delta (history_depth > 0).
 # Each step is a primary-key lookup. Rows come with their distance n first and are put
 # in order in Python (an ORDER BY would copy every row, snapshot included, into a
 # temporary b-tree first).
-CHAIN = f"""
+def _chain_from(head: str) -> str:
+    """A chain read in one statement, starting at the row ``head`` selects."""
+    return f"""
 WITH RECURSIVE chain(n, {CHECKPOINT_COLUMNS}) AS (
-  SELECT 0, {CHECKPOINT_COLUMNS} FROM entity_checkpoint WHERE id = ? AND tenant_id = ?
+  SELECT 0, {CHECKPOINT_COLUMNS} FROM ({head})
   UNION ALL
   SELECT chain.n + 1, {_C_COLUMNS}
   FROM chain JOIN entity_checkpoint c ON c.id = chain.parent_id
@@ -63,10 +69,31 @@ WITH RECURSIVE chain(n, {CHECKPOINT_COLUMNS}) AS (
 )
 SELECT n, {CHECKPOINT_COLUMNS} FROM chain
 """
+
+
+CHAIN = _chain_from(
+    f"SELECT {CHECKPOINT_COLUMNS} FROM entity_checkpoint WHERE id = ? AND tenant_id = ?"
+)
+_LATEST_CHAIN = {  # the newest record (of an agent) and its chain: a restore in one statement
+    agent: _chain_from(
+        OF_SESSION + (" AND agent_id = ?" if agent else "") + " ORDER BY version DESC LIMIT 1"
+    )
+    for agent in (False, True)
+}
+_TAGS = "SELECT id, history_tag FROM entity_checkpoint WHERE session_id = ?"
 _REWRITE = (
     "UPDATE entity_checkpoint SET history = ?, history_depth = ?, history_tag = ? "
     "WHERE id = ? AND session_id = ?"
 )
+
+
+def chain_records(rows: Iterable[Sequence[Any]]) -> list[CheckpointRecord]:
+    """A chain's rows (distance first) as records, head first; an ancestor's JSON fields
+    are not decoded (the log reads only its ids, record, depth and tag)."""
+    out = []
+    for n, *columns in sorted(rows, key=itemgetter(0)):  # n is unique
+        out.append(record_from_row(columns) if n == 0 else ancestor_from_row(columns))
+    return out
 
 
 def records_of_session(
@@ -134,13 +161,15 @@ class CheckpointHooks(SyncStore):
         if not chain:
             found = db.execute(_BY_ID + " AND tenant_id = ?", (checkpoint_id, tenant_id))
             return [record_from_row(row) for row in found]
-        rows = sorted(db.execute(CHAIN, (checkpoint_id, tenant_id)))  # by n, unique
-        return [record_from_row(columns) for _, *columns in rows]
+        return chain_records(db.execute(CHAIN, (checkpoint_id, tenant_id)))
 
     def list_checkpoint_records(
         self, tenant_id: str, session_id: str | None, agent_id: str | None, latest: bool
     ) -> list[CheckpointRecord]:
         params: list[Any] = [tenant_id]
+        if latest and session_id is not None:  # a restore: the newest record with its chain
+            params = [session_id, tenant_id, *([agent_id] if agent_id is not None else [])]
+            return chain_records(connection().execute(_LATEST_CHAIN[agent_id is not None], params))
         if session_id is not None:
             sql, agent, order = OF_SESSION, " AND agent_id = ?", " ORDER BY version"
             params.insert(0, session_id)
@@ -160,11 +189,14 @@ class CheckpointHooks(SyncStore):
         session_id: str,
         records: Sequence[CheckpointRecord],
         delete_ids: Sequence[str],
+        expected_tags: Mapping[str, int],
     ) -> int:
         with forgetting() as db:
             db.execute("BEGIN IMMEDIATE")
             if db.execute(SESSION_OF_TENANT, (session_id, tenant_id)).fetchone() is None:
                 raise missing_session(session_id)
+            if dict(db.execute(_TAGS, (session_id,)).fetchall()) != dict(expected_tags):
+                raise StaleRecordError(f"session {session_id}'s checkpoints changed meanwhile")
             changed = rewrite_records(db, session_id, records, delete_ids)
             db.execute("COMMIT")
         return changed

@@ -37,6 +37,7 @@ from threadline_sqlite.sql import (
     TOUCH,
     bump,
     chunks,
+    forgetting,
     marks,
     missing_session,
     now_us,
@@ -63,7 +64,13 @@ INTERRUPT = (
     "UPDATE entity_message SET status = 'interrupted' "
     "WHERE session_id = ? AND tenant_id = ? AND status = 'streaming'"
 )
-COUNT = "SELECT last_seq FROM entity_session WHERE id = ? AND tenant_id = ?"
+COUNT = "SELECT last_seq - deleted_seqs FROM entity_session WHERE id = ? AND tenant_id = ?"
+_DELETE_AFTER = "DELETE FROM entity_message WHERE session_id = ? AND seq > ?"
+_DELETE_CALLS_AFTER = "DELETE FROM entity_message_tool_call WHERE session_id = ? AND seq > ?"
+_DELETED = (
+    "UPDATE entity_session SET deleted_seqs = deleted_seqs + ?, updated_at = max(updated_at, ?) "
+    "WHERE id = ?"
+)
 
 
 @functools.cache
@@ -86,28 +93,39 @@ def _index_calls(db: sqlite3.Connection, sql: str, messages: Sequence[Message]) 
 
 
 def rewrite(
-    db: sqlite3.Connection, tenant_id: str, messages: Sequence[Message], *, keep_user: bool
+    db: sqlite3.Connection,
+    tenant_id: str,
+    messages: Sequence[Message],
+    *,
+    keep_user: bool,
+    only_streaming: bool = False,
 ) -> list[Message]:
     """Rewrite stored messages' mutable columns inside the caller's transaction.
 
-    ``keep_user`` keeps each stored ``user_id`` (an update) instead of the given one.
+    ``keep_user`` keeps each stored ``user_id`` (an update) instead of the given one;
+    ``only_streaming`` skips a message no longer ``streaming`` (not returned).
     :raises NotFoundError: a message is not stored for this tenant.
     """
     changes = [message_changes(m) for m in messages]  # refused before anything changes
     old: list[Message] = []
+    done: list[Message] = []
     for m, values in zip(messages, changes):
         found = db.execute(_MESSAGE_OF_TENANT, (m.id, tenant_id)).fetchone()
         if found is None or m.tenant_id != tenant_id:
             raise NotFoundError(f"message {m.id} not found for this tenant")
-        old.append(message_from_row(found))
+        stored = message_from_row(found)
+        if only_streaming and stored.status != "streaming":
+            continue  # finished meanwhile: its ending stays
+        old.append(stored)
+        done.append(m)
         if keep_user:
             values["user_id"] = old[-1].user_id
         db.execute(_REWRITE, {**values, "id": m.id})
-    for o, m, values in zip(old, messages, changes):
-        if dump_tool_calls(o.tool_calls) != values["tool_calls"]:
+    for o, m in zip(old, done):
+        if dump_tool_calls(o.tool_calls) != dump_tool_calls(m.tool_calls):
             db.executemany(_DELETE_TOOL_CALL, [(o.session_id, c.id, o.seq) for c in o.tool_calls])
             db.executemany(_INSERT_TOOL_CALL, [(o.session_id, c.id, o.seq) for c in m.tool_calls])
-    return [message_from_row(db.execute(_MESSAGE_BY_ID, (m.id,)).fetchone()) for m in messages]
+    return [message_from_row(db.execute(_MESSAGE_BY_ID, (m.id,)).fetchone()) for m in done]
 
 
 class MessageHooks(SyncStore):
@@ -215,12 +233,31 @@ class MessageHooks(SyncStore):
         sql = read_sql(before_seq is not None, newest_first, role is not None)
         return [message_from_row(row) for row in connection().execute(sql, params)]
 
-    def rewrite_messages(self, tenant_id: str, messages: Sequence[Message]) -> int:
+    def rewrite_messages(
+        self, tenant_id: str, messages: Sequence[Message], activity: bool, only_streaming: bool
+    ) -> int:
         with write() as db:
-            stored = rewrite(db, tenant_id, messages, keep_user=False)
-            for session_id in {m.session_id for m in stored}:
+            stored = rewrite(
+                db, tenant_id, messages, keep_user=False, only_streaming=only_streaming
+            )
+            for session_id in {m.session_id for m in stored} if activity else ():
                 db.execute(TOUCH, (now_us(), session_id, tenant_id))
         return len(stored)
+
+    def delete_messages(self, tenant_id: str, session_id: str, after_seq: int) -> int:
+        """The rows and their tool-call index entries in one transaction; ``last_seq`` stays
+        (seqs are never reused) and ``deleted_seqs`` keeps the count right."""
+        with forgetting() as db:
+            db.execute("BEGIN IMMEDIATE")
+            if db.execute(SESSION_OF_TENANT, (session_id, tenant_id)).fetchone() is None:
+                db.execute("COMMIT")
+                return 0
+            db.execute(_DELETE_CALLS_AFTER, (session_id, after_seq))
+            gone = int(db.execute(_DELETE_AFTER, (session_id, after_seq)).rowcount)
+            if gone:
+                db.execute(_DELETED, (gone, now_us(), session_id))
+            db.execute("COMMIT")
+        return gone
 
     # Derived, kept: one lookup by id in one transaction; the default reads by seq and,
     # for a streaming reply's flush (no seq), scans the session.

@@ -48,6 +48,7 @@ MIGRATION_NAMES: tuple[str, ...] = (
     "0002_incremental_checkpoints",
     "0003_message_user_index",
     "0004_api_call_user_index",
+    "0005_deleted_seqs",
 )
 """Every migration of this version of the plugin, in the order they apply."""
 
@@ -284,11 +285,18 @@ def _m0004_api_call_user_index(db: Database) -> None:
     )
 
 
+def _m0005_deleted_seqs(db: Database) -> None:
+    """How many of a session's seqs were deleted (``delete_messages``): seqs are never
+    reused, so the count of messages is ``last_seq - deleted_seqs``, one row read."""
+    db.execute("ALTER TABLE entity_session ADD COLUMN deleted_seqs INTEGER NOT NULL DEFAULT 0")
+
+
 _FUNCTIONS: dict[str, Any] = {
     "0001_initial_schema": _m0001_initial_schema,
     "0002_incremental_checkpoints": _m0002_incremental_checkpoints,
     "0003_message_user_index": _m0003_message_user_index,
     "0004_api_call_user_index": _m0004_api_call_user_index,
+    "0005_deleted_seqs": _m0005_deleted_seqs,
 }
 
 

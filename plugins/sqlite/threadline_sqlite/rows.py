@@ -28,7 +28,7 @@ from threadline.models import (
     Session,
     trusted,
 )
-from threadline.storekit.records import CheckpointRecord
+from threadline.storekit.records import CheckpointRecord, ancestor
 
 __all__ = [
     "AGENT_COLUMNS",
@@ -293,6 +293,14 @@ def record_from_row(row: Sequence[Any]) -> CheckpointRecord:
         created_at=from_us(created_at),
     )
     return CheckpointRecord(checkpoint, history, depth, tag)
+
+
+def ancestor_from_row(row: Sequence[Any]) -> CheckpointRecord:
+    """A chain's ancestor from a row: its JSON fields are not decoded (see
+    :func:`threadline.storekit.records.ancestor`)."""
+    (id_, tenant_id, session_id, _, _, parent_id, _, _, _, history, _, _, _, _, depth,
+     tag) = row  # fmt: skip
+    return ancestor(id_, parent_id, tenant_id, session_id, history, depth, tag)
 
 
 # -- agents and providers ----------------------------------------------------------------
