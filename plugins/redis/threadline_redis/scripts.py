@@ -119,6 +119,27 @@ local function held(owner)
   return false
 end
 
+-- a checkpoint's record (its fields too when full), then with chain its ancestors back to
+-- the snapshot (record, depth and tag only): header, id, fields or '', record each
+local function walk(k, cid, chain, out)
+  local full = true
+  while cid do
+    local h, c, r
+    if full then
+      h, c, r = unpack(redis.call('HMGET', k, 'h:' .. cid, 'c:' .. cid, 'r:' .. cid))
+    else
+      h, r = unpack(redis.call('HMGET', k, 'h:' .. cid, 'r:' .. cid))
+      c = ''
+    end
+    if not h then return out end
+    out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4] = h, cid, c, r
+    local depth, parent = string.match(h, '^(%S+) %S+ (%S+)')
+    if not chain or depth == '0' or parent == '-' then return out end
+    cid, full = parent, false
+  end
+  return out
+end
+
 local function session_row(sid)
   return redis.call('HMGET', skey(sid), unpack(FIELDS))
 end
@@ -273,28 +294,53 @@ return out
 """
 
 _BODIES["rewrite_messages"] = r"""
-local tenant, n = ARGV[4], tonumber(ARGV[5])
+-- ARGV: tenant, n, activity ('1'/'0'), only_streaming ('1'/'0'), (id, new tail) * n
+local tenant, n, activity, streaming = ARGV[4], tonumber(ARGV[5]), ARGV[6] == '1', ARGV[7] == '1'
 local mi, found = P .. ':mi', {}
 for i = 1, n do
-  local id = ARGV[4 + 2 * i]
+  local id = ARGV[6 + 2 * i]
   local at = redis.call('HGET', mi, id)
   local seq, owner
   if at then seq, owner = string.match(at, '^(%d+):(.+)$') end
   if not owner or not alive(owner, tenant) then return {'nf', id} end
   found[i] = {seq, owner}
 end
-local touched = {}
+local touched, count = {}, 0
 for i = 1, n do
   local seq, owner = found[i][1], found[i][2]
   local m = P .. ':m:' .. owner
   local old = redis.call('ZRANGE', m, seq, seq, 'BYSCORE')[1]
-  local head = string.sub(old, 1, string.find(old, '\n', 1, true))
-  redis.call('ZREMRANGEBYSCORE', m, seq, seq)
-  redis.call('ZADD', m, seq, head .. ARGV[5 + 2 * i])
-  touched[owner] = true
+  local cut = string.find(old, '\n', 1, true)
+  -- the stored status is the tail's third value (decoded only to read it)
+  if not streaming or cjson.decode(string.sub(old, cut + 1))[3] == 'streaming' then
+    redis.call('ZREMRANGEBYSCORE', m, seq, seq)
+    redis.call('ZADD', m, seq, string.sub(old, 1, cut) .. ARGV[7 + 2 * i])
+    touched[owner] = true
+    count = count + 1
+  end
 end
-for owner in pairs(touched) do touch(owner) end
-return {'ok', n}
+if activity then
+  for owner in pairs(touched) do touch(owner) end
+end
+return {'ok', count}
+"""
+
+_BODIES["delete_messages"] = r"""
+local tenant, sid, after = ARGV[4], ARGV[5], ARGV[6]
+if not alive(sid, tenant) then return 0 end
+local m, ids = P .. ':m:' .. sid, {}
+local doomed = redis.call('ZRANGE', m, '(' .. after, '+inf', 'BYSCORE', 'WITHSCORES')
+for i = 1, #doomed, 2 do
+  local member, seq = doomed[i], doomed[i + 1]
+  ids[#ids + 1] = string.sub(member, 3, 38)
+  local role = string.match(member, '^%["[^"]*","(%a+)"')
+  redis.call('ZREMRANGEBYSCORE', P .. ':r:' .. sid .. ':' .. role, seq, seq)
+end
+if #ids == 0 then return 0 end
+hdel_all(P .. ':mi', ids)
+redis.call('ZREMRANGEBYSCORE', m, '(' .. after, '+inf')
+touch(sid)
+return #ids
 """
 
 _BODIES["insert_record"] = r"""
@@ -306,7 +352,7 @@ local owner = redis.call('HGET', P .. ':ck', cid)
 if owner == sid then
   local h = redis.call('HGET', k, 'h:' .. cid)
   if h then
-    return {'exists', h, redis.call('HGET', k, 'c:' .. cid), redis.call('HGET', k, 'r:' .. cid)}
+    return walk(k, cid, false, {'exists'})
   end
 elseif owner and held(owner) then
   return {'conflict'}
@@ -330,34 +376,20 @@ _BODIES["read_records"] = r"""
 local tenant, cid, chain = ARGV[4], ARGV[5], ARGV[6] == '1'
 local sid = redis.call('HGET', P .. ':ck', cid)
 if not sid or not alive(sid, tenant) then return {} end
-local k, out = P .. ':k:' .. sid, {}
-while cid do
-  local h, c, r = unpack(redis.call('HMGET', k, 'h:' .. cid, 'c:' .. cid, 'r:' .. cid))
-  if not h then break end
-  out[#out + 1], out[#out + 2], out[#out + 3] = h, c, r
-  local depth, parent = string.match(h, '^(%S+) %S+ (%S+)')
-  if not chain or depth == '0' or parent == '-' then break end
-  cid = parent
-end
-return out
+return walk(P .. ':k:' .. sid, cid, chain, {sid})
 """
 
 _BODIES["list_records"] = r"""
 local tenant, sid, agent, latest = ARGV[4], ARGV[5], ARGV[6], ARGV[7] == '1'
 if not alive(sid, tenant) then return {} end
 local k, c, out = P .. ':k:' .. sid, P .. ':c:' .. sid, {}
-local function add(cid, h)
-  out[#out + 1], out[#out + 2] = h, redis.call('HGET', k, 'c:' .. cid)
-  out[#out + 1] = redis.call('HGET', k, 'r:' .. cid)
-end
 local function wanted(h) return agent == '' or string.match(h, '(%S+)$') == agent end
-if latest then
+if latest then  -- the newest (of the agent), then its chain
   local pos = 0
   while true do
     local page = redis.call('ZRANGE', c, pos, pos + 49, 'REV')
     for _, cid in ipairs(page) do
-      local h = redis.call('HGET', k, 'h:' .. cid)
-      if wanted(h) then add(cid, h) return out end
+      if wanted(redis.call('HGET', k, 'h:' .. cid)) then return walk(k, cid, true, out) end
     end
     if #page < 50 then return out end
     pos = pos + 50
@@ -365,17 +397,25 @@ if latest then
 end
 for _, cid in ipairs(redis.call('ZRANGE', c, 0, -1)) do
   local h = redis.call('HGET', k, 'h:' .. cid)
-  if wanted(h) then add(cid, h) end
+  if wanted(h) then walk(k, cid, false, out) end
 end
 return out
 """
 
 _BODIES["rewrite_records"] = r"""
-local tenant, sid, n = ARGV[4], ARGV[5], tonumber(ARGV[6])
+-- ARGV: tenant, session, n records, m expected tags, (id depth tag record) * n,
+-- (id tag) * m, then the ids to delete
+local tenant, sid, n, m = ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 if not alive(sid, tenant) then return -1 end
 local k, count = P .. ':k:' .. sid, 0
+local tags = 8 + 4 * n
+if redis.call('ZCARD', P .. ':c:' .. sid) ~= m then return -2 end
+for i = tags, tags + 2 * m - 1, 2 do
+  local h = redis.call('HGET', k, 'h:' .. ARGV[i])
+  if not h or string.match(h, '^%S+ (%S+)') ~= ARGV[i + 1] then return -2 end
+end
 for i = 0, n - 1 do
-  local at = 7 + 4 * i
+  local at = 8 + 4 * i
   local cid, depth, tag, record = ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
   local h = redis.call('HGET', k, 'h:' .. cid)
   if h then
@@ -384,7 +424,7 @@ for i = 0, n - 1 do
     count = count + 1
   end
 end
-for i = 7 + 4 * n, #ARGV do
+for i = tags + 2 * m, #ARGV do
   local cid = ARGV[i]
   if redis.call('HDEL', k, 'h:' .. cid, 'c:' .. cid, 'r:' .. cid) > 0 then
     redis.call('ZREM', P .. ':c:' .. sid, cid)

@@ -11,7 +11,7 @@ the README ("Data layout").
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -22,7 +22,12 @@ from threadline.hookspecs import hookimpl
 from threadline.models import AgentConfig, ApiCall, Message, ProviderRecord, Session
 from threadline.storekit.defaults import DEFAULTS
 from threadline.storekit.delta import SNAPSHOT_EVERY
-from threadline.storekit.records import CheckpointRecord, StaleRecordError, id_conflict
+from threadline.storekit.records import (
+    CheckpointRecord,
+    StaleRecordError,
+    ancestor,
+    id_conflict,
+)
 from threadline.storekit.window import orphaned_tool_results
 from threadline_redis.client import Client
 from threadline_redis.codec import (
@@ -57,13 +62,27 @@ _SWEEP_EVERY = 60.0  # seconds between the sweeps session creation runs
 
 
 def _records(values: Sequence[Any], tenant_id: str, session_id: str) -> list[CheckpointRecord]:
-    """Records from ``[header, checkpoint, record] * n`` (headers: depth tag parent ver agent)."""
+    """Records from ``[header, id, fields, record] * n`` (a header is ``depth tag parent
+    version agent``); a chain's ancestors come without fields and are built as such."""
     out = []
-    for i in range(0, len(values), 3):
-        header, body, record = values[i : i + 3]
-        depth, tag, _parent, version, _agent = header.split(" ")
-        checkpoint = decode_checkpoint(body, version)
-        out.append(CheckpointRecord(checkpoint, record, int(depth), int(tag)))
+    for i in range(0, len(values), 4):
+        header, checkpoint_id, body, record = values[i : i + 4]
+        depth, tag, parent, version, _agent = header.split(" ")
+        if body:
+            checkpoint = decode_checkpoint(body, version)
+            out.append(CheckpointRecord(checkpoint, record, int(depth), int(tag)))
+        else:
+            out.append(
+                ancestor(
+                    checkpoint_id,
+                    None if parent == "-" else parent,
+                    tenant_id,
+                    session_id,
+                    record,
+                    int(depth),
+                    int(tag),
+                )  # fmt: skip
+            )
     return out
 
 
@@ -253,17 +272,30 @@ class RedisStore:
         ]
 
     @hookimpl
-    async def threadline_rewrite_messages(self, tenant_id: str, messages: Sequence[Message]) -> int:
-        """Swap each message's changeable part in place (one script, all or nothing)."""
+    async def threadline_rewrite_messages(
+        self, tenant_id: str, messages: Sequence[Message], activity: bool, only_streaming: bool
+    ) -> int:
+        """Swap each message's changeable part in place (one script, all or nothing); with
+        ``only_streaming`` the script skips those no longer ``streaming``."""
         if not messages:
             return 0
-        args: list[str | int] = [tenant_id, len(messages)]
+        args: list[str | int] = [
+            tenant_id, len(messages), "1" if activity else "0", "1" if only_streaming else "0",
+        ]  # fmt: skip
         for m in messages:
             args += (m.id, message_tail(m))
         found = await self.client.script("rewrite_messages", *args)
         if found[0] == "nf":
             raise NotFoundError(f"message {found[1]} not found for this tenant")
         return int(found[1])
+
+    @hookimpl
+    async def threadline_delete_messages(
+        self, tenant_id: str, session_id: str, after_seq: int
+    ) -> int:
+        """Drop the members scored above ``after_seq`` with their role and id index entries;
+        the ``seq`` counter stays, so seqs are never given again."""
+        return int(await self.client.script("delete_messages", tenant_id, session_id, after_seq))
 
     # Overrides the default to be faster (W3 p50 0.69 -> 0.42 ms): one page read backwards, its
     # roles read from the members' text, only the window's messages decoded.
@@ -352,7 +384,7 @@ class RedisStore:
         found = await self.client.script(
             "read_records", tenant_id, checkpoint_id, "1" if chain else "0"
         )
-        return _records(found, tenant_id, "")
+        return _records(found[1:], tenant_id, found[0]) if found else []
 
     @hookimpl
     async def threadline_list_checkpoint_records(
@@ -381,13 +413,20 @@ class RedisStore:
         session_id: str,
         records: Sequence[CheckpointRecord],
         delete_ids: Sequence[str],
+        expected_tags: Mapping[str, int],
     ) -> int:
-        args: list[str | int] = [tenant_id, session_id, len(records)]
+        """Apply a prune or erase plan in one script, if the session's records are exactly
+        those the plan read (ids and tags), else StaleRecordError and nothing changes."""
+        args: list[str | int] = [tenant_id, session_id, len(records), len(expected_tags)]
         for r in records:
             args += (r.id, r.depth, r.tag, r.record)
+        for checkpoint_id, tag in expected_tags.items():
+            args += (checkpoint_id, tag)
         count = int(await self.client.script("rewrite_records", *args, *delete_ids))
-        if count < 0:
+        if count == -1:
             raise NotFoundError(f"session {session_id} not found for this tenant")
+        if count == -2:
+            raise StaleRecordError(f"session {session_id}'s checkpoints changed: plan again")
         return count
 
     # -- API calls (capability group) -------------------------------------------------------
