@@ -97,48 +97,41 @@ def demo(args: list[str]) -> int:
     return subprocess.run([*base, "--resume", *args], env=offline, cwd=ROOT).returncode
 
 
-def ensure_chromium() -> None:
-    """Debian's Chromium for the UI's browser tests, installed with apt-get when missing."""
-    if os.path.exists(CHROMIUM):
+def ensure_debian_package(package: str, present: bool, purpose: str) -> None:
+    """Install Debian's ``package`` with apt-get when ``present`` is false.
+
+    Where that cannot be done (no apt-get, not root and no sudo) the tests that need it
+    skip with the reason locally; under ``CI`` they fail instead.
+    """
+    if present:
         return
     apt = shutil.which("apt-get")
     if apt is None:
-        print(f"note: no {CHROMIUM} and no apt-get here: the UI's browser tests skip (fail in CI)")
+        print(f"note: no {package} and no apt-get here: {purpose} skip (fail in CI)")
         return
-    install = [apt, "install", "-y", "--no-install-recommends", "chromium"]
+    install = [apt, "install", "-y", "--no-install-recommends", package]
     if hasattr(os, "geteuid") and os.geteuid() != 0:
         if shutil.which("sudo") is None:
-            print("note: installing Chromium needs root (no sudo here); browser tests skip")
+            print(f"note: installing {package} needs root (no sudo here); {purpose} skip")
             return
         install = ["sudo", "-n", *install]
-    print("installing Chromium with apt-get (the UI's browser tests) ...", flush=True)
+    print(f"installing {package} with apt-get ({purpose}) ...", flush=True)
     if subprocess.run(install, check=False).returncode != 0:
         update = [*install[: install.index(apt) + 1], "update"]
         subprocess.run(update, check=False)
         if subprocess.run(install, check=False).returncode != 0:
-            print("note: apt-get could not install chromium; UI browser tests skip (fail in CI)")
+            print(f"note: apt-get could not install {package}; {purpose} skip (fail in CI)")
+
+
+def ensure_chromium() -> None:
+    """Debian's Chromium for the UI's browser tests."""
+    ensure_debian_package("chromium", os.path.exists(CHROMIUM), "the UI's browser tests")
 
 
 def ensure_redis_server() -> None:
-    """Debian's redis-server for the Redis store's tests, installed with apt-get when missing."""
-    if shutil.which("redis-server"):
-        return
-    apt = shutil.which("apt-get")
-    if apt is None:
-        print("note: no redis-server and no apt-get: the Redis restart tests skip (fail in CI)")
-        return
-    install = [apt, "install", "-y", "--no-install-recommends", "redis-server"]
-    if hasattr(os, "geteuid") and os.geteuid() != 0:
-        if shutil.which("sudo") is None:
-            print("note: installing redis-server needs root (no sudo here); its tests skip")
-            return
-        install = ["sudo", "-n", *install]
-    print("installing redis-server with apt-get (the Redis store's tests) ...", flush=True)
-    if subprocess.run(install, check=False).returncode != 0:
-        update = [*install[: install.index(apt) + 1], "update"]
-        subprocess.run(update, check=False)
-        if subprocess.run(install, check=False).returncode != 0:
-            print("note: apt-get could not install redis-server; its tests skip (fail in CI)")
+    """Debian's redis-server for the Redis store's own-server tests."""
+    present = shutil.which("redis-server") is not None
+    ensure_debian_package("redis-server", present, "the Redis store's restart tests")
 
 
 def test(args: list[str]) -> int:

@@ -31,6 +31,8 @@ KNOWN_SCHEMES = {
     "az": "threadline-fsspec",
     "abfs": "threadline-fsspec",
     "fsspec+memory": "threadline-fsspec",
+    "redis": "threadline-redis",
+    "rediss": "threadline-redis",
 }
 
 
