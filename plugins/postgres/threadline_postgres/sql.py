@@ -333,10 +333,11 @@ class Statements:
         # The newest record of a session (of an agent) and its chain: a restore in one query.
         self.latest_chain = f"""
             WITH RECURSIVE chain AS (
-                (SELECT {CHECKPOINT_COLUMNS}, 0 AS depth FROM {C}
-                 WHERE session_id = $1::uuid AND tenant_id = $2::uuid
-                   AND ($3::uuid IS NULL OR agent_id = $3::uuid)
-                 ORDER BY version DESC LIMIT 1)
+                SELECT {CHECKPOINT_COLUMNS}, 0 AS depth FROM {C}
+                WHERE id = (SELECT id FROM {C}
+                            WHERE session_id = $1::uuid AND tenant_id = $2::uuid
+                              AND ($3::uuid IS NULL OR agent_id = $3::uuid)
+                            ORDER BY version DESC LIMIT 1)
                 UNION ALL
                 SELECT {_qualified("b", CHECKPOINT_COLUMNS)}, chain.depth + 1
                 FROM {C} b JOIN chain ON b.id = chain.history_base
