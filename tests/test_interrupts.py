@@ -229,6 +229,7 @@ async def test_erasure_and_copy_carry_waiting_runs(url: str, tmp_path: Path) -> 
 
 
 async def test_a_node_that_changes_its_steps_is_refused(tmp_path: Path) -> None:
+    pytest.importorskip("threadline_sqlite")
     flips = iter([True, False])
     strategy = Strategy("fickle")
 
