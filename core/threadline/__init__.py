@@ -38,9 +38,11 @@ if TYPE_CHECKING:
         Session,
         ToolCall,
     )
-    from threadline.runtime.agent import Agent, AgentBuilder, PersistencePlugin, quick_agent
+    from threadline.runtime.agent import Agent
     from threadline.runtime.approvals import ApprovalRequired, requires_approval
+    from threadline.runtime.builder import AgentBuilder, quick_agent
     from threadline.runtime.context import PersistenceContext
+    from threadline.runtime.settings import PersistencePlugin
     from threadline.runtime.tools import Tool
     from threadline.runtime.waiting import NotWaitingError, WaitingRun, list_waiting
     from threadline.store import Store, connect
@@ -50,9 +52,9 @@ if TYPE_CHECKING:
 # pluggy and importlib.metadata cost tens of milliseconds), and a name costs only when used.
 _LAZY = {
     "Agent": "threadline.runtime.agent",
-    "AgentBuilder": "threadline.runtime.agent",
-    "PersistencePlugin": "threadline.runtime.agent",
-    "quick_agent": "threadline.runtime.agent",
+    "AgentBuilder": "threadline.runtime.builder",
+    "PersistencePlugin": "threadline.runtime.settings",
+    "quick_agent": "threadline.runtime.builder",
     "PersistenceContext": "threadline.runtime.context",
     "ApprovalRequired": "threadline.runtime.approvals",
     "requires_approval": "threadline.runtime.approvals",
