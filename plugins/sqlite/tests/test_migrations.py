@@ -5,10 +5,13 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import attrs
 import pytest
-from _sqlite_support import at_migration, query
+from _sqlite_support import at_migration, integrity_ok, query
 
 import threadline
+from threadline import Message, Session, ToolCall
+from threadline.ids import new_id
 from threadline_sqlite.migrations import MIGRATION_NAMES, MIGRATION_SET
 
 TABLES = {
@@ -112,10 +115,73 @@ async def test_0003_upgrades_a_database_at_0002(db_path: Path, by_hand: bool) ->
             "0003_message_user_index",
             "0004_api_call_user_index",
             "0005_deleted_seqs",
+            "0006_clustered_messages",
         ]
         assert await store.migrate() == []
     finally:
         await store.close()
     indexes = _indexes(db_path)
-    for name in ("idx_message_tenant_user", "idx_api_call_tenant_user"):
-        assert "(tenant_id, user_id) WHERE user_id IS NOT NULL" in indexes[name]
+    assert "(tenant_id, user_id) WHERE user_id IS NOT NULL" in indexes["idx_api_call_tenant_user"]
+    # 0006 rebuilt the message table: its user index is on user_id alone.
+    assert "idx_message_tenant_user" not in indexes
+    assert "(user_id) WHERE user_id IS NOT NULL" in indexes["idx_message_user"]
+
+
+async def test_0006_upgrades_a_filled_database_in_place(db_path: Path) -> None:
+    """A file of the previous release (at 0005), with messages of every kind, is rebuilt
+    clustered by (session_id, seq) with nothing lost; appends go on where they stopped."""
+    connection = at_migration(db_path, 5)
+    connection.commit()
+    connection.close()
+    old = await threadline.connect(f"sqlite:///{db_path}", migrate=False)
+    tenant, user = new_id(), new_id()
+    try:
+        sessions = [await old.create_session(Session(tenant_id=tenant, user_id=user))
+                    for _ in range(3)]  # fmt: skip
+        s = sessions[0]
+        call = ToolCall(id="call-1", name="lookup", arguments={"q": "x"})
+        written = await old.save_messages([
+            Message(session_id=s.id, tenant_id=tenant, role="system", content="be brief"),
+            Message(session_id=s.id, tenant_id=tenant, role="user", user_id=user,
+                    content="nul \x00 and ünïcode", metadata={"k": [1, 2]}),
+            Message(session_id=s.id, tenant_id=tenant, role="assistant", tool_calls=[call]),
+            Message(session_id=s.id, tenant_id=tenant, role="tool", tool_call_id="call-1",
+                    name="lookup", content="found"),
+            Message(session_id=s.id, tenant_id=tenant, role="assistant", status="streaming"),
+        ])  # fmt: skip
+        for other in sessions[1:]:
+            await old.save_messages([
+                Message(session_id=other.id, tenant_id=tenant, role="user", content=f"m{i}")
+                for i in range(50)
+            ])  # fmt: skip
+        assert await old.delete_messages(tenant, sessions[2].id, after_seq=40) == 10
+        before = {x.id: await old.load_window(tenant, x.id, None) for x in sessions}
+    finally:
+        await old.close()
+    assert "idx_message_session_seq" in _indexes(db_path)  # really the old layout
+
+    store = await threadline.connect(f"sqlite:///{db_path}")  # migrates: 0006
+    try:
+        after = {x.id: await store.load_window(tenant, x.id, None) for x in sessions}
+        assert after == before
+        assert after[s.id] == written
+        assert await store.count_messages(tenant, sessions[1].id) == 50
+        assert await store.count_messages(tenant, sessions[2].id) == 40
+        assert await store.load_window(tenant, s.id, 1) == written[:1] + written[1:]
+        assert await store.interrupt_streaming(tenant, s.id) == 1
+        more = await store.save_message(
+            Message(session_id=sessions[2].id, tenant_id=tenant, role="user", content="next")
+        )
+        assert more.seq == 51  # seqs deleted before the upgrade are still never reused
+        again = await store.save_message(written[1])  # an idempotent retry still finds it
+        assert again == written[1]
+        with pytest.raises(threadline.ConflictError):
+            await store.save_message(attrs.evolve(written[1], session_id=sessions[1].id))
+        assert (await store.erase_user(tenant, user))["sessions"] == 3
+    finally:
+        await store.close()
+    indexes = _indexes(db_path)
+    assert "idx_message_session_seq" not in indexes and "idx_message_id" in indexes
+    table = query(db_path, "SELECT sql FROM sqlite_master WHERE name = 'entity_message'")[0][0]
+    assert "WITHOUT ROWID" in table and "PRIMARY KEY (session_id, seq)" in table
+    integrity_ok(db_path)

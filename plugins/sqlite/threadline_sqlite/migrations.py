@@ -28,6 +28,11 @@ user's messages in other users' sessions with it instead of reading every messag
 the tenant. Messages without a ``user_id`` (which no erasure looks for) stay out of it
 and cost an append nothing. ``0004_api_call_user_index`` does the same for
 ``entity_api_call``, whose rows erase_user deletes in other users' sessions.
+
+``0006_clustered_messages`` rebuilds ``entity_message`` as a ``WITHOUT ROWID`` table
+keyed on ``(session_id, seq)`` (rows copied unchanged): an append writes the row, the
+id index, the user index and, for user and system messages only, the round index,
+where it wrote five b-trees before (``benchmarks/README.md``, SQLite section).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ MIGRATION_NAMES: tuple[str, ...] = (
     "0003_message_user_index",
     "0004_api_call_user_index",
     "0005_deleted_seqs",
+    "0006_clustered_messages",
 )
 """Every migration of this version of the plugin, in the order they apply."""
 
@@ -291,12 +297,69 @@ def _m0005_deleted_seqs(db: Database) -> None:
     db.execute("ALTER TABLE entity_session ADD COLUMN deleted_seqs INTEGER NOT NULL DEFAULT 0")
 
 
+_MESSAGE_TABLE = """
+CREATE TABLE entity_message_0006 (
+  id TEXT NOT NULL,
+  session_id TEXT NOT NULL REFERENCES entity_session(id),
+  tenant_id TEXT NOT NULL,
+  user_id TEXT,
+  agent_id TEXT,
+  seq INTEGER NOT NULL,
+  role TEXT NOT NULL,
+  content TEXT NOT NULL,
+  tool_calls TEXT,
+  tool_call_id TEXT,
+  name TEXT,
+  status TEXT NOT NULL,
+  metadata TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (session_id, seq)
+) WITHOUT ROWID
+"""
+_MESSAGE_COLUMNS = (
+    "id, session_id, tenant_id, user_id, agent_id, seq, role, content, tool_calls, "
+    "tool_call_id, name, status, metadata, created_at"
+)
+
+
+def _m0006_clustered_messages(db: Database) -> None:
+    """Messages clustered by ``(session_id, seq)``: two b-tree writes per append fewer.
+
+    The table is rebuilt ``WITHOUT ROWID`` with ``(session_id, seq)`` as its key, so a
+    session's messages sit together in seq order (the window reads neighbouring rows)
+    and the separate ``(session_id, seq)`` index goes. The id stays unique through
+    ``idx_message_id``. The round index keeps only user and system messages (the window
+    looks up nothing else by role), and the erasure index is on ``user_id`` alone (user
+    ids are UUIDs; the query still checks the tenant). Every row is copied as it is.
+    """
+    db.execute(_MESSAGE_TABLE)
+    db.execute(
+        f"INSERT INTO entity_message_0006 ({_MESSAGE_COLUMNS}) "
+        f"SELECT {_MESSAGE_COLUMNS} FROM entity_message"
+    )
+    db.execute("DROP TABLE entity_message")  # its indexes go with it
+    db.execute("ALTER TABLE entity_message_0006 RENAME TO entity_message")
+    db.execute("CREATE UNIQUE INDEX idx_message_id ON entity_message (id)")
+    db.execute(
+        "CREATE INDEX idx_message_round ON entity_message (session_id, role, seq) "
+        "WHERE role = 'user' OR role = 'system'"
+    )
+    db.execute(
+        "CREATE INDEX idx_message_streaming ON entity_message (session_id) "
+        "WHERE status = 'streaming'"
+    )
+    db.execute(
+        "CREATE INDEX idx_message_user ON entity_message (user_id) WHERE user_id IS NOT NULL"
+    )
+
+
 _FUNCTIONS: dict[str, Any] = {
     "0001_initial_schema": _m0001_initial_schema,
     "0002_incremental_checkpoints": _m0002_incremental_checkpoints,
     "0003_message_user_index": _m0003_message_user_index,
     "0004_api_call_user_index": _m0004_api_call_user_index,
     "0005_deleted_seqs": _m0005_deleted_seqs,
+    "0006_clustered_messages": _m0006_clustered_messages,
 }
 
 
