@@ -214,6 +214,14 @@ _DELETED_SEQS = """
 ALTER TABLE {entity_session} ADD COLUMN IF NOT EXISTS deleted_seqs bigint NOT NULL DEFAULT 0;
 """
 
+# Usage reports (threadline_summarize_usage) read a tenant's calls of a period: this index
+# finds them by time and holds every column the report reads (index-only scans).
+_API_CALL_USAGE = """
+CREATE INDEX IF NOT EXISTS entity_api_call_usage ON {entity_api_call} (tenant_id, created_at)
+    INCLUDE (model, agent_id, user_id, session_id, status, prompt_tokens, completion_tokens,
+             total_tokens, latency_ms, time_to_first_token_ms);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial_schema", _INITIAL),
     Migration("0002_incremental_checkpoints", _INCREMENTAL_CHECKPOINTS),
@@ -221,6 +229,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0004_message_user_index", _MESSAGE_USER),
     Migration("0005_api_call_user_index", _API_CALL_USER),
     Migration("0006_deleted_seqs", _DELETED_SEQS),
+    Migration("0007_api_call_usage_index", _API_CALL_USAGE),
 )
 """Every migration, in the order they apply. Append only; never edit an applied one."""
 

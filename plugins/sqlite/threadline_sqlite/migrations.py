@@ -33,6 +33,10 @@ and cost an append nothing. ``0004_api_call_user_index`` does the same for
 keyed on ``(session_id, seq)`` (rows copied unchanged): an append writes the row, the
 id index, the user index and, for user and system messages only, the round index,
 where it wrote five b-trees before (``benchmarks/README.md``, SQLite section).
+
+``0007_api_call_usage_index`` indexes ``entity_api_call`` on ``(tenant_id, created_at)``
+with every column :meth:`threadline.Store.usage` reads, so a usage report reads that
+index alone (``benchmarks/bench_usage.py``).
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ MIGRATION_NAMES: tuple[str, ...] = (
     "0004_api_call_user_index",
     "0005_deleted_seqs",
     "0006_clustered_messages",
+    "0007_api_call_usage_index",
 )
 """Every migration of this version of the plugin, in the order they apply."""
 
@@ -353,6 +358,19 @@ def _m0006_clustered_messages(db: Database) -> None:
     )
 
 
+def _m0007_api_call_usage_index(db: Database) -> None:
+    """A tenant's API calls by time, covering what ``Store.usage`` sums and groups.
+
+    ``(tenant_id, created_at)`` finds a period's calls; the other columns are in the
+    index too, so the usage query reads the index alone (in time order, no table rows).
+    """
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS idx_api_call_usage ON entity_api_call (tenant_id, "
+        "created_at, model, agent_id, user_id, session_id, status, prompt_tokens, "
+        "completion_tokens, total_tokens, latency_ms, time_to_first_token_ms)"
+    )
+
+
 _FUNCTIONS: dict[str, Any] = {
     "0001_initial_schema": _m0001_initial_schema,
     "0002_incremental_checkpoints": _m0002_incremental_checkpoints,
@@ -360,6 +378,7 @@ _FUNCTIONS: dict[str, Any] = {
     "0004_api_call_user_index": _m0004_api_call_user_index,
     "0005_deleted_seqs": _m0005_deleted_seqs,
     "0006_clustered_messages": _m0006_clustered_messages,
+    "0007_api_call_usage_index": _m0007_api_call_usage_index,
 }
 
 
