@@ -10,6 +10,7 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -76,6 +77,41 @@ async def test_work_runs_on_the_store_threads(store: threadline.Store) -> None:
 
     assert await sqlite_store.run_write(thread_name) == "threadline-sqlite-writer"
     assert await sqlite_store.run_read(thread_name) == "threadline-sqlite-reader"
+
+
+async def test_small_reads_of_a_recent_session_run_on_the_loop(db_path: Path) -> None:
+    """A window, count or session read of a session this store used lately runs on the
+    loop's thread (no hand-off); an unseen session's first read, and a whole-session read
+    go to the reader thread. Results are the same."""
+    store = await threadline.connect(f"sqlite:///{db_path}")
+    try:
+        plugin = store.primary
+        assert isinstance(plugin, SQLiteStore)
+        session = await _session(store)
+        t, s = session.tenant_id, session.id
+        submitted: list[str] = []
+        submit = plugin._reader.submit
+
+        def counting(fn: Any, *args: Any) -> Any:
+            submitted.append(getattr(fn, "__name__", "?"))
+            return submit(fn, *args)
+
+        plugin._reader.submit = counting  # type: ignore[method-assign]
+        assert await store.load_window(t, s, 5) == []  # unseen by the loop: reader thread
+        assert submitted == ["load_window"]
+        first = await store.save_message(_msg(session, "user", "hello"))
+        assert await store.load_window(t, s, 5) == [first]
+        assert await store.count_messages(t, s) == 1
+        found = await store.get_session(t, s)
+        assert found is not None and found.id == s and found.updated_at > session.updated_at
+        assert submitted == ["load_window"]  # all three inline
+        assert await store.load_window(t, s, None) == [first]  # the whole session: thread
+        assert submitted[-1] == "load_window"
+        other = await _session(store)
+        assert await store.count_messages(other.tenant_id, other.id) == 0  # created, not
+        assert submitted[-1] == "count_messages"  # written: its first read is on the thread
+    finally:
+        await store.close()
 
 
 async def test_reads_do_not_queue_behind_a_write_waiting_for_the_lock(db_path: Path) -> None:

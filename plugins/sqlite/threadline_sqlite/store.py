@@ -42,6 +42,7 @@ from threadline_sqlite import migrations
 from threadline_sqlite.api_calls import ApiCallHooks
 from threadline_sqlite.checkpoints import CheckpointHooks
 from threadline_sqlite.configs import ConfigHooks
+from threadline_sqlite.inline import BUSY, InlineReader
 from threadline_sqlite.messages import MessageHooks
 from threadline_sqlite.options import SQLiteOptions
 from threadline_sqlite.retention import RetentionHooks
@@ -132,6 +133,9 @@ def _stop(*workers: Worker) -> None:
         worker.close_nowait()
 
 
+_WRITES_TO_A_SESSION = frozenset({"threadline_save_message", "threadline_save_messages"})
+
+
 class SQLiteStore(
     SessionHooks, MessageHooks, WindowHooks, CheckpointHooks, ApiCallHooks, ConfigHooks,
     RetentionHooks,
@@ -147,6 +151,7 @@ class SQLiteStore(
         self.options = options
         self._writer = Worker("threadline-sqlite-writer", lambda: open_connection(options))
         self._reader = self._writer
+        self._inline: InlineReader | None = None
         self._finalizer = weakref.finalize(self, _stop, self._writer)
 
     @classmethod
@@ -163,6 +168,8 @@ class SQLiteStore(
                 store._finalizer.detach()
                 store._finalizer = weakref.finalize(store, _stop, store._writer, reader)
                 await reader.submit(_ping)
+                # Small indexed reads on this (the loop's) thread: threadline_sqlite.inline.
+                store._inline = InlineReader(open_connection(options, reader=True))
         except BaseException:
             await store.aclose()
             raise
@@ -179,14 +186,34 @@ class SQLiteStore(
     async def aclose(self) -> None:
         """Finish queued work, close both connections and stop the threads."""
         self._finalizer.detach()
+        if self._inline is not None:
+            self._inline.close()
+            self._inline = None
         if self._reader is not self._writer:
             await self._reader.close()
         await self._writer.close()
 
     async def run_sync(self, hook: str, operation: Callable[..., T], *args: Any) -> T:
-        """Run a hook's operation on the reader thread if it only reads, else the writer's."""
-        worker = self._reader if hook in _READS else self._writer
-        return await worker.submit(operation, *args)
+        """Run a hook's operation on the reader thread if it only reads, else the writer's;
+        a small indexed read of a recently used session inline (:mod:`.inline`)."""
+        inline = self._inline
+        if inline is None:
+            worker = self._reader if hook in _READS else self._writer
+            return await worker.submit(operation, *args)
+        if inline.takes(hook, args) and not self._writer.closed:
+            result = inline.run(operation, args)
+            if result is not BUSY:
+                return result  # type: ignore[return-value]
+        if hook in _READS:
+            result = await self._reader.submit(operation, *args)
+            if len(args) > 1:
+                inline.seen(args[1])
+            return result
+        result = await self._writer.submit(operation, *args)
+        if hook in _WRITES_TO_A_SESSION and args:
+            first = args[0][0] if isinstance(args[0], (list, tuple)) else args[0]
+            inline.seen(getattr(first, "session_id", None))
+        return result
 
     def run_write(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """Run ``fn(connection, *args)`` on the writer thread (tests, tools, extensions)."""

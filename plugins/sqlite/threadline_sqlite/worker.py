@@ -24,13 +24,14 @@ import asyncio
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from threadline.errors import StoreError
 from threadline_sqlite.errors import map_error
 
-__all__ = ["Worker", "connection"]
+__all__ = ["Worker", "bind", "connection"]
 
 T = TypeVar("T")
 
@@ -44,6 +45,20 @@ def connection() -> sqlite3.Connection:
     except AttributeError:
         raise StoreError("no sqlite connection: not on a store's worker thread") from None
     return found
+
+
+@contextmanager
+def bind(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Make ``db`` this thread's :func:`connection` for the block (inline reads on the loop)."""
+    previous = getattr(_thread, "connection", None)
+    _thread.connection = db
+    try:
+        yield db
+    finally:
+        if previous is None:
+            del _thread.connection
+        else:
+            _thread.connection = previous
 
 
 _Job = tuple[Callable[..., Any], tuple[Any, ...], asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
