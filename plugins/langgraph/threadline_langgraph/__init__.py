@@ -1,0 +1,13 @@
+"""threadline-langgraph: LangGraph checkpoints in any threadline store.
+
+``ThreadlineSaver`` is a LangGraph ``BaseCheckpointSaver``: threads are threadline
+sessions, checkpoints are threadline checkpoint records (message lists stored as deltas,
+so a long chat stores each message once), pending writes are records of their own.
+"""
+
+from __future__ import annotations
+
+from threadline_langgraph.ids import DEFAULT_TENANT_ID, session_id_for
+from threadline_langgraph.saver import ThreadlineSaver
+
+__all__ = ["DEFAULT_TENANT_ID", "ThreadlineSaver", "session_id_for"]

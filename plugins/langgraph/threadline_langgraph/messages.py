@@ -1,0 +1,292 @@
+"""LangChain messages as threadline history messages, exactly, and cheaply on every step.
+
+A message-list channel (``messages`` of ``MessagesState``) is stored as the checkpoint's
+``history``: threadline keeps a history as a delta on the parent checkpoint's, so a chat
+of *S* steps stores each message once instead of *S* times. Each LangChain message becomes
+one :class:`threadline.models.Message`: its text in ``content`` (so the CLI, export and
+erasure see it), its type as the role (human→user, ai→assistant, system, tool), its
+``id`` as the stored message's id when it is a UUID (as LangGraph makes them), and in
+``metadata["lc"]`` the fields that differ from their defaults (``tool_calls``,
+``response_metadata``, a non-UUID ``id``, ...) as JSON. The conversion is
+checked when it is made: a message that does not come back equal from that form (content
+blocks, values JSON cannot hold) is kept whole instead, as LangGraph's serializer writes it
+(``metadata["lc_blob"]``). So every message round-trips exactly.
+
+Converting a long history on every step would cost as much as the storage it saves, so a
+:class:`MessageCodec` remembers the conversions it made, both ways: a step converts only
+its new messages, and the history it hands the store holds the very objects of the
+parent's, which the store compares by identity to find the delta.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from threadline.errors import StoreError
+from threadline.ids import new_id
+from threadline.models import Message, Role
+
+__all__ = ["MessageCodec", "Refs", "Resolver", "decode_typed", "encode_typed", "is_message_list"]
+
+Resolver = Callable[[list[Any]], Any]
+"""Turns a stored reference (``["h", i]``: message ``i`` of the record's history, ``["s", i]``:
+message ``i`` of its ``state["messages"]``) into the message."""
+
+
+class Refs:
+    """The messages one checkpoint record holds, by object, so that other values of the
+    record, and its pending writes, refer to them instead of storing them again.
+
+    History messages are referred to by position; any other message met while encoding
+    (a graph input in ``__start__``, say) is added to :attr:`extra`, stored once in the
+    record's ``state["messages"]``. The objects are kept alive while the refs live.
+    """
+
+    def __init__(self, history: list[Any]) -> None:
+        self.objects: list[Any] = list(history)
+        self.by_id: dict[int, list[Any]] = {id(m): ["h", i] for i, m in enumerate(history)}
+        self.extra: list[Any] = []
+        self.frozen = False
+
+    def ref(self, m: Any, codec: MessageCodec) -> list[Any] | None:
+        found = self.by_id.get(id(m))
+        if found is not None:
+            return found
+        if self.frozen:
+            return None
+        self.objects.append(m)
+        self.extra.append(codec._message_value(m))
+        found = self.by_id[id(m)] = ["s", len(self.extra) - 1]
+        return found
+
+
+_CLASSES: dict[str, tuple[type[BaseMessage], Role]] = {
+    "human": (HumanMessage, "user"),
+    "ai": (AIMessage, "assistant"),
+    "system": (SystemMessage, "system"),
+    "tool": (ToolMessage, "tool"),
+}
+_BY_ROLE: dict[str, type[BaseMessage]] = {role: cls for cls, role in _CLASSES.values()}
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_CACHE_LIMIT = 100_000
+
+
+def is_message_list(value: object) -> bool:
+    """Whether ``value`` is a non-empty list of LangChain messages (a history channel)."""
+    return (
+        isinstance(value, list) and bool(value) and all(isinstance(m, BaseMessage) for m in value)
+    )
+
+
+def encode_typed(serde: SerializerProtocol, value: object) -> list[str]:
+    """``value`` through LangGraph's serializer as JSON-safe ``[type, base64]``."""
+    kind, data = serde.dumps_typed(value)
+    return [kind, base64.b64encode(data).decode("ascii")]
+
+
+def decode_typed(serde: SerializerProtocol, encoded: list[str]) -> Any:
+    """The value :func:`encode_typed` encoded."""
+    kind, data = encoded
+    return serde.loads_typed((kind, base64.b64decode(data)))
+
+
+class MessageCodec:
+    """Converts LangChain messages to threadline messages and back, remembering both ways.
+
+    A remembered LangChain message is reused only while it is the same object with the
+    same ``id`` and ``content`` object (LangGraph replaces a message to change it); a
+    remembered threadline message only while the stored one is equal to it (an erasure
+    that redacted its text makes a new conversion).
+    """
+
+    def __init__(self, serde: SerializerProtocol) -> None:
+        self.serde = serde
+        self._to_store: dict[int, tuple[BaseMessage, object, str | None, Message]] = {}
+        self._from_store: dict[str, tuple[Message, BaseMessage]] = {}
+
+    def to_history(
+        self, messages: list[BaseMessage], *, tenant_id: str, session_id: str, user_id: str | None
+    ) -> tuple[Message, ...]:
+        """The threadline history of ``messages``."""
+        if len(self._to_store) > _CACHE_LIMIT:
+            self._to_store.clear()
+        out = []
+        for m in messages:
+            hit = self._to_store.get(id(m))
+            if (
+                hit is not None
+                and hit[0] is m
+                and hit[1] is m.content
+                and hit[2] == m.id
+                and hit[3].session_id == session_id
+                and hit[3].tenant_id == tenant_id
+                and hit[3].user_id == user_id
+            ):
+                out.append(hit[3])
+                continue
+            stored = self._convert(m, tenant_id=tenant_id, session_id=session_id, user_id=user_id)
+            self._to_store[id(m)] = (m, m.content, m.id, stored)
+            self._from_store[stored.id] = (stored, m)
+            out.append(stored)
+        return tuple(out)
+
+    def from_history(self, history: tuple[Message, ...]) -> list[BaseMessage]:
+        """The LangChain messages of a stored history (a new list, remembered messages)."""
+        if len(self._from_store) > _CACHE_LIMIT:
+            self._from_store.clear()
+        out = []
+        for stored in history:
+            hit = self._from_store.get(stored.id)
+            if hit is not None and (hit[0] is stored or _same(hit[0], stored)):
+                m = hit[1]
+                if hit[0] is not stored:  # the store's object from now on: its cache holds it
+                    self._from_store[stored.id] = (stored, m)
+                    self._to_store[id(m)] = (m, m.content, m.id, stored)
+                out.append(m)
+                continue
+            m = self._restore(stored)
+            self._from_store[stored.id] = (stored, m)
+            self._to_store[id(m)] = (m, m.content, m.id, stored)
+            out.append(m)
+        return out
+
+    def encode_value(self, value: object, refs: Refs | None = None) -> Any:
+        """``value`` as JSON: plain values as they are, lists and dicts wrapped (``{"l": ...}``,
+        ``{"d": ...}``), messages compact (``{"m": ...}``) or, with ``refs``, as references
+        (``{"r": ...}``), anything else through the serializer (``{"b": [type, base64]}``).
+        Exact: types are checked, not compared."""
+        kind = type(value)
+        if value is None or kind in (str, bool, int):
+            return value
+        if kind is float and value == value and value not in (float("inf"), float("-inf")):
+            return value
+        if kind is list:
+            return {"l": [self.encode_value(v, refs) for v in value]}  # type: ignore[attr-defined]
+        if kind is dict and all(type(k) is str for k in value):  # type: ignore[attr-defined]
+            items = value.items()  # type: ignore[attr-defined]
+            return {"d": {k: self.encode_value(v, refs) for k, v in items}}
+        if isinstance(value, BaseMessage):
+            ref = refs.ref(value, self) if refs is not None else None
+            if ref is not None:
+                return {"r": ref}
+            return self._message_value(value)
+        return {"b": encode_typed(self.serde, value)}
+
+    def _message_value(self, m: BaseMessage) -> dict[str, Any]:
+        if isinstance(m.content, str) and m.type in _CLASSES:
+            compact = _compact(m)
+            if compact is not None:
+                if isinstance(m, ToolMessage):
+                    compact["tool_call_id"] = m.tool_call_id
+                return {"m": {"c": m.content, **compact}}
+        return {"b": encode_typed(self.serde, m)}
+
+    def decode_value(self, encoded: Any, resolve: Resolver | None = None) -> Any:
+        """The value :meth:`encode_value` encoded (``resolve`` turns references into messages)."""
+        if not isinstance(encoded, dict):
+            return encoded
+        if "l" in encoded:
+            return [self.decode_value(v, resolve) for v in encoded["l"]]
+        if "d" in encoded:
+            return {k: self.decode_value(v, resolve) for k, v in encoded["d"].items()}
+        if "r" in encoded:
+            if resolve is None:
+                raise StoreError("a stored LangGraph value refers to a message it cannot reach")
+            return resolve(encoded["r"])
+        if "m" in encoded:
+            fields = dict(encoded["m"])
+            content = fields.pop("c")
+            cls = _CLASSES[fields.pop("t")][0]
+            return cls(content=content, **fields)
+        return decode_typed(self.serde, encoded["b"])
+
+    def _convert(
+        self, m: BaseMessage, *, tenant_id: str, session_id: str, user_id: str | None
+    ) -> Message:
+        known = _CLASSES.get(m.type)
+        role: Role = known[1] if known is not None else "system"
+        content = m.content if isinstance(m.content, str) else ""
+        tool_call_id = m.tool_call_id if isinstance(m, ToolMessage) else None
+        if role == "tool" and not tool_call_id:  # threadline requires one on a tool message
+            role, known = "system", None
+        compact = _compact(m) if known is not None and isinstance(m.content, str) else None
+        message_id = new_id()
+        metadata: dict[str, Any] = {}
+        if compact is None:
+            metadata["lc_blob"] = encode_typed(self.serde, m)
+        else:
+            del compact["t"]  # the role says it
+            if m.id is None:
+                compact["id"] = None
+            elif _is_uuid(m.id):
+                message_id = compact.pop("id")  # the message's own id is the stored one's
+            if compact:
+                metadata["lc"] = compact
+        return Message(
+            id=message_id,
+            session_id=session_id,
+            tenant_id=tenant_id,
+            user_id=user_id,
+            role=role,
+            content=content,
+            tool_call_id=tool_call_id,
+            metadata=metadata,
+        )
+
+    def _restore(self, stored: Message) -> BaseMessage:
+        blob = stored.metadata.get("lc_blob")
+        if blob is not None:
+            restored: BaseMessage = decode_typed(self.serde, blob)
+            return restored
+        fields = {"id": stored.id, **stored.metadata.get("lc", {})}
+        cls = _BY_ROLE[stored.role]
+        if cls is ToolMessage:
+            fields["tool_call_id"] = stored.tool_call_id
+        return cls(content=stored.content, **fields)
+
+
+def _is_uuid(value: object) -> bool:
+    return isinstance(value, str) and _CANONICAL_UUID.fullmatch(value) is not None
+
+
+def _same(a: Message, b: Message) -> bool:
+    """Whether two stored messages convert to the same LangChain message (what it is made of)."""
+    return (
+        a.content == b.content
+        and a.role == b.role
+        and a.tool_call_id == b.tool_call_id
+        and a.metadata == b.metadata
+    )
+
+
+def _compact(m: BaseMessage) -> dict[str, Any] | None:
+    """The message's type and non-default fields as JSON, or ``None`` if that loses anything."""
+    fields = m.model_dump(exclude={"content", "type"}, exclude_defaults=True)
+    if m.type == "tool":
+        fields.pop("tool_call_id", None)  # kept in the threadline message
+    try:
+        fields = json.loads(json.dumps(fields))
+    except (TypeError, ValueError):
+        return None
+    cls = _CLASSES[m.type][0]
+    tool_fields = {"tool_call_id": m.tool_call_id} if isinstance(m, ToolMessage) else {}
+    try:
+        rebuilt = cls(content=m.content, **fields, **tool_fields)
+    except Exception:
+        return None
+    if rebuilt != m or type(rebuilt) is not type(m):
+        return None
+    return {"t": m.type, **fields}
