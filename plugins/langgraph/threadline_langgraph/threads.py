@@ -87,6 +87,7 @@ class Threads:
         self._lengths: dict[str, int] = {}  # record id -> history length (written or read)
         self._anchors: dict[str, str] = {}  # record id -> the record its run's deltas use
         self._depths: dict[str, int] = {}  # record id -> links from its snapshot (predicted)
+        self._writes_next: dict[str, int] = {}  # record id -> its next write record's n
         self._refs: OrderedDict[str, Refs] = OrderedDict()  # the messages of records written
 
     # -- addressing -----------------------------------------------------------------------
@@ -198,11 +199,16 @@ class Threads:
     def _remember(self, record: Record, base: str | None, refs: Refs | None) -> None:
         """Note a record written (``base``: its delta base) or read (``base`` ``None``)."""
         if len(self._lengths) > _CACHE_LIMIT:
+            self._writes_next.clear()
             self._lengths.clear()
             self._anchors.clear()
             self._depths.clear()
         length = len(record.history)
         self._lengths[record.id] = length
+        if base is not None or refs is not None:
+            # Just created here: no write record can exist on it yet (its id is new), so
+            # put_writes need not look; a writer elsewhere is told apart by a conflict.
+            self._writes_next[record.id] = 0
         if refs is not None:
             self._refs[record.id] = refs
             while len(self._refs) > _REFS_LIMIT:
@@ -237,7 +243,9 @@ class Threads:
         where = await self._where(tenant, thread_id, ns, user_id, create=True)
         assert where is not None
         record_id = checkpoint_record_id(where.session_id, where.generation, ns, checkpoint_id)
-        n = len(await self._writes(tenant, record_id))
+        n = self._writes_next.get(record_id)
+        if n is None:
+            n = len(await self._writes(tenant, record_id))
         for _ in range(100):
             record = writes_record(
                 self.codec, where, record_id=record_id, checkpoint_id=checkpoint_id, n=n,
@@ -246,6 +254,7 @@ class Threads:
             )  # fmt: skip
             try:
                 await self.store.create_checkpoint(record)
+                self._writes_next[record_id] = n + 1
                 return
             except ConflictError:
                 n += 1  # another writer took record n

@@ -1,0 +1,206 @@
+"""Benchmark ThreadlineSaver against LangGraph's own SqliteSaver and PostgresSaver.
+
+Usage::
+
+    python benchmarks/bench_langgraph.py [--steps 200] [--postgres postgresql://postgres@127.0.0.1:5432/test]
+
+The workload is the chat loop of issue #15: a compiled ``StateGraph(MessagesState)`` with a
+deterministic model node (no network), one ``graph.invoke`` per step (LangGraph's default
+durability), a ~400-character question and a ~400-character reply per step. For each
+saver it prints:
+
+* **step 1 / step N**: the median time of an ``invoke`` over steps 1-10 and over the last
+  ten steps (the restore of the thread, the checkpoints and the pending writes included);
+* **stored**: the bytes the saver's database grew by (SQLite: the file; PostgreSQL: the
+  tables with their indexes and TOAST), and that size over the message text;
+* **restore**: the median of 5 ``graph.get_state`` of the thread at step N by a new saver
+  on the same database (a restart).
+
+The reference rows are LangGraph's own savers (``SqliteSaver`` from
+``langgraph-checkpoint-sqlite``, ``PostgresSaver`` from ``langgraph-checkpoint-postgres``,
+skipped when not installed or no server answers), on the same database kinds. Ratios are
+the framework saver's figure over ThreadlineSaver's (per-step time) and stored / text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.graph import END, START, MessagesState, StateGraph
+
+from threadline_langgraph import ThreadlineSaver
+
+THREAD = {"configurable": {"thread_id": "bench-chat"}}
+
+
+def model(state: MessagesState) -> dict[str, Any]:
+    last = state["messages"][-1].content
+    return {"messages": [AIMessage(content=f"reply to {last[:40]} " + "lorem ipsum " * 30)]}
+
+
+def question(i: int) -> HumanMessage:
+    words = " ".join(f"word{(i * 7 + k) % 97}" for k in range(60))
+    return HumanMessage(content=f"question {i}: {words}"[:400])
+
+
+def compiled(saver: Any) -> Any:
+    builder = StateGraph(MessagesState)
+    builder.add_node("model", model)
+    builder.add_edge(START, "model")
+    builder.add_edge("model", END)
+    return builder.compile(checkpointer=saver)
+
+
+class Row:
+    def __init__(self, name: str, early: float, late: float, stored: int, text: int,
+                 restore: float) -> None:  # fmt: skip
+        self.name, self.early, self.late = name, early, late
+        self.stored, self.text, self.restore = stored, text, restore
+
+
+def run(
+    name: str,
+    open_saver: Callable[[], AbstractContextManager[Any]],
+    size: Callable[[], int],
+    steps: int,
+) -> Row:
+    before = size()
+    times: list[float] = []
+    with open_saver() as saver:
+        graph = compiled(saver)
+        for i in range(steps):
+            started = time.perf_counter()
+            result = graph.invoke({"messages": [question(i)]}, THREAD)
+            times.append(time.perf_counter() - started)
+    text = sum(len(m.content) for m in result["messages"])
+    stored = size() - before
+    restores = []
+    for _ in range(5):
+        with open_saver() as saver:
+            graph = compiled(saver)
+            started = time.perf_counter()
+            state = graph.get_state(THREAD)
+            restores.append(time.perf_counter() - started)
+            assert state.values["messages"] == result["messages"]
+    return Row(name, statistics.median(times[:10]), statistics.median(times[-10:]), stored, text,
+               statistics.median(restores))  # fmt: skip
+
+
+def sqlite_rows(steps: int, folder: Path) -> Iterator[Row]:
+    def file_size(path: Path) -> Callable[[], int]:
+        return lambda: sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+
+    try:
+        from langgraph.checkpoint.sqlite import SqliteSaver
+    except ImportError:
+        print("SqliteSaver: langgraph-checkpoint-sqlite is not installed, skipped", file=sys.stderr)
+    else:
+        path = folder / "sqlitesaver.db"
+        yield run("SqliteSaver (SQLite)", lambda: SqliteSaver.from_conn_string(str(path)),
+                  file_size(path), steps)  # fmt: skip
+    ours = folder / "threadline.db"
+    url = f"sqlite:///{ours}"
+    yield run("ThreadlineSaver (SQLite)", lambda: ThreadlineSaver.from_conn_string(url),
+              file_size(ours), steps)  # fmt: skip
+
+
+def postgres_rows(steps: int, admin_url: str) -> Iterator[Row]:
+    try:
+        import asyncpg
+    except ImportError:
+        print("PostgreSQL: asyncpg is not installed, skipped", file=sys.stderr)
+        return
+
+    async def admin(sql: str, url: str = admin_url) -> Any:
+        conn = await asyncpg.connect(url, timeout=5)
+        try:
+            return await conn.fetchval(sql)
+        finally:
+            await conn.close()
+
+    base = admin_url.rsplit("/", 1)[0]
+    name = f"bench_lg_{secrets.token_hex(4)}"
+    try:
+        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"PostgreSQL: {admin_url} does not answer ({exc}), skipped", file=sys.stderr)
+        return
+    url = f"{base}/{name}"
+
+    def schema_size(schema: str) -> Callable[[], int]:
+        sql = (
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            f" WHERE n.nspname = '{schema}' AND c.relkind = 'r'"
+        )
+        return lambda: int(asyncio.run(admin(sql, url)))
+
+    try:
+        try:
+            from langgraph.checkpoint.postgres import PostgresSaver
+        except ImportError:
+            print("PostgresSaver: langgraph-checkpoint-postgres is not installed, skipped",
+                  file=sys.stderr)  # fmt: skip
+        else:
+            with PostgresSaver.from_conn_string(url) as saver:
+                saver.setup()
+            yield run("PostgresSaver (PostgreSQL)", lambda: PostgresSaver.from_conn_string(url),
+                      schema_size("public"), steps)  # fmt: skip
+        tl_url = f"{url}?schema=threadline_bench"
+        with ThreadlineSaver.from_conn_string(tl_url):
+            pass  # migrate first: the schema's tables are not counted as the saver's data
+        yield run("ThreadlineSaver (PostgreSQL)", lambda: ThreadlineSaver.from_conn_string(tl_url),
+                  schema_size("threadline_bench"), steps)  # fmt: skip
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("THREADLINE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"),
+        help="an admin URL: the benchmark creates (and drops) a database of its own",
+    )  # fmt: skip
+    parser.add_argument("--no-postgres", action="store_true")
+    args = parser.parse_args()
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as folder:
+        rows.extend(sqlite_rows(args.steps, Path(folder)))
+    if not args.no_postgres:
+        rows.extend(postgres_rows(args.steps, args.postgres))
+    n = args.steps
+    print(f"\nchat loop, {n} steps (one invoke each), {rows[0].text:,} bytes of message text\n")
+    print(f"| saver | step 1 | step {n} | stored | stored / text | restore at step {n} |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        times = f"{r.early * 1e3:.1f} ms | {r.late * 1e3:.1f} ms"
+        stored = f"{r.stored / 1e6:.2f} MB | {r.stored / r.text:.1f}x"
+        print(f"| {r.name} | {times} | {stored} | {r.restore * 1e3:.1f} ms |")
+    by_name = {r.name: r for r in rows}
+    for db in ("SQLite", "PostgreSQL"):
+        ours = by_name.get(f"ThreadlineSaver ({db})")
+        theirs = [r for r in rows if r.name.endswith(f"({db})") and r is not ours]
+        if ours and theirs:
+            t = theirs[0]
+            print(f"\n{db}: {t.name.split()[0]} / ThreadlineSaver per step at step {n}: "
+                  f"{t.late / ours.late:.1f}x; at step 1: {t.early / ours.early:.1f}x; "
+                  f"stored: {t.stored / ours.stored:.1f}x; "
+                  f"restore: {t.restore / ours.restore:.1f}x")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
