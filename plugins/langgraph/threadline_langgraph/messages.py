@@ -50,14 +50,19 @@ class Refs:
     """The messages one checkpoint record holds, by object, so that other values of the
     record, and its pending writes, refer to them instead of storing them again.
 
-    History messages are referred to by position; any other message met while encoding
-    (a graph input in ``__start__``, say) is added to :attr:`extra`, stored once in the
-    record's ``state["messages"]``. The objects are kept alive while the refs live.
+    The last :data:`RECENT` history messages are referred to by position (a value or a
+    write holding a message of the history holds a recent one; an older one is stored
+    again, which is only a copy); any other message met while encoding (a graph input in
+    ``__start__``, say) is added to :attr:`extra`, stored once in the record's
+    ``state["messages"]``. The objects are kept alive while the refs live.
     """
 
     def __init__(self, history: list[Any]) -> None:
-        self.objects: list[Any] = list(history)
-        self.by_id: dict[int, list[Any]] = {id(m): ["h", i] for i, m in enumerate(history)}
+        start = max(len(history) - RECENT, 0)
+        self.objects: list[Any] = history[start:]
+        self.by_id: dict[int, list[Any]] = {
+            id(m): ["h", start + i] for i, m in enumerate(self.objects)
+        }
         self.extra: list[Any] = []
         self.frozen = False
 
@@ -82,6 +87,8 @@ _CLASSES: dict[str, tuple[type[BaseMessage], Role]] = {
 _BY_ROLE: dict[str, type[BaseMessage]] = {role: cls for cls, role in _CLASSES.values()}
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _CACHE_LIMIT = 100_000
+RECENT = 32
+"""How many of a history's last messages other values of its record may refer to."""
 
 
 def is_message_list(value: object) -> bool:
@@ -124,19 +131,18 @@ class MessageCodec:
         if len(self._to_store) > _CACHE_LIMIT:
             self._to_store.clear()
         out = []
+        cache = self._to_store
         for m in messages:
-            hit = self._to_store.get(id(m))
-            if (
-                hit is not None
-                and hit[0] is m
-                and hit[1] is m.content
-                and hit[2] == m.id
-                and hit[3].session_id == session_id
-                and hit[3].tenant_id == tenant_id
-                and hit[3].user_id == user_id
-            ):
-                out.append(hit[3])
-                continue
+            hit = cache.get(id(m))
+            if hit is not None and hit[0] is m and hit[1] is m.content and hit[2] == m.id:
+                stored = hit[3]
+                if (
+                    stored.session_id == session_id
+                    and stored.user_id == user_id
+                    and stored.tenant_id == tenant_id
+                ):
+                    out.append(stored)
+                    continue
             stored = self._convert(m, tenant_id=tenant_id, session_id=session_id, user_id=user_id)
             self._to_store[id(m)] = (m, m.content, m.id, stored)
             self._from_store[stored.id] = (stored, m)
