@@ -24,6 +24,7 @@ from threadline import AgentConfig, ApiCall, Message, ProviderRecord, Session
 from threadline.codec import dump_json
 from threadline.errors import ConflictError, NotFoundError, ValidationError
 from threadline.ids import utcnow
+from threadline.queries import MessageRange, SessionQuery
 from threadline.storekit import CheckpointRecord, StaleRecordError
 from threadline.storekit.records import id_conflict
 from threadline.storekit.sync import SyncStore
@@ -91,19 +92,8 @@ class MinimalStore(SyncStore):
     def get_session(self, tenant_id: str, session_id: str) -> Session | None:
         return self.session(tenant_id, session_id)  # type: ignore[no-any-return]
 
-    def list_sessions(
-        self, tenant_id: str, user_id: str | None, agent_id: str | None, limit: int, offset: int
-    ) -> list[Session]:
-        found = [
-            s
-            for s in self.sessions.values()
-            if s.tenant_id == tenant_id
-            and user_id in (None, s.user_id)
-            and agent_id in (None, s.agent_id)
-        ]
-        return sorted(found, key=lambda s: (s.updated_at, s.id), reverse=True)[
-            offset : offset + limit
-        ]
+    def list_sessions(self, tenant_id: str, query: SessionQuery) -> list[Session]:
+        return query.page(s for s in self.sessions.values() if s.tenant_id == tenant_id)
 
     def replace_session(self, session: Session) -> Session:
         s = self.session(session.tenant_id, session.id, required=True)
@@ -161,23 +151,16 @@ class MinimalStore(SyncStore):
         log = self.messages[session_id]
         return log[bisect.bisect_left(log, seq, key=seq_of)]
 
-    def read_messages(
-        self, tenant_id: str, session_id: str, after_seq: int, before_seq: int | None,
-        limit: int | None, newest_first: bool, role: str | None,
-    ) -> list[Message]:  # fmt: skip
+    def read_messages(self, tenant_id: str, session_id: str, query: MessageRange) -> list[Message]:
         if self.session(tenant_id, session_id) is None:
             return []
         rows: list[Any] = self.messages[session_id]  # in seq order, or a role's seqs
-        key = seq_of if role is None else None
+        role, key = query.role, seq_of if query.role is None else None
         if role is not None:
             rows = self.roles.get((session_id, role), [])
-        lo = bisect.bisect_right(rows, after_seq, key=key)
-        hi = len(rows) if before_seq is None else bisect.bisect_left(rows, before_seq, key=key)
-        hi = max(lo, hi)
-        if limit is not None:
-            lo, hi = (max(lo, hi - limit), hi) if newest_first else (lo, min(hi, lo + limit))
+        lo, hi = query.bounds(rows, key)
         found = rows[lo:hi] if role is None else [self.at(session_id, n) for n in rows[lo:hi]]
-        return found[::-1] if newest_first else found
+        return found[::-1] if query.newest_first else found
 
     def rewrite_messages(
         self, tenant_id: str, messages: Sequence[Message], activity: bool, only_streaming: bool

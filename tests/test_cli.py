@@ -63,6 +63,44 @@ def test_sessions_are_scoped_to_the_tenant(env: dict[str, str]) -> None:
     assert json.loads(invoke("sessions", "list", "--json")) == []
 
 
+def test_sessions_list_pages_by_cursor(env: dict[str, str]) -> None:
+    """A full page ends with ``next: CURSOR`` on stderr; ``--after`` continues from it, and a
+    session started between pages (the newest) does not shift the next page."""
+    for i in range(5):
+        invoke("chat", f"hi {i}")
+    everything = [s["id"] for s in json.loads(invoke("sessions", "list", "--json"))]
+    assert len(everything) == 5
+    first = CliRunner().invoke(cli, ["sessions", "list", "--json", "--limit", "2"])
+    assert first.exit_code == 0, first.output
+    assert [s["id"] for s in json.loads(first.stdout)] == everything[:2]
+    [hint] = first.stderr.splitlines()
+    assert hint.startswith("next: ")
+    invoke("chat", "a newer one")
+    seen = []
+    cursor = hint.removeprefix("next: ")
+    while True:
+        page = CliRunner().invoke(
+            cli, ["sessions", "list", "--json", "--limit", "2", "--after", cursor]
+        )
+        assert page.exit_code == 0, page.output
+        seen += [s["id"] for s in json.loads(page.stdout)]
+        if not page.stderr:
+            break
+        cursor = page.stderr.strip().removeprefix("next: ")
+    assert seen == everything[2:]
+    table = CliRunner().invoke(cli, ["sessions", "list", "--limit", "1", "--after", cursor])
+    assert table.exit_code == 0
+    assert everything[4] in table.stdout and everything[3] not in table.stdout
+
+
+def test_sessions_list_refuses_a_bad_cursor(env: dict[str, str]) -> None:
+    invoke("chat", "hi")
+    result = CliRunner().invoke(cli, ["sessions", "list", "--after", "nonsense!"])
+    assert result.exit_code == 2
+    [line] = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "--after" in line and "not a session cursor" in line
+
+
 def test_migrate_lists_what_it_applied(tmp_path: Path) -> None:
     pytest.importorskip("threadline_sqlite")
     url = f"sqlite:///{tmp_path / 'm.db'}"

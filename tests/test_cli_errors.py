@@ -74,6 +74,8 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("list-sqlite-memory", ["sessions", "list", "--store", "sqlite:///:memory:"], 1, "no store"),
     ("list-empty-sqlite-file", ["sessions", "list", "--store", "sqlite:///{fx}/empty.db"], 1,
      "no threadline tables"),
+    ("list-bad-cursor", ["sessions", "list", "--store", "{ok}", "--after", "nope"], 2,
+     "not a session cursor"),
     # -- URLs
     ("store-empty", ["sessions", "list", "--store", ""], 2, "empty"),
     ("store-not-a-url", ["sessions", "list", "--store", "notaurl"], 1, "not a store URL"),

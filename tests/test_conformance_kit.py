@@ -22,7 +22,8 @@ import attrs
 import pytest
 
 from threadline.hookspecs import hookimpl
-from threadline.models import ApiCall, Message, Session
+from threadline.models import MAX_INT, ApiCall, Message, Session
+from threadline.queries import MessageRange, SessionQuery
 from threadline.storekit import CheckpointRecord, ReferenceStore
 from threadline.storekit.delta import encode_history
 from threadline.storekit.log import chain_history
@@ -46,19 +47,8 @@ class Counting(ReferenceStore):
         self.rows += len(messages) + 1  # one id probe each, the session row
         return super().save_messages(messages)
 
-    def read_messages(
-        self,
-        tenant_id: str,
-        session_id: str,
-        after_seq: int,
-        before_seq: int | None,
-        limit: int | None,
-        newest_first: bool,
-        role: str | None,
-    ) -> list[Message]:
-        found = super().read_messages(
-            tenant_id, session_id, after_seq, before_seq, limit, newest_first, role
-        )
+    def read_messages(self, tenant_id: str, session_id: str, query: MessageRange) -> list[Message]:
+        found = super().read_messages(tenant_id, session_id, query)
         self.rows += len(found) + 1
         return found
 
@@ -169,21 +159,10 @@ class ScanningIds(Persisted):
 class ScanningSessions(Persisted):
     """(b') Reads a window or a count by going through the whole session."""
 
-    def read_messages(
-        self,
-        tenant_id: str,
-        session_id: str,
-        after_seq: int,
-        before_seq: int | None,
-        limit: int | None,
-        newest_first: bool,
-        role: str | None,
-    ) -> list[Message]:
+    def read_messages(self, tenant_id: str, session_id: str, query: MessageRange) -> list[Message]:
         with self._lock:
             self.rows += len(self._messages.get(session_id, ()))
-        return super().read_messages(
-            tenant_id, session_id, after_seq, before_seq, limit, newest_first, role
-        )
+        return super().read_messages(tenant_id, session_id, query)
 
 
 class NoBatchCheck(Persisted):
@@ -227,12 +206,11 @@ class ForgetsCheckpoints(Persisted):
 class RandomTies(Persisted):
     """(e) Lists sessions with the same ``updated_at`` in a random order."""
 
-    def list_sessions(
-        self, tenant_id: str, user_id: str | None, agent_id: str | None, limit: int, offset: int
-    ) -> list[Session]:
-        found = super().list_sessions(tenant_id, user_id, agent_id, 1 << 62, 0)
+    def list_sessions(self, tenant_id: str, query: SessionQuery) -> list[Session]:
+        everything = attrs.evolve(query, limit=MAX_INT, offset=0, after=None)
+        found = super().list_sessions(tenant_id, everything)
         found.sort(key=lambda s: (s.updated_at, random.random()), reverse=True)
-        return found[offset : offset + limit]
+        return found[query.offset : query.offset + query.limit]
 
 
 # -- running the kit in process ---------------------------------------------------------------

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         Session,
         ToolCall,
     )
+    from threadline.queries import MessageRange, SessionCursor, SessionQuery
     from threadline.runtime.agent import Agent
     from threadline.runtime.approvals import ApprovalRequired, requires_approval
     from threadline.runtime.builder import AgentBuilder, quick_agent
@@ -71,6 +72,9 @@ _LAZY = {
     "ProviderRecord": "threadline.models",
     "Session": "threadline.models",
     "ToolCall": "threadline.models",
+    "MessageRange": "threadline.queries",
+    "SessionCursor": "threadline.queries",
+    "SessionQuery": "threadline.queries",
     "Store": "threadline.store",
     "connect": "threadline.store",
     "Tool": "threadline.runtime.tools",
@@ -103,6 +107,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "Message",
+    "MessageRange",
     "NotFoundError",
     "NotWaitingError",
     "PersistenceContext",
@@ -111,6 +116,8 @@ __all__ = [
     "ProviderError",
     "ProviderRecord",
     "Session",
+    "SessionCursor",
+    "SessionQuery",
     "Store",
     "StoreError",
     "StoreNotFoundError",

@@ -18,7 +18,9 @@ from threadline.cli.options import (
     store_option,
     tenant_options,
 )
+from threadline.errors import ValidationError
 from threadline.models import AgentConfig
+from threadline.queries import SessionCursor
 from threadline.store import Store
 
 T = TypeVar("T")
@@ -34,26 +36,52 @@ def sessions_group() -> None:
 @tenant_options
 @click.option("--all-users", is_flag=True, help="Every user of the tenant.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--after",
+    metavar="CURSOR",
+    callback=lambda _ctx, _param, value: _cursor(value),
+    help="Continue after this cursor (the 'next:' line of a full page).",
+)
 @json_option
 def sessions_list(
-    store: str | None, tenant_id: str, user_id: str, all_users: bool, limit: int, as_json: bool
+    store: str | None,
+    tenant_id: str,
+    user_id: str,
+    all_users: bool,
+    limit: int,
+    after: SessionCursor | None,
+    as_json: bool,
 ) -> None:
-    """The tenant's sessions, most recently active first."""
+    """The tenant's sessions, most recently active first.
+
+    A full page ends with a ``next: CURSOR`` line on stderr (stdout stays the table or
+    JSON); ``--after CURSOR`` lists the page after it, stable under concurrent inserts.
+    """
 
     async def work(db: Store) -> list[Any]:
         found = await db.list_sessions(
-            tenant_id, user_id=None if all_users else user_id, limit=limit
+            tenant_id, user_id=None if all_users else user_id, limit=limit, after=after
         )
         return [(s, await db.count_messages(tenant_id, s.id)) for s in found]
 
     rows = with_store(store, work, create=False)
     if as_json:
         print_json([s.to_dict() | {"messages": n} for s, n in rows])
-        return
-    print_table(
-        [(s.id, s.updated_at.strftime("%Y-%m-%d %H:%M:%S"), n, s.title or "") for s, n in rows],
-        ["id", "updated (UTC)", "messages", "title"],
-    )
+    else:
+        print_table(
+            [(s.id, s.updated_at.strftime("%Y-%m-%d %H:%M:%S"), n, s.title or "") for s, n in rows],
+            ["id", "updated (UTC)", "messages", "title"],
+        )
+    if len(rows) == limit:
+        click.echo(f"next: {SessionCursor.of(rows[-1][0])}", err=True)
+
+
+def _cursor(value: str | None) -> SessionCursor | None:
+    """``--after``'s cursor; a malformed one is a usage error (one line, exit 2)."""
+    try:
+        return None if value is None else SessionCursor.parse(value)
+    except ValidationError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--after'") from None
 
 
 @sessions_group.command(name="show")

@@ -9,6 +9,7 @@ from threadline.hookspecs.markers import hookspec
 
 if TYPE_CHECKING:
     from threadline.models import Message
+    from threadline.queries import MessageRange
 
 
 @hookspec
@@ -30,27 +31,21 @@ def threadline_save_messages(messages: Sequence[Message]) -> Sequence[Message] |
 
 @hookspec
 def threadline_read_messages(
-    tenant_id: str,
-    session_id: str,
-    after_seq: int,
-    before_seq: int | None,
-    limit: int | None,
-    newest_first: bool,
-    role: str | None,
+    tenant_id: str, session_id: str, query: MessageRange
 ) -> Sequence[Message] | None:
     """Read a session's messages with ``after_seq < seq < before_seq``, from an index.
 
     Tier: required. The derived ``get_messages``, ``count_messages``, ``load_window`` and
-    ``interrupt_streaming`` are built on it: its cost must follow ``limit``, not the
+    ``interrupt_streaming`` are built on it: its cost must follow ``query.limit``, not the
     session's length (a window is read backwards from the end, a page at a time).
 
     :param tenant_id: the caller's tenant.
     :param session_id: the session.
-    :param after_seq: only messages with a larger ``seq`` (0: from the first).
-    :param before_seq: only messages with a smaller ``seq`` (``None``: to the last).
-    :param limit: at most this many (``None``: all in the range).
-    :param newest_first: ``True`` to take (and return) the highest seqs first.
-    :param role: only messages of this role when given (``"system"`` for a window's head).
+    :param query: a validated :class:`threadline.queries.MessageRange`: ``after_seq`` (0:
+        from the first), ``before_seq`` (``None``: to the last), ``limit`` (``None``: all
+        in the range), ``newest_first`` (take and return the highest seqs first) and
+        ``role`` (only that role when given: ``"system"`` for a window's head).
+        :meth:`~threadline.queries.MessageRange.bounds` slices a sorted list of seqs.
     :return: the messages in the order asked (empty for an unknown session).
     :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """

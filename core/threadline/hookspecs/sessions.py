@@ -10,6 +10,7 @@ from threadline.hookspecs.markers import hookspec
 
 if TYPE_CHECKING:
     from threadline.models import Session
+    from threadline.queries import SessionQuery
 
 
 @hookspec
@@ -42,23 +43,26 @@ def threadline_get_session(tenant_id: str, session_id: str) -> Session | None:
 
 
 @hookspec
-def threadline_list_sessions(
-    tenant_id: str, user_id: str | None, agent_id: str | None, limit: int, offset: int
-) -> Sequence[Session] | None:
+def threadline_list_sessions(tenant_id: str, query: SessionQuery) -> Sequence[Session] | None:
     """List a tenant's sessions, most recently updated first, ties by ``id`` descending.
 
     Tier: required.
 
-    The order is total (``updated_at`` descending, then ``id`` descending), so pages read
-    with ``limit``/``offset`` neither repeat nor skip a session whose ``updated_at`` equals
-    another's (copies and imports set many alike).
+    The order is total (``updated_at`` descending, then ``id`` descending), so pages
+    neither repeat nor skip a session whose ``updated_at`` equals another's (copies and
+    imports set many alike). Keyset paging: with ``query.after`` only the sessions
+    strictly after that cursor in this order come (``(updated_at, id) < (cursor's)``),
+    so a page read after concurrent inserts still continues where the last one ended;
+    a SQL store answers it from an index on ``(tenant_id, updated_at, id)`` without
+    reading the sessions before the cursor. ``query.offset`` then skips that many more.
 
     :param tenant_id: the caller's tenant.
-    :param user_id: only this user's sessions when given.
-    :param agent_id: only this agent's sessions when given.
-    :param limit: at most this many sessions.
-    :param offset: skip this many first (for paging).
-    :return: the sessions, newest ``updated_at`` first, then highest ``id`` first.
+    :param query: a validated :class:`threadline.queries.SessionQuery`: ``user_id`` and
+        ``agent_id`` filters (``None``: all), ``limit``, ``offset`` and ``after`` (a
+        :class:`~threadline.queries.SessionCursor` or ``None``).
+        :meth:`~threadline.queries.SessionQuery.page` does it all over a list.
+    :return: the sessions, newest ``updated_at`` first, then highest ``id`` first
+        (nothing of another tenant, whatever the cursor).
     :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 

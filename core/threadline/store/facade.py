@@ -8,7 +8,7 @@ every store. Opening a store by URL is :mod:`threadline.store.opening`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +29,7 @@ from threadline.models import (
     check_utc,
 )
 from threadline.plugins import dispatch, new_plugin_manager
+from threadline.queries import SessionCursor, SessionQuery
 from threadline.storekit.window import check_rounds
 from threadline.urls import StoreURL
 
@@ -163,18 +164,41 @@ class Store:
         agent_id: IdLike | None = None,
         limit: int = 50,
         offset: int = 0,
+        after: SessionCursor | str | None = None,
     ) -> list[Session]:
-        """A tenant's sessions, most recently updated first."""
-        _check_paging(limit, offset)
-        result = await self._read(
-            "threadline_list_sessions",
-            tenant_id=check_id(tenant_id, "tenant_id"),
-            user_id=optional_id(user_id, "user_id"),
-            agent_id=optional_id(agent_id, "agent_id"),
-            limit=limit,
-            offset=offset,
-        )
+        """A tenant's sessions, most recently updated first (ties: highest id first).
+
+        ``after`` (a :class:`SessionCursor` or its string) pages by keyset: only the
+        sessions after that one come, stable under concurrent inserts;
+        ``SessionCursor.of(page[-1])`` continues a full page.
+        """
+        if isinstance(after, str):
+            after = SessionCursor.parse(after)
+        query = SessionQuery(user_id, agent_id, limit, offset, after)
+        tenant = check_id(tenant_id, "tenant_id")
+        result = await self._read("threadline_list_sessions", tenant_id=tenant, query=query)
         return list(result or ())
+
+    async def iter_sessions(
+        self,
+        tenant_id: IdLike,
+        *,
+        user_id: IdLike | None = None,
+        agent_id: IdLike | None = None,
+        page: int = 200,
+    ) -> AsyncIterator[Session]:
+        """Every session of a tenant, newest first, read ``page`` at a time by cursor."""
+        _check_count(page, "page", minimum=1)
+        after: SessionCursor | None = None
+        while True:
+            found = await self.list_sessions(
+                tenant_id, user_id=user_id, agent_id=agent_id, limit=page, after=after
+            )
+            for session in found:
+                yield session
+            if len(found) < page:
+                return
+            after = SessionCursor.of(found[-1])
 
     async def update_session(self, session: Session) -> Session:
         """Replace a session's title and metadata."""
@@ -494,8 +518,3 @@ def _check_count(value: object, name: str, minimum: int = 0) -> int:
     if value > MAX_INT:
         raise ValidationError(f"{name} must be at most {MAX_INT} (2**63-1), got {value!r}")
     return value
-
-
-def _check_paging(limit: object, offset: object) -> None:
-    _check_count(limit, "limit")
-    _check_count(offset, "offset")

@@ -17,6 +17,7 @@ import attrs
 from threadline.errors import ConflictError, NotFoundError
 from threadline.ids import utcnow
 from threadline.models import Checkpoint, Message, Session
+from threadline.queries import MessageRange, SessionCursor, SessionQuery
 from threadline.storekit import log
 from threadline.storekit.delta import SNAPSHOT_EVERY
 from threadline.storekit.erasure import redact
@@ -62,39 +63,28 @@ async def _read(
     newest_first: bool = False,
     role: str | None = None,
 ) -> list[Message]:
+    query = MessageRange(after_seq, before_seq, limit, newest_first, role)
     return list(
         await hooks.call(
-            "threadline_read_messages",
-            tenant_id=tenant_id,
-            session_id=session_id,
-            after_seq=after_seq,
-            before_seq=before_seq,
-            limit=limit,
-            newest_first=newest_first,
-            role=role,
+            "threadline_read_messages", tenant_id=tenant_id, session_id=session_id, query=query
         )
         or ()
     )
 
 
 async def _sessions(hooks: Hooks, tenant_id: str, user_id: str | None) -> list[Session]:
-    """Every session of the tenant (of ``user_id`` when given), read in pages."""
+    """Every session of the tenant (of ``user_id`` when given), read in keyset pages."""
     out: list[Session] = []
+    after: SessionCursor | None = None
     while True:
+        query = SessionQuery(user_id=user_id, limit=_PAGE, after=after)
         page = list(
-            await hooks.call(
-                "threadline_list_sessions",
-                tenant_id=tenant_id,
-                user_id=user_id,
-                agent_id=None,
-                limit=_PAGE,
-                offset=len(out),
-            )
-            or ()
+            await hooks.call("threadline_list_sessions", tenant_id=tenant_id, query=query) or ()
         )
         out.extend(page)
         if len(page) < _PAGE:
             return list({s.id: s for s in out}.values())  # a concurrent bump may repeat one
+        after = SessionCursor.of(page[-1])
 
 
 # -- sessions -------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ from threadline.models import (
     Session,
     trusted,
 )
+from threadline.queries import MessageRange, SessionQuery
 from threadline.storekit.records import CheckpointRecord, StaleRecordError, id_conflict
 from threadline.storekit.sync import SyncStore
 
@@ -289,17 +290,10 @@ class ReferenceStore(SyncStore):
         with self._lock:
             return self._session(tenant_id, session_id)
 
-    def list_sessions(
-        self, tenant_id: str, user_id: str | None, agent_id: str | None, limit: int, offset: int
-    ) -> list[Session]:
+    def list_sessions(self, tenant_id: str, query: SessionQuery) -> list[Session]:
         with self._lock:
-            found = [
-                s
-                for s in map(self._sessions.__getitem__, self._tenant_sessions.get(tenant_id, ()))
-                if user_id in (None, s.user_id) and agent_id in (None, s.agent_id)
-            ]
-        found.sort(key=lambda s: (s.updated_at, s.id), reverse=True)
-        return found[offset : offset + limit]
+            found = list(map(self._sessions.__getitem__, self._tenant_sessions.get(tenant_id, ())))
+        return query.page(found)
 
     def replace_session(self, session: Session) -> Session:
         with self._writer:
@@ -350,31 +344,18 @@ class ReferenceStore(SyncStore):
         """The stored message at ``seq`` (present) of a session, by bisection."""
         return self._messages[session_id][bisect.bisect_left(self._seqs[session_id], seq)]
 
-    def read_messages(
-        self,
-        tenant_id: str,
-        session_id: str,
-        after_seq: int,
-        before_seq: int | None,
-        limit: int | None,
-        newest_first: bool,
-        role: str | None,
-    ) -> list[Message]:
+    def read_messages(self, tenant_id: str, session_id: str, query: MessageRange) -> list[Message]:
+        role = query.role
         with self._lock:
             if self._session(tenant_id, session_id) is None:
                 return []
-            log = self._messages[session_id]
             seqs = self._seqs[session_id] if role is None else self._roles[session_id].get(role, [])
-            lo = bisect.bisect_right(seqs, after_seq)
-            hi = len(seqs) if before_seq is None else bisect.bisect_left(seqs, before_seq)
-            hi = max(lo, hi)
-            if limit is not None:
-                lo, hi = (max(lo, hi - limit), hi) if newest_first else (lo, min(hi, lo + limit))
+            lo, hi = query.bounds(seqs)
             if role is None:
-                found = log[lo:hi]
+                found = self._messages[session_id][lo:hi]
             else:  # the role's seqs, each found by bisection
                 found = [self._at(session_id, seq) for seq in seqs[lo:hi]]
-        if newest_first:
+        if query.newest_first:
             found.reverse()
         return found
 

@@ -10,8 +10,9 @@ from typing import Any
 import attrs
 import pytest
 
-from threadline import ApiCall, Checkpoint, NotFoundError, Session, Store
+from threadline import ApiCall, Checkpoint, NotFoundError, Session, Store, ValidationError
 from threadline.ids import new_id
+from threadline.queries import SessionCursor
 from threadline.testing._support import Conversation, new_conversation
 
 
@@ -234,6 +235,55 @@ class SessionConformance:
         assert paged == listed
         mine = [s.id for s in await store.list_sessions(tenant, user_id=user, limit=4, offset=2)]
         assert mine == by_id[1:5]
+
+    async def test_keyset_pages_neither_repeat_nor_skip(self, store: Store) -> None:
+        """Pages read by cursor (``after``) continue exactly where the last one ended, under
+        ties of ``updated_at`` and with sessions inserted or bumped between pages."""
+        tenant, user = new_id(), new_id()
+        then = datetime(2023, 4, 4, 4, 4, 4, 444444, tzinfo=timezone.utc)
+        convs = [await new_conversation(store, tenant, user if i % 2 else None) for i in range(9)]
+        for i, conv in enumerate(convs):  # three ties of three
+            await store.set_session_updated_at(tenant, conv.id, then - timedelta(seconds=i // 3))
+        first = await store.list_sessions(tenant, limit=4)
+        expected = [s.id for s in await store.list_sessions(tenant)]
+        assert [s.id for s in first] == expected[:4]
+        # Between pages: a new session (newest: before the cursor), one older than them all
+        # (after the cursor), and a listed session bumped to now.
+        await new_conversation(store, tenant)
+        late = await new_conversation(store, tenant)
+        await store.set_session_updated_at(tenant, late.id, then - timedelta(days=1))
+        await store.set_session_updated_at(tenant, first[0].id, then + timedelta(days=1))
+        rest: list[str] = []
+        cursor = SessionCursor.of(first[-1])
+        while True:
+            page = await store.list_sessions(tenant, limit=2, after=str(cursor))
+            rest += [s.id for s in page]
+            if len(page) < 2:
+                break
+            cursor = SessionCursor.of(page[-1])
+        assert rest == [*expected[4:], late.id]
+        odd = [s.id for s in await store.list_sessions(tenant, user_id=user)]
+        cut = SessionCursor.of((await store.list_sessions(tenant, user_id=user, limit=1))[0])
+        after = await store.list_sessions(tenant, user_id=user, after=cut)
+        assert [s.id for s in after] == odd[1:]
+        assert [s.id async for s in store.iter_sessions(tenant, page=2)] == [
+            s.id for s in await store.list_sessions(tenant)
+        ]
+
+    async def test_cursor_of_another_tenant_yields_nothing_of_theirs(self, store: Store) -> None:
+        """A cursor is only a position: used by another tenant it lists that tenant's own."""
+        mine, theirs = new_id(), new_id()
+        kept = [await new_conversation(store, mine) for _ in range(3)]
+        other = [await new_conversation(store, theirs) for _ in range(3)]
+        cursor = SessionCursor(datetime(9999, 1, 1, tzinfo=timezone.utc), other[0].id)
+        listed = {s.id for s in await store.list_sessions(mine, after=cursor)}
+        assert listed == {c.id for c in kept}
+        from_theirs = SessionCursor.of((await store.list_sessions(theirs, limit=1))[0])
+        assert not {s.id for s in await store.list_sessions(mine, after=from_theirs)} & {
+            c.id for c in other
+        }
+        with pytest.raises(ValidationError):
+            await store.list_sessions(mine, after="not-a-cursor")
 
     async def test_list_checkpoints_orders_sessions_created_together_by_id(
         self, store: Store

@@ -21,18 +21,10 @@ SESSION_PAGE = 500
 async def all_sessions(
     store: Store, tenant_id: str, user_id: str | None = None, page: int = SESSION_PAGE
 ) -> AsyncIterator[Session]:
-    """Every session of a tenant, page by page (each once, even if the listing shifts)."""
-    seen: set[str] = set()
-    offset = 0
-    while True:
-        found = await store.list_sessions(tenant_id, user_id=user_id, limit=page, offset=offset)
-        for session in found:
-            if session.id not in seen:
-                seen.add(session.id)
-                yield session
-        if len(found) < page:
-            return
-        offset += page
+    """Every session of a tenant, page by page by cursor (keyset: a page neither repeats
+    nor skips a session because sessions were added or bumped meanwhile)."""
+    async for session in store.iter_sessions(tenant_id, user_id=user_id, page=page):
+        yield session
 
 
 def utf8_lines(lines: Iterable[str | bytes]) -> Iterator[str]:

@@ -28,6 +28,7 @@ from typing import Any, BinaryIO, TypeVar
 from threadline.codec import dump_json
 from threadline.errors import StoreError, StoreUnavailableError, ThreadlineError
 from threadline.hookspecs import PERSISTENCE_HOOKS, hookimpl
+from threadline.queries import MessageRange
 from threadline.storekit import ReferenceStore
 from threadline.storekit.reference import Change
 
@@ -123,9 +124,8 @@ class JsonlStore(ReferenceStore):
                 if self.read_checkpoint_records(r.checkpoint.tenant_id, r.id, False):
                     return True
             for m in rows if kind == "messages" else ():
-                old = self.read_messages(
-                    m.tenant_id, m.session_id, (m.seq or 1) - 1, None, 1, False, None
-                )
+                at = MessageRange((m.seq or 1) - 1, limit=1)
+                old = self.read_messages(m.tenant_id, m.session_id, at)
                 if old and old[0].user_id is not None and m.user_id is None:
                     return True
         return False

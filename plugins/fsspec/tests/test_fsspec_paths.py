@@ -10,6 +10,7 @@ import pytest
 import threadline
 from threadline import AgentConfig, AgentRecord, Message, Session, ValidationError
 from threadline.ids import new_id
+from threadline.queries import MessageRange, SessionQuery
 from threadline_fsspec import layout
 
 HOSTILE_CODES = [
@@ -80,9 +81,9 @@ async def test_ids_that_are_not_canonical_uuids_are_refused_by_the_hooks(
     calls = [
         plugin.threadline_get_session(bad, ok),
         plugin.threadline_get_session(ok, bad),
-        plugin.threadline_read_messages(ok, bad, 0, None, None, False, None),
+        plugin.threadline_read_messages(ok, bad, MessageRange()),
         plugin.threadline_load_window(bad, ok, 2),
-        plugin.threadline_list_sessions(bad, None, None, 5, 0),
+        plugin.threadline_list_sessions(bad, SessionQuery(limit=5)),
         plugin.threadline_read_checkpoint_records(ok, bad, True),
         plugin.threadline_delete_session(bad, ok),
         plugin.threadline_list_agent_configs(bad),

@@ -28,6 +28,7 @@ from threadline import (
 )
 from threadline.ids import new_id
 from threadline.models import Role
+from threadline.queries import SessionQuery
 from threadline.storekit import CheckpointRecord
 from threadline.storekit.delta import SNAPSHOT_EVERY, encode_history
 from threadline_fsspec import FsspecStore
@@ -332,7 +333,7 @@ async def test_a_session_written_to_after_the_listing_is_not_pruned(
         await store.create_session(Session(tenant_id=t, created_at=old, updated_at=old))
         for _ in range(2)
     ]
-    stale = plugin.list_sessions(t, None, None, 10, 0)  # the listing, taken first
+    stale = plugin.list_sessions(t, SessionQuery(limit=10))  # the listing, taken first
     await store.create_checkpoint(Checkpoint(tenant_id=t, session_id=busy.id))  # then a write
     monkeypatch.setattr(plugin, "list_sessions", lambda *args: stale)
     assert await store.delete_sessions_before(t, old + timedelta(seconds=1)) == 1

@@ -21,6 +21,7 @@ from typing import Any
 from threadline.errors import NotFoundError, StoreError, ValidationError
 from threadline.ids import utcnow
 from threadline.models import Message
+from threadline.queries import MessageRange
 from threadline.storekit.records import id_conflict
 from threadline.storekit.window import orphaned_tool_results, round_start
 from threadline_fsspec import layout
@@ -103,16 +104,9 @@ class MessageFiles(StoreFiles):
             if after < segment.start + offset <= stop
         ]
 
-    def read_messages(
-        self,
-        tenant_id: str,
-        session_id: str,
-        after_seq: int,
-        before_seq: int | None,
-        limit: int | None,
-        newest_first: bool,
-        role: str | None,
-    ) -> list[Message]:
+    def read_messages(self, tenant_id: str, session_id: str, query: MessageRange) -> list[Message]:
+        after_seq, before_seq, limit = query.after_seq, query.before_seq, query.limit
+        newest_first, role = query.newest_first, query.role
         sd = layout.session_dir(tenant_id, session_id)
         if self._session_doc(sd) is None:
             return []
@@ -152,7 +146,7 @@ class MessageFiles(StoreFiles):
         self, tenant_id: str, session_id: str, last_rounds: int | None
     ) -> list[Message]:
         if last_rounds is None:
-            return self.read_messages(tenant_id, session_id, 0, None, None, False, None)
+            return self.read_messages(tenant_id, session_id, MessageRange())
         sd = layout.session_dir(tenant_id, session_id)
         if self._session_doc(sd) is None:
             return []

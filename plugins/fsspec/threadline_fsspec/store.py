@@ -49,7 +49,8 @@ import attrs
 
 from threadline.errors import NotFoundError, ValidationError
 from threadline.ids import check_id
-from threadline.models import ApiCall, Session
+from threadline.models import MAX_INT, ApiCall, Session
+from threadline.queries import SessionQuery
 from threadline.storekit.records import id_conflict
 from threadline_fsspec import layout
 from threadline_fsspec.checkpoints import CheckpointFiles
@@ -115,9 +116,7 @@ class FsspecStore(MessageFiles, CheckpointFiles, ConfigFiles):
     def get_session(self, tenant_id: str, session_id: str) -> Session | None:
         return self._session(tenant_id, session_id)
 
-    def list_sessions(
-        self, tenant_id: str, user_id: str | None, agent_id: str | None, limit: int, offset: int
-    ) -> list[Session]:
+    def list_sessions(self, tenant_id: str, query: SessionQuery) -> list[Session]:
         found = []
         for name in self.backend.listdir(layout.sessions_dir(tenant_id)):
             try:
@@ -125,14 +124,9 @@ class FsspecStore(MessageFiles, CheckpointFiles, ConfigFiles):
             except ValidationError:
                 continue
             session = self._session(tenant_id, name)
-            if (
-                session is not None
-                and user_id in (None, session.user_id)
-                and agent_id in (None, session.agent_id)
-            ):
+            if session is not None:
                 found.append(session)
-        found.sort(key=lambda s: (s.updated_at, s.id), reverse=True)
-        return found[offset : offset + limit]
+        return query.page(found)
 
     def replace_session(self, session: Session) -> Session:
         sd = self._require_session(session.tenant_id, session.id)
@@ -160,7 +154,7 @@ class FsspecStore(MessageFiles, CheckpointFiles, ConfigFiles):
         self, tenant_id: str, before: datetime, user_id: str | None, dry_run: bool
     ) -> int:
         gone = 0
-        for session in self.list_sessions(tenant_id, user_id, None, 2**62, 0):
+        for session in self.list_sessions(tenant_id, SessionQuery(user_id, limit=MAX_INT)):
             if session.updated_at < before and (
                 dry_run or self._delete_session(tenant_id, session.id, before)
             ):

@@ -13,6 +13,7 @@ from bisect import bisect_left
 
 from threadline.hookspecs import hookimpl
 from threadline.models import Message
+from threadline.queries import MessageRange
 from threadline.storekit import ReferenceStore
 from threadline.storekit.window import window_start
 
@@ -60,4 +61,4 @@ class MemoryStore(ReferenceStore):
     def threadline_get_messages(
         self, tenant_id: str, session_id: str, after_seq: int, limit: int | None
     ) -> list[Message]:
-        return self.read_messages(tenant_id, session_id, after_seq, None, limit, False, None)
+        return self.read_messages(tenant_id, session_id, MessageRange(after_seq, limit=limit))

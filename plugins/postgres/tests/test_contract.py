@@ -21,6 +21,7 @@ import pytest_asyncio
 import threadline
 from threadline import ApiCall, Checkpoint, Message, NotFoundError
 from threadline.ids import new_id
+from threadline.queries import MessageRange
 from threadline.storekit.defaults import DEFAULTS
 from threadline.storekit.records import CheckpointRecord, StaleRecordError
 from threadline.testing._support import Conversation, new_conversation
@@ -82,13 +83,16 @@ async def test_read_messages_by_range_backwards_and_by_role(store: threadline.St
     saved = await store.save_messages(
         [conv.message("system" if i % 4 == 0 else "user", f"m{i}") for i in range(20)]
     )
-    read = pg(store).threadline_read_messages
     t, s = conv.tenant_id, conv.id
-    assert await read(t, s, 3, 9, None, False, None) == saved[3:8]
-    assert await read(t, s, 0, None, 4, True, None) == saved[:-5:-1]
-    assert await read(t, s, 0, 13, None, False, "system") == saved[0:12:4]
-    assert await read(t, s, 0, None, 2, True, "system") == [saved[16], saved[12]]
-    assert await read(new_id(), s, 0, None, None, False, None) == []
+
+    async def read(tenant: str, *query: Any) -> list[Message]:
+        return list(await pg(store).threadline_read_messages(tenant, s, MessageRange(*query)))
+
+    assert await read(t, 3, 9, None, False, None) == saved[3:8]
+    assert await read(t, 0, None, 4, True, None) == saved[:-5:-1]
+    assert await read(t, 0, 13, None, False, "system") == saved[0:12:4]
+    assert await read(t, 0, None, 2, True, "system") == [saved[16], saved[12]]
+    assert await read(new_id(), 0, None, None, False, None) == []
 
 
 async def test_update_and_interrupt_answer_as_the_defaults(store: threadline.Store) -> None:

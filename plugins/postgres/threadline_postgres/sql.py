@@ -223,19 +223,20 @@ class Statements:
         self.get_session = (
             f"SELECT {SESSION_COLUMNS} FROM {S} WHERE id = $1::uuid AND tenant_id = $2::uuid"
         )
-        order = "ORDER BY updated_at DESC, id DESC LIMIT $2::bigint OFFSET $3::bigint"
-        where = "WHERE tenant_id = $1::uuid"
-        self.list_sessions = f"SELECT {SESSION_COLUMNS} FROM {S} {where} {order}"
-        self.list_sessions_user = (
-            f"SELECT {SESSION_COLUMNS} FROM {S} {where} AND user_id = $4::uuid {order}"
-        )
-        self.list_sessions_agent = (
-            f"SELECT {SESSION_COLUMNS} FROM {S} {where} AND agent_id = $4::uuid {order}"
-        )
-        self.list_sessions_user_agent = (
-            f"SELECT {SESSION_COLUMNS} FROM {S} {where} AND user_id = $4::uuid "
-            f"AND agent_id = $5::uuid {order}"
-        )
+        # A page of sessions: $4 user, $5 agent (each bound only when filtered on), and a
+        # keyset cursor ($6, $7) as a row-value bound the (tenant_id, [user_id,] updated_at
+        # DESC, id DESC) indexes answer directly, however deep the page.
+        self.list_sessions = {
+            (user, agent, after): f"""
+                SELECT {SESSION_COLUMNS} FROM {S} WHERE tenant_id = $1::uuid
+                  {"AND user_id = $4::uuid" if user else "AND $4::uuid IS NULL"}
+                  {"AND agent_id = $5::uuid" if agent else "AND $5::uuid IS NULL"}
+                  {"AND (updated_at, id) < ($6::timestamptz, $7::uuid)" if after else ""}
+                ORDER BY updated_at DESC, id DESC LIMIT $2::bigint OFFSET $3::bigint"""
+            for user in (False, True)
+            for agent in (False, True)
+            for after in (False, True)
+        }
         self.replace_session = f"""
             UPDATE {S} SET title = $3::text, metadata = $4::jsonb, updated_at = $5::timestamptz
             WHERE id = $1::uuid AND tenant_id = $2::uuid

@@ -35,6 +35,7 @@ import attrs
 from threadline.errors import ConflictError, NotFoundError, ValidationError
 from threadline.hookspecs import hookimpl
 from threadline.models import AgentConfig, ApiCall, Message, ProviderRecord, Session, trusted
+from threadline.queries import MessageRange, SessionQuery
 from threadline.storekit.delta import SNAPSHOT_EVERY
 from threadline.storekit.records import id_conflict
 from threadline.storekit.window import orphaned_tool_results
@@ -112,21 +113,16 @@ class PostgresStore(Retention):
         return None if row is None else session_from_row(row)
 
     @hookimpl
-    async def threadline_list_sessions(
-        self, tenant_id: str, user_id: str | None, agent_id: str | None, limit: int, offset: int
-    ) -> list[Session]:
-        """Newest ``updated_at`` first, from the (tenant, user, updated_at) indexes."""
-        sql = self.sql
-        args: list[Any] = [tenant_id, limit, offset]
-        if user_id is not None and agent_id is not None:
-            query, args = sql.list_sessions_user_agent, [*args, user_id, agent_id]
-        elif user_id is not None:
-            query, args = sql.list_sessions_user, [*args, user_id]
-        elif agent_id is not None:
-            query, args = sql.list_sessions_agent, [*args, agent_id]
-        else:
-            query = sql.list_sessions
-        return [session_from_row(r) for r in await self._fetch("list_sessions", query, *args)]
+    async def threadline_list_sessions(self, tenant_id: str, query: SessionQuery) -> list[Session]:
+        """Newest ``updated_at`` first, from the (tenant, [user,] updated_at, id) indexes; a
+        cursor is a row-value bound on the same index (no rows before it are read)."""
+        user_id, agent_id, after = query.user_id, query.agent_id, query.after
+        args: list[Any] = [tenant_id, query.limit, query.offset, user_id, agent_id]
+        if after is not None:
+            args += [after.updated_at, after.id]
+        statement = self.sql.list_sessions[user_id is not None, agent_id is not None, bool(after)]
+        rows = await self._fetch("list_sessions", statement, *args)
+        return [session_from_row(r) for r in rows]
 
     @hookimpl
     async def threadline_replace_session(self, session: Session) -> Session:
@@ -234,20 +230,15 @@ class PostgresStore(Retention):
 
     @hookimpl
     async def threadline_read_messages(
-        self,
-        tenant_id: str,
-        session_id: str,
-        after_seq: int,
-        before_seq: int | None,
-        limit: int | None,
-        newest_first: bool,
-        role: str | None,
+        self, tenant_id: str, session_id: str, query: MessageRange
     ) -> list[Message]:
         """A seq range from the ``(session_id, seq)`` index, either way, of a role or all."""
-        query = self.sql.read_messages[newest_first, role is not None]
-        before = _LAST_SEQ if before_seq is None else before_seq
-        args = (session_id, tenant_id, after_seq, before, limit, *([role] if role else []))
-        return [message_from_row(r) for r in await self._fetch("read_messages", query, *args)]
+        role = query.role
+        statement = self.sql.read_messages[query.newest_first, role is not None]
+        before = _LAST_SEQ if query.before_seq is None else query.before_seq
+        args = (session_id, tenant_id, query.after_seq, before, query.limit)
+        rows = await self._fetch("read_messages", statement, *args, *([role] if role else []))
+        return [message_from_row(r) for r in rows]
 
     @hookimpl
     async def threadline_rewrite_messages(
@@ -296,9 +287,7 @@ class PostgresStore(Retention):
         """
         sql, what = self.sql, "load_window"
         if last_rounds is None:
-            return await self.threadline_read_messages(
-                tenant_id, session_id, 0, None, None, False, None
-            )
+            return await self.threadline_read_messages(tenant_id, session_id, MessageRange())
         if last_rounds == 0:
             rows = await self._fetch(what, sql.window_systems, session_id, tenant_id)
             return [message_from_row(r) for r in rows]

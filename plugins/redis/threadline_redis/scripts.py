@@ -172,9 +172,10 @@ return {'ok', unpack(session_row(sid))}
 
 _BODIES["list_sessions"] = r"""
 local key, want, offset, limit = ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+local start = ARGV[8]  -- '+', or '(' .. the cursor's member: keyset paging
 local out, skipped, pos, found = {}, 0, 0, 0
 while found < limit do
-  local page = redis.call('ZRANGE', key, '+', '-', 'BYLEX', 'REV', 'LIMIT', pos, 200)
+  local page = redis.call('ZRANGE', key, start, '-', 'BYLEX', 'REV', 'LIMIT', pos, 200)
   for _, member in ipairs(page) do
     local sid = string.sub(member, 19)
     local row = session_row(sid)

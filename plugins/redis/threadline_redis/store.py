@@ -20,6 +20,7 @@ import attrs
 from threadline.errors import ConflictError, NotFoundError, ValidationError
 from threadline.hookspecs import hookimpl
 from threadline.models import AgentConfig, ApiCall, Message, ProviderRecord, Session
+from threadline.queries import MessageRange, SessionQuery
 from threadline.storekit.defaults import DEFAULTS
 from threadline.storekit.delta import SNAPSHOT_EVERY
 from threadline.storekit.records import (
@@ -186,19 +187,22 @@ class RedisStore:
         return datetime.fromtimestamp(int(exp) / 1000, timezone.utc)
 
     @hookimpl
-    async def threadline_list_sessions(
-        self, tenant_id: str, user_id: str | None, agent_id: str | None, limit: int, offset: int
-    ) -> list[Session]:
-        """Newest ``updated_at`` first (ties by id), from the tenant's (or user's) index."""
-        if limit <= 0:
+    async def threadline_list_sessions(self, tenant_id: str, query: SessionQuery) -> list[Session]:
+        """Newest ``updated_at`` first (ties by id), from the tenant's (or user's) index; a
+        cursor starts the reverse lexical range just below its member."""
+        if query.limit <= 0:
             return []
+        user_id, agent_id, after = query.user_id, query.agent_id, query.after
         if user_id is not None:
             key = self.client.key("t", tenant_id, "u", user_id, "s")
         elif agent_id is not None:
             key, agent_id = self.client.key("t", tenant_id, "a", agent_id, "s"), None
         else:
             key = self.client.key("t", tenant_id, "s")
-        rows = await self.client.script("list_sessions", key, agent_id or "", offset, limit)
+        start = "+" if after is None else f"({time_key(after.updated_at)}{after.id}"
+        rows = await self.client.script(
+            "list_sessions", key, agent_id or "", query.offset, query.limit, start
+        )
         return [decode_session(rows[i], rows[i + 1 : i + 8]) for i in range(0, len(rows), 8)]
 
     @hookimpl
@@ -247,24 +251,18 @@ class RedisStore:
 
     @hookimpl
     async def threadline_read_messages(
-        self,
-        tenant_id: str,
-        session_id: str,
-        after_seq: int,
-        before_seq: int | None,
-        limit: int | None,
-        newest_first: bool,
-        role: str | None,
+        self, tenant_id: str, session_id: str, query: MessageRange
     ) -> list[Message]:
         """One ``ZRANGE ... BYSCORE LIMIT`` on the session's messages (or its role index)."""
+        limit, before_seq = query.limit, query.before_seq
         if limit is not None and limit <= 0:
             return []
         if limit is not None and limit > _NO_LIMIT:
             limit = None  # more than Redis can hold anyway
         found = await self.client.script(
-            "read_messages", tenant_id, session_id, after_seq,
+            "read_messages", tenant_id, session_id, query.after_seq,
             "" if before_seq is None else before_seq, "" if limit is None else limit,
-            "1" if newest_first else "0", role or "",
+            "1" if query.newest_first else "0", query.role or "",
         )  # fmt: skip
         return [
             decode_message(found[i], found[i + 1], tenant_id, session_id)
@@ -327,7 +325,7 @@ class RedisStore:
         if not rounds or rounds[0].seq == 1 or (end == len(raw) and len(raw) < 2 * page):
             return rounds
         head = await self.threadline_read_messages(
-            tenant_id, session_id, 0, rounds[0].seq, None, False, "system"
+            tenant_id, session_id, MessageRange(before_seq=rounds[0].seq, role="system")
         )
         return head + rounds
 

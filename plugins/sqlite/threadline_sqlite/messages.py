@@ -22,6 +22,7 @@ from typing import Any
 from threadline.codec import dump_tool_calls
 from threadline.errors import NotFoundError, StoreError, ValidationError
 from threadline.models import Message
+from threadline.queries import MessageRange
 from threadline.storekit.records import id_conflict
 from threadline.storekit.sync import SyncStore
 from threadline_sqlite.rows import (
@@ -214,23 +215,14 @@ class MessageHooks(SyncStore):
             raise StoreError(f"could not insert message {messages[0].id} (integrity error)")
         return existing
 
-    def read_messages(
-        self,
-        tenant_id: str,
-        session_id: str,
-        after_seq: int,
-        before_seq: int | None,
-        limit: int | None,
-        newest_first: bool,
-        role: str | None,
-    ) -> list[Message]:
-        params: list[Any] = [session_id, tenant_id, after_seq]
-        if before_seq is not None:
-            params.append(before_seq)
-        if role is not None:
-            params.append(role)
-        params.append(-1 if limit is None else limit)
-        sql = read_sql(before_seq is not None, newest_first, role is not None)
+    def read_messages(self, tenant_id: str, session_id: str, query: MessageRange) -> list[Message]:
+        params: list[Any] = [session_id, tenant_id, query.after_seq]
+        if query.before_seq is not None:
+            params.append(query.before_seq)
+        if query.role is not None:
+            params.append(query.role)
+        params.append(-1 if query.limit is None else query.limit)
+        sql = read_sql(query.before_seq is not None, query.newest_first, query.role is not None)
         return [message_from_row(row) for row in connection().execute(sql, params)]
 
     def rewrite_messages(

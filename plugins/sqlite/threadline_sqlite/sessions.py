@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from threadline.models import Session
+from threadline.queries import SessionQuery
 from threadline.storekit.records import id_conflict
 from threadline.storekit.sync import SyncStore
 from threadline_sqlite.rows import SESSION_COLUMNS, session_from_row, session_row, to_us
@@ -49,19 +50,21 @@ class SessionHooks(SyncStore):
         row = connection().execute(_OF_TENANT, (session_id, tenant_id)).fetchone()
         return None if row is None else session_from_row(row)
 
-    def list_sessions(
-        self, tenant_id: str, user_id: str | None, agent_id: str | None, limit: int, offset: int
-    ) -> list[Session]:
+    def list_sessions(self, tenant_id: str, query: SessionQuery) -> list[Session]:
+        """From ``idx_session_tenant_updated``; a cursor is a row-value bound on it."""
         sql = f"SELECT {SESSION_COLUMNS} FROM entity_session WHERE tenant_id = ?"
         params: list[Any] = [tenant_id]
-        if user_id is not None:
+        if query.user_id is not None:
             sql += " AND user_id = ?"
-            params.append(user_id)
-        if agent_id is not None:
+            params.append(query.user_id)
+        if query.agent_id is not None:
             sql += " AND agent_id = ?"
-            params.append(agent_id)
+            params.append(query.agent_id)
+        if query.after is not None:
+            sql += " AND (updated_at, id) < (?, ?)"
+            params += [to_us(query.after.updated_at), query.after.id]
         sql += " ORDER BY updated_at DESC, id DESC LIMIT ? OFFSET ?"
-        rows = connection().execute(sql, (*params, limit, offset)).fetchall()
+        rows = connection().execute(sql, (*params, query.limit, query.offset)).fetchall()
         return [session_from_row(row) for row in rows]
 
     def replace_session(self, session: Session) -> Session:

@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from threadline.models import ApiCall, Checkpoint, Message, Session
+from threadline.queries import SessionCursor
 from threadline.store import Store
 
 __all__ = [
@@ -144,12 +145,14 @@ async def find_sessions(
     found: list[SessionRow] = []
     scanned = 0
     truncated = False
+    after: SessionCursor | None = None
     while len(found) < wanted:
         batch = await store.list_sessions(
-            tenant_id, user_id=flt.user_id, agent_id=flt.agent_id, limit=200, offset=scanned
+            tenant_id, user_id=flt.user_id, agent_id=flt.agent_id, limit=200, after=after
         )
         if not batch:
             break
+        after = SessionCursor.of(batch[-1])
         for session in batch:
             scanned += 1
             day = _day(session.updated_at)
@@ -259,8 +262,10 @@ async def tenant_api_calls(store: Store, tenant_id: str) -> tuple[list[ApiCall],
     first; with the number of sessions read when that limit cut the scan short."""
     calls: list[ApiCall] = []
     scanned = 0
+    after: SessionCursor | None = None
     while True:
-        batch = await store.list_sessions(tenant_id, limit=200, offset=scanned)
+        batch = await store.list_sessions(tenant_id, limit=200, after=after)
+        after = SessionCursor.of(batch[-1]) if batch else None
         for session in batch:
             calls.extend(await store.list_api_calls(tenant_id, session.id))
         scanned += len(batch)
