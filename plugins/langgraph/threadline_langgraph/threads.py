@@ -356,14 +356,12 @@ class Threads:
         return out
 
     async def _langgraph_sessions(self, tenant_id: str) -> list[Session]:
-        found: list[Session] = []
-        offset = 0
-        while True:
-            page = await self.store.list_sessions(tenant_id, limit=_PAGE, offset=offset)
-            found.extend(s for s in page if isinstance(s.metadata.get("langgraph"), dict))
-            if len(page) < _PAGE:
-                return found
-            offset += _PAGE
+        """The tenant's sessions that hold LangGraph threads (read by cursor, then used)."""
+        return [
+            s
+            async for s in self.store.iter_sessions(tenant_id, page=_PAGE)
+            if isinstance(s.metadata.get("langgraph"), dict)
+        ]
 
     # -- delete, copy, prune ----------------------------------------------------------------
 
