@@ -8,7 +8,7 @@
 ``test`` installs Debian's Chromium with apt-get when it is missing (the UI's browser tests
 drive it); without apt they skip with the reason, except under CI (``CI`` set), where they fail.
 It installs ``redis-server`` the same way (the Redis store's tests start servers of their own
-to kill and restart).
+to kill and restart), and ``pgbouncer`` (the PostgreSQL store's pooler tests start their own).
 
 Virtual environments live in ``.venv`` (demo) and ``.venv-tox`` (test runner).
 """
@@ -134,12 +134,20 @@ def ensure_redis_server() -> None:
     ensure_debian_package("redis-server", present, "the Redis store's restart tests")
 
 
+def ensure_pgbouncer() -> None:
+    """Debian's pgbouncer for the PostgreSQL store's pooler tests (they start their own)."""
+    present = shutil.which("pgbouncer") is not None or os.path.exists("/usr/sbin/pgbouncer")
+    ensure_debian_package("pgbouncer", present, "the PostgreSQL store's pooler tests")
+
+
 def test(args: list[str]) -> int:
     selected = [a for a in args if a == "-e" or a.startswith("-e")]
     if not selected or "ui" in " ".join(args):
         ensure_chromium()
     if not selected or "redis" in " ".join(args):
         ensure_redis_server()
+    if not selected or "postgres" in " ".join(args):
+        ensure_pgbouncer()
     env = ROOT / ".venv-tox"
     ensure_venv(env, "tox>=4.11", "tox-uv>=1.11")
     pythons = find_pythons()

@@ -12,6 +12,7 @@ one condition. Messages never contain API keys or database passwords::
     │   └── StoreNotFoundError     no store at the URL, and it was opened not to create one
     ├── StoreError                 a store failed; nothing half-written
     │   └── StoreUnavailableError  the store cannot be reached (down, timed out, locked)
+    │       └── PoolTimeoutError   every pooled connection stayed busy for the whole wait
     └── ProviderError              the model provider failed
         ├── AuthenticationError    401/403: the key was refused
         ├── ModelNotFoundError     the model does not exist on this endpoint
@@ -30,6 +31,7 @@ __all__ = [
     "ModelNotFoundError",
     "NotFoundError",
     "PluginNotInstalledError",
+    "PoolTimeoutError",
     "ProviderError",
     "ProviderServerError",
     "ProviderTimeoutError",
@@ -82,6 +84,15 @@ class StoreError(ThreadlineError):
 
 class StoreUnavailableError(StoreError):
     """The store cannot be reached: server down, timeout, or a lock held too long."""
+
+
+class PoolTimeoutError(StoreUnavailableError):
+    """No pooled connection came free within the wait: the pool (``pool_size``) is too small
+    for the load, or connections are held too long. The server itself may be fine."""
+
+    def __init__(self, message: str, pool_size: int | None = None) -> None:
+        super().__init__(message)
+        self.pool_size = pool_size
 
 
 class ProviderError(ThreadlineError):

@@ -1,4 +1,7 @@
-"""Store URLs: ``scheme://[user[:password]@]host[:port]/path?option=value``.
+"""Store URLs: ``scheme://[user[:password]@]host[:port][,host[:port]...]/path?option=value``.
+
+Several comma-separated hosts (as libpq accepts for fail-over) land in
+:attr:`StoreURL.hosts`; ``host`` and ``port`` are then the first of them.
 
 The password is kept out of ``repr`` and ``str``; use :meth:`StoreURL.redacted` to
 show a URL to a person.
@@ -32,6 +35,9 @@ class StoreURL:
     port: int | None
     path: str
     query: dict[str, str]
+    hosts: tuple[tuple[str, int | None], ...] = ()
+    """Every ``(host, port)`` of a multi-host URL (``h1:5432,h2:5433``), in order; empty
+    when the URL names one host or none."""
 
     @classmethod
     def parse(cls, url: str | StoreURL) -> StoreURL:
@@ -46,6 +52,9 @@ class StoreURL:
             )
         try:
             parts = urlsplit(url)
+            hosts = _hosts(parts.netloc)
+            if hosts:  # urllib reads "h1:1,h2:2" as one host with a bad port
+                parts = urlsplit(url.replace(parts.netloc, parts.netloc.split(",", 1)[0], 1))
             port = parts.port
             parsed = cls(
                 raw=url,
@@ -56,6 +65,7 @@ class StoreURL:
                 port=port,
                 path=unquote(parts.path),
                 query=dict(parse_qsl(parts.query, keep_blank_values=True)),
+                hosts=hosts,
             )
             parsed.redacted()  # shown in every error message: it must work
         except ValueError as exc:  # urllib's own errors (UnicodeError is a ValueError too)
@@ -83,6 +93,30 @@ class StoreURL:
         return f"StoreURL({self.redacted()!r})"
 
     __str__ = redacted
+
+
+def _hosts(netloc: str) -> tuple[tuple[str, int | None], ...]:
+    """The ``(host, port)`` pairs of a comma-separated host list; ``()`` for one host.
+
+    :raises ValueError: an empty host or a port that is not a number from 0 to 65535.
+    """
+    hostlist = netloc.rpartition("@")[2]
+    if "," not in hostlist:
+        return ()
+    pairs: list[tuple[str, int | None]] = []
+    for item in hostlist.split(","):
+        if item.startswith("["):  # [IPv6]:port
+            host, _, rest = item[1:].partition("]")
+            port_text = rest[1:] if rest.startswith(":") else rest
+        else:
+            host, _, port_text = item.partition(":")
+        if not host or (port_text and not port_text.isdigit()):
+            raise ValueError(f"bad host in host list: {item!r}")
+        port = int(port_text) if port_text else None
+        if port is not None and port > 65535:
+            raise ValueError(f"port out of range 0-65535 in host list: {item!r}")
+        pairs.append((unquote(host).lower(), port))
+    return tuple(pairs)
 
 
 def _quoted_password(raw: str) -> str:

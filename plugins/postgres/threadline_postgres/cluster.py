@@ -35,6 +35,7 @@ __all__ = [
     "ClusterError",
     "ClusterUnavailableError",
     "TempCluster",
+    "TempPgBouncer",
     "find_bindir",
     "postmaster_start_time",
     "temp_cluster",
@@ -111,7 +112,12 @@ class TempCluster:
     :meth:`start` and :meth:`restart` control it; the port stays the same throughout.
     """
 
-    def __init__(self, bindir: Path | str | None = None) -> None:
+    def __init__(
+        self, bindir: Path | str | None = None, *, standby_of: TempCluster | None = None
+    ) -> None:
+        """:param standby_of: make this a streaming standby of that (running) cluster:
+        ``pg_basebackup -R`` from it instead of ``initdb``."""
+        self.standby_of = standby_of
         found = Path(bindir) if bindir is not None else find_bindir()
         if found is None:
             raise ClusterUnavailableError(
@@ -119,17 +125,7 @@ class TempCluster:
                 "install the PostgreSQL server package)"
             )
         self.bindir = found
-        self._uid: int | None = None
-        self._gid: int | None = None
-        if os.geteuid() == 0:
-            try:
-                user = pwd.getpwnam(RUN_AS_WHEN_ROOT)
-            except KeyError:
-                raise ClusterUnavailableError(
-                    f"running as root, and there is no {RUN_AS_WHEN_ROOT!r} OS user to run "
-                    "initdb and postgres as (they refuse to run as root)"
-                ) from None
-            self._uid, self._gid = user.pw_uid, user.pw_gid
+        self._uid, self._gid = _run_as()
         self.port = 0
         self.path: Path | None = None
         self.startup_seconds = 0.0
@@ -153,10 +149,16 @@ class TempCluster:
         try:
             if self._uid is not None and self._gid is not None:
                 os.chown(self.path, self._uid, self._gid)
-            self._run(
-                "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                "--encoding=UTF8", "--locale=C", "--no-sync",
-            )  # fmt: skip
+            if self.standby_of is None:
+                self._run(
+                    "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                    "--encoding=UTF8", "--locale=C", "--no-sync",
+                )  # fmt: skip
+            else:
+                self._run(
+                    "pg_basebackup", "-D", str(self.data), "-R", "-X", "stream", "--no-sync",
+                    "-h", "127.0.0.1", "-p", str(self.standby_of.port), "-U", "postgres",
+                )  # fmt: skip
             self.port = _free_port()
             with (self.data / "postgresql.conf").open("a", encoding="utf-8") as conf:
                 conf.write(
@@ -166,6 +168,7 @@ class TempCluster:
                     f"unix_socket_directories = '{self.path}'\n"
                     "max_connections = 40\n"
                     "shared_buffers = 16MB\n"
+                    "synchronous_standby_names = ''\n"
                 )
             self.start()
         except BaseException:
@@ -193,6 +196,16 @@ class TempCluster:
     def restart(self, mode: str = "fast") -> None:
         """Stop (``mode``) and start again, waiting until it accepts connections."""
         self._pg_ctl("restart", "-m", self._mode(mode), "-l", str(self._log))
+
+    def configure(self, *settings: str) -> None:
+        """Append ``name = value`` lines to ``postgresql.conf`` and reload the server."""
+        with (self.data / "postgresql.conf").open("a", encoding="utf-8") as conf:
+            conf.write("".join(f"{line}\n" for line in settings))
+        self._pg_ctl("reload")
+
+    def promote(self) -> None:
+        """Promote this standby to a primary and wait until it accepts writes."""
+        self._pg_ctl("promote")
 
     def running(self) -> bool:
         """Whether the server runs (``pg_ctl status``)."""
@@ -259,6 +272,150 @@ class TempCluster:
         with contextlib.suppress(OSError, ValueError, IndexError):
             pid = int((self.data / "postmaster.pid").read_text().splitlines()[0])
             os.kill(pid, signal.SIGKILL)
+
+
+POOL_MODES = ("session", "transaction", "statement")
+
+
+def find_pgbouncer() -> Path | None:
+    """The ``pgbouncer`` binary (``THREADLINE_PGBOUNCER``, ``PATH``, Debian's /usr/sbin)."""
+    for candidate in (
+        os.environ.get("THREADLINE_PGBOUNCER"),
+        shutil.which("pgbouncer"),
+        "/usr/sbin/pgbouncer",
+    ):
+        if candidate and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    return None
+
+
+class TempPgBouncer:
+    """A pgbouncer of its own in front of a server: ``with TempPgBouncer(5432) as b: b.url("db")``.
+
+    It listens on a free port of 127.0.0.1, forwards every database to
+    ``server_host:server_port`` as ``server_user`` (trust auth on both sides) in
+    ``pool_mode``, with ``pool_size`` server connections per database, so a test sees
+    server connections shared by many clients. Runs as ``postgres`` when this process is
+    root (pgbouncer refuses root); stopped and deleted on leaving.
+    """
+
+    def __init__(
+        self,
+        server_port: int = 5432,
+        *,
+        pool_mode: str = "transaction",
+        pool_size: int = 4,
+        server_host: str = "127.0.0.1",
+        server_user: str = "postgres",
+    ) -> None:
+        if pool_mode not in POOL_MODES:
+            raise ValueError(f"pool_mode must be one of {', '.join(POOL_MODES)}")
+        binary = find_pgbouncer()
+        if binary is None:
+            raise ClusterUnavailableError(
+                "no pgbouncer found (install Debian's pgbouncer, or set THREADLINE_PGBOUNCER)"
+            )
+        self.binary = binary
+        self.pool_mode = pool_mode
+        self.pool_size = pool_size
+        self.server = (server_host, server_port, server_user)
+        self.port = 0
+        self.path: Path | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._uid, self._gid = _run_as()
+
+    def url(self, database: str, user: str = "postgres") -> str:
+        """A ``postgresql://`` URL to ``database`` through this pgbouncer."""
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
+
+    def __enter__(self) -> TempPgBouncer:
+        self.path = Path(tempfile.mkdtemp(prefix="threadline-pgbouncer-"))
+        try:
+            host, server_port, user = self.server
+            self.port = _free_port()
+            (self.path / "users.txt").write_text(f'"{user}" ""\n', encoding="utf-8")
+            (self.path / "pgbouncer.ini").write_text(
+                "[databases]\n"
+                f"* = host={host} port={server_port} user={user}\n"
+                "[pgbouncer]\n"
+                "listen_addr = 127.0.0.1\n"
+                f"listen_port = {self.port}\n"
+                f"unix_socket_dir = {self.path}\n"
+                "auth_type = trust\n"
+                f"auth_file = {self.path / 'users.txt'}\n"
+                f"pool_mode = {self.pool_mode}\n"
+                f"default_pool_size = {self.pool_size}\n"
+                "max_client_conn = 500\n"
+                f"logfile = {self.path / 'pgbouncer.log'}\n"
+                f"pidfile = {self.path / 'pgbouncer.pid'}\n"
+                "ignore_startup_parameters = extra_float_digits,options\n",
+                encoding="utf-8",
+            )
+            if self._uid is not None and self._gid is not None:
+                for item in (self.path, *self.path.iterdir()):
+                    os.chown(item, self._uid, self._gid)
+            # -q: log to the logfile only (an unread stderr pipe would fill and stall it)
+            self._process = subprocess.Popen(
+                [str(self.binary), "-q", str(self.path / "pgbouncer.ini")],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                cwd=self.path,
+                user=self._uid,
+                group=self._gid,
+                extra_groups=[] if self._uid is not None else None,
+            )
+            self._wait_listening()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop pgbouncer (the process this object started) and delete its folder."""
+        if self._process is not None:
+            with contextlib.suppress(OSError):
+                self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(timeout=10)
+            self._process = None
+        if self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            self.path = None
+
+    def _wait_listening(self) -> None:
+        assert self._process is not None and self.path is not None
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                log = ""
+                with contextlib.suppress(OSError):
+                    log = (self.path / "pgbouncer.log").read_text(errors="replace")[-1500:]
+                raise ClusterError(f"pgbouncer exited ({self._process.returncode}): {log}")
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.02)
+        raise ClusterError(f"pgbouncer did not listen on 127.0.0.1:{self.port} within 15 s")
+
+
+def _run_as() -> tuple[int | None, int | None]:
+    """The uid and gid a server runs as: this process's, or ``postgres``'s when root."""
+    if os.geteuid() != 0:
+        return None, None
+    try:
+        user = pwd.getpwnam(RUN_AS_WHEN_ROOT)
+    except KeyError:
+        raise ClusterUnavailableError(
+            f"running as root, and there is no {RUN_AS_WHEN_ROOT!r} OS user to run "
+            "the server as (it refuses to run as root)"
+        ) from None
+    return user.pw_uid, user.pw_gid
 
 
 async def postmaster_start_time(url: str, timeout: float = 5) -> datetime.datetime | None:

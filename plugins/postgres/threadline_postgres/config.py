@@ -37,7 +37,13 @@ OPTIONS: dict[str, str] = {
     "acquire_timeout": "seconds to wait for a free pooled connection (default 30)",
     "max_inactive_connection_lifetime": "seconds an idle pooled connection lives (default 300)",
     "statement_cache_size": "prepared statements cached per connection; 0 disables (default 256)",
-    "pgbouncer": "true for a transaction-mode pooler: disables the statement cache",
+    "pgbouncer": "true: same as pooler=transaction; false: same as pooler=none",
+    "pooler": "auto (detect at connect), none, transaction or session (default auto)",
+    "target_session_attrs": "with several hosts: any, primary, standby, read-write, read-only "
+    "or prefer-standby (default any)",
+    "replica": "host:port[,host:port] of read replicas for reads that may be stale",
+    "replica_window": "seconds a session's (and tenant's) reads stay on the primary after "
+    "this process writes to it (default 10)",
     "schema": "put the tables in this schema (created if missing; default: search_path)",
     "sslmode": "disable, allow, prefer, require, verify-ca or verify-full",
     "application_name": "shown in pg_stat_activity (default threadline)",
@@ -47,6 +53,11 @@ OPTIONS: dict[str, str] = {
 """Every query option a ``postgresql://`` URL may carry, with what it does."""
 
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+POOLER_MODES = ("auto", "none", "transaction", "session")
+TARGET_SESSION_ATTRS = (
+    "any", "primary", "standby", "read-write", "read-only", "prefer-standby",
+)  # fmt: skip
+HostList = tuple[tuple[str, "int | None"], ...]
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
@@ -68,6 +79,11 @@ class PostgresConfig:
     acquire_timeout: float = 30.0
     max_inactive_connection_lifetime: float = 300.0
     statement_cache_size: int = 256
+    pooler: str = "auto"
+    hosts: HostList = ()
+    target_session_attrs: str | None = None
+    replicas: HostList = ()
+    replica_window: float = 10.0
     schema: str | None = None
     sslmode: str | None = None
     application_name: str = "threadline"
@@ -80,11 +96,14 @@ class PostgresConfig:
         if self.password is not None:
             user += ":***"
         userinfo = f"{user}@" if user else ""
-        host = self.host or ""
-        if host.startswith("/"):
-            host = f"[{host}]"
-        port = f":{self.port}" if self.port is not None else ""
-        return f"postgresql://{userinfo}{host}{port}/{self.database or ''}"
+        hosts = self.hosts or ((self.host or "", self.port),)
+        netloc = ",".join(_host_text(h, p) for h, p in hosts)
+        return f"postgresql://{userinfo}{netloc}/{self.database or ''}"
+
+    @property
+    def replica_display(self) -> str:
+        """The read replicas as a URL a person may see (password as ``***``)."""
+        return attrs.evolve(self, hosts=self.replicas).display
 
     def __repr__(self) -> str:
         return (
@@ -104,9 +123,14 @@ class PostgresConfig:
 
     def connect_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``asyncpg.create_pool`` naming the server (no pool sizes)."""
+        host: Any = self.host
+        port: Any = self.port
+        if self.hosts:
+            host = [h for h, _ in self.hosts]
+            port = [p or self.port or 5432 for _, p in self.hosts]
         kwargs: dict[str, Any] = {
-            "host": self.host,
-            "port": self.port,
+            "host": host,
+            "port": port,
             "user": self.user,
             "password": self.password,
             "database": self.database,
@@ -117,7 +141,20 @@ class PostgresConfig:
         }
         if self.sslmode is not None:
             kwargs["ssl"] = self.sslmode
+        if self.target_session_attrs is not None:
+            kwargs["target_session_attrs"] = self.target_session_attrs
         return {k: v for k, v in kwargs.items() if v is not None}
+
+    def replica_kwargs(self) -> dict[str, Any]:
+        """:meth:`connect_kwargs` for the read replicas (any of them will do)."""
+        kwargs = attrs.evolve(self, hosts=self.replicas, target_session_attrs=None)
+        return kwargs.connect_kwargs()
+
+
+def _host_text(host: str, port: int | None) -> str:
+    if host.startswith("/") or ":" in host:
+        host = f"[{host}]"
+    return host + (f":{port}" if port is not None else "")
 
 
 def _int(name: str, raw: str, minimum: int) -> int:
@@ -155,10 +192,29 @@ def _target(url: StoreURL) -> dict[str, Any]:
     return {
         "host": url.host,
         "port": url.port,
+        "hosts": url.hosts,
         "user": url.username,
         "password": url.password,
         "database": database,
     }
+
+
+def _replicas(raw: str) -> HostList:
+    """``host:port[,host:port]`` (as in a URL's host list) as pairs."""
+    pairs: HostList = ()
+    if not any(c in raw for c in "/@?#"):
+        try:
+            parsed = StoreURL.parse(f"postgresql://{raw}/")
+            pairs = parsed.hosts or ((parsed.host or "", parsed.port),)
+        except ConfigurationError:
+            pairs = ()
+    if not all(host for host, _ in pairs):
+        pairs = ()
+    if not pairs:
+        raise ConfigurationError(
+            f"postgres option replica must be host[:port][,host[:port]...], got {raw[:80]!r}"
+        )
+    return pairs
 
 
 def parse_config(url: StoreURL | str, environ: Mapping[str, str] | None = None) -> PostgresConfig:
@@ -194,6 +250,7 @@ def parse_config(url: StoreURL | str, environ: Mapping[str, str] | None = None) 
     fields: dict[str, Any] = dict(target)
     if "host" in query:
         fields["host"] = query["host"] or None
+        fields["hosts"] = ()
     if "port" in query:
         fields["port"] = _int("port", query["port"], 1)
     for name in ("min_size", "statement_cache_size"):
@@ -209,10 +266,39 @@ def parse_config(url: StoreURL | str, environ: Mapping[str, str] | None = None) 
     ):
         if name in query:
             fields[name] = _seconds(name, query[name])
-    if "pgbouncer" in query and _bool("pgbouncer", query["pgbouncer"]):
+    if "pooler" in query:
+        if query["pooler"] not in POOLER_MODES:
+            raise ConfigurationError(
+                f"postgres option pooler must be one of {', '.join(POOLER_MODES)}, "
+                f"got {query['pooler']!r}"
+            )
+        fields["pooler"] = query["pooler"]
+    if "pgbouncer" in query:
+        implied = "transaction" if _bool("pgbouncer", query["pgbouncer"]) else "none"
+        if fields.setdefault("pooler", implied) != implied:
+            raise ConfigurationError(
+                f"postgres options pgbouncer={query['pgbouncer']} and pooler={fields['pooler']} "
+                "contradict each other (pgbouncer=true is pooler=transaction)"
+            )
+    if fields.get("pooler") == "transaction":
         if "statement_cache_size" in query and fields["statement_cache_size"] != 0:
-            raise ConfigurationError("pgbouncer=true needs statement_cache_size=0 (or unset)")
+            raise ConfigurationError(
+                "a transaction-mode pooler (pooler=transaction or pgbouncer=true) needs "
+                "statement_cache_size=0 (or unset): named prepared statements do not survive "
+                "from one transaction to the next"
+            )
         fields["statement_cache_size"] = 0
+    if "target_session_attrs" in query:
+        if query["target_session_attrs"] not in TARGET_SESSION_ATTRS:
+            raise ConfigurationError(
+                "postgres option target_session_attrs must be one of "
+                f"{', '.join(TARGET_SESSION_ATTRS)}, got {query['target_session_attrs']!r}"
+            )
+        fields["target_session_attrs"] = query["target_session_attrs"]
+    if query.get("replica"):
+        fields["replicas"] = _replicas(query["replica"])
+    if "replica_window" in query:
+        fields["replica_window"] = _seconds("replica_window", query["replica_window"])
     if "schema" in query:
         schema = query["schema"]
         if not _IDENTIFIER.fullmatch(schema):

@@ -1,5 +1,10 @@
-"""The connection pool under the store: opening it, running a call with typed errors and
-one retry on a dead connection, migrating and closing.
+"""The connection pools under the store: opening them, running a call with typed errors and
+one retry on a dead connection, pool statistics, migrating and closing.
+
+Every new connection is checked for a pooler in front of the server (see
+:mod:`threadline_postgres.pooler`); reads may go to a read replica (see
+:mod:`threadline_postgres.replicas`). A wait for a free connection that runs out raises
+:class:`~threadline.errors.PoolTimeoutError`, not the error of a server that does not answer.
 
 A connection found dead (the server restarted since it was pooled) is dropped by asyncpg,
 and when repeating the call is harmless it runs once more on a fresh one, so the pool
@@ -17,19 +22,30 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import asyncpg
+import attrs
 
-from threadline.errors import ConflictError, NotFoundError, StoreUnavailableError, ThreadlineError
+from threadline.errors import (
+    ConfigurationError,
+    ConflictError,
+    NotFoundError,
+    PoolTimeoutError,
+    StoreUnavailableError,
+    ThreadlineError,
+)
 from threadline.hookspecs import hookimpl
 from threadline_postgres import schema
 from threadline_postgres.config import PostgresConfig
 from threadline_postgres.errors import is_connection_lost, translate
+from threadline_postgres.pooler import PoolerFound, PoolerModeError, behind_pooler, pooler_error
+from threadline_postgres.replicas import ReplicaRouter
 from threadline_postgres.sql import Statements
 
-__all__ = ["Duplicate", "PooledStore", "open_pool"]
+__all__ = ["Duplicate", "PoolStats", "PooledStore", "open_pool"]
 
 logger = logging.getLogger("threadline_postgres")
 
 T = TypeVar("T")
+S = TypeVar("S", bound="PooledStore")
 
 
 class Duplicate(ConflictError):
@@ -49,36 +65,99 @@ async def _keep_session_state(conn: asyncpg.Connection) -> None:
     """
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
-    """Decode ``uuid`` columns straight to ``str`` (the models' id type), in C."""
-    await conn.set_builtin_type_codec("uuid", schema="pg_catalog", codec_name="text", format="text")
+def _connection_setup(check_pooler: bool) -> Callable[[asyncpg.Connection], Awaitable[None]]:
+    """The pool's ``init``: check for a pooler when the pool caches named statements, then
+    decode ``uuid`` columns straight to ``str`` (the models' id type), in C."""
+
+    async def init(conn: asyncpg.Connection) -> None:
+        if check_pooler and await behind_pooler(conn):
+            raise PoolerFound
+        await conn.set_builtin_type_codec(
+            "uuid", schema="pg_catalog", codec_name="text", format="text"
+        )
+
+    return init
 
 
-async def open_pool(config: PostgresConfig) -> asyncpg.Pool:
-    """Open the pool (``min_size`` connections).
-
-    :raises StoreUnavailableError: the server cannot be reached in time.
-    :raises ConfigurationError: credentials refused or no such database.
-    """
+async def _create_pool(config: PostgresConfig, kwargs: dict[str, Any], where: str) -> asyncpg.Pool:
+    check = config.pooler == "auto" and kwargs.get("statement_cache_size", 0) > 0
     try:
         pool: asyncpg.Pool = await asyncio.wait_for(
             asyncpg.create_pool(
-                min_size=config.min_size,
+                min_size=max(config.min_size, 1 if check else 0),
                 max_size=config.max_size,
                 max_inactive_connection_lifetime=config.max_inactive_connection_lifetime,
-                init=_init_connection,
+                init=_connection_setup(check),
                 reset=_keep_session_state,
-                **config.connect_kwargs(),
+                **kwargs,
             ),
             timeout=config.connect_timeout + 1,  # connections open concurrently
         )
+    except PoolerFound:
+        raise
     except Exception as exc:
         raise translate(
-            exc, where=config.display, what="connect", secret=config.password,
+            exc, where=where, what="connect", secret=config.password,
             timeout=config.connect_timeout,
         ) from None  # fmt: skip
-    logger.debug("opened %s (pool %d..%d)", config.display, config.min_size, config.max_size)
     return pool
+
+
+async def open_pool(
+    config: PostgresConfig, *, replica: bool = False
+) -> tuple[asyncpg.Pool, PostgresConfig]:
+    """Open the pool (``min_size`` connections, at least one when checking for a pooler).
+
+    With ``pooler=auto`` every new connection is checked for a pooler; when one is found the
+    pool is reopened with unnamed statements (``statement_cache_size=0``). Returns the pool
+    and the configuration it runs with.
+
+    :param replica: open the pool of the read replicas instead.
+    :raises StoreUnavailableError: the server cannot be reached in time.
+    :raises ConfigurationError: credentials refused or no such database.
+    """
+    where = config.replica_display if replica else config.display
+    kwargs = config.replica_kwargs() if replica else config.connect_kwargs()
+    try:
+        pool = await _create_pool(config, kwargs, where)
+    except PoolerFound:
+        logger.info("%s: a connection pooler answers; using unnamed statements", where)
+        config = attrs.evolve(config, statement_cache_size=0)
+        kwargs["statement_cache_size"] = 0
+        pool = await _create_pool(config, kwargs, where)
+    logger.debug("opened %s (pool %d..%d)", where, config.min_size, config.max_size)
+    return pool, config
+
+
+@attrs.frozen
+class PoolStats:
+    """A pool's connections right now: ``in_use`` by calls, ``idle`` (open, free), ``waiting``
+    calls queued for one, ``size`` open in all, ``max`` the most it opens."""
+
+    in_use: int
+    idle: int
+    waiting: int
+    size: int
+    max: int
+
+
+class _Gauge:
+    """A pool with the counts asyncpg does not keep (calls holding or waiting for one)."""
+
+    def __init__(self, pool: asyncpg.Pool, where: str) -> None:
+        self.pool = pool
+        self.where = where
+        self.in_use = 0
+        self.waiting = 0
+
+    def stats(self) -> PoolStats:
+        return PoolStats(
+            in_use=self.in_use,
+            idle=self.pool.get_idle_size(),
+            waiting=self.waiting,
+            size=self.pool.get_size(),
+            max=self.pool.get_max_size(),
+        )
 
 
 class PooledStore:
@@ -90,12 +169,52 @@ class PooledStore:
         self.sql = Statements(config)
         self._where = config.display
         self.closed = False
+        self._primary = _Gauge(pool, config.display)
+        self._replica: _Gauge | None = None
+        self.router = ReplicaRouter(config.replica_window)
+        """Which reads may go to the read replica (see :mod:`threadline_postgres.replicas`)."""
+
+    @classmethod
+    async def _open(cls: type[S], config: PostgresConfig) -> S:
+        """Open the pool, and the read replicas' pool when ``?replica=`` names some."""
+        pool, config = await open_pool(config)
+        store = cls(pool, config)
+        if config.replicas:
+            try:
+                replica, _ = await open_pool(config, replica=True)
+            except BaseException:
+                pool.terminate()
+                raise
+            store._replica = _Gauge(replica, config.replica_display)
+            store.router.install(store)
+        return store
+
+    def pool_stats(self, replica: bool = False) -> PoolStats:
+        """The primary pool's connections now (``replica=True``: the read replicas' pool).
+
+        :raises ConfigurationError: ``replica=True`` and no ``?replica=`` was given.
+        """
+        if not replica:
+            return self._primary.stats()
+        if self._replica is None:
+            raise ConfigurationError("this store has no read replica (no ?replica= in its URL)")
+        return self._replica.stats()
 
     def __repr__(self) -> str:
         schema_part = f" schema={self.config.schema}" if self.config.schema else ""
         return f"<PostgresStore {self._where}{schema_part}>"
 
     def _error(self, exc: BaseException, what: str) -> ThreadlineError:
+        if isinstance(exc, PoolerFound):
+            return PoolerModeError(
+                f"PostgreSQL at {self._where} ({what}): a new connection went through a "
+                "connection pooler, but the pool was opened directly to the server with named "
+                "prepared statements; reopen the store (pooler=auto detects it) or set "
+                "?pooler=transaction"
+            )
+        broken = pooler_error(exc, where=self._where, what=what, pooler=self.config.pooler)
+        if broken is not None:
+            return broken
         constraint = getattr(exc, "constraint_name", None)
         if isinstance(exc, asyncpg.UniqueViolationError):
             return Duplicate(f"{what}: the write conflicts with stored data ({constraint})",
@@ -121,23 +240,68 @@ class PooledStore:
         """Run ``fn`` on a pooled connection (in a transaction if asked), typing errors.
 
         ``retry``: repeating ``fn`` is harmless, so a dead connection gets it run once more.
+        A read the router sends to the replica runs there; when the replica cannot be
+        reached it runs on the primary (logged as a warning).
         """
-        for attempt in range(2 if retry else 1):
+        gauge = self._primary
+        if self._replica is not None and not transaction and self.router.on_replica():
+            gauge = self._replica
+        attempt = 0
+        while True:
             try:
-                async with self._pool.acquire(timeout=self.config.acquire_timeout) as conn:
+                conn = await self._acquire(gauge, what)
+                try:
                     if not transaction:
                         return await fn(conn)
                     async with conn.transaction():
                         return await fn(conn)
-            except ThreadlineError:
-                raise
+                finally:
+                    gauge.in_use -= 1
+                    await gauge.pool.release(conn)
             except Exception as exc:
-                if retry and attempt == 0 and is_connection_lost(exc):
+                error = exc if isinstance(exc, ThreadlineError) else self._error(exc, what)
+                if gauge is self._replica and isinstance(error, StoreUnavailableError):
+                    logger.warning("%s: read replica unavailable (%s); reading from the primary",
+                                   what, error)  # fmt: skip
+                    gauge = self._primary
+                    continue
+                if isinstance(exc, ThreadlineError):
+                    raise
+                attempt += 1
+                if retry and attempt == 1 and is_connection_lost(exc):
                     logger.info("%s: connection lost (%s); retrying once", what,
                                 type(exc).__name__)  # fmt: skip
                     continue
-                raise self._error(exc, what) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+                raise error from None
+
+    async def _acquire(self, gauge: _Gauge, what: str) -> asyncpg.Connection:
+        """A connection of ``gauge``'s pool; a wait that runs out is a :class:`PoolTimeoutError`
+        when every connection was in use, else the server did not let a new one open."""
+        gauge.waiting += 1
+        try:
+            conn: asyncpg.Connection = await gauge.pool.acquire(timeout=self.config.acquire_timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            size = gauge.pool.get_max_size()
+            if gauge.in_use >= size:
+                raise PoolTimeoutError(
+                    f"no free connection to PostgreSQL at {gauge.where} within "
+                    f"acquire_timeout={self.config.acquire_timeout:g} s ({what}): all "
+                    f"{size} connections of the pool (max_size={size}) stayed in use, "
+                    f"{gauge.waiting - 1} other calls waiting; raise max_size or hold "
+                    "connections shorter",
+                    pool_size=size,
+                ) from None
+            raise StoreUnavailableError(
+                f"PostgreSQL at {gauge.where} did not let a connection open in time ({what}; "
+                f"acquire_timeout={self.config.acquire_timeout:g} s, "
+                f"connect_timeout={self.config.connect_timeout:g} s)"
+            ) from None
+        except Exception as exc:
+            raise self._error(exc, what) from None
+        finally:
+            gauge.waiting -= 1
+        gauge.in_use += 1
+        return conn
 
     async def _fetchrow(self, what: str, sql: str, *args: Any) -> Any:
         """One row (or ``None``) of a statement that may run twice."""
@@ -170,11 +334,14 @@ class PooledStore:
 
     @hookimpl
     async def threadline_close(self) -> None:
-        """Close the pool, waiting up to ``command_timeout`` for borrowed connections."""
+        """Close the pools, waiting up to ``command_timeout`` for borrowed connections."""
         if self.closed:
             return
         self.closed = True
-        try:
-            await asyncio.wait_for(self._pool.close(), timeout=self.config.command_timeout)
-        except Exception:  # timed out or failed: drop the connections without waiting
-            self._pool.terminate()
+        for gauge in (self._primary, self._replica):
+            if gauge is None:
+                continue
+            try:
+                await asyncio.wait_for(gauge.pool.close(), timeout=self.config.command_timeout)
+            except Exception:  # timed out or failed: drop the connections without waiting
+                gauge.pool.terminate()

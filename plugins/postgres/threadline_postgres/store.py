@@ -41,7 +41,7 @@ from threadline.storekit.records import id_conflict
 from threadline.storekit.window import orphaned_tool_results
 from threadline_postgres.codec import dump_jsonb, dump_opt_jsonb, encode_opt, encode_text
 from threadline_postgres.config import PostgresConfig
-from threadline_postgres.pool import Duplicate, open_pool
+from threadline_postgres.pool import Duplicate
 from threadline_postgres.retention import Retention
 from threadline_postgres.rows import (
     agent_from_row,
@@ -80,7 +80,7 @@ class PostgresStore(Retention):
         :raises StoreUnavailableError: the server cannot be reached in time.
         :raises ConfigurationError: credentials refused or no such database.
         """
-        return cls(await open_pool(config), config)
+        return await cls._open(config)
 
     @hookimpl
     async def threadline_list_tenants(self) -> list[str]:
