@@ -26,6 +26,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from threadline import hookspecs
+    from threadline.blocking import RunningLoopError
     from threadline.hookspecs import hookimpl
     from threadline.ids import new_id
     from threadline.models import (
@@ -41,12 +42,14 @@ if TYPE_CHECKING:
     from threadline.queries import MessageRange, SessionCursor, SessionQuery
     from threadline.runtime.agent import Agent
     from threadline.runtime.approvals import ApprovalRequired, requires_approval
+    from threadline.runtime.blocking import BlockingAgent, BlockingPersistenceContext
     from threadline.runtime.builder import AgentBuilder, quick_agent
     from threadline.runtime.context import PersistenceContext
     from threadline.runtime.settings import PersistencePlugin
     from threadline.runtime.tools import Tool
     from threadline.runtime.waiting import NotWaitingError, WaitingRun, list_waiting
     from threadline.store import Store, connect
+    from threadline.store.blocking import BlockingStore, connect_sync
     from threadline.urls import StoreURL
 
 # Everything but the errors loads on first use: `import threadline` stays cheap (attrs,
@@ -57,6 +60,11 @@ _LAZY = {
     "PersistencePlugin": "threadline.runtime.settings",
     "quick_agent": "threadline.runtime.builder",
     "PersistenceContext": "threadline.runtime.context",
+    "BlockingAgent": "threadline.runtime.blocking",
+    "BlockingPersistenceContext": "threadline.runtime.blocking",
+    "BlockingStore": "threadline.store.blocking",
+    "connect_sync": "threadline.store.blocking",
+    "RunningLoopError": "threadline.blocking",
     "ApprovalRequired": "threadline.runtime.approvals",
     "requires_approval": "threadline.runtime.approvals",
     "NotWaitingError": "threadline.runtime.waiting",
@@ -80,7 +88,9 @@ _LAZY = {
     "Tool": "threadline.runtime.tools",
     "StoreURL": "threadline.urls",
 }
-_SUBMODULES = {"hookspecs", "graph", "testing", "runtime", "storekit", "errors", "models"}
+_SUBMODULES = {
+    *("hookspecs", "graph", "testing", "runtime", "storekit", "errors", "models", "blocking"),
+}
 
 
 def __getattr__(name: str) -> object:
@@ -103,6 +113,9 @@ __all__ = [
     "AgentRecord",
     "ApiCall",
     "ApprovalRequired",
+    "BlockingAgent",
+    "BlockingPersistenceContext",
+    "BlockingStore",
     "Checkpoint",
     "ConfigurationError",
     "ConflictError",
@@ -115,6 +128,7 @@ __all__ = [
     "PluginNotInstalledError",
     "ProviderError",
     "ProviderRecord",
+    "RunningLoopError",
     "Session",
     "SessionCursor",
     "SessionQuery",
@@ -130,6 +144,7 @@ __all__ = [
     "WaitingRun",
     "__version__",
     "connect",
+    "connect_sync",
     "hookimpl",
     "hookspecs",
     "list_waiting",

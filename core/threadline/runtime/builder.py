@@ -9,11 +9,13 @@ from typing import Any
 
 import attrs
 
+from threadline.blocking.loop import run
 from threadline.errors import ConfigurationError, ValidationError
 from threadline.ids import IdLike, check_id
 from threadline.models import AgentConfig, ToolCall
 from threadline.runtime.agent import Agent
 from threadline.runtime.approvals import ApprovalPolicy
+from threadline.runtime.blocking import BlockingAgent
 from threadline.runtime.locations import (
     LOCAL_AGENT_ID,
     LOCAL_TENANT_ID,
@@ -24,6 +26,7 @@ from threadline.runtime.providers import Provider, resolve_provider
 from threadline.runtime.settings import DEFAULT_FLUSH_INTERVAL, AgentSettings, PersistencePlugin
 from threadline.runtime.tools import Tool, as_tools
 from threadline.store import Store, connect
+from threadline.store.blocking import BlockingStore
 from threadline.storekit.window import check_rounds
 
 __all__ = ["AgentBuilder", "quick_agent"]
@@ -34,7 +37,7 @@ class AgentBuilder:
 
     def __init__(self, system_prompt: str | None = None) -> None:
         self._system_prompt = system_prompt
-        self._store: Store | str | None = None
+        self._store: Store | BlockingStore | str | None = None
         self._default_store = False
         self._provider: Provider | str | None = None
         self._provider_options: dict[str, Any] = {}
@@ -54,8 +57,8 @@ class AgentBuilder:
 
     # -- setters ------------------------------------------------------------------------
 
-    def with_store(self, store: Store | str) -> AgentBuilder:
-        """Persist to this store (or store URL)."""
+    def with_store(self, store: Store | BlockingStore | str) -> AgentBuilder:
+        """Persist to this store (or store URL; a blocking store for :meth:`build_sync`)."""
         self._store = store
         return self
 
@@ -181,6 +184,22 @@ class AgentBuilder:
 
     async def build(self) -> Agent:
         """Open the store (if given as a URL) and provider, and return the agent."""
+        if isinstance(self._store, BlockingStore):
+            raise ConfigurationError(
+                "a blocking store (connect_sync) serves build_sync(); "
+                "for build() pass the store of `await threadline.connect(...)`"
+            )
+        return await self._build(self._store)
+
+    def build_sync(self) -> BlockingAgent:
+        """The agent for blocking code (scripts, notebooks, Flask, Django): its ``chat``
+        returns the reply, ``chat_stream`` is an iterator (:mod:`threadline.runtime.blocking`)."""
+        store = self._store
+        if isinstance(store, BlockingStore):
+            store = store.target
+        return BlockingAgent(run(self._build(store)))
+
+    async def _build(self, store: Store | str | None) -> Agent:
         provider = self._resolve_provider()
         model = self._model or os.environ.get("OPENAI_MODEL") or provider.default_model
         if not model:
@@ -188,7 +207,6 @@ class AgentBuilder:
         owns_store = False
         persistence = self._persistence
         if persistence is None:
-            store = self._store
             if store is None:
                 if not self._default_store:
                     raise ConfigurationError(
@@ -229,7 +247,9 @@ class AgentBuilder:
         return Agent(settings, persistence, owns_store=owns_store)
 
 
-def quick_agent(system_prompt: str, store: Store | str | None = None) -> AgentBuilder:
+def quick_agent(
+    system_prompt: str, store: Store | BlockingStore | str | None = None
+) -> AgentBuilder:
     """A builder with sensible defaults for a local, single-user agent.
 
     The store is ``store``, else ``THREADLINE_STORE`` or ``DATABASE_URL``, else SQLite in the
