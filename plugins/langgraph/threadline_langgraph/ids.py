@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import uuid
 
+from threadline.runtime.locations import LOCAL_TENANT_ID
+
 __all__ = [
     "DEFAULT_TENANT_ID",
     "checkpoint_record_id",
@@ -21,8 +23,9 @@ __all__ = [
     "writes_record_id",
 ]
 
-DEFAULT_TENANT_ID = "00000000-0000-7000-8000-000000000001"
-"""The tenant a saver uses unless given one (the same local tenant ``quick_agent`` uses)."""
+DEFAULT_TENANT_ID = LOCAL_TENANT_ID
+"""The tenant a saver uses unless given one: the local tenant of ``quick_agent`` and the
+CLI, so ``threadline sessions list`` shows the threads without ``--tenant``."""
 
 _NAMESPACE = uuid.UUID("0199c7d2-3a51-7e0b-8f4c-2b6d9e1a7c35")
 
