@@ -89,7 +89,6 @@ class BlockingStore(BlockingFacade[Store], wraps=Store):
     save_messages = blocking(Store.save_messages)
     update_message = blocking(Store.update_message)
     get_messages = blocking(Store.get_messages)
-    read_messages = blocking(Store.read_messages)
     load_window = blocking(Store.load_window)
     count_messages = blocking(Store.count_messages)
     delete_messages = blocking(Store.delete_messages)
