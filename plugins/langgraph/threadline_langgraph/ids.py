@@ -2,10 +2,10 @@
 
 A thread is a threadline session: a ``thread_id`` that is a UUID is the session id, any
 other string gets a stable UUIDv5 of the tenant and the thread (the original is kept in the
-session's metadata). A checkpoint namespace (``checkpoint_ns``, ``""`` for the root graph)
-is a derived ``agent_id``, so "the latest checkpoint of this namespace" is the store's
-indexed ``get_latest_checkpoint(agent_id=...)``. Checkpoint and write records get ids
-derived from the session, the thread's generation (see :mod:`threadline_langgraph.rebuild`),
+session's metadata). A thread's checkpoint namespace (``checkpoint_ns``, ``""`` for the
+root graph) is a derived ``agent_id``, so "the latest checkpoint of this namespace" is the
+store's ``get_latest_checkpoint(agent_id=...)``. Checkpoint and write records get ids
+derived from the session, the thread's generation (see :mod:`threadline_langgraph.threads`),
 the namespace and LangGraph's checkpoint id: a lookup by LangGraph id is one indexed read.
 """
 
@@ -38,9 +38,10 @@ def session_id_for(tenant_id: str, thread_id: str) -> str:
         return str(uuid.uuid5(_NAMESPACE, f"thread\x00{tenant_id}\x00{thread_id}"))
 
 
-def namespace_agent_id(checkpoint_ns: str) -> str:
-    """The ``agent_id`` of the checkpoints of one namespace (the root graph's is ``""``)."""
-    return str(uuid.uuid5(_NAMESPACE, f"ns\x00{checkpoint_ns}"))
+def namespace_agent_id(session_id: str, checkpoint_ns: str) -> str:
+    """The ``agent_id`` of a thread's checkpoints in one namespace (the root graph's is
+    ``""``): one per thread and namespace, so a store's agent index finds only them."""
+    return str(uuid.uuid5(uuid.UUID(session_id), f"ns\x00{checkpoint_ns}"))
 
 
 def checkpoint_record_id(

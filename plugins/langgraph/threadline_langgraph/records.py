@@ -161,7 +161,7 @@ def checkpoint_record(
         id=record_id,
         tenant_id=where.tenant_id,
         session_id=where.session_id,
-        agent_id=namespace_agent_id(where.checkpoint_ns),
+        agent_id=namespace_agent_id(where.session_id, where.checkpoint_ns),
         parent_id=parent_record_id,
         history=history,
         state=state,

@@ -289,7 +289,7 @@ class Threads:
                 record = await self.store.get_checkpoint(tenant, record_id)
             else:
                 record = await self.store.get_latest_checkpoint(
-                    tenant, where.session_id, agent_id=namespace_agent_id(ns)
+                    tenant, where.session_id, agent_id=namespace_agent_id(where.session_id, ns)
                 )
                 if record is not None and lg(record).get("gen") != where.generation:
                     if attempt == 0:
@@ -460,6 +460,7 @@ class Threads:
                 history = tuple(_rehome(m, where.session_id, messages) for m in r.history)
                 copy = attrs.evolve(
                     r, id=new_id, session_id=where.session_id, version=None,
+                    agent_id=namespace_agent_id(where.session_id, ns),
                     parent_id=new_ids.get(r.parent_id or ""), history=history,
                     properties=_moved(r, where.generation),
                 )  # fmt: skip
