@@ -9,7 +9,8 @@ library only, so a benchmark or an example run can start it as a subprocess::
 
 By default it answers like the core ``echo`` provider, over HTTP: the reply is
 ``"Server: " + the last user message``, one SSE chunk per word, then a finish chunk, a
-usage chunk and ``[DONE]``. A last user message ``tool:NAME {json}`` (with tools offered)
+usage chunk and ``[DONE]`` (a request without ``"stream": true`` gets the same answer as one
+``chat.completion``). A last user message ``tool:NAME {json}`` (with tools offered)
 is answered with tool-call deltas instead, and a tool result is echoed back, so the
 examples behave the same against this server as offline. Tests queue one-off handlers
 with :meth:`OpenAIServer.script` (used in order, then the default again) or replace
@@ -37,6 +38,7 @@ __all__ = [
     "OpenAIServer",
     "Request",
     "chunk",
+    "complete",
     "echo",
     "echo_reply",
     "error",
@@ -285,6 +287,45 @@ def error(status: int, message: str = "error", *, headers: dict[str, str] | None
     return handle
 
 
+def complete(
+    reply: str | tuple[str, str, dict[str, Any]], *, usage: tuple[int, int] | None = None
+) -> Handler:
+    """A whole ``chat.completion`` (no streaming): the text ``reply``, or a tool call
+    ``(id, name, arguments)``, for clients that send ``"stream": false``."""
+
+    async def handle(conn: Conn, req: Request) -> None:
+        message: dict[str, Any] = {"role": "assistant", "content": None}
+        if isinstance(reply, tuple):
+            call_id, name, arguments = reply
+            function = {"name": name, "arguments": json.dumps(arguments)}
+            message["tool_calls"] = [{"id": call_id, "type": "function", "function": function}]
+            finish, completion = "tool_calls", 10
+        else:
+            message["content"] = reply
+            finish, completion = "stop", len(reply.split())
+        prompt, completion = usage or (_prompt_tokens(req), completion)
+        body = json.dumps(
+            {
+                "id": req.response_id,
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": MODEL,
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                "usage": {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": completion,
+                    "total_tokens": prompt + completion,
+                },
+            }
+        ).encode()
+        headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
+        await conn.head(200, headers)
+        await conn.send(body)
+        conn.keep_alive = True
+
+    return handle
+
+
 def echo_reply(req: Request, prefix: str = ECHO_PREFIX) -> str | tuple[str, str, dict[str, Any]]:
     """What the default handler answers: the reply text, or a tool call ``(id, name, args)``."""
     messages = req.messages
@@ -302,6 +343,9 @@ def echo(*, delay: float = 0.0, first_delay: float = 0.0, prefix: str = ECHO_PRE
 
     async def handle(conn: Conn, req: Request) -> None:
         reply = echo_reply(req, prefix)
+        if req.json().get("stream") is not True:  # a client that asked for one JSON answer
+            await complete(reply)(conn, req)
+            return
         if isinstance(reply, tuple):
             await stream_tool_calls([reply])(conn, req)
             return

@@ -29,7 +29,7 @@ from threadline.models import (
     check_utc,
 )
 from threadline.plugins import dispatch, new_plugin_manager
-from threadline.queries import SessionCursor, SessionQuery
+from threadline.queries import MessageRange, SessionCursor, SessionQuery
 from threadline.storekit.window import check_rounds
 from threadline.urls import StoreURL
 
@@ -271,6 +271,30 @@ class Store:
             session_id=check_id(session_id, "session_id"),
             after_seq=after_seq,
             limit=limit,
+        )
+        return list(result or ())
+
+    async def read_messages(
+        self,
+        tenant_id: IdLike,
+        session_id: IdLike,
+        *,
+        after_seq: int = 0,
+        before_seq: int | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[Message]:
+        """Messages with ``after_seq < seq < before_seq`` straight from the store's index.
+
+        ``newest_first=True`` takes (and returns) the highest seqs first, so the last
+        ``limit`` messages cost ``limit`` rows however long the session is.
+        """
+        query = MessageRange(after_seq, before_seq, limit, newest_first)
+        result = await self._read(
+            "threadline_read_messages",
+            tenant_id=check_id(tenant_id, "tenant_id"),
+            session_id=check_id(session_id, "session_id"),
+            query=query,
         )
         return list(result or ())
 

@@ -1,0 +1,236 @@
+"""``ThreadlineSession``: the OpenAI Agents SDK's ``Session`` protocol over any threadline store.
+
+Each SDK item is one threadline message (see :mod:`threadline_openai_agents.items`) of a
+threadline session in the given tenant, so ``threadline sessions``, ``copy``, ``export`` and
+``erase-user`` work on Agents SDK conversations too. Only the public
+:class:`threadline.Store` API is used, so every store (and third-party ones) can hold them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from agents.items import TResponseInputItem
+from agents.memory.session_settings import (
+    SessionSettings,
+    coerce_session_settings,
+    resolve_session_limit,
+)
+
+from threadline import Store, connect
+from threadline.errors import ConfigurationError, ConflictError, NotFoundError, ValidationError
+from threadline.ids import check_id, optional_id
+from threadline.models import Session
+from threadline.runtime.agent import LOCAL_TENANT_ID
+from threadline_openai_agents.items import (
+    METADATA_KEY,
+    items_from_message,
+    items_from_messages,
+    message_from_item,
+)
+
+__all__ = [
+    "SESSION_NAMESPACE",
+    "MessageDeletionUnsupportedError",
+    "ThreadlineSession",
+    "thread_session_id",
+]
+
+SESSION_NAMESPACE = uuid.UUID("990058be-be9e-44fb-a08d-ed85191f5402")
+"""The UUIDv5 namespace that turns an SDK session id (any string) into a threadline one."""
+
+
+class MessageDeletionUnsupportedError(ConfigurationError):
+    """The store cannot delete messages, so ``pop_item`` and ``clear_session`` cannot work."""
+
+
+def thread_session_id(tenant_id: str, session_id: str) -> str:
+    """The threadline session id for an SDK ``session_id``: itself when it is a UUID, else a
+    UUIDv5 of tenant and id (stable, so every process finds the same session)."""
+    try:
+        return check_id(session_id, "session_id")
+    except ValidationError:
+        return str(uuid.uuid5(SESSION_NAMESPACE, f"{tenant_id}/{session_id}"))
+
+
+class ThreadlineSession:
+    """Conversation history for the Agents SDK's ``Runner`` kept in a threadline store.
+
+    ``store`` is a :class:`threadline.Store` (the caller closes it) or a store URL
+    (``sqlite:///chat.db``, ``postgresql://...``, ``file:///dir``: opened on first use and
+    closed by :meth:`close`). ``session_id`` is any non-empty string; ``tenant_id``,
+    ``user_id`` and ``agent_id`` (UUIDs) scope and stamp the stored messages.
+    """
+
+    session_settings: SessionSettings | None = None
+
+    def __init__(
+        self,
+        session_id: str,
+        store: Store | str,
+        *,
+        tenant_id: str | uuid.UUID | None = None,
+        user_id: str | uuid.UUID | None = None,
+        agent_id: str | uuid.UUID | None = None,
+        title: str | None = None,
+        session_settings: SessionSettings | dict[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(session_id, str) or not session_id:
+            raise ValidationError(f"session_id must be a non-empty str, got {session_id!r}")
+        self.session_id = session_id
+        self.tenant_id = check_id(LOCAL_TENANT_ID if tenant_id is None else tenant_id, "tenant_id")
+        self.user_id = optional_id(user_id, "user_id")
+        self.agent_id = optional_id(agent_id, "agent_id")
+        self.thread_session_id = thread_session_id(self.tenant_id, session_id)
+        """The id of the threadline session holding the items."""
+        self.title = title if title is not None else session_id
+        self.session_settings = (
+            coerce_session_settings(session_settings)
+            if session_settings is not None
+            else SessionSettings()
+        )
+        if isinstance(store, Store):
+            self._store: Store | None = store
+            self._url: str | None = None
+        elif isinstance(store, str):
+            self._store, self._url = None, store
+        else:
+            raise ValidationError(f"store must be a threadline.Store or a URL, got {store!r}")
+        self._lock = asyncio.Lock()
+        self._session_known = False
+        self._closed = False
+
+    def __repr__(self) -> str:
+        where = self._store if self._store is not None else "<not opened yet>"
+        return f"<ThreadlineSession {self.session_id!r} tenant={self.tenant_id} store={where}>"
+
+    # -- the store ----------------------------------------------------------------------------
+
+    async def get_store(self) -> Store:
+        """The store, opened from the URL on first use."""
+        if self._closed:
+            raise ConfigurationError(f"session {self.session_id!r} is closed")
+        if self._store is None:
+            async with self._lock:
+                if self._store is None:
+                    assert self._url is not None
+                    self._store = await connect(self._url)
+        return self._store
+
+    async def close(self) -> None:
+        """Close the store if this session opened it from a URL (a given Store stays open);
+        using the session afterwards raises :class:`ConfigurationError`."""
+        self._closed = True
+        if self._url is not None and self._store is not None:
+            store, self._store = self._store, None
+            await store.close()
+
+    async def __aenter__(self) -> ThreadlineSession:
+        await self.get_store()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _ensure_session(self, store: Store) -> None:
+        """Create the threadline session on the first write (an existing one is reused)."""
+        if self._session_known:
+            return
+        found = await store.get_session(self.tenant_id, self.thread_session_id)
+        if found is None:
+            await store.create_session(
+                Session(
+                    id=self.thread_session_id,
+                    tenant_id=self.tenant_id,
+                    user_id=self.user_id,
+                    agent_id=self.agent_id,
+                    title=self.title,
+                    metadata={METADATA_KEY: {"session_id": self.session_id}},
+                )
+            )
+        elif self.user_id is not None and found.user_id not in (None, self.user_id):
+            raise ConflictError(f"session {self.session_id!r} belongs to another user")
+        self._session_known = True
+
+    def _check_deletes(self, store: Store, operation: str) -> None:
+        if not store.pm.hook.threadline_delete_messages.get_hookimpls():
+            raise MessageDeletionUnsupportedError(
+                f"{operation} needs a store that deletes messages, and no store in {store!r} "
+                "implements threadline_delete_messages; nothing was changed"
+            )
+
+    # -- the Session protocol -----------------------------------------------------------------
+
+    async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
+        """The history in order; with ``limit`` (else ``session_settings.limit``) the latest
+        ``limit`` items, read newest first from the store's index."""
+        limit = resolve_session_limit(limit, self.session_settings)
+        store = await self.get_store()
+        if limit is None:
+            return items_from_messages(
+                await store.get_messages(self.tenant_id, self.thread_session_id)
+            )
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValidationError(f"limit must be None or an int >= 0, got {limit!r}")
+        if limit == 0:
+            return []
+        newest = await store.read_messages(
+            self.tenant_id, self.thread_session_id, limit=limit, newest_first=True
+        )
+        newest.reverse()
+        items = items_from_messages(newest)
+        return items[-limit:] if len(items) > limit else items
+
+    async def add_items(self, items: list[TResponseInputItem]) -> None:
+        """Append ``items`` in one transaction, in order (each batch stays contiguous)."""
+        if not items:
+            return
+        messages = [
+            message_from_item(
+                item,
+                session_id=self.thread_session_id,
+                tenant_id=self.tenant_id,
+                user_id=self.user_id,
+                agent_id=self.agent_id,
+            )
+            for item in items
+        ]
+        store = await self.get_store()
+        async with self._lock:
+            await self._ensure_session(store)
+            try:
+                await store.save_messages(messages)
+            except NotFoundError:  # the session was deleted meanwhile: start it again
+                self._session_known = False
+                await self._ensure_session(store)
+                await store.save_messages(messages)
+
+    async def pop_item(self) -> TResponseInputItem | None:
+        """Remove the newest item and return it (``None`` when the session is empty).
+
+        The session itself stays. A message threadline's own agent wrote with text and tool
+        calls (several SDK items) goes whole; its last item is returned.
+        """
+        store = await self.get_store()
+        self._check_deletes(store, "pop_item")
+        async with self._lock:
+            newest = await store.read_messages(
+                self.tenant_id, self.thread_session_id, limit=1, newest_first=True
+            )
+            if not newest:
+                return None
+            message = newest[0]
+            assert message.seq is not None
+            await store.delete_messages(
+                self.tenant_id, self.thread_session_id, after_seq=message.seq - 1
+            )
+        return list(items_from_message(message))[-1]
+
+    async def clear_session(self) -> None:
+        """Delete every item; the session (its id, owner, title) stays."""
+        store = await self.get_store()
+        self._check_deletes(store, "clear_session")
+        async with self._lock:
+            await store.delete_messages(self.tenant_id, self.thread_session_id, after_seq=0)
