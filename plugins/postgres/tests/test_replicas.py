@@ -94,6 +94,10 @@ async def test_reads_go_to_the_replica_and_a_sessions_own_reads_stay_fresh(
         stale = await reader.get_messages(conv.tenant_id, conv.id)
         assert [m.content for m in stale] == ["first"]
         assert await reader.count_messages(conv.tenant_id, conv.id) == 1
+        # The session row and checkpoints, which writes are planned on, come from the primary.
+        seen = await reader.get_session(conv.tenant_id, conv.id)
+        assert seen == await writer.get_session(conv.tenant_id, conv.id)
+        assert seen is not None and seen.updated_at >= fresh[-1].created_at
         # Listing the tenant's sessions: the writer's tenant is fresh, the reader's stale view
         # still has the session (created before the pause).
         assert [s.id for s in await writer.list_sessions(conv.tenant_id)] == [conv.id]

@@ -1,14 +1,16 @@
 """Reads on a read replica, with a session's own reads kept read-your-writes.
 
 With ``?replica=host:port[,host:port]`` the store opens a second pool to the replicas and
-sends reads there (messages, windows, counts, sessions, checkpoints, configs), except:
+sends reads there (messages, windows, counts, session lists, API calls, configs), except:
 
 * for ``replica_window`` seconds (default 10) after this process wrote to a session, that
   session's reads go to the primary; after a write without a session (a config, an erase, a
   retention sweep) the same holds for the whole tenant; tenant-wide reads (listing sessions,
   configs) go to the primary for that long after any write in the tenant;
-* every read made inside a write (a derived hook planning its write) goes to the primary,
-  and so does every transaction;
+* every read made inside a write the store implements goes to the primary, and so does
+  every transaction; the session row and checkpoint records (:data:`PRIMARY_READS`), which
+  the core's derived writes read before writing and a resumed run restores from, are always
+  read on the primary;
 * a replica that cannot be reached: the read runs on the primary (logged as a warning).
 
 Why a time window and not the replica's replay LSN: waiting for ``pg_last_wal_replay_lsn()``
@@ -32,7 +34,7 @@ from typing import Any
 
 from threadline.models import Session
 
-__all__ = ["ReplicaRouter", "is_read_hook"]
+__all__ = ["PRIMARY_READS", "ReplicaRouter", "is_read_hook"]
 
 _ON_REPLICA: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "threadline_postgres_on_replica", default=False
@@ -42,6 +44,14 @@ _IN_WRITE: contextvars.ContextVar[bool] = contextvars.ContextVar(
 )
 _READ_PREFIXES = ("get_", "list_", "read_", "load_", "count_")
 _LIFECYCLE = ("threadline_migrate", "threadline_close")
+PRIMARY_READS = (
+    "threadline_get_session",
+    "threadline_read_checkpoint_records",
+    "threadline_list_checkpoint_records",
+)
+"""Reads that writes are planned on (the core's derived ``update_session`` reads the session
+row, its checkpoint log the parent records; a resumed run its latest checkpoint): always on
+the primary, since a derived write's own reads cannot be told apart from other reads."""
 _PRUNE_EVERY = 1024
 _ANY = "\x00"  # tenant key of a write whose tenant is unknown: everything goes to the primary
 
@@ -128,7 +138,7 @@ class ReplicaRouter:
         """Wrap ``store``'s hook implementations (on the instance) to route their reads."""
         for name in dir(type(store)):
             method = getattr(store, name)
-            if not name.startswith("threadline_") or name in _LIFECYCLE:
+            if not name.startswith("threadline_") or name in (*_LIFECYCLE, *PRIMARY_READS):
                 continue
             if getattr(method, "threadline_impl", None) is None:
                 continue
