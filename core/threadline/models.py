@@ -472,6 +472,12 @@ class ProviderRecord:
         default=attrs.Factory(lambda self: self.created_at, takes_self=True), converter=_utc
     )
 
+    def __attrs_post_init__(self) -> None:
+        if "prices" in self.metadata:  # per-model prices (threadline.usage), checked here
+            from threadline.usage import check_prices
+
+            check_prices(self.metadata["prices"])
+
     def __repr__(self) -> str:
         return (
             f"ProviderRecord(id={self.id!r}, tenant_id={self.tenant_id!r}, name={self.name!r}, "

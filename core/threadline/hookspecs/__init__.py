@@ -46,6 +46,7 @@ from threadline.hookspecs.api_calls import (
     threadline_delete_api_calls,
     threadline_list_api_calls,
     threadline_save_api_call,
+    threadline_summarize_usage,
 )
 from threadline.hookspecs.checkpoints import (
     threadline_create_checkpoint,
@@ -205,6 +206,7 @@ __all__ = [
     "threadline_save_messages",
     "threadline_save_provider",
     "threadline_set_session_updated_at",
+    "threadline_summarize_usage",
     "threadline_update_message",
     "threadline_update_session",
 ]

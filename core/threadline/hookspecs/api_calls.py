@@ -9,6 +9,7 @@ from threadline.hookspecs.markers import hookspec
 
 if TYPE_CHECKING:
     from threadline.models import ApiCall
+    from threadline.usage import UsageQuery, UsageRow
 
 
 @hookspec
@@ -51,5 +52,25 @@ def threadline_delete_api_calls(tenant_id: str, api_call_ids: Sequence[str]) -> 
     :param tenant_id: the caller's tenant.
     :param api_call_ids: the records to delete.
     :return: how many went.
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
+    """
+
+
+@hookspec
+def threadline_summarize_usage(tenant_id: str, query: UsageQuery) -> Sequence[UsageRow] | None:
+    """Sum a tenant's API calls of a period per group (:mod:`threadline.usage`).
+
+    Tier: derived (the core default walks the tenant's sessions with ``list_sessions`` and
+    ``list_api_calls``; a store overrides it to answer from an index).
+
+    The SQLite and PostgreSQL stores answer from an index on ``(tenant_id, created_at)``;
+    percentiles are ``percentile_cont`` (linear between the two nearest values) over the calls
+    that recorded a value, and cost is ``sum(prompt * input + completion * output) / 1e6`` with
+    the query's prices. :func:`threadline.testing.usage.default_rows` is what an override must
+    return (``UsageConformance`` checks it).
+
+    :param tenant_id: the caller's tenant.
+    :param query: period (``since <= created_at < until``), grouping and model prices.
+    :return: one :class:`~threadline.usage.UsageRow` per group that has calls, in any order.
     :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """

@@ -8,10 +8,11 @@ every store. Opening a store by URL is :mod:`threadline.store.opening`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import attrs
 import pluggy
 
 from threadline.errors import ConfigurationError, ValidationError
@@ -32,6 +33,9 @@ from threadline.plugins import dispatch, new_plugin_manager
 from threadline.queries import MessageRange, SessionCursor, SessionQuery
 from threadline.storekit.window import check_rounds
 from threadline.urls import StoreURL
+
+if TYPE_CHECKING:
+    from threadline.usage import UsageReport
 
 __all__ = ["ERASE_KINDS", "Store", "check_flag"]
 
@@ -361,6 +365,31 @@ class Store:
             session_id=check_id(session_id, "session_id"),
         )
         return list(result or ())
+
+    async def usage(
+        self,
+        tenant_id: IdLike,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        group_by: str = "model",
+        prices: Mapping[str, Any] | None = None,
+    ) -> UsageReport:
+        """A tenant's model calls with ``since <= created_at < until`` summed per ``group_by``
+        (``model``, ``agent``, ``user``, ``session``, ``day``): see :mod:`threadline.usage`.
+
+        Cost uses ``prices`` (model -> :class:`~threadline.usage.ModelPrice` or its dict),
+        else the prices in the tenant's providers' metadata.
+        """
+        from threadline.usage import UsageQuery, UsageReport, prices_of, row_order
+
+        tenant = check_id(tenant_id, "tenant_id")
+        query = UsageQuery(group_by, since, until, {} if prices is None else prices)  # type: ignore[arg-type]
+        if prices is None and self._participants("threadline_list_providers"):
+            query = attrs.evolve(query, prices=prices_of(await self.list_providers(tenant)))
+        rows = await self._read("threadline_summarize_usage", tenant_id=tenant, query=query)
+        ordered = tuple(sorted(rows or (), key=row_order))
+        return UsageReport(tenant, query.group_by, query.since, query.until, ordered)
 
     # -- checkpoints ------------------------------------------------------------------------
 

@@ -415,3 +415,19 @@ async def _api_calls(hooks: Hooks, tenant_id: str, session_id: str) -> Sequence[
         "threadline_list_api_calls", tenant_id=tenant_id, session_id=session_id
     )
     return list(found or ())
+
+
+# -- usage ----------------------------------------------------------------------------------
+
+
+@_default("threadline_list_sessions", "threadline_list_api_calls")
+async def summarize_usage(hooks: Hooks, tenant_id: str, query: Any) -> list[Any]:
+    """Every session's calls read and summed (:func:`threadline.usage.summarize_calls`)."""
+    from threadline.usage import summarize_calls
+
+    calls = [
+        call
+        for session in await _sessions(hooks, tenant_id, None)
+        for call in await _api_calls(hooks, tenant_id, session.id)
+    ]
+    return summarize_calls(calls, query)

@@ -20,7 +20,7 @@ Each group can also be used alone: :class:`MessageConformance`,
 :class:`CheckpointConformance`, :class:`ContractConformance`,
 :class:`MessageDeletionConformance`, :class:`AgentConfigConformance`,
 :class:`BadInputConformance`, :class:`RetentionConformance`,
-:class:`DurabilityConformance`, :class:`ScalingConformance`.
+:class:`DurabilityConformance`, :class:`ScalingConformance`, :class:`UsageConformance`.
 
 Optional fixtures turn on more checks (a test that needs one skips without it); each is a
 plain (not async) fixture returning a callable:
@@ -48,6 +48,7 @@ from threadline.testing.retention import RetentionConformance
 from threadline.testing.scaling import ScalingConformance
 from threadline.testing.sessions import SessionConformance
 from threadline.testing.tenancy import TenancyConformance
+from threadline.testing.usage import UsageConformance
 
 __all__ = [
     "AgentConfigConformance",
@@ -62,6 +63,7 @@ __all__ = [
     "SessionConformance",
     "StoreConformance",
     "TenancyConformance",
+    "UsageConformance",
     "reopen_by_url",
 ]
 
@@ -78,5 +80,6 @@ class StoreConformance(
     RetentionConformance,
     DurabilityConformance,
     ScalingConformance,
+    UsageConformance,
 ):
     """Every conformance test; subclass it and provide a ``store`` fixture."""
