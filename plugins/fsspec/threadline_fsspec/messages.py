@@ -14,6 +14,7 @@ defaults (each says why). Write orders that keep a crash harmless:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from contextlib import ExitStack
 from typing import Any
@@ -55,54 +56,90 @@ class MessageFiles(StoreFiles):
     def _tail(self, sd: str) -> tuple[Tail, Segment | None]:
         """The last segment's extent, from the ``head.json`` hint plus probing for newer ones.
 
-        Also returns the last segment when it had to be read anyway.
+        Also returns the last segment when it had to be read anyway: while a deletion is
+        not finished (``head.json``'s ``cutting``), the segment is the truth.
         """
         head = self._hint(f"{sd}/head.json")
         last: Segment | None = None
-        if (
-            isinstance(head, dict)
-            and isinstance(head.get("start"), int)
-            and isinstance(head.get("end"), int)
-            and isinstance(head.get("systems"), list)
-        ):
-            tail = Tail(head["start"], head["end"], head["systems"])
-        else:  # no hint (or a damaged one): the listing is the truth
-            starts = self._numbers(f"{sd}/messages")
-            if not starts:
-                tail = Tail(0, 0, [])
-            else:
-                last = self._need_segment(sd, starts[-1])
-                tail = Tail(last.start, last.end, last.systems)
+        if not _extent(head):  # no hint (or a damaged one): the listing is the truth
+            tail, last = self._listed_tail(sd)
+        elif isinstance(head.get("cutting"), int):
+            last = self._segment(sd, head["start"]) if head["start"] else None
+            if last is None:
+                tail, last = self._listed_tail(sd)
+            tail = Tail.of(last, head["cutting"]) if last is not None else tail
+        else:
+            deleted = head.get("deleted", 0)
+            deleted = deleted if isinstance(deleted, int) else 0
+            tail = Tail(head["start"], head["end"], head["systems"], deleted)
         while True:  # segments written after the hint (a crash, or a racing process)
             newer = self._segment(sd, tail.end + 1)
             if newer is None:
                 return tail, last
             last = newer
-            tail = Tail(newer.start, newer.end, newer.systems)
+            tail = Tail.of(newer, tail.pending)
 
-    def _read_range(self, sd: str, tail: Tail, after: int, stop: int) -> list[dict[str, Any]]:
-        """Message dicts with ``after < seq <= stop``."""
-        if stop <= after:
+    def _listed_tail(self, sd: str) -> tuple[Tail, Segment | None]:
+        starts = self._numbers(f"{sd}/messages")
+        if not starts:
+            return Tail(0, 0, []), None
+        last = self._need_segment(sd, starts[-1])
+        return Tail.of(last, last.cut), last
+
+    def _read_range(
+        self,
+        sd: str,
+        tail: Tail,
+        after: int,
+        stop: int,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Message dicts with ``after < seq <= stop``, oldest first; with ``limit`` only the
+        oldest (``newest_first``: the newest) ``limit`` of them, reading only their segments."""
+        if stop <= after or limit == 0:
             return []
-        segments: list[Segment] = []
-        if tail.end - after <= 4 * (stop - after) + 64:  # near the end: walk back
-            start = tail.start
+        if limit is not None and not tail.deleted and tail.pending is None:
+            # seqs without gaps: the page's seqs are known
+            after, stop = (max(after, stop - limit), stop) if newest_first else (
+                after, min(stop, after + limit))  # fmt: skip
+        span, low = stop - after, after
+        if limit is not None and span > limit:  # gaps: the page lies about here
+            span, low = limit, (stop - limit if newest_first else after)
+        found: list[list[dict[str, Any]]] = []
+        taken = 0
+
+        def take(segment: Segment, cut: int | None) -> bool:
+            """Keep the segment's messages in range; ``True`` once the page is full."""
+            nonlocal taken
+            kept = [d for i, d in enumerate(segment.upto(cut)) if after < segment.start + i <= stop]
+            found.append(kept)
+            taken += len(kept)
+            return limit is not None and taken >= limit
+
+        backwards = newest_first or limit is None
+        if tail.pending is not None or tail.end - low <= 4 * span + 64:  # near the end: walk back
+            start, cut = tail.start, None
             while start:
-                segments.append(self._need_segment(sd, start))
-                if segments[-1].start <= after + 1:
+                segment = self._need_segment(sd, start)
+                full = take(segment, cut) and newest_first
+                if full or segment.start <= after + 1:
                     break
-                start = segments[-1].prev
-            segments.reverse()
+                start = segment.prev
+                cut = segment.cut if cut is None or segment.cut is None else min(cut, segment.cut)
+            backwards = True
         else:  # far from the end: find the first segment through the listing
             starts = [s for s in self._numbers(f"{sd}/messages") if s <= stop]
             first = max((i for i, s in enumerate(starts) if s <= after + 1), default=0)
-            segments = [self._need_segment(sd, s) for s in starts[first:]]
-        return [
-            data
-            for segment in segments
-            for offset, data in enumerate(segment.messages)
-            if after < segment.start + offset <= stop
-        ]
+            for s in reversed(starts[first:]) if backwards else starts[first:]:
+                if take(self._need_segment(sd, s), None) and limit is not None:
+                    break
+        if backwards:
+            found.reverse()
+        messages = [d for kept in found for d in kept]
+        if limit is not None:
+            messages = messages[-limit:] if newest_first else messages[:limit]
+        return messages
 
     def read_messages(self, tenant_id: str, session_id: str, query: MessageRange) -> list[Message]:
         after_seq, before_seq, limit = query.after_seq, query.before_seq, query.limit
@@ -122,22 +159,25 @@ class MessageFiles(StoreFiles):
                 segments[start] = segment
                 found.append(message_from_dict(segment.messages[seq - start]))
             return found
-        if role is None and limit is not None:  # only the page asked for is read
-            after_seq, stop = (max(after_seq, stop - limit), stop) if newest_first else (
-                after_seq, min(stop, after_seq + limit))  # fmt: skip
-        found = [message_from_dict(d) for d in self._read_range(sd, tail, after_seq, stop)]
+        page = limit if role is None else None  # only the page asked for is read
+        found = [
+            message_from_dict(d)
+            for d in self._read_range(sd, tail, after_seq, stop, page, newest_first)
+        ]
         if role is not None:
             found = [m for m in found if m.role == role]
         if newest_first:
             found.reverse()
         return found[:limit]
 
-    # Override: the count is the last seq, known from head.json and a probe (no segment read).
+    # Override: the count is the last seq less the seqs deleted, known from head.json and a
+    # probe (no segment read).
     def count_messages(self, tenant_id: str, session_id: str) -> int:
         sd = layout.session_dir(tenant_id, session_id)
         if self._session_doc(sd) is None:
             return 0
-        return self._tail(sd)[0].end
+        tail = self._tail(sd)[0]
+        return tail.end - tail.deleted
 
     # Override: reads only the window's segments (rounds counted while reading back, the
     # calls/ index says whether an orphaned result's call lies further back at all, system
@@ -151,41 +191,41 @@ class MessageFiles(StoreFiles):
         if self._session_doc(sd) is None:
             return []
         tail, last = self._tail(sd)
-        if tail.end == 0:
+        if tail.end == tail.deleted:
             return []
         # window.window_start, computed on a suffix read backwards from the end: enough
         # segments for the rounds, then (rarely) back to the nearest earlier call of
         # each tool result whose call lies before the window.
         suffix = Suffix(lambda start: self._need_segment(sd, start), tail, last)
-        start = tail.end + 1
+        start = tail.end + 1  # the seq the window starts at
         if last_rounds > 0:
             users = 0
             while users < last_rounds and (chunk := suffix.extend()) is not None:
                 users += sum(1 for m in chunk if m.role == "user")
-            start = suffix.first + round_start(suffix.messages, last_rounds)
-        while start > 1:
-            orphans = orphaned_tool_results(suffix.messages[start - suffix.first :])
+            index = round_start(suffix.messages, last_rounds)
+            start = suffix.seqs[index] if index < len(suffix.seqs) else start
+        while True:
             wanted = set()
-            for call_id in orphans:
+            for call_id in orphaned_tool_results(suffix.since(start)):
                 first = self._first_call(sd, call_id)
                 if first is not None and first < start:
                     wanted.add(call_id)
             earliest = None
-            seq = start - 1
-            while wanted and seq >= 1:
-                suffix.reach(seq)
-                found = {c.id for c in suffix.at(seq).tool_calls} & wanted
+            for message in suffix.backwards(start) if wanted else ():
+                found = {c.id for c in message.tool_calls} & wanted
                 if found:
-                    earliest = seq
+                    earliest = message
                     wanted -= found
-                seq -= 1
+                    if not wanted:
+                        break
             if earliest is None:
                 break
-            start = earliest
-            while start > 1 and suffix.at(start).role != "user":  # back to its round's start
-                start -= 1
-                suffix.reach(start)
-        window = suffix.messages[start - suffix.first :] if start <= tail.end else []
+            start = earliest.seq or 0
+            for message in itertools.chain([earliest], suffix.backwards(start)):
+                start = message.seq or 0  # back to its round's start
+                if message.role == "user":
+                    break
+        window = suffix.since(start)
         # System messages before the window, wherever they are (their seqs ride along).
         head: list[Message] = []
         for seq, segment_start in tail.systems:
@@ -272,6 +312,7 @@ class MessageFiles(StoreFiles):
             raise ValidationError("save_messages got the same message id twice")
         with self._locked(sd, f"session {session_id} not found for this tenant"):
             self._require_session(tenant_id, session_id)
+            self._settle(sd)
             stored: dict[str, Message] = {}
             for m in messages:  # check everything before writing anything
                 found = self._find_message(m.id)
@@ -285,7 +326,8 @@ class MessageFiles(StoreFiles):
             dicts = [m.to_dict() for m in new]
             while True:
                 tail, _ = self._tail(sd)
-                segment = Segment(tail.end + 1, tail.start, list(tail.systems), dicts)
+                segment = Segment(tail.end + 1, tail.start, list(tail.systems), dicts,
+                                  deleted=tail.deleted)  # fmt: skip
                 for offset, (m, d) in enumerate(zip(new, dicts)):
                     d["seq"] = segment.start + offset
                     if m.role == "system":
@@ -309,13 +351,7 @@ class MessageFiles(StoreFiles):
                     break
                 for marker in markers:  # another writer took these seqs: try the next ones
                     self.backend.delete(marker)
-            head = {
-                "start": segment.start if new else tail.start,
-                "end": segment.end if new else tail.end,
-                "systems": segment.systems,
-                "updated_at": utcnow().isoformat(),
-            }
-            self.backend.write(f"{sd}/head.json", encode(head, "head"), durable=False)
+            self._write_head(sd, segment if new else tail)
         return [stored[m.id] for m in messages]
 
     def rewrite_messages(
@@ -359,6 +395,7 @@ class MessageFiles(StoreFiles):
         with ExitStack() as stack:
             for sd in sorted(folders):
                 stack.enter_context(self._locked(sd, "a session was deleted meanwhile"))
+                self._settle(sd)
             loaded: _Segments = {}
             changed: list[Found] = []
             for m in messages:  # again, under the locks
@@ -411,6 +448,7 @@ class MessageFiles(StoreFiles):
             return 0
 
     def _interrupt_locked(self, sd: str) -> int:
+        self._settle(sd)
         changed = 0
         names = self.backend.listdir(f"{sd}/streaming")
         dirty: dict[int, Segment] = {}
@@ -436,3 +474,162 @@ class MessageFiles(StoreFiles):
         for name in names:
             self.backend.delete(f"{sd}/streaming/{name}")
         return changed
+
+    # -- deleting ------------------------------------------------------------------------
+
+    def _write_head(
+        self,
+        sd: str,
+        last: Segment | Tail,
+        *,
+        cutting: int | None = None,
+        updated_at: str | None = None,
+    ) -> None:
+        """The ``head.json`` hint: the last segment's extent and the activity (now); with
+        ``cutting``, the intent of a deletion, written durably before its commit."""
+        head: dict[str, Any] = {"start": last.start, "end": last.end, "systems": last.systems,
+                                "updated_at": updated_at or utcnow().isoformat()}  # fmt: skip
+        if last.deleted:
+            head["deleted"] = last.deleted
+        if cutting is not None:
+            head["cutting"] = cutting
+        self.backend.write(f"{sd}/head.json", encode(head, "head"), durable=cutting is not None)
+
+    def delete_messages(self, tenant_id: str, session_id: str, after_seq: int) -> int:
+        sd = layout.session_dir(tenant_id, session_id)
+        if self._session_doc(sd) is None:
+            return 0
+        try:
+            with self._locked(sd, "gone"):
+                if self._session(tenant_id, session_id) is None:
+                    return 0
+                self._settle(sd)
+                tail, last = self._tail(sd)
+                if tail.end <= after_seq:
+                    return 0
+                last, keep, gone = self._cut_plan(sd, tail, last, after_seq)
+                if not gone:
+                    return 0
+                self._write_head(sd, tail, cutting=after_seq)  # the intent, and the activity
+                last, removed = self._cut(sd, last, keep, gone, after_seq)
+                self._clean_cut(sd, last, keep, after_seq, removed)
+                self._write_head(sd, last)
+                return gone
+        except NotFoundError:
+            return 0
+
+    def _settle(self, sd: str) -> None:
+        """Finish a deletion a crash cut short (its intent is in ``head.json``), before a
+        write that uses the indexes; one read of ``head.json`` when there is none."""
+        head = self._hint(f"{sd}/head.json")
+        if _extent(head) and "cutting" not in head:
+            return
+        tail, last = self._tail(sd)
+        if tail.pending is None:
+            return
+        last, keep, gone = self._cut_plan(sd, tail, last, tail.pending)
+        removed: list[dict[str, Any]] = []
+        if gone:  # the crash came before the commit
+            last, removed = self._cut(sd, last, keep, gone, tail.pending)
+        self._clean_cut(sd, last, keep, tail.pending, removed)
+        touched = head.get("updated_at") if isinstance(head, dict) else None
+        self._write_head(sd, last, updated_at=touched if isinstance(touched, str) else None)
+
+    def _cut_plan(
+        self, sd: str, tail: Tail, last: Segment | None, after: int
+    ) -> tuple[Segment, Segment | None, int]:
+        """The last segment, the newest segment that keeps messages (``None``: none does)
+        and how many messages with a seq above ``after`` can be read now."""
+        if last is None or last.start != tail.start:
+            last = self._need_segment(sd, tail.start)
+        segment, cut, gone = last, None, 0
+        while True:
+            visible = segment.upto(cut)
+            gone += max(0, segment.start + len(visible) - 1 - max(after, segment.start - 1))
+            if segment.start <= after:
+                return last, segment, gone
+            if not segment.prev:
+                return last, None, gone
+            if segment.cut is not None:
+                cut = segment.cut if cut is None else min(cut, segment.cut)
+            segment = self._need_segment(sd, segment.prev)
+
+    def _cut(
+        self, sd: str, last: Segment, keep: Segment | None, gone: int, after: int
+    ) -> tuple[Segment, list[dict[str, Any]]]:
+        """The commit: the last segment rewritten, keeping its seqs (never reused), its
+        messages up to ``after`` (when it keeps some) or a cut hiding the older segments'
+        messages above it. Returns the new last segment and the messages it lost."""
+        systems = [pair for pair in last.systems if pair[0] <= after]
+        deleted = last.deleted + gone
+        if keep is last:
+            kept = after - last.start + 1
+            new = Segment(last.start, last.prev, systems, last.messages[:kept], claimed=last.end,
+                          deleted=deleted, cut=last.cut)  # fmt: skip
+            removed = last.messages[kept:]
+        else:
+            new = Segment(last.start, keep.start if keep else 0, systems, [], claimed=last.end,
+                          deleted=deleted, cut=after)  # fmt: skip
+            removed = last.messages
+        self.backend.write(layout.segment_file(sd, last.start), new.to_bytes())
+        return new, removed
+
+    def _clean_cut(
+        self,
+        sd: str,
+        last: Segment,
+        keep: Segment | None,
+        after: int,
+        removed: list[dict[str, Any]],
+    ) -> None:
+        """After the commit: what points at every message that went (index entries,
+        markers, ``calls/`` entries), then the kept segment truncated and the segments
+        between it and the last one deleted (idempotent: the next writer finishes a crash)."""
+        removed = list(removed)
+        floor = keep.start if keep is not None else 0
+        doomed = [s for s in self._numbers(f"{sd}/messages") if floor < s < last.start]
+        kept = after - floor + 1
+        truncate = keep is not None and keep is not last and len(keep.messages) > kept
+        if keep is not None and truncate:
+            removed += keep.messages[kept:]
+        for start in doomed:
+            segment = self._segment(sd, start)
+            removed += segment.messages if segment is not None else ()
+        for d in removed:
+            self._forget(sd, d, after)
+        if keep is not None and truncate:
+            keep.systems = [pair for pair in keep.systems if pair[0] <= after]
+            keep.messages = keep.messages[:kept]
+            self.backend.write(layout.segment_file(sd, keep.start), keep.to_bytes())
+        for start in doomed:
+            self.backend.delete(layout.segment_file(sd, start))
+
+    def _forget(self, sd: str, d: dict[str, Any], after: int) -> None:
+        """Drop what points at a deleted message (entries a later message made stay)."""
+        path = layout.id_file("messages", d["id"])
+        entry = self._hint(path)
+        if (
+            isinstance(entry, dict)
+            and entry.get("tenant_id") == d["tenant_id"]
+            and entry.get("session_id") == d["session_id"]
+            and entry.get("seq") == d["seq"]
+        ):
+            self.backend.delete(path)
+        if d["status"] == "streaming":
+            self.backend.delete(self._marker(sd, d["seq"], d["id"]))
+        for call in d["tool_calls"]:
+            path = self._call_file(sd, call["id"])
+            entry = self._hint(path)
+            seq = entry.get("seq") if isinstance(entry, dict) else None
+            if isinstance(seq, int) and seq > after:
+                self.backend.delete(path)
+
+
+def _extent(head: Any) -> bool:
+    """Whether ``head.json`` holds the last segment's extent (else: damaged or missing)."""
+    return (
+        isinstance(head, dict)
+        and isinstance(head.get("start"), int)
+        and isinstance(head.get("end"), int)
+        and isinstance(head.get("systems"), list)
+    )
