@@ -182,6 +182,18 @@ async def test_a_uuid_session_id_is_the_threadline_session(store: Store) -> None
     assert [m.content for m in history][-1] == "and tomorrow?"
 
 
+async def test_a_session_deleted_meanwhile_starts_again(store: Store) -> None:
+    """``threadline sessions delete`` (or erase-user) under a live session object."""
+    session = session_of(store, user_id=new_id())
+    await session.add_items([user("before")])
+    assert await store.delete_session(session.tenant_id, session.thread_session_id)
+    assert await session.get_items() == []
+    await session.add_items([user("after")])
+    assert await session.get_items() == [user("after")]
+    row = await store.get_session(session.tenant_id, session.thread_session_id)
+    assert row is not None and row.user_id == session.user_id
+
+
 async def test_another_users_session_is_refused(store: Store) -> None:
     await session_of(store, user_id=new_id()).add_items([user("mine")])
     intruder = session_of(store, user_id=new_id())
