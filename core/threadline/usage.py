@@ -228,13 +228,7 @@ class UsageReport:
 
 def percentile(ordered: Sequence[float], p: float) -> float | None:
     """``percentile_cont(p)`` of ascending ``ordered``: linear between the nearest two."""
-    if not ordered:
-        return None
-    h = p * (len(ordered) - 1)
-    lo = math.floor(h)
-    hi = math.ceil(h)
-    first, second = ordered[lo], ordered[hi]
-    return first + (second - first) * (h - lo)
+    return percentile_of_ranks(len(ordered), ordered, p)
 
 
 def row_order(row: UsageRow) -> tuple[bool, str]:
@@ -298,3 +292,58 @@ def summarize_calls(calls: Iterable[ApiCall], query: UsageQuery) -> list[UsageRo
                 group = groups[key] = _Group()
             group.add(call, prices.get(call.model))
     return sorted((g.row(k) for k, g in groups.items()), key=row_order)
+
+
+Aggregate = tuple[Any, str, str, int, int, int, int]
+"""A SQL store's partial sums: (key, model, status, calls, prompt, completion, total tokens)."""
+Percentiles = tuple["float | None", "float | None", "float | None", "float | None"]
+"""Latency p50, p95 and time-to-first-token p50, p95 of one group."""
+
+
+def rows_from_aggregates(
+    aggregates: Iterable[Aggregate],
+    percentiles: Mapping[Any, Percentiles],
+    query: UsageQuery,
+) -> list[UsageRow]:
+    """The report's rows from sums per (key, model, status), as a SQL store reads them.
+
+    Cost is priced per model from the token sums: ``(prompt * input + completion * output)``
+    summed over the group's models, then divided by 1e6 (the default's sum, regrouped).
+    """
+    prices = dict(query.prices)
+    groups: dict[Any, _Group] = {}
+    for key, model, status, calls, prompt, completion, total in aggregates:
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = _Group()
+        group.by_status[status] = group.by_status.get(status, 0) + calls
+        group.prompt += prompt
+        group.completion += completion
+        group.total += total
+        price = prices.get(model)
+        if price is not None:
+            group.priced += calls
+            group.cost_units += prompt * price.input_per_million
+            group.cost_units += completion * price.output_per_million
+    rows = []
+    for key, group in groups.items():
+        row = group.row(None if key is None else str(key))
+        p = percentiles.get(key, (None, None, None, None))
+        rows.append(
+            attrs.evolve(
+                row, latency_p50_ms=p[0], latency_p95_ms=p[1], ttft_p50_ms=p[2], ttft_p95_ms=p[3]
+            )
+        )
+    return sorted(rows, key=row_order)
+
+
+def percentile_of_ranks(
+    n: int, values: Mapping[int, float] | Sequence[float], p: float
+) -> float | None:
+    """``percentile_cont(p)`` of ``n`` ascending values, of which ``values`` needs to hold
+    only the ranks (0-based) ``floor(p * (n - 1))`` and the next one."""
+    if n == 0:
+        return None
+    h = p * (n - 1)
+    lo, hi = math.floor(h), math.ceil(h)
+    return values[lo] + (values[hi] - values[lo]) * (h - lo)

@@ -56,13 +56,14 @@ from threadline_postgres.rows import (
     update_params,
     with_seq,
 )
+from threadline_postgres.usage import UsageReports
 
 __all__ = ["PostgresStore"]
 
 _LAST_SEQ = 2**63 - 1  # above every seq: "no upper bound" for read_messages
 
 
-class PostgresStore(Retention):
+class PostgresStore(Retention, UsageReports):
     """A threadline store on a PostgreSQL database (asyncpg connection pool).
 
     Open one with :meth:`open` or ``threadline.connect("postgresql://...")``.

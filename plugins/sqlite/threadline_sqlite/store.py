@@ -47,6 +47,7 @@ from threadline_sqlite.messages import MessageHooks
 from threadline_sqlite.options import SQLiteOptions
 from threadline_sqlite.retention import RetentionHooks
 from threadline_sqlite.sessions import SessionHooks
+from threadline_sqlite.usage import UsageHooks
 from threadline_sqlite.window import WindowHooks
 from threadline_sqlite.worker import Worker, connection
 
@@ -60,7 +61,7 @@ _READS = frozenset(
     for name in (
         "get_session", "list_sessions", "list_tenants", "read_messages", "count_messages",
         "load_window", "read_checkpoint_records", "list_checkpoint_records", "list_api_calls",
-        "load_agent_config", "list_agent_configs", "list_providers",
+        "load_agent_config", "list_agent_configs", "list_providers", "summarize_usage",
     )
 )  # fmt: skip
 """Hooks that only read: they run on the reader thread (its own ``query_only`` connection)."""
@@ -138,7 +139,7 @@ _WRITES_TO_A_SESSION = frozenset({"threadline_save_message", "threadline_save_me
 
 class SQLiteStore(
     SessionHooks, MessageHooks, WindowHooks, CheckpointHooks, ApiCallHooks, ConfigHooks,
-    RetentionHooks,
+    RetentionHooks, UsageHooks,
 ):  # fmt: skip
     """A threadline store in one SQLite file (or ``:memory:``), served by worker threads.
 
