@@ -20,6 +20,14 @@ from threadline_postgres import PostgresStore
 from threadline_postgres.pool import PoolStats
 
 
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(200):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the pool never got there")
+
+
 def _plugin(store: threadline.Store) -> PostgresStore:
     plugin = store.primary
     assert isinstance(plugin, PostgresStore)
@@ -30,7 +38,7 @@ async def test_a_full_pool_raises_pool_timeout_naming_its_size(
     make_url: Callable[..., str], database_url: str, fresh_schema: str
 ) -> None:
     store = await threadline.connect(
-        make_url(schema=fresh_schema, min_size=1, max_size=1, acquire_timeout=0.3)
+        make_url(schema=fresh_schema, min_size=1, max_size=1, acquire_timeout=0.5)
     )
     plugin = _plugin(store)
     try:
@@ -43,9 +51,9 @@ async def test_a_full_pool_raises_pool_timeout_naming_its_size(
             await tx.start()
             await locker.execute(f'LOCK TABLE "{fresh_schema}".entity_session')
             blocked = asyncio.create_task(conv.add("user", "waits for the lock"))
-            await asyncio.sleep(0.1)
+            await _until(lambda: plugin.pool_stats().in_use == 1)
             waiting = asyncio.create_task(store.count_messages(conv.tenant_id, conv.id))
-            await asyncio.sleep(0.05)
+            await _until(lambda: plugin.pool_stats().waiting == 1)
             assert plugin.pool_stats() == PoolStats(in_use=1, idle=0, waiting=1, size=1, max=1)
             with pytest.raises(PoolTimeoutError, match=r"max_size=1") as raised:
                 await waiting
