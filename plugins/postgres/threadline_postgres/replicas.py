@@ -142,6 +142,8 @@ class ReplicaRouter:
                 continue
             if getattr(method, "threadline_impl", None) is None:
                 continue
+            if not inspect.iscoroutinefunction(method):  # sync hooks, async generators: as is
+                continue
             wrap = self._read if is_read_hook(name) else self._write
             setattr(store, name, wrap(method))
 
