@@ -16,7 +16,8 @@ from threadline_sqlite.migrations import MIGRATION_NAMES, MIGRATION_SET
 
 TABLES = {
     "entity_provider", "entity_agent", "entity_session", "entity_message",
-    "entity_message_tool_call", "entity_api_call", "entity_checkpoint", "_sqlite_migrations",
+    "entity_message_tool_call", "entity_message_user", "entity_api_call", "entity_checkpoint",
+    "_sqlite_migrations",
 }  # fmt: skip
 
 
@@ -117,15 +118,21 @@ async def test_0003_upgrades_a_database_at_0002(db_path: Path, by_hand: bool) ->
         await store.close()
     indexes = _indexes(db_path)
     assert "(tenant_id, user_id) WHERE user_id IS NOT NULL" in indexes["idx_api_call_tenant_user"]
-    # 0006 rebuilt the message table: its user index is on user_id alone.
-    assert "idx_message_tenant_user" not in indexes
-    assert "(user_id) WHERE user_id IS NOT NULL" in indexes["idx_message_user"]
+    # 0006 rebuilt the message table; 0008 finds a user's sessions by entity_message_user.
+    assert "idx_message_tenant_user" not in indexes and "idx_message_user" not in indexes
+    assert "entity_message_user (user_id)" in indexes["idx_message_user_sessions"]
 
 
 async def test_0006_upgrades_a_filled_database_in_place(db_path: Path) -> None:
     """A file of the previous release (at 0005), with messages of every kind, is rebuilt
-    clustered by (session_id, seq) with nothing lost; appends go on where they stopped."""
+    clustered by (session_id, seq) with nothing lost; appends go on where they stopped;
+    0008's (session, user) pairs come from the stored messages: erasure finds them."""
     connection = at_migration(db_path, 5)
+    # This code records (session, user) pairs on every write: a scratch table takes them
+    # while the old layout is filled, and is dropped before the upgrade (0008 makes it).
+    connection.execute(
+        "CREATE TABLE entity_message_user (session_id, user_id, UNIQUE (session_id, user_id))"
+    )
     connection.commit()
     connection.close()
     old = await threadline.connect(f"sqlite:///{db_path}", migrate=False)
@@ -150,9 +157,18 @@ async def test_0006_upgrades_a_filled_database_in_place(db_path: Path) -> None:
                 for i in range(50)
             ])  # fmt: skip
         assert await old.delete_messages(tenant, sessions[2].id, after_seq=40) == 10
+        theirs = await old.create_session(Session(tenant_id=tenant, user_id=new_id()))
+        visit = await old.save_message(
+            Message(session_id=theirs.id, tenant_id=tenant, role="user", user_id=user,
+                    content="my secret in their session")
+        )  # fmt: skip
         before = {x.id: await old.load_window(tenant, x.id, None) for x in sessions}
     finally:
         await old.close()
+    connection = sqlite3.connect(db_path)
+    connection.execute("DROP TABLE entity_message_user")
+    connection.commit()
+    connection.close()
     assert "idx_message_session_seq" in _indexes(db_path)  # really the old layout
 
     store = await threadline.connect(f"sqlite:///{db_path}")  # migrates: 0006
@@ -172,7 +188,10 @@ async def test_0006_upgrades_a_filled_database_in_place(db_path: Path) -> None:
         assert again == written[1]
         with pytest.raises(threadline.ConflictError):
             await store.save_message(attrs.evolve(written[1], session_id=sessions[1].id))
-        assert (await store.erase_user(tenant, user))["sessions"] == 3
+        erased = await store.erase_user(tenant, user)
+        assert erased["sessions"] == 3 and erased["messages_redacted"] == 1
+        left = await store.load_window(tenant, theirs.id, None)
+        assert [m.id for m in left] == [visit.id] and "secret" not in left[0].content
     finally:
         await store.close()
     indexes = _indexes(db_path)

@@ -168,7 +168,7 @@ async def test_erase_queries_use_indexes(store: threadline.Store) -> None:
     plugin = _plugin(store)
     params = ("t", "u", "u")
     messages = await plugin.run_read(_plan, retention.ERASE_FOREIGN_MESSAGES, params)
-    assert "INDEX idx_message_user" in messages, messages
+    assert "INDEX idx_message_user_sessions" in messages, messages
     assert "SCAN" not in messages, messages
     calls = await plugin.run_read(_plan, "SELECT a.id " + retention.ERASE_FOREIGN_CALLS, params)
     assert "INDEX idx_api_call_tenant_user" in calls, calls

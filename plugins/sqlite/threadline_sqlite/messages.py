@@ -9,7 +9,8 @@
   exists, the transaction (with its ``seq`` bump) is rolled back and the stored message
   comes back, or :class:`~threadline.errors.ConflictError` when the id lives elsewhere.
 * ``entity_message_tool_call`` (call id -> seq) is kept in step with every write, for
-  the window (:mod:`threadline_sqlite.window`).
+  the window (:mod:`threadline_sqlite.window`); ``entity_message_user`` gets each
+  (session, user) pair once, for erasure (:mod:`threadline_sqlite.retention`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ INSERT_MESSAGE = f"INSERT INTO entity_message ({MESSAGE_COLUMNS}) VALUES ({marks
 _INSERT_TOOL_CALL = (
     "INSERT OR IGNORE INTO entity_message_tool_call (session_id, call_id, seq) VALUES (?, ?, ?)"
 )
+# Who wrote in which session (migration 0008): what erase_user looks up instead of an
+# index entry per message. A pair already there costs a lookup, no write.
+_INSERT_WRITER = "INSERT OR IGNORE INTO entity_message_user (session_id, user_id) VALUES (?, ?)"
 _DELETE_TOOL_CALL = (
     "DELETE FROM entity_message_tool_call WHERE session_id = ? AND call_id = ? AND seq = ?"
 )
@@ -93,6 +97,13 @@ def _index_calls(db: sqlite3.Connection, sql: str, messages: Sequence[Message]) 
         db.executemany(sql, calls)
 
 
+def _index_writers(db: sqlite3.Connection, messages: Sequence[Message]) -> None:
+    """Record the (session, user) pairs of ``messages`` (inside the caller's transaction)."""
+    pairs = {(m.session_id, m.user_id) for m in messages if m.user_id is not None}
+    if pairs:
+        db.executemany(_INSERT_WRITER, pairs)
+
+
 def rewrite(
     db: sqlite3.Connection,
     tenant_id: str,
@@ -122,6 +133,8 @@ def rewrite(
         if keep_user:
             values["user_id"] = old[-1].user_id
         db.execute(_REWRITE, {**values, "id": m.id})
+        if values["user_id"] is not None:
+            db.execute(_INSERT_WRITER, (stored.session_id, values["user_id"]))
     for o, m in zip(old, done):
         if dump_tool_calls(o.tool_calls) != dump_tool_calls(m.tool_calls):
             db.executemany(_DELETE_TOOL_CALL, [(o.session_id, c.id, o.seq) for c in o.tool_calls])
@@ -146,6 +159,8 @@ class MessageHooks(SyncStore):
         except sqlite3.IntegrityError:
             db.execute("ROLLBACK")  # undo the seq bump: a retry leaves no gap
             return self._existing([message])[message.id]
+        if message.user_id is not None:
+            db.execute(_INSERT_WRITER, (message.session_id, message.user_id))
         if message.tool_calls:
             db.executemany(_INSERT_TOOL_CALL, [(message.session_id, c.id, seq)
                                                for c in message.tool_calls])  # fmt: skip
@@ -174,6 +189,7 @@ class MessageHooks(SyncStore):
             return self._save_retried(messages, rows)
         stored = [message_from_row(row) for row in rows]
         _index_calls(db, _INSERT_TOOL_CALL, stored)
+        _index_writers(db, stored)
         db.execute("COMMIT")
         return stored
 
@@ -194,6 +210,7 @@ class MessageHooks(SyncStore):
                 db.executemany(INSERT_MESSAGE, fresh)
             stored = [message_from_row(row) for row in fresh]
             _index_calls(db, _INSERT_TOOL_CALL, stored)
+            _index_writers(db, stored)
         made = iter(stored)
         return [existing[m.id] if m.id in existing else next(made) for m in messages]
 

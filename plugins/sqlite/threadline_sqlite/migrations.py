@@ -37,6 +37,9 @@ where it wrote five b-trees before (``benchmarks/README.md``, SQLite section).
 ``0007_api_call_usage_index`` indexes ``entity_api_call`` on ``(tenant_id, created_at)``
 with every column :meth:`threadline.Store.usage` reads, so a usage report reads that
 index alone (``benchmarks/bench_usage.py``).
+
+``0008_message_user_sessions`` replaces 0006's per-message user index with one row per
+(session, user) pair: a user's next message in a session writes no index at all.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ MIGRATION_NAMES: tuple[str, ...] = (
     "0005_deleted_seqs",
     "0006_clustered_messages",
     "0007_api_call_usage_index",
+    "0008_message_user_sessions",
 )
 """Every migration of this version of the plugin, in the order they apply."""
 
@@ -371,6 +375,32 @@ def _m0007_api_call_usage_index(db: Database) -> None:
     )
 
 
+def _m0008_message_user_sessions(db: Database) -> None:
+    """Which users wrote in which session: one row per pair, not an index entry per message.
+
+    ``entity_message_user`` holds a ``(session_id, user_id)`` row for every user with a
+    message in the session (filled from the stored messages here, kept by every message
+    write). erase_user finds the user's messages in other users' sessions through it and
+    reads those sessions' messages; an append of a user's next message only looks the
+    pair up. ``idx_message_user`` (one ~90-byte entry and one more page written per
+    message) goes. A pair can outlive its messages (a deletion, a redaction): erasure
+    then finds nothing there, which is right.
+    """
+    db.execute(
+        "CREATE TABLE entity_message_user ("
+        " session_id TEXT NOT NULL REFERENCES entity_session(id),"
+        " user_id TEXT NOT NULL,"
+        " PRIMARY KEY (session_id, user_id)"
+        ") WITHOUT ROWID"
+    )
+    db.execute("CREATE INDEX idx_message_user_sessions ON entity_message_user (user_id)")
+    db.execute(
+        "INSERT OR IGNORE INTO entity_message_user (session_id, user_id) "
+        "SELECT DISTINCT session_id, user_id FROM entity_message WHERE user_id IS NOT NULL"
+    )
+    db.execute("DROP INDEX IF EXISTS idx_message_user")
+
+
 _FUNCTIONS: dict[str, Any] = {
     "0001_initial_schema": _m0001_initial_schema,
     "0002_incremental_checkpoints": _m0002_incremental_checkpoints,
@@ -379,6 +409,7 @@ _FUNCTIONS: dict[str, Any] = {
     "0005_deleted_seqs": _m0005_deleted_seqs,
     "0006_clustered_messages": _m0006_clustered_messages,
     "0007_api_call_usage_index": _m0007_api_call_usage_index,
+    "0008_message_user_sessions": _m0008_message_user_sessions,
 }
 
 

@@ -2,8 +2,9 @@
 
 Both run with :func:`~threadline_sqlite.sql.forgetting`: what they delete leaves the
 file. The plans are the core's (:func:`threadline.storekit.erasure.redact`,
-:func:`threadline.storekit.log.erase_plan`); the indexes of migrations 0003 and 0004
-find the user's rows in other users' sessions without reading the tenant's others.
+:func:`threadline.storekit.log.erase_plan`); the user's rows in other users' sessions
+are found without reading the tenant's others: messages through the sessions the user
+wrote in (migration 0008), API calls by the index of migration 0004.
 """
 
 from __future__ import annotations
@@ -32,11 +33,19 @@ __all__ = [
 _COUNTED = (("messages", "entity_message"), ("api_calls", "entity_api_call"),
             ("checkpoints", "entity_checkpoint"))  # fmt: skip
 _M_COLUMNS = ", ".join(f"m.{c.strip()}" for c in MESSAGE_COLUMNS.split(","))
-# The user's messages in other users' sessions: idx_message_tenant_user (migration 0003).
-# Parameters: tenant, user, user.
+# The user's messages in other users' sessions: the sessions the user wrote in
+# (entity_message_user, migration 0008), then their messages. Parameters: tenant, user, user.
 ERASE_FOREIGN_MESSAGES = (
-    f"SELECT {_M_COLUMNS} FROM entity_message m JOIN entity_session s ON s.id = m.session_id "
-    "WHERE m.tenant_id = ? AND m.user_id = ? AND s.user_id IS NOT ?"
+    f"SELECT {_M_COLUMNS} FROM entity_message_user u "
+    "JOIN entity_session s ON s.id = u.session_id "
+    "JOIN entity_message m ON m.session_id = u.session_id "
+    "WHERE u.user_id = ?2 AND s.tenant_id = ?1 AND s.user_id IS NOT ?3 "
+    "AND m.user_id = ?2 AND m.tenant_id = ?1 ORDER BY m.session_id, m.seq"
+)
+# The user's (session, user) pairs in the tenant: the id must leave the file too.
+_FORGET_WRITER = (
+    "DELETE FROM entity_message_user WHERE user_id = ?2 "
+    "AND session_id IN (SELECT id FROM entity_session WHERE tenant_id = ?1)"
 )
 # Their API calls there: idx_api_call_tenant_user (migration 0004). Same parameters.
 ERASE_FOREIGN_CALLS = (
@@ -93,6 +102,7 @@ class RetentionHooks(SyncStore):
             if not dry_run:
                 _drop_sessions(db, ids)
                 rewrite(db, tenant_id, [redact(m) for m in found], keep_user=False)
+                db.execute(_FORGET_WRITER, params[:2])
                 sql = f"DELETE FROM entity_api_call WHERE id IN (SELECT a.id {ERASE_FOREIGN_CALLS})"
                 db.execute(sql, params)
             db.execute("COMMIT")

@@ -14,8 +14,8 @@ from threadline_sqlite.worker import connection
 
 __all__ = ["SESSION_TABLES", "SessionHooks"]
 
-SESSION_TABLES = ("entity_message_tool_call", "entity_message", "entity_api_call",
-                  "entity_checkpoint")  # fmt: skip
+SESSION_TABLES = ("entity_message_tool_call", "entity_message_user", "entity_message",
+                  "entity_api_call", "entity_checkpoint")  # fmt: skip
 """The tables whose rows belong to a session (``session_id``), deleted with it."""
 
 _INSERT = (
