@@ -23,6 +23,7 @@ from threadline.cli.retention import (
 )
 from threadline.cli.runs import approvals_group, runs_group
 from threadline.cli.transfer import copy_command, export_command, import_command
+from threadline.cli.usage import usage_command
 from threadline.errors import ThreadlineError
 
 __all__ = ["DEBUG_ENV", "STORE_ENV", "CommandError", "cli", "main", "run"]
@@ -40,6 +41,7 @@ for _command in (
     import_command,
     runs_group,
     approvals_group,
+    usage_command,
 ):
     cli.add_command(_command)
 

@@ -220,6 +220,28 @@ def _provider_type(ctx: click.Context, param: click.Parameter, value: str) -> st
     return value.lower()
 
 
+def _prices(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, dict[str, float]]:
+    """``MODEL=INPUT,OUTPUT`` (USD per million tokens) as provider ``metadata["prices"]``."""
+    prices: dict[str, dict[str, float]] = {}
+    for value in values:
+        model, _, pair = value.rpartition("=")
+        parts = pair.split(",")
+        try:
+            numbers = [float(p) for p in parts]
+        except ValueError:
+            numbers = []
+        if not model.strip() or len(numbers) != 2:
+            raise click.BadParameter(
+                f"{value!r} is not MODEL=INPUT,OUTPUT (USD per million tokens: gpt-4o=2.5,10)",
+                ctx,
+                param,
+            )
+        prices[model] = {"input_per_million": numbers[0], "output_per_million": numbers[1]}
+    return prices
+
+
 @agents_group.command(name="add")
 @store_option
 @tenant_options
@@ -249,6 +271,15 @@ def _provider_type(ctx: click.Context, param: click.Parameter, value: str) -> st
     callback=_api_key_env,
     help="NAME of the environment variable holding the key (stored as env:NAME).",
 )
+@click.option(
+    "--price",
+    "prices",
+    multiple=True,
+    callback=_prices,
+    metavar="MODEL=IN,OUT",
+    help="A model's price in USD per million input and output tokens (repeatable; "
+    "'threadline usage' costs calls with it).",
+)
 @click.option("--disabled", is_flag=True)
 @json_option
 def agents_add(
@@ -267,6 +298,7 @@ def agents_add(
     provider_name: str | None,
     api_base: str | None,
     api_key_env: str | None,
+    prices: dict[str, dict[str, float]],
     disabled: bool,
     as_json: bool,
 ) -> None:
@@ -291,6 +323,7 @@ def agents_add(
                 type=provider_type,
                 api_base=api_base,
                 api_key_ref=f"env:{api_key_env}" if api_key_env else None,
+                metadata={"prices": prices} if prices else {},
             )
             config = AgentConfig(
                 agent=AgentRecord(
