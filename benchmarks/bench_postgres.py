@@ -1,33 +1,40 @@
-"""Benchmark the threadline PostgreSQL store against raw asyncpg and other agent stores.
+"""Benchmark the threadline PostgreSQL store against the database's own limit (issue #13).
 
 Usage::
 
-    python benchmarks/bench_postgres.py [--url postgresql://postgres@127.0.0.1/test] [--quick]
+    python benchmarks/bench_postgres.py [--url postgresql://postgres@127.0.0.1/test]
+                                        [--quick] [--repeat 3] [--others]
 
-Workloads (each system does the equivalent operation of its own API):
+Workloads (each system does the equivalent operation of its own API; every message is 400
+bytes of distinct pseudo-English, built with its model or parameter tuple before timing):
 
 * **W1** 2,000 durable single appends to one session, one after the other.
 * **W2** 10,000 appends to one session in batches of 100.
 * **W3** the last 20 messages of a 10,000-message session (10 rounds of the sliding
   window), read 500 times: p50 and p95 latency.
 * **W4** 200 sessions x 20 appends (and creating each session), from 16 concurrent tasks.
+* bytes on disk (tables, indexes, TOAST) per stored message.
+* a loop-lag probe: the event loop's longest stall during each threadline append and
+  window read (p50, p99), what the process's other tasks wait for.
 
 Systems:
 
+* ``limit``: what PostgreSQL itself costs for the same logical work: a minimal table
+  ``(session_id text, seq integer, role text, content text)`` with one index on
+  ``(session_id, seq)`` through raw asyncpg, one transaction per append, ``executemany``
+  in a transaction per batch, ``SELECT role, content ... ORDER BY seq DESC LIMIT 20``.
 * ``threadline``: ``threadline.connect("postgresql://...")`` and the public ``Store`` API.
 * ``raw asyncpg``: an ``asyncpg`` pool with default settings sending the very statements
-  the store sends (same SQL, same parameters), without the store around them: the floor
-  for the store's overhead.
+  the store sends (same SQL, same parameters), without the store around them: the cost
+  of the schema and its SQL without the Python around them.
 * ``raw, no reset``: the same, on a pool that skips asyncpg's reset query on release
-  (which the store does, since it never changes session state): the statements alone.
-* ``openai-agents SQLAlchemySession`` on ``postgresql+asyncpg`` and LangGraph's
-  ``AsyncPostgresSaver`` when installed (skipped otherwise). LangGraph keeps a thread's
-  messages in a channel stored whole at every checkpoint, so an append is a checkpoint
-  holding the whole history so far and a read loads the latest checkpoint.
+  (which the store does, since it never changes session state).
+* with ``--others``: ``openai-agents`` ``SQLAlchemySession`` on ``postgresql+asyncpg`` and
+  LangGraph's ``AsyncPostgresSaver`` when installed (skipped otherwise).
 
-Every system gets a schema (or database) of its own inside a temporary database that is
-dropped at the end. Ratios are threadline / raw asyncpg: throughput ratios >= 0.8 and a
-W3 p50 ratio <= 1.5 are the targets.
+Every system gets a schema of its own per run inside a temporary database dropped at the
+end. Runs are interleaved and the table gives medians; ratios are to the limit, and the
+goals of issue #13 are checked at the end.
 """
 
 from __future__ import annotations
@@ -36,8 +43,6 @@ import argparse
 import asyncio
 import os
 import secrets
-import statistics
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
@@ -48,8 +53,20 @@ import asyncpg
 import threadline
 from threadline import Message, Session
 from threadline.ids import new_id
+from threadline.models import Role
 
 os.environ.setdefault("THREADLINE_LOAD_PLUGINS", "threadline-postgres")
+
+from _common import (
+    LoopLag,
+    environment,
+    median_runs,
+    percentile,
+    print_table,
+    pseudo_english,
+    ratio,
+    run_concurrently,
+)
 
 from threadline_postgres import parse_config
 from threadline_postgres.sql import Statements
@@ -76,53 +93,78 @@ class Sizes:
         self.w4_sessions = 200 // d
         self.w4_messages = 20
         self.w4_tasks = 16
+        self.probe = 300 // d
+
+
+TEXTS: list[str] = []
+"""400-byte distinct pseudo-English message bodies, built before any timing."""
 
 
 def text(i: int) -> str:
-    """A message body of typical chat length."""
-    return f"message {i}: " + "lorem ipsum dolor sit amet " * 6
+    """The ``i``-th message body (distinct within any one session)."""
+    return TEXTS[i % len(TEXTS)]
 
 
-async def run_concurrently(tasks: int, jobs: int, job: Callable[[int], Awaitable[None]]) -> None:
-    """Run ``job(0..jobs-1)`` on ``tasks`` concurrent workers."""
-    queue = iter(range(jobs))
+def role(i: int) -> Role:
+    return "user" if i % 2 == 0 else "assistant"
 
-    async def worker() -> None:
-        for index in queue:
-            await job(index)
 
-    await asyncio.gather(*(worker() for _ in range(tasks)))
+Run = Callable[[], Awaitable[None]]
+"""A workload's timed part; its inputs (models, parameter tuples) are built beforehand."""
 
 
 class System:
-    """One store under test; subclasses do each workload with their own API."""
+    """One store under test; each ``w*`` builds its inputs and returns the part to time."""
 
     name = "?"
+    schema = "bench"
 
     async def open(self, url: str) -> None: ...
 
     async def close(self) -> None: ...
 
-    async def w1(self, n: int) -> None: ...
+    async def w1(self, n: int) -> Run:
+        raise NotImplementedError
 
-    async def w2(self, n: int, batch: int) -> None: ...
+    async def w2(self, n: int, batch: int) -> Run:
+        raise NotImplementedError
 
     async def w3_prepare(self, n: int) -> None: ...
 
     async def w3_read(self, last: int) -> int:
         return 0
 
-    async def w4_session(self, index: int, messages: int) -> None: ...
+    async def w4(self, sessions: int, messages: int, tasks: int) -> Run:
+        raise NotImplementedError
+
+    async def stored_bytes(self) -> float | None:
+        """Bytes on disk (tables, indexes, TOAST) per stored message, when known."""
+        return None
+
+
+async def _schema_bytes(pool: asyncpg.Pool, schema: str, count_table: str) -> float:
+    """Total relation size of every table of ``schema`` per row of ``count_table``."""
+    async with pool.acquire() as conn:
+        size = await conn.fetchval(
+            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = $1 AND c.relkind = 'r'",
+            schema,
+        )
+        rows = await conn.fetchval(f"SELECT count(*) FROM {schema}.{count_table}")
+    return float(size) / max(1, int(rows))
 
 
 class ThreadlineSystem(System):
     """The threadline PostgreSQL store through the public ``Store`` API."""
 
     name = "threadline"
+    schema = "bench_threadline"
 
     async def open(self, url: str) -> None:
-        self.store = await threadline.connect(f"{url}?schema=bench_threadline&max_size={POOL}")
+        self.store = await threadline.connect(f"{url}?schema={self.schema}&max_size={POOL}")
         self.tenant = new_id()
+        self.url = url
 
     async def close(self) -> None:
         await self.store.close()
@@ -130,47 +172,58 @@ class ThreadlineSystem(System):
     async def _session(self) -> str:
         return (await self.store.create_session(Session(tenant_id=self.tenant))).id
 
-    async def w1(self, n: int) -> None:
-        sid = await self._session()
-        for i in range(n):
-            await self.store.save_message(
-                Message(
-                    session_id=sid,
-                    tenant_id=self.tenant,
-                    user_id=USER,
-                    role="user",
-                    content=text(i),
-                )  # fmt: skip
-            )
+    def _messages(self, sid: str, start: int, stop: int) -> list[Message]:
+        return [
+            Message(session_id=sid, tenant_id=self.tenant, user_id=USER, role=role(i),
+                    content=text(i))
+            for i in range(start, stop)
+        ]  # fmt: skip
 
-    async def w2(self, n: int, batch: int) -> None:
+    async def w1(self, n: int) -> Run:
         sid = await self._session()
-        for start in range(0, n, batch):
-            await self.store.save_messages([
-                Message(session_id=sid, tenant_id=self.tenant, user_id=USER,
-                        role="user" if i % 2 == 0 else "assistant", content=text(i))
-                for i in range(start, start + batch)
-            ])  # fmt: skip
+        messages = self._messages(sid, 0, n)
+
+        async def run() -> None:
+            for message in messages:
+                await self.store.save_message(message)
+
+        return run
+
+    async def w2(self, n: int, batch: int) -> Run:
+        sid = await self._session()
+        batches = [self._messages(sid, s, s + batch) for s in range(0, n, batch)]
+
+        async def run() -> None:
+            for chunk in batches:
+                await self.store.save_messages(chunk)
+
+        return run
 
     async def w3_prepare(self, n: int) -> None:
         self.w3 = await self._session()
         for start in range(0, n, 500):
-            await self.store.save_messages([
-                Message(session_id=self.w3, tenant_id=self.tenant, user_id=USER,
-                        role="user" if i % 2 == 0 else "assistant", content=text(i))
-                for i in range(start, min(n, start + 500))
-            ])  # fmt: skip
+            await self.store.save_messages(self._messages(self.w3, start, min(n, start + 500)))
 
     async def w3_read(self, last: int) -> int:
         return len(await self.store.load_window(self.tenant, self.w3, last // 2))
 
-    async def w4_session(self, index: int, messages: int) -> None:
-        sid = await self._session()
-        for i in range(messages):
-            await self.store.save_message(
-                Message(session_id=sid, tenant_id=self.tenant, user_id=USER,
-                        role="user" if i % 2 == 0 else "assistant", content=text(i))
-            )  # fmt: skip
+    async def w4(self, sessions: int, messages: int, tasks: int) -> Run:
+        planned = [new_id() for _ in range(sessions)]
+        work = [self._messages(sid, 0, messages) for sid in planned]
+
+        async def one(index: int) -> None:
+            await self.store.create_session(Session(id=planned[index], tenant_id=self.tenant))
+            for message in work[index]:
+                await self.store.save_message(message)
+
+        return lambda: run_concurrently(tasks, sessions, one)
+
+    async def stored_bytes(self) -> float | None:
+        pool = await asyncpg.create_pool(self.url, min_size=1, max_size=1)
+        try:
+            return await _schema_bytes(pool, self.schema, "entity_message")
+        finally:
+            await pool.close()
 
 
 class RawSystem(System):
@@ -194,59 +247,76 @@ class RawSystem(System):
     async def close(self) -> None:
         await self.pool.close()
 
-    async def _session(self) -> str:
-        sid = new_id()
+    async def _session(self, sid: str | None = None) -> str:
+        sid = sid or new_id()
         now = datetime.now(timezone.utc)
         async with self.pool.acquire() as conn:
             await conn.fetchrow(self.sql.create_session, sid, self.tenant, None, None, None,
                                 "{}", now, now)  # fmt: skip
         return sid
 
-    async def _append(self, sid: str, role: str, content: str) -> int:
+    def _one(self, sid: str, i: int) -> tuple[Any, ...]:
+        return (sid, self.tenant, new_id(), role(i), text(i), USER, None, None, None, None,
+                "complete", "{}", datetime.now(timezone.utc))  # fmt: skip
+
+    def _many(self, sid: str, first: int, count: int) -> tuple[Any, ...]:
+        now, nones = datetime.now(timezone.utc), [None] * count
+        span = range(first, first + count)
+        return (sid, self.tenant, count, [new_id() for _ in span], [role(i) for i in span],
+                [text(i) for i in span], [USER] * count, nones, nones, nones, nones,
+                ["complete"] * count, ["{}"] * count, [now] * count)  # fmt: skip
+
+    async def _append(self, args: tuple[Any, ...]) -> None:
         async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(
-                self.sql.append_one, sid, self.tenant, new_id(), role, content, USER, None,
-                None, None, None, "complete", "{}", datetime.now(timezone.utc),
-            )  # fmt: skip
-        return int(row["seq"])
+            await conn.fetchrow(self.sql.append_one, *args)
 
-    async def _batch(self, sid: str, first: int, count: int) -> None:
-        now = datetime.now(timezone.utc)
-        nones = [None] * count
-        async with self.pool.acquire() as conn:
-            await conn.fetch(
-                self.sql.append_many, sid, self.tenant, count,
-                [new_id() for _ in range(count)],
-                ["user" if i % 2 == 0 else "assistant" for i in range(first, first + count)],
-                [text(i) for i in range(first, first + count)],
-                [USER] * count, nones, nones, nones, nones, ["complete"] * count, ["{}"] * count,
-                [now] * count,
-            )  # fmt: skip
-
-    async def w1(self, n: int) -> None:
+    async def w1(self, n: int) -> Run:
         sid = await self._session()
-        for i in range(n):
-            await self._append(sid, "user", text(i))
+        rows = [self._one(sid, i) for i in range(n)]
 
-    async def w2(self, n: int, batch: int) -> None:
+        async def run() -> None:
+            for args in rows:
+                await self._append(args)
+
+        return run
+
+    async def w2(self, n: int, batch: int) -> Run:
         sid = await self._session()
-        for start in range(0, n, batch):
-            await self._batch(sid, start, batch)
+        batches = [self._many(sid, s, batch) for s in range(0, n, batch)]
+
+        async def run() -> None:
+            for args in batches:
+                async with self.pool.acquire() as conn:
+                    await conn.fetch(self.sql.append_many, *args)
+
+        return run
 
     async def w3_prepare(self, n: int) -> None:
         self.w3 = await self._session()
         for start in range(0, n, 500):
-            await self._batch(self.w3, start, min(500, n - start))
+            async with self.pool.acquire() as conn:
+                await conn.fetch(
+                    self.sql.append_many, *self._many(self.w3, start, min(500, n - start))
+                )
 
     async def w3_read(self, last: int) -> int:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(self.sql.window, self.w3, self.tenant, last // 2 - 1)
         return len(rows)
 
-    async def w4_session(self, index: int, messages: int) -> None:
-        sid = await self._session()
-        for i in range(messages):
-            await self._append(sid, "user" if i % 2 == 0 else "assistant", text(i))
+    async def w4(self, sessions: int, messages: int, tasks: int) -> Run:
+        planned = [new_id() for _ in range(sessions)]
+        work = [[self._one(sid, i) for i in range(messages)] for sid in planned]
+
+        async def one(index: int) -> None:
+            await self._session(planned[index])
+            for args in work[index]:
+                await self._append(args)
+
+        return lambda: run_concurrently(tasks, sessions, one)
+
+    async def stored_bytes(self) -> float | None:
+        return await _schema_bytes(self.pool, self.schema, "entity_message")
 
 
 async def _no_reset(conn: asyncpg.Connection) -> None:
@@ -259,6 +329,87 @@ class RawNoResetSystem(RawSystem):
     name = "raw, no reset"
     schema = "bench_raw_noreset"
     reset = staticmethod(_no_reset)
+
+
+class LimitSystem(System):
+    """Issue #13's limit: what PostgreSQL costs for the same logical work on a minimal
+    table ``(session_id, seq, role, content)`` with one index, through raw asyncpg."""
+
+    name = "limit"
+    schema = "bench_limit"
+
+    async def open(self, url: str) -> None:
+        self.pool = await asyncpg.create_pool(url, min_size=1, max_size=POOL, reset=_no_reset)
+        async with self.pool.acquire() as conn:
+            await conn.execute(f"""
+                CREATE SCHEMA IF NOT EXISTS {self.schema};
+                CREATE TABLE IF NOT EXISTS {self.schema}.message
+                    (session_id text, seq integer, role text, content text);
+                CREATE INDEX IF NOT EXISTS message_session_seq
+                    ON {self.schema}.message (session_id, seq)""")
+        self.insert = (
+            f"INSERT INTO {self.schema}.message (session_id, seq, role, content) "
+            "VALUES ($1, $2, $3, $4)"
+        )
+        self.window = (
+            f"SELECT role, content FROM {self.schema}.message WHERE session_id = $1 "
+            "ORDER BY seq DESC LIMIT 20"
+        )
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    @staticmethod
+    def _rows(sid: str, start: int, stop: int) -> list[tuple[str, int, str, str]]:
+        return [(sid, i + 1, role(i), text(i)) for i in range(start, stop)]
+
+    async def _append(self, row: tuple[str, int, str, str]) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(self.insert, *row)
+
+    async def w1(self, n: int) -> Run:
+        rows = self._rows(new_id(), 0, n)
+
+        async def run() -> None:
+            for row in rows:
+                await self._append(row)
+
+        return run
+
+    async def _batch(self, rows: list[tuple[str, int, str, str]]) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.executemany(self.insert, rows)
+
+    async def w2(self, n: int, batch: int) -> Run:
+        sid = new_id()
+        batches = [self._rows(sid, s, s + batch) for s in range(0, n, batch)]
+
+        async def run() -> None:
+            for rows in batches:
+                await self._batch(rows)
+
+        return run
+
+    async def w3_prepare(self, n: int) -> None:
+        self.w3 = new_id()
+        for start in range(0, n, 500):
+            await self._batch(self._rows(self.w3, start, min(n, start + 500)))
+
+    async def w3_read(self, last: int) -> int:
+        async with self.pool.acquire() as conn:
+            return len(await conn.fetch(self.window, self.w3))
+
+    async def w4(self, sessions: int, messages: int, tasks: int) -> Run:
+        work = [self._rows(new_id(), 0, messages) for _ in range(sessions)]
+
+        async def one(index: int) -> None:
+            for row in work[index]:
+                await self._append(row)
+
+        return lambda: run_concurrently(tasks, sessions, one)
+
+    async def stored_bytes(self) -> float | None:
+        return await _schema_bytes(self.pool, self.schema, "message")
 
 
 class SQLAlchemySessionSystem(System):
@@ -283,35 +434,46 @@ class SQLAlchemySessionSystem(System):
     async def close(self) -> None:
         await self.engine.dispose()
 
-    async def w1(self, n: int) -> None:
-        session = self._session()
-        for i in range(n):
-            await session.add_items([{"role": "user", "content": text(i)}])
+    @staticmethod
+    def _items(start: int, stop: int) -> list[Any]:
+        return [{"role": role(i), "content": text(i)} for i in range(start, stop)]
 
-    async def w2(self, n: int, batch: int) -> None:
+    async def w1(self, n: int) -> Run:
+        session, items = self._session(), self._items(0, n)
+
+        async def run() -> None:
+            for item in items:
+                await session.add_items([item])
+
+        return run
+
+    async def w2(self, n: int, batch: int) -> Run:
         session = self._session()
-        for start in range(0, n, batch):
-            await session.add_items([
-                {"role": "user" if i % 2 == 0 else "assistant", "content": text(i)}
-                for i in range(start, start + batch)
-            ])  # fmt: skip
+        batches = [self._items(s, s + batch) for s in range(0, n, batch)]
+
+        async def run() -> None:
+            for items in batches:
+                await session.add_items(items)
+
+        return run
 
     async def w3_prepare(self, n: int) -> None:
         self.w3 = self._session()
         for start in range(0, n, 500):
-            await self.w3.add_items([
-                {"role": "user" if i % 2 == 0 else "assistant", "content": text(i)}
-                for i in range(start, min(n, start + 500))
-            ])  # fmt: skip
+            await self.w3.add_items(self._items(start, min(n, start + 500)))
 
     async def w3_read(self, last: int) -> int:
         return len(await self.w3.get_items(limit=last))
 
-    async def w4_session(self, index: int, messages: int) -> None:
-        session = self._session()
-        for i in range(messages):
-            role = "user" if i % 2 == 0 else "assistant"
-            await session.add_items([{"role": role, "content": text(i)}])
+    async def w4(self, sessions: int, messages: int, tasks: int) -> Run:
+        work = [(self._session(), self._items(0, messages)) for _ in range(sessions)]
+
+        async def one(index: int) -> None:
+            session, items = work[index]
+            for item in items:
+                await session.add_items([item])
+
+        return lambda: run_concurrently(tasks, sessions, one)
 
 
 class LangGraphSystem(System):
@@ -358,25 +520,32 @@ class LangGraphSystem(System):
             {"messages": version},
         )  # fmt: skip
 
-    async def w1(self, n: int) -> None:
-        thread = self._thread()
-        for i in range(n):
-            await self._put(thread, [{"role": "user", "content": text(i)}])
+    @staticmethod
+    def _items(start: int, stop: int) -> list[dict[str, str]]:
+        return [{"role": role(i), "content": text(i)} for i in range(start, stop)]
 
-    async def w2(self, n: int, batch: int) -> None:
+    async def w1(self, n: int) -> Run:
+        thread, items = self._thread(), self._items(0, n)
+
+        async def run() -> None:
+            for item in items:
+                await self._put(thread, [item])
+
+        return run
+
+    async def w2(self, n: int, batch: int) -> Run:
         thread = self._thread()
-        for start in range(0, n, batch):
-            await self._put(thread, [
-                {"role": "user" if i % 2 == 0 else "assistant", "content": text(i)}
-                for i in range(start, start + batch)
-            ])  # fmt: skip
+        batches = [self._items(s, s + batch) for s in range(0, n, batch)]
+
+        async def run() -> None:
+            for items in batches:
+                await self._put(thread, items)
+
+        return run
 
     async def w3_prepare(self, n: int) -> None:
         self.w3 = self._thread()
-        await self._put(self.w3, [
-            {"role": "user" if i % 2 == 0 else "assistant", "content": text(i)}
-            for i in range(n)
-        ])  # fmt: skip
+        await self._put(self.w3, self._items(0, n))
 
     async def w3_read(self, last: int) -> int:
         found = await self.saver.aget_tuple(
@@ -385,22 +554,29 @@ class LangGraphSystem(System):
         assert found is not None
         return len(found.checkpoint["channel_values"]["messages"][-last:])
 
-    async def w4_session(self, index: int, messages: int) -> None:
-        thread = self._thread()
-        for i in range(messages):
-            role = "user" if i % 2 == 0 else "assistant"
-            await self._put(thread, [{"role": role, "content": text(i)}])
+    async def w4(self, sessions: int, messages: int, tasks: int) -> Run:
+        work = [(self._thread(), self._items(0, messages)) for _ in range(sessions)]
+
+        async def one(index: int) -> None:
+            thread, items = work[index]
+            for item in items:
+                await self._put(thread, [item])
+
+        return lambda: run_concurrently(tasks, sessions, one)
+
+
+async def timed(run: Run, count: int) -> float:
+    """``count`` messages over the seconds ``run`` takes."""
+    started = time.perf_counter()
+    await run()
+    return count / (time.perf_counter() - started)
 
 
 async def measure(system: System, sizes: Sizes) -> dict[str, float]:
     """Run W1..W4 on ``system``; throughputs in messages/s, latencies in ms."""
     out: dict[str, float] = {}
-    started = time.perf_counter()
-    await system.w1(sizes.w1)
-    out["W1"] = sizes.w1 / (time.perf_counter() - started)
-    started = time.perf_counter()
-    await system.w2(sizes.w2, sizes.batch)
-    out["W2"] = sizes.w2 / (time.perf_counter() - started)
+    out["W1"] = await timed(await system.w1(sizes.w1), sizes.w1)
+    out["W2"] = await timed(await system.w2(sizes.w2, sizes.batch), sizes.w2)
     await system.w3_prepare(sizes.w3_session)
     for _ in range(20):
         await system.w3_read(sizes.w3_last)
@@ -410,76 +586,99 @@ async def measure(system: System, sizes: Sizes) -> dict[str, float]:
         got = await system.w3_read(sizes.w3_last)
         latencies.append((time.perf_counter() - started) * 1000)
         assert got == sizes.w3_last, (system.name, got)
-    latencies.sort()
-    out["W3 p50"] = statistics.median(latencies)
-    out["W3 p95"] = latencies[int(len(latencies) * 0.95) - 1]
-    total = sizes.w4_sessions * sizes.w4_messages
-    started = time.perf_counter()
-    await run_concurrently(
-        sizes.w4_tasks, sizes.w4_sessions, lambda i: system.w4_session(i, sizes.w4_messages)
-    )
-    out["W4"] = total / (time.perf_counter() - started)
+    out["W3 p50"] = percentile(latencies, 50)
+    out["W3 p95"] = percentile(latencies, 95)
+    w4 = await system.w4(sizes.w4_sessions, sizes.w4_messages, sizes.w4_tasks)
+    out["W4"] = await timed(w4, sizes.w4_sessions * sizes.w4_messages)
+    stored = await system.stored_bytes()
+    if stored is not None:
+        out["bytes/msg"] = stored
     return out
 
 
-def best(runs: list[dict[str, float]]) -> dict[str, float]:
-    """Per workload, the best of several runs (highest throughput, lowest latency)."""
-    keys = runs[0].keys()
-    return {k: (min if k.startswith("W3") else max)(r[k] for r in runs) for k in keys}
+async def loop_stalls(url: str, sizes: Sizes) -> dict[str, float]:
+    """The event loop's longest stall per store call (ms, p50 and p99), appends and window
+    reads on a session of ``w3_session`` messages: what other tasks of the process wait."""
+    system = ThreadlineSystem()
+    system.schema = "bench_threadline_probe"
+    await system.open(url)
+    try:
+        await system.w3_prepare(sizes.w3_session)
+        messages = system._messages(system.w3, sizes.w3_session, sizes.w3_session + sizes.probe)
+        stalls: dict[str, list[float]] = {"append": [], "window": []}
+        async with LoopLag() as lag:
+            for message in messages:
+                lag.worst()
+                await system.store.save_message(message)
+                stalls["append"].append(lag.worst() * 1000)
+                await system.w3_read(sizes.w3_last)
+                stalls["window"].append(lag.worst() * 1000)
+    finally:
+        await system.close()
+    out = {}
+    for call, found in stalls.items():
+        out[f"{call} p50"] = percentile(found, 50)
+        out[f"{call} p99"] = percentile(found, 99)
+    return out
 
 
-def print_table(results: dict[str, dict[str, float] | str], sizes: Sizes) -> None:
-    """The results side by side, with threadline / raw ratios."""
-    rows = [
-        ("W1", f"W1 {sizes.w1:,} single appends", "msg/s"),
-        ("W2", f"W2 {sizes.w2:,} in batches of {sizes.batch}", "msg/s"),
-        ("W3 p50", f"W3 last {sizes.w3_last} of {sizes.w3_session:,}, p50", "ms"),
-        ("W3 p95", f"W3 last {sizes.w3_last} of {sizes.w3_session:,}, p95", "ms"),
-        ("W4", f"W4 {sizes.w4_sessions}x{sizes.w4_messages}, {sizes.w4_tasks} tasks", "msg/s"),
-    ]
-    names = list(results)
-    width = max(len(r[1]) for r in rows) + 8
-    header = f"{'workload':<{width}}" + "".join(f"{n:>26}" for n in names)
-    print(header)
-    print("-" * len(header))
-    ours = results.get("threadline")
-    raw = results.get("raw asyncpg")
-    for key, label, unit in rows:
-        line = f"{label + ' (' + unit + ')':<{width}}"
-        for name in names:
-            value = results[name]
+GOALS = {"W1": 0.85, "W2": 0.7, "W4": 0.95}
+"""Issue #13: threadline's rate over the limit's, at least."""
+W3_GOAL = 1.3  # threadline W3 p50 / limit's, at most
+BYTES_GOAL = 1.3  # threadline bytes per message / limit's, at most
+
+
+def report(results: dict[str, dict[str, float] | str], sizes: Sizes, runs: int) -> None:
+    """The results side by side with ratios to the limit, then the goals of issue #13."""
+    labels = {
+        "W1": f"W1 {sizes.w1:,} single appends (msg/s)",
+        "W2": f"W2 {sizes.w2:,} in batches of {sizes.batch} (msg/s)",
+        "W3 p50": f"W3 last {sizes.w3_last} of {sizes.w3_session:,}, p50 (ms)",
+        "W3 p95": f"W3 last {sizes.w3_last} of {sizes.w3_session:,}, p95 (ms)",
+        "W4": f"W4 {sizes.w4_sessions}x{sizes.w4_messages}, {sizes.w4_tasks} tasks (msg/s)",
+        "bytes/msg": "bytes per stored message",
+    }
+    limit = results.get("limit")
+    rows = []
+    for key, label in labels.items():
+        row: list[object] = [label]
+        for value in results.values():
             if isinstance(value, str):
-                line += f"{value:>26}"
-                continue
-            number = value[key]
-            cell = f"{number:,.2f}" if unit == "ms" else f"{number:,.0f}"
-            if isinstance(ours, dict) and name != "threadline":
-                ratio = ours[key] / number if number else float("nan")
-                cell += f" ({ratio:.2f}x)"
-            line += f"{cell:>26}"
-        print(line)
-    print()
-    print("(x) = threadline / that system: above 1 means threadline is faster for msg/s,")
-    print("      below 1 means threadline is faster for ms.")
-    if isinstance(ours, dict) and isinstance(raw, dict):
-        checks = [
-            ("W1 >= 0.8x raw", ours["W1"] / raw["W1"] >= 0.8, ours["W1"] / raw["W1"]),
-            ("W4 >= 0.8x raw", ours["W4"] / raw["W4"] >= 0.8, ours["W4"] / raw["W4"]),
-            ("W3 p50 <= 1.5x raw", ours["W3 p50"] / raw["W3 p50"] <= 1.5,
-             ours["W3 p50"] / raw["W3 p50"]),
-        ]  # fmt: skip
-        print()
-        for label, ok, ratio in checks:
-            print(f"target {label:<20} {ratio:5.2f}  {'met' if ok else 'NOT MET'}")
+                row.append(value)
+            elif key not in value:
+                row.append("-")
+            else:
+                number = value[key]
+                cell = f"{number:,.3f}" if key.startswith("W3") else f"{number:,.0f}"
+                if isinstance(limit, dict) and value is not limit:
+                    cell += f" ({ratio(number, limit.get(key))})"
+                row.append(cell)
+        rows.append(row)
+    print_table(
+        f"Median of {runs} runs; (x) = that system / the limit", ["workload", *results], rows
+    )
+    ours = results.get("threadline")
+    if not (isinstance(ours, dict) and isinstance(limit, dict)):
+        return
+    goals = []
+    for key, goal in GOALS.items():
+        goals.append((f"{key} >= {goal}x the limit", ours[key] / limit[key], goal, True))
+    for key, goal in (("W3 p50", W3_GOAL), ("bytes/msg", BYTES_GOAL)):
+        goals.append((f"{key} <= {goal}x the limit", ours[key] / limit[key], goal, False))
+    print_table("Goals (issue #13)", ["goal", "measured", "status"],
+                [(g, f"{r:.2f}x", "met" if (r >= x if up else r <= x) else "NOT MET")
+                 for g, r, x, up in goals])  # fmt: skip
 
 
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default=DEFAULT_URL, help="server (any database on it)")
     parser.add_argument("--quick", action="store_true", help="a tenth of the sizes")
-    parser.add_argument("--repeat", type=int, default=2, help="runs of threadline and raw")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of threadline, raw, limit")
+    parser.add_argument("--others", action="store_true", help="also SQLAlchemySession, LangGraph")
     args = parser.parse_args()
     sizes = Sizes(args.quick)
+    TEXTS.extend(pseudo_english(max(sizes.w2, sizes.w3_session) + sizes.probe))
     admin = await asyncpg.connect(args.url, timeout=5)
     version = await admin.fetchval("SHOW server_version")
     database = f"threadline_bench_{secrets.token_hex(4)}"
@@ -487,40 +686,50 @@ async def main() -> int:
     base = args.url.split("?", 1)[0].rsplit("/", 1)[0] + "/" + database
     results: dict[str, dict[str, float] | str] = {}
     try:
-        core: list[type[System]] = [RawSystem, ThreadlineSystem, RawNoResetSystem]
+        core: list[type[System]] = [LimitSystem, RawSystem, ThreadlineSystem, RawNoResetSystem]
         runs: dict[str, list[dict[str, float]]] = {cls.name: [] for cls in core}
-        for _ in range(max(1, args.repeat)):  # interleaved, so drift hits all alike
+        for attempt in range(max(1, args.repeat)):  # interleaved, so drift hits all alike
             for cls in core:
                 system = cls()
+                system.schema = f"{system.schema}_{attempt}"
                 await system.open(base)
                 try:
                     runs[cls.name].append(await measure(system, sizes))
                 finally:
                     await system.close()
-        for name in ("threadline", "raw asyncpg", "raw, no reset"):
-            results[name] = best(runs[name])
-        for cls in (SQLAlchemySessionSystem, LangGraphSystem):
-            other = cls()
+        for name, found in runs.items():
+            results[name] = median_runs(found)
+        for other_cls in (SQLAlchemySessionSystem, LangGraphSystem) if args.others else ():
+            other = other_cls()
             try:
                 await other.open(base)
             except ImportError as exc:
-                results[cls.name] = f"not installed ({exc.name})"
+                results[other_cls.name] = f"not installed ({exc.name})"
                 continue
             try:
-                results[cls.name] = await measure(other, sizes)
+                results[other_cls.name] = await measure(other, sizes)
             except Exception as exc:  # a third-party failure must not hide our numbers
-                results[cls.name] = f"failed: {type(exc).__name__}"
+                results[other_cls.name] = f"failed: {type(exc).__name__}"
             finally:
                 await other.close()
+        stalls = await loop_stalls(base, sizes)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await admin.close()
     print(
         f"\nthreadline-postgres benchmark: PostgreSQL {version} at "
-        f"{parse_config(args.url).display}, pool {POOL}, Python {sys.version.split()[0]}, "
-        f"best of {max(1, args.repeat)} for threadline and raw\n"
+        f"{parse_config(args.url).display}, pool {POOL}; {environment()}"
     )
-    print_table(results, sizes)
+    report(results, sizes, max(1, args.repeat))
+    print_table(
+        f"Event-loop stall per threadline call (ms), {sizes.probe} appends and window reads "
+        f"on a {sizes.w3_session:,}-message session",
+        ["call", "p50", "p99"],
+        [
+            (c, f"{stalls[c + ' p50']:.3f}", f"{stalls[c + ' p99']:.3f}")
+            for c in ("append", "window")
+        ],
+    )
     return 0
 
 

@@ -35,7 +35,6 @@ import statistics
 import sys
 import time
 import warnings
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -46,6 +45,8 @@ from threadline import Message, Session
 from threadline.ids import new_id
 
 os.environ.setdefault("THREADLINE_LOAD_PLUGINS", "threadline-redis")
+
+from _common import best, run_concurrently
 
 from threadline_redis.codec import encode_message, session_row, time_key
 from threadline_redis.scripts import SCRIPTS
@@ -79,17 +80,6 @@ def text(i: int) -> str:
 
 def role(i: int) -> str:
     return "user" if i % 2 == 0 else "assistant"
-
-
-async def run_concurrently(tasks: int, jobs: int, job: Callable[[int], Awaitable[None]]) -> None:
-    """Run ``job(0..jobs-1)`` on ``tasks`` concurrent workers."""
-    queue = iter(range(jobs))
-
-    async def worker() -> None:
-        for index in queue:
-            await job(index)
-
-    await asyncio.gather(*(worker() for _ in range(tasks)))
 
 
 class System:
@@ -303,11 +293,6 @@ async def measure(system: System, sizes: Sizes) -> dict[str, float]:
     )
     out["W4"] = total / (time.perf_counter() - started)
     return out
-
-
-def best(runs: list[dict[str, float]]) -> dict[str, float]:
-    """Per workload, the best of several runs (highest throughput, lowest latency)."""
-    return {k: (min if k.startswith("W3") else max)(r[k] for r in runs) for k in runs[0]}
 
 
 def print_table(results: dict[str, dict[str, float] | str], sizes: Sizes) -> None:
