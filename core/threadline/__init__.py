@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from threadline.runtime.waiting import NotWaitingError, WaitingRun, list_waiting
     from threadline.store import Store, connect
     from threadline.store.blocking import BlockingStore, connect_sync
+    from threadline.store.follow import ReplyUpdate
     from threadline.urls import StoreURL
 
 # Everything but the errors loads on first use: `import threadline` stays cheap (attrs,
@@ -85,6 +86,7 @@ _LAZY = {
     "SessionQuery": "threadline.queries",
     "Store": "threadline.store",
     "connect": "threadline.store",
+    "ReplyUpdate": "threadline.store.follow",
     "Tool": "threadline.runtime.tools",
     "StoreURL": "threadline.urls",
 }
@@ -128,6 +130,7 @@ __all__ = [
     "PluginNotInstalledError",
     "ProviderError",
     "ProviderRecord",
+    "ReplyUpdate",
     "RunningLoopError",
     "Session",
     "SessionCursor",

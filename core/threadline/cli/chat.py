@@ -9,6 +9,8 @@ import click
 
 from threadline.cli.options import store_option, store_url, tenant_options
 
+_LATEST = "-"  # --follow without a session id: the latest session
+
 
 @click.command(name="chat")
 @click.argument("prompt", required=False)
@@ -26,6 +28,16 @@ from threadline.cli.options import store_option, store_url, tenant_options
     help="Start a new session (with --session: one with that id; an error if it exists).",
 )
 @click.option("--continue", "-c", "continue_", is_flag=True, help="Continue the latest session.")
+@click.option(
+    "--follow",
+    "follow",
+    is_flag=False,
+    flag_value=_LATEST,
+    default=None,
+    metavar="[SESSION]",
+    help="Show the reply streaming in SESSION (default: the latest session) from another "
+    "process, or the next one to start; its status goes to stderr.",
+)
 def chat_command(
     prompt: str | None,
     store: str | None,
@@ -38,6 +50,7 @@ def chat_command(
     session_id: str | None,
     new: bool,
     continue_: bool,
+    follow: str | None,
 ) -> None:
     """Chat with a model; every turn is saved. With PROMPT, one turn; else read lines.
 
@@ -50,6 +63,11 @@ def chat_command(
 
     if continue_ and (session_id is not None or new):
         raise click.UsageError("--continue takes neither --session nor --new")
+    if follow is not None:
+        if prompt is not None or session_id is not None or new or continue_:
+            raise click.UsageError("--follow takes no PROMPT, --session, --new or --continue")
+        run(_follow(store, tenant_id, user_id, None if follow == _LATEST else follow))
+        return
     # Continuing needs a store that exists; only starting a session may create one.
     creating = not continue_ and (session_id is None or new)
 
@@ -100,6 +118,27 @@ def chat_command(
             await db.close()
 
     run(go())
+
+
+async def _follow(store: str | None, tenant_id: str, user_id: str, session_id: str | None) -> None:
+    """Print a reply as it streams in another process; its final status on stderr."""
+    from threadline.store import connect
+
+    db = await connect(store_url(store, create=False))
+    try:
+        if session_id is None:
+            latest = await db.list_sessions(tenant_id, user_id=user_id, limit=1)
+            if not latest:
+                raise click.ClickException("no session to follow")
+            session_id = latest[0].id
+        click.echo(f"following session {session_id}", err=True)
+        async for update in db.follow_reply(tenant_id, session_id, wait_next=True):
+            click.echo(update.text, nl=False)
+            if update.status is not None:
+                click.echo()
+                click.echo(f"reply {update.message_id}: {update.status}", err=True)
+    finally:
+        await db.close()
 
 
 def _read_prompts() -> Iterator[str]:

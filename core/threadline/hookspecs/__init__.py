@@ -1,7 +1,8 @@
 """The hook specifications: what a threadline plugin may implement.
 
 One module per concern (:mod:`~threadline.hookspecs.registration`, ``lifecycle``,
-``sessions``, ``messages``, ``api_calls``, ``checkpoints``, ``retention``, ``configs``);
+``sessions``, ``messages``, ``api_calls``, ``checkpoints``, ``retention``, ``configs``,
+``live``);
 every spec is re-exported here, where pluggy's ``add_hookspecs(threadline.hookspecs)``
 finds them, with the markers and the tier tuples.
 
@@ -69,6 +70,11 @@ from threadline.hookspecs.lifecycle import (
     threadline_close,
     threadline_list_tenants,
     threadline_migrate,
+)
+from threadline.hookspecs.live import (
+    threadline_publish_reply,
+    threadline_session_expiry,
+    threadline_subscribe_replies,
 )
 from threadline.hookspecs.markers import hookimpl, hookspec
 from threadline.hookspecs.messages import (
@@ -140,6 +146,13 @@ CONFIG_HOOKS: tuple[str, ...] = (
 LIFECYCLE_HOOKS: tuple[str, ...] = ("threadline_migrate", "threadline_close")
 """Optional lifecycle hooks."""
 
+LIVE_HOOKS: tuple[str, ...] = ("threadline_publish_reply", "threadline_subscribe_replies")
+"""The live-replies group (optional, implemented whole): followers get pieces as they stream;
+without it they poll the stored row. Not persistence hooks: the facade calls them directly."""
+
+EXPIRY_HOOKS: tuple[str, ...] = ("threadline_session_expiry",)
+"""The session-expiry group (optional): stores with a session TTL say when sessions expire."""
+
 PERSISTENCE_HOOKS: tuple[str, ...] = tuple(
     sorted(
         name
@@ -161,7 +174,9 @@ __all__ = [
     "API_CALL_HOOKS",
     "CONFIG_HOOKS",
     "DERIVED_HOOKS",
+    "EXPIRY_HOOKS",
     "LIFECYCLE_HOOKS",
+    "LIVE_HOOKS",
     "PERSISTENCE_HOOKS",
     "REQUIRED_HOOKS",
     "hookimpl",
@@ -192,6 +207,7 @@ __all__ = [
     "threadline_load_window",
     "threadline_migrate",
     "threadline_prune_checkpoints",
+    "threadline_publish_reply",
     "threadline_read_checkpoint_records",
     "threadline_read_messages",
     "threadline_register_commands",
@@ -205,7 +221,9 @@ __all__ = [
     "threadline_save_message",
     "threadline_save_messages",
     "threadline_save_provider",
+    "threadline_session_expiry",
     "threadline_set_session_updated_at",
+    "threadline_subscribe_replies",
     "threadline_summarize_usage",
     "threadline_update_message",
     "threadline_update_session",

@@ -44,6 +44,7 @@ from threadline.runtime.settings import DEFAULT_FLUSH_INTERVAL, AgentSettings, P
 from threadline.runtime.transcript import StoreTranscript
 from threadline.runtime.turn import stream_turn
 from threadline.store import Store
+from threadline.store.follow import ReplyUpdate
 from threadline.storekit.window import select_window
 
 if TYPE_CHECKING:
@@ -236,3 +237,12 @@ class Agent(ApprovalFlow):
         async with contextlib.aclosing(turn):
             async for piece in turn:
                 yield piece
+
+    def follow(
+        self, session_id: IdLike | None = None, *, wait_next: bool = False
+    ) -> AsyncIterator[ReplyUpdate]:
+        """Follow the session's latest reply as it streams, from any process: the text so
+        far, then each new piece, the last update with the final status (or, with
+        ``wait_next``, the next reply). See :meth:`threadline.Store.follow_reply`."""
+        sid = check_id(session_id or self.session_id, "session_id")
+        return self.store.follow_reply(self.persistence.tenant_id, sid, wait_next=wait_next)

@@ -4,7 +4,10 @@
 ``streaming``), rewrites it with the text so far at most once per flush interval in
 the background, and writes the final content and status however the stream ends. A
 process killed mid-reply so loses at most one interval of text; the row it left
-``streaming`` becomes ``interrupted`` when the session is next opened. A
+``streaming`` becomes ``interrupted`` when the session is next opened. On a store with
+live replies each piece is also published as it arrives, and the end after the final
+write (:meth:`threadline.Store.publish_reply`: queued, never awaited), for followers
+(:mod:`threadline.store.follow`). A
 :class:`BufferedReply` only collects the text (a graph run's history is persisted by its
 checkpoints instead); both are a :class:`ReplyWriter` for :mod:`threadline.runtime.turn`.
 """
@@ -21,6 +24,7 @@ import attrs
 from threadline.models import ApiCall, ApiCallStatus, Message, MessageStatus, ToolCall
 from threadline.runtime.providers import Usage
 from threadline.store import Store
+from threadline.storekit.live import ReplyPiece
 
 __all__ = ["BufferedReply", "ReplyRecorder", "ReplyWriter", "RequestTimer"]
 
@@ -93,6 +97,8 @@ class ReplyRecorder:
         self._written_parts = 0  # how many parts the latest write started with held
         self._timer: asyncio.TimerHandle | None = None
         self._finishing = False
+        self._live = store.live_replies
+        self._length = 0  # characters so far: the next piece's offset
 
     @property
     def text(self) -> str:
@@ -115,9 +121,18 @@ class ReplyRecorder:
         await self.store.update_message(message)
 
     def add(self, text: str) -> None:
-        """Record a piece of text; start a background write when one is due."""
+        """Record a piece of text; publish it to followers; start a write when one is due."""
         self.parts.append(text)
+        if self._live:
+            self._publish(text, None)
+        self._length += len(text)
         self._write_if_due()
+
+    def _publish(self, text: str, status: MessageStatus | None) -> None:
+        t = self.template
+        self.store.publish_reply(
+            ReplyPiece(t.tenant_id, t.session_id, t.id, self._length, text, status)
+        )
 
     def _write_if_due(self) -> None:
         # Text not written yet is written within one flush interval of its arrival even
@@ -177,11 +192,14 @@ class ReplyRecorder:
             metadata={**self.template.metadata, **(metadata or {})},
         )
         if self._inserted:
-            return await self.store.update_message(final)
-        stored = await self.store.save_message(final)
-        if stored.content != final.content or stored.status != final.status:
-            # the insert had landed after all
-            stored = await self.store.update_message(attrs.evolve(final, seq=stored.seq))
+            stored = await self.store.update_message(final)
+        else:
+            stored = await self.store.save_message(final)
+            if stored.content != final.content or stored.status != final.status:
+                # the insert had landed after all
+                stored = await self.store.update_message(attrs.evolve(final, seq=stored.seq))
+        if self._live:  # after the final row: a follower re-reading finds the end stored
+            self._publish("", status)
         return stored
 
 

@@ -31,6 +31,14 @@ from threadline.models import (
 )
 from threadline.plugins import dispatch, new_plugin_manager
 from threadline.queries import MessageRange, SessionCursor, SessionQuery
+from threadline.store.follow import (
+    POLL_INTERVAL,
+    STALL_TIMEOUT,
+    ReplyUpdate,
+    follow_reply,
+    publish,
+)
+from threadline.storekit.live import SUBSCRIPTION_QUEUE, ReplyPiece, ReplySubscription
 from threadline.storekit.window import check_rounds
 from threadline.urls import StoreURL
 
@@ -349,6 +357,75 @@ class Store:
             session_id=check_id(session_id, "session_id"),
         )
         return int(result or 0)
+
+    # -- live replies (optional group; see threadline.store.follow) -------------------------
+
+    def publish_reply(self, piece: ReplyPiece) -> None:
+        """Hand a piece of a streaming reply to the stores with live replies; never waits.
+
+        A store's failure is logged, never raised: followers then read the stored row.
+        """
+        publish(self._implementations("threadline_publish_reply"), piece)
+
+    @property
+    def live_replies(self) -> bool:
+        """Whether a stacked store pushes reply pieces (else followers poll the row)."""
+        return bool(self._implementations("threadline_subscribe_replies"))
+
+    async def subscribe_replies(
+        self, tenant_id: IdLike, session_id: IdLike, maxsize: int = SUBSCRIPTION_QUEUE
+    ) -> ReplySubscription | None:
+        """A live subscription to a session's reply pieces, ``None`` without live replies."""
+        self._check_open("threadline_subscribe_replies")
+        _check_count(maxsize, "maxsize")
+        result: ReplySubscription | None = await dispatch.read(
+            self._implementations("threadline_subscribe_replies"),
+            {
+                "tenant_id": check_id(tenant_id, "tenant_id"),
+                "session_id": check_id(session_id, "session_id"),
+                "maxsize": max(1, maxsize),
+            },
+        )
+        return result
+
+    def follow_reply(
+        self,
+        tenant_id: IdLike,
+        session_id: IdLike,
+        message_id: IdLike | None = None,
+        *,
+        wait_next: bool = False,
+        poll_interval: float = POLL_INTERVAL,
+        stall_timeout: float = STALL_TIMEOUT,
+    ) -> AsyncIterator[ReplyUpdate]:
+        """Follow a reply while it streams: its text so far, then each new piece, the last
+        :class:`ReplyUpdate` with the final status (see :mod:`threadline.store.follow`).
+
+        ``message_id=None`` follows the session's latest reply (streaming or ended); with
+        none yet, or ``wait_next=True`` and the latest one ended, the next reply to start.
+        :raises NotFoundError: no such session for the tenant, or no such reply in it.
+        """
+        return follow_reply(
+            self,
+            check_id(tenant_id, "tenant_id"),
+            check_id(session_id, "session_id"),
+            optional_id(message_id, "message_id"),
+            wait_next=check_flag(wait_next, "wait_next"),
+            poll_interval=poll_interval,
+            stall_timeout=stall_timeout,
+        )
+
+    async def session_expiry(
+        self, tenant_id: IdLike, session_ids: Sequence[IdLike]
+    ) -> dict[str, datetime | None]:
+        """When each session expires unless used again; all ``None`` on stores without TTLs."""
+        ids = [check_id(sid, "session_id") for sid in session_ids]
+        self._check_open("threadline_session_expiry")
+        found = await dispatch.read(
+            self._implementations("threadline_session_expiry"),
+            {"tenant_id": check_id(tenant_id, "tenant_id"), "session_ids": ids},
+        )
+        return {sid: (found or {}).get(sid) for sid in ids}
 
     # -- API calls --------------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 It implements the required tier, the API-call and config groups and the lifecycle hooks
 (the pool: :mod:`threadline_postgres.pool`; checkpoint records:
 :mod:`threadline_postgres.checkpoints`; erasure and retention:
-:mod:`threadline_postgres.retention`). The core derives the rest
+:mod:`threadline_postgres.retention`; live replies over ``LISTEN/NOTIFY``:
+:mod:`threadline_postgres.live`). The core derives the rest
 (:mod:`threadline.storekit.defaults`); the derived hooks kept here each say why. Semantics
 are those of the reference store, with what a real server adds:
 
@@ -41,6 +42,7 @@ from threadline.storekit.records import id_conflict
 from threadline.storekit.window import orphaned_tool_results
 from threadline_postgres.codec import dump_jsonb, dump_opt_jsonb, encode_opt, encode_text
 from threadline_postgres.config import PostgresConfig
+from threadline_postgres.live import LiveReplies
 from threadline_postgres.pool import Duplicate
 from threadline_postgres.retention import Retention
 from threadline_postgres.rows import (
@@ -63,7 +65,7 @@ __all__ = ["PostgresStore"]
 _LAST_SEQ = 2**63 - 1  # above every seq: "no upper bound" for read_messages
 
 
-class PostgresStore(Retention, UsageReports):
+class PostgresStore(LiveReplies, Retention, UsageReports):
     """A threadline store on a PostgreSQL database (asyncpg connection pool).
 
     Open one with :meth:`open` or ``threadline.connect("postgresql://...")``.

@@ -49,6 +49,7 @@ from threadline_redis.codec import (
     time_key,
 )
 from threadline_redis.config import RedisConfig
+from threadline_redis.live import LiveReplies
 
 __all__ = ["MIGRATIONS", "RedisStore"]
 
@@ -102,7 +103,7 @@ class _Reads:
         return await self.store.threadline_read_messages(**kwargs)
 
 
-class RedisStore:
+class RedisStore(LiveReplies):
     """A threadline store on one Redis server (database ``db``, keys under ``prefix``).
 
     Open one with :meth:`open` or ``threadline.connect("redis://host:6379/0")``.
@@ -143,6 +144,7 @@ class RedisStore:
 
     @hookimpl
     async def threadline_close(self) -> None:
+        await self.close_live()
         await self.client.close()
 
     @hookimpl
