@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import sys
 import threading
 import time
-import types
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +21,7 @@ from hitl_support import (
 )
 
 import threadline
+from threadline.blocking.facade import returns_async_iterator
 from threadline.errors import ConfigurationError
 from threadline.models import Session
 from threadline.runtime.agent import Agent
@@ -195,6 +194,9 @@ def test_stream_stopped_early_keeps_the_reply_as_cancelled(store: BlockingStore)
             assert time.monotonic() < deadline, "a dropped stream was never closed"
             time.sleep(0.01)
         assert (last.content, last.status) == ("Echo:", "cancelled")
+        followed = list(agent.follow())  # a method returning an async iterator: an iterator
+        assert "".join(u.text for u in followed) == "Echo:"
+        assert [u.status for u in followed][-1] == "cancelled"
     finally:
         agent.close()
     assert store.count_messages(agent.persistence.tenant_id, agent.session_id) == 7  # open
@@ -280,30 +282,12 @@ def test_every_async_method_has_a_typed_blocking_twin(
         name
         for name, member in inspect.getmembers(asynchronous)
         if not name.startswith("_")
-        and (inspect.iscoroutinefunction(member) or inspect.isasyncgenfunction(member))
+        and (inspect.iscoroutinefunction(member) or returns_async_iterator(member))
     }
     assert names <= set(dir(blocking))
-    assert blocking.generated == (), (  # type: ignore[attr-defined]
-        f"declare these on {blocking.__name__} for the type checker: "
-        + ", ".join(f"{n} = blocking({asynchronous.__name__}.{n})" for n in blocking.generated)  # type: ignore[attr-defined]
-    )
-
-
-async def test_a_jupyter_cell_may_block(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A notebook cell runs inside the kernel's loop on the main thread: blocking there
-    stalls only the cell (the work runs on the background loop), so it is allowed."""
-    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
-    with threadline.connect_sync("memory://notebook") as store:
-        assert store.list_sessions(TENANT) == []
-    off_main = await asyncio.to_thread(  # not a cell: another thread's loop is refused
-        lambda: asyncio.run(_connect_in_a_coroutine())
-    )
-    assert isinstance(off_main, threadline.RunningLoopError)
-
-
-async def _connect_in_a_coroutine() -> BaseException | None:
-    try:
-        threadline.connect_sync("memory://notebook")
-    except threadline.RunningLoopError as exc:
-        return exc
-    return None
+    missing = blocking.generated  # type: ignore[attr-defined]
+    lines = []
+    for name in missing:
+        kind = "streaming" if returns_async_iterator(getattr(asynchronous, name)) else "blocking"
+        lines.append(f"{name} = {kind}({asynchronous.__name__}.{name})")
+    assert missing == (), f"declare on {blocking.__name__} for the type checker: {lines}"

@@ -35,6 +35,7 @@ __all__ = [
     "Same",
     "Streaming",
     "blocking",
+    "returns_async_iterator",
     "same",
     "streaming",
 ]
@@ -67,12 +68,24 @@ class BlockingFacade(Generic[A]):
                 continue
             if inspect.iscoroutinefunction(member):
                 setattr(cls, name, Blocking(member))
-            elif inspect.isasyncgenfunction(member):
+            elif returns_async_iterator(member):
                 setattr(cls, name, Streaming(member))
             else:
                 continue
             made.append(name)
         cls.generated = tuple(made)
+
+
+def returns_async_iterator(member: object) -> bool:
+    """An ``async def`` with ``yield``, or a plain method annotated to return an async
+    iterator (``def follow(...) -> AsyncIterator[...]``)."""
+    if inspect.isasyncgenfunction(member):
+        return True
+    if not inspect.isfunction(member):
+        return False
+    returns = inspect.signature(member).return_annotation
+    name = returns if isinstance(returns, str) else getattr(returns, "__name__", "")
+    return name.startswith(("AsyncIterator", "AsyncGenerator", "AsyncIterable"))
 
 
 class Blocking(Generic[P, R]):

@@ -83,6 +83,7 @@ class BlockingAgent(BlockingFacade[Agent], wraps=Agent):
     approve = streaming(Agent.approve)
     reject = streaming(Agent.reject)
     continue_turn = streaming(Agent.continue_turn)
+    follow = streaming(Agent.follow)
 
 
 class BlockingPersistenceContext(BlockingFacade[PersistenceContext], wraps=PersistenceContext):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from types import TracebackType
 
-from threadline.blocking.facade import BlockingFacade, blocking, streaming
+from threadline.blocking.facade import BlockingFacade, blocking, same, streaming
 from threadline.blocking.loop import run, track, untrack
 from threadline.store.facade import Store
 from threadline.store.opening import connect
@@ -54,6 +54,11 @@ class BlockingStore(BlockingFacade[Store], wraps=Store):
     def primary(self) -> object:
         """The first plugin in call order (the last one added)."""
         return self.target.primary
+
+    @property
+    def live_replies(self) -> bool:
+        """Whether a stacked store pushes reply pieces (else followers poll the row)."""
+        return self.target.live_replies
 
     def add(self, plugin: object, name: str | None = None) -> BlockingStore:
         """Stack another store plugin; it is called before the ones already added."""
@@ -97,6 +102,10 @@ class BlockingStore(BlockingFacade[Store], wraps=Store):
     save_api_call = blocking(Store.save_api_call)
     list_api_calls = blocking(Store.list_api_calls)
     usage = blocking(Store.usage)
+    publish_reply = same(Store.publish_reply)
+    subscribe_replies = blocking(Store.subscribe_replies)
+    follow_reply = streaming(Store.follow_reply)
+    session_expiry = blocking(Store.session_expiry)
     create_checkpoint = blocking(Store.create_checkpoint)
     get_checkpoint = blocking(Store.get_checkpoint)
     list_checkpoints = blocking(Store.list_checkpoints)
