@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from threadline.errors import ConflictError
 from threadline.ids import IdLike, check_id, new_id
 from threadline.models import ApiCall, Message, Role, Session
+from threadline.runtime.editing import EditingFlow
 from threadline.runtime.held_turns import ApprovalFlow
 from threadline.runtime.locations import (
     DEFAULT_DATABASE,
@@ -82,7 +83,7 @@ def _system_message_id(session_id: str) -> str:
     return str(uuid.uuid5(uuid.UUID(session_id), "threadline:system-prompt"))
 
 
-class Agent(ApprovalFlow):
+class Agent(ApprovalFlow, EditingFlow):
     """A chat agent bound to a provider and a store. Build it with :class:`AgentBuilder`."""
 
     def __init__(

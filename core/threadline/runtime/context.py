@@ -18,6 +18,7 @@ from threadline.errors import ConflictError
 from threadline.ids import IdLike, check_id, optional_id
 from threadline.models import Message, MessageStatus, Role, Session, ToolCall
 from threadline.store import Store
+from threadline.store.branching import pop_last
 
 __all__ = ["PersistenceContext"]
 
@@ -181,6 +182,11 @@ class PersistenceContext:
     async def get_history(self, last_rounds: int | None = None) -> list[Message]:
         """The session's messages, oldest first; the last ``last_rounds`` rounds if given."""
         return await self.store.load_window(self.tenant_id, self.session.id, last_rounds)
+
+    async def pop_last(self, *, round: bool = False) -> list[Message]:
+        """Remove the session's last message (``round=True``: its last round, from the last
+        user message on); return what went, oldest first. See :func:`pop_last`."""
+        return await pop_last(self.store, self.tenant_id, self.session.id, round=round)
 
     async def new_session(
         self, *, title: str | None = None, metadata: Mapping[str, Any] | None = None

@@ -349,6 +349,39 @@ class Store:
         )
         return int(result)
 
+    async def fork_session(
+        self,
+        tenant_id: IdLike,
+        session_id: IdLike,
+        *,
+        at: IdLike,
+        new_session_id: IdLike | None = None,
+        title: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Session:
+        """A new session whose history is ``session_id``'s up to ``at`` (a message id, that
+        message included, or a checkpoint id of the session); its metadata records
+        ``forked_from``. Every store copies the shared messages (see
+        :mod:`threadline.store.branching`). :raises NotFoundError: no such session or point.
+        """
+        from threadline.store.branching import fork_session
+
+        return await fork_session(
+            self,
+            tenant_id,
+            session_id,
+            at=at,
+            new_session_id=new_session_id,
+            title=title,
+            metadata=metadata,
+        )
+
+    async def list_branches(self, tenant_id: IdLike, session_id: IdLike) -> list[Session]:
+        """The sessions forked from ``session_id`` (by :meth:`fork_session`), oldest first."""
+        from threadline.store.branching import list_branches
+
+        return await list_branches(self, tenant_id, session_id)
+
     async def interrupt_streaming(self, tenant_id: IdLike, session_id: IdLike) -> int:
         """Mark replies left ``streaming`` by a crash as ``interrupted``; return how many."""
         result = await self._write(

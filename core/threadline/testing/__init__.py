@@ -20,7 +20,8 @@ Each group can also be used alone: :class:`MessageConformance`,
 :class:`CheckpointConformance`, :class:`ContractConformance`,
 :class:`MessageDeletionConformance`, :class:`AgentConfigConformance`,
 :class:`BadInputConformance`, :class:`RetentionConformance`,
-:class:`DurabilityConformance`, :class:`ScalingConformance`, :class:`UsageConformance`.
+:class:`DurabilityConformance`, :class:`ScalingConformance`, :class:`UsageConformance`,
+:class:`BranchingConformance`.
 
 Optional fixtures turn on more checks (a test that needs one skips without it); each is a
 plain (not async) fixture returning a callable:
@@ -40,6 +41,7 @@ from __future__ import annotations
 from threadline.testing._support import reopen_by_url
 from threadline.testing.agent_configs import AgentConfigConformance
 from threadline.testing.bad_input import BadInputConformance
+from threadline.testing.branching import BranchingConformance
 from threadline.testing.checkpoints import CheckpointConformance
 from threadline.testing.contract import ContractConformance, MessageDeletionConformance
 from threadline.testing.durability import DurabilityConformance
@@ -53,6 +55,7 @@ from threadline.testing.usage import UsageConformance
 __all__ = [
     "AgentConfigConformance",
     "BadInputConformance",
+    "BranchingConformance",
     "CheckpointConformance",
     "ContractConformance",
     "DurabilityConformance",
@@ -81,5 +84,6 @@ class StoreConformance(
     DurabilityConformance,
     ScalingConformance,
     UsageConformance,
+    BranchingConformance,
 ):
     """Every conformance test; subclass it and provide a ``store`` fixture."""

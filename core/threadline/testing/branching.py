@@ -1,0 +1,151 @@
+"""Conformance: undo (pop the last message or round), fork a session, list its branches."""
+
+from __future__ import annotations
+
+import pytest
+
+from threadline import Checkpoint, NotFoundError, Store, ValidationError
+from threadline.ids import new_id
+from threadline.models import Message
+from threadline.store.branching import forked_from, pop_last
+from threadline.testing._support import new_conversation
+
+
+def _shape(messages: list[Message]) -> list[tuple[object, ...]]:
+    """What a fork keeps of each message (ids and seqs are its own)."""
+    return [
+        (m.role, m.content, m.tool_calls, m.tool_call_id, m.name, m.status, m.user_id, m.metadata)
+        for m in messages
+    ]
+
+
+class BranchingConformance:
+    """``pop_last``, ``Store.fork_session`` and ``Store.list_branches`` on the required hooks."""
+
+    async def test_pop_last_removes_one_message_then_a_round(self, store: Store) -> None:
+        conv = await new_conversation(store)
+        system = await conv.add("system", "be brief")
+        first = await conv.add_round(1)
+        second = await conv.add_round(2, tool=True)
+        t, s = conv.tenant_id, conv.id
+        assert await pop_last(store, t, s) == [second[-1]]
+        assert await conv.messages() == [system, *first, *second[:-1]]
+        assert await pop_last(store, t, s, round=True) == second[:-1]
+        assert await conv.messages() == [system, *first]
+        assert await store.count_messages(t, s) == 1 + len(first)
+        again = await conv.add("user", "question 3")  # seqs go on, never reused
+        assert (again.seq or 0) > (second[-1].seq or 0)
+        assert await pop_last(store, t, s, round=True) == [again]
+        assert await pop_last(store, t, s, round=True) == first
+        assert await pop_last(store, t, s, round=True) == []  # no user message: nothing goes
+        assert await conv.messages() == [system]
+        assert await pop_last(store, t, s) == [system]
+        assert await pop_last(store, t, s) == []
+        assert await pop_last(store, t, new_id()) == []
+        with pytest.raises(ValidationError):
+            await pop_last(store, t, s, round=1)  # type: ignore[arg-type]
+
+    async def test_fork_at_a_message_copies_the_history_up_to_it(self, store: Store) -> None:
+        conv = await new_conversation(store, title="trip", metadata={"topic": "rome"})
+        await conv.add("system", "be brief")
+        first = await conv.add_round(1, tool=True)
+        await conv.add_round(2)
+        t, s = conv.tenant_id, conv.id
+        source = await conv.messages()
+        fork = await store.fork_session(t, s, at=first[-1].id)
+        assert fork.id != s
+        assert (fork.user_id, fork.agent_id, fork.title) == (
+            conv.session.user_id,
+            conv.session.agent_id,
+            "trip",
+        )
+        assert fork.metadata["topic"] == "rome"
+        origin = {"session_id": s, "at": first[-1].id, "kind": "message", "seq": first[-1].seq}
+        assert forked_from(fork) == origin
+        stored = await store.get_session(t, fork.id)
+        assert stored is not None and forked_from(stored) == origin
+        copied = await store.get_messages(t, fork.id)
+        upto = [m for m in source if (m.seq or 0) <= (first[-1].seq or 0)]
+        assert _shape(copied) == _shape(upto)
+        assert [m.seq for m in copied] == list(range(1, len(upto) + 1))
+        assert not {m.id for m in copied} & {m.id for m in source}
+        assert [m.created_at for m in copied] == [m.created_at for m in upto]
+        assert await conv.messages() == source  # the source is untouched
+        # the fork is a session of its own: it grows without touching the source
+        await store.save_message(Message(session_id=fork.id, tenant_id=t, role="user"))
+        assert await conv.messages() == source
+        assert [b.id for b in await store.list_branches(t, s)] == [fork.id]
+        assert await store.list_branches(t, fork.id) == []
+
+    async def test_fork_with_its_id_twice_is_one_fork(self, store: Store) -> None:
+        conv = await new_conversation(store)
+        made = await conv.add_round(1) + await conv.add_round(2)
+        t, s = conv.tenant_id, conv.id
+        target = new_id()
+        first = await store.fork_session(t, s, at=made[-1].id, new_session_id=target)
+        again = await store.fork_session(t, s, at=made[-1].id, new_session_id=target)
+        assert first.id == again.id == target
+        assert len(await store.get_messages(t, target)) == len(made)
+        with pytest.raises(ValidationError):  # the id is taken by another fork point
+            await store.fork_session(t, s, at=made[0].id, new_session_id=target)
+        with pytest.raises(ValidationError):
+            await store.fork_session(t, s, at=made[0].id, new_session_id=s)
+
+    async def test_fork_after_deleted_messages_and_branches_in_order(self, store: Store) -> None:
+        conv = await new_conversation(store)
+        made = await conv.add_round(1) + await conv.add_round(2)
+        t, s = conv.tenant_id, conv.id
+        await store.delete_messages(t, s, after_seq=made[1].seq or 0)  # a gap in the seqs
+        later = await conv.add_round(3)
+        one = await store.fork_session(t, s, at=later[0].id)
+        two = await store.fork_session(t, s, at=made[0].id)
+        assert _shape(await store.get_messages(t, one.id)) == _shape([*made[:2], later[0]])
+        assert _shape(await store.get_messages(t, two.id)) == _shape(made[:1])
+        assert [b.id for b in await store.list_branches(t, s)] == [one.id, two.id]
+        other = await new_conversation(store, tenant_id=t, user_id=conv.session.user_id)
+        assert await store.list_branches(t, other.id) == []
+
+    async def test_fork_at_a_checkpoint_copies_its_history_and_itself(self, store: Store) -> None:
+        conv = await new_conversation(store)
+        made = await conv.add_round(1)
+        t, s = conv.tenant_id, conv.id
+        point = await store.create_checkpoint(
+            Checkpoint(tenant_id=t, session_id=s, node_id="answer", input={"q": 1}, history=made)
+        )
+        fork = await store.fork_session(t, s, at=point.id)
+        assert forked_from(fork) == {
+            "session_id": s,
+            "at": point.id,
+            "kind": "checkpoint",
+            "seq": None,
+        }
+        latest = await store.get_latest_checkpoint(t, fork.id)
+        assert latest is not None and latest.id != point.id
+        assert (latest.node_id, latest.input) == ("answer", {"q": 1})
+        assert _shape(list(latest.history)) == _shape(made)
+        assert [m.id for m in latest.history] == [
+            m.id for m in await store.get_messages(t, fork.id)
+        ]
+        again = await store.fork_session(t, s, at=point.id, new_session_id=fork.id)
+        assert len(await store.list_checkpoints(t, session_id=again.id)) == 1
+
+    async def test_fork_refuses_unknown_points_and_other_tenants(self, store: Store) -> None:
+        conv = await new_conversation(store)
+        made = await conv.add_round(1)
+        t, s = conv.tenant_id, conv.id
+        other = await new_conversation(store, tenant_id=t)
+        elsewhere = await other.add("user", "hi")
+        point = await store.create_checkpoint(Checkpoint(tenant_id=t, session_id=other.id))
+        for at in (new_id(), elsewhere.id, point.id):
+            with pytest.raises(NotFoundError):
+                await store.fork_session(t, s, at=at)
+        with pytest.raises(NotFoundError):
+            await store.fork_session(new_id(), s, at=made[0].id)  # another tenant
+        with pytest.raises(NotFoundError):
+            await store.fork_session(t, new_id(), at=made[0].id)
+        with pytest.raises(NotFoundError):
+            await store.list_branches(new_id(), s)
+        with pytest.raises(ValidationError):
+            await store.fork_session(t, s, at="not an id")
+        assert await store.list_branches(t, s) == []
+        assert len(await store.list_sessions(t, limit=10)) == 2  # nothing half-made
