@@ -13,6 +13,7 @@ import click
 
 from threadline.cli import admin  # noqa: F401  (adds plugins and migrate)
 from threadline.cli.app import DEBUG_ENV, STORE_ENV, CommandError, cli, run, show_warning
+from threadline.cli.branches import branches_command, fork_command
 from threadline.cli.chat import chat_command
 from threadline.cli.checkpoints import checkpoints_group
 from threadline.cli.records import agents_group, sessions_group
@@ -29,6 +30,8 @@ from threadline.errors import ThreadlineError
 __all__ = ["DEBUG_ENV", "STORE_ENV", "CommandError", "cli", "main", "run"]
 
 sessions_group.add_command(prune_sessions_command)
+sessions_group.add_command(fork_command)
+sessions_group.add_command(branches_command)
 checkpoints_group.add_command(prune_checkpoints_command)
 for _command in (
     chat_command,
