@@ -16,8 +16,8 @@ Rows, in every table:
   every ratio: a minimal table ``(created_at, model, status, prompt, completion, total,
   latency, ttft)`` holding the same calls, with no tenant and no index (PostgreSQL: with
   ``(created_at)`` for the 7-day period), and the sums, status counts and exact p50/p95 per
-  group in plain SQL (SQLite: ``GROUP BY`` plus the ``row_number()`` ranks around each
-  percentile; PostgreSQL: ``percentile_cont``);
+  group in plain SQL (SQLite: ``GROUP BY`` plus a read of the values sorted per group in
+  Python, as the store does; PostgreSQL: ``percentile_cont``);
 * **threadline** ``Store.usage`` (the store's override, on its usage index);
 * **default path**: the core default (every session's ``list_api_calls``), timed on a
   smaller set (``--small`` calls) beside the override on the same set, for the ratio.
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import random
 import secrets
@@ -60,7 +61,7 @@ PRICES = {
     "gpt-4o-mini": {"input_per_million": 0.15, "output_per_million": 0.6},
 }
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-WORK = {
+WORK: dict[str, dict[str, Any]] = {
     "by model": {"group_by": "model"},
     "by day": {"group_by": "day"},
     "by model, 7 days": {"group_by": "model", "since": NOW - timedelta(days=7)},
@@ -130,13 +131,7 @@ _LIMIT_SUMS = (
     "SELECT {key}, status, count(*), sum(prompt), sum(completion), sum(total) "
     "FROM call {where} GROUP BY 1, 2"
 )
-_LIMIT_RANKS = (
-    "SELECT k, n, i, v FROM (SELECT {key} AS k, {col} AS v, row_number() OVER "
-    "(PARTITION BY {key} ORDER BY {col}) - 1 AS i, count(*) OVER (PARTITION BY {key}) AS n "
-    "FROM call {where}) WHERE (i BETWEEN CAST((n - 1) * 0.5 AS INTEGER) AND "
-    "CAST((n - 1) * 0.5 AS INTEGER) + 1) OR (i BETWEEN CAST((n - 1) * 0.95 AS INTEGER) AND "
-    "CAST((n - 1) * 0.95 AS INTEGER) + 1)"
-)
+_LIMIT_VALUES = "SELECT {key}, latency, ttft FROM call {where}"
 
 
 def _us(moment: datetime) -> int:
@@ -163,8 +158,14 @@ def sqlite_limit(path: Path, rows: list[tuple[Any, ...]], repeat: int) -> dict[s
 
         def run(key: str = key, where: str = where) -> None:
             db.execute(_LIMIT_SUMS.format(key=key, where=where)).fetchall()
-            for col in ("latency", "ttft"):
-                db.execute(_LIMIT_RANKS.format(key=key, col=col, where=where)).fetchall()
+            groups: dict[str, tuple[list[float], list[float]]] = {}
+            for k, latency, ttft in db.execute(_LIMIT_VALUES.format(key=key, where=where)):
+                group = groups.setdefault(k, ([], []))
+                group[0].append(latency)
+                group[1].append(ttft)
+            for latencies, ttfts in groups.values():
+                latencies.sort()
+                ttfts.sort()
 
         out[name] = _sync_median(run, repeat)
     db.close()
@@ -187,7 +188,7 @@ async def bench_sqlite(n: int, small: int, repeat: int, folder: Path) -> dict[st
     load = time.perf_counter() - t0
     store = await threadline.connect(f"sqlite:///{path}")
     ours = {
-        name: await timed(lambda w=work: store.usage(tenant, prices=PRICES, **w), repeat)
+        name: await timed(functools.partial(store.usage, tenant, prices=PRICES, **work), repeat)
         for name, work in WORK.items()
     }
     await store.close()
@@ -254,7 +255,7 @@ async def bench_postgres(url: str, n: int, small: int, repeat: int) -> dict[str,
         await conn.execute("VACUUM ANALYZE tl.entity_api_call")
         load = time.perf_counter() - t0
         ours = {
-            name: await timed(lambda w=work: store.usage(tenant, prices=PRICES, **w), repeat)
+            name: await timed(functools.partial(store.usage, tenant, prices=PRICES, **work), repeat)
             for name, work in WORK.items()
         }
         await conn.execute(
