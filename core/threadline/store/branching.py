@@ -165,13 +165,21 @@ async def _checkpoint_of(store: Store, tenant: str, sid: str, point: str) -> Che
     return checkpoint
 
 
-def _copy_id(fork_id: str, original_id: str) -> str:
-    # Deterministic: retrying a fork that stopped half-way saves each copy once.
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"threadline:fork:{fork_id}:{original_id}"))
+def _prompt_id(session_id: str) -> str:
+    # The id an Agent gives a session's system prompt (runtime.agent._system_message_id).
+    return str(uuid.uuid5(uuid.UUID(session_id), "threadline:system-prompt"))
+
+
+def _copy_id(fork_id: str, original: Message | Checkpoint) -> str:
+    # Deterministic: retrying a fork that stopped half-way saves each copy once; an agent's
+    # system prompt keeps the agent's id for it, so an agent opening the fork adds no other.
+    if isinstance(original, Message) and original.id == _prompt_id(original.session_id):
+        return _prompt_id(fork_id)
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"threadline:fork:{fork_id}:{original.id}"))
 
 
 def _copy(message: Message, fork_id: str) -> Message:
-    return attrs.evolve(message, session_id=fork_id, id=_copy_id(fork_id, message.id), seq=None)
+    return attrs.evolve(message, session_id=fork_id, id=_copy_id(fork_id, message), seq=None)
 
 
 async def _copy_messages(store: Store, tenant: str, sid: str, fork_id: str, last: int) -> None:
@@ -195,7 +203,7 @@ async def _copy_checkpoint(store: Store, checkpoint: Checkpoint, fork_id: str) -
     done = {m.id for m in await store.get_messages(checkpoint.tenant_id, fork_id)}
     if any(m.id not in done for m in history):
         await store.save_messages([m for m in history if m.id not in done])
-    copy_id = _copy_id(fork_id, checkpoint.id)
+    copy_id = _copy_id(fork_id, checkpoint)
     if await store.get_checkpoint(checkpoint.tenant_id, copy_id) is not None:
         return
     await store.create_checkpoint(
