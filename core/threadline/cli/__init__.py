@@ -16,6 +16,7 @@ from threadline.cli.app import DEBUG_ENV, STORE_ENV, CommandError, cli, run, sho
 from threadline.cli.branches import branches_command, fork_command
 from threadline.cli.chat import chat_command
 from threadline.cli.checkpoints import checkpoints_group
+from threadline.cli.compaction import compact_command
 from threadline.cli.records import agents_group, sessions_group
 from threadline.cli.retention import (
     erase_user_command,
@@ -32,6 +33,7 @@ __all__ = ["DEBUG_ENV", "STORE_ENV", "CommandError", "cli", "main", "run"]
 sessions_group.add_command(prune_sessions_command)
 sessions_group.add_command(fork_command)
 sessions_group.add_command(branches_command)
+sessions_group.add_command(compact_command)
 checkpoints_group.add_command(prune_checkpoints_command)
 for _command in (
     chat_command,

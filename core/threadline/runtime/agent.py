@@ -30,6 +30,7 @@ from threadline.errors import ConflictError
 from threadline.ids import IdLike, check_id, new_id
 from threadline.models import ApiCall, Message, Role, Session
 from threadline.runtime.editing import EditingFlow
+from threadline.runtime.compaction import compact_session, fit_history, model_summarizer
 from threadline.runtime.held_turns import ApprovalFlow
 from threadline.runtime.locations import (
     DEFAULT_DATABASE,
@@ -229,6 +230,11 @@ class Agent(ApprovalFlow, EditingFlow):
         history = select_window([m for m in window if m.id != user.id] + [user], settings.window)
         # System messages first (a prompt added to an older session is still the first).
         history.sort(key=lambda m: m.role != "system")
+        try:
+            history = await self._fit(history)
+        except BaseException:
+            await user_saved
+            raise
         turn = stream_turn(
             StoreTranscript(p, sid, history, settings.flush_interval),
             self._turn_settings(sid),
@@ -238,6 +244,43 @@ class Agent(ApprovalFlow, EditingFlow):
         async with contextlib.aclosing(turn):
             async for piece in turn:
                 yield piece
+
+    async def _fit(self, history: list[Message]) -> list[Message]:
+        """The history a request sends: compacted and cut to the token window if configured."""
+        s, p = self.settings, self.persistence
+        if s.compaction is None and s.window_tokens is None:
+            return history
+        return await fit_history(
+            self.store,
+            history,
+            compaction=s.compaction,
+            window_tokens=s.window_tokens,
+            counter=s.token_counter,
+            summarizer=model_summarizer(s.provider, s.model),
+            user_id=p.user_id,
+            agent_id=p.agent_id,
+        )
+
+    async def compact(
+        self, session_id: IdLike | None = None, *, keep_rounds: int | None = None
+    ) -> Message | None:
+        """Summarize the session's rounds before the last ``keep_rounds`` now and store the
+        summary; returns it (``None``: nothing older). See :mod:`threadline.runtime.compaction`."""
+        sid = check_id(session_id or self.session_id, "session_id")
+        c, p = self.settings.compaction, self.persistence
+        summarizer = (c.summarizer if c else None) or model_summarizer(
+            self.settings.provider, self.settings.model
+        )
+        keep = keep_rounds if keep_rounds is not None else (c.keep_rounds if c else 2)
+        return await compact_session(
+            self.store,
+            p.tenant_id,
+            sid,
+            summarizer,
+            keep_rounds=keep,
+            user_id=p.user_id,
+            agent_id=p.agent_id,
+        )
 
     def follow(
         self, session_id: IdLike | None = None, *, wait_next: bool = False

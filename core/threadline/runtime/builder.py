@@ -16,6 +16,7 @@ from threadline.models import AgentConfig, ToolCall
 from threadline.runtime.agent import Agent
 from threadline.runtime.approvals import ApprovalPolicy
 from threadline.runtime.blocking import BlockingAgent
+from threadline.runtime.compaction import Compaction, Summarizer
 from threadline.runtime.locations import (
     LOCAL_AGENT_ID,
     LOCAL_TENANT_ID,
@@ -24,10 +25,11 @@ from threadline.runtime.locations import (
 )
 from threadline.runtime.providers import Provider, resolve_provider
 from threadline.runtime.settings import DEFAULT_FLUSH_INTERVAL, AgentSettings, PersistencePlugin
+from threadline.runtime.tokens import TokenCounter
 from threadline.runtime.tools import Tool, as_tools
 from threadline.store import Store, connect
 from threadline.store.blocking import BlockingStore
-from threadline.storekit.window import check_rounds
+from threadline.storekit.window import check_rounds, check_tokens
 
 __all__ = ["AgentBuilder", "quick_agent"]
 
@@ -54,6 +56,9 @@ class AgentBuilder:
         self._extra: dict[str, Any] = {}
         self._flush_interval = DEFAULT_FLUSH_INTERVAL
         self._approval = ApprovalPolicy()
+        self._window_tokens: int | None = None
+        self._token_counter: TokenCounter | None = None
+        self._compaction: Compaction | None = None
 
     # -- setters ------------------------------------------------------------------------
 
@@ -87,6 +92,29 @@ class AgentBuilder:
     def with_sliding_window(self, rounds: int | None) -> AgentBuilder:
         """Send the system prompt and only the last ``rounds`` rounds to the model."""
         self._window = check_rounds(rounds)
+        return self
+
+    def with_window_tokens(
+        self, max_tokens: int | None, counter: TokenCounter | None = None
+    ) -> AgentBuilder:
+        """Send the system prompt and the newest whole rounds that fit ``max_tokens``,
+        counted by ``counter`` (text -> tokens; default: characters / 4, rounded up)."""
+        self._window_tokens = check_tokens(max_tokens)
+        self._token_counter = counter or self._token_counter
+        return self
+
+    def with_compaction(
+        self,
+        *,
+        max_tokens: int,
+        keep_rounds: int = 2,
+        summarizer: Summarizer | None = None,
+        counter: TokenCounter | None = None,
+    ) -> AgentBuilder:
+        """Over ``max_tokens``, summarize the rounds before the last ``keep_rounds`` (by the
+        model, or ``summarizer``) into a stored summary sent in their place."""
+        self._compaction = Compaction(max_tokens, keep_rounds, summarizer)
+        self._token_counter = counter or self._token_counter
         return self
 
     def with_tools(self, tools: Iterable[Callable[..., Any] | Tool]) -> AgentBuilder:
@@ -243,6 +271,9 @@ class AgentBuilder:
             tools=as_tools(self._tools),
             flush_interval=self._flush_interval,
             approval=self._approval,
+            window_tokens=self._window_tokens,
+            token_counter=self._token_counter,
+            compaction=self._compaction,
         )
         return Agent(settings, persistence, owns_store=owns_store)
 

@@ -11,7 +11,9 @@ import attrs
 from threadline.ids import IdLike, check_id, optional_id
 from threadline.models import Message, Role
 from threadline.runtime.approvals import ApprovalPolicy
+from threadline.runtime.compaction import Compaction
 from threadline.runtime.providers import Provider
+from threadline.runtime.tokens import TokenCounter
 from threadline.runtime.tools import Tool
 from threadline.store import Store
 
@@ -88,3 +90,7 @@ class AgentSettings:
     tools: Mapping[str, Tool]
     flush_interval: float
     approval: ApprovalPolicy = attrs.field(factory=ApprovalPolicy)
+    window_tokens: int | None = None
+    """Send only the newest whole rounds that fit this many tokens (the system prompt kept)."""
+    token_counter: TokenCounter | None = None
+    compaction: Compaction | None = None

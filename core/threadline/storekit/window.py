@@ -6,11 +6,15 @@ of ``n`` rounds keeps every system message, then the last ``n`` rounds; it never
 keeps a tool result without the assistant message that called it (the window
 grows back to that call's round instead). Every store answers
 ``threadline_load_window`` with exactly this selection.
+
+The token window (:func:`select_token_window`) applies the same rule with a budget
+instead of a count: the system messages, then as many of the newest whole rounds as fit
+(the last round always, even when it alone is over the budget).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from threadline.errors import ValidationError
 from threadline.models import MAX_INT, Message
@@ -18,9 +22,11 @@ from threadline.models import MAX_INT, Message
 __all__ = [
     "answer_open_calls",
     "check_rounds",
+    "check_tokens",
     "for_request",
     "orphaned_tool_results",
     "round_start",
+    "select_token_window",
     "select_window",
     "window_start",
 ]
@@ -72,7 +78,11 @@ def window_start(messages: Sequence[Message], last_rounds: int | None) -> int:
 
     Scans backwards from the end, so its cost is that of the window, not the session.
     """
-    start = round_start(messages, check_rounds(last_rounds))
+    return _grow_back(messages, round_start(messages, check_rounds(last_rounds)))
+
+
+def _grow_back(messages: Sequence[Message], start: int) -> int:
+    """``start`` moved back to the round whose calls the results from ``start`` on answer."""
     while start > 0:
         orphans = orphaned_tool_results(messages[start:])
         earliest = None
@@ -94,6 +104,46 @@ def window_start(messages: Sequence[Message], last_rounds: int | None) -> int:
 def select_window(messages: Sequence[Message], last_rounds: int | None) -> list[Message]:
     """The window of ``last_rounds`` rounds over ``messages`` (ordered by seq)."""
     start = window_start(messages, last_rounds)
+    head = [m for m in messages[:start] if m.role == "system"]
+    return head + list(messages[start:])
+
+
+def check_tokens(max_tokens: object) -> int | None:
+    """Validate a token budget: ``None`` (no budget) or an int from 1 to 2**63-1."""
+    if max_tokens is None:
+        return None
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise ValidationError(f"max_tokens must be None or an int >= 1, got {max_tokens!r}")
+    if max_tokens > MAX_INT:
+        raise ValidationError(f"max_tokens must be at most {MAX_INT} (2**63-1), got {max_tokens!r}")
+    return max_tokens
+
+
+def select_token_window(
+    messages: Sequence[Message], max_tokens: int | None, tokens: Callable[[Message], int]
+) -> list[Message]:
+    """The system messages plus the newest whole rounds whose tokens fit in ``max_tokens``.
+
+    ``tokens(message)`` counts one message. Rounds are taken whole, grown back like
+    :func:`select_window` so no tool result loses its call; the last round is kept even
+    when it does not fit (the question must reach the model).
+    """
+    limit = check_tokens(max_tokens)
+    if limit is None:
+        return list(messages)
+    sizes = [tokens(m) for m in messages]
+    budget = limit - sum(n for m, n in zip(messages, sizes) if m.role == "system")
+    after = [0] * (len(messages) + 1)  # after[i]: tokens of the non-system messages from i
+    for i in range(len(messages) - 1, -1, -1):
+        after[i] = after[i + 1] + (0 if messages[i].role == "system" else sizes[i])
+    starts = [i for i, m in enumerate(messages) if m.role == "user"]
+    # Candidate starts, newest first; 0 last so a prefix before the first round fits too.
+    candidates = [_grow_back(messages, i) for i in reversed(starts)] + [0]
+    start = candidates[0]
+    for candidate in candidates[1:]:
+        if after[candidate] > budget:
+            break
+        start = min(start, candidate)
     head = [m for m in messages[:start] if m.role == "system"]
     return head + list(messages[start:])
 
