@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -58,22 +59,41 @@ def sessions_list(
     JSON); ``--after CURSOR`` lists the page after it, stable under concurrent inserts.
     """
 
-    async def work(db: Store) -> list[Any]:
+    async def work(db: Store) -> tuple[list[Any], dict[str, Any]]:
         found = await db.list_sessions(
             tenant_id, user_id=None if all_users else user_id, limit=limit, after=after
         )
-        return [(s, await db.count_messages(tenant_id, s.id)) for s in found]
+        expiry = await db.session_expiry(tenant_id, [s.id for s in found])
+        return [(s, await db.count_messages(tenant_id, s.id)) for s in found], expiry
 
-    rows = with_store(store, work, create=False)
+    rows, expiry = with_store(store, work, create=False)
+    expiring = any(expiry.values())  # a store with session TTLs (Redis ?ttl=): show them
     if as_json:
-        print_json([s.to_dict() | {"messages": n} for s, n in rows])
+        print_json([_session_json(s, n, expiry if expiring else None) for s, n in rows])
     else:
-        print_table(
-            [(s.id, s.updated_at.strftime("%Y-%m-%d %H:%M:%S"), n, s.title or "") for s, n in rows],
-            ["id", "updated (UTC)", "messages", "title"],
-        )
+        table = [
+            (s.id, s.updated_at.strftime("%Y-%m-%d %H:%M:%S"), n, s.title or "") for s, n in rows
+        ]
+        headers = ["id", "updated (UTC)", "messages", "title"]
+        if expiring:
+            table = [(*r, _utc(expiry[s.id]) or "never") for r, (s, _) in zip(table, rows)]
+            headers.append("expires (UTC)")
+        print_table(table, headers)
     if len(rows) == limit:
         click.echo(f"next: {SessionCursor.of(rows[-1][0])}", err=True)
+
+
+def _utc(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _session_json(session: Any, messages: int, expiry: dict[str, Any] | None) -> Any:
+    """A ``sessions list --json`` row; ``expires_at`` (ISO, or null) on stores with TTLs."""
+    row = session.to_dict() | {"messages": messages}
+    if expiry is not None:
+        moment = expiry.get(session.id)
+        row["expires_at"] = None if moment is None else moment.isoformat()
+    return row
 
 
 def _cursor(value: str | None) -> SessionCursor | None:

@@ -3,7 +3,8 @@
 The writer ``PUBLISH``es each piece on ``<prefix>:live:<tenant>:<session>`` (pipelined, in
 the background); followers of a store share one ``SUBSCRIBE`` connection, read by one task.
 A subscription is live once the server has confirmed it. When the connection drops every
-follower re-reads the stored row, and redis-py subscribes again on reconnect.
+follower re-reads the stored row (also when redis-py reconnects and subscribes again by
+itself, which it does without raising).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import redis.exceptions as rx
+from redis.asyncio.client import PubSub
 
 from threadline.hookspecs import hookimpl
 from threadline.storekit.live import Fanout, Publisher, ReplyPiece, ReplySubscription
@@ -24,6 +26,17 @@ from threadline_redis.client import Client
 __all__ = ["LiveReplies"]
 
 logger = logging.getLogger(__name__)
+
+
+class _PubSub(PubSub):
+    """redis-py's pub/sub, which re-subscribes on reconnect: followers then re-read rows."""
+
+    fanout: Fanout | None = None
+
+    async def on_connect(self, connection: Any) -> None:
+        await super().on_connect(connection)
+        if self.fanout is not None:
+            self.fanout.lose_all()  # pieces published while away were missed
 
 
 class LiveReplies:
@@ -70,7 +83,9 @@ class LiveReplies:
         if self._fanout is None:
             self._fanout = Fanout()
             self._confirmed = {}
-            self._pubsub = self.client.redis.pubsub()
+            redis = self.client.redis
+            self._pubsub = _PubSub(redis.connection_pool, event_dispatcher=redis._event_dispatcher)
+            self._pubsub.fanout = self._fanout
         fanout, channel = self._fanout, self._channel(tenant_id, session_id)
 
         async def unsubscribe() -> None:
