@@ -18,6 +18,7 @@ from threadline.transfer.reading import DEFAULT_BATCH_SIZE, all_sessions
 from threadline.transfer.reports import CopyReport, KindCount, TenantReport
 from threadline.transfer.writing import (
     MessageWriter,
+    after_bulk_load,
     put_agent,
     put_api_calls,
     put_checkpoint,
@@ -206,6 +207,7 @@ async def copy_store(
             await _copy_session(src, dst, item[0], item[1], batch_size, progress)
 
     await _run_all([produce(), *(work() for _ in range(concurrency))])
+    await after_bulk_load(dst)
     report.seconds = time.perf_counter() - started
     return report
 

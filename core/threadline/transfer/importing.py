@@ -18,6 +18,7 @@ from threadline.transfer.reading import DEFAULT_BATCH_SIZE, utf8_lines
 from threadline.transfer.reports import ImportReport
 from threadline.transfer.writing import (
     MessageWriter,
+    after_bulk_load,
     put_agent,
     put_checkpoint,
     put_provider,
@@ -163,6 +164,7 @@ async def import_records(
         raise ExportFormatError("empty input: not a threadline export (no header line)")
     await importer.flush()
     await importer.stamp()
+    await after_bulk_load(store)
     if report.footer is None and report.problem is None:
         report.problem = f"no footer after line {lineno}: the file is truncated"
     return report

@@ -18,6 +18,7 @@ from threadline.store import Store
 
 __all__ = [
     "MessageWriter",
+    "after_bulk_load",
     "put_agent",
     "put_api_calls",
     "put_checkpoint",
@@ -25,6 +26,15 @@ __all__ = [
     "put_session",
     "put_updated_at",
 ]
+
+
+async def after_bulk_load(dst: Store) -> None:
+    """Let each store of ``dst`` that has an ``after_bulk_load()`` coroutine method refresh
+    what a bulk write made stale (PostgreSQL: ``ANALYZE`` of the tables it filled)."""
+    for plugin in dst.plugins:
+        refresh = getattr(plugin, "after_bulk_load", None)
+        if callable(refresh):
+            await refresh()
 
 
 def _differs(what: str, a: object, b: object) -> str:

@@ -4,6 +4,12 @@ All values travel as parameters (``$1``...); the only text formatted into SQL is
 the table names, which come from :class:`~threadline_postgres.config.PostgresConfig`
 (a validated identifier). Parameters carry explicit casts so the server plans each
 statement the same way whatever Python values arrive.
+
+Reads of one session compare the tenant as ``(tenant_id = $2::uuid) IS TRUE``: the same
+test (``tenant_id`` is never NULL), but not one an index can answer, so the planner never
+ANDs the ``(tenant_id, ...)`` indexes into a read of one session. Without fresh statistics
+(straight after a bulk load) it did, and read every index entry of the tenant (#14);
+this way the ``(session_id, seq)`` path is the only one, whatever the statistics say.
 """
 
 from __future__ import annotations
@@ -153,7 +159,7 @@ class Statements:
         )
         self.delete_messages = f"""
             WITH gone AS (
-                DELETE FROM {M} WHERE session_id = $1::uuid AND tenant_id = $2::uuid
+                DELETE FROM {M} WHERE session_id = $1::uuid AND (tenant_id = $2::uuid) IS TRUE
                   AND seq > $3::bigint RETURNING 1
             ), n AS (SELECT count(*) AS n FROM gone)
             UPDATE {S} SET deleted_seqs = deleted_seqs + n.n,
@@ -164,7 +170,7 @@ class Statements:
         self.read_messages = {
             (newest, role): f"""
                 SELECT {MESSAGE_COLUMNS} FROM {M}
-                WHERE session_id = $1::uuid AND tenant_id = $2::uuid AND seq > $3::bigint
+                WHERE session_id = $1::uuid AND (tenant_id = $2::uuid) IS TRUE AND seq > $3::bigint
                   AND seq < $4::bigint{" AND role = $6::text" if role else ""}
                 ORDER BY seq{" DESC" if newest else ""} LIMIT $5::bigint"""
             for newest in (False, True)
@@ -183,7 +189,7 @@ class Statements:
         self.window_from = self._window(M, "$3::bigint")
         self.window_systems = f"""
             SELECT {MESSAGE_COLUMNS} FROM {M}
-            WHERE session_id = $1::uuid AND tenant_id = $2::uuid AND role = 'system'
+            WHERE session_id = $1::uuid AND (tenant_id = $2::uuid) IS TRUE AND role = 'system'
             ORDER BY seq"""
         # Where the window must grow back to: the round of the earliest message before it
         # that made one of the orphaned calls (GIN index on call_ids).
@@ -192,7 +198,8 @@ class Statements:
                              WHERE u.session_id = $1::uuid AND u.role = 'user'
                                AND u.seq <= c.seq), 1) AS start
             FROM (SELECT min(seq) AS seq FROM {M}
-                  WHERE session_id = $1::uuid AND tenant_id = $2::uuid AND seq < $3::bigint
+                  WHERE session_id = $1::uuid AND (tenant_id = $2::uuid) IS TRUE
+                    AND seq < $3::bigint
                     AND call_ids && $4::text[]) c
             WHERE c.seq IS NOT NULL"""
         self.count_messages = (
@@ -204,11 +211,11 @@ class Statements:
                 UPDATE {S} SET updated_at = GREATEST(updated_at, now())
                 WHERE id = $1::uuid AND tenant_id = $2::uuid
                   AND EXISTS (SELECT 1 FROM {M} WHERE session_id = $1::uuid
-                              AND tenant_id = $2::uuid AND status = 'streaming')
+                              AND (tenant_id = $2::uuid) IS TRUE AND status = 'streaming')
                 RETURNING id
             )
             UPDATE {M} SET status = 'interrupted'
-            WHERE session_id = $1::uuid AND tenant_id = $2::uuid AND status = 'streaming'
+            WHERE session_id = $1::uuid AND (tenant_id = $2::uuid) IS TRUE AND status = 'streaming'
               AND EXISTS (SELECT 1 FROM touch)"""
 
         # -- sessions --------------------------------------------------------------------
@@ -303,7 +310,7 @@ class Statements:
         )
         self.list_api_calls = f"""
             SELECT {API_CALL_COLUMNS} FROM {A}
-            WHERE session_id = $1::uuid AND tenant_id = $2::uuid
+            WHERE session_id = $1::uuid AND (tenant_id = $2::uuid) IS TRUE
             ORDER BY created_at, id"""
 
         # -- checkpoints -----------------------------------------------------------------
@@ -328,7 +335,8 @@ class Statements:
                 WHERE id = $1::uuid AND tenant_id = $2::uuid
                 UNION ALL
                 SELECT {_qualified("b", CHECKPOINT_COLUMNS)}, chain.depth + 1
-                FROM {C} b JOIN chain ON b.id = chain.history_base
+                FROM chain JOIN LATERAL (
+                    SELECT * FROM {C} WHERE id = chain.history_base LIMIT 1) b ON true
             )
             SELECT {CHECKPOINT_COLUMNS} FROM chain ORDER BY depth"""
         # The newest record of a session (of an agent) and its chain: a restore in one query.
@@ -336,12 +344,13 @@ class Statements:
             WITH RECURSIVE chain AS (
                 SELECT {CHECKPOINT_COLUMNS}, 0 AS depth FROM {C}
                 WHERE id = (SELECT id FROM {C}
-                            WHERE session_id = $1::uuid AND tenant_id = $2::uuid
+                            WHERE session_id = $1::uuid AND (tenant_id = $2::uuid) IS TRUE
                               AND ($3::uuid IS NULL OR agent_id = $3::uuid)
                             ORDER BY version DESC LIMIT 1)
                 UNION ALL
                 SELECT {_qualified("b", CHECKPOINT_COLUMNS)}, chain.depth + 1
-                FROM {C} b JOIN chain ON b.id = chain.history_base
+                FROM chain JOIN LATERAL (
+                    SELECT * FROM {C} WHERE id = chain.history_base LIMIT 1) b ON true
             )
             SELECT {CHECKPOINT_COLUMNS} FROM chain ORDER BY depth"""
         self.session_tags = f"SELECT id, history_tag FROM {C} WHERE session_id = $1::uuid"
@@ -350,7 +359,7 @@ class Statements:
         )
         session_records = f"""
             SELECT {CHECKPOINT_COLUMNS} FROM {C}
-            WHERE session_id = $1::uuid AND tenant_id = $2::uuid
+            WHERE session_id = $1::uuid AND (tenant_id = $2::uuid) IS TRUE
               AND ($3::uuid IS NULL OR agent_id = $3::uuid)"""
         self.session_records = f"{session_records} ORDER BY version"
         self.latest_record = f"{session_records} ORDER BY version DESC LIMIT 1"
@@ -415,10 +424,10 @@ class Statements:
         return f"""
             WITH w AS MATERIALIZED (SELECT {start} AS start)
             SELECT {MESSAGE_COLUMNS}, (SELECT start FROM w) AS start FROM {table}
-            WHERE session_id = $1::uuid AND tenant_id = $2::uuid
+            WHERE session_id = $1::uuid AND (tenant_id = $2::uuid) IS TRUE
               AND seq >= (SELECT start FROM w) AND seq <= 9223372036854775807
             UNION ALL
             SELECT {MESSAGE_COLUMNS}, (SELECT start FROM w) AS start FROM {table}
-            WHERE session_id = $1::uuid AND tenant_id = $2::uuid AND role = 'system'
+            WHERE session_id = $1::uuid AND (tenant_id = $2::uuid) IS TRUE AND role = 'system'
               AND seq < (SELECT start FROM w)
             ORDER BY seq"""

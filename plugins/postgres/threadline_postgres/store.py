@@ -58,6 +58,7 @@ from threadline_postgres.rows import (
     update_params,
     with_seq,
 )
+from threadline_postgres.statistics import PlannerStatistics
 from threadline_postgres.usage import UsageReports
 
 __all__ = ["PostgresStore"]
@@ -65,7 +66,7 @@ __all__ = ["PostgresStore"]
 _LAST_SEQ = 2**63 - 1  # above every seq: "no upper bound" for read_messages
 
 
-class PostgresStore(LiveReplies, Retention, UsageReports):
+class PostgresStore(LiveReplies, Retention, UsageReports, PlannerStatistics):
     """A threadline store on a PostgreSQL database (asyncpg connection pool).
 
     Open one with :meth:`open` or ``threadline.connect("postgresql://...")``.
