@@ -23,7 +23,7 @@ import threadline
 from threadline.cli import cli
 from threadline.ids import new_id
 from threadline.models import Message
-from threadline.runtime.compaction import SUMMARY_KEY, summary_range
+from threadline.runtime.compaction import SUMMARY_KEY, load_budgeted, summary_range
 from threadline.runtime.providers import ChatRequest, EchoProvider, StreamEvent
 from threadline.runtime.tokens import message_tokens
 
@@ -246,3 +246,50 @@ def test_cli_compact(tmp_path: Path) -> None:
     assert missing.exit_code == 1
     assert missing.output.strip().splitlines() == [missing.output.strip()]
     assert "NotFoundError" in missing.output
+
+
+async def test_a_long_session_is_read_by_its_budget_and_compacted_whole(url: str) -> None:
+    store = await threadline.connect(url)
+    sid = new_id()
+    plain = await (
+        threadline.AgentBuilder("Be brief.")
+        .with_store(store)
+        .with_tenant_id(TENANT)
+        .with_session_id(sid)
+        .with_provider("echo")
+        .build()
+    )
+    for n in range(40):
+        await plain.chat(question(n))
+    window, complete = await load_budgeted(store, TENANT, sid, 300, None)
+    assert not complete and sum(m.role == "user" for m in window) in (4, 8)
+
+    got: list[Sequence[Message]] = []
+
+    def summarize(messages: Sequence[Message]) -> str:
+        got.append(messages)
+        return "forty questions about the weather"
+
+    agent = await (
+        threadline.AgentBuilder("Be brief.")
+        .with_store(store)
+        .with_tenant_id(TENANT)
+        .with_session_id(sid)
+        .with_provider("echo")
+        .with_compaction(max_tokens=300, keep_rounds=2, summarizer=summarize)
+        .build()
+    )
+    try:
+        await agent.chat(question(40))
+        # The summary covers every round before the kept two: read whole for the compaction.
+        assert [m.content for m in got[0] if m.role == "user"] == [question(n) for n in range(39)]
+        stored = await store.get_messages(TENANT, sid)
+        summary = next(m for m in stored if summary_range(m) is not None)
+        assert summary_range(summary) == (2, 79)
+        # From now on a turn reads only back to what the summary covers.
+        window, complete = await load_budgeted(store, TENANT, sid, 300, None)
+        assert complete and sum(m.role == "user" for m in window) == 4
+    finally:
+        await agent.close()
+        await plain.close()
+        await store.close()

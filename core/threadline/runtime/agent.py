@@ -29,8 +29,13 @@ from typing import TYPE_CHECKING, Any
 from threadline.errors import ConflictError
 from threadline.ids import IdLike, check_id, new_id
 from threadline.models import ApiCall, Message, Role, Session
+from threadline.runtime.compaction import (
+    compact_session,
+    fit_history,
+    load_budgeted,
+    model_summarizer,
+)
 from threadline.runtime.editing import EditingFlow
-from threadline.runtime.compaction import compact_session, fit_history, model_summarizer
 from threadline.runtime.held_turns import ApprovalFlow
 from threadline.runtime.locations import (
     DEFAULT_DATABASE,
@@ -223,7 +228,7 @@ class Agent(ApprovalFlow, EditingFlow):
         user = self._message(sid, "user", text, metadata=metadata or {})
         user_saved = asyncio.ensure_future(self.store.save_message(user))
         try:
-            window = await self.store.load_window(p.tenant_id, sid, settings.window)
+            window, complete = await self._load(sid)
         except BaseException:
             await user_saved  # never leave the write behind: durable, or its error raised
             raise
@@ -231,7 +236,7 @@ class Agent(ApprovalFlow, EditingFlow):
         # System messages first (a prompt added to an older session is still the first).
         history.sort(key=lambda m: m.role != "system")
         try:
-            history = await self._fit(history)
+            history = await self._fit(sid, history, complete)
         except BaseException:
             await user_saved
             raise
@@ -245,11 +250,29 @@ class Agent(ApprovalFlow, EditingFlow):
             async for piece in turn:
                 yield piece
 
-    async def _fit(self, history: list[Message]) -> list[Message]:
+    def _budget(self) -> int | None:
+        """The most tokens a turn sends or checks before compacting (``None``: no budget)."""
+        s = self.settings
+        limits = [n for n in (s.window_tokens, s.compaction and s.compaction.max_tokens) if n]
+        return max(limits) if limits else None
+
+    async def _load(self, sid: str) -> tuple[list[Message], bool]:
+        """The stored window a turn starts from, and whether it is all the model may see."""
+        s, tenant = self.settings, self.persistence.tenant_id
+        budget = self._budget()
+        if budget is None or s.window is not None:
+            return await self.store.load_window(tenant, sid, s.window), True
+        return await load_budgeted(self.store, tenant, sid, budget, s.token_counter)
+
+    async def _fit(self, sid: str, history: list[Message], complete: bool) -> list[Message]:
         """The history a request sends: compacted and cut to the token window if configured."""
         s, p = self.settings, self.persistence
-        if s.compaction is None and s.window_tokens is None:
+        if self._budget() is None:
             return history
+
+        async def reload() -> list[Message]:
+            return await self.store.load_window(p.tenant_id, sid, None)
+
         return await fit_history(
             self.store,
             history,
@@ -259,6 +282,7 @@ class Agent(ApprovalFlow, EditingFlow):
             summarizer=model_summarizer(s.provider, s.model),
             user_id=p.user_id,
             agent_id=p.agent_id,
+            reload=None if complete else reload,
         )
 
     async def compact(

@@ -12,7 +12,7 @@ A later compaction summarizes the previous summary with the rounds after it.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -32,6 +32,7 @@ __all__ = [
     "compact_messages",
     "compact_session",
     "fit_history",
+    "load_budgeted",
     "model_summarizer",
     "summary_range",
     "visible",
@@ -206,6 +207,40 @@ async def compact_session(
     return None if summary is None else await store.save_message(summary)
 
 
+FIRST_LOAD_ROUNDS = 4
+"""Rounds a budgeted turn reads first; doubled until the budget is passed or nothing is left."""
+
+
+def _counted(messages: Iterable[Message], count: TokenCounter) -> int:
+    return sum(message_tokens(m, count) for m in messages if m.role != "system")
+
+
+async def load_budgeted(
+    store: Store, tenant_id: str, session_id: str, budget: int, counter: TokenCounter | None
+) -> tuple[list[Message], bool]:
+    """The window a turn with a token budget needs, and whether it is complete.
+
+    Reads 4, 8, 16, ... rounds (one indexed window read each) until what the model would
+    see is over ``budget`` (then it is incomplete: a compaction reads the rest), reaches
+    what the latest summary covers, or is the whole session; so a turn's read is bounded
+    by its budget, not by the session's length.
+    """
+    count = counter or estimate_tokens
+    rounds = FIRST_LOAD_ROUNDS
+    while True:
+        window = await store.load_window(tenant_id, session_id, rounds)
+        if sum(m.role == "user" for m in window) < rounds:
+            return window, True  # the whole session
+        latest = _latest_summary(window)
+        covered = summary_range(latest) if latest is not None else None
+        seqs = [m.seq for m in window if m.role != "system" and m.seq is not None]
+        if covered is not None and seqs and min(seqs) <= covered[1] + 1:
+            return window, True  # reaches what the summary covers
+        if _counted(visible(window), count) > budget:
+            return window, False
+        rounds *= 2
+
+
 async def fit_history(
     store: Store,
     history: Sequence[Message],
@@ -216,9 +251,11 @@ async def fit_history(
     summarizer: Summarizer,
     user_id: str | None,
     agent_id: str | None,
+    reload: Callable[[], Awaitable[list[Message]]] | None = None,
 ) -> list[Message]:
     """What a turn sends of ``history`` (system first): compacted first when it is over
-    the compaction budget, then cut to the token window."""
+    the compaction budget, then cut to the token window. ``reload`` (given when
+    ``history`` is a partial window) reads everything a compaction must summarize."""
     count = counter or estimate_tokens
 
     def tokens(m: Message) -> int:
@@ -226,6 +263,11 @@ async def fit_history(
 
     shown = visible(history)
     if compaction is not None and sum(tokens(m) for m in shown) > compaction.max_tokens:
+        if reload is not None:
+            full = await reload()
+            stored = {m.id for m in full}
+            shown = visible([*full, *(m for m in history if m.id not in stored)])
+            shown.sort(key=lambda m: m.role != "system")
         summary = await compact_messages(
             shown,
             compaction.keep_rounds,
