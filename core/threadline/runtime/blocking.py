@@ -84,6 +84,11 @@ class BlockingAgent(BlockingFacade[Agent], wraps=Agent):
     reject = streaming(Agent.reject)
     continue_turn = streaming(Agent.continue_turn)
     follow = streaming(Agent.follow)
+    regenerate = blocking(Agent.regenerate)
+    regenerate_stream = streaming(Agent.regenerate_stream)
+    edit = blocking(Agent.edit)
+    edit_stream = streaming(Agent.edit_stream)
+    compact = blocking(Agent.compact)
 
 
 class BlockingPersistenceContext(BlockingFacade[PersistenceContext], wraps=PersistenceContext):
@@ -154,4 +159,5 @@ class BlockingPersistenceContext(BlockingFacade[PersistenceContext], wraps=Persi
     save_assistant_message = blocking(PersistenceContext.save_assistant_message)
     save_tool_message = blocking(PersistenceContext.save_tool_message)
     get_history = blocking(PersistenceContext.get_history)
+    pop_last = blocking(PersistenceContext.pop_last)
     new_session = blocking(PersistenceContext.new_session)
