@@ -113,3 +113,22 @@ def test_tiktoken_is_used_only_when_its_encoding_is_cached(
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))  # empty: nothing cached
     assert tiktoken_counter() is None  # not installed, or installed without its encoding
     assert default_counter() is estimate_tokens
+
+
+async def test_persistence_context_reads_a_token_window() -> None:
+    import threadline
+    from threadline import PersistenceContext
+
+    store = await threadline.connect("memory://")
+    ctx = await PersistenceContext.open(store, tenant_id=new_id())
+    await ctx.save_system_message("be brief")
+    for n in range(5):
+        await ctx.save_user_message(f"question {n} " + "x" * 40)
+        await ctx.save_assistant_message(f"answer {n} " + "y" * 40)
+    everything = await ctx.get_history()
+    window = await ctx.get_history(max_tokens=70)
+    assert window[0].content == "be brief"
+    assert [m.content[:10] for m in window[1:]] == ["question 4", "answer 4 y"]
+    assert await ctx.get_history(max_tokens=10_000) == everything
+    assert await ctx.get_history(2, max_tokens=10_000) == [everything[0], *everything[-4:]]
+    await store.close()

@@ -17,8 +17,10 @@ from typing import Any
 from threadline.errors import ConflictError
 from threadline.ids import IdLike, check_id, optional_id
 from threadline.models import Message, MessageStatus, Role, Session, ToolCall
+from threadline.runtime.tokens import TokenCounter, estimate_tokens, message_tokens
 from threadline.store import Store
 from threadline.store.branching import pop_last
+from threadline.storekit.window import select_token_window
 
 __all__ = ["PersistenceContext"]
 
@@ -179,9 +181,20 @@ class PersistenceContext:
         )
         return (await self.save(message)).id
 
-    async def get_history(self, last_rounds: int | None = None) -> list[Message]:
-        """The session's messages, oldest first; the last ``last_rounds`` rounds if given."""
-        return await self.store.load_window(self.tenant_id, self.session.id, last_rounds)
+    async def get_history(
+        self,
+        last_rounds: int | None = None,
+        *,
+        max_tokens: int | None = None,
+        counter: TokenCounter | None = None,
+    ) -> list[Message]:
+        """The session's messages, oldest first; the last ``last_rounds`` rounds if given,
+        then the newest whole rounds within ``max_tokens`` (see ``select_token_window``)."""
+        history = await self.store.load_window(self.tenant_id, self.session.id, last_rounds)
+        if max_tokens is None:
+            return history
+        count = counter or estimate_tokens
+        return select_token_window(history, max_tokens, lambda m: message_tokens(m, count))
 
     async def pop_last(self, *, round: bool = False) -> list[Message]:
         """Remove the session's last message (``round=True``: its last round, from the last
