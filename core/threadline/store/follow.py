@@ -19,7 +19,7 @@ import pluggy
 
 from threadline.errors import NotFoundError, ValidationError
 from threadline.models import Message, MessageStatus
-from threadline.storekit.live import ReplyPiece, ReplySubscription
+from threadline.storekit.live import SUBSCRIPTION_QUEUE, ReplyPiece, ReplySubscription
 
 if TYPE_CHECKING:
     from threadline.store.facade import Store
@@ -200,6 +200,9 @@ class _Follower:
             return []  # another reply's piece, or text we have
         self.pending.append(piece)
         out = self.drain()
+        if len(self.pending) > SUBSCRIPTION_QUEUE:  # a gap the row has not filled yet:
+            self.pending.clear()  # bounded; the row holds this text and more, read below
+            self.last_read = 0.0
         if self.pending and self.loop.time() - self.last_read >= self.poll_interval:
             out += await self.resync()  # a gap: the row may hold the missing text
         return out

@@ -182,7 +182,7 @@ class Fanout:
 class Publisher:
     """Sends pieces in the background, in order, batched; :meth:`publish` never waits.
 
-    At most ``maxsize`` pieces wait; more are dropped (logged once per reply) and the
+    At most ``maxsize`` pieces wait; more are dropped (the first drop is logged) and the
     followers fill the gap from the stored row. A failed send is logged and its batch dropped.
     """
 
@@ -199,6 +199,8 @@ class Publisher:
         try:
             self._queue.put_nowait(piece)
         except asyncio.QueueFull:
+            if not self.dropped:
+                logger.warning("live replies: buffer full, pieces dropped (followers re-read)")
             self.dropped += 1
             return
         if self._task is None or self._task.done():
