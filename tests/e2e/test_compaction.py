@@ -293,3 +293,38 @@ async def test_a_long_session_is_read_by_its_budget_and_compacted_whole(url: str
         await agent.close()
         await plain.close()
         await store.close()
+
+
+async def test_a_turn_continued_after_approval_is_fitted_too() -> None:
+    from threadline.runtime.approvals import ApprovalRequired, requires_approval
+
+    @requires_approval
+    def pay(to: str, amount: int) -> str:
+        """Pay someone."""
+        return f"paid {amount} to {to}"
+
+    model = Recording()
+    store = await threadline.connect("memory://")
+    agent = await (
+        threadline.AgentBuilder("Be brief.")
+        .with_store(store)
+        .with_tenant_id(TENANT)
+        .with_provider(model)
+        .with_tools([pay])
+        .with_window_tokens(100)
+        .build()
+    )
+    try:
+        for n in range(6):
+            await agent.chat(question(n))
+        pieces = [p async for p in agent.chat_stream('tool:pay {"to": "ada", "amount": 5}')]
+        held = pieces[-1]
+        assert isinstance(held, ApprovalRequired)
+        text = "".join([p async for p in agent.approve(held.calls[0].id)])
+        assert text == "Echo: paid 5 to ada"
+        sent = list(model.requests[-1].messages)
+        assert sent[0].role == "system" and sent[-1].role == "tool"
+        assert not any(m.content == question(0) for m in sent)  # cut to the token window
+    finally:
+        await agent.close()
+        await store.close()

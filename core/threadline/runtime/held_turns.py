@@ -57,6 +57,8 @@ class ApprovalFlow:
 
         async def open_session(self, session_id: IdLike | None = None) -> Session: ...
 
+        async def _fit(self, sid: str, history: list[Message], complete: bool) -> list[Message]: ...
+
     def _turn_settings(self, sid: str) -> TurnSettings:
         settings = self.settings
 
@@ -217,6 +219,7 @@ class ApprovalFlow:
             )
             history.append(await self.store.save_message(message))
         await record_done(self.store, state)
+        history = await self._fit(sid, history, True)  # compaction and the token window
         transcript = StoreTranscript(p, sid, history, settings.flush_interval)
         turn = stream_turn(transcript, self._turn_settings(sid))
         async with contextlib.aclosing(turn):
