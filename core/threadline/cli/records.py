@@ -71,7 +71,7 @@ def sessions_list(
     if as_json:
         print_json([_session_json(s, n, expiry if expiring else None) for s, n in rows])
     else:
-        table = [
+        table: list[tuple[Any, ...]] = [
             (s.id, s.updated_at.strftime("%Y-%m-%d %H:%M:%S"), n, s.title or "") for s, n in rows
         ]
         headers = ["id", "updated (UTC)", "messages", "title"]

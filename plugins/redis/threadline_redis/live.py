@@ -84,7 +84,10 @@ class LiveReplies:
             self._fanout = Fanout()
             self._confirmed = {}
             redis = self.client.redis
-            self._pubsub = _PubSub(redis.connection_pool, event_dispatcher=redis._event_dispatcher)
+            # redis-py >= 5.2 hands its event dispatcher to every PubSub; older ones have none
+            dispatcher = getattr(redis, "_event_dispatcher", None)
+            extra = {} if dispatcher is None else {"event_dispatcher": dispatcher}
+            self._pubsub = _PubSub(redis.connection_pool, **extra)
             self._pubsub.fanout = self._fanout
         fanout, channel = self._fanout, self._channel(tenant_id, session_id)
 
