@@ -24,6 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 import attrs
 
 from threadline.errors import ConfigurationError, ConflictError
+from threadline.graph.messages import MessageMirror
 from threadline.models import ApiCall, Checkpoint, Session
 from threadline.plugins import dispatch
 from threadline.store import Store, connect
@@ -114,6 +115,7 @@ class StoreBackend(CheckpointBackend):
     def __init__(self, store: Store, *, owned: bool = False) -> None:
         self.store = store
         self.owned = owned
+        self.mirror = MessageMirror(store)
 
     def __repr__(self) -> str:
         return f"<StoreBackend {self.store!r}>"
@@ -139,7 +141,12 @@ class StoreBackend(CheckpointBackend):
             raise ConflictError(f"session {scope.session_id} belongs to another user")
 
     async def save(self, checkpoint: Checkpoint) -> Checkpoint:
-        return await self.store.create_checkpoint(checkpoint)
+        """Store the checkpoint, then bring the session's messages to its history
+        (:mod:`threadline.graph.messages`; stores without messages keep checkpoints only)."""
+        stored = await self.store.create_checkpoint(checkpoint)
+        if all(self._has(f"threadline_{h}") for h in ("create_session", "delete_messages")):
+            await self.mirror.sync(checkpoint)
+        return stored
 
     async def get(self, scope: CheckpointScope, checkpoint_id: str) -> Checkpoint | None:
         found = await self.store.get_checkpoint(scope.tenant_id, checkpoint_id)
