@@ -158,3 +158,23 @@ async def test_context_pop_last_undoes_an_item_or_a_round(store: threadline.Stor
     await ctx.save_user_message("q3")
     history = await ctx.get_history()
     assert [m.seq for m in history] == [1, 2, 5]
+
+
+async def test_regenerate_sends_the_agents_window(store: threadline.Store) -> None:
+    provider = CountingProvider()
+    agent = await (
+        AgentBuilder("You are terse.")
+        .with_store(store)
+        .with_tenant_id(TENANT)
+        .with_user_id(USER)
+        .with_provider(provider)  # type: ignore[arg-type]
+        .with_sliding_window(1)
+        .build()
+    )
+    for text in ("one", "two", "three"):
+        await agent.chat(text)
+    await agent.regenerate()
+    assert texts(list(provider.requests[-1].messages)) == [
+        ("system", "You are terse."),
+        ("user", "three"),
+    ]

@@ -50,6 +50,10 @@ class EditingFlow:
 
         async def _refuse_while_held(self, sid: str) -> None: ...
 
+        async def _load(self, sid: str) -> tuple[list[Message], bool]: ...
+
+        async def _fit(self, sid: str, history: list[Message], complete: bool) -> list[Message]: ...
+
         def chat_stream(
             self,
             text: str,
@@ -79,9 +83,10 @@ class EditingFlow:
         if last_round[-1].id != question.id:
             await self._keep_branch(sid, last_round[-1], "regenerate")
             await self.store.delete_messages(tenant, sid, after_seq=question.seq or 0)
-        window = await self.store.load_window(tenant, sid, self.settings.window)
+        window, complete = await self._load(sid)  # the window and token budget of a turn
         history = select_window(window, self.settings.window)
         history.sort(key=lambda m: m.role != "system")
+        history = await self._fit(sid, history, complete)
         turn = stream_turn(
             StoreTranscript(self.persistence, sid, history, self.settings.flush_interval),
             self._turn_settings(sid),
