@@ -168,7 +168,7 @@ def threadline_get_latest_checkpoint(
     """Read the checkpoint with the highest version in a session (tombstones included).
 
     Tier: derived (default: one ``list_checkpoint_records(latest=True)``, the history
-    rebuilt off the event loop).
+    rebuilt without holding the event loop).
 
     :param tenant_id: the caller's tenant.
     :param session_id: the session.

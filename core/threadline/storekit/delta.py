@@ -106,7 +106,7 @@ import json
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -123,6 +123,7 @@ __all__ = [
     "EncodedHistory",
     "HistoryCache",
     "apply_record",
+    "apply_steps",
     "common_prefix",
     "decode_items",
     "encode_history",
@@ -131,6 +132,7 @@ __all__ = [
     "load_record",
     "new_tag",
     "rebuild",
+    "rebuild_steps",
 ]
 
 FORMAT_VERSION = 1
@@ -357,6 +359,21 @@ def apply_record(
     session_id: str,
 ) -> None:
     """Turn ``history`` (the parent's logical history) into the record's, in place."""
+    for _ in apply_steps(history, record, tenant_id=tenant_id, session_id=session_id):
+        pass
+
+
+def apply_steps(
+    history: list[Message],
+    record: str | bytes | Mapping[str, Any],
+    *,
+    tenant_id: str,
+    session_id: str,
+    step_chars: int | None = None,
+) -> Iterator[None]:
+    """:func:`apply_record` as a generator that pauses after about every ``step_chars`` of
+    the record's text (``None``: never), so a caller on an event loop can let others run."""
+    size = len(record) if isinstance(record, (str, bytes)) else 0
     keep, items = load_record(record)
     if keep is None:
         history.clear()
@@ -367,14 +384,44 @@ def apply_record(
         )
     else:
         del history[keep:]
-    history.extend(
-        decode_items(
-            items,
-            tenant_id=tenant_id,
-            session_id=session_id,
-            previous=history[-1] if history else None,
+    step = len(items) or 1
+    if step_chars is not None and size > step_chars:
+        step = max(1, len(items) * step_chars // size)
+        yield  # the record's JSON is decoded: a pause before its messages
+    for start in range(0, len(items), step):
+        history.extend(
+            decode_items(
+                items[start : start + step] if step < len(items) else items,
+                tenant_id=tenant_id,
+                session_id=session_id,
+                previous=history[-1] if history else None,
+            )
         )
-    )
+        if step < len(items):
+            yield
+
+
+def rebuild_steps(
+    history: list[Message],
+    records: Iterable[str | bytes | Mapping[str, Any]],
+    *,
+    tenant_id: str,
+    session_id: str,
+    step_chars: int,
+) -> Iterator[None]:
+    """:func:`rebuild` into ``history`` as a generator that pauses after about every
+    ``step_chars`` of record text (a record's JSON is decoded whole between two pauses)."""
+    done = 0
+    for record in records:
+        for _ in apply_steps(
+            history, record, tenant_id=tenant_id, session_id=session_id, step_chars=step_chars
+        ):
+            yield
+            done = 0
+        done += len(record) if isinstance(record, (str, bytes)) else 0
+        if done >= step_chars:
+            yield
+            done = 0
 
 
 def rebuild(

@@ -9,9 +9,9 @@ has the format and the snapshot rule). This module does the rest, for every stor
   for it is the cached one (the insert hook checks the tag and refuses a stale one),
   else from its chain; a retry of a stored id comes back, other content conflicts;
 * **reading** (:func:`restore`, :func:`histories`): a history is rebuilt from its chain,
-  each record decoded once however many checkpoints share it, off the event loop (in a
-  :class:`~threadline.storekit.sync.SyncStore`'s own thread with the read, or in a worker
-  thread when the chain's text is large; see :data:`INLINE_CHARS`);
+  each record decoded once however many checkpoints share it, without holding the event
+  loop (in a :class:`~threadline.storekit.sync.SyncStore`'s own thread with the read, or on
+  the loop in slices of :data:`INLINE_CHARS` of record text);
 * **the prune plan** (:func:`prune_plan`): keep the newest versions whole, a kept delta
   whose base goes is rewritten as a snapshot first;
 * **the erase-rewrite plan** (:func:`erase_plan`): every record whose own messages hold the
@@ -41,6 +41,7 @@ from threadline.storekit.delta import (
     load_record,
     new_tag,
     rebuild,
+    rebuild_steps,
 )
 from threadline.storekit.erasure import redact_record
 from threadline.storekit.records import CheckpointRecord, StaleRecordError, id_conflict
@@ -61,11 +62,13 @@ __all__ = [
 ]
 
 INLINE_CHARS = 16_384
-"""A chain with at most this much record text is decoded on the event loop; a longer one
-in a worker thread. Measured (400-byte messages, ``rebuild`` timed alone on a 2-core
-machine): decoding costs 4-5 us per KiB (a 400-message W5 history, 194 KiB: 0.94 ms) and a
-hand-off to a thread about 30 us, so 16 KiB (~0.08 ms) stays far below the 1 ms a loop may
-stall while a hand-off would add a third to it."""
+"""A chain with at most this much record text is decoded on the event loop in one go; a
+longer one on the loop in slices of about this much text, the loop free between two (a
+record's JSON is parsed whole: a 200-step loop's snapshot, 120 KiB, ~0.3 ms). Measured
+(400-byte messages, 2-core machine): decoding costs 4-5 us per KiB, so a slice holds the
+loop ~0.08 ms and a pause costs ~5 us; a hand-off to a worker thread instead cost
+0.15-0.3 ms more per restore of a 200-step loop's chain (72 records, 198 KiB: 1.1 ms inline,
+1.3 ms in a thread, 1.14 ms in slices), more when the machine is busy."""
 
 
 class Hooks(Protocol):
@@ -108,12 +111,13 @@ def _built(chain: Iterable[CheckpointRecord] | None) -> Built:
 
 async def read_chain(hooks: Hooks, hook: str, **kwargs: Any) -> Built:
     """Call the chain-reading ``hook`` (``read_checkpoint_records`` with ``chain``, or
-    ``list_checkpoint_records`` with ``latest``) and rebuild the head's history, off the loop.
+    ``list_checkpoint_records`` with ``latest``) and rebuild the head's history.
 
     On a :class:`~threadline.storekit.sync.SyncStore` whose hooks block, the read and the
     rebuild run together in one :meth:`~threadline.storekit.sync.SyncStore.run_sync` of
     ``hook`` (the store's reader thread, say): one hand-off. Otherwise the hook is awaited
-    and a chain longer than :data:`INLINE_CHARS` is rebuilt in a worker thread.
+    and a chain longer than :data:`INLINE_CHARS` is rebuilt in slices, the loop free
+    between two (no thread hand-off: see :data:`INLINE_CHARS`).
     """
     plugin = getattr(hooks, "plugin", None)
     operation = getattr(getattr(plugin, hook, None), "sync_operation", None)
@@ -123,9 +127,17 @@ async def read_chain(hooks: Hooks, hook: str, **kwargs: Any) -> Built:
         built: Built = await run_sync(hook, lambda: _built(op(**kwargs)))
         return built
     chain = list(await hooks.call(hook, **kwargs) or ())
-    if sum(len(r.record) for r in chain) > INLINE_CHARS:
-        return await asyncio.to_thread(_built, chain)
-    return _built(chain)
+    if sum(len(r.record) for r in chain) <= INLINE_CHARS:
+        return _built(chain)
+    history: list[Message] = []
+    if chain:
+        head = _checked_head(chain)
+        for _ in rebuild_steps(
+            history, [r.record for r in reversed(chain)], tenant_id=head.tenant_id,
+            session_id=head.session_id, step_chars=INLINE_CHARS,
+        ):  # fmt: skip
+            await asyncio.sleep(0)
+    return chain, tuple(history)
 
 
 async def _chain(hooks: Hooks, tenant_id: str, checkpoint_id: str) -> Built:
@@ -154,15 +166,20 @@ def chain_history(chain: Sequence[CheckpointRecord]) -> tuple[Message, ...]:
     head's full checkpoint is read: an ancestor needs only its ids, record and depth."""
     if not chain:
         return ()
+    head = _checked_head(chain)
+    return rebuild(
+        [r.record for r in reversed(chain)], tenant_id=head.tenant_id, session_id=head.session_id
+    )
+
+
+def _checked_head(chain: Sequence[CheckpointRecord]) -> Checkpoint:
+    """The head's checkpoint of a chain whose links and snapshot are checked."""
     if chain[-1].depth != 0:
         raise StoreError(f"checkpoint {chain[-1].id}'s chain has no snapshot; the store is damaged")
     for child, parent in itertools.pairwise(chain):
         if not child.depth or child.parent_id != parent.id:
             raise StoreError(f"checkpoint {child.id}'s chain is broken; the store is damaged")
-    head = chain[0].checkpoint
-    return rebuild(
-        [r.record for r in reversed(chain)], tenant_id=head.tenant_id, session_id=head.session_id
-    )
+    return chain[0].checkpoint
 
 
 def checkpoint_of_chain(hooks: Hooks, chain: Sequence[CheckpointRecord]) -> Checkpoint | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
 import attrs
 
@@ -58,20 +59,30 @@ def ancestor(
 ) -> CheckpointRecord:
     """A chain's ancestor as the log reads it: only its ids, record, depth and tag are
     real (the other checkpoint fields are placeholders), so a store skips decoding them."""
-    checkpoint = _build_checkpoint(
-        id=checkpoint_id,
-        parent_id=parent_id,
-        tenant_id=tenant_id,
-        session_id=session_id,
-        state={},
-        properties={},
-        created_at=_EPOCH,
-        **_ANCESTOR_DEFAULTS,
-    )
-    return CheckpointRecord(checkpoint, record, depth, tag)
+    values: list[Any] = list(_ANCESTOR_VALUES)
+    values[_AT_ID], values[_AT_PARENT] = checkpoint_id, parent_id
+    values[_AT_TENANT], values[_AT_SESSION] = tenant_id, session_id
+    values[_AT_STATE], values[_AT_PROPERTIES] = {}, {}
+    out = _new(CheckpointRecord)  # a chain has up to SNAPSHOT_EVERY of them: no kwargs,
+    _set_checkpoint(out, _build_checkpoint(*values))  # no attrs __init__ (~4x faster)
+    _set_record(out, record)
+    _set_depth(out, depth)
+    _set_tag(out, tag)
+    return out
 
 
 _build_checkpoint = builder(Checkpoint)
+_FIELDS = [f.name for f in attrs.fields(Checkpoint)]
+_ANCESTOR_VALUES = tuple(
+    _ANCESTOR_DEFAULTS.get(name, _EPOCH if name == "created_at" else None) for name in _FIELDS
+)
+_AT_ID, _AT_PARENT = _FIELDS.index("id"), _FIELDS.index("parent_id")
+_AT_TENANT, _AT_SESSION = _FIELDS.index("tenant_id"), _FIELDS.index("session_id")
+_AT_STATE, _AT_PROPERTIES = _FIELDS.index("state"), _FIELDS.index("properties")
+_new = object.__new__
+_set_checkpoint, _set_record, _set_depth, _set_tag = (
+    CheckpointRecord.__dict__[name].__set__ for name in ("checkpoint", "record", "depth", "tag")
+)
 
 
 class StaleRecordError(ConflictError):

@@ -22,6 +22,7 @@ the order of writes keeps each operation crash-safe:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,7 +30,12 @@ import attrs
 
 from threadline.errors import NotFoundError, StoreError, ValidationError
 from threadline.models import Checkpoint, trusted
-from threadline.storekit.records import CheckpointRecord, StaleRecordError, id_conflict
+from threadline.storekit.records import (
+    CheckpointRecord,
+    StaleRecordError,
+    ancestor,
+    id_conflict,
+)
 from threadline_fsspec import layout
 from threadline_fsspec.files import StoreFiles
 from threadline_fsspec.records import decode, encode, parse_time
@@ -47,30 +53,28 @@ def _checkpoint(header: dict[str, Any]) -> Checkpoint:
                                   "created_at": parse_time(header["created_at"])})  # fmt: skip
 
 
-def _tail(text: str) -> tuple[Any, Any, Any]:
-    """``base``, ``depth`` and ``tag`` of ``,"base":B,"depth":D,"tag":T}`` (``None``s if not)."""
-    fields = text[1:-1].split(",")
-    if len(fields) != 3 or not text.endswith("}"):
-        return None, None, None
-    values = dict(field.split(":", 1) for field in fields)
-    if values.keys() != {'"base"', '"depth"', '"tag"'}:
-        return None, None, None
-    base, depth, tag = (values[k] for k in ('"base"', '"depth"', '"tag"'))
-    return (None if base == "null" else int(base)), int(depth), int(tag)
+_TAIL = re.compile(r',"base":(null|[0-9]+),"depth":([0-9]+),"tag":([0-9]+)\}')
 
 
-def _parse(data: bytes, where: str) -> tuple[CheckpointRecord, int | None]:
+def _parse(data: bytes, where: str, full: bool = True) -> tuple[CheckpointRecord, int | None]:
     """A checkpoint file: its record and its base. The history record is cut out of the text
     as it is (the core decodes it): the file's fields are written in the order checkpoint,
-    history, base, depth, tag, and only numbers follow the last ``,"base":``."""
+    history, base, depth, tag, and only numbers follow the last ``,"base":``. Without
+    ``full``, a chain's ancestor: only its ids, record, depth and tag are real."""
     text = data.decode()
     if text.startswith(_START):
         header, end = _header(text, len(_START))
         cut = text.rfind(_BASE)
-        base, depth, tag = _tail(text[cut:]) if cut > end else (None, None, None)
-        if text.startswith(_HISTORY, end) and isinstance(depth, int) and isinstance(tag, int):
+        tail = _TAIL.fullmatch(text, cut) if cut > end else None
+        if tail is not None and text.startswith(_HISTORY, end):
+            base, depth, tag = tail.groups()
             history = text[end + len(_HISTORY) : cut]
-            return CheckpointRecord(_checkpoint(header), history, depth, tag), base
+            if full:
+                record = CheckpointRecord(_checkpoint(header), history, int(depth), int(tag))
+            else:
+                record = ancestor(header["id"], header["parent_id"], header["tenant_id"],
+                                  header["session_id"], history, int(depth), int(tag))  # fmt: skip
+            return record, (None if base == "null" else int(base))
     doc = decode(data, where)  # the same fields in another order
     header, history = doc["checkpoint"], _record_text(doc["history"])
     return CheckpointRecord(_checkpoint(header), history, doc["depth"], doc["tag"]), doc["base"]
@@ -159,11 +163,13 @@ class CheckpointFiles(StoreFiles):
     ) -> list[CheckpointRecord]:
         """``record`` and, with ``chain``, the records it builds on back to a snapshot."""
         out = [record]
-        while chain and record.depth:
-            found = self._read(sd, base or 0)
-            if found is None:
+        read = self.backend.reader(layout.checkpoints_dir(sd)) if record.depth else None
+        while chain and record.depth and read is not None:
+            name = layout.numbered(base or 0)
+            data = read(name)
+            if data is None:
                 raise StoreError(f"checkpoint {base} of {sd} is missing; the store is damaged")
-            record, base = found
+            record, base = _parse(data, name, full=False)
             out.append(record)
         return out
 

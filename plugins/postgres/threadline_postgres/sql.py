@@ -28,6 +28,16 @@ from threadline_postgres.schema import TABLES
 __all__ = ["Statements"]
 
 
+# A chain's rows as CHECKPOINT_COLUMNS, but an ancestor's JSON fields are NULL (the log
+# reads only its ids, record, depth and tag): the server does not print them, nor the
+# client decode them. 72 rows of a 200-step loop's chain, 7 columns each.
+_CHAIN_COLUMNS = ", ".join(
+    f"CASE WHEN depth = 0 THEN {c} END AS {c}" if c in ("node_id", "input", "input_type",
+                                                        "state", "properties") else c
+    for c in CHECKPOINT_COLUMNS.split(", ")
+)  # fmt: skip
+
+
 def _qualified(prefix: str, columns: str) -> str:
     return ", ".join(f"{prefix}.{c}" for c in columns.split(", "))
 
@@ -338,7 +348,7 @@ class Statements:
                 FROM chain JOIN LATERAL (
                     SELECT * FROM {C} WHERE id = chain.history_base LIMIT 1) b ON true
             )
-            SELECT {CHECKPOINT_COLUMNS} FROM chain ORDER BY depth"""
+            SELECT {_CHAIN_COLUMNS} FROM chain ORDER BY depth"""
         # The newest record of a session (of an agent) and its chain: a restore in one query.
         self.latest_chain = f"""
             WITH RECURSIVE chain AS (
@@ -352,7 +362,7 @@ class Statements:
                 FROM chain JOIN LATERAL (
                     SELECT * FROM {C} WHERE id = chain.history_base LIMIT 1) b ON true
             )
-            SELECT {CHECKPOINT_COLUMNS} FROM chain ORDER BY depth"""
+            SELECT {_CHAIN_COLUMNS} FROM chain ORDER BY depth"""
         self.session_tags = f"SELECT id, history_tag FROM {C} WHERE session_id = $1::uuid"
         self.checkpoint_record = (
             f"SELECT {CHECKPOINT_COLUMNS} FROM {C} WHERE id = $1::uuid AND tenant_id = $2::uuid"
