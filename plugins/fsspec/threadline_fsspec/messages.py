@@ -9,7 +9,14 @@ defaults (each says why). Write orders that keep a crash harmless:
   (the record: all of the batch or nothing), then the ``head.json`` hint;
 * ``rewrite_messages``: a streaming marker for a message that now streams and new
   ``calls/`` entries, then the activity in ``head.json``, then each segment replaced
-  atomically, then the markers of messages no longer streaming deleted.
+  atomically, then the markers of messages no longer streaming deleted;
+* ``delete_messages``: the intent in ``head.json`` (durably, with the activity), then
+  the commit: the last segment rewritten keeping its seqs (truncated, or emptied with a
+  ``cut`` hiding the older segments' messages after the kept seq), then the index
+  entries, markers and ``calls/`` entries of the deleted messages, the kept segment
+  truncated and the segments between deleted, then ``head.json`` without the intent.
+  While an intent is there, readers take the last segment as the truth and writers
+  (:meth:`MessageFiles._settle`) finish the deletion before using an index.
 """
 
 from __future__ import annotations
