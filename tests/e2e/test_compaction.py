@@ -129,6 +129,11 @@ async def test_the_model_summarizes_when_no_summarizer_is_given(url: str) -> Non
         assert question(2) not in summary.content
         assert summary_range(summary) == (2, 5)
         assert await store.count_messages(TENANT, sid) == 8
+        # The summary request is an ApiCall like any other: usage reports count it.
+        calls = await store.list_api_calls(TENANT, sid)
+        compacting = [c for c in calls if c.metadata.get("purpose") == "compaction"]
+        assert len(calls) == 4 and len(compacting) == 1
+        assert compacting[0].status == "success" and compacting[0].prompt_tokens
     finally:
         await agent.close()
         await store.close()
@@ -242,6 +247,14 @@ def test_cli_compact(tmp_path: Path) -> None:
     assert nothing.exit_code == 0 and "nothing to compact" in nothing.output
     bad = runner.invoke(cli, ["sessions", "compact", sid, "--keep-rounds", "0", *base])
     assert bad.exit_code == 2 and "--keep-rounds" in bad.output
+
+    async def purposes() -> list[object]:
+        store = await threadline.connect(url)
+        calls = await store.list_api_calls(TENANT, sid)
+        await store.close()
+        return [c.metadata.get("purpose") for c in calls]
+
+    assert asyncio.run(purposes()) == [None, None, None, "compaction", "compaction"]
     missing = runner.invoke(cli, ["sessions", "compact", new_id(), *base])
     assert missing.exit_code == 1
     assert missing.output.strip().splitlines() == [missing.output.strip()]

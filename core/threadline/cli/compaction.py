@@ -55,7 +55,7 @@ def compact_command(
         if not name:
             raise ConfigurationError("no model: pass --model or set OPENAI_MODEL")
         try:
-            summarizer = model_summarizer(chosen, name)
+            summarizer = model_summarizer(chosen, name, store=db, user_id=user_id)
             return await compact_session(
                 db, tenant_id, session_id, summarizer, keep_rounds=keep_rounds, user_id=user_id
             )

@@ -279,7 +279,9 @@ class Agent(ApprovalFlow, EditingFlow):
             compaction=s.compaction,
             window_tokens=s.window_tokens,
             counter=s.token_counter,
-            summarizer=model_summarizer(s.provider, s.model),
+            summarizer=model_summarizer(
+                s.provider, s.model, store=self.store, user_id=p.user_id, agent_id=p.agent_id
+            ),
             user_id=p.user_id,
             agent_id=p.agent_id,
             reload=None if complete else reload,
@@ -293,7 +295,11 @@ class Agent(ApprovalFlow, EditingFlow):
         sid = check_id(session_id or self.session_id, "session_id")
         c, p = self.settings.compaction, self.persistence
         summarizer = (c.summarizer if c else None) or model_summarizer(
-            self.settings.provider, self.settings.model
+            self.settings.provider,
+            self.settings.model,
+            store=self.store,
+            user_id=p.user_id,
+            agent_id=p.agent_id,
         )
         keep = keep_rounds if keep_rounds is not None else (c.keep_rounds if c else 2)
         return await compact_session(

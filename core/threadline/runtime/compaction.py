@@ -20,8 +20,10 @@ import attrs
 from threadline.errors import ValidationError
 from threadline.ids import IdLike, check_id, optional_id
 from threadline.models import Message
-from threadline.runtime.providers import ChatRequest, Provider, TextDelta
+from threadline.runtime.providers import ChatRequest, Provider, StreamEnd, TextDelta
+from threadline.runtime.streaming import RequestTimer
 from threadline.runtime.tokens import TokenCounter, estimate_tokens, message_tokens
+from threadline.runtime.turn import api_status
 from threadline.store import Store
 from threadline.storekit.window import check_tokens, select_token_window, window_start
 
@@ -115,29 +117,63 @@ def _transcript(messages: Sequence[Message]) -> str:
     return "\n".join(lines)
 
 
-def model_summarizer(provider: Provider, model: str) -> Summarizer:
-    """A summarizer that asks ``model`` (one request, the messages as a transcript)."""
+def model_summarizer(
+    provider: Provider,
+    model: str,
+    *,
+    store: Store | None = None,
+    user_id: str | None = None,
+    agent_id: str | None = None,
+) -> Summarizer:
+    """A summarizer that asks ``model`` (one request, the messages as a transcript); with
+    ``store``, the request is recorded as an :class:`ApiCall` (``metadata.purpose`` is
+    ``"compaction"``) like any other, so usage reports count it."""
 
     async def summarize(messages: Sequence[Message]) -> str:
-        first = messages[0]
+        sid, tenant = messages[0].session_id, messages[0].tenant_id
         request = ChatRequest(
             model=model,
             messages=[
+                Message(session_id=sid, tenant_id=tenant, role="system", content=_INSTRUCTION),
                 Message(
-                    session_id=first.session_id,
-                    tenant_id=first.tenant_id,
-                    role="system",
-                    content=_INSTRUCTION,
-                ),
-                Message(
-                    session_id=first.session_id,
-                    tenant_id=first.tenant_id,
-                    role="user",
-                    content=_transcript(messages),
+                    session_id=sid, tenant_id=tenant, role="user", content=_transcript(messages)
                 ),
             ],
         )
-        parts = [e.text async for e in provider.stream(request) if isinstance(e, TextDelta)]
+        timer, parts = RequestTimer(), []
+        end: StreamEnd | None = None
+        failure: BaseException | None = None
+        stream = provider.stream(request)
+        try:
+            async for event in stream:
+                if isinstance(event, TextDelta):
+                    timer.token()
+                    parts.append(event.text)
+                else:
+                    end = event
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            if store is not None:
+                template = {
+                    "session_id": sid,
+                    "tenant_id": tenant,
+                    "user_id": user_id,
+                    "agent_id": agent_id,
+                    "model": model,
+                    "response_id": end.response_id if end else None,
+                    "metadata": {"purpose": "compaction"},
+                }
+                error = failure if isinstance(failure, Exception) else None
+                usage = end.usage if end else None
+                status = api_status(failure)
+                await store.save_api_call(
+                    timer.api_call(template, status=status, usage=usage, error=error)
+                )
         return "".join(parts)
 
     return summarize
