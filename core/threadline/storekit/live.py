@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 
 from threadline.errors import ValidationError
+from threadline.hookspecs import hookimpl
 from threadline.models import MESSAGE_STATUSES, MessageStatus
 
 __all__ = [
@@ -235,3 +236,26 @@ class Publisher:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
             self._task = None
+
+
+class PublishingStore:
+    """The writer's live-replies hook for a store: pieces go to :meth:`send_pieces` in the
+    background through one :class:`Publisher`, so a streaming reply never waits for it."""
+
+    _publisher: Publisher | None = None
+
+    def live_closed(self) -> bool:
+        """``True`` once the store is closing: pieces are then dropped."""
+        return False
+
+    async def send_pieces(self, pieces: Sequence[ReplyPiece]) -> None:
+        """Deliver a batch of pieces to the followers (the store's transport)."""
+        raise NotImplementedError
+
+    @hookimpl
+    def threadline_publish_reply(self, piece: ReplyPiece) -> None:
+        if self.live_closed():
+            return
+        if self._publisher is None:
+            self._publisher = Publisher(self.send_pieces)
+        self._publisher.publish(piece)

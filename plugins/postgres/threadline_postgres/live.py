@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 
 from threadline.hookspecs import hookimpl
-from threadline.storekit.live import Fanout, Publisher, ReplyPiece, ReplySubscription
+from threadline.storekit.live import Fanout, PublishingStore, ReplyPiece, ReplySubscription
 from threadline_postgres.pool import PooledStore
 
 __all__ = ["MAX_PAYLOAD", "LiveReplies", "channel_name"]
@@ -40,10 +40,9 @@ def channel_name(schema: str | None, tenant_id: str, session_id: str) -> str:
     return "tl_" + hashlib.sha256(key).hexdigest()[:40]
 
 
-class LiveReplies(PooledStore):
+class LiveReplies(PublishingStore, PooledStore):
     """The live-replies hooks of :class:`~threadline_postgres.store.PostgresStore`."""
 
-    _publisher: Publisher | None = None
     _fanout: Fanout | None = None
     _listener: asyncpg.Connection | None = None
     _listen_lock: asyncio.Lock | None = None
@@ -54,15 +53,10 @@ class LiveReplies(PooledStore):
 
     # -- writer -------------------------------------------------------------------------
 
-    @hookimpl
-    def threadline_publish_reply(self, piece: ReplyPiece) -> None:
-        if self.closed:
-            return
-        if self._publisher is None:
-            self._publisher = Publisher(self._notify)
-        self._publisher.publish(piece)
+    def live_closed(self) -> bool:
+        return self.closed
 
-    async def _notify(self, pieces: Sequence[ReplyPiece]) -> None:
+    async def send_pieces(self, pieces: Sequence[ReplyPiece]) -> None:
         channels: list[str] = []
         payloads: list[str] = []
         for piece in pieces:

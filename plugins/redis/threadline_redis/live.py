@@ -20,7 +20,7 @@ import redis.exceptions as rx
 from redis.asyncio.client import PubSub
 
 from threadline.hookspecs import hookimpl
-from threadline.storekit.live import Fanout, Publisher, ReplyPiece, ReplySubscription
+from threadline.storekit.live import Fanout, PublishingStore, ReplyPiece, ReplySubscription
 from threadline_redis.client import Client
 
 __all__ = ["LiveReplies"]
@@ -39,11 +39,10 @@ class _PubSub(PubSub):
             self.fanout.lose_all()  # pieces published while away were missed
 
 
-class LiveReplies:
+class LiveReplies(PublishingStore):
     """The live-replies and session-expiry hooks of :class:`~threadline_redis.store.RedisStore`."""
 
     client: Client
-    _publisher: Publisher | None = None
     _fanout: Fanout | None = None
     _pubsub: Any = None
     _reader: asyncio.Task[None] | None = None
@@ -62,15 +61,10 @@ class LiveReplies:
     def _channel(self, tenant_id: str, session_id: str) -> str:
         return self.client.key("live", tenant_id, session_id)
 
-    @hookimpl
-    def threadline_publish_reply(self, piece: ReplyPiece) -> None:
-        if self._live_closed:
-            return
-        if self._publisher is None:
-            self._publisher = Publisher(self._send)
-        self._publisher.publish(piece)
+    def live_closed(self) -> bool:
+        return self._live_closed
 
-    async def _send(self, pieces: Sequence[ReplyPiece]) -> None:
+    async def send_pieces(self, pieces: Sequence[ReplyPiece]) -> None:
         pipe = self.client.redis.pipeline(transaction=False)
         for piece in pieces:
             pipe.publish(self._channel(piece.tenant_id, piece.session_id), piece.to_json())
