@@ -24,6 +24,7 @@ import base64
 import json
 import re
 from collections.abc import Callable
+from operator import attrgetter, is_
 from typing import Any
 
 from langchain_core.messages import (
@@ -123,6 +124,7 @@ class MessageCodec:
         self.serde = serde
         self._to_store: dict[int, tuple[BaseMessage, object, str | None, Message]] = {}
         self._from_store: dict[str, tuple[Message, BaseMessage]] = {}
+        self._last: _LastHistory | None = None
 
     def to_history(
         self, messages: list[BaseMessage], *, tenant_id: str, session_id: str, user_id: str | None
@@ -130,9 +132,12 @@ class MessageCodec:
         """The threadline history of ``messages``."""
         if len(self._to_store) > _CACHE_LIMIT:
             self._to_store.clear()
-        out = []
+        where = (tenant_id, session_id, user_id)
+        contents = list(map(_CONTENT, messages))
+        message_ids = list(map(_ID, messages))
+        out = self._last.prefix(messages, contents, message_ids, where) if self._last else []
         cache = self._to_store
-        for m in messages:
+        for m in messages[len(out) :]:
             hit = cache.get(id(m))
             if hit is not None and hit[0] is m and hit[1] is m.content and hit[2] == m.id:
                 stored = hit[3]
@@ -147,7 +152,9 @@ class MessageCodec:
             self._to_store[id(m)] = (m, m.content, m.id, stored)
             self._from_store[stored.id] = (stored, m)
             out.append(stored)
-        return tuple(out)
+        history = tuple(out)
+        self._last = _LastHistory(list(messages), contents, message_ids, history, where)
+        return history
 
     def from_history(self, history: tuple[Message, ...]) -> list[BaseMessage]:
         """The LangChain messages of a stored history (a new list, remembered messages)."""
@@ -262,6 +269,48 @@ class MessageCodec:
         if cls is ToolMessage:
             fields["tool_call_id"] = stored.tool_call_id
         return cls(content=stored.content, **fields)
+
+
+_CONTENT = attrgetter("content")
+_ID = attrgetter("id")
+
+
+class _LastHistory:
+    """The messages of the last history converted, so the next one (the same list and a
+    few more, every step of a chat) reuses its prefix with identity checks in C."""
+
+    __slots__ = ("contents", "history", "ids", "messages", "where")
+
+    def __init__(
+        self,
+        messages: list[BaseMessage],
+        contents: list[Any],
+        ids: list[str | None],
+        history: tuple[Message, ...],
+        where: tuple[str, str, str | None],
+    ) -> None:
+        self.messages, self.contents, self.ids = messages, contents, ids
+        self.history, self.where = history, where
+
+    def prefix(
+        self,
+        messages: list[BaseMessage],
+        contents: list[Any],
+        ids: list[str | None],
+        where: tuple[str, str, str | None],
+    ) -> list[Message]:
+        """The converted messages ``messages`` starts with: all of the last history when
+        it starts with the same objects holding the same content and ids, else none."""
+        n = len(self.messages)
+        if (
+            where != self.where
+            or len(messages) < n
+            or not all(map(is_, messages[:n], self.messages))
+            or not all(map(is_, contents[:n], self.contents))
+            or ids[:n] != self.ids
+        ):
+            return []
+        return list(self.history)
 
 
 def _is_uuid(value: object) -> bool:

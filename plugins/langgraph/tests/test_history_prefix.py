@@ -1,0 +1,44 @@
+"""A step's history reuses the previous step's conversion only while the messages are the same."""
+
+from __future__ import annotations
+
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+from threadline_langgraph.messages import MessageCodec
+
+TENANT = "00000000-0000-7000-8000-000000000001"
+SESSION = "00000000-0000-7000-8000-000000000002"
+
+
+def history(codec: MessageCodec, messages: list, session: str = SESSION) -> tuple:
+    return codec.to_history(messages, tenant_id=TENANT, session_id=session, user_id=None)
+
+
+def test_a_grown_list_reuses_the_stored_prefix() -> None:
+    codec = MessageCodec(JsonPlusSerializer())
+    first = [HumanMessage(content="hi", id="a"), AIMessage(content="hello", id="b")]
+    before = history(codec, first)
+    after = history(codec, [*first, HumanMessage(content="more", id="c")])
+    assert after[:2] == before and all(x is y for x, y in zip(after, before))
+    assert [m.content for m in after] == ["hi", "hello", "more"]
+
+
+def test_a_message_changed_in_place_is_converted_again() -> None:
+    codec = MessageCodec(JsonPlusSerializer())
+    first = [HumanMessage(content="hi", id="a"), AIMessage(content="hello", id="b")]
+    history(codec, first)
+    first[1].content = "edited"
+    assert [m.content for m in history(codec, first)] == ["hi", "edited"]
+    first[1].id = "b2"
+    assert history(codec, first)[1].metadata["lc"]["id"] == "b2"
+
+
+def test_a_replaced_message_and_another_session_are_converted_again() -> None:
+    codec = MessageCodec(JsonPlusSerializer())
+    first = [HumanMessage(content="hi", id="a"), AIMessage(content="hello", id="b")]
+    history(codec, first)
+    replaced = [first[0], AIMessage(content="other", id="b")]
+    assert [m.content for m in history(codec, replaced)] == ["hi", "other"]
+    other = "00000000-0000-7000-8000-000000000003"
+    assert {m.session_id for m in history(codec, replaced, other)} == {other}
