@@ -1,5 +1,6 @@
 """A graph run's conversation in the messages table, consistent with its checkpoints after
-resume, rollback (in this agent or another) and further runs, on memory and SQLite."""
+resume, rollback (in this agent or another) and further runs, on memory, SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,23 +9,33 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from reliability._servers import postgres_url
 
 import threadline
 from threadline.graph import GraphAgent, GraphContext, Persistency, Strategy
 from threadline.ids import new_id
+
+__all__ = ["postgres_url"]
 
 
 class Crash(Exception):
     """Stands in for a process dying in a node."""
 
 
-@pytest_asyncio.fixture(params=["memory", "sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[threadline.Store]:
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         pytest.importorskip("threadline_sqlite")
-        url = f"sqlite:///{tmp_path / 'graph.db'}"
-    else:
-        url = "memory://"
+        return f"sqlite:///{tmp_path / 'graph.db'}"
+    if request.param == "postgres":
+        pytest.importorskip("threadline_postgres")
+        found: str = request.getfixturevalue("postgres_url")
+        return found
+    return "memory://"
+
+
+@pytest_asyncio.fixture
+async def store(url: str) -> AsyncIterator[threadline.Store]:
     store = await threadline.connect(url)
     yield store
     await store.close()
