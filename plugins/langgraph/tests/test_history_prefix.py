@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
@@ -42,3 +43,15 @@ def test_a_replaced_message_and_another_session_are_converted_again() -> None:
     assert [m.content for m in history(codec, replaced)] == ["hi", "other"]
     other = "00000000-0000-7000-8000-000000000003"
     assert {m.session_id for m in history(codec, replaced, other)} == {other}
+
+
+def test_after_a_read_the_history_is_made_of_the_stored_objects() -> None:
+    # The store finds a delta's shared prefix by identity first: the next history written
+    # must hold the objects the store returned, not equal copies of them.
+    codec = MessageCodec(JsonPlusSerializer())
+    first = [HumanMessage(content="hi", id="a"), AIMessage(content="hello", id="b")]
+    written = history(codec, first)
+    read = tuple(attrs.evolve(m) for m in written)
+    assert codec.from_history(read) == first
+    again = history(codec, [*first, HumanMessage(content="more", id="c")])
+    assert all(x is y for x, y in zip(again, read))

@@ -168,6 +168,7 @@ class MessageCodec:
                 if hit[0] is not stored:  # the store's object from now on: its cache holds it
                     self._from_store[stored.id] = (stored, m)
                     self._to_store[id(m)] = (m, m.content, m.id, stored)
+                    self._last = None  # so the next history is made of the store's objects
                 out.append(m)
                 continue
             m = self._restore(stored)
