@@ -158,7 +158,9 @@ def test(args: list[str]) -> int:
     environ = {**os.environ, "PATH": path, "UV_PYTHON_DOWNLOADS": "never"}
     environ.pop("PYENV_VERSION", None)
     if not any(a == "-e" or a.startswith("-e") for a in args):
-        plugins = sorted(p.parent.name for p in ROOT.glob("plugins/*/pyproject.toml"))
+        # a tox factor is a plugin folder's name without underscores (openai_agents: openaiagents)
+        folders = ROOT.glob("plugins/*/pyproject.toml")
+        plugins = sorted(p.parent.name.replace("_", "") for p in folders)
         plugins.append("thirdparty")  # examples/third_party_plugin, tested like ours
         envs = [f"py{v.replace('.', '')}-{p}" for v in pythons for p in ["core", *plugins]]
         args = ["-e", ",".join([*envs, *EXTRA_ENVS]), *args]

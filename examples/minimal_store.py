@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 import json
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -26,7 +26,7 @@ from threadline.errors import ConflictError, NotFoundError, ValidationError
 from threadline.ids import utcnow
 from threadline.queries import MessageRange, SessionQuery
 from threadline.storekit import CheckpointRecord, StaleRecordError
-from threadline.storekit.records import id_conflict
+from threadline.storekit.records import RecordRewrite, id_conflict
 from threadline.storekit.sync import SyncStore
 
 T = TypeVar("T")
@@ -269,20 +269,17 @@ class MinimalStore(SyncStore):
         self,
         tenant_id: str,
         session_id: str,
-        records: Sequence[CheckpointRecord],
-        delete_ids: Sequence[str],
-        expected_tags: Mapping[str, int],
+        plan: RecordRewrite,
     ) -> int:
         stored = self.records[self.session(tenant_id, session_id, required=True).id]
-        if {i: r.tag for i, r in stored.items()} != expected_tags:  # a write came in between
-            raise StaleRecordError(f"session {session_id}'s checkpoints changed meanwhile")
-        for r in records:
+        plan.check({i: r.tag for i, r in stored.items()}, session_id)  # a write came in between
+        for r in plan.records:
             if r.id in stored:
                 stored[r.id] = attrs.evolve(stored[r.id], record=r.record, depth=r.depth, tag=r.tag)
-        gone = [i for i in dict.fromkeys(delete_ids) if i in stored]
+        gone = [i for i in dict.fromkeys(plan.delete_ids) if i in stored]
         for checkpoint_id in gone:
             del stored[checkpoint_id], self.record_session[checkpoint_id]
-        return len(records) + len(gone)
+        return len(plan.records) + len(gone)
 
     # -- API calls ----------------------------------------------------------------------
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from threadline.hookspecs.markers import hookspec
 
 if TYPE_CHECKING:
     from threadline.models import Checkpoint
-    from threadline.storekit.records import CheckpointRecord
+    from threadline.storekit.records import CheckpointRecord, RecordRewrite
 
 
 @hookspec
@@ -79,11 +79,7 @@ def threadline_list_checkpoint_records(
 
 @hookspec
 def threadline_rewrite_checkpoint_records(
-    tenant_id: str,
-    session_id: str,
-    records: Sequence[CheckpointRecord],
-    delete_ids: Sequence[str],
-    expected_tags: Mapping[str, int],
+    tenant_id: str, session_id: str, plan: RecordRewrite
 ) -> int | None:
     """Replace some records' history, depth and tag, and delete others, in one transaction,
     if the session's records are still those the plan was made from.
@@ -95,13 +91,13 @@ def threadline_rewrite_checkpoint_records(
 
     :param tenant_id: the caller's tenant.
     :param session_id: the session every record belongs to.
-    :param records: records with their new ``record``, ``depth`` and ``tag``, by id.
-    :param delete_ids: checkpoints to delete.
-    :param expected_tags: the write tag of every record of the session the plan read, by
-        id: the session's records must be exactly these, with these tags.
+    :param plan: ``records`` with their new ``record``, ``depth`` and ``tag`` (by id),
+        ``delete_ids`` to delete, and ``expected_tags``: the write tag of every record of the
+        session the plan read, by id; the session's records must be exactly these, with these
+        tags (``plan.check(stored_tags, session_id)`` raises the error).
     :return: how many records were rewritten or deleted.
     :raises NotFoundError: the session does not exist for this tenant (nothing changes).
-    :raises StaleRecordError: the session's records differ from ``expected_tags`` (nothing
+    :raises StaleRecordError: the session's records differ from ``plan.expected_tags`` (nothing
         changes).
     :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """

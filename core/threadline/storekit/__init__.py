@@ -10,7 +10,7 @@ required hooks (:data:`threadline.hookspecs.REQUIRED_HOOKS`).
 
 from __future__ import annotations
 
-from threadline.storekit.records import CheckpointRecord, StaleRecordError
+from threadline.storekit.records import CheckpointRecord, RecordRewrite, StaleRecordError
 from threadline.storekit.reference import ReferenceStore
 
-__all__ = ["CheckpointRecord", "ReferenceStore", "StaleRecordError"]
+__all__ = ["CheckpointRecord", "RecordRewrite", "ReferenceStore", "StaleRecordError"]

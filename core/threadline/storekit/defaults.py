@@ -22,7 +22,7 @@ from threadline.storekit import log
 from threadline.storekit.delta import SNAPSHOT_EVERY
 from threadline.storekit.erasure import redact
 from threadline.storekit.log import Hooks
-from threadline.storekit.records import CheckpointRecord, StaleRecordError
+from threadline.storekit.records import CheckpointRecord, RecordRewrite, StaleRecordError
 from threadline.storekit.window import orphaned_tool_results, window_start
 
 __all__ = ["DEFAULTS", "Default"]
@@ -327,9 +327,7 @@ async def _apply(
             "threadline_rewrite_checkpoint_records",
             tenant_id=tenant_id,
             session_id=session_id,
-            records=rewrites,
-            delete_ids=delete_ids,
-            expected_tags=log.session_tags(read),
+            plan=RecordRewrite(rewrites, delete_ids, log.session_tags(read)),
         )
     except StaleRecordError:
         return False

@@ -1,7 +1,9 @@
-"""The record a store keeps for a checkpoint, and the error of a stale parent tag."""
+"""The record a store keeps for a checkpoint, the plan that rewrites a session's records,
+and the error of a stale parent tag or plan."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -10,7 +12,7 @@ import attrs
 from threadline.errors import ConflictError
 from threadline.models import Checkpoint, builder
 
-__all__ = ["CheckpointRecord", "StaleRecordError", "ancestor", "id_conflict"]
+__all__ = ["CheckpointRecord", "RecordRewrite", "StaleRecordError", "ancestor", "id_conflict"]
 
 
 @attrs.frozen
@@ -88,6 +90,25 @@ _set_checkpoint, _set_record, _set_depth, _set_tag = (
 class StaleRecordError(ConflictError):
     """A record a write was planned on changed meanwhile (a delta's parent rewritten, or a
     session's records added, rewritten or deleted under a prune or erase plan): plan again."""
+
+
+@attrs.frozen
+class RecordRewrite:
+    """A prune or erase plan for one session's checkpoint records, applied whole by
+    ``threadline_rewrite_checkpoint_records`` or refused when it is stale."""
+
+    records: Sequence[CheckpointRecord] = ()
+    """Records with their new ``record``, ``depth`` and ``tag``, matched by id."""
+    delete_ids: Sequence[str] = ()
+    """Checkpoints to delete."""
+    expected_tags: Mapping[str, int] = attrs.field(factory=dict)
+    """The write tag of every record of the session the plan read, by checkpoint id."""
+
+    def check(self, stored_tags: Mapping[str, int], session_id: str) -> None:
+        """Refuse the plan (:class:`StaleRecordError`) unless the session's records, by id
+        and tag, are exactly those it was made from."""
+        if dict(stored_tags) != dict(self.expected_tags):
+            raise StaleRecordError(f"session {session_id}'s checkpoints changed meanwhile")
 
 
 def id_conflict(kind: str, record_id: str) -> ConflictError:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import bisect
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 import attrs
@@ -49,7 +49,12 @@ from threadline.models import (
     trusted,
 )
 from threadline.queries import MessageRange, SessionQuery
-from threadline.storekit.records import CheckpointRecord, StaleRecordError, id_conflict
+from threadline.storekit.records import (
+    CheckpointRecord,
+    RecordRewrite,
+    StaleRecordError,
+    id_conflict,
+)
 from threadline.storekit.sync import SyncStore
 
 __all__ = ["Change", "ReferenceStore"]
@@ -485,21 +490,18 @@ class ReferenceStore(SyncStore):
         self,
         tenant_id: str,
         session_id: str,
-        records: Sequence[CheckpointRecord],
-        delete_ids: Sequence[str],
-        expected_tags: Mapping[str, int],
+        plan: RecordRewrite,
     ) -> int:
         with self._writer:
             self._require(tenant_id, session_id)
             stored = self._records[session_id]
-            if {i: r.tag for i, r in stored.items()} != dict(expected_tags):
-                raise StaleRecordError(f"session {session_id}'s checkpoints changed meanwhile")
+            plan.check({i: r.tag for i, r in stored.items()}, session_id)
             rows = tuple(
                 attrs.evolve(stored[r.id], record=r.record, depth=r.depth, tag=r.tag)
-                for r in records
+                for r in plan.records
                 if r.id in stored
             )
-            gone = tuple(i for i in dict.fromkeys(delete_ids) if i in stored)
+            gone = tuple(i for i in dict.fromkeys(plan.delete_ids) if i in stored)
             if rows or gone:
                 self.commit([Change("records", rows), Change("drop_records", gone)])
             return len(rows) + len(gone)

@@ -160,7 +160,7 @@ class ContractConformance:
         assert again is not None and all("secret" not in m.content for m in again.history)
 
     async def test_a_stale_rewrite_plan_is_refused_whole(self, store: Store) -> None:
-        from threadline.storekit.records import StaleRecordError
+        from threadline.storekit.records import RecordRewrite, StaleRecordError
 
         conv = await new_conversation(store)
         made = await _chain_of(store, conv, 3)
@@ -168,8 +168,8 @@ class ContractConformance:
         with pytest.raises(StaleRecordError):
             await binding.call(
                 "threadline_rewrite_checkpoint_records",
-                tenant_id=conv.tenant_id, session_id=conv.id, records=[],
-                delete_ids=[made[0].id], expected_tags={made[0].id: 1},
+                tenant_id=conv.tenant_id, session_id=conv.id,
+                plan=RecordRewrite((), [made[0].id], {made[0].id: 1}),
             )  # fmt: skip
         assert len(await store.list_checkpoints(conv.tenant_id, session_id=conv.id)) == 3
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -32,6 +31,7 @@ from threadline.errors import NotFoundError, StoreError, ValidationError
 from threadline.models import Checkpoint, trusted
 from threadline.storekit.records import (
     CheckpointRecord,
+    RecordRewrite,
     StaleRecordError,
     ancestor,
     id_conflict,
@@ -218,18 +218,15 @@ class CheckpointFiles(StoreFiles):
         self,
         tenant_id: str,
         session_id: str,
-        records: Sequence[CheckpointRecord],
-        delete_ids: Sequence[str],
-        expected_tags: Mapping[str, int],
+        plan: RecordRewrite,
     ) -> int:
         sd = self._require_session(tenant_id, session_id)
         changed = 0
         with self._locked(sd, f"session {session_id} not found for this tenant"):
             self._require_session(tenant_id, session_id)
             tags = {r.id: r.tag for r in self._session_records(sd, None, False)}
-            if tags != dict(expected_tags):  # written, rewritten or deleted since the plan
-                raise StaleRecordError(f"session {session_id}'s checkpoints changed meanwhile")
-            for r in sorted(records, key=lambda r: r.checkpoint.version or 0, reverse=True):
+            plan.check(tags, session_id)  # written, rewritten or deleted since the plan
+            for r in sorted(plan.records, key=lambda r: r.checkpoint.version or 0, reverse=True):
                 version = r.checkpoint.version or 0
                 doc = self._checkpoint_doc(sd, version)
                 if doc is None or doc["checkpoint"].get("id") != r.id:
@@ -238,7 +235,7 @@ class CheckpointFiles(StoreFiles):
                        "base": doc["base"] if r.depth else None}  # fmt: skip
                 self.backend.write(layout.checkpoint_file(sd, version), encode(doc, "checkpoint"))
                 changed += 1
-            for checkpoint_id in delete_ids:
+            for checkpoint_id in plan.delete_ids:
                 located = self._locate(checkpoint_id)
                 if located is None or located[0] != sd:
                     continue

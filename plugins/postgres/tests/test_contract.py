@@ -23,7 +23,7 @@ from threadline import ApiCall, Checkpoint, Message, NotFoundError
 from threadline.ids import new_id
 from threadline.queries import MessageRange
 from threadline.storekit.defaults import DEFAULTS
-from threadline.storekit.records import CheckpointRecord, StaleRecordError
+from threadline.storekit.records import CheckpointRecord, RecordRewrite, StaleRecordError
 from threadline.testing._support import Conversation, new_conversation
 from threadline_postgres import PostgresStore
 
@@ -178,13 +178,15 @@ async def test_record_hooks_refuse_a_stale_parent_and_rewrite_whole(
     with pytest.raises(StaleRecordError):
         await plugin.threadline_insert_checkpoint_record(child, chain[0].tag + 1)
     with pytest.raises(NotFoundError):
-        await plugin.threadline_rewrite_checkpoint_records(new_id(), s, [], [made[0].id], {})
+        await plugin.threadline_rewrite_checkpoint_records(
+            new_id(), s, RecordRewrite((), [made[0].id], {})
+        )
     latest = await plugin.threadline_list_checkpoint_records(t, s, None, True)
     assert latest[0] == chain[0]  # the newest record whole, then its chain
     assert [r.id for r in latest] == [r.id for r in chain]
     with pytest.raises(StaleRecordError):  # a plan made before the last checkpoint is stale
         await plugin.threadline_rewrite_checkpoint_records(
-            t, s, [], [made[0].id], {r.id: r.tag for r in chain[1:]}
+            t, s, RecordRewrite((), [made[0].id], {r.id: r.tag for r in chain[1:]})
         )
     assert await store.list_checkpoints(t, session_id=s) == made
 

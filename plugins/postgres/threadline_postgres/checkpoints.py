@@ -10,7 +10,7 @@ counter, bumped in the insert's transaction, so writers queue on the session row
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import asyncpg
@@ -19,7 +19,12 @@ import attrs
 from threadline.errors import NotFoundError, ThreadlineError
 from threadline.hookspecs import hookimpl
 from threadline.storekit.log import prune_plan
-from threadline.storekit.records import CheckpointRecord, StaleRecordError, id_conflict
+from threadline.storekit.records import (
+    CheckpointRecord,
+    RecordRewrite,
+    StaleRecordError,
+    id_conflict,
+)
 from threadline_postgres.pool import Duplicate, PooledStore
 from threadline_postgres.rows import (
     ancestor_from_row,
@@ -124,9 +129,7 @@ class CheckpointRecords(PooledStore):
         self,
         tenant_id: str,
         session_id: str,
-        records: Sequence[CheckpointRecord],
-        delete_ids: Sequence[str],
-        expected_tags: Mapping[str, int],
+        plan: RecordRewrite,
     ) -> int:
         """Rewrite and delete in one transaction, the session row locked (an insert holds
         it too), if the session's records still carry the tags the plan read."""
@@ -138,9 +141,8 @@ class CheckpointRecords(PooledStore):
                 r["id"]: r["history_tag"]
                 for r in await conn.fetch(self.sql.session_tags, session_id)
             }
-            if tags != dict(expected_tags):
-                raise StaleRecordError(f"session {session_id}'s checkpoints changed meanwhile")
-            return await self._rewrite_records(conn, session_id, records, delete_ids)
+            plan.check(tags, session_id)
+            return await self._rewrite_records(conn, session_id, plan.records, plan.delete_ids)
 
         return await self._call("rewrite_checkpoint_records", run, transaction=True)
 

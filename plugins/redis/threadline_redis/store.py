@@ -11,7 +11,7 @@ the README ("Data layout").
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -25,6 +25,7 @@ from threadline.storekit.defaults import DEFAULTS
 from threadline.storekit.delta import SNAPSHOT_EVERY
 from threadline.storekit.records import (
     CheckpointRecord,
+    RecordRewrite,
     StaleRecordError,
     ancestor,
     id_conflict,
@@ -411,18 +412,16 @@ class RedisStore(LiveReplies):
         self,
         tenant_id: str,
         session_id: str,
-        records: Sequence[CheckpointRecord],
-        delete_ids: Sequence[str],
-        expected_tags: Mapping[str, int],
+        plan: RecordRewrite,
     ) -> int:
         """Apply a prune or erase plan in one script, if the session's records are exactly
         those the plan read (ids and tags), else StaleRecordError and nothing changes."""
-        args: list[str | int] = [tenant_id, session_id, len(records), len(expected_tags)]
-        for r in records:
+        args: list[str | int] = [tenant_id, session_id, len(plan.records), len(plan.expected_tags)]
+        for r in plan.records:
             args += (r.id, r.depth, r.tag, r.record)
-        for checkpoint_id, tag in expected_tags.items():
+        for checkpoint_id, tag in plan.expected_tags.items():
             args += (checkpoint_id, tag)
-        count = int(await self.client.script("rewrite_records", *args, *delete_ids))
+        count = int(await self.client.script("rewrite_records", *args, *plan.delete_ids))
         if count == -1:
             raise NotFoundError(f"session {session_id} not found for this tenant")
         if count == -2:

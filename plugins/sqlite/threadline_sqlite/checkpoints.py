@@ -11,13 +11,18 @@ is read in one recursive query of primary-key lookups (at most ``SNAPSHOT_EVERY`
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from operator import itemgetter
 from typing import Any
 
 from threadline.errors import NotFoundError
 from threadline.storekit import log
-from threadline.storekit.records import CheckpointRecord, StaleRecordError, id_conflict
+from threadline.storekit.records import (
+    CheckpointRecord,
+    RecordRewrite,
+    StaleRecordError,
+    id_conflict,
+)
 from threadline.storekit.sync import SyncStore
 from threadline_sqlite.rows import (
     CHECKPOINT_COLUMNS,
@@ -188,17 +193,14 @@ class CheckpointHooks(SyncStore):
         self,
         tenant_id: str,
         session_id: str,
-        records: Sequence[CheckpointRecord],
-        delete_ids: Sequence[str],
-        expected_tags: Mapping[str, int],
+        plan: RecordRewrite,
     ) -> int:
         with forgetting() as db:
             db.execute("BEGIN IMMEDIATE")
             if db.execute(SESSION_OF_TENANT, (session_id, tenant_id)).fetchone() is None:
                 raise missing_session(session_id)
-            if dict(db.execute(_TAGS, (session_id,)).fetchall()) != dict(expected_tags):
-                raise StaleRecordError(f"session {session_id}'s checkpoints changed meanwhile")
-            changed = rewrite_records(db, session_id, records, delete_ids)
+            plan.check(dict(db.execute(_TAGS, (session_id,)).fetchall()), session_id)
+            changed = rewrite_records(db, session_id, plan.records, plan.delete_ids)
             db.execute("COMMIT")
         return changed
 
