@@ -70,7 +70,7 @@ async def test_one_open_store_per_file(tmp_path: Path) -> None:
 async def test_erased_data_leaves_the_file(tmp_path: Path) -> None:
     store = await threadline.connect(f"jsonl:///{tmp_path}/chat.jsonl")
     tenant, user = new_id(), new_id()
-    for secret in ("my card is 4242", "my address is 1 Main St"):
+    for secret in ("my card is 4242-XQZ", "my address is 1 Main St"):
         session = await store.create_session(Session(tenant_id=tenant, user_id=user))
         await store.save_message(
             Message(session_id=session.id, tenant_id=tenant, role="user", content=secret)
@@ -78,11 +78,11 @@ async def test_erased_data_leaves_the_file(tmp_path: Path) -> None:
     kept = await store.create_session(Session(tenant_id=tenant, title="someone else's"))
     said = Message(session_id=kept.id, tenant_id=tenant, role="user", user_id=user)
     await store.save_message(attrs.evolve(said, content="call me on 555-0199"))
-    assert b"4242" in (tmp_path / "chat.jsonl").read_bytes()
+    assert b"4242-XQZ" in (tmp_path / "chat.jsonl").read_bytes()
     counts = await store.erase_user(tenant, user)
     assert (counts["messages"], counts["messages_redacted"]) == (2, 1)
     log = (tmp_path / "chat.jsonl").read_bytes()
-    assert b"4242" not in log and b"Main St" not in log and b"555-0199" not in log
+    assert b"4242-XQZ" not in log and b"Main St" not in log and b"555-0199" not in log
     assert list(tmp_path.iterdir()) == [tmp_path / "chat.jsonl"]  # no temporary file left
     await store.close()
     store = await threadline.connect(f"jsonl:///{tmp_path}/chat.jsonl")
@@ -107,7 +107,7 @@ async def test_redacted_checkpoints_and_a_set_updated_at_survive_a_restart(tmp_p
         Checkpoint(
             tenant_id=tenant,
             session_id=session.id,
-            history=[said(owner, "hi"), said(guest, "my card is 4242")],
+            history=[said(owner, "hi"), said(guest, "my card is 4242-XQZ")],
         )
     )
     await store.create_checkpoint(  # a delta on the first: it shares the guest's message
@@ -124,7 +124,7 @@ async def test_redacted_checkpoints_and_a_set_updated_at_survive_a_restart(tmp_p
     checkpoints = await store.list_checkpoints(tenant, session_id=session.id)
     assert [m.content for m in checkpoints[1].history] == ["hi", "", "thanks"]
     log = (tmp_path / "chat.jsonl").read_bytes()
-    assert b"4242" not in log
+    assert b"4242-XQZ" not in log
     # Compacted: one line per kind of row, the guest's message redacted in the record.
     assert {c["op"] for line in log.splitlines() for c in json.loads(line)} == {
         "sessions",
