@@ -7,6 +7,7 @@ log in and then goes away.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator
@@ -95,7 +96,9 @@ def refusing_ftp() -> Iterator[int]:
             conn.sendall(b"331 password please\r\n")
             lines.readline()  # PASS
             conn.sendall(b"530 Login incorrect.\r\n")
-            lines.readline()  # QUIT, or the client hangs up
+            conn.settimeout(1.0)  # a client that keeps the connection open is not waited for
+            with contextlib.suppress(OSError):
+                lines.readline()  # QUIT, or the client hangs up
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
