@@ -245,6 +245,16 @@ def _preload() -> None:
         except ImportError:  # not installed here: tests that need it skip
             pass
     importlib.import_module("threadline_openai")
+    import pkgutil
+
+    # the runtime imports some modules on first use (compaction, editing, live replies...):
+    # a child that imports them itself starts late, and a kill meant for mid-stream lands first
+    for module in pkgutil.walk_packages(threadline.__path__, "threadline."):
+        if not module.name.startswith(("threadline.cli", "threadline.testing")):
+            try:
+                importlib.import_module(module.name)
+            except ImportError:
+                pass
 
     store_registry()
     provider_registry()
