@@ -50,7 +50,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("THREADLINE_LOAD_PLUGINS", "threadline-sqlite,threadline-memory")
 
-from _common import environment, import_cost, percentile, print_table, ratio, us
+from _common import LoopLag, environment, import_cost, percentile, print_table, ratio, us
 
 import threadline
 from threadline import Message, Session
@@ -675,37 +675,6 @@ async def window_latencies(
 
 
 # -- loop lag ----------------------------------------------------------------------------------
-
-
-class LoopLag:
-    """How long the event loop is kept from other tasks: the gaps between the turns of a
-    task that does nothing but yield. ``worst()`` is the longest gap since the last call."""
-
-    def __init__(self) -> None:
-        self.longest = 0.0
-        self.running = True
-
-    async def __aenter__(self) -> LoopLag:
-        self.task = asyncio.create_task(self.tick())
-        await asyncio.sleep(0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.running = False
-        await self.task
-
-    async def tick(self) -> None:
-        clock, last = time.perf_counter, time.perf_counter()
-        while self.running:
-            await asyncio.sleep(0)
-            now = clock()
-            if now - last > self.longest:
-                self.longest = now - last
-            last = now
-
-    def worst(self) -> float:
-        found, self.longest = self.longest, 0.0
-        return found
 
 
 def evict(path: Path) -> None:
