@@ -24,7 +24,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import FIRST_COMPLETED
 from types import TracebackType
-from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, TypeVar, overload
+from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from threadline.blocking.loop import loop_thread, run, start, track, untrack
 
@@ -32,6 +32,7 @@ __all__ = [
     "Blocking",
     "BlockingFacade",
     "BlockingIterator",
+    "ClosingFacade",
     "Same",
     "Streaming",
     "blocking",
@@ -57,6 +58,9 @@ class BlockingFacade(Generic[A]):
     def __init__(self, target: A) -> None:
         self.target = target
 
+    def __repr__(self) -> str:
+        return f"<Blocking{repr(self.target)[1:]}"
+
     def __init_subclass__(cls, wraps: type | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if wraps is None:
@@ -74,6 +78,35 @@ class BlockingFacade(Generic[A]):
                 continue
             made.append(name)
         cls.generated = tuple(made)
+
+
+class _Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Closable)
+F = TypeVar("F", bound="ClosingFacade[Any]")
+
+
+class ClosingFacade(BlockingFacade[C]):
+    """A blocking object that owns something to close (a store, an agent): ``close()``
+    and a ``with`` block (the opener registers it with ``track`` to be closed at exit)."""
+
+    def close(self) -> None:
+        """Close the async object on the background loop (once; it stops being tracked)."""
+        untrack(self.target)
+        run(self.target.close())
+
+    def __enter__(self: F) -> F:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 def returns_async_iterator(member: object) -> bool:

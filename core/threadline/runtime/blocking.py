@@ -14,11 +14,10 @@ interpreter exit.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any
 
-from threadline.blocking.facade import BlockingFacade, blocking, same, streaming
-from threadline.blocking.loop import run, track, untrack
+from threadline.blocking.facade import BlockingFacade, ClosingFacade, blocking, same, streaming
+from threadline.blocking.loop import run, track
 from threadline.ids import IdLike
 from threadline.models import Session
 from threadline.runtime.agent import Agent
@@ -29,7 +28,7 @@ from threadline.store.blocking import BlockingStore
 __all__ = ["BlockingAgent", "BlockingPersistenceContext"]
 
 
-class BlockingAgent(BlockingFacade[Agent], wraps=Agent):
+class BlockingAgent(ClosingFacade[Agent], wraps=Agent):
     """An :class:`~threadline.runtime.agent.Agent` for blocking code: ``chat`` returns the
     reply, ``chat_stream`` / ``approve`` / ``reject`` / ``continue_turn`` return iterators
     of str. Build it with ``AgentBuilder.build_sync()``; safe from several threads."""
@@ -37,9 +36,6 @@ class BlockingAgent(BlockingFacade[Agent], wraps=Agent):
     def __init__(self, target: Agent) -> None:
         super().__init__(target)
         track(target, target.close)
-
-    def __repr__(self) -> str:
-        return f"<Blocking{repr(self.target)[1:]}"
 
     @property
     def settings(self) -> AgentSettings:
@@ -58,22 +54,6 @@ class BlockingAgent(BlockingFacade[Agent], wraps=Agent):
     def store(self) -> BlockingStore:
         """The agent's store, blocking (closed with the agent when the builder opened it)."""
         return BlockingStore(self.target.store)
-
-    def close(self) -> None:
-        """Close the provider, and the store if the builder opened it."""
-        untrack(self.target)
-        run(self.target.close())
-
-    def __enter__(self) -> BlockingAgent:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     open_session = blocking(Agent.open_session)
     history = blocking(Agent.history)
@@ -117,9 +97,6 @@ class BlockingPersistenceContext(BlockingFacade[PersistenceContext], wraps=Persi
             metadata=metadata,
         )
         return cls(run(context))
-
-    def __repr__(self) -> str:
-        return f"<Blocking{repr(self.target)[1:]}"
 
     @property
     def store(self) -> BlockingStore:

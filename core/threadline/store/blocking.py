@@ -10,10 +10,8 @@ A store left open is closed at interpreter exit.
 
 from __future__ import annotations
 
-from types import TracebackType
-
-from threadline.blocking.facade import BlockingFacade, blocking, same, streaming
-from threadline.blocking.loop import run, track, untrack
+from threadline.blocking.facade import ClosingFacade, blocking, same, streaming
+from threadline.blocking.loop import run, track
 from threadline.store.facade import Store
 from threadline.store.opening import connect
 from threadline.urls import StoreURL
@@ -31,15 +29,12 @@ def connect_sync(
     return BlockingStore(store)
 
 
-class BlockingStore(BlockingFacade[Store], wraps=Store):
+class BlockingStore(ClosingFacade[Store], wraps=Store):
     """The methods of :class:`~threadline.store.Store`, each blocking until it is done.
 
     ``target`` is the async :class:`Store` (it belongs to the background loop: await it
     only through :func:`threadline.blocking.run`).
     """
-
-    def __repr__(self) -> str:
-        return f"<Blocking{repr(self.target)[1:]}"
 
     @property
     def url(self) -> StoreURL | None:
@@ -64,22 +59,6 @@ class BlockingStore(BlockingFacade[Store], wraps=Store):
         """Stack another store plugin; it is called before the ones already added."""
         self.target.add(plugin, name)
         return self
-
-    def close(self) -> None:
-        """Close every stacked store; later calls raise :class:`ConfigurationError`."""
-        untrack(self.target)
-        run(self.target.close())
-
-    def __enter__(self) -> BlockingStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     migrate = blocking(Store.migrate)
     list_tenants = blocking(Store.list_tenants)
