@@ -8,7 +8,6 @@ skip. The local OpenAI-compatible server is ``tests/e2e/openai_server.py`` of th
 
 from __future__ import annotations
 
-import asyncio
 import importlib.metadata
 import importlib.util
 import os
@@ -69,33 +68,17 @@ def _unreachable(reason: str) -> None:
     pytest.skip(message)
 
 
-async def _admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(ADMIN_URL, timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
     """A URL of a database made for this run (dropped afterwards)."""
     pytest.importorskip("threadline_postgres")
-    name = f"threadline_oa_{secrets.token_hex(5)}"
+    from threadline_postgres.cluster import ClusterUnavailableError, temp_database
+
     try:
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        _unreachable(f"{type(exc).__name__}: {exc}")
-    base, _, _ = ADMIN_URL.rpartition("/")
-    try:
-        yield f"{base}/{name}"
-    finally:
-        try:
-            asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        except Exception as exc:  # never hide the tests' own outcome
-            print(f"could not drop {name}: {exc}")
+        with temp_database(ADMIN_URL, "threadline_oa") as url:
+            yield url
+    except ClusterUnavailableError as exc:
+        _unreachable(str(exc))
 
 
 def make_store_url(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:

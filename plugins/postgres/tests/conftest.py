@@ -11,7 +11,6 @@ Tests that stop the server get ``cluster``: a throwaway one of their own on anot
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import os
 import secrets
@@ -27,7 +26,12 @@ import pytest_asyncio
 import threadline
 from threadline.testing import reopen_by_url
 from threadline.urls import StoreURL
-from threadline_postgres.cluster import ClusterUnavailableError, TempCluster, temp_cluster
+from threadline_postgres.cluster import (
+    ClusterUnavailableError,
+    TempCluster,
+    temp_cluster,
+    temp_database,
+)
 
 ADMIN_URL = os.environ.get("THREADLINE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -51,29 +55,14 @@ def _unreachable(reason: str) -> None:
     pytest.skip(message)
 
 
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(ADMIN_URL, timeout=5)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A URL to a database created for this test run (dropped afterwards)."""
-    name = f"threadline_test_{secrets.token_hex(6)}"
     try:
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
-        _unreachable(f"{type(exc).__name__}: {exc}")
-    try:
-        yield with_database(ADMIN_URL, name)
-    finally:
-        try:
-            asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        except Exception as exc:  # never hide the tests' own outcome
-            print(f"could not drop {name}: {exc}")
+        with temp_database(ADMIN_URL) as url:
+            yield url
+    except ClusterUnavailableError as exc:
+        _unreachable(str(exc))
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ import glob
 import os
 import pwd
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -29,7 +30,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
     "ClusterError",
@@ -39,6 +40,7 @@ __all__ = [
     "find_bindir",
     "postmaster_start_time",
     "temp_cluster",
+    "temp_database",
 ]
 
 STOP_MODES = ("smart", "fast", "immediate")
@@ -465,3 +467,36 @@ def temp_cluster(watch: str | None = None) -> Iterator[TempCluster]:
                 f"the server at {urlsplit(watch).hostname}:{urlsplit(watch).port or 5432} was "
                 f"restarted or stopped during the test (started {before}, now {after})"
             )
+
+
+async def _admin(url: str, sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@contextlib.contextmanager
+def temp_database(admin_url: str, prefix: str = "threadline_test") -> Iterator[str]:
+    """The URL of a new database on the server of ``admin_url``, dropped afterwards.
+
+    For a test run that wants a database of its own on a server the user runs (nothing
+    else there is touched). Raises :class:`ClusterUnavailableError` when the server
+    cannot be reached or refuses ``CREATE DATABASE``.
+    """
+    name = f"{prefix}_{secrets.token_hex(5)}"
+    try:
+        asyncio.run(_admin(admin_url, f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        raise ClusterUnavailableError(f"{type(exc).__name__}: {exc}") from exc
+    parts = urlsplit(admin_url)
+    try:
+        yield urlunsplit(parts._replace(path=f"/{name}"))
+    finally:
+        try:
+            asyncio.run(_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        except Exception as exc:  # never hide the tests' own outcome
+            print(f"could not drop {name}: {exc}")
