@@ -566,18 +566,21 @@ class LangGraphSystem(System):
         return lambda: run_concurrently(tasks, sessions, one)
 
 
-async def timed(run: Run, count: int) -> float:
-    """``count`` messages over the seconds ``run`` takes."""
-    started = time.perf_counter()
+async def timed(run: Run, count: int) -> tuple[float, float]:
+    """``count`` messages over the seconds ``run`` takes, and this process's CPU time per
+    message in µs: the client's cost (Python, asyncpg, the socket calls), which a loaded
+    machine does not blur the way it blurs rates (the server runs in other processes)."""
+    started, cpu = time.perf_counter(), time.process_time()
     await run()
-    return count / (time.perf_counter() - started)
+    cpu_us = (time.process_time() - cpu) / count * 1e6
+    return count / (time.perf_counter() - started), cpu_us
 
 
 async def measure(system: System, sizes: Sizes) -> dict[str, float]:
     """Run W1..W4 on ``system``; throughputs in messages/s, latencies in ms."""
     out: dict[str, float] = {}
-    out["W1"] = await timed(await system.w1(sizes.w1), sizes.w1)
-    out["W2"] = await timed(await system.w2(sizes.w2, sizes.batch), sizes.w2)
+    out["W1"], out["W1 cpu"] = await timed(await system.w1(sizes.w1), sizes.w1)
+    out["W2"], out["W2 cpu"] = await timed(await system.w2(sizes.w2, sizes.batch), sizes.w2)
     await system.w3_prepare(sizes.w3_session)
     for _ in range(20):
         await system.w3_read(sizes.w3_last)
@@ -590,7 +593,7 @@ async def measure(system: System, sizes: Sizes) -> dict[str, float]:
     out["W3 p50"] = percentile(latencies, 50)
     out["W3 p95"] = percentile(latencies, 95)
     w4 = await system.w4(sizes.w4_sessions, sizes.w4_messages, sizes.w4_tasks)
-    out["W4"] = await timed(w4, sizes.w4_sessions * sizes.w4_messages)
+    out["W4"], out["W4 cpu"] = await timed(w4, sizes.w4_sessions * sizes.w4_messages)
     stored = await system.stored_bytes()
     if stored is not None:
         out["bytes/msg"] = stored
@@ -662,6 +665,9 @@ def report(results: dict[str, dict[str, float] | str], sizes: Sizes, runs: int) 
         "W3 p95": f"W3 last {sizes.w3_last} of {sizes.w3_session:,}, p95 (ms)",
         "W4": f"W4 {sizes.w4_sessions}x{sizes.w4_messages}, {sizes.w4_tasks} tasks (msg/s)",
         "bytes/msg": "bytes per stored message",
+        "W1 cpu": "W1 client CPU per message (µs)",
+        "W2 cpu": "W2 client CPU per message (µs)",
+        "W4 cpu": "W4 client CPU per message (µs)",
     }
     limit = results.get("limit")
     rows = []
@@ -674,7 +680,10 @@ def report(results: dict[str, dict[str, float] | str], sizes: Sizes, runs: int) 
                 row.append("-")
             else:
                 number = value[key]
-                cell = f"{number:,.3f}" if key.startswith("W3") else f"{number:,.0f}"
+                cell = (
+                    f"{number:,.3f}" if key.startswith("W3")
+                    else f"{number:,.1f}" if key.endswith("cpu") else f"{number:,.0f}"
+                )  # fmt: skip
                 if isinstance(limit, dict) and value is not limit:
                     cell += f" ({ratio(number, limit.get(key))})"
                 row.append(cell)
