@@ -8,13 +8,25 @@ million tokens, kept per model in a provider's ``metadata["prices"]``
 (``{"gpt-4o": {"input_per_million": 2.5, "output_per_million": 10.0}}``), checked when the
 :class:`~threadline.models.ProviderRecord` is made. Percentiles interpolate linearly between
 the two nearest values (PostgreSQL's ``percentile_cont``), over the calls that have a value.
+
+A store may answer from a rollup kept on write instead of the calls themselves (SQLite and
+PostgreSQL do, migration ``0010``): sums per UTC day and group, and for the percentiles a
+log-bucket histogram of latency and time to first token. A value ``v`` falls in bucket
+``k`` when ``BUCKET_BOUNDS[k - 1] <= v < BUCKET_BOUNDS[k]`` (:func:`bucket_of`, PostgreSQL's
+``width_bucket``); the bounds are ``1.04 ** e`` for ``e`` from -118 to 470 (0.0098 ms to
+1.0e8 ms) and a bucket stands for ``2 * lo * hi / (lo + hi)`` (:func:`bucket_value`), within
+:data:`RELATIVE_ERROR` (1.97 %) of every value in it. A percentile interpolated between two
+such values is within the same relative error of the exact one. Values under the lowest
+bound count as 0 (off by less than 0.01 ms), values over the highest as 1.0e8 ms.
+:class:`UsageSums` adds rollup rows, histogram buckets and raw calls into the report's rows.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, get_args
 
 import attrs
@@ -23,16 +35,22 @@ from threadline.errors import ConfigurationError, ValidationError
 from threadline.models import ApiCall, ProviderRecord, check_utc
 
 __all__ = [
+    "BUCKET_BOUNDS",
     "GROUP_BYS",
     "PRICES_KEY",
+    "RELATIVE_ERROR",
     "GroupBy",
     "ModelPrice",
     "UsageQuery",
     "UsageReport",
     "UsageRow",
+    "UsageSums",
+    "bucket_of",
+    "bucket_value",
     "check_prices",
     "percentile",
     "prices_of",
+    "split_period",
     "summarize_calls",
 ]
 
@@ -347,3 +365,178 @@ def percentile_of_ranks(
     h = p * (n - 1)
     lo, hi = math.floor(h), math.ceil(h)
     return values[lo] + (values[hi] - values[lo]) * (h - lo)
+
+
+# -- rollups: day-split periods and log-bucket histograms -----------------------------------
+
+GAMMA = 1.04
+"""Each histogram bucket's upper bound over its lower one. Part of the stored format of
+migration 0010 (SQLite and PostgreSQL): never change it, add a new format instead."""
+BUCKET_EXPONENTS = (-118, 470)
+BUCKET_BOUNDS: tuple[float, ...] = tuple(
+    GAMMA**e for e in range(BUCKET_EXPONENTS[0], BUCKET_EXPONENTS[1] + 1)
+)
+"""Bucket ``k`` holds ``BUCKET_BOUNDS[k - 1] <= v < BUCKET_BOUNDS[k]``; 0 holds what is
+below the first bound, ``len(BUCKET_BOUNDS)`` what is at or over the last."""
+RELATIVE_ERROR = (GAMMA - 1) / (GAMMA + 1)
+"""The most a bucket's value (so a percentile from a histogram) is off, relative: 1.97 %."""
+LATENCY, TTFT = 0, 1
+"""The histogram ``metric`` of latency and of time to first token."""
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_DAY = timedelta(days=1)
+
+
+def bucket_of(value: float) -> int:
+    """The histogram bucket of ``value`` (``width_bucket(value, BUCKET_BOUNDS)``)."""
+    return bisect.bisect_right(BUCKET_BOUNDS, value)
+
+
+def bucket_value(bucket: int) -> float:
+    """The value that stands for ``bucket``: the harmonic mean of its bounds."""
+    if bucket <= 0:
+        return 0.0
+    if bucket >= len(BUCKET_BOUNDS):
+        return BUCKET_BOUNDS[-1]
+    lo, hi = BUCKET_BOUNDS[bucket - 1], BUCKET_BOUNDS[bucket]
+    return 2 * lo * hi / (lo + hi)
+
+
+def histogram_percentile(histogram: Mapping[int, int], p: float) -> float | None:
+    """``percentile_cont(p)`` of the values a ``bucket -> count`` histogram stands for."""
+    n = sum(histogram.values())
+    if n <= 0:
+        return None
+    h = p * (n - 1)
+    wanted = {math.floor(h), math.ceil(h)}
+    values: dict[int, float] = {}
+    seen = 0
+    for bucket in sorted(histogram):
+        count = histogram[bucket]
+        for rank in wanted:
+            if seen <= rank < seen + count:
+                values[rank] = bucket_value(bucket)
+        seen += count
+        if len(values) == len(wanted):
+            break
+    return percentile_of_ranks(n, values, p)
+
+
+def day_number(at: datetime) -> int:
+    """The UTC day of ``at`` as days since 1970-01-01."""
+    return (at - EPOCH) // _DAY
+
+
+def day_start(day: int) -> datetime:
+    return EPOCH + day * _DAY
+
+
+Span = tuple["datetime | None", "datetime | None"]
+
+
+def split_period(
+    since: datetime | None, until: datetime | None
+) -> tuple[tuple[int | None, int | None] | None, list[Span]]:
+    """A period as whole UTC days ``(first, end)`` (``first <= day < end``, ``None``: open;
+    ``None`` when no whole day is in it) and the parts outside them, to be read from the
+    calls: at most a part of a day before and one after."""
+    first = None if since is None else day_number(since)
+    if since is not None and first is not None and day_start(first) < since:
+        first += 1
+    end = None if until is None else day_number(until)
+    if first is not None and end is not None and first >= end:
+        return None, [(since, until)]
+    edges: list[Span] = []
+    if since is not None and first is not None and day_start(first) > since:
+        edges.append((since, day_start(first)))
+    if until is not None and end is not None and day_start(end) < until:
+        edges.append((day_start(end), until))
+    return (first, end), edges
+
+
+class _Sums:
+    __slots__ = ("by_status", "completion", "cost_units", "hist", "priced", "prompt", "total")
+
+    def __init__(self) -> None:
+        self.by_status: dict[str, int] = {}
+        self.prompt = self.completion = self.total = self.priced = 0
+        self.cost_units = 0.0
+        self.hist: tuple[dict[int, int], dict[int, int]] = ({}, {})
+
+
+class UsageSums:
+    """A report's rows from partial sums: rollup rows (calls per status and token sums per
+    group and model), histogram buckets, and raw calls' values (bucketed the same way)."""
+
+    def __init__(self, query: UsageQuery) -> None:
+        self.prices = dict(query.prices)
+        self.groups: dict[Any, _Sums] = {}
+
+    def _group(self, key: Any) -> _Sums:
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = _Sums()
+        return group
+
+    def add(
+        self,
+        key: Any,
+        model: str,
+        by_status: Mapping[str, int],
+        prompt: int,
+        completion: int,
+        total: int,
+    ) -> None:
+        """One group's calls of one model: counts per status and token sums."""
+        group = self._group(key)
+        calls = 0
+        for status, count in by_status.items():
+            if count:
+                group.by_status[status] = group.by_status.get(status, 0) + count
+                calls += count
+        group.prompt += prompt
+        group.completion += completion
+        group.total += total
+        price = self.prices.get(model)
+        if price is not None:
+            group.priced += calls
+            group.cost_units += prompt * price.input_per_million
+            group.cost_units += completion * price.output_per_million
+
+    def add_bucket(self, key: Any, metric: int, bucket: int, count: int) -> None:
+        """``count`` values of ``metric`` (:data:`LATENCY` or :data:`TTFT`) in ``bucket``."""
+        if count:
+            hist = self._group(key).hist[metric]
+            hist[bucket] = hist.get(bucket, 0) + count
+
+    def add_value(self, key: Any, metric: int, value: float | None) -> None:
+        """One call's value of ``metric`` (``None``: it recorded none)."""
+        if value is not None:
+            hist = self._group(key).hist[metric]
+            bucket = bucket_of(value)
+            hist[bucket] = hist.get(bucket, 0) + 1
+
+    def rows(self) -> list[UsageRow]:
+        """One row per group with calls (a rollup keeps groups whose calls were deleted)."""
+        rows = []
+        for key, g in self.groups.items():
+            calls = sum(g.by_status.values())
+            if not calls:
+                continue
+            latency, ttft = g.hist
+            rows.append(
+                UsageRow(
+                    key=None if key is None else str(key),
+                    calls=calls,
+                    by_status={s: g.by_status[s] for s in sorted(g.by_status)},
+                    prompt_tokens=g.prompt,
+                    completion_tokens=g.completion,
+                    total_tokens=g.total,
+                    latency_p50_ms=histogram_percentile(latency, 0.5),
+                    latency_p95_ms=histogram_percentile(latency, 0.95),
+                    ttft_p50_ms=histogram_percentile(ttft, 0.5),
+                    ttft_p95_ms=histogram_percentile(ttft, 0.95),
+                    cost_usd=g.cost_units / 1e6 if g.priced else None,
+                    unpriced_calls=calls - g.priced,
+                )
+            )
+        return sorted(rows, key=row_order)
