@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -23,7 +23,7 @@ from threadline.errors import ValidationError
 from threadline.ids import check_id, optional_id
 from threadline.models import MAX_INT, MESSAGE_ROLES, Session, check_utc
 
-__all__ = ["MessageRange", "SessionCursor", "SessionQuery"]
+__all__ = ["MessageRange", "SessionCursor", "SessionQuery", "fork_parent"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -64,6 +64,19 @@ def _user_id(value: Any) -> str | None:
 
 def _agent_id(value: Any) -> str | None:
     return optional_id(value, "agent_id")
+
+
+def _forked_from(value: Any) -> str | None:
+    return optional_id(value, "forked_from")
+
+
+def fork_parent(metadata: Any) -> Any:
+    """The session a session's ``metadata`` says it was forked from
+    (``metadata["forked_from"]["session_id"]``; ``None`` when it records none). Stores
+    index exactly this value: SQLite ``json_extract(metadata, '$.forked_from.session_id')``,
+    PostgreSQL ``metadata->'forked_from'->>'session_id'``."""
+    origin = metadata.get("forked_from") if isinstance(metadata, Mapping) else None
+    return origin.get("session_id") if isinstance(origin, Mapping) else None
 
 
 @attrs.frozen
@@ -143,6 +156,8 @@ class SessionQuery:
 
     ``after`` (keyset paging) keeps only sessions strictly after the cursor in that
     order; ``offset`` then skips that many more (OFFSET paging, slower with depth).
+    ``forked_from`` keeps only the forks of that session (:func:`fork_parent` of their
+    metadata equals it), answered from an index.
     """
 
     user_id: str | None = attrs.field(default=None, converter=_user_id)
@@ -150,6 +165,7 @@ class SessionQuery:
     limit: int = attrs.field(default=50, validator=_count("limit"))
     offset: int = attrs.field(default=0, validator=_count("offset"))
     after: SessionCursor | None = attrs.field(default=None)
+    forked_from: str | None = attrs.field(default=None, kw_only=True, converter=_forked_from)
 
     @after.validator
     def _cursor(self, _attr: Any, value: Any) -> None:
@@ -161,6 +177,7 @@ class SessionQuery:
         return (
             self.user_id in (None, session.user_id)
             and self.agent_id in (None, session.agent_id)
+            and self.forked_from in (None, fork_parent(session.metadata))
             and (self.after is None or (session.updated_at, session.id) < self.after.key())
         )
 

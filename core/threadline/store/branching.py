@@ -19,6 +19,7 @@ import attrs
 from threadline.errors import NotFoundError, ValidationError
 from threadline.ids import IdLike, check_id, new_id, optional_id
 from threadline.models import Checkpoint, Message, Session
+from threadline.queries import fork_parent
 
 if TYPE_CHECKING:
     from threadline.store.facade import Store
@@ -141,8 +142,8 @@ async def fork_session(
 
 
 async def list_branches(store: Store, tenant_id: IdLike, session_id: IdLike) -> list[Session]:
-    """The sessions forked from ``session_id``, oldest first (a scan of the tenant's
-    sessions of the same user, a page at a time)."""
+    """The sessions forked from ``session_id``, oldest first: an indexed lookup
+    (``list_sessions(forked_from=...)``), its forks only, a page at a time."""
     tenant = check_id(tenant_id, "tenant_id")
     sid = check_id(session_id, "session_id")
     source = await store.get_session(tenant, sid)
@@ -150,8 +151,8 @@ async def list_branches(store: Store, tenant_id: IdLike, session_id: IdLike) -> 
         raise NotFoundError(f"no session {sid}")
     found = [
         s
-        async for s in store.iter_sessions(tenant, user_id=source.user_id)
-        if (forked_from(s) or {}).get("session_id") == sid
+        async for s in store.iter_sessions(tenant, forked_from=sid)
+        if fork_parent(s.metadata) == sid
     ]
     return sorted(found, key=lambda s: (s.created_at, s.id))
 
@@ -175,27 +176,71 @@ def _copy_id(fork_id: str, original: Message | Checkpoint) -> str:
     # system prompt keeps the agent's id for it, so an agent opening the fork adds no other.
     if isinstance(original, Message) and original.id == _prompt_id(original.session_id):
         return _prompt_id(fork_id)
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"threadline:fork:{fork_id}:{original.id}"))
+    return _copied_id(fork_id, original.id)
+
+
+def _copied_id(fork_id: str, original_id: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"threadline:fork:{fork_id}:{original_id}"))
 
 
 def _copy(message: Message, fork_id: str) -> Message:
     return attrs.evolve(message, session_id=fork_id, id=_copy_id(fork_id, message), seq=None)
 
 
+def _summary_copy(copy: Message, seqs: dict[int, int]) -> Message:
+    """``copy`` of a compaction summary with the seqs it covers (and the previous summary
+    it names) turned into the fork's: ``seqs`` maps the source's seqs to the copies'
+    (the fork numbers its messages afresh, so a source with gaps has other seqs)."""
+    from threadline.runtime.compaction import SUMMARY_KEY, summary_range
+
+    covered = summary_range(copy)
+    if covered is None:
+        return copy
+    first, last = covered
+    inside = [new for old, new in seqs.items() if old <= last]
+    new_last = max(inside, default=0)
+    new_first = min((new for old, new in seqs.items() if first <= old <= last), default=new_last)
+    info = {**copy.metadata[SUMMARY_KEY], "first_seq": new_first, "last_seq": new_last}
+    if isinstance(info.get("previous"), str):
+        info["previous"] = _copied_id(copy.session_id, info["previous"])
+    return attrs.evolve(copy, metadata={**copy.metadata, SUMMARY_KEY: info})
+
+
 async def _copy_messages(store: Store, tenant: str, sid: str, fork_id: str, last: int) -> None:
-    done = {m.id for m in await store.get_messages(tenant, fork_id)}
+    from threadline.runtime.compaction import summary_range
+
+    # A retry finds the copies a stopped fork saved (by their derived ids) and their seqs.
+    done = {m.id: m.seq or 0 for m in await store.get_messages(tenant, fork_id)}
+    seqs: dict[int, int] = {}  # a source message's seq -> its copy's
     after = 0
     while True:
         page = await store.read_messages(
             tenant, sid, after_seq=after, before_seq=last + 1, limit=PAGE
         )
-        todo = [_copy(m, fork_id) for m in page]
-        todo = [m for m in todo if m.id not in done]
-        if todo:
-            await store.save_messages(todo)
+        batch: list[tuple[int, Message]] = []
+        for message in page:
+            copy = _copy(message, fork_id)
+            if copy.id in done:
+                seqs[message.seq or 0] = done[copy.id]
+            elif summary_range(copy) is not None:
+                # A summary names seqs: the copies of what it covers are saved first.
+                await _save_copies(store, batch, seqs)
+                batch = []
+                await _save_copies(store, [(message.seq or 0, _summary_copy(copy, seqs))], seqs)
+            else:
+                batch.append((message.seq or 0, copy))
+        await _save_copies(store, batch, seqs)
         if len(page) < PAGE:
             return
         after = page[-1].seq or after
+
+
+async def _save_copies(
+    store: Store, batch: list[tuple[int, Message]], seqs: dict[int, int]
+) -> None:
+    if batch:
+        saved = await store.save_messages([copy for _, copy in batch])
+        seqs.update((old, stored.seq or 0) for (old, _), stored in zip(batch, saved))
 
 
 async def _copy_checkpoint(store: Store, checkpoint: Checkpoint, fork_id: str) -> None:

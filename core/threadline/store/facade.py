@@ -177,16 +177,18 @@ class Store:
         limit: int = 50,
         offset: int = 0,
         after: SessionCursor | str | None = None,
+        forked_from: IdLike | None = None,
     ) -> list[Session]:
         """A tenant's sessions, most recently updated first (ties: highest id first).
 
         ``after`` (a :class:`SessionCursor` or its string) pages by keyset: only the
         sessions after that one come, stable under concurrent inserts;
-        ``SessionCursor.of(page[-1])`` continues a full page.
+        ``SessionCursor.of(page[-1])`` continues a full page. ``forked_from``: only the
+        forks of that session (:meth:`fork_session`), from an index.
         """
         if isinstance(after, str):
             after = SessionCursor.parse(after)
-        query = SessionQuery(user_id, agent_id, limit, offset, after)
+        query = SessionQuery(user_id, agent_id, limit, offset, after, forked_from=forked_from)
         tenant = check_id(tenant_id, "tenant_id")
         result = await self._read("threadline_list_sessions", tenant_id=tenant, query=query)
         return list(result or ())
@@ -198,13 +200,20 @@ class Store:
         user_id: IdLike | None = None,
         agent_id: IdLike | None = None,
         page: int = 200,
+        forked_from: IdLike | None = None,
     ) -> AsyncIterator[Session]:
-        """Every session of a tenant, newest first, read ``page`` at a time by cursor."""
+        """Every session of a tenant (of ``forked_from``: its forks), newest first, read
+        ``page`` at a time by cursor."""
         _check_count(page, "page", minimum=1)
         after: SessionCursor | None = None
         while True:
             found = await self.list_sessions(
-                tenant_id, user_id=user_id, agent_id=agent_id, limit=page, after=after
+                tenant_id,
+                user_id=user_id,
+                agent_id=agent_id,
+                limit=page,
+                after=after,
+                forked_from=forked_from,
             )
             for session in found:
                 yield session

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import attrs
 import pytest
 
-from threadline import Checkpoint, NotFoundError, Store, ValidationError
+from threadline import Checkpoint, NotFoundError, SessionCursor, Store, ValidationError
 from threadline.ids import new_id
 from threadline.models import Message
+from threadline.runtime.compaction import compact_session, summary_range, visible
 from threadline.store.branching import forked_from, pop_last
 from threadline.testing._support import new_conversation
 
@@ -149,3 +153,77 @@ class BranchingConformance:
             await store.fork_session(t, s, at="not an id")
         assert await store.list_branches(t, s) == []
         assert len(await store.list_sessions(t, limit=10)) == 2  # nothing half-made
+
+    async def test_list_sessions_forked_from_lists_only_the_forks(self, store: Store) -> None:
+        conv = await new_conversation(store)
+        made = await conv.add_round(1)
+        t, s, user = conv.tenant_id, conv.id, conv.session.user_id
+        forks = [await store.fork_session(t, s, at=made[-1].id) for _ in range(3)]
+        in_fork = (await store.get_messages(t, forks[0].id))[0]
+        grandchild = await store.fork_session(t, forks[0].id, at=in_fork.id)
+        await new_conversation(store, tenant_id=t, user_id=user)  # no fork
+        newest = [f.id for f in sorted(forks, key=lambda f: (f.updated_at, f.id), reverse=True)]
+        assert [x.id for x in await store.list_sessions(t, forked_from=s)] == newest
+        assert [x.id for x in await store.list_sessions(t, forked_from=forks[0].id)] == [
+            grandchild.id
+        ]
+        assert await store.list_sessions(t, forked_from=grandchild.id) == []
+        assert await store.list_sessions(new_id(), forked_from=s) == []  # another tenant
+        assert await store.list_sessions(t, forked_from=s, user_id=new_id()) == []
+        assert len(await store.list_sessions(t, forked_from=s, user_id=user)) == 3
+        page = await store.list_sessions(t, forked_from=s, limit=2)
+        rest = await store.list_sessions(t, forked_from=s, after=SessionCursor.of(page[-1]))
+        assert [x.id for x in page + rest] == newest
+        assert [x.id for x in await store.list_sessions(t, forked_from=s, offset=1)] == newest[1:]
+        # the forks follow the metadata: an origin edited away, or a session deleted
+        moved = attrs.evolve(forks[1], metadata={"forked_from": {"session_id": grandchild.id}})
+        await store.update_session(moved)
+        assert [x.id for x in await store.list_sessions(t, forked_from=grandchild.id)] == [
+            forks[1].id
+        ]
+        await store.update_session(attrs.evolve(forks[2], metadata={}))
+        assert await store.delete_session(t, forks[0].id)
+        assert await store.list_sessions(t, forked_from=s) == []
+        assert await store.list_branches(t, s) == []
+        assert [b.id for b in await store.list_branches(t, grandchild.id)] == [forks[1].id]
+        # a fork's activity moves it in its parent's list too (once, in updated_at order)
+        again = [await store.fork_session(t, s, at=made[-1].id) for _ in range(2)]
+        await store.save_message(Message(session_id=again[0].id, tenant_id=t, role="user"))
+        stored = [await store.get_session(t, f.id) for f in again]
+        order = sorted(stored, key=lambda f: (f.updated_at, f.id) if f else (), reverse=True)
+        assert await store.list_sessions(t, forked_from=s) == order
+        with pytest.raises(ValidationError):
+            await store.list_sessions(t, forked_from="not an id")
+
+    async def test_fork_keeps_a_summary_on_the_seqs_it_covers(self, store: Store) -> None:
+        conv = await new_conversation(store)
+        await conv.add("system", "be brief")
+        made = await conv.add_round(1) + await conv.add_round(2)
+        t, s = conv.tenant_id, conv.id
+        await store.delete_messages(t, s, after_seq=made[0].seq or 0)  # a gap in the seqs
+        for n in range(3, 7):
+            await conv.add_round(n, tool=n == 4)
+
+        def summarize(messages: Sequence[Message]) -> str:
+            return f"summary of {len(messages)}"
+
+        first = await compact_session(store, t, s, summarize, keep_rounds=2)
+        await conv.add_round(7)
+        second = await compact_session(store, t, s, summarize, keep_rounds=1)
+        assert first is not None and second is not None
+        tail = await conv.add("user", "question 8")
+        source = await conv.messages()
+        fork = await store.fork_session(t, s, at=tail.id)
+        copied = await store.get_messages(t, fork.id)
+        assert [m.seq for m in copied] == list(range(1, len(source) + 1))
+        copy_of = {m.id: c.id for m, c in zip(source, copied)}
+        assert [m.id for m in visible(copied)] == [copy_of[m.id] for m in visible(source)]
+        by_seq = {m.seq: c for m, c in zip(source, copied)}
+        for original in (first, second):
+            copy = next(c for m, c in zip(source, copied) if m.id == original.id)
+            old, new = summary_range(original), summary_range(copy)
+            assert old is not None and new is not None
+            assert (by_seq[old[0]].seq, by_seq[old[1]].seq) == new
+        copy_of_second = next(c for m, c in zip(source, copied) if m.id == second.id)
+        copy_of_first = next(c for m, c in zip(source, copied) if m.id == first.id)
+        assert copy_of_second.metadata["summary"]["previous"] == copy_of_first.id

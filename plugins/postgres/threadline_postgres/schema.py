@@ -222,6 +222,15 @@ CREATE INDEX IF NOT EXISTS entity_api_call_usage ON {entity_api_call} (tenant_id
              total_tokens, latency_ms, time_to_first_token_ms);
 """
 
+# The forks of a session (list_sessions(forked_from=...), Store.list_branches) from an
+# index; partial: sessions that record no forked_from cost nothing. The expression is
+# sql.FORK_PARENT's.
+_SESSION_FORKS = """
+CREATE INDEX IF NOT EXISTS entity_session_forks ON {entity_session}
+    (tenant_id, ((metadata->'forked_from'->>'session_id')), updated_at DESC, id DESC)
+    WHERE (metadata->'forked_from'->>'session_id') IS NOT NULL;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial_schema", _INITIAL),
     Migration("0002_incremental_checkpoints", _INCREMENTAL_CHECKPOINTS),
@@ -230,6 +239,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0005_api_call_user_index", _API_CALL_USER),
     Migration("0006_deleted_seqs", _DELETED_SEQS),
     Migration("0007_api_call_usage_index", _API_CALL_USAGE),
+    Migration("0011_session_forks", _SESSION_FORKS),
 )
 """Every migration, in the order they apply. Append only; never edit an applied one."""
 

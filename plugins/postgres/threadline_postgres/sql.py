@@ -25,7 +25,11 @@ from threadline_postgres.rows import (
 )
 from threadline_postgres.schema import TABLES
 
-__all__ = ["Statements"]
+__all__ = ["FORK_PARENT", "Statements"]
+
+FORK_PARENT = "(metadata->'forked_from'->>'session_id')"
+"""The session a session was forked from (``threadline.queries.fork_parent``), as the
+``entity_session_forks`` index (migration 0011) holds it."""
 
 
 # A chain's rows as CHECKPOINT_COLUMNS, but an ancestor's JSON fields are NULL (the log
@@ -242,17 +246,20 @@ class Statements:
         )
         # A page of sessions: $4 user, $5 agent (each bound only when filtered on), and a
         # keyset cursor ($6, $7) as a row-value bound the (tenant_id, [user_id,] updated_at
-        # DESC, id DESC) indexes answer directly, however deep the page.
+        # DESC, id DESC) indexes answer directly, however deep the page; the forks of a
+        # session (the last parameter) from entity_session_forks (migration 0011).
         self.list_sessions = {
-            (user, agent, after): f"""
+            (user, agent, after, forks): f"""
                 SELECT {SESSION_COLUMNS} FROM {S} WHERE tenant_id = $1::uuid
                   {"AND user_id = $4::uuid" if user else "AND $4::uuid IS NULL"}
                   {"AND agent_id = $5::uuid" if agent else "AND $5::uuid IS NULL"}
                   {"AND (updated_at, id) < ($6::timestamptz, $7::uuid)" if after else ""}
+                  {f"AND {FORK_PARENT} = ${8 if after else 6}::text" if forks else ""}
                 ORDER BY updated_at DESC, id DESC LIMIT $2::bigint OFFSET $3::bigint"""
             for user in (False, True)
             for agent in (False, True)
             for after in (False, True)
+            for forks in (False, True)
         }
         self.replace_session = f"""
             UPDATE {S} SET title = $3::text, metadata = $4::jsonb, updated_at = $5::timestamptz

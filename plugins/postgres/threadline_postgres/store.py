@@ -124,7 +124,12 @@ class PostgresStore(LiveReplies, Retention, UsageReports, PlannerStatistics):
         args: list[Any] = [tenant_id, query.limit, query.offset, user_id, agent_id]
         if after is not None:
             args += [after.updated_at, after.id]
-        statement = self.sql.list_sessions[user_id is not None, agent_id is not None, bool(after)]
+        forks = query.forked_from is not None
+        if forks:
+            args.append(query.forked_from)
+        statement = self.sql.list_sessions[
+            user_id is not None, agent_id is not None, bool(after), forks
+        ]
         rows = await self._fetch("list_sessions", statement, *args)
         return [session_from_row(r) for r in rows]
 

@@ -37,17 +37,19 @@ local function bulky(sid)
   return keys
 end
 
-local function index_keys(t, us, ag)
+local function index_keys(t, us, ag, fk)
   local keys = {P .. ':t:' .. t .. ':s'}
   if us and us ~= '' then keys[#keys + 1] = P .. ':t:' .. t .. ':u:' .. us .. ':s' end
   if ag and ag ~= '' then keys[#keys + 1] = P .. ':t:' .. t .. ':a:' .. ag .. ':s' end
+  -- the forks of session fk (metadata forked_from.session_id)
+  if fk and fk ~= '' then keys[#keys + 1] = P .. ':t:' .. t .. ':f:' .. fk .. ':s' end
   return keys
 end
 
 local function set_updated(sid, newu)
   local s = skey(sid)
-  local t, us, ag, u = unpack(redis.call('HMGET', s, 't', 'us', 'ag', 'u'))
-  for _, key in ipairs(index_keys(t, us, ag)) do
+  local t, us, ag, u, fk = unpack(redis.call('HMGET', s, 't', 'us', 'ag', 'u', 'fk'))
+  for _, key in ipairs(index_keys(t, us, ag, fk)) do
     redis.call('ZREM', key, u .. sid)
     redis.call('ZADD', key, 0, newu .. sid)
   end
@@ -82,7 +84,7 @@ end
 -- remove a session with everything in it and every index entry naming it
 local function drop(sid)
   local s = skey(sid)
-  local t, us, ag, u, c = unpack(redis.call('HMGET', s, 't', 'us', 'ag', 'u', 'c'))
+  local t, us, ag, u, c, fk = unpack(redis.call('HMGET', s, 't', 'us', 'ag', 'u', 'c', 'fk'))
   if not t then return false end
   local m = P .. ':m:' .. sid
   local n = redis.call('ZCARD', m)
@@ -100,7 +102,7 @@ local function drop(sid)
     calls[j] = string.sub(member, 19)
   end
   if #calls > 0 then hdel_all(P .. ':ac', calls) end
-  for _, key in ipairs(index_keys(t, us, ag)) do redis.call('ZREM', key, u .. sid) end
+  for _, key in ipairs(index_keys(t, us, ag, fk)) do redis.call('ZREM', key, u .. sid) end
   redis.call('ZREM', P .. ':t:' .. t .. ':c', c .. sid)
   redis.call('ZREM', P .. ':exp', sid)
   redis.call('DEL', s, unpack(bulky(sid)))
@@ -148,8 +150,8 @@ end
 _BODIES: dict[str, str] = {}
 
 _BODIES["create_session"] = r"""
-local tenant, sid, us, ag, row, ck, uk, ttl =
-  ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+local tenant, sid, us, ag, row, ck, uk, ttl, fk =
+  ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12]
 local s = skey(sid)
 local t = redis.call('HGET', s, 't')
 if t then
@@ -162,7 +164,8 @@ end
 redis.call('HSET', s, 't', tenant, 'us', us, 'ag', ag, 'row', row, 'c', ck, 'u', uk,
            'seq', 0, 'ver', 0)
 if ttl ~= '' then redis.call('HSET', s, 'ttl', ttl) end
-for _, key in ipairs(index_keys(tenant, us, ag)) do redis.call('ZADD', key, 0, uk .. sid) end
+if fk ~= '' then redis.call('HSET', s, 'fk', fk) end
+for _, key in ipairs(index_keys(tenant, us, ag, fk)) do redis.call('ZADD', key, 0, uk .. sid) end
 redis.call('ZADD', P .. ':t:' .. tenant .. ':c', 0, ck .. sid)
 redis.call('SADD', P .. ':tenants', tenant)
 redis.call('HSETNX', P .. ':meta', 'schema', '1')
@@ -173,6 +176,7 @@ return {'ok', unpack(session_row(sid))}
 _BODIES["list_sessions"] = r"""
 local key, want, offset, limit = ARGV[4], ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
 local start = ARGV[8]  -- '+', or '(' .. the cursor's member: keyset paging
+local wantu = ARGV[9]  -- a user, when the key is not the user's index
 local out, skipped, pos, found = {}, 0, 0, 0
 while found < limit do
   local page = redis.call('ZRANGE', key, start, '-', 'BYLEX', 'REV', 'LIMIT', pos, 200)
@@ -182,8 +186,9 @@ while found < limit do
     if not row[1] then
       redis.call('ZREM', key, member)  -- its session expired out of Redis
       pos = pos - 1
-    elseif (row[7] and tonumber(row[7]) <= NOW) or (want ~= '' and row[3] ~= want) then
-      -- expired (the sweep removes it) or another agent's
+    elseif (row[7] and tonumber(row[7]) <= NOW) or (want ~= '' and row[3] ~= want)
+           or (wantu ~= '' and row[2] ~= wantu) then
+      -- expired (the sweep removes it) or another agent's or user's
     elseif skipped < offset then
       skipped = skipped + 1
     elseif found < limit then
@@ -199,8 +204,15 @@ return out
 """
 
 _BODIES["replace_session"] = r"""
-local tenant, sid, row, uk = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local tenant, sid, row, uk, fk = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 if not alive(sid, tenant) then return {} end
+local was, u = unpack(redis.call('HMGET', skey(sid), 'fk', 'u'))
+if (was or '') ~= fk then  -- the metadata names another origin: move the forks index entry
+  local base = P .. ':t:' .. tenant .. ':f:'
+  if was and was ~= '' then redis.call('ZREM', base .. was .. ':s', u .. sid) end
+  if fk ~= '' then redis.call('ZADD', base .. fk .. ':s', 0, u .. sid) end
+  redis.call('HSET', skey(sid), 'fk', fk)
+end
 redis.call('HSET', skey(sid), 'row', row)
 if redis.call('HGET', skey(sid), 'u') ~= uk then set_updated(sid, uk) end
 refresh(sid)

@@ -19,8 +19,9 @@ import attrs
 
 from threadline.errors import ConflictError, NotFoundError, ValidationError
 from threadline.hookspecs import hookimpl
+from threadline.ids import check_id
 from threadline.models import AgentConfig, ApiCall, Message, ProviderRecord, Session
-from threadline.queries import MessageRange, SessionQuery
+from threadline.queries import MessageRange, SessionQuery, fork_parent
 from threadline.storekit.defaults import DEFAULTS
 from threadline.storekit.delta import SNAPSHOT_EVERY
 from threadline.storekit.records import (
@@ -164,7 +165,7 @@ class RedisStore(LiveReplies):
         found = await self.client.script(
             "create_session", session.tenant_id, session.id, session.user_id or "",
             session.agent_id or "", session_row(session), time_key(session.created_at),
-            time_key(session.updated_at), self._ttl(),
+            time_key(session.updated_at), self._ttl(), _fork_parent(session),
         )  # fmt: skip
         if found[0] == "conflict":
             raise id_conflict("session", session.id)
@@ -196,7 +197,11 @@ class RedisStore(LiveReplies):
         if query.limit <= 0:
             return []
         user_id, agent_id, after = query.user_id, query.agent_id, query.after
-        if user_id is not None:
+        want_user = ""
+        if query.forked_from is not None:  # the parent's forks index, then the filters
+            key = self.client.key("t", tenant_id, "f", query.forked_from, "s")
+            want_user = user_id or ""
+        elif user_id is not None:
             key = self.client.key("t", tenant_id, "u", user_id, "s")
         elif agent_id is not None:
             key, agent_id = self.client.key("t", tenant_id, "a", agent_id, "s"), None
@@ -204,7 +209,7 @@ class RedisStore(LiveReplies):
             key = self.client.key("t", tenant_id, "s")
         start = "+" if after is None else f"({time_key(after.updated_at)}{after.id}"
         rows = await self.client.script(
-            "list_sessions", key, agent_id or "", query.offset, query.limit, start
+            "list_sessions", key, agent_id or "", query.offset, query.limit, start, want_user
         )
         return [decode_session(rows[i], rows[i + 1 : i + 8]) for i in range(0, len(rows), 8)]
 
@@ -212,7 +217,7 @@ class RedisStore(LiveReplies):
     async def threadline_replace_session(self, session: Session) -> Session:
         values = await self.client.script(
             "replace_session", session.tenant_id, session.id, session_row(session),
-            time_key(session.updated_at),
+            time_key(session.updated_at), _fork_parent(session),
         )  # fmt: skip
         if not values:
             raise NotFoundError(f"session {session.id} not found for this tenant")
@@ -533,3 +538,13 @@ class RedisStore(LiveReplies):
         texts = await c.command("list_providers", c.redis.hmget(c.key("pr"), sorted(ids)))
         found = [p for p in map(decode_provider, filter(None, texts)) if p.tenant_id == tenant_id]
         return sorted(found, key=lambda p: (p.name, p.id))
+
+
+def _fork_parent(session: Session) -> str:
+    """The session ``session`` was forked from, as its forks index names it ('' for none:
+    only a canonical id is indexed, the only value ``SessionQuery.forked_from`` holds)."""
+    parent = fork_parent(session.metadata)
+    try:
+        return check_id(parent, "forked_from") if isinstance(parent, str) else ""
+    except ValidationError:
+        return ""

@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 __all__ = ["MIGRATION_NAMES", "MIGRATION_SET", "applied_migrations", "migrate"]
 
 MIGRATION_SET = "threadline_sqlite"
+FORK_PARENT = "json_extract(metadata, '$.forked_from.session_id')"
+"""The session a session was forked from (``threadline.queries.fork_parent``), indexed."""
 MIGRATIONS_TABLE = "_sqlite_migrations"
 
 MIGRATION_NAMES: tuple[str, ...] = (
@@ -64,6 +66,7 @@ MIGRATION_NAMES: tuple[str, ...] = (
     "0006_clustered_messages",
     "0007_api_call_usage_index",
     "0008_message_user_sessions",
+    "0011_session_forks",
 )
 """Every migration of this version of the plugin, in the order they apply."""
 
@@ -401,6 +404,16 @@ def _m0008_message_user_sessions(db: Database) -> None:
     db.execute("DROP INDEX IF EXISTS idx_message_user")
 
 
+def _m0011_session_forks(db: Database) -> None:
+    """The forks of a session, from an index: ``list_sessions(forked_from=...)``
+    (:meth:`threadline.Store.list_branches`) reads ``idx_session_forks`` (partial: only
+    sessions whose metadata records ``forked_from``, so other sessions cost nothing)."""
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS idx_session_forks ON entity_session (tenant_id, "
+        f"{FORK_PARENT}, updated_at, id) WHERE {FORK_PARENT} IS NOT NULL"
+    )
+
+
 _FUNCTIONS: dict[str, Any] = {
     "0001_initial_schema": _m0001_initial_schema,
     "0002_incremental_checkpoints": _m0002_incremental_checkpoints,
@@ -410,6 +423,7 @@ _FUNCTIONS: dict[str, Any] = {
     "0006_clustered_messages": _m0006_clustered_messages,
     "0007_api_call_usage_index": _m0007_api_call_usage_index,
     "0008_message_user_sessions": _m0008_message_user_sessions,
+    "0011_session_forks": _m0011_session_forks,
 }
 
 

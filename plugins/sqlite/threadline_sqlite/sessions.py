@@ -8,6 +8,7 @@ from threadline.models import Session
 from threadline.queries import SessionQuery
 from threadline.storekit.records import id_conflict
 from threadline.storekit.sync import SyncStore
+from threadline_sqlite.migrations import FORK_PARENT
 from threadline_sqlite.rows import SESSION_COLUMNS, session_from_row, session_row, to_us
 from threadline_sqlite.sql import SESSION_OF_TENANT, forgetting, marks, missing_session, write
 from threadline_sqlite.worker import connection
@@ -60,6 +61,9 @@ class SessionHooks(SyncStore):
         if query.agent_id is not None:
             sql += " AND agent_id = ?"
             params.append(query.agent_id)
+        if query.forked_from is not None:  # idx_session_forks (0011)
+            sql += f" AND {FORK_PARENT} = ?"
+            params.append(query.forked_from)
         if query.after is not None:
             sql += " AND (updated_at, id) < (?, ?)"
             params += [to_us(query.after.updated_at), query.after.id]
