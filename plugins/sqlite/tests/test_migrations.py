@@ -17,7 +17,7 @@ from threadline_sqlite.migrations import MIGRATION_NAMES, MIGRATION_SET
 TABLES = {
     "entity_provider", "entity_agent", "entity_session", "entity_message",
     "entity_message_tool_call", "entity_message_user", "entity_api_call", "entity_checkpoint",
-    "_sqlite_migrations",
+    "_sqlite_migrations", "usage_rollup", "usage_histogram", "usage_bucket",
 }  # fmt: skip
 
 

@@ -67,6 +67,7 @@ MIGRATION_NAMES: tuple[str, ...] = (
     "0007_api_call_usage_index",
     "0008_message_user_sessions",
     "0011_session_forks",
+    "0010_usage_rollup",
 )
 """Every migration of this version of the plugin, in the order they apply."""
 
@@ -414,6 +415,15 @@ def _m0011_session_forks(db: Database) -> None:
     )
 
 
+def _m0010_usage_rollup(db: Database) -> None:
+    """Usage reports from a rollup kept by triggers (``threadline_sqlite.usage_rollup``):
+    per UTC day and group the calls per status, token sums and latency histograms, filled
+    here from the calls already stored, then maintained in every write's transaction."""
+    from threadline_sqlite.usage_rollup import create_rollup
+
+    create_rollup(db.conn)
+
+
 _FUNCTIONS: dict[str, Any] = {
     "0001_initial_schema": _m0001_initial_schema,
     "0002_incremental_checkpoints": _m0002_incremental_checkpoints,
@@ -424,6 +434,7 @@ _FUNCTIONS: dict[str, Any] = {
     "0007_api_call_usage_index": _m0007_api_call_usage_index,
     "0008_message_user_sessions": _m0008_message_user_sessions,
     "0011_session_forks": _m0011_session_forks,
+    "0010_usage_rollup": _m0010_usage_rollup,
 }
 
 

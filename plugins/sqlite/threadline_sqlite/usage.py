@@ -1,13 +1,13 @@
-"""Usage reports (``threadline_summarize_usage``) answered by SQL on the usage index.
+"""Usage reports (``threadline_summarize_usage``) from the rollup of migration 0010.
 
-The period's calls are read from ``idx_api_call_usage`` (migration 0007: ``(tenant_id,
-created_at)`` covering every column used), summed per (group, model, status) in one query
-and priced per model in Python. SQLite has no ``percentile_cont``: a second read of the
-same index returns each call's latency and time to first token, sorted per group in Python
-and interpolated by :func:`threadline.usage.percentile`, so the percentiles are exact (the
-same numbers as PostgreSQL's). Measured against ranking in SQL (a ``row_number()`` window
-per column, reading only the ranks needed): the read and a Python sort cost about a quarter
-of the two window sorts.
+The whole UTC days of the period are read from ``usage_rollup`` (calls per status and
+token sums per day, group and model) and ``usage_histogram`` (latency and time to first
+token per log bucket), which triggers keep in every write's transaction
+(:mod:`threadline_sqlite.usage_rollup`): a report costs what the period's rollup rows
+are, not its calls. The parts of a day at either end of the period are read from the
+calls themselves (``idx_api_call_usage``, migration 0007) and bucketed the same way.
+Counts, tokens and cost are exact; percentiles come from the histograms, within
+:data:`threadline.usage.RELATIVE_ERROR` (1.97 %) of the exact ones.
 """
 
 from __future__ import annotations
@@ -15,60 +15,77 @@ from __future__ import annotations
 from typing import Any
 
 from threadline.storekit.sync import SyncStore
-from threadline.usage import Percentiles, UsageQuery, UsageRow, percentile, rows_from_aggregates
+from threadline.usage import LATENCY, TTFT, UsageQuery, UsageRow, UsageSums, split_period
 from threadline_sqlite.rows import to_us
+from threadline_sqlite.usage_rollup import STATUS_COLUMNS
 from threadline_sqlite.worker import connection
 
 __all__ = ["UsageHooks"]
 
+_DAY_KEY = "strftime('%Y-%m-%d', {day}, 'unixepoch')"
 _KEYS = {
     "model": "model",
     "agent": "agent_id",
     "user": "user_id",
     "session": "session_id",
-    "day": "strftime('%Y-%m-%d', created_at / 1000000, 'unixepoch')",
+    "day": _DAY_KEY.format(day="created_at / 1000000"),
 }
-_FROM = "FROM entity_api_call INDEXED BY idx_api_call_usage WHERE tenant_id = ?"
+# group_by -> (dim, key of usage_rollup, key of usage_histogram)
+_ROLLUP = {
+    "model": ("m", "model", "key"),
+    "agent": ("a", "nullif(key, '')", "nullif(key, '')"),
+    "user": ("u", "nullif(key, '')", "nullif(key, '')"),
+    "session": ("s", "key", "key"),
+    "day": ("m", _DAY_KEY.format(day="day * 86400"), _DAY_KEY.format(day="day * 86400")),
+}
 _SUMS = (
-    "SELECT {key}, model, status, count(*), sum(coalesce(prompt_tokens, 0)), "
-    "sum(coalesce(completion_tokens, 0)), sum(coalesce(total_tokens, "
-    "coalesce(prompt_tokens, 0) + coalesce(completion_tokens, 0))) {where} "
-    "GROUP BY 1, 2, 3"
+    "SELECT {key}, model, "
+    + ", ".join(f"sum({s})" for s in STATUS_COLUMNS)
+    + ", sum(prompt), sum(completion), sum(total) FROM usage_rollup "
+    "WHERE tenant_id = ? AND dim = ?{days} GROUP BY 1, 2"
 )
-_VALUES = (
-    "SELECT {key}, latency_ms, time_to_first_token_ms {where} "
-    "AND (latency_ms IS NOT NULL OR time_to_first_token_ms IS NOT NULL)"
+_HIST = (
+    "SELECT {key}, metric, bucket, sum(n) FROM usage_histogram "
+    "WHERE tenant_id = ? AND dim = ?{days} GROUP BY 1, 2, 3"
+)
+_CALLS = (
+    "SELECT {key}, model, status, coalesce(prompt_tokens, 0), coalesce(completion_tokens, 0), "
+    "coalesce(total_tokens, coalesce(prompt_tokens, 0) + coalesce(completion_tokens, 0)), "
+    "latency_ms, time_to_first_token_ms "
+    "FROM entity_api_call INDEXED BY idx_api_call_usage WHERE tenant_id = ?{period}"
 )
 
 
 class UsageHooks(SyncStore):
-    """Summarize a tenant's API calls of a period from the usage index."""
+    """Summarize a tenant's API calls of a period from the rollup and the period's edges."""
 
     def summarize_usage(self, tenant_id: str, query: UsageQuery) -> list[UsageRow]:
-        where = _FROM
-        args: list[Any] = [tenant_id]
-        if query.since is not None:
-            where += " AND created_at >= ?"
-            args.append(to_us(query.since))
-        if query.until is not None:
-            where += " AND created_at < ?"
-            args.append(to_us(query.until))
-        key = _KEYS[query.group_by]
         db = connection()
-        sums = db.execute(_SUMS.format(key=key, where=where), args).fetchall()
-        values: dict[Any, tuple[list[float], list[float]]] = {}
-        for k, latency, ttft in db.execute(_VALUES.format(key=key, where=where), args):
-            group = values.get(k)
-            if group is None:
-                group = values[k] = ([], [])
-            if latency is not None:
-                group[0].append(latency)
-            if ttft is not None:
-                group[1].append(ttft)
-        percentiles: dict[Any, Percentiles] = {}
-        for k, (latencies, ttfts) in values.items():
-            latencies.sort()
-            ttfts.sort()
-            percentiles[k] = (percentile(latencies, 0.5), percentile(latencies, 0.95),
-                              percentile(ttfts, 0.5), percentile(ttfts, 0.95))  # fmt: skip
-        return rows_from_aggregates(sums, percentiles, query)
+        sums = UsageSums(query)
+        args: list[Any]
+        days, edges = split_period(query.since, query.until)
+        if days is not None:
+            dim, key, hist_key = _ROLLUP[query.group_by]
+            where, args = "", [tenant_id, dim]
+            for day, op in zip(days, (">=", "<")):
+                if day is not None:
+                    where += f" AND day {op} ?"
+                    args.append(day)
+            for row in db.execute(_SUMS.format(key=key, days=where), args):
+                sums.add(row[0], row[1], dict(zip(STATUS_COLUMNS, row[2:7])), *row[7:])
+            for k, metric, bucket, n in db.execute(_HIST.format(key=hist_key, days=where), args):
+                sums.add_bucket(k, metric, bucket, n)
+        key = _KEYS[query.group_by]
+        for since, until in edges:
+            where, args = "", [tenant_id]
+            for bound, op in ((since, ">="), (until, "<")):
+                if bound is not None:
+                    where += f" AND created_at {op} ?"
+                    args.append(to_us(bound))
+            for k, model, status, prompt, completion, total, latency, ttft in db.execute(
+                _CALLS.format(key=key, period=where), args
+            ):
+                sums.add(k, model, {status: 1}, prompt, completion, total)
+                sums.add_value(k, LATENCY, latency)
+                sums.add_value(k, TTFT, ttft)
+        return sums.rows()

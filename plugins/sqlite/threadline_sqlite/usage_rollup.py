@@ -1,0 +1,147 @@
+"""The usage rollup of migration ``0010_usage_rollup``: sums kept by triggers on write.
+
+Every insert, delete and update of an ``entity_api_call`` row adds itself to (or takes
+itself from) two tables, in the statement's own transaction, so the rollup cannot drift
+from the calls whichever path writes them (``save_api_call``, ``delete_api_calls``,
+deleting a session, erasure, retention, a bulk load by hand):
+
+* ``usage_rollup``: per ``(tenant_id, dim, day, key, model)`` the calls per status and
+  the token sums, where ``day`` is the UTC day (days since 1970-01-01) and ``dim``/``key``
+  is ``'m'``/``''`` (every call; grouped by model or day), ``'a'``/agent id, ``'u'``/user
+  id or ``'s'``/session id (``''`` for a call with no agent or user);
+* ``usage_histogram``: per ``(tenant_id, dim, day, key, metric, bucket)`` how many calls
+  had a latency (``metric`` 0) or time to first token (1) in each log bucket of
+  :data:`threadline.usage.BUCKET_BOUNDS` (``key`` is the model for ``dim`` ``'m'``), the
+  bucket found in ``usage_bucket`` (the bounds, so no SQL math functions are needed).
+
+A deletion leaves zero rows behind (a report skips groups without calls). This is the SQL
+of an applied migration: it is never edited, a change is a new migration.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from threadline.usage import BUCKET_BOUNDS
+
+__all__ = ["STATUS_COLUMNS", "create_rollup"]
+
+STATUS_COLUMNS = ("cancelled", "failed", "rate_limited", "success", "timeout")
+DAY_US = 86_400_000_000
+
+_TABLES = f"""
+CREATE TABLE usage_rollup (
+    tenant_id TEXT NOT NULL, dim TEXT NOT NULL, day INTEGER NOT NULL, key TEXT NOT NULL,
+    model TEXT NOT NULL,
+    {", ".join(f"{s} INTEGER NOT NULL" for s in STATUS_COLUMNS)},
+    prompt INTEGER NOT NULL, completion INTEGER NOT NULL, total INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, dim, day, key, model)
+) WITHOUT ROWID;
+CREATE TABLE usage_histogram (
+    tenant_id TEXT NOT NULL, dim TEXT NOT NULL, day INTEGER NOT NULL, key TEXT NOT NULL,
+    metric INTEGER NOT NULL, bucket INTEGER NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, dim, day, key, metric, bucket)
+) WITHOUT ROWID;
+CREATE TABLE usage_bucket (lo REAL PRIMARY KEY, b INTEGER NOT NULL) WITHOUT ROWID;
+"""
+
+
+_BUCKET = "coalesce((SELECT b FROM usage_bucket WHERE lo <= {value} ORDER BY lo DESC LIMIT 1), 0)"
+
+
+def _day(r: str) -> str:
+    return f"({r}.created_at / {DAY_US} - ({r}.created_at % {DAY_US} < 0))"
+
+
+def _dims(r: str, model_key: bool) -> str:
+    first = f"{r}.model" if model_key else "''"
+    return (
+        f"(SELECT 'm' AS dim, {first} AS key UNION ALL SELECT 'a', coalesce({r}.agent_id, '') "
+        f"UNION ALL SELECT 'u', coalesce({r}.user_id, '') UNION ALL SELECT 's', {r}.session_id)"
+    )
+
+
+def _add(r: str, sign: str) -> str:
+    """The two upserts adding row ``r`` (``NEW``/``OLD``) times ``sign`` to the rollup."""
+    prompt, completion = f"coalesce({r}.prompt_tokens, 0)", f"coalesce({r}.completion_tokens, 0)"
+    counts = ", ".join(f"{sign} * ({r}.status = '{s}')" for s in STATUS_COLUMNS)
+    sums = ", ".join(f"{c} = {c} + excluded.{c}" for c in (*STATUS_COLUMNS, "prompt",
+                                                             "completion", "total"))  # fmt: skip
+    bucket = (
+        "coalesce((SELECT b FROM usage_bucket WHERE lo <= v.value ORDER BY lo DESC LIMIT 1), 0)"
+    )
+    return f"""
+    INSERT INTO usage_rollup (tenant_id, dim, day, key, model, {", ".join(STATUS_COLUMNS)},
+                              prompt, completion, total)
+    SELECT {r}.tenant_id, d.dim, {_day(r)}, d.key, {r}.model, {counts},
+           {sign} * {prompt}, {sign} * {completion},
+           {sign} * coalesce({r}.total_tokens, {prompt} + {completion})
+    FROM {_dims(r, False)} AS d WHERE 1
+    ON CONFLICT DO UPDATE SET {sums};
+    INSERT INTO usage_histogram (tenant_id, dim, day, key, metric, bucket, n)
+    SELECT {r}.tenant_id, d.dim, {_day(r)}, d.key, v.metric, {bucket}, {sign}
+    FROM {_dims(r, True)} AS d,
+         (SELECT 0 AS metric, {r}.latency_ms AS value
+          UNION ALL SELECT 1, {r}.time_to_first_token_ms) AS v
+    WHERE v.value IS NOT NULL
+    ON CONFLICT DO UPDATE SET n = n + excluded.n;
+"""
+
+
+_WATCHED = (
+    "tenant_id, session_id, user_id, agent_id, model, status, prompt_tokens, "
+    "completion_tokens, total_tokens, latency_ms, time_to_first_token_ms, created_at"
+)
+_TRIGGERS = f"""
+CREATE TRIGGER usage_rollup_insert AFTER INSERT ON entity_api_call BEGIN
+{_add("NEW", "1")}
+END;
+CREATE TRIGGER usage_rollup_delete AFTER DELETE ON entity_api_call BEGIN
+{_add("OLD", "-1")}
+END;
+CREATE TRIGGER usage_rollup_update AFTER UPDATE OF {_WATCHED} ON entity_api_call BEGIN
+{_add("OLD", "-1")}
+{_add("NEW", "1")}
+END;
+"""
+
+
+def _backfill() -> list[str]:
+    """Statements filling the rollup from the calls already stored (one pass per dim)."""
+    prompt, completion = "coalesce(a.prompt_tokens, 0)", "coalesce(a.completion_tokens, 0)"
+    counts = ", ".join(f"sum(a.status = '{s}')" for s in STATUS_COLUMNS)
+    bucket = _BUCKET.format(value="v")
+    out = []
+    for dim, key, hist_key in (("m", "''", "a.model"), ("a", "coalesce(a.agent_id, '')", None),
+                               ("u", "coalesce(a.user_id, '')", None),
+                               ("s", "a.session_id", None)):  # fmt: skip
+        out.append(
+            f"INSERT INTO usage_rollup SELECT a.tenant_id, '{dim}', {_day('a')}, {key}, "
+            f"a.model, {counts}, sum({prompt}), sum({completion}), "
+            f"sum(coalesce(a.total_tokens, {prompt} + {completion})) "
+            "FROM entity_api_call a GROUP BY 1, 3, 4, 5"
+        )
+        for metric, column in ((0, "latency_ms"), (1, "time_to_first_token_ms")):
+            out.append(
+                f"INSERT INTO usage_histogram SELECT t, '{dim}', day, key, {metric}, "
+                f"{bucket}, count(*) FROM (SELECT a.tenant_id AS t, {_day('a')} AS day, "
+                f"{hist_key or key} AS key, a.{column} AS v FROM entity_api_call a "
+                f"WHERE a.{column} IS NOT NULL) GROUP BY 1, 3, 4, 6"
+            )
+    return out
+
+
+def create_rollup(db: sqlite3.Connection) -> None:
+    """Create the rollup tables and triggers and fill them from the stored calls."""
+    for statement in _TABLES.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.executemany(
+        "INSERT INTO usage_bucket (lo, b) VALUES (?, ?)",
+        [(lo, k) for k, lo in enumerate(BUCKET_BOUNDS, start=1)],
+    )
+    for statement in _backfill():
+        db.execute(statement)
+    for trigger in _TRIGGERS.split("END;"):
+        if trigger.strip():
+            db.execute(trigger + "END;")
