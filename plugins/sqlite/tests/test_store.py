@@ -114,6 +114,48 @@ async def test_small_reads_of_a_recent_session_run_on_the_loop(db_path: Path) ->
         await store.close()
 
 
+async def test_bounded_message_reads_of_a_recent_session_run_on_the_loop(db_path: Path) -> None:
+    """``read_messages`` of at most MAX_INLINE_ROWS rows runs on the loop's thread, and so
+    does a whole read of a session that holds no more; a longer session is read on the
+    reader thread from then on. The messages are the same on both paths."""
+    from threadline_sqlite.inline import MAX_INLINE_ROWS
+
+    store = await threadline.connect(f"sqlite:///{db_path}")
+    try:
+        plugin = store.primary
+        assert isinstance(plugin, SQLiteStore)
+        session = await _session(store)
+        t, s = session.tenant_id, session.id
+        submitted: list[str] = []
+        submit = plugin._reader.submit
+
+        def counting(fn: Any, *args: Any) -> Any:
+            submitted.append(getattr(fn, "__name__", "?"))
+            return submit(fn, *args)
+
+        plugin._reader.submit = counting  # type: ignore[method-assign]
+        saved = await store.save_messages(
+            [_msg(session, "user" if i % 2 == 0 else "assistant", f"m{i}",
+                  metadata={"i": i} if i % 3 else {}) for i in range(MAX_INLINE_ROWS)]
+        )  # fmt: skip
+        assert await store.read_messages(t, s, limit=20, newest_first=True) == saved[::-1][:20]
+        assert await store.read_messages(t, s, after_seq=5, before_seq=9) == saved[5:8]
+        assert await store.read_messages(t, s) == saved  # exactly MAX_INLINE_ROWS: inline
+        assert submitted == []
+        more = await store.save_message(_msg(session, "user", "one too many"))
+        assert await store.read_messages(t, s) == [*saved, more]  # tried inline, then thread
+        assert submitted == ["read_messages"]
+        assert await store.read_messages(t, s, after_seq=1) == [*saved[1:], more]
+        assert submitted == ["read_messages"] * 2  # remembered as long: straight to the thread
+        assert await store.read_messages(t, s, limit=3, newest_first=True) == [more, *saved[:-3:-1]]
+        assert len(submitted) == 2  # a bounded read of it still inline
+        read = await store.read_messages(t, s, limit=1)
+        assert read == saved[:1] and read[0].session_id == s and read[0].tenant_id == t
+        assert await store.read_messages(new_id(), s, limit=5) == []  # another tenant's
+    finally:
+        await store.close()
+
+
 async def test_reads_do_not_queue_behind_a_write_waiting_for_the_lock(db_path: Path) -> None:
     """Read hooks run on the reader thread: a write stuck on another process's lock
     delays no read of the session (windows, counts, checkpoints, configs)."""

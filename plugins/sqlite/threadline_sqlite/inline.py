@@ -6,7 +6,10 @@ the worker's Python contend for the GIL with the loop. :class:`InlineReader` run
 reads directly, on a ``query_only`` connection opened on the loop's thread, when
 
 * the hook is one of :data:`INLINE_HOOKS` and its read is bounded (a window of at most
-  :data:`MAX_INLINE_ROUNDS` rounds, not a whole session);
+  :data:`MAX_INLINE_ROUNDS` rounds, not a whole session; a ``read_messages`` of at most
+  :data:`MAX_INLINE_ROWS` rows). A ``read_messages`` without a limit runs inline with
+  the limit :data:`MAX_INLINE_ROWS` + 1 (:meth:`InlineReader.read`): a session that
+  holds more is remembered as long and read on the reader thread, now and later;
 * the session was read or written through this store lately (:meth:`InlineReader.seen`):
   its pages are then in the OS page cache, so the read does not wait on the disk. The
   first read of any other session goes to the reader thread, which warms it;
@@ -27,19 +30,25 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from threadline.queries import MessageRange
 from threadline_sqlite.errors import map_error
 from threadline_sqlite.worker import bind
 
-__all__ = ["BUSY", "INLINE_HOOKS", "MAX_INLINE_ROUNDS", "InlineReader"]
+__all__ = ["BUSY", "INLINE_HOOKS", "MAX_INLINE_ROUNDS", "MAX_INLINE_ROWS", "InlineReader"]
 
 T = TypeVar("T")
 
+_READ_MESSAGES = "threadline_read_messages"
 INLINE_HOOKS = frozenset(
-    {"threadline_load_window", "threadline_count_messages", "threadline_get_session"}
-)
+    {"threadline_load_window", "threadline_count_messages", "threadline_get_session",
+     _READ_MESSAGES}
+)  # fmt: skip
 """Reads that touch a handful of pages found by index, whatever the session's length."""
 MAX_INLINE_ROUNDS = 50
 """A window of more rounds (or the whole session) is read on the reader thread."""
+MAX_INLINE_ROWS = 256
+"""A ``read_messages`` of more rows is read on the reader thread (256 rows of 400 bytes:
+about 0.5 ms on the loop, ``benchmarks/bench_sqlite.py``'s loop-lag probe)."""
 _REMEMBERED = 4096  # sessions whose pages count as recently used
 
 
@@ -48,6 +57,13 @@ class _Busy:
 
 
 BUSY = _Busy()
+
+
+def _remember(recent: OrderedDict[str, None], session_id: str) -> None:
+    recent[session_id] = None
+    recent.move_to_end(session_id)
+    if len(recent) > _REMEMBERED:
+        recent.popitem(last=False)
 
 
 class InlineReader:
@@ -59,15 +75,12 @@ class InlineReader:
         self.connection = connection
         self.thread = threading.get_ident()
         self._recent: OrderedDict[str, None] = OrderedDict()
+        self._long: OrderedDict[str, None] = OrderedDict()  # more than MAX_INLINE_ROWS
 
     def seen(self, session_id: object) -> None:
         """Remember that ``session_id``'s pages were just read or written."""
         if isinstance(session_id, str):
-            recent = self._recent
-            recent[session_id] = None
-            recent.move_to_end(session_id)
-            if len(recent) > _REMEMBERED:
-                recent.popitem(last=False)
+            _remember(self._recent, session_id)
 
     def takes(self, hook: str, args: tuple[Any, ...]) -> bool:
         """Whether this call runs inline (see the module's conditions)."""
@@ -77,7 +90,32 @@ class InlineReader:
             rounds = args[2] if len(args) > 2 else None
             if rounds is None or rounds > MAX_INLINE_ROUNDS:
                 return False
+        elif hook == _READ_MESSAGES:
+            query = args[2] if len(args) > 2 else None
+            if not isinstance(query, MessageRange):
+                return False
+            if query.limit is None:
+                if args[1] in self._long:
+                    return False
+            elif query.limit > MAX_INLINE_ROWS:
+                return False
         return threading.get_ident() == self.thread
+
+    def read(self, hook: str, operation: Callable[..., T], args: tuple[Any, ...]) -> T | _Busy:
+        """:meth:`run` a call :meth:`takes`; a ``read_messages`` without a limit reads at
+        most :data:`MAX_INLINE_ROWS` + 1 rows: more, and the session is remembered as long
+        and the call answered :data:`BUSY` (the caller reads it on the reader thread)."""
+        if hook != _READ_MESSAGES or args[2].limit is not None:
+            return self.run(operation, args)
+        tenant_id, session_id, query = args
+        capped = MessageRange(
+            query.after_seq, query.before_seq, MAX_INLINE_ROWS + 1, query.newest_first, query.role
+        )
+        result = self.run(operation, (tenant_id, session_id, capped))
+        if result is not BUSY and len(result) > MAX_INLINE_ROWS:  # type: ignore[arg-type]
+            _remember(self._long, session_id)
+            return BUSY
+        return result
 
     def run(self, operation: Callable[..., T], args: tuple[Any, ...]) -> T | _Busy:
         """``operation(*args)`` on this connection, or :data:`BUSY`; errors mapped as the

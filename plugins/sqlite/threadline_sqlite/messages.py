@@ -29,7 +29,9 @@ from threadline.storekit.sync import SyncStore
 from threadline_sqlite.rows import (
     MESSAGE_COLUMNS,
     MESSAGE_SEQ,
+    READ_COLUMNS,
     message_changes,
+    message_from_read,
     message_from_row,
     message_row,
 )
@@ -82,7 +84,7 @@ _DELETED = (
 def read_sql(before: bool, newest_first: bool, role: bool) -> str:
     """The statement of a :meth:`MessageHooks.read_messages` (one per combination)."""
     return (
-        f"SELECT {MESSAGE_COLUMNS} FROM entity_message "
+        f"SELECT {READ_COLUMNS} FROM entity_message "
         "WHERE session_id = ? AND tenant_id = ? AND seq > ?"
         + (" AND seq < ?" if before else "")
         + (" AND role = ?" if role else "")
@@ -240,7 +242,8 @@ class MessageHooks(SyncStore):
             params.append(query.role)
         params.append(-1 if query.limit is None else query.limit)
         sql = read_sql(query.before_seq is not None, query.newest_first, query.role is not None)
-        return [message_from_row(row) for row in connection().execute(sql, params)]
+        read = message_from_read
+        return [read(row, session_id, tenant_id) for row in connection().execute(sql, params)]
 
     def rewrite_messages(
         self, tenant_id: str, messages: Sequence[Message], activity: bool, only_streaming: bool

@@ -39,6 +39,7 @@ __all__ = [
     "MESSAGE_FIELDS",
     "MESSAGE_SEQ",
     "PROVIDER_COLUMNS",
+    "READ_COLUMNS",
     "SESSION_COLUMNS",
     "agent_from_row",
     "agent_row",
@@ -46,6 +47,7 @@ __all__ = [
     "api_call_row",
     "from_us",
     "message_changes",
+    "message_from_read",
     "message_from_row",
     "message_row",
     "provider_from_row",
@@ -130,14 +132,26 @@ def message_changes(m: Message) -> dict[str, Any]:
     }
 
 
-def _message_builder() -> Callable[[Sequence[Any]], Message]:
-    """A function turning a row into a message, as fast as Python allows.
+READ_COLUMNS = (
+    "id, user_id, agent_id, seq, role, content, tool_calls, tool_call_id, name, status, "
+    "metadata, created_at"
+)
+"""What a read of one session selects (:func:`message_from_read`): the session and tenant
+are the read's own arguments, so two 36-character columns per row are not fetched."""
+
+
+def _message_builders() -> tuple[
+    Callable[[Sequence[Any]], Message], Callable[[Sequence[Any], str, str], Message]
+]:
+    """Functions turning a row into a message, as fast as Python allows.
 
     The window read builds every message it returns, so this is the hot path of reads.
     It does what :func:`threadline.models.trusted` does (no validation: the store wrote
     these values) without a keyword dict and a loop per message: each slot of the frozen
     attrs class is set through its member descriptor (about 1 µs a message instead of
     3.5). Falls back to ``trusted`` if ``Message`` ever stops being a slotted class.
+    The first takes a row in :data:`MESSAGE_COLUMNS` order, the second one in
+    :data:`READ_COLUMNS` order with the session and tenant the read asked for.
     """
     descriptors = [Message.__dict__.get(name) for name in MESSAGE_FIELDS]
     if not all(type(d).__name__ == "member_descriptor" for d in descriptors):  # pragma: no cover
@@ -149,7 +163,10 @@ def _message_builder() -> Callable[[Sequence[Any]], Message]:
             values["created_at"] = from_us(row[13])
             return trusted(Message, **values)
 
-        return slow
+        def slow_read(row: Sequence[Any], session_id: str, tenant_id: str) -> Message:
+            return slow((row[0], session_id, tenant_id, *row[1:]))
+
+        return slow, slow_read
     (set_id, set_session_id, set_tenant_id, set_user_id, set_agent_id, set_seq, set_role,
      set_content, set_tool_calls, set_tool_call_id, set_name, set_status, set_metadata,
      set_created_at) = (d.__set__ for d in descriptors)  # type: ignore[union-attr]  # fmt: skip
@@ -159,6 +176,31 @@ def _message_builder() -> Callable[[Sequence[Any]], Message]:
     # one did: reusing the instance for a timestamp seen lately saves a third of the cost.
     moments: dict[int, datetime] = {}
     moment = moments.get
+
+    def read(row: Sequence[Any], session_id: str, tenant_id: str) -> Message:
+        (id_, user_id, agent_id, seq, role, content, tool_calls, tool_call_id, name, status,
+         metadata, created_at) = row  # fmt: skip
+        message = new(Message)
+        set_id(message, id_)
+        set_session_id(message, session_id)
+        set_tenant_id(message, tenant_id)
+        set_user_id(message, user_id)
+        set_agent_id(message, agent_id)
+        set_seq(message, seq)
+        set_role(message, role)
+        set_content(message, content)
+        set_tool_calls(message, load_calls(tool_calls) if tool_calls else ())
+        set_tool_call_id(message, tool_call_id)
+        set_name(message, name)
+        set_status(message, status)
+        set_metadata(message, {} if metadata == "{}" else loads(metadata))
+        when = moment(created_at)
+        if when is None:
+            if len(moments) >= 8192:
+                moments.clear()
+            when = moments[created_at] = epoch + delta(0, 0, created_at)
+        set_created_at(message, when)
+        return message
 
     def build(row: Sequence[Any]) -> Message:
         (id_, session_id, tenant_id, user_id, agent_id, seq, role, content, tool_calls,
@@ -185,11 +227,12 @@ def _message_builder() -> Callable[[Sequence[Any]], Message]:
         set_created_at(message, when)
         return message
 
-    return build
+    return build, read
 
 
-message_from_row = _message_builder()
-"""Rebuild a message from a row in :data:`MESSAGE_COLUMNS` order."""
+message_from_row, message_from_read = _message_builders()
+"""Rebuild a message from a row in :data:`MESSAGE_COLUMNS` order; from a row in
+:data:`READ_COLUMNS` order and the session and tenant the read was for."""
 
 
 # -- sessions ----------------------------------------------------------------------------

@@ -202,7 +202,7 @@ class SQLiteStore(
             worker = self._reader if hook in _READS else self._writer
             return await worker.submit(operation, *args)
         if inline.takes(hook, args) and not self._writer.closed:
-            result = inline.run(operation, args)
+            result = inline.read(hook, operation, args)
             if result is not BUSY:
                 return result  # type: ignore[return-value]
         if hook in _READS:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from threadline.models import Message
 from threadline.storekit.sync import SyncStore
 from threadline.storekit.window import orphaned_tool_results
-from threadline_sqlite.rows import MESSAGE_COLUMNS, message_from_row
+from threadline_sqlite.rows import READ_COLUMNS, message_from_read
 from threadline_sqlite.sql import chunks, marks
 from threadline_sqlite.worker import connection
 
@@ -28,15 +28,14 @@ __all__ = [
 ]
 
 _MESSAGES_ALL = (
-    f"SELECT {MESSAGE_COLUMNS} FROM entity_message "
-    "WHERE session_id = ? AND tenant_id = ? ORDER BY seq"
+    f"SELECT {READ_COLUMNS} FROM entity_message WHERE session_id = ? AND tenant_id = ? ORDER BY seq"
 )
 MESSAGES_RANGE = (
-    f"SELECT {MESSAGE_COLUMNS} FROM entity_message "
+    f"SELECT {READ_COLUMNS} FROM entity_message "
     "WHERE session_id = ? AND tenant_id = ? AND seq >= ? AND seq < ? ORDER BY seq"
 )
 SYSTEM_BEFORE = (
-    f"SELECT {MESSAGE_COLUMNS} FROM entity_message "
+    f"SELECT {READ_COLUMNS} FROM entity_message "
     "WHERE session_id = ? AND tenant_id = ? AND role = 'system' AND seq < ? ORDER BY seq"
 )
 # The window in one statement: the seq of the n-th last user message (OFFSET n-1) or 1,
@@ -47,11 +46,11 @@ WITH start(seq) AS (
                    WHERE session_id = :session AND role = 'user'
                    ORDER BY seq DESC LIMIT 1 OFFSET :skip), 1)
 )
-SELECT {MESSAGE_COLUMNS} FROM entity_message
+SELECT {READ_COLUMNS} FROM entity_message
 WHERE session_id = :session AND tenant_id = :tenant AND role = 'system'
   AND seq < (SELECT seq FROM start)
 UNION ALL
-SELECT {MESSAGE_COLUMNS} FROM entity_message
+SELECT {READ_COLUMNS} FROM entity_message
 WHERE session_id = :session AND tenant_id = :tenant AND seq >= (SELECT seq FROM start)
 ORDER BY seq
 """
@@ -95,6 +94,7 @@ def _grow(
     orphaned id the nearest earlier message that called it, the earliest of those, then
     the user message that starts its round.
     """
+    read = message_from_read
     start = (rounds[0].seq or 1) if rounds else 1
     while start > 1:
         orphans = sorted(orphaned_tool_results(rounds))
@@ -111,10 +111,10 @@ def _grow(
         user = db.execute(ROUND_START, (session_id, caller)).fetchone()[0]
         new_start = int(user) if user is not None else 1
         earlier = db.execute(MESSAGES_RANGE, (session_id, tenant_id, new_start, start))
-        rounds = [message_from_row(row) for row in earlier] + rounds
+        rounds = [read(row, session_id, tenant_id) for row in earlier] + rounds
         start = new_start
     head = db.execute(SYSTEM_BEFORE, (session_id, tenant_id, start))
-    return [message_from_row(row) for row in head] + rounds
+    return [read(row, session_id, tenant_id) for row in head] + rounds
 
 
 class WindowHooks(SyncStore):
@@ -126,13 +126,16 @@ class WindowHooks(SyncStore):
         self, tenant_id: str, session_id: str, last_rounds: int | None
     ) -> list[Message]:
         db = connection()
-        if last_rounds is None:
-            return [message_from_row(r) for r in db.execute(_MESSAGES_ALL, (session_id, tenant_id))]
-        if last_rounds == 0:
-            rows = db.execute(SYSTEM_BEFORE, (session_id, tenant_id, 2**62))
-            return [message_from_row(row) for row in rows]
+        read = message_from_read
+        if last_rounds is None or last_rounds == 0:
+            rows = (
+                db.execute(_MESSAGES_ALL, (session_id, tenant_id))
+                if last_rounds is None
+                else db.execute(SYSTEM_BEFORE, (session_id, tenant_id, 2**62))
+            )
+            return [read(row, session_id, tenant_id) for row in rows]
         params = {"session": session_id, "tenant": tenant_id, "skip": last_rounds - 1}
-        window = [message_from_row(row) for row in db.execute(WINDOW, params)]
+        window = [read(row, session_id, tenant_id) for row in db.execute(WINDOW, params)]
         start, answers_a_call = _round_start(window, last_rounds)
         if (
             not answers_a_call
@@ -144,7 +147,7 @@ class WindowHooks(SyncStore):
         # call's round, in one read transaction so every query sees the same snapshot.
         db.execute("BEGIN")
         try:
-            window = [message_from_row(row) for row in db.execute(WINDOW, params)]
+            window = [read(row, session_id, tenant_id) for row in db.execute(WINDOW, params)]
             start, _ = _round_start(window, last_rounds)
             return _grow(db, tenant_id, session_id, window[start:])
         finally:
