@@ -10,15 +10,17 @@ Editing and regenerating (:mod:`threadline.runtime.editing`) keep replaced messa
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from threadline.errors import NotFoundError, ValidationError
 from threadline.ids import IdLike, check_id, new_id, optional_id
-from threadline.models import Checkpoint, Message, Session
+from threadline.models import Checkpoint, Message, Session, trusted
 from threadline.queries import fork_parent
 
 if TYPE_CHECKING:
@@ -38,7 +40,10 @@ FORKED_FROM = "forked_from"
 """The session metadata key a fork records its origin under."""
 
 PAGE = 500
-"""Messages read and copied per batch while forking or looking a message up."""
+"""Messages read per batch while looking a message up."""
+
+COPY_PAGE = 1000
+"""Messages read and copied per batch while forking."""
 
 
 def forked_from(session: Session) -> dict[str, Any] | None:
@@ -187,6 +192,23 @@ def _copy(message: Message, fork_id: str) -> Message:
     return attrs.evolve(message, session_id=fork_id, id=_copy_id(fork_id, message), seq=None)
 
 
+_MESSAGE_FIELDS = tuple(f.name for f in attrs.fields(Message))
+
+
+def _copier(source_id: str, fork_id: str) -> Callable[[Message], Message]:
+    """:func:`_copy` for the messages of one source, without validating again what the
+    store gave back (and the system prompt's ids computed once)."""
+    prompt, fork_prompt = _prompt_id(source_id), _prompt_id(fork_id)
+
+    def copy(message: Message) -> Message:
+        values = {name: getattr(message, name) for name in _MESSAGE_FIELDS}
+        values["session_id"], values["seq"] = fork_id, None
+        values["id"] = fork_prompt if message.id == prompt else _copied_id(fork_id, message.id)
+        return trusted(Message, **values)
+
+    return copy
+
+
 def _summary_copy(copy: Message, seqs: dict[int, int]) -> Message:
     """``copy`` of a compaction summary with the seqs it covers (and the previous summary
     it names) turned into the fork's: ``seqs`` maps the source's seqs to the copies'
@@ -207,32 +229,47 @@ def _summary_copy(copy: Message, seqs: dict[int, int]) -> Message:
 
 
 async def _copy_messages(store: Store, tenant: str, sid: str, fork_id: str, last: int) -> None:
+    """Copy the source's messages up to seq ``last`` into the fork, ``COPY_PAGE`` at a
+    time; the next page is read while the copies of this one are written."""
     from threadline.runtime.compaction import summary_range
 
     # A retry finds the copies a stopped fork saved (by their derived ids) and their seqs.
     done = {m.id: m.seq or 0 for m in await store.get_messages(tenant, fork_id)}
     seqs: dict[int, int] = {}  # a source message's seq -> its copy's
-    after = 0
-    while True:
-        page = await store.read_messages(
-            tenant, sid, after_seq=after, before_seq=last + 1, limit=PAGE
+    copy_of = _copier(sid, fork_id)
+
+    def read(after: int) -> asyncio.Task[list[Message]]:
+        return asyncio.ensure_future(
+            store.read_messages(tenant, sid, after_seq=after, before_seq=last + 1, limit=COPY_PAGE)
         )
-        batch: list[tuple[int, Message]] = []
-        for message in page:
-            copy = _copy(message, fork_id)
-            if copy.id in done:
-                seqs[message.seq or 0] = done[copy.id]
-            elif summary_range(copy) is not None:
-                # A summary names seqs: the copies of what it covers are saved first.
-                await _save_copies(store, batch, seqs)
-                batch = []
-                await _save_copies(store, [(message.seq or 0, _summary_copy(copy, seqs))], seqs)
-            else:
-                batch.append((message.seq or 0, copy))
-        await _save_copies(store, batch, seqs)
-        if len(page) < PAGE:
-            return
-        after = page[-1].seq or after
+
+    reading = read(0)
+    try:
+        while True:
+            page = await reading
+            if len(page) == COPY_PAGE:
+                reading = read(page[-1].seq or 0)
+            batch: list[tuple[int, Message]] = []
+            for message in page:
+                copy = copy_of(message)
+                if copy.id in done:
+                    seqs[message.seq or 0] = done[copy.id]
+                elif summary_range(copy) is not None:
+                    # A summary names seqs: the copies of what it covers are saved first.
+                    await _save_copies(store, batch, seqs)
+                    batch = [(message.seq or 0, _summary_copy(copy, seqs))]
+                    await _save_copies(store, batch, seqs)
+                    batch = []
+                else:
+                    batch.append((message.seq or 0, copy))
+            await _save_copies(store, batch, seqs)
+            if len(page) < COPY_PAGE:
+                return
+    finally:
+        if not reading.done():
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reading
 
 
 async def _save_copies(

@@ -1,0 +1,313 @@
+"""Benchmark ``Store.fork_session``: time and bytes of forking a long session.
+
+Usage::
+
+    python benchmarks/bench_fork.py [--messages 10000] [--forks 5] [--size 400]
+        [--postgres postgresql://postgres@127.0.0.1:5432/test] [--skip-postgres]
+
+A session of ``--messages`` messages (``--size`` bytes of pseudo-English each, a tenth of
+them tool calls and results) is built once per store; then it is forked ``--forks`` times
+at its last message. Printed per store: the median time of a fork and the bytes the
+message tables grew by per fork (SQLite: ``dbstat`` pages of the message tables and their
+indexes; PostgreSQL: ``pg_total_relation_size`` of the message tables), and, as the limit,
+what the database itself costs for the same logical work on a minimal schema
+``(session_id, seq, content)``: copying the rows with one ``INSERT ... SELECT`` (the
+floor of any fork that copies) and recording one row that points at the shared range
+(the floor of a fork that shares the bytes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+os.environ.setdefault("THREADLINE_LOAD_PLUGINS", "threadline-sqlite,threadline-postgres")
+
+from _common import environment, print_table, pseudo_english, ratio
+
+import threadline
+from threadline import Message, Session, ToolCall
+from threadline.ids import new_id
+from threadline.store import Store
+
+DEFAULT_POSTGRES = os.environ.get(
+    "THREADLINE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+SQLITE_TABLES = ("entity_message", "entity_message_tool_call", "entity_message_user")
+
+
+def history(session: Session, texts: list[str]) -> list[Message]:
+    out: list[Message] = []
+    for i, text in enumerate(texts):
+        common: dict[str, Any] = {"session_id": session.id, "tenant_id": session.tenant_id}
+        if i % 10 == 8:
+            call = ToolCall(id=f"call_{i}", name="lookup", arguments={"q": i})
+            out.append(Message(**common, role="assistant", tool_calls=[call]))
+        elif i % 10 == 9:
+            out.append(Message(**common, role="tool", tool_call_id=f"call_{i - 1}", content=text))
+        else:
+            role = "user" if i % 2 == 0 else "assistant"
+            out.append(Message(**common, role=role, content=text, user_id=session.user_id))
+    return out
+
+
+async def build(store: Store, texts: list[str]) -> tuple[Session, Message]:
+    session = await store.create_session(Session(tenant_id=new_id(), user_id=new_id()))
+    batch = history(session, texts)
+    saved: list[Message] = []
+    for i in range(0, len(batch), 1000):
+        saved += await store.save_messages(batch[i : i + 1000])
+    return session, saved[-1]
+
+
+async def measure_forks(
+    store: Store, session: Session, last: Message, forks: int, size: Any
+) -> tuple[float, float]:
+    """Median seconds of a fork, bytes the message tables grew by per fork."""
+    times: list[float] = []
+    before = await size()
+    for _ in range(forks):
+        started = time.perf_counter()
+        fork = await store.fork_session(session.tenant_id, session.id, at=last.id)
+        times.append(time.perf_counter() - started)
+        assert await store.count_messages(session.tenant_id, fork.id) == len_of(last)
+    grown = (await size()) - before
+    return statistics.median(times), grown / forks
+
+
+def len_of(last: Message) -> int:
+    return last.seq or 0
+
+
+# -- SQLite ------------------------------------------------------------------------------------
+
+
+def sqlite_bytes(path: Path, tables: tuple[str, ...]) -> int:
+    connection = sqlite3.connect(path)
+    try:
+        names = [
+            row[0]
+            for row in connection.execute(
+                "SELECT name FROM sqlite_master WHERE tbl_name IN "
+                f"({','.join('?' * len(tables))})",
+                tables,
+            )
+        ]
+        marks = ",".join("?" * len(names))
+        row = connection.execute(
+            f"SELECT SUM(pgsize) FROM dbstat WHERE name IN ({marks})", names
+        ).fetchone()
+        return int(row[0] or 0)
+    finally:
+        connection.close()
+
+
+def sqlite_limit(path: Path, texts: list[str], forks: int) -> tuple[float, float, float, float]:
+    """Copy: median seconds and bytes per INSERT ... SELECT of the session's rows; share:
+    the same for one pointer row."""
+    c = sqlite3.connect(path, isolation_level=None)
+    c.execute("PRAGMA journal_mode=WAL")
+    c.execute("PRAGMA synchronous=NORMAL")
+    c.execute(
+        "CREATE TABLE m (session_id TEXT, seq INTEGER, content TEXT, "
+        "PRIMARY KEY (session_id, seq)) WITHOUT ROWID"
+    )
+    c.execute("CREATE TABLE f (id TEXT PRIMARY KEY, parent TEXT, upto INTEGER)")
+    c.execute("BEGIN")
+    c.executemany("INSERT INTO m VALUES ('src', ?, ?)", enumerate(texts, 1))
+    c.execute("COMMIT")
+    c.close()
+    copies, shares = [], []
+    before = sqlite_bytes(path, ("m",))
+    c = sqlite3.connect(path, isolation_level=None)
+    for n in range(forks):
+        started = time.perf_counter()
+        c.execute("BEGIN IMMEDIATE")
+        c.execute(f"INSERT INTO m SELECT 'fork{n}', seq, content FROM m WHERE session_id = 'src'")
+        c.execute("COMMIT")
+        copies.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        c.execute("BEGIN IMMEDIATE")
+        c.execute("INSERT INTO f VALUES (?, 'src', ?)", (f"fork{n}", len(texts)))
+        c.execute("COMMIT")
+        shares.append(time.perf_counter() - started)
+    c.close()
+    copy_bytes = (sqlite_bytes(path, ("m",)) - before) / forks
+    share_bytes = sqlite_bytes(path, ("f",)) / forks
+    return statistics.median(copies), copy_bytes, statistics.median(shares), share_bytes
+
+
+# -- PostgreSQL --------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def postgres_database(admin_url: str) -> AsyncIterator[str | None]:
+    """A fresh database on the server (its URL), or None when the server is unreachable."""
+    import asyncpg
+
+    name = f"threadline_bench_fork_{secrets.token_hex(4)}"
+    try:
+        conn = await asyncpg.connect(admin_url, timeout=5)
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError) as exc:
+        print(f"postgres skipped: {type(exc).__name__}: {exc}")
+        yield None
+        return
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        yield f"{admin_url.rsplit('/', 1)[0]}/{name}"
+    finally:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
+
+
+async def postgres_bytes(url: str, tables: tuple[str, ...]) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        total = 0
+        for table in tables:
+            found = await conn.fetchval("SELECT to_regclass($1)", table)
+            if found is not None:
+                total += await conn.fetchval("SELECT pg_total_relation_size($1::regclass)", table)
+        return total
+    finally:
+        await conn.close()
+
+
+async def postgres_limit(
+    url: str, texts: list[str], forks: int
+) -> tuple[float, float, float, float]:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            "CREATE TABLE m (session_id text, seq bigint, content text, "
+            "PRIMARY KEY (session_id, seq));"
+            "CREATE TABLE f (id text PRIMARY KEY, parent text, upto bigint)"
+        )
+        await conn.copy_records_to_table(
+            "m", records=[("src", i, t) for i, t in enumerate(texts, 1)]
+        )
+        await conn.execute("VACUUM ANALYZE m")
+        before = await postgres_bytes(url, ("m",))
+        empty = await postgres_bytes(url, ("f",))
+        copies, shares = [], []
+        for n in range(forks):
+            started = time.perf_counter()
+            await conn.execute(
+                f"INSERT INTO m SELECT 'fork{n}', seq, content FROM m WHERE session_id = 'src'"
+            )
+            copies.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            await conn.execute("INSERT INTO f VALUES ($1, 'src', $2)", f"fork{n}", len(texts))
+            shares.append(time.perf_counter() - started)
+        copy_bytes = (await postgres_bytes(url, ("m",)) - before) / forks
+        share_bytes = (await postgres_bytes(url, ("f",)) - empty) / forks
+        return statistics.median(copies), copy_bytes, statistics.median(shares), share_bytes
+    finally:
+        await conn.close()
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+def fmt_ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.1f} ms"
+
+
+def fmt_bytes(n: float) -> str:
+    return f"{n / 1e6:,.2f} MB" if n >= 1e5 else f"{n / 1e3:,.1f} kB"
+
+
+async def run_store(
+    label: str, url: str, texts: list[str], forks: int, size: Any, limit: Any
+) -> list[tuple[str, ...]]:
+    store = await threadline.connect(url)
+    try:
+        session, last = await build(store, texts)
+        seconds, grown = await measure_forks(store, session, last, forks, size)
+    finally:
+        await store.close()
+    copy_s, copy_b, share_s, share_b = await limit()
+    print(f"{label}: fork {fmt_ms(seconds)}, {fmt_bytes(grown)} per fork")
+    return [
+        (label, "fork_session", fmt_ms(seconds), fmt_bytes(grown), "", ""),
+        (
+            label,
+            "limit: INSERT ... SELECT",
+            fmt_ms(copy_s),
+            fmt_bytes(copy_b),
+            ratio(seconds, copy_s),
+            ratio(grown, copy_b),
+        ),
+        (
+            label,
+            "limit: one pointer row",
+            fmt_ms(share_s),
+            fmt_bytes(share_b),
+            ratio(seconds, share_s),
+            ratio(grown, share_b),
+        ),
+    ]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--forks", type=int, default=5)
+    parser.add_argument("--size", type=int, default=400)
+    parser.add_argument("--postgres", default=DEFAULT_POSTGRES)
+    parser.add_argument("--skip-postgres", action="store_true")
+    args = parser.parse_args()
+    texts = pseudo_english(args.messages, args.size)
+    rows: list[tuple[str, ...]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "fork.db"
+        limit_path = Path(tmp) / "limit.db"
+
+        async def sqlite_size() -> int:
+            return sqlite_bytes(path, SQLITE_TABLES)
+
+        async def sqlite_floor() -> tuple[float, float, float, float]:
+            return sqlite_limit(limit_path, texts, args.forks)
+
+        rows += await run_store(
+            "sqlite", f"sqlite:///{path}", texts, args.forks, sqlite_size, sqlite_floor
+        )
+    if not args.skip_postgres:
+        async with postgres_database(args.postgres) as pg_url:
+            if pg_url is not None:
+                url: str = pg_url
+
+                async def pg_size() -> int:
+                    return await postgres_bytes(url, ("entity_message",))
+
+                async def pg_floor() -> tuple[float, float, float, float]:
+                    return await postgres_limit(url, texts, args.forks)
+
+                rows += await run_store("postgres", url, texts, args.forks, pg_size, pg_floor)
+    print_table(
+        f"fork_session of a {args.messages:,}-message session at its last message "
+        f"({args.size}-byte texts; median of {args.forks} forks)\n{environment()}",
+        ["store", "what", "time", "bytes per fork", "time ratio", "bytes ratio"],
+        rows,
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
