@@ -101,8 +101,7 @@ def sqlite_bytes(path: Path, tables: tuple[str, ...]) -> int:
         names = [
             row[0]
             for row in connection.execute(
-                "SELECT name FROM sqlite_master WHERE tbl_name IN "
-                f"({','.join('?' * len(tables))})",
+                f"SELECT name FROM sqlite_master WHERE tbl_name IN ({','.join('?' * len(tables))})",
                 tables,
             )
         ]
