@@ -566,21 +566,91 @@ class LangGraphSystem(System):
         return lambda: run_concurrently(tasks, sessions, one)
 
 
-async def timed(run: Run, count: int) -> tuple[float, float]:
-    """``count`` messages over the seconds ``run`` takes, and this process's CPU time per
-    message in µs: the client's cost (Python, asyncpg, the socket calls), which a loaded
-    machine does not blur the way it blurs rates (the server runs in other processes)."""
+def _process_cpu(pid: int) -> int | None:
+    """User and system clock ticks of process ``pid`` so far (``None``: cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[11]) + int(fields[12])
+
+
+class ServerCPU:
+    """CPU time of the server processes serving the benchmark's database (from
+    ``/proc/<pid>/stat``; only when PostgreSQL runs on this machine): what the server spends
+    on the same work, beside the client's own CPU. ``None`` when it cannot be read."""
+
+    TICK = 1 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.start: dict[int, float] | None = None
+
+    async def _ticks(self) -> dict[int, float] | None:
+        try:
+            conn = await asyncpg.connect(self.url, timeout=5)
+        except Exception:
+            return None
+        try:
+            pids = await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await conn.close()
+        found: dict[int, float] = {}
+        for row in pids:
+            spent = _process_cpu(row["pid"])
+            if spent is None:
+                return None  # not on this machine, or not ours to read
+            found[row["pid"]] = spent * self.TICK
+        return found
+
+    async def begin(self) -> None:
+        self.start = await self._ticks()
+
+    async def seconds(self) -> float | None:
+        """Server CPU seconds since :meth:`begin` (backends that ended meanwhile not counted)."""
+        end = await self._ticks()
+        if self.start is None or end is None:
+            return None
+        return sum(t - self.start.get(pid, 0.0) for pid, t in end.items())
+
+
+async def timed(run: Run, count: int, server: ServerCPU | None = None) -> dict[str, float]:
+    """``count`` messages over the seconds ``run`` takes (``rate``), and the CPU time per
+    message in µs of this process (``cpu``: Python, asyncpg, the socket calls) and of the
+    server's processes (``server``, when known). CPU times are what a loaded machine blurs
+    less than rates: they say where a workload's time goes."""
+    if server is not None:
+        await server.begin()
     started, cpu = time.perf_counter(), time.process_time()
     await run()
-    cpu_us = (time.process_time() - cpu) / count * 1e6
-    return count / (time.perf_counter() - started), cpu_us
+    out = {
+        "rate": count / (time.perf_counter() - started),
+        "cpu": (time.process_time() - cpu) / count * 1e6,
+    }
+    spent = await server.seconds() if server is not None else None
+    if spent is not None:
+        out["server"] = spent / count * 1e6
+    return out
 
 
-async def measure(system: System, sizes: Sizes) -> dict[str, float]:
-    """Run W1..W4 on ``system``; throughputs in messages/s, latencies in ms."""
+async def measure(system: System, sizes: Sizes, url: str) -> dict[str, float]:
+    """Run W1..W4 on ``system``; throughputs in messages/s, latencies in ms, CPU times in µs
+    per message (``W1 cpu``, ``W1 server``, ...)."""
     out: dict[str, float] = {}
-    out["W1"], out["W1 cpu"] = await timed(await system.w1(sizes.w1), sizes.w1)
-    out["W2"], out["W2 cpu"] = await timed(await system.w2(sizes.w2, sizes.batch), sizes.w2)
+    server = ServerCPU(url)
+
+    def keep(workload: str, found: dict[str, float]) -> None:
+        out[workload] = found["rate"]
+        out[f"{workload} cpu"] = found["cpu"]
+        if "server" in found:
+            out[f"{workload} server"] = found["server"]
+
+    keep("W1", await timed(await system.w1(sizes.w1), sizes.w1, server))
+    keep("W2", await timed(await system.w2(sizes.w2, sizes.batch), sizes.w2, server))
     await system.w3_prepare(sizes.w3_session)
     for _ in range(20):
         await system.w3_read(sizes.w3_last)
@@ -593,7 +663,7 @@ async def measure(system: System, sizes: Sizes) -> dict[str, float]:
     out["W3 p50"] = percentile(latencies, 50)
     out["W3 p95"] = percentile(latencies, 95)
     w4 = await system.w4(sizes.w4_sessions, sizes.w4_messages, sizes.w4_tasks)
-    out["W4"], out["W4 cpu"] = await timed(w4, sizes.w4_sessions * sizes.w4_messages)
+    keep("W4", await timed(w4, sizes.w4_sessions * sizes.w4_messages, server))
     stored = await system.stored_bytes()
     if stored is not None:
         out["bytes/msg"] = stored
@@ -666,8 +736,11 @@ def report(results: dict[str, dict[str, float] | str], sizes: Sizes, runs: int) 
         "W4": f"W4 {sizes.w4_sessions}x{sizes.w4_messages}, {sizes.w4_tasks} tasks (msg/s)",
         "bytes/msg": "bytes per stored message",
         "W1 cpu": "W1 client CPU per message (µs)",
+        "W1 server": "W1 server CPU per message (µs)",
         "W2 cpu": "W2 client CPU per message (µs)",
+        "W2 server": "W2 server CPU per message (µs)",
         "W4 cpu": "W4 client CPU per message (µs)",
+        "W4 server": "W4 server CPU per message (µs)",
     }
     limit = results.get("limit")
     rows = []
@@ -682,7 +755,8 @@ def report(results: dict[str, dict[str, float] | str], sizes: Sizes, runs: int) 
                 number = value[key]
                 cell = (
                     f"{number:,.3f}" if key.startswith("W3")
-                    else f"{number:,.1f}" if key.endswith("cpu") else f"{number:,.0f}"
+                    else f"{number:,.1f}" if key.endswith(("cpu", "server"))
+                    else f"{number:,.0f}"
                 )  # fmt: skip
                 if isinstance(limit, dict) and value is not limit:
                     cell += f" ({ratio(number, limit.get(key))})"
@@ -731,7 +805,7 @@ async def main() -> int:
                 system.schema = f"{system.schema}_{attempt}"
                 await system.open(base)
                 try:
-                    runs[cls.name].append(await measure(system, sizes))
+                    runs[cls.name].append(await measure(system, sizes, base))
                 finally:
                     await system.close()
         for name, found in runs.items():
@@ -748,7 +822,7 @@ async def main() -> int:
                 results[other_cls.name] = f"not installed ({exc.name})"
                 continue
             try:
-                results[other_cls.name] = await measure(other, sizes)
+                results[other_cls.name] = await measure(other, sizes, base)
             except Exception as exc:  # a third-party failure must not hide our numbers
                 results[other_cls.name] = f"failed: {type(exc).__name__}"
             finally:
