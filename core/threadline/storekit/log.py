@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -34,6 +35,7 @@ from threadline.errors import ConflictError, NotFoundError, StoreError
 from threadline.models import Checkpoint, Message, builder
 from threadline.storekit.delta import (
     SNAPSHOT_EVERY,
+    EncodedHistory,
     HistoryCache,
     apply_record,
     encode_history,
@@ -104,12 +106,25 @@ def history_cache(hooks: Hooks) -> HistoryCache:
 Built = tuple[list[CheckpointRecord], tuple[Message, ...]]
 
 
-def _built(chain: Iterable[CheckpointRecord] | None) -> Built:
+def _cached(cache: HistoryCache | None, records: Sequence[CheckpointRecord]) -> Built | None:
+    """The head's history from ``cache`` when it holds the head's record by its tag: the
+    message objects this store wrote or read for it, not a rebuild of the chain."""
+    if cache is None or not records:
+        return None
+    head = records[0]
+    entry = cache.get(head.id)
+    if entry is None or entry.tag != head.tag:
+        return None
+    _checked_head(records)
+    return list(records), entry.history
+
+
+def _built(chain: Iterable[CheckpointRecord] | None, cache: HistoryCache | None = None) -> Built:
     records = list(chain or ())
-    return records, chain_history(records)
+    return _cached(cache, records) or (records, chain_history(records))
 
 
-async def read_chain(hooks: Hooks, hook: str, **kwargs: Any) -> Built:
+async def read_chain(hooks: Hooks, hook: str, *, cached: bool = True, **kwargs: Any) -> Built:
     """Call the chain-reading ``hook`` (``read_checkpoint_records`` with ``chain``, or
     ``list_checkpoint_records`` with ``latest``) and rebuild the head's history.
 
@@ -118,15 +133,24 @@ async def read_chain(hooks: Hooks, hook: str, **kwargs: Any) -> Built:
     ``hook`` (the store's reader thread, say): one hand-off. Otherwise the hook is awaited
     and a chain longer than :data:`INLINE_CHARS` is rebuilt in slices, the loop free
     between two (no thread hand-off: see :data:`INLINE_CHARS`).
+
+    A head whose record the store's :class:`~threadline.storekit.delta.HistoryCache` holds
+    by its tag (this store wrote or read it, and nothing rewrote it since) is not rebuilt:
+    its history is the cached tuple, the very message objects (immutable models) written
+    or read before, so a caller can compare it with what it holds by identity.
     """
+    cache = history_cache(hooks) if cached else None
     plugin = getattr(hooks, "plugin", None)
     operation = getattr(getattr(plugin, hook, None), "sync_operation", None)
     if operation is not None and getattr(plugin, "blocking", False):
         op: Callable[..., Iterable[CheckpointRecord]] = getattr(plugin, operation)
         run_sync = plugin.run_sync  # type: ignore[union-attr]
-        built: Built = await run_sync(hook, lambda: _built(op(**kwargs)))
+        built: Built = await run_sync(hook, lambda: _built(op(**kwargs), cache))
         return built
     chain = list(await hooks.call(hook, **kwargs) or ())
+    hit = _cached(cache, chain)
+    if hit is not None:
+        return hit
     if sum(len(r.record) for r in chain) <= INLINE_CHARS:
         return _built(chain)
     history: list[Message] = []
@@ -150,10 +174,13 @@ async def _chain(hooks: Hooks, tenant_id: str, checkpoint_id: str) -> Built:
     )
 
 
-async def restore(hooks: Hooks, hook: str, **kwargs: Any) -> Checkpoint | None:
+async def restore(
+    hooks: Hooks, hook: str, *, cached: bool = True, **kwargs: Any
+) -> Checkpoint | None:
     """The checkpoint at the head of the chain ``hook`` reads (:func:`read_chain`), with its
-    history, which is cached for the next write on it."""
-    chain, history = await read_chain(hooks, hook, **kwargs)
+    history, which is cached for the next write on it (``cached=False``: rebuilt from the
+    chain even when the cache holds it)."""
+    chain, history = await read_chain(hooks, hook, cached=cached, **kwargs)
     if not chain:
         return None
     head = chain[0]
@@ -272,16 +299,30 @@ async def create_checkpoint(
             continue  # the parent was rewritten meanwhile (erased, pruned): read it again
         if stored.tag != tag:  # the id was stored already: a retry, or a conflict
             existing = await restore(
-                hooks, "threadline_read_checkpoint_records", tenant_id=t, checkpoint_id=c.id,
-                chain=True,
+                hooks, "threadline_read_checkpoint_records", cached=False, tenant_id=t,
+                checkpoint_id=c.id, chain=True,
             )  # fmt: skip
             assert existing is not None
             if attrs.evolve(_as_stored(c), version=existing.version) != existing:
                 raise id_conflict("checkpoint", c.id)
             return existing
-        cache.put(c.id, tag, encoded.depth, c.history)
+        cache.put(c.id, tag, encoded.depth, _as_read(c.history, encoded, t, sid))
         return _replace(stored.checkpoint, history=c.history)
     raise ConflictError(f"checkpoint {c.id}: its parent kept changing while it was written")
+
+
+def _as_read(
+    history: tuple[Message, ...], encoded: EncodedHistory, tenant_id: str, session_id: str
+) -> tuple[Message, ...]:
+    """The history a read of a record just written gives (what the cache serves): the
+    caller's own message objects when its new messages come back equal from the record's
+    JSON (decoded: only the new ones), else the decoded history."""
+    keep = encoded.keep or 0
+    built = list(history[:keep])
+    apply_record(built, encoded.text, tenant_id=tenant_id, session_id=session_id)
+    if len(built) == len(history) and all(map(operator.eq, built[keep:], history[keep:])):
+        return history
+    return tuple(built)
 
 
 def session_tags(records: Iterable[CheckpointRecord]) -> dict[str, int]:

@@ -58,11 +58,6 @@ def test_chat_loop_stores_each_message_once_and_restores_exactly(tmp_path: Path)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="issue #15 not met yet: a step's restore rebuilds the 400-message history from its "
-    "chain into new objects, so step 200 costs ~2x step 1 (benchmarks/README.md, LangGraph)",
-    strict=False,
-)
 def test_time_per_step_stays_flat(tmp_path: Path) -> None:
     require("sqlite")
     _, times = _run(f"sqlite:///{tmp_path / 'flat.db'}", 0, 2 * STEPS)

@@ -24,6 +24,7 @@ import base64
 import json
 import re
 from collections.abc import Callable
+from itertools import repeat
 from operator import attrgetter, is_
 from typing import Any
 
@@ -95,7 +96,9 @@ RECENT = 32
 def is_message_list(value: object) -> bool:
     """Whether ``value`` is a non-empty list of LangChain messages (a history channel)."""
     return (
-        isinstance(value, list) and bool(value) and all(isinstance(m, BaseMessage) for m in value)
+        isinstance(value, list)
+        and bool(value)
+        and all(map(isinstance, value, repeat(BaseMessage, len(value))))
     )
 
 
@@ -157,11 +160,20 @@ class MessageCodec:
         return history
 
     def from_history(self, history: tuple[Message, ...]) -> list[BaseMessage]:
-        """The LangChain messages of a stored history (a new list, remembered messages)."""
+        """The LangChain messages of a stored history (a new list, remembered messages).
+
+        A history that starts with the very objects of the last one converted (the store
+        serves the checkpoint this saver wrote from its cache) reuses that conversion with
+        identity checks in C: a read costs its new messages, not the thread's length."""
         if len(self._from_store) > _CACHE_LIMIT:
             self._from_store.clear()
-        out = []
-        for stored in history:
+        last = self._last
+        out: list[BaseMessage] = []
+        if last is not None:
+            n = len(last.history)
+            if len(history) >= n and all(map(is_, history[:n], last.history)):
+                out = list(last.messages)
+        for stored in history[len(out) :]:
             hit = self._from_store.get(stored.id)
             if hit is not None and (hit[0] is stored or _same(hit[0], stored)):
                 m = hit[1]
@@ -237,7 +249,7 @@ class MessageCodec:
         if role == "tool" and not tool_call_id:  # threadline requires one on a tool message
             role, known = "system", None
         compact = _compact(m) if known is not None and isinstance(m.content, str) else None
-        message_id = new_id()
+        message_id: str | None = None
         metadata: dict[str, Any] = {}
         if compact is None:
             metadata["lc_blob"] = encode_typed(self.serde, m)
@@ -250,7 +262,7 @@ class MessageCodec:
             if compact:
                 metadata["lc"] = compact
         return Message(
-            id=message_id,
+            id=message_id or new_id(),
             session_id=session_id,
             tenant_id=tenant_id,
             user_id=user_id,

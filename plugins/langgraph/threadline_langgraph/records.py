@@ -30,6 +30,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import attrs
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -41,6 +42,7 @@ from langgraph.checkpoint.base import (
 )
 
 from threadline.models import Checkpoint as Record
+from threadline.models import builder
 from threadline_langgraph.ids import namespace_agent_id, writes_record_id
 from threadline_langgraph.messages import (
     MessageCodec,
@@ -67,6 +69,7 @@ __all__ = [
 
 CHECKPOINT = "checkpoint"
 WRITES = "writes"
+_RECORD_FIELDS = tuple(f.name for f in attrs.fields(Record))
 
 
 class Where:
@@ -163,11 +166,14 @@ def checkpoint_record(
         session_id=where.session_id,
         agent_id=namespace_agent_id(where.session_id, where.checkpoint_ns),
         parent_id=parent_record_id,
-        history=history,
         state=state,
         properties=where.properties(CHECKPOINT, checkpoint["id"], **more),
     )
-    return record, refs
+    # The history's messages were made (and checked) by the codec: not checked again on
+    # every put, which would cost the thread's length.
+    values = {name: getattr(record, name) for name in _RECORD_FIELDS}
+    values["history"] = history
+    return builder(Record)(**values), refs
 
 
 def metadata_of(codec: MessageCodec, record: Record) -> CheckpointMetadata:
