@@ -55,11 +55,16 @@ def threadline_list_sessions(tenant_id: str, query: SessionQuery) -> Sequence[Se
     so a page read after concurrent inserts still continues where the last one ended;
     a SQL store answers it from an index on ``(tenant_id, updated_at, id)`` without
     reading the sessions before the cursor. ``query.offset`` then skips that many more.
+    ``query.forked_from`` keeps only the forks of that session: the sessions whose
+    ``metadata["forked_from"]["session_id"]`` equals it
+    (:func:`threadline.queries.fork_parent`), answered from an index (SQLite and
+    PostgreSQL: a partial expression index; it is how ``Store.list_branches`` reads).
 
     :param tenant_id: the caller's tenant.
     :param query: a validated :class:`threadline.queries.SessionQuery`: ``user_id`` and
-        ``agent_id`` filters (``None``: all), ``limit``, ``offset`` and ``after`` (a
-        :class:`~threadline.queries.SessionCursor` or ``None``).
+        ``agent_id`` filters (``None``: all), ``forked_from`` (a session id or ``None``),
+        ``limit``, ``offset`` and ``after`` (a :class:`~threadline.queries.SessionCursor`
+        or ``None``).
         :meth:`~threadline.queries.SessionQuery.page` does it all over a list.
     :return: the sessions, newest ``updated_at`` first, then highest ``id`` first
         (nothing of another tenant, whatever the cursor).
