@@ -55,6 +55,7 @@ __all__ = [
     "ReportingStore",
     "counting_strategy",
     "expected_history",
+    "late_imports",
     "read_report",
 ]
 
@@ -197,12 +198,12 @@ async def stream_job(args: dict[str, Any], report: Reporter) -> None:
         .with_flush_interval(args["flush_interval"])
         .build()
     )
-    report("ready")
+    report("ready", imported=late_imports())
     received = 0
     async for text in agent.chat_stream(args["prompt"]):
         received += len(text)
         report("recv", n=received)
-    report("done", n=received)
+    report("done", n=received, imported=late_imports())
     await agent.close()
     await store.close()
 
@@ -217,9 +218,9 @@ async def graph_job(args: dict[str, Any], report: Reporter) -> None:
         tenant_id=args["tenant_id"],
         features=[Persistency(storage=store, automatic=True)],
     )
-    report("ready")
+    report("ready", imported=late_imports())
     result = await agent.run(0, session_id=args["session_id"])
-    report("done", result=result)
+    report("done", result=result, imported=late_imports())
     await agent.close()
     await store.close()
 
@@ -233,33 +234,76 @@ JOBS: dict[str, Callable[[dict[str, Any], Reporter], Coroutine[Any, Any, None]]]
 # -- the fork server (this file run as a script) --------------------------------------------
 
 
+PLUGIN_PACKAGES = (
+    "threadline_memory",
+    "threadline_sqlite",
+    "threadline_postgres",
+    "threadline_fsspec",
+    "threadline_openai",
+)
+"""The plugins the suite loads (``conftest.py``): every module of each is imported."""
+LAZY_IMPORTS = (
+    "httpcore",
+    "httpcore._backends.anyio",
+    "anyio._backends._asyncio",
+    "sniffio",
+    "sqlite_utils",
+    "encodings.utf_8_sig",
+)
+"""What is imported on first use, not by importing the plugins: httpx's transport and
+decoder on the first request (200-400 ms of a child's turn, with the event loop blocked,
+where no bytecode is cached, as in tox: ``PYTHONDONTWRITEBYTECODE``; ~100 ms with it),
+SQLite's migrations."""
+
+_preloaded: frozenset[str] = frozenset()
+"""The modules the fork server imported: a child has them all (see :func:`late_imports`)."""
+
+
+def late_imports() -> list[str]:
+    """The modules this process imported after the fork server's preload (none in a child
+    that only runs what was preloaded: a child that imports pays for it on its own clock,
+    and a kill timed from another child's run lands somewhere else in its turn)."""
+    if not _preloaded:
+        return []
+    return sorted(set(sys.modules) - _preloaded)
+
+
 def _preload() -> None:
     """Import and register everything a job needs, so a forked child does no imports."""
+    global _preloaded
     import importlib
+    import pkgutil
 
     from threadline.plugins import provider_registry, store_registry
 
-    for name in ("httpx", "threadline_sqlite", "threadline_postgres", "threadline_fsspec"):
+    def import_all(package: str) -> None:
+        try:
+            root = importlib.import_module(package)
+        except ImportError:  # not installed here: tests that need it skip
+            return
+        for module in pkgutil.walk_packages(root.__path__, f"{package}."):
+            if not module.name.startswith(("threadline.cli", "threadline.testing")):
+                try:
+                    importlib.import_module(module.name)
+                except ImportError:
+                    pass
+
+    # the runtime and the plugins import some modules on first use (compaction, editing,
+    # live replies, a store's checkpoint or API call tables...), and so does httpx: a
+    # child that imports them itself starts late, and a kill meant for mid-stream lands first
+    for package in ("threadline", *PLUGIN_PACKAGES):
+        import_all(package)
+    for name in ("httpx", *LAZY_IMPORTS):
         try:
             importlib.import_module(name)
-        except ImportError:  # not installed here: tests that need it skip
+        except ImportError:
             pass
-    importlib.import_module("threadline_openai")
-    import pkgutil
-
-    # the runtime imports some modules on first use (compaction, editing, live replies...):
-    # a child that imports them itself starts late, and a kill meant for mid-stream lands first
-    for module in pkgutil.walk_packages(threadline.__path__, "threadline."):
-        if not module.name.startswith(("threadline.cli", "threadline.testing")):
-            try:
-                importlib.import_module(module.name)
-            except ImportError:
-                pass
 
     store_registry()
     provider_registry()
     if threading.active_count() != 1:  # forking a process with threads is not safe
         raise RuntimeError(f"the fork server has {threading.active_count()} threads")
+    _preloaded = frozenset(sys.modules)
 
 
 def _child(command: dict[str, Any]) -> None:

@@ -237,6 +237,8 @@ def test_sigkill_mid_checkpoint_resumes_from_a_whole_checkpoint(
     calibration, events = child(calibration_id, None)
     assert calibration.status == 0
     assert (events[-1]["e"], events[-1].get("result")) == ("done", STEPS)
+    # kills are timed by this run: a child that imports on its own clock would be late
+    assert events[-1]["imported"] == [], f"the child imported {events[-1]['imported']}"
     ready = next(float(e["t"]) for e in events if e["e"] == "ready")
     startup = ready - calibration.started  # fork, connect, build the agent
     duration = float(events[-1]["t"]) - ready  # the run itself
