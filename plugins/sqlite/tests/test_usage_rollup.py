@@ -67,6 +67,20 @@ def _delete(path: Path, calls: list[ApiCall]) -> None:
         db.close()
 
 
+def _update(path: Path, calls: list[ApiCall]) -> None:
+    """Change calls by hand (model, latency, a day later): the triggers move them."""
+    db = sqlite3.connect(path)
+    try:
+        db.executemany(
+            "UPDATE entity_api_call SET model = 'small', latency_ms = 7.5, "
+            "created_at = created_at + 86400000000 WHERE id = ?",
+            [(c.id,) for c in calls],
+        )
+        db.commit()
+    finally:
+        db.close()
+
+
 def _rollup_rows(path: Path) -> int:
     db = sqlite3.connect(path)
     try:
@@ -77,7 +91,7 @@ def _rollup_rows(path: Path) -> int:
 
 async def test_0010_fills_the_rollup_from_a_filled_database(db_path: Path) -> None:
     """A file of the previous release with calls (some deleted) upgrades in place: reports
-    from the rollup equal the calls' own; later writes and deletions keep them equal."""
+    from the rollup equal the calls' own; later writes, updates and deletions keep them equal."""
     at = MIGRATION_NAMES.index("0010_usage_rollup")
     at_migration(db_path, at).close()
     old = await threadline.connect(f"sqlite:///{db_path}", migrate=False)
@@ -95,6 +109,8 @@ async def test_0010_fills_the_rollup_from_a_filled_database(db_path: Path) -> No
         more = await _fill(store, tenant, users)
         await _assert_matches(store, tenant)
         _delete(db_path, more[10:20])
+        _update(db_path, more[20:30])
+        await _assert_matches(store, tenant)
         await store.erase_user(tenant, users[0])
         await _assert_matches(store, tenant)
         for session in await store.list_sessions(tenant):
