@@ -76,10 +76,23 @@ async def invoke(impl: pluggy.HookImpl, kwargs: Mapping[str, Any]) -> Any:
 
 
 def impl_call(impl: pluggy.HookImpl) -> Call:
-    async def call(kwargs: Mapping[str, Any]) -> Any:
-        return await invoke(impl, kwargs)
+    """``impl`` as a :data:`Call`. A coroutine function (every store's hooks) is called
+    straight with the arguments it names, its coroutine handed back to be awaited: no
+    wrapper frame, no awaitable check (about 1 µs of a call's ~3 µs of dispatch)."""
+    fn = impl.function
+    names = tuple(impl.argnames)
+    if not inspect.iscoroutinefunction(fn):
 
-    return call
+        async def call(kwargs: Mapping[str, Any]) -> Any:
+            return await invoke(impl, kwargs)
+
+        return call
+    if not names:
+        return lambda kwargs: fn()
+    if len(names) == 1:
+        (name,) = names
+        return lambda kwargs: fn(kwargs[name])
+    return lambda kwargs: fn(*[kwargs[n] for n in names])
 
 
 async def collect(impls: list[pluggy.HookImpl], kwargs: dict[str, Any]) -> list[Any]:
@@ -89,6 +102,8 @@ async def collect(impls: list[pluggy.HookImpl], kwargs: dict[str, Any]) -> list[
 
 async def write_calls(calls: Sequence[Call], kwargs: Mapping[str, Any]) -> Any:
     """Await every participant in order; raise the first failure; return the first result."""
+    if len(calls) == 1:  # the usual stack: one store
+        return await calls[0](kwargs)
     first: Any = None
     for call in calls:
         result = await call(kwargs)
@@ -99,6 +114,8 @@ async def write_calls(calls: Sequence[Call], kwargs: Mapping[str, Any]) -> Any:
 
 async def read_calls(calls: Sequence[Call], kwargs: Mapping[str, Any]) -> Any:
     """Await participants in order until one returns non-``None``; return that value."""
+    if len(calls) == 1:
+        return await calls[0](kwargs)
     for call in calls:
         result = await call(kwargs)
         if result is not None:
