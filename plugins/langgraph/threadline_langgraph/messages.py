@@ -89,6 +89,7 @@ _CLASSES: dict[str, tuple[type[BaseMessage], Role]] = {
 _BY_ROLE: dict[str, type[BaseMessage]] = {role: cls for cls, role in _CLASSES.values()}
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _CACHE_LIMIT = 100_000
+_WRAPPERS = frozenset("ldrmb")
 RECENT = 32
 """How many of a history's last messages other values of its record may refer to."""
 
@@ -190,20 +191,25 @@ class MessageCodec:
         return out
 
     def encode_value(self, value: object, refs: Refs | None = None) -> Any:
-        """``value`` as JSON: plain values as they are, lists and dicts wrapped (``{"l": ...}``,
-        ``{"d": ...}``), messages compact (``{"m": ...}``) or, with ``refs``, as references
-        (``{"r": ...}``), anything else through the serializer (``{"b": [type, base64]}``).
-        Exact: types are checked, not compared."""
+        """``value`` as JSON: plain values as they are, lists as JSON arrays of their encoded
+        items, dicts with string keys as JSON objects of their encoded values (wrapped as
+        ``{"d": ...}`` only when one looks like a wrapper: a single key of ``l``, ``d``,
+        ``r``, ``m``, ``b``), messages compact (``{"m": ...}``) or, with ``refs``, as
+        references (``{"r": ...}``), anything else through the serializer
+        (``{"b": [type, base64]}``). Exact: types are checked, not compared. (Lists wrapped
+        as ``{"l": ...}`` and every dict as ``{"d": ...}``, as earlier versions wrote them,
+        read the same.)"""
         kind = type(value)
         if value is None or kind in (str, bool, int):
             return value
         if kind is float and value == value and value not in (float("inf"), float("-inf")):
             return value
         if kind is list:
-            return {"l": [self.encode_value(v, refs) for v in value]}  # type: ignore[attr-defined]
+            return [self.encode_value(v, refs) for v in value]  # type: ignore[attr-defined]
         if kind is dict and all(type(k) is str for k in value):  # type: ignore[attr-defined]
             items = value.items()  # type: ignore[attr-defined]
-            return {"d": {k: self.encode_value(v, refs) for k, v in items}}
+            plain = {k: self.encode_value(v, refs) for k, v in items}
+            return {"d": plain} if len(plain) == 1 and next(iter(plain)) in _WRAPPERS else plain
         if isinstance(value, BaseMessage):
             ref = refs.ref(value, self) if refs is not None else None
             if ref is not None:
@@ -222,8 +228,12 @@ class MessageCodec:
 
     def decode_value(self, encoded: Any, resolve: Resolver | None = None) -> Any:
         """The value :meth:`encode_value` encoded (``resolve`` turns references into messages)."""
+        if isinstance(encoded, list):
+            return [self.decode_value(v, resolve) for v in encoded]
         if not isinstance(encoded, dict):
             return encoded
+        if len(encoded) != 1 or next(iter(encoded)) not in _WRAPPERS:
+            return {k: self.decode_value(v, resolve) for k, v in encoded.items()}
         if "l" in encoded:
             return [self.decode_value(v, resolve) for v in encoded["l"]]
         if "d" in encoded:

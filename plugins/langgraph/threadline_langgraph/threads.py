@@ -174,6 +174,11 @@ class Threads:
                 self.codec, where, record_id=record_id, checkpoint=checkpoint,
                 metadata=metadata, parent_checkpoint_id=parent, parent_record_id=base,
             )  # fmt: skip
+            # Known before the store call returns: LangGraph may send the pending writes on
+            # this checkpoint meanwhile (its puts run in the background), and they refer to
+            # the messages the record holds instead of storing them again.
+            self._keep_refs(record.id, refs)
+            self._writes_next.setdefault(record.id, 0)  # a new id: no write record on it yet
             try:
                 await self.store.create_checkpoint(record)
                 break
@@ -196,6 +201,12 @@ class Threads:
                 return anchor
         return parent_record
 
+    def _keep_refs(self, record_id: str, refs: Refs) -> None:
+        self._refs[record_id] = refs
+        self._refs.move_to_end(record_id)
+        while len(self._refs) > _REFS_LIMIT:
+            self._refs.popitem(last=False)
+
     def _remember(self, record: Record, base: str | None, refs: Refs | None) -> None:
         """Note a record written (``base``: its delta base) or read (``base`` ``None``)."""
         if len(self._lengths) > _CACHE_LIMIT:
@@ -210,9 +221,7 @@ class Threads:
             # put_writes need not look; a writer elsewhere is told apart by a conflict.
             self._writes_next[record.id] = 0
         if refs is not None:
-            self._refs[record.id] = refs
-            while len(self._refs) > _REFS_LIMIT:
-                self._refs.popitem(last=False)
+            self._keep_refs(record.id, refs)
         if base is None:
             if refs is not None:  # written without a base: a snapshot
                 self._depths[record.id] = 0
