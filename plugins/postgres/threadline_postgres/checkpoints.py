@@ -74,7 +74,7 @@ class CheckpointRecords(PooledStore):
             if existing is not None:
                 raise _AlreadyStored(existing)
             if c.parent_id is not None:
-                link = await conn.fetchrow(sql.checkpoint_link, c.parent_id)
+                link = await conn.fetchrow(sql.checkpoint_link, c.parent_id, t)
                 if link is None or link["session_id"] != sid:
                     raise NotFoundError(f"parent checkpoint {c.parent_id} not found")
                 if parent_tag is not None and link["history_tag"] != parent_tag:
@@ -139,16 +139,19 @@ class CheckpointRecords(PooledStore):
                 raise NotFoundError(f"session {session_id} not found for this tenant")
             tags = {
                 r["id"]: r["history_tag"]
-                for r in await conn.fetch(self.sql.session_tags, session_id)
+                for r in await conn.fetch(self.sql.session_tags, session_id, tenant_id)
             }
             plan.check(tags, session_id)
-            return await self._rewrite_records(conn, session_id, plan.records, plan.delete_ids)
+            return await self._rewrite_records(
+                conn, tenant_id, session_id, plan.records, plan.delete_ids
+            )
 
         return await self._call("rewrite_checkpoint_records", run, transaction=True)
 
     async def _rewrite_records(
         self,
         conn: asyncpg.Connection,
+        tenant_id: str,
         session_id: str,
         records: Sequence[CheckpointRecord],
         delete_ids: Sequence[str],
@@ -157,11 +160,13 @@ class CheckpointRecords(PooledStore):
         if records:
             await conn.executemany(
                 self.sql.rewrite_record,
-                [(r.id, session_id, record_param(r), r.depth, r.tag) for r in records],
+                [(r.id, session_id, record_param(r), r.depth, r.tag, tenant_id) for r in records],
             )
         gone = []
         if delete_ids:
-            gone = await conn.fetch(self.sql.delete_records, session_id, list(delete_ids))
+            gone = await conn.fetch(
+                self.sql.delete_records, session_id, list(delete_ids), tenant_id
+            )
         return len(records) + len(gone)
 
     # Overrides the default for atomicity: the plan is read and applied under the session
@@ -179,7 +184,7 @@ class CheckpointRecords(PooledStore):
             rows = await conn.fetch(self.sql.session_records, session_id, tenant_id, None)
             rewrites, doomed = prune_plan([record_from_row(r) for r in rows], keep)
             if doomed and not dry_run:
-                await self._rewrite_records(conn, session_id, rewrites, doomed)
+                await self._rewrite_records(conn, tenant_id, session_id, rewrites, doomed)
             return len(doomed)
 
         return await self._call("prune_checkpoints", run, transaction=True)

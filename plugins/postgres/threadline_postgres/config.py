@@ -45,6 +45,8 @@ OPTIONS: dict[str, str] = {
     "replica_window": "seconds a session's (and tenant's) reads stay on the primary after "
     "this process writes to it (default 10)",
     "schema": "put the tables in this schema (created if missing; default: search_path)",
+    "partitions": "hash partitions by tenant for messages and checkpoints, made when the "
+    "schema is created or upgraded to migration 0009 (default 0: none)",
     "sslmode": "disable, allow, prefer, require, verify-ca or verify-full",
     "application_name": "shown in pg_stat_activity (default threadline)",
     "host": "server host or Unix-socket directory (overrides the URL's host)",
@@ -85,6 +87,7 @@ class PostgresConfig:
     replicas: HostList = ()
     replica_window: float = 10.0
     schema: str | None = None
+    partitions: int = 0
     sslmode: str | None = None
     application_name: str = "threadline"
     source: str = "url"
@@ -258,6 +261,8 @@ def parse_config(url: StoreURL | str, environ: Mapping[str, str] | None = None) 
             fields[name] = _int(name, query[name], 0)
     if "max_size" in query:
         fields["max_size"] = _int("max_size", query["max_size"], 1)
+    if "partitions" in query:
+        fields["partitions"] = _int("partitions", query["partitions"], 0)
     for name in (
         "command_timeout",
         "connect_timeout",

@@ -41,7 +41,10 @@ class Retention(CheckpointRecords):
         async def run(conn: asyncpg.Connection) -> dict[str, int]:
             locked = await conn.fetch(sql.erase_sessions, tenant_id, user_id)
             own = [r["id"] for r in locked if r["own"]]
-            counts = {"sessions": len(own), **(await conn.fetchrow(sql.erase_counts, own))}
+            counts = {
+                "sessions": len(own),
+                **(await conn.fetchrow(sql.erase_counts, own, tenant_id)),
+            }
             plans: list[tuple[str, list[CheckpointRecord]]] = []
             counts["checkpoints_redacted"] = 0
             for sid in (r["id"] for r in locked if not r["own"]):
@@ -58,14 +61,14 @@ class Retention(CheckpointRecords):
             if dry_run:
                 return counts
             if own:
-                await conn.execute(sql.delete_sessions, own)
+                await conn.execute(sql.delete_sessions, own, tenant_id)
             if messages:
                 await conn.fetch(sql.redact_messages, tenant_id, *rewrite_columns(messages))
             if calls:
                 await conn.fetch(sql.delete_api_calls, tenant_id, calls)
             for sid, rewrites in plans:
                 if rewrites:
-                    await self._rewrite_records(conn, sid, rewrites, ())
+                    await self._rewrite_records(conn, tenant_id, sid, rewrites, ())
             return counts
 
         return await self._call("erase_user", run, transaction=True, retry=dry_run)

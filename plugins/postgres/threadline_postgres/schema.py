@@ -29,13 +29,28 @@ Design notes:
 * ``(tenant_id, user_id)`` on messages (``0004_message_user_index``) and on API calls
   (``0005_api_call_user_index``) serves erasing a user: their messages and API calls in
   other users' sessions are found without reading the tenant's.
+* Keys hold the tenant (``0008_tenant_keys``): the primary keys of sessions, messages,
+  API calls and checkpoints are ``(id, tenant_id)``, the unique keys ``(session_id, seq,
+  tenant_id)`` and ``(session_id, version, tenant_id)``, and every foreign key between
+  them includes ``tenant_id``, so the four tables can be hash-partitioned or distributed
+  by tenant (agents and providers, small and keyed by id, stay as they are: reference
+  tables on a distributed database). ``id`` leads each primary key, so "is this id held
+  anywhere" stays one index probe on an unpartitioned table (an id another tenant holds is
+  refused; see ``docs/postgres.md``).
+* ``?partitions=N`` (``0009_tenant_partitions``): ``entity_message`` and
+  ``entity_checkpoint`` become ``N`` hash partitions by ``tenant_id`` when 0009 applies
+  (a new schema, or an upgrade of an existing one: the rows are moved, seqs and versions
+  kept). Without the option 0009 changes nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import asyncpg
 import attrs
 
+from threadline.errors import ConfigurationError
 from threadline_postgres.config import PostgresConfig
 
 __all__ = ["MIGRATIONS", "Migration", "migrate"]
@@ -45,10 +60,14 @@ MIGRATIONS_TABLE = "threadline_migrations"
 
 @attrs.frozen
 class Migration:
-    """One schema change: applied once, recorded by ``name``."""
+    """One schema change: applied once, recorded by ``name``.
+
+    ``sql`` is the statement text with ``{entity_*}`` placeholders, or a function of the
+    configuration that returns it (a change that depends on an option).
+    """
 
     name: str
-    sql: str
+    sql: str | Callable[[PostgresConfig], str]
 
 
 _INITIAL = """
@@ -231,6 +250,108 @@ CREATE INDEX IF NOT EXISTS entity_session_forks ON {entity_session}
     WHERE (metadata->'forked_from'->>'session_id') IS NOT NULL;
 """
 
+# Keys with the tenant in them, so the tables can be partitioned or distributed by tenant
+# (Citus requires the distribution column in every primary, unique and foreign key). The
+# foreign keys go first (they depend on the keys they reference), then each key is rebuilt
+# with tenant_id, then the foreign keys come back with tenant_id in them.
+_TENANT_KEYS = """
+ALTER TABLE {entity_message} DROP CONSTRAINT entity_message_session_id_fkey;
+ALTER TABLE {entity_api_call} DROP CONSTRAINT entity_api_call_session_id_fkey;
+ALTER TABLE {entity_checkpoint} DROP CONSTRAINT entity_checkpoint_session_id_fkey,
+    DROP CONSTRAINT entity_checkpoint_history_base_fkey;
+ALTER TABLE {entity_session} DROP CONSTRAINT entity_session_pkey,
+    ADD CONSTRAINT entity_session_pkey PRIMARY KEY (id, tenant_id);
+ALTER TABLE {entity_message} DROP CONSTRAINT entity_message_pkey,
+    ADD CONSTRAINT entity_message_pkey PRIMARY KEY (id, tenant_id),
+    DROP CONSTRAINT entity_message_session_seq,
+    ADD CONSTRAINT entity_message_session_seq UNIQUE (session_id, seq, tenant_id),
+    ADD CONSTRAINT entity_message_session_id_fkey FOREIGN KEY (session_id, tenant_id)
+        REFERENCES {entity_session} (id, tenant_id) ON DELETE CASCADE;
+ALTER TABLE {entity_api_call} DROP CONSTRAINT entity_api_call_pkey,
+    ADD CONSTRAINT entity_api_call_pkey PRIMARY KEY (id, tenant_id),
+    ADD CONSTRAINT entity_api_call_session_id_fkey FOREIGN KEY (session_id, tenant_id)
+        REFERENCES {entity_session} (id, tenant_id) ON DELETE CASCADE;
+ALTER TABLE {entity_checkpoint} DROP CONSTRAINT entity_checkpoint_pkey,
+    ADD CONSTRAINT entity_checkpoint_pkey PRIMARY KEY (id, tenant_id),
+    DROP CONSTRAINT entity_checkpoint_session_version,
+    ADD CONSTRAINT entity_checkpoint_session_version UNIQUE (session_id, version, tenant_id),
+    ADD CONSTRAINT entity_checkpoint_session_id_fkey FOREIGN KEY (session_id, tenant_id)
+        REFERENCES {entity_session} (id, tenant_id) ON DELETE CASCADE;
+ALTER TABLE {entity_checkpoint} ADD CONSTRAINT entity_checkpoint_history_base_fkey
+    FOREIGN KEY (history_base, tenant_id) REFERENCES {entity_checkpoint} (id, tenant_id)
+    ON DELETE CASCADE;
+"""
+
+# What 0009 rebuilds on each partitioned table: its keys and indexes as 0001-0008 left them.
+_PARTITIONED: dict[str, tuple[list[str], list[str]]] = {
+    "entity_message": (
+        [
+            "CONSTRAINT entity_message_pkey PRIMARY KEY (id, tenant_id)",
+            "CONSTRAINT entity_message_session_seq UNIQUE (session_id, seq, tenant_id)",
+            "CONSTRAINT entity_message_session_id_fkey FOREIGN KEY (session_id, tenant_id) "
+            "REFERENCES {entity_session} (id, tenant_id) ON DELETE CASCADE",
+        ],
+        [
+            "entity_message_user_turns ON {t} (session_id, seq) WHERE role = 'user'",
+            "entity_message_system ON {t} (session_id, seq) WHERE role = 'system'",
+            "entity_message_streaming ON {t} (session_id) WHERE status = 'streaming'",
+            "entity_message_call_ids ON {t} USING gin (call_ids) WHERE call_ids IS NOT NULL",
+            "entity_message_tenant_user ON {t} (tenant_id, user_id)",
+        ],
+    ),
+    "entity_checkpoint": (
+        [
+            "CONSTRAINT entity_checkpoint_pkey PRIMARY KEY (id, tenant_id)",
+            "CONSTRAINT entity_checkpoint_session_version UNIQUE (session_id, version, tenant_id)",
+            "CONSTRAINT entity_checkpoint_session_id_fkey FOREIGN KEY (session_id, tenant_id) "
+            "REFERENCES {entity_session} (id, tenant_id) ON DELETE CASCADE",
+            "CONSTRAINT entity_checkpoint_history_base_fkey FOREIGN KEY (history_base, tenant_id) "
+            "REFERENCES {entity_checkpoint} (id, tenant_id) ON DELETE CASCADE",
+        ],
+        [
+            "entity_checkpoint_tenant_agent ON {t} (tenant_id, agent_id)",
+            "entity_checkpoint_parent ON {t} (parent_id)",
+            "entity_checkpoint_base ON {t} (history_base)",
+        ],
+    ),
+}
+
+
+def _tenant_partitions(config: PostgresConfig) -> str:
+    """With ``partitions``: each table of :data:`_PARTITIONED` moved into a new table
+    ``PARTITION BY HASH (tenant_id)`` of that many partitions (``<table>_p0``...), rows,
+    keys and indexes kept; the old table is dropped. Without it: nothing."""
+    n = config.partitions
+    if not n:
+        return "SELECT 1;"
+    schema = f'"{config.schema}".' if config.schema else ""
+    out: list[str] = []
+    for name, (constraints, indexes) in _PARTITIONED.items():
+        table, old = config.table(name), f"{name}_unpartitioned"
+        # The old table's keys, foreign keys and indexes go first: their names are free
+        # for the new table, and no foreign key points at rows about to move.
+        out.append(f"ALTER TABLE {table} RENAME TO {old};")
+        drops = [c.split()[1] for c in reversed(constraints)]
+        out.append(
+            f"ALTER TABLE {schema}{old} " + ", ".join(f"DROP CONSTRAINT {c}" for c in drops) + ";"
+        )
+        out.extend(f"DROP INDEX {schema}{i.split()[0]};" for i in indexes)
+        out.append(
+            f"CREATE TABLE {table} (LIKE {schema}{old} INCLUDING DEFAULTS INCLUDING CONSTRAINTS) "
+            "PARTITION BY HASH (tenant_id);"
+        )
+        out.extend(
+            f"CREATE TABLE {schema}{name}_p{i} PARTITION OF {table} "
+            f"FOR VALUES WITH (MODULUS {n}, REMAINDER {i});"
+            for i in range(n)
+        )
+        out.append(f"INSERT INTO {table} SELECT * FROM {schema}{old};")
+        out.append(f"DROP TABLE {schema}{old};")
+        out.extend(f"ALTER TABLE {table} ADD {c};" for c in constraints)
+        out.extend(f"CREATE INDEX {i.replace('{t}', table)};" for i in indexes)
+    return "\n".join(out)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial_schema", _INITIAL),
     Migration("0002_incremental_checkpoints", _INCREMENTAL_CHECKPOINTS),
@@ -239,6 +360,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0005_api_call_user_index", _API_CALL_USER),
     Migration("0006_deleted_seqs", _DELETED_SEQS),
     Migration("0007_api_call_usage_index", _API_CALL_USAGE),
+    Migration("0008_tenant_keys", _TENANT_KEYS),
+    Migration("0009_tenant_partitions", _tenant_partitions),
     Migration("0011_session_forks", _SESSION_FORKS),
 )
 """Every migration, in the order they apply. Append only; never edit an applied one."""
@@ -253,9 +376,30 @@ TABLES = (
 )
 
 
-def render(sql: str, config: PostgresConfig) -> str:
+def render(sql: str | Callable[[PostgresConfig], str], config: PostgresConfig) -> str:
     """``sql`` with ``{entity_*}`` replaced by the (schema-qualified) table names."""
-    return sql.format(**{name: config.table(name) for name in TABLES})
+    text = sql(config) if callable(sql) else sql
+    return text.format(**{name: config.table(name) for name in TABLES})
+
+
+async def check_partitions(conn: asyncpg.Connection, config: PostgresConfig) -> None:
+    """``partitions`` asked for on tables that are not partitioned: say why, at once.
+
+    :raises ConfigurationError: the schema's messages are not partitioned.
+    """
+    if not config.partitions:
+        return
+    found = await conn.fetchval(
+        "SELECT count(*) FROM pg_partitioned_table WHERE partrelid = to_regclass($1)",
+        config.table("entity_message"),
+    )
+    if not found:
+        raise ConfigurationError(
+            f"postgres option partitions={config.partitions}: the schema's tables are not "
+            "partitioned (partitions are chosen when migration 0009_tenant_partitions "
+            "applies, at the schema's creation or its upgrade; this schema was created "
+            "or upgraded without them)"
+        )
 
 
 async def migrate(

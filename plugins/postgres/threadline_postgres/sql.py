@@ -10,6 +10,13 @@ test (``tenant_id`` is never NULL), but not one an index can answer, so the plan
 ANDs the ``(tenant_id, ...)`` indexes into a read of one session. Without fresh statistics
 (straight after a bulk load) it did, and read every index entry of the tenant (#14);
 this way the ``(session_id, seq)`` path is the only one, whatever the statistics say.
+With ``?partitions=N`` the tenant is compared plainly (``tenant_id = $2::uuid``), and the
+reads that did not name it (a window's start, a chain's next link) name it too: that is
+what lets the server read one partition instead of all of them.
+
+Keys hold the tenant (``0008_tenant_keys``, :mod:`threadline_postgres.schema`); an id held
+by another tenant is still refused: the writes check ``id`` alone (the leading column of
+each primary key) before they insert.
 """
 
 from __future__ import annotations
@@ -75,6 +82,12 @@ class Statements:
         S, M = t["entity_session"], t["entity_message"]
         A, C = t["entity_api_call"], t["entity_checkpoint"]
         P, G = t["entity_provider"], t["entity_agent"]
+        # The caller's tenant in a read of one session (see the module's docstring), and
+        # what a subquery that needs no tenant adds so that partitions are pruned.
+        parts = bool(config.partitions)
+        own = "tenant_id = $2::uuid" if parts else "(tenant_id = $2::uuid) IS TRUE"
+        prune = " AND tenant_id = $2::uuid" if parts else ""
+        link = "tenant_id = chain.tenant_id" if parts else "(tenant_id = chain.tenant_id) IS TRUE"
 
         # -- messages --------------------------------------------------------------------
         # One round trip, one implicit transaction: the session row is bumped (and locked)
@@ -173,7 +186,7 @@ class Statements:
         )
         self.delete_messages = f"""
             WITH gone AS (
-                DELETE FROM {M} WHERE session_id = $1::uuid AND (tenant_id = $2::uuid) IS TRUE
+                DELETE FROM {M} WHERE session_id = $1::uuid AND {own}
                   AND seq > $3::bigint RETURNING 1
             ), n AS (SELECT count(*) AS n FROM gone)
             UPDATE {S} SET deleted_seqs = deleted_seqs + n.n,
@@ -184,7 +197,7 @@ class Statements:
         self.read_messages = {
             (newest, role): f"""
                 SELECT {MESSAGE_COLUMNS} FROM {M}
-                WHERE session_id = $1::uuid AND (tenant_id = $2::uuid) IS TRUE AND seq > $3::bigint
+                WHERE session_id = $1::uuid AND {own} AND seq > $3::bigint
                   AND seq < $4::bigint{" AND role = $6::text" if role else ""}
                 ORDER BY seq{" DESC" if newest else ""} LIMIT $5::bigint"""
             for newest in (False, True)
@@ -196,23 +209,23 @@ class Statements:
         # start when it plans, and would guess a third of the session and scan the table;
         # the (always true) upper bound makes it a range, estimated narrow: index scan.
         start_of = (
-            f"COALESCE((SELECT seq FROM {M} WHERE session_id = $1::uuid AND role = 'user' "
+            f"COALESCE((SELECT seq FROM {M} WHERE session_id = $1::uuid AND role = 'user'{prune} "
             "ORDER BY seq DESC OFFSET $3::bigint LIMIT 1), 1)"
         )
-        self.window = self._window(M, start_of)
-        self.window_from = self._window(M, "$3::bigint")
+        self.window = self._window(M, start_of, own)
+        self.window_from = self._window(M, "$3::bigint", own)
         self.window_systems = f"""
             SELECT {MESSAGE_COLUMNS} FROM {M}
-            WHERE session_id = $1::uuid AND (tenant_id = $2::uuid) IS TRUE AND role = 'system'
+            WHERE session_id = $1::uuid AND {own} AND role = 'system'
             ORDER BY seq"""
         # Where the window must grow back to: the round of the earliest message before it
         # that made one of the orphaned calls (GIN index on call_ids).
         self.window_callers = f"""
             SELECT COALESCE((SELECT max(u.seq) FROM {M} u
-                             WHERE u.session_id = $1::uuid AND u.role = 'user'
+                             WHERE u.session_id = $1::uuid AND u.role = 'user'{prune}
                                AND u.seq <= c.seq), 1) AS start
             FROM (SELECT min(seq) AS seq FROM {M}
-                  WHERE session_id = $1::uuid AND (tenant_id = $2::uuid) IS TRUE
+                  WHERE session_id = $1::uuid AND {own}
                     AND seq < $3::bigint
                     AND call_ids && $4::text[]) c
             WHERE c.seq IS NOT NULL"""
@@ -225,20 +238,21 @@ class Statements:
                 UPDATE {S} SET updated_at = GREATEST(updated_at, now())
                 WHERE id = $1::uuid AND tenant_id = $2::uuid
                   AND EXISTS (SELECT 1 FROM {M} WHERE session_id = $1::uuid
-                              AND (tenant_id = $2::uuid) IS TRUE AND status = 'streaming')
+                              AND {own} AND status = 'streaming')
                 RETURNING id
             )
             UPDATE {M} SET status = 'interrupted'
-            WHERE session_id = $1::uuid AND (tenant_id = $2::uuid) IS TRUE AND status = 'streaming'
+            WHERE session_id = $1::uuid AND {own} AND status = 'streaming'
               AND EXISTS (SELECT 1 FROM touch)"""
 
         # -- sessions --------------------------------------------------------------------
         self.create_session = f"""
             INSERT INTO {S} (id, tenant_id, user_id, agent_id, title, metadata, created_at,
                              updated_at)
-            VALUES ($1::uuid, $2::uuid, $3::uuid, $4::uuid, $5::text, $6::jsonb,
-                    $7::timestamptz, $8::timestamptz)
-            ON CONFLICT (id) DO NOTHING
+            SELECT $1::uuid, $2::uuid, $3::uuid, $4::uuid, $5::text, $6::jsonb,
+                   $7::timestamptz, $8::timestamptz
+            WHERE NOT EXISTS (SELECT 1 FROM {S} WHERE id = $1::uuid)
+            ON CONFLICT DO NOTHING
             RETURNING {SESSION_COLUMNS}"""
         self.session_by_id = f"SELECT {SESSION_COLUMNS} FROM {S} WHERE id = $1::uuid"
         self.get_session = (
@@ -289,12 +303,14 @@ class Statements:
                 UNION ALL SELECT session_id FROM {C} WHERE tenant_id = $1::uuid
                   AND strpos(history_delta::text, $2::uuid::text) > 0)
             ORDER BY id FOR UPDATE"""
-        in_sessions = "WHERE session_id = ANY($1::uuid[])"
+        in_sessions = "WHERE session_id = ANY($1::uuid[]) AND tenant_id = $2::uuid"
         self.erase_counts = f"""
             SELECT (SELECT count(*) FROM {M} {in_sessions}) AS messages,
                    (SELECT count(*) FROM {A} {in_sessions}) AS api_calls,
                    (SELECT count(*) FROM {C} {in_sessions}) AS checkpoints"""
-        self.delete_sessions = f"DELETE FROM {S} WHERE id = ANY($1::uuid[])"
+        self.delete_sessions = (
+            f"DELETE FROM {S} WHERE id = ANY($1::uuid[]) AND tenant_id = $2::uuid"
+        )
         before = (
             "WHERE tenant_id = $1::uuid AND updated_at < $2::timestamptz "
             "AND ($3::uuid IS NULL OR user_id = $3::uuid)"
@@ -319,7 +335,7 @@ class Statements:
                    $14::bigint, $15::float8, $16::float8, $17::float8, $18::text, $19::jsonb,
                    $20::timestamptz
             FROM touch
-            ON CONFLICT (id) DO NOTHING
+            ON CONFLICT DO NOTHING
             RETURNING {API_CALL_COLUMNS}"""
         self.api_call_by_id = f"SELECT {API_CALL_COLUMNS} FROM {A} WHERE id = $1::uuid"
         self.delete_api_calls = (
@@ -327,7 +343,7 @@ class Statements:
         )
         self.list_api_calls = f"""
             SELECT {API_CALL_COLUMNS} FROM {A}
-            WHERE session_id = $1::uuid AND (tenant_id = $2::uuid) IS TRUE
+            WHERE session_id = $1::uuid AND {own}
             ORDER BY created_at, id"""
 
         # -- checkpoints -----------------------------------------------------------------
@@ -337,7 +353,9 @@ class Statements:
             WHERE id = $1::uuid AND tenant_id = $2::uuid
             RETURNING last_version"""
         self.checkpoint_by_id = f"SELECT {CHECKPOINT_COLUMNS} FROM {C} WHERE id = $1::uuid"
-        self.checkpoint_link = f"SELECT session_id, history_tag FROM {C} WHERE id = $1::uuid"
+        self.checkpoint_link = (
+            f"SELECT session_id, history_tag FROM {C} WHERE id = $1::uuid AND tenant_id = $2::uuid"
+        )
         self.insert_checkpoint = f"""
             INSERT INTO {C} (id, session_id, tenant_id, agent_id, version, parent_id, node_id,
                              input, input_type, state, properties, tombstone, created_at,
@@ -353,7 +371,8 @@ class Statements:
                 UNION ALL
                 SELECT {_qualified("b", CHECKPOINT_COLUMNS)}, chain.depth + 1
                 FROM chain JOIN LATERAL (
-                    SELECT * FROM {C} WHERE id = chain.history_base LIMIT 1) b ON true
+                    SELECT * FROM {C} WHERE id = chain.history_base
+                      AND {link} LIMIT 1) b ON true
             )
             SELECT {_CHAIN_COLUMNS} FROM chain ORDER BY depth"""
         # The newest record of a session (of an agent) and its chain: a restore in one query.
@@ -361,28 +380,31 @@ class Statements:
             WITH RECURSIVE chain AS (
                 SELECT {CHECKPOINT_COLUMNS}, 0 AS depth FROM {C}
                 WHERE id = (SELECT id FROM {C}
-                            WHERE session_id = $1::uuid AND (tenant_id = $2::uuid) IS TRUE
+                            WHERE session_id = $1::uuid AND {own}
                               AND ($3::uuid IS NULL OR agent_id = $3::uuid)
-                            ORDER BY version DESC LIMIT 1)
+                            ORDER BY version DESC LIMIT 1){prune}
                 UNION ALL
                 SELECT {_qualified("b", CHECKPOINT_COLUMNS)}, chain.depth + 1
                 FROM chain JOIN LATERAL (
-                    SELECT * FROM {C} WHERE id = chain.history_base LIMIT 1) b ON true
+                    SELECT * FROM {C} WHERE id = chain.history_base
+                      AND {link} LIMIT 1) b ON true
             )
             SELECT {_CHAIN_COLUMNS} FROM chain ORDER BY depth"""
-        self.session_tags = f"SELECT id, history_tag FROM {C} WHERE session_id = $1::uuid"
+        self.session_tags = (
+            f"SELECT id, history_tag FROM {C} WHERE session_id = $1::uuid AND tenant_id = $2::uuid"
+        )
         self.checkpoint_record = (
             f"SELECT {CHECKPOINT_COLUMNS} FROM {C} WHERE id = $1::uuid AND tenant_id = $2::uuid"
         )
         session_records = f"""
             SELECT {CHECKPOINT_COLUMNS} FROM {C}
-            WHERE session_id = $1::uuid AND (tenant_id = $2::uuid) IS TRUE
+            WHERE session_id = $1::uuid AND {own}
               AND ($3::uuid IS NULL OR agent_id = $3::uuid)"""
         self.session_records = f"{session_records} ORDER BY version"
         self.latest_record = f"{session_records} ORDER BY version DESC LIMIT 1"
         self.tenant_records = f"""
             SELECT {_qualified("c", CHECKPOINT_COLUMNS)}
-            FROM {C} c JOIN {S} s ON s.id = c.session_id
+            FROM {C} c JOIN {S} s ON s.id = c.session_id AND s.tenant_id = c.tenant_id
             WHERE c.tenant_id = $1::uuid AND ($2::uuid IS NULL OR c.agent_id = $2::uuid)
             ORDER BY s.created_at, c.session_id, c.version"""
         # A rewritten snapshot (depth 0) drops its base; a delta keeps it (erasure).
@@ -390,9 +412,10 @@ class Statements:
             UPDATE {C} SET history_delta = $3::jsonb, chain_depth = $4::integer,
                            history_tag = $5::bigint,
                            history_base = CASE WHEN $4::integer = 0 THEN NULL ELSE history_base END
-            WHERE id = $1::uuid AND session_id = $2::uuid"""
+            WHERE id = $1::uuid AND session_id = $2::uuid AND tenant_id = $6::uuid"""
         self.delete_records = (
-            f"DELETE FROM {C} WHERE id = ANY($2::uuid[]) AND session_id = $1::uuid RETURNING id"
+            f"DELETE FROM {C} WHERE id = ANY($2::uuid[]) AND session_id = $1::uuid "
+            "AND tenant_id = $3::uuid RETURNING id"
         )
 
         # -- agent configs ---------------------------------------------------------------
@@ -437,14 +460,14 @@ class Statements:
             UNION SELECT tenant_id FROM {P}"""
 
     @staticmethod
-    def _window(table: str, start: str) -> str:
+    def _window(table: str, start: str, own: str) -> str:
         return f"""
             WITH w AS MATERIALIZED (SELECT {start} AS start)
             SELECT {MESSAGE_COLUMNS}, (SELECT start FROM w) AS start FROM {table}
-            WHERE session_id = $1::uuid AND (tenant_id = $2::uuid) IS TRUE
+            WHERE session_id = $1::uuid AND {own}
               AND seq >= (SELECT start FROM w) AND seq <= 9223372036854775807
             UNION ALL
             SELECT {MESSAGE_COLUMNS}, (SELECT start FROM w) AS start FROM {table}
-            WHERE session_id = $1::uuid AND (tenant_id = $2::uuid) IS TRUE AND role = 'system'
+            WHERE session_id = $1::uuid AND {own} AND role = 'system'
               AND seq < (SELECT start FROM w)
             ORDER BY seq"""

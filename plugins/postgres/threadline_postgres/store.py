@@ -27,6 +27,7 @@ are those of the reference store, with what a real server adds:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,12 +59,21 @@ from threadline_postgres.rows import (
     update_params,
     with_seq,
 )
+from threadline_postgres.schema import check_partitions
 from threadline_postgres.statistics import PlannerStatistics
 from threadline_postgres.usage import UsageReports
 
 __all__ = ["PostgresStore"]
 
 _LAST_SEQ = 2**63 - 1  # above every seq: "no upper bound" for read_messages
+
+
+def _message_key(constraint: str | None) -> bool:
+    """Whether ``constraint`` is the messages' primary key (or, partitioned, a partition's)."""
+    return (
+        constraint is not None
+        and re.fullmatch(r"entity_message(_p\d+)?_pkey", constraint) is not None
+    )
 
 
 class PostgresStore(LiveReplies, Retention, UsageReports, PlannerStatistics):
@@ -85,6 +95,14 @@ class PostgresStore(LiveReplies, Retention, UsageReports, PlannerStatistics):
         :raises ConfigurationError: credentials refused or no such database.
         """
         return await cls._open(config)
+
+    @hookimpl
+    async def threadline_migrate(self) -> list[str]:
+        """Apply pending migrations; then, with ``partitions``, check the tables have them."""
+        applied = await super().threadline_migrate()
+        if self.config.partitions:
+            await self._call("migrate", lambda conn: check_partitions(conn, self.config))
+        return applied
 
     @hookimpl
     async def threadline_list_tenants(self) -> list[str]:
@@ -169,7 +187,7 @@ class PostgresStore(LiveReplies, Retention, UsageReports, PlannerStatistics):
         try:
             row = await self._fetchrow("save_message", self.sql.append_one, sid, tid, *params)
         except Duplicate as exc:
-            if exc.constraint != "entity_message_pkey":
+            if not _message_key(exc.constraint):
                 raise
             row = None  # a concurrent save of the same id won: read it below
         if row is not None:
@@ -206,7 +224,7 @@ class PostgresStore(LiveReplies, Retention, UsageReports, PlannerStatistics):
                 "save_messages", sql.append_many, sid, tid, len(messages), *columns
             )
         except Duplicate as exc:
-            if exc.constraint != "entity_message_pkey":
+            if not _message_key(exc.constraint):
                 raise
             rows = []
         if rows:
