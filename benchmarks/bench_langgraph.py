@@ -120,10 +120,79 @@ def sqlite_rows(steps: int, folder: Path) -> Iterator[Row]:
         path = folder / "sqlitesaver.db"
         yield run("SqliteSaver (SQLite)", lambda: SqliteSaver.from_conn_string(str(path)),
                   file_size(path), steps)  # fmt: skip
+    limit = folder / "limit.db"
+    yield sqlite_limit(limit, steps, file_size(limit))
     ours = folder / "threadline.db"
     url = f"sqlite:///{ours}"
     yield run("ThreadlineSaver (SQLite)", lambda: ThreadlineSaver.from_conn_string(url),
               file_size(ours), steps)  # fmt: skip
+
+
+_LIMIT_SCHEMA = """
+CREATE TABLE message (thread TEXT, seq INTEGER, id TEXT NOT NULL, role TEXT NOT NULL,
+                      content TEXT NOT NULL, PRIMARY KEY (thread, seq)) WITHOUT ROWID;
+CREATE TABLE checkpoint (thread TEXT, n INTEGER, messages INTEGER NOT NULL, state TEXT NOT NULL,
+                         PRIMARY KEY (thread, n)) WITHOUT ROWID;
+"""
+
+
+def sqlite_limit(path: Path, steps: int, size: Callable[[], int]) -> Row:
+    """The limit: what SQLite itself costs for a step's logical content on a minimal schema,
+    no framework: one transaction writing the step's two messages (id, role, text) and its
+    three checkpoints (LangGraph's channel versions as JSON, and how many messages each
+    holds, so the history is a prefix of the thread's messages), after reading the latest
+    checkpoint. WAL and ``synchronous=NORMAL``, as the threadline store runs."""
+    import json
+    import sqlite3
+    import uuid
+
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.executescript(_LIMIT_SCHEMA)
+    db.close()  # the schema's pages out of the WAL: the size before counts them
+    before = size()
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA synchronous=NORMAL")
+    times: list[float] = []
+    text = 0
+    seq = n = 0
+    for i in range(steps):
+        q = question(i).content
+        a = f"reply to {q[:40]} " + "lorem ipsum " * 30
+        text += len(q) + len(a)
+        started = time.perf_counter()
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("SELECT state FROM checkpoint WHERE thread = 't' ORDER BY n DESC LIMIT 1")
+        for role, content in (("user", q), ("assistant", a)):
+            db.execute("INSERT INTO message VALUES ('t', ?, ?, ?, ?)",
+                       (seq, str(uuid.uuid4()), role, content))  # fmt: skip
+            seq += 1
+        for k in range(3):
+            state = {"v": 4, "ts": "2026-01-01T00:00:00.000000+00:00", "id": str(uuid.uuid4()),
+                     "channel_versions": {"__start__": 3 * n + k, "messages": 3 * n + k},
+                     "versions_seen": {"model": {"branch:to:model": 3 * n + k}}}  # fmt: skip
+            db.execute("INSERT INTO checkpoint VALUES ('t', ?, ?, ?)",
+                       (n, seq - (2 - k) if k < 2 else seq, json.dumps(state)))  # fmt: skip
+            n += 1
+        db.execute("COMMIT")
+        times.append(time.perf_counter() - started)
+    db.close()
+    stored = size() - before
+    restores = []
+    for _ in range(6):  # a new connection each: the latest checkpoint, then the history
+        started = time.perf_counter()
+        db = sqlite3.connect(path)
+        db.execute(
+            "SELECT state FROM checkpoint WHERE thread = 't' ORDER BY n DESC LIMIT 1"
+        ).fetchone()
+        history = "SELECT id, role, content FROM message WHERE thread = 't' ORDER BY seq"
+        db.execute(history).fetchall()
+        restores.append(time.perf_counter() - started)
+        db.close()
+    return Row("limit: SQLite, minimal schema, no framework", statistics.median(times[:10]),
+               statistics.median(times[-10:]), stored, text,
+               statistics.median(restores[1:]))  # fmt: skip
 
 
 def postgres_rows(steps: int, admin_url: str) -> Iterator[Row]:
@@ -209,6 +278,11 @@ def main() -> None:
     for db in ("SQLite", "PostgreSQL"):
         ours = by_name.get(f"ThreadlineSaver ({db})")
         theirs = [r for r in rows if r.name.endswith(f"({db})") and r is not ours]
+        limit = by_name.get(f"limit: {db}, minimal schema, no framework")
+        if ours and limit:
+            print(f"\n{db}: ThreadlineSaver / limit: stored {ours.stored / limit.stored:.1f}x, "
+                  f"per step at step {n} (a whole invoke / the limit's transaction): "
+                  f"{ours.late / limit.late:.1f}x")  # fmt: skip
         if ours and theirs:
             t = theirs[0]
             print(f"\n{db}: {t.name.split()[0]} / ThreadlineSaver per step at step {n}: "
