@@ -52,6 +52,7 @@ import attrs
 
 from threadline.errors import ConfigurationError
 from threadline_postgres.config import PostgresConfig
+from threadline_postgres.usage_rollup import ROLLUP
 
 __all__ = ["MIGRATIONS", "Migration", "migrate"]
 
@@ -362,6 +363,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0007_api_call_usage_index", _API_CALL_USAGE),
     Migration("0008_tenant_keys", _TENANT_KEYS),
     Migration("0009_tenant_partitions", _tenant_partitions),
+    Migration("0010_usage_rollup", ROLLUP),
     Migration("0011_session_forks", _SESSION_FORKS),
 )
 """Every migration, in the order they apply. Append only; never edit an applied one."""
@@ -373,6 +375,8 @@ TABLES = (
     "entity_message",
     "entity_api_call",
     "entity_checkpoint",
+    "usage_rollup",
+    "usage_histogram",
 )
 
 
