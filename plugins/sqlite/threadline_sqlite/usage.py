@@ -1,6 +1,7 @@
 """Usage reports (``threadline_summarize_usage``) from the rollup of migration 0010.
 
-The whole UTC days of the period are read from ``usage_rollup`` (calls per status and
+The whole UTC days of the period (all of history in one row per group and model when the
+period is open at both ends) are read from ``usage_rollup`` (calls per status and
 token sums per day, group and model) and ``usage_histogram`` (latency and time to first
 token per log bucket), which triggers keep in every write's transaction
 (:mod:`threadline_sqlite.usage_rollup`): a report costs what the period's rollup rows
@@ -66,6 +67,8 @@ class UsageHooks(SyncStore):
         days, edges = split_period(query.since, query.until)
         if days is not None:
             dim, key, hist_key = _ROLLUP[query.group_by]
+            if days == (None, None) and query.group_by != "day":
+                dim = dim.upper()  # the whole history: one row per group and model
             where, args = "", [tenant_id, dim]
             for day, op in zip(days, (">=", "<")):
                 if day is not None:

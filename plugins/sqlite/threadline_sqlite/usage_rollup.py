@@ -8,7 +8,9 @@ deleting a session, erasure, retention, a bulk load by hand):
 * ``usage_rollup``: per ``(tenant_id, dim, day, key, model)`` the calls per status and
   the token sums, where ``day`` is the UTC day (days since 1970-01-01) and ``dim``/``key``
   is ``'m'``/``''`` (every call; grouped by model or day), ``'a'``/agent id, ``'u'``/user
-  id or ``'s'``/session id (``''`` for a call with no agent or user);
+  id or ``'s'``/session id (``''`` for a call with no agent or user); the same dims in
+  capitals (day 0) sum the whole history, so a report over everything reads one row per
+  group and model, however many days the calls span;
 * ``usage_histogram``: per ``(tenant_id, dim, day, key, metric, bucket)`` how many calls
   had a latency (``metric`` 0) or time to first token (1) in each log bucket of
   :data:`threadline.usage.BUCKET_BOUNDS` (``key`` is the model for ``dim`` ``'m'``), the
@@ -53,12 +55,21 @@ def _day(r: str) -> str:
     return f"({r}.created_at / {DAY_US} - ({r}.created_at % {DAY_US} < 0))"
 
 
+def _keys(r: str, model_key: bool) -> list[tuple[str, str]]:
+    """``(dim, key)`` of the day level; the whole-history level is the same dim in capitals."""
+    return [("m", f"{r}.model" if model_key else "''"), ("a", f"coalesce({r}.agent_id, '')"),
+            ("u", f"coalesce({r}.user_id, '')"), ("s", f"{r}.session_id")]  # fmt: skip
+
+
 def _dims(r: str, model_key: bool) -> str:
-    first = f"{r}.model" if model_key else "''"
-    return (
-        f"(SELECT 'm' AS dim, {first} AS key UNION ALL SELECT 'a', coalesce({r}.agent_id, '') "
-        f"UNION ALL SELECT 'u', coalesce({r}.user_id, '') UNION ALL SELECT 's', {r}.session_id)"
-    )
+    """The rows ``(dim, day, key)`` a call counts in: each group of its day, and of all time
+    (day 0)."""
+    (d, k), *rest = _keys(r, model_key)
+    rows = [f"SELECT '{d}' AS dim, {_day(r)} AS day, {k} AS key"]
+    for d, k in rest:
+        rows.append(f"SELECT '{d}', {_day(r)}, {k}")
+    rows.extend(f"SELECT '{d.upper()}', 0, {k}" for d, k in _keys(r, model_key))
+    return "(" + " UNION ALL ".join(rows) + ")"
 
 
 def _add(r: str, sign: str) -> str:
@@ -73,13 +84,13 @@ def _add(r: str, sign: str) -> str:
     return f"""
     INSERT INTO usage_rollup (tenant_id, dim, day, key, model, {", ".join(STATUS_COLUMNS)},
                               prompt, completion, total)
-    SELECT {r}.tenant_id, d.dim, {_day(r)}, d.key, {r}.model, {counts},
+    SELECT {r}.tenant_id, d.dim, d.day, d.key, {r}.model, {counts},
            {sign} * {prompt}, {sign} * {completion},
            {sign} * coalesce({r}.total_tokens, {prompt} + {completion})
     FROM {_dims(r, False)} AS d WHERE 1
     ON CONFLICT DO UPDATE SET {sums};
     INSERT INTO usage_histogram (tenant_id, dim, day, key, metric, bucket, n)
-    SELECT {r}.tenant_id, d.dim, {_day(r)}, d.key, v.metric, {bucket}, {sign}
+    SELECT {r}.tenant_id, d.dim, d.day, d.key, v.metric, {bucket}, {sign}
     FROM {_dims(r, True)} AS d,
          (SELECT 0 AS metric, {r}.latency_ms AS value
           UNION ALL SELECT 1, {r}.time_to_first_token_ms) AS v
@@ -112,22 +123,21 @@ def _backfill() -> list[str]:
     counts = ", ".join(f"sum(a.status = '{s}')" for s in STATUS_COLUMNS)
     bucket = _BUCKET.format(value="v")
     out = []
-    for dim, key, hist_key in (("m", "''", "a.model"), ("a", "coalesce(a.agent_id, '')", None),
-                               ("u", "coalesce(a.user_id, '')", None),
-                               ("s", "a.session_id", None)):  # fmt: skip
-        out.append(
-            f"INSERT INTO usage_rollup SELECT a.tenant_id, '{dim}', {_day('a')}, {key}, "
-            f"a.model, {counts}, sum({prompt}), sum({completion}), "
-            f"sum(coalesce(a.total_tokens, {prompt} + {completion})) "
-            "FROM entity_api_call a GROUP BY 1, 3, 4, 5"
-        )
-        for metric, column in ((0, "latency_ms"), (1, "time_to_first_token_ms")):
+    for (dim, key), (_, hist_key) in zip(_keys("a", False), _keys("a", True)):
+        for level, day in ((dim, _day("a")), (dim.upper(), "0")):
             out.append(
-                f"INSERT INTO usage_histogram SELECT t, '{dim}', day, key, {metric}, "
-                f"{bucket}, count(*) FROM (SELECT a.tenant_id AS t, {_day('a')} AS day, "
-                f"{hist_key or key} AS key, a.{column} AS v FROM entity_api_call a "
-                f"WHERE a.{column} IS NOT NULL) GROUP BY 1, 3, 4, 6"
+                f"INSERT INTO usage_rollup SELECT a.tenant_id, '{level}', {day}, {key}, "
+                f"a.model, {counts}, sum({prompt}), sum({completion}), "
+                f"sum(coalesce(a.total_tokens, {prompt} + {completion})) "
+                "FROM entity_api_call a GROUP BY 1, 3, 4, 5"
             )
+            for metric, column in ((0, "latency_ms"), (1, "time_to_first_token_ms")):
+                out.append(
+                    f"INSERT INTO usage_histogram SELECT t, '{level}', day, key, {metric}, "
+                    f"{bucket}, count(*) FROM (SELECT a.tenant_id AS t, {day} AS day, "
+                    f"{hist_key} AS key, a.{column} AS v FROM entity_api_call a "
+                    f"WHERE a.{column} IS NOT NULL) GROUP BY 1, 3, 4, 6"
+                )
     return out
 
 
