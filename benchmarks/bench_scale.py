@@ -18,10 +18,18 @@ In a temporary database (dropped at the end), one tenant:
 * **list_sessions**: the first page (20) and a deep page in the middle of the tenant's
   sessions, by keyset cursor and, for comparison, by OFFSET.
 * **conversations**: ``--conversations`` concurrent conversations of new sessions
-  (append the user's message, read the window, append the reply), 5 turns each, direct.
+  (append the user's message, read the window, append the reply), 5 turns each, direct
+  and through a transaction-mode PgBouncer the benchmark starts (``TempPgBouncer``, pool
+  of ``--pool`` server connections) on the loaded database.
 * bytes on disk per stored message.
+* **replica**: the same conversations on a server pair the benchmark makes (a
+  ``TempCluster`` primary and its streaming standby, ``pg_basebackup``), direct on the
+  primary and with ``?replica=`` reads on the standby: the pair's own ratio (its servers
+  are small: ``shared_buffers`` 16 MB, and not the loaded database).
 
-Through PgBouncer and with reads on a replica: ``bench_pooler.py``.
+``--partitions N`` runs it all on a schema whose messages and checkpoints are ``N`` hash
+partitions by tenant. Rows needing pgbouncer or the server binaries are skipped without
+them. Per-turn costs of the poolers and of replica routing: ``bench_pooler.py``.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ os.environ.setdefault("THREADLINE_LOAD_PLUGINS", "threadline-postgres")
 from _common import environment, percentile, print_table, pseudo_english, run_concurrently
 
 from threadline_postgres import parse_config
+from threadline_postgres.cluster import ClusterUnavailableError, TempCluster, TempPgBouncer
 
 DEFAULT_URL = os.environ.get(
     "THREADLINE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
@@ -127,7 +136,10 @@ async def run(args: argparse.Namespace) -> int:
     base = args.url.split("?", 1)[0].rsplit("/", 1)[0] + "/" + database
     rows: list[tuple[str, str]] = []
     try:
-        url = f"{base}?schema={SCHEMA}&max_size={args.pool}"
+        options = f"schema={SCHEMA}&max_size={args.pool}"
+        if args.partitions:
+            options += f"&partitions={args.partitions}"
+        url = f"{base}?{options}"
         store = await threadline.connect(url)
         conn = await asyncpg.connect(base)
         try:
@@ -174,16 +186,20 @@ async def run(args: argparse.Namespace) -> int:
             rows.append(
                 (f"list_sessions page at OFFSET {depth:,}, p50 (ms)", ms(percentile(offset, 50)))
             )
-            rate, turns = await conversations(store, tenant, args.conversations, 5)
-            rows.append(
-                (f"{args.conversations} concurrent conversations, direct", f"{rate:,.0f} msg/s")
-            )
-            rows.append(
-                (
-                    "  one turn (append, window, append) p50 / p95 (ms)",
-                    f"{ms(percentile(turns, 50))} / {ms(percentile(turns, 95))}",
-                )
-            )
+            rows += await _conversation_rows(store, tenant, args, "direct")
+            try:
+                with TempPgBouncer(
+                    _port(args.url), pool_mode="transaction", pool_size=args.pool
+                ) as bouncer:
+                    through = await threadline.connect(f"{bouncer.url(database)}?{options}")
+                    try:
+                        rows += await _conversation_rows(
+                            through, tenant, args, "PgBouncer transaction mode"
+                        )
+                    finally:
+                        await through.close()
+            except ClusterUnavailableError as exc:
+                print(f"note: PgBouncer row skipped: {exc}")
             size = await conn.fetchval(
                 "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n "
                 "ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r'",
@@ -197,12 +213,55 @@ async def run(args: argparse.Namespace) -> int:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await admin.close()
+    if args.replica:
+        try:
+            rows += await _replica_rows(args)
+        except ClusterUnavailableError as exc:
+            print(f"note: replica rows skipped: {exc}")
     print(
         f"\nthreadline-postgres at volume: PostgreSQL {version} at "
         f"{parse_config(args.url).display}, pool {args.pool}; {environment()}"
     )
     print_table("Results", ["measure", "value"], rows)
     return 0
+
+
+def _port(url: str) -> int:
+    return parse_config(url).port or 5432
+
+
+async def _conversation_rows(
+    store: threadline.Store, tenant: str, args: argparse.Namespace, how: str
+) -> list[tuple[str, str]]:
+    rate, turns = await conversations(store, tenant, args.conversations, 5)
+    return [
+        (f"{args.conversations} concurrent conversations, {how}", f"{rate:,.0f} msg/s"),
+        (
+            "  one turn (append, window, append) p50 / p95 (ms)",
+            f"{ms(percentile(turns, 50))} / {ms(percentile(turns, 95))}",
+        ),
+    ]
+
+
+async def _replica_rows(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The conversations on a primary of our own, direct and with reads on its standby."""
+    rows: list[tuple[str, str]] = []
+    with TempCluster() as primary, TempCluster(standby_of=primary) as standby:
+        pool = min(args.pool, 16)  # the pair's servers take 40 connections each
+        options = f"schema={SCHEMA}&max_size={pool}"
+        if args.partitions:
+            options += f"&partitions={args.partitions}"
+        tenant = new_id()
+        for how, extra in (
+            ("own primary, direct", ""),
+            ("own primary, reads on its replica", f"&replica=127.0.0.1:{standby.port}"),
+        ):
+            store = await threadline.connect(f"{primary.url}?{options}{extra}")
+            try:
+                rows += await _conversation_rows(store, tenant, args, how)
+            finally:
+                await store.close()
+    return rows
 
 
 async def _nth(store: threadline.Store, tenant: str, n: int) -> Session:
@@ -223,6 +282,10 @@ def main() -> int:
     parser.add_argument("--conversations", type=int, default=256, help="concurrent conversations")
     parser.add_argument("--reads", type=int, default=200, help="window reads per measurement")
     parser.add_argument("--pool", type=int, default=32, help="the store's max_size")
+    parser.add_argument("--partitions", type=int, default=0, help="hash partitions by tenant")
+    parser.add_argument(
+        "--no-replica", dest="replica", action="store_false", help="skip the replica rows"
+    )
     args = parser.parse_args()
     if args.messages < args.per_session * 2 or args.per_session < 2:
         parser.error("--messages must hold at least two sessions of --per-session (>= 2)")
