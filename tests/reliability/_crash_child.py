@@ -430,12 +430,15 @@ class ForkServer:
             raise RuntimeError(f"the fork server answered {answer}, expected {key!r}")
         return answer
 
-    def _wait_for_event(self, report: Path, event: str, deadline: float) -> dict[str, Any] | None:
-        """Poll ``report`` until it holds ``event``; the exit status if the child ended first."""
+    def _wait_for_event(
+        self, report: Path, event: str, count: int, deadline: float
+    ) -> dict[str, Any] | None:
+        """Poll ``report`` until it holds ``count`` ``event`` lines; the exit status if the
+        child ended first."""
         needle = f'{{"e": "{event}"'.encode()
         while time.monotonic() < deadline:
             try:
-                if needle in report.read_bytes():
+                if report.read_bytes().count(needle) >= count:
                     return None
             except FileNotFoundError:
                 pass
@@ -454,9 +457,11 @@ class ForkServer:
         log: Path,
         kill_after: float | None = None,
         after_event: str | None = None,
+        after_count: int = 1,
     ) -> ChildRun:
         """Fork a child running ``job`` and SIGKILL it, if still alive, ``kill_after`` s
-        after the fork, or after it reported ``after_event`` (polled every millisecond)."""
+        after the fork, or after it reported ``after_event`` (the ``after_count``-th one;
+        polled every millisecond)."""
         assert self._proc is not None and self._proc.stdin is not None
         command = {"job": job, "args": args, "report": str(report), "log": str(log)}
         self._proc.stdin.write(json.dumps(command) + "\n")
@@ -466,7 +471,8 @@ class ForkServer:
         killed_at: float | None = None
         exited: dict[str, Any] | None = None
         if kill_after is not None and after_event is not None:
-            exited = self._wait_for_event(report, after_event, started + self.timeout)
+            deadline = started + self.timeout
+            exited = self._wait_for_event(report, after_event, after_count, deadline)
         if kill_after is not None and exited is None:
             try:
                 exited = self._next("status", timeout=kill_after)

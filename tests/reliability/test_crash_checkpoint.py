@@ -5,9 +5,12 @@ A child forked from the fork server (``_crash_child.py``) runs :func:`counting_s
 ``echo`` model one question) with ``Persistency(automatic=True)`` on SQLite, PostgreSQL or
 fsspec on local disk, and reports every checkpoint its store acknowledged. Nodes do
 almost nothing but write checkpoints, so random kills land inside checkpoint writes.
-The test kills the child at a random moment (seeded, printed, recorded), one to three
-times per session (each new child resumes the session the last one left), and after
-every kill reads the session with a fresh store object:
+The test kills the child at a random moment (seeded, printed, recorded): while it
+starts, or within a random step (after the child reported a random number of
+acknowledged checkpoints, then up to one step's time as the calibration run measured it,
+so a run faster than the calibration is still killed mid-run), one to three times per
+session (each new child resumes the session the last one left), and after every kill
+reads the session with a fresh store object:
 
 * every checkpoint is readable and whole: its node, input, state and history are exactly
   what the nodes produce after that many steps, and the latest one is what
@@ -24,9 +27,11 @@ latest checkpoint, run exactly the steps after it, and finish with a tombstone.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import random
 import secrets
+import statistics
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -83,6 +88,8 @@ class Tally:
     checkpoints: int = 0
     acknowledged: int = 0
     resumed: int = 0
+    missed: int = 0
+    """Runs that ended before their kill."""
     lost: int = 0
     problems: list[str] = attrs.Factory(list)
 
@@ -186,8 +193,10 @@ def test_sigkill_mid_checkpoint_resumes_from_a_whole_checkpoint(
     runs = 0
 
     def child(
-        session_id: str, kill_after: float | None, after_ready: bool = False
+        session_id: str, kill_after: float | None, after_checkpoints: int | None = None
     ) -> tuple[ChildRun, list[dict[str, Any]]]:
+        """Run the graph in a child; kill it ``kill_after`` s after the fork, or after it
+        reported "ready" and then ``after_checkpoints`` acknowledged checkpoints."""
         nonlocal runs
         runs += 1
         args: dict[str, Any] = {
@@ -197,13 +206,15 @@ def test_sigkill_mid_checkpoint_resumes_from_a_whole_checkpoint(
             "steps": STEPS,
         }
         report, log = tmp_path / f"run{runs}.jsonl", tmp_path / f"run{runs}.log"
+        after = "checkpoint" if after_checkpoints else "ready"
         run = forks.run(
             "graph",
             args,
             report=report,
             log=log,
             kill_after=kill_after,
-            after_event="ready" if after_ready else None,
+            after_event=None if after_checkpoints is None else after,
+            after_count=after_checkpoints or 1,
         )
         if run.status not in (0, -9):
             pytest.fail(f"child run {runs} failed ({run.status}):\n{log.read_text()}")
@@ -242,6 +253,8 @@ def test_sigkill_mid_checkpoint_resumes_from_a_whole_checkpoint(
     ready = next(float(e["t"]) for e in events if e["e"] == "ready")
     startup = ready - calibration.started  # fork, connect, build the agent
     duration = float(events[-1]["t"]) - ready  # the run itself
+    acks = [ready] + [float(e["t"]) for e in events if e["e"] == "checkpoint"]
+    step = statistics.median(b - a for a, b in itertools.pairwise(acks))  # a step and its write
     acked = {e["id"]: e["version"] for e in events if e["e"] == "checkpoint"}
     inspect(calibration_id, acked, "the calibration run")
     assert not tally.problems, tally.problems
@@ -257,11 +270,10 @@ def test_sigkill_mid_checkpoint_resumes_from_a_whole_checkpoint(
             done = 0 if latest is None or latest.tombstone else step_of(latest)
             if done >= STEPS:
                 break
-            left = (STEPS - done) / STEPS
             if rng.random() < 0.1:  # while it connects and reads the checkpoint to resume
                 run, events = child(session_id, rng.uniform(0.0, startup + 0.1 * duration))
-            else:  # while it runs: counted from its "ready"
-                run, events = child(session_id, rng.uniform(0.0, duration * left), True)
+            else:  # while it runs: within a random step, timed by the child's acknowledgements
+                run, events = child(session_id, rng.uniform(0.0, step), rng.randrange(STEPS - done))
             acked.update({e["id"]: e["version"] for e in events if e["e"] == "checkpoint"})
             where = f"session {tally.sessions}, run {runs}"
             if run.killed:
@@ -269,6 +281,7 @@ def test_sigkill_mid_checkpoint_resumes_from_a_whole_checkpoint(
                 where += f" (kill {tally.kills})"
             latest, _ = inspect(session_id, acked, where)
             if not run.killed:
+                tally.missed += 1
                 break  # the run finished before the kill
         tally.acknowledged += len(acked)
         # The rerun: resumes from the latest checkpoint and finishes.
@@ -308,6 +321,7 @@ def test_sigkill_mid_checkpoint_resumes_from_a_whole_checkpoint(
         notes=(
             f"{tally.sessions} sessions of {STEPS} steps; {tally.acknowledged} checkpoints "
             f"acknowledged before kills; {tally.resumed} reruns resumed mid-run; "
+            f"{tally.missed} runs ended before their kill; "
             f"problems: {len(tally.problems)}{leftovers}"
         ),
     )
