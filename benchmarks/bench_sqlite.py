@@ -82,7 +82,8 @@ W3_ROUNDS = 10  # user + assistant rounds: the last 20 messages
 CONTENT_BYTES = 400
 USER = new_id()
 """Every benchmark message carries this user id, as the agent runtime's messages do."""
-BUMP = f"{BUMP_SEQ} RETURNING last_seq"
+BUMP = f"{BUMP_SEQ} RETURNING last_seq, key"
+KEY, SEQ = sqlite_rows.MESSAGE_KEY, sqlite_rows.MESSAGE_SEQ
 GOALS = {("W1", "full"): 0.85, ("W1", "normal"): 0.4, ("W2", "full"): 0.7, ("W2", "normal"): 0.7}
 """Issue #13: the store's rate over the limit's, at least."""
 W3_GOAL = 2.0  # store p50 / limit p50, at most
@@ -287,12 +288,13 @@ def role(i: int) -> str:
     return "user" if i % 2 == 0 else "assistant"
 
 
-def message_tuples(session_id: str, tenant_id: str, n: int, start: int = 0) -> list[list[Any]]:
-    """Rows in MESSAGE_COLUMNS order (seq filled in later), alternating user/assistant."""
+def message_tuples(n: int, start: int = 0) -> list[list[Any]]:
+    """Rows in STORED_COLUMNS order (session key and seq filled in later), alternating
+    user/assistant."""
     now = time.time_ns() // 1000
     return [
-        [new_id(), session_id, tenant_id, USER, None, None, role(start + i), text(), None,
-         None, None, "complete", "{}", now]
+        [None, new_id(), USER, None, None, role(start + i), text(), None, None, None,
+         "complete", "{}", now]
         for i in range(n)
     ]  # fmt: skip
 
@@ -372,7 +374,7 @@ class RawAppender(Appender):
     async def open(self) -> None:
         self.connection = raw_connection(self.path, self.synchronous)
         self.session_id, self.tenant_id = new_session_row(self.connection)
-        self.rows = message_tuples(self.session_id, self.tenant_id, self.count)
+        self.rows = message_tuples(self.count)
 
     async def append(self, start: int, stop: int) -> None:
         execute, executemany = self.connection.execute, self.connection.executemany
@@ -381,7 +383,7 @@ class RawAppender(Appender):
             for row in rows[start:stop]:
                 execute("BEGIN IMMEDIATE")
                 bumped = execute(BUMP, (1, time.time_ns() // 1000, session_id, tenant_id))
-                row[5] = bumped.fetchone()[0]
+                row[SEQ], row[KEY] = bumped.fetchone()
                 execute(INSERT_MESSAGE, row)
                 execute("COMMIT")
             return
@@ -389,10 +391,11 @@ class RawAppender(Appender):
             chunk = rows[i : min(stop, i + self.batch)]
             execute("BEGIN IMMEDIATE")
             last = execute(BUMP, (len(chunk), time.time_ns() // 1000, session_id, tenant_id))
-            seq = last.fetchone()[0] - len(chunk)
+            seq, key = last.fetchone()
+            seq -= len(chunk)
             for row in chunk:
                 seq += 1
-                row[5] = seq
+                row[SEQ], row[KEY] = seq, key
             executemany(INSERT_MESSAGE, chunk)
             execute("COMMIT")
 
@@ -523,14 +526,16 @@ def build_session(path: Path, count: int) -> tuple[str, str]:
     """A session of ``count`` messages (system prompt, then user/assistant rounds), fast."""
     connection = raw_connection(path, "off")
     session_id, tenant_id = new_session_row(connection)
+    key = connection.execute("SELECT key FROM entity_session WHERE id = ?", (session_id,))
+    key = key.fetchone()[0]
     connection.execute("BEGIN IMMEDIATE")
     step = 100_000
     for start in range(0, count, step):
-        rows = message_tuples(session_id, tenant_id, min(step, count - start), start)
+        rows = message_tuples(min(step, count - start), start)
         for i, row in enumerate(rows):
-            row[5] = start + i + 1
+            row[SEQ], row[KEY] = start + i + 1, key
         if start == 0:
-            rows[0][6], rows[0][7] = "system", "You are a helpful assistant."
+            rows[0][SEQ + 1], rows[0][SEQ + 2] = "system", "You are a helpful assistant."
         connection.executemany(INSERT_MESSAGE, rows)
     connection.execute("UPDATE entity_session SET last_seq = ? WHERE id = ?", (count, session_id))
     connection.execute("COMMIT")

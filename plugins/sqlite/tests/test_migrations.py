@@ -11,8 +11,10 @@ from _sqlite_support import at_migration, integrity_ok, query
 
 import threadline
 from threadline import Message, Session, ToolCall
+from threadline.codec import dump_json, dump_tool_calls
 from threadline.ids import new_id
-from threadline_sqlite.migrations import MIGRATION_NAMES, MIGRATION_SET
+from threadline_sqlite.migrations import _FUNCTIONS, MIGRATION_NAMES, MIGRATION_SET
+from threadline_sqlite.rows import SESSION_COLUMNS, session_row, to_us
 
 TABLES = {
     "entity_provider", "entity_agent", "entity_session", "entity_message",
@@ -123,62 +125,107 @@ async def test_0003_upgrades_a_database_at_0002(db_path: Path, by_hand: bool) ->
     assert "entity_message_user (user_id)" in indexes["idx_message_user_sessions"]
 
 
-async def test_0006_upgrades_a_filled_database_in_place(db_path: Path) -> None:
-    """A file of the previous release (at 0005), with messages of every kind, is rebuilt
-    clustered by (session_id, seq) with nothing lost; appends go on where they stopped;
-    0008's (session, user) pairs come from the stored messages: erasure finds them."""
-    connection = at_migration(db_path, 5)
-    # This code records (session, user) pairs on every write: a scratch table takes them
-    # while the old layout is filled, and is dropped before the upgrade (0008 makes it).
-    connection.execute(
-        "CREATE TABLE entity_message_user (session_id, user_id, UNIQUE (session_id, user_id))"
-    )
-    connection.commit()
-    connection.close()
-    old = await threadline.connect(f"sqlite:///{db_path}", migrate=False)
-    tenant, user = new_id(), new_id()
-    try:
-        sessions = [await old.create_session(Session(tenant_id=tenant, user_id=user))
-                    for _ in range(3)]  # fmt: skip
-        s = sessions[0]
-        call = ToolCall(id="call-1", name="lookup", arguments={"q": "x"})
-        written = await old.save_messages([
-            Message(session_id=s.id, tenant_id=tenant, role="system", content="be brief"),
-            Message(session_id=s.id, tenant_id=tenant, role="user", user_id=user,
-                    content="nul \x00 and ünïcode", metadata={"k": [1, 2]}),
-            Message(session_id=s.id, tenant_id=tenant, role="assistant", tool_calls=[call]),
-            Message(session_id=s.id, tenant_id=tenant, role="tool", tool_call_id="call-1",
-                    name="lookup", content="found"),
-            Message(session_id=s.id, tenant_id=tenant, role="assistant", status="streaming"),
-        ])  # fmt: skip
-        for other in sessions[1:]:
-            await old.save_messages([
-                Message(session_id=other.id, tenant_id=tenant, role="user", content=f"m{i}")
-                for i in range(50)
-            ])  # fmt: skip
-        assert await old.delete_messages(tenant, sessions[2].id, after_seq=40) == 10
-        theirs = await old.create_session(Session(tenant_id=tenant, user_id=new_id()))
-        visit = await old.save_message(
-            Message(session_id=theirs.id, tenant_id=tenant, role="user", user_id=user,
-                    content="my secret in their session")
-        )  # fmt: skip
-        before = {x.id: await old.load_window(tenant, x.id, None) for x in sessions}
-    finally:
-        await old.close()
-    connection = sqlite3.connect(db_path)
-    connection.execute("DROP TABLE entity_message_user")
-    connection.commit()
-    connection.close()
-    assert "idx_message_session_seq" in _indexes(db_path)  # really the old layout
+_OLD_MESSAGE_COLUMNS = (
+    "id, session_id, tenant_id, user_id, agent_id, seq, role, content, tool_calls, "
+    "tool_call_id, name, status, metadata, created_at"
+)
 
-    store = await threadline.connect(f"sqlite:///{db_path}")  # migrates: 0006
+
+def _write_old_layout(
+    connection: sqlite3.Connection, session: Session, messages: list[Message], last_seq: int
+) -> list[Message]:
+    """Store ``session`` and ``messages`` (seqs 1, 2, ...) as the store wrote them before
+    0009 (text session and tenant ids in every message row), with ``last_seq``; what a
+    read gives back."""
+    connection.execute(
+        f"INSERT INTO entity_session ({SESSION_COLUMNS}, last_seq, deleted_seqs) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (*session_row(session), last_seq, last_seq - len(messages)),
+    )
+    pairs = "entity_message_user" in {r[0] for r in connection.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table'")}  # fmt: skip
+    stored = []
+    for seq, m in enumerate(messages, 1):
+        m = attrs.evolve(m, seq=seq)
+        stored.append(m)
+        connection.execute(
+            f"INSERT INTO entity_message ({_OLD_MESSAGE_COLUMNS}) VALUES ({','.join('?' * 14)})",
+            (m.id, m.session_id, m.tenant_id, m.user_id, m.agent_id, seq, m.role, m.content,
+             dump_tool_calls(m.tool_calls), m.tool_call_id, m.name, m.status,
+             dump_json(m.metadata, "metadata") if m.metadata else "{}", to_us(m.created_at)),
+        )  # fmt: skip
+        for call in m.tool_calls:
+            connection.execute(
+                "INSERT INTO entity_message_tool_call (session_id, call_id, seq) VALUES (?, ?, ?)",
+                (m.session_id, call.id, seq),
+            )
+        if pairs and m.user_id is not None:
+            connection.execute(
+                "INSERT OR IGNORE INTO entity_message_user (session_id, user_id) VALUES (?, ?)",
+                (m.session_id, m.user_id),
+            )
+    return stored
+
+
+def _previous_release(path: Path) -> sqlite3.Connection:
+    """``path`` with every migration but 0009 applied: the release before it."""
+    from sqlite_utils import Database, Migrations
+
+    connection = sqlite3.connect(path)
+    old = Migrations(MIGRATION_SET)
+    for name in MIGRATION_NAMES:
+        if name != "0009_lean_messages":
+            old(name=name)(_FUNCTIONS[name])
+    old.apply(Database(connection))
+    return connection
+
+
+@pytest.mark.parametrize("at", [5, None], ids=["0005", "previous-release"])
+async def test_a_filled_database_upgrades_in_place(db_path: Path, at: int | None) -> None:
+    """A file of an earlier release (at 0005, before 0006 clustered the messages; and the
+    release before 0009's integer session keys), with messages of every kind, is upgraded
+    with nothing lost; appends go on where they stopped; (session, user) pairs (0008) come
+    from the stored messages: erasure finds them."""
+    connection = _previous_release(db_path) if at is None else at_migration(db_path, at)
+    tenant, user = new_id(), new_id()
+    sessions = [Session(tenant_id=tenant, user_id=user) for _ in range(3)]
+    s = sessions[0]
+    call = ToolCall(id="call-1", name="lookup", arguments={"q": "x"})
+    written = _write_old_layout(connection, s, [
+        Message(session_id=s.id, tenant_id=tenant, role="system", content="be brief"),
+        Message(session_id=s.id, tenant_id=tenant, role="user", user_id=user,
+                content="nul \x00 and ünïcode", metadata={"k": [1, 2]}),
+        Message(session_id=s.id, tenant_id=tenant, role="assistant", tool_calls=[call]),
+        Message(session_id=s.id, tenant_id=tenant, role="tool", tool_call_id="call-1",
+                name="lookup", content="found"),
+        Message(session_id=s.id, tenant_id=tenant, role="assistant", status="streaming"),
+    ], 5)  # fmt: skip
+    before = {s.id: written}
+    for other, kept in ((sessions[1], 50), (sessions[2], 40)):  # 10 deleted from the last
+        before[other.id] = _write_old_layout(connection, other, [
+            Message(session_id=other.id, tenant_id=tenant, role="user", content=f"m{i}")
+            for i in range(kept)
+        ], 50)  # fmt: skip
+    theirs = Session(tenant_id=tenant, user_id=new_id())
+    [visit] = _write_old_layout(connection, theirs, [
+        Message(session_id=theirs.id, tenant_id=tenant, role="user", user_id=user,
+                content="my secret in their session"),
+    ], 1)  # fmt: skip
+    connection.commit()
+    connection.close()
+    table = query(db_path, "SELECT sql FROM sqlite_master WHERE name = 'entity_message'")[0][0]
+    assert "session_key" not in table  # really an old layout
+    assert ("idx_message_session_seq" in _indexes(db_path)) == (at == 5)
+
+    store = await threadline.connect(f"sqlite:///{db_path}")  # migrates
     try:
         after = {x.id: await store.load_window(tenant, x.id, None) for x in sessions}
         assert after == before
-        assert after[s.id] == written
+        assert await store.read_messages(tenant, s.id) == written
         assert await store.count_messages(tenant, sessions[1].id) == 50
         assert await store.count_messages(tenant, sessions[2].id) == 40
-        assert await store.load_window(tenant, s.id, 1) == written[:1] + written[1:]
+        assert await store.load_window(tenant, s.id, 1) == written
+        assert await store.load_window(tenant, s.id, 0) == written[:1]
         assert await store.interrupt_streaming(tenant, s.id) == 1
         more = await store.save_message(
             Message(session_id=sessions[2].id, tenant_id=tenant, role="user", content="next")
@@ -188,14 +235,24 @@ async def test_0006_upgrades_a_filled_database_in_place(db_path: Path) -> None:
         assert again == written[1]
         with pytest.raises(threadline.ConflictError):
             await store.save_message(attrs.evolve(written[1], session_id=sessions[1].id))
+        fresh = await store.create_session(Session(tenant_id=tenant))
+        first = await store.save_message(
+            Message(session_id=fresh.id, tenant_id=tenant, role="user", content="new session")
+        )
+        assert await store.load_window(tenant, fresh.id, 1) == [first]
+        assert await store.load_window(tenant, sessions[1].id, 1) == before[sessions[1].id][-1:]
         erased = await store.erase_user(tenant, user)
         assert erased["sessions"] == 3 and erased["messages_redacted"] == 1
+        assert erased["messages"] == 5 + 50 + 41
         left = await store.load_window(tenant, theirs.id, None)
         assert [m.id for m in left] == [visit.id] and "secret" not in left[0].content
+        assert await store.load_window(tenant, fresh.id, None) == [first]
     finally:
         await store.close()
     indexes = _indexes(db_path)
     assert "idx_message_session_seq" not in indexes and "idx_message_id" in indexes
     table = query(db_path, "SELECT sql FROM sqlite_master WHERE name = 'entity_message'")[0][0]
-    assert "WITHOUT ROWID" in table and "PRIMARY KEY (session_id, seq)" in table
+    assert "WITHOUT ROWID" in table and "PRIMARY KEY (session_key, seq)" in table
+    assert "tenant_id" not in table and "session_id" not in table
+    assert query(db_path, "SELECT count(*) FROM entity_message")[0][0] == 2  # theirs, fresh
     integrity_ok(db_path)

@@ -227,7 +227,7 @@ async def test_window_queries_use_indexes_not_scans(store: threadline.Store) -> 
         assert any("USING" in step for step in plan), (name, text)
     window_plan = " | ".join(await sqlite_store.run_read(_plan, *queries["window"]))
     assert "INDEX idx_message_round" in window_plan  # the n-th last user, the system head
-    assert "USING PRIMARY KEY (session_id=? AND seq>?)" in window_plan  # the rounds after it
+    assert "USING PRIMARY KEY (session_key=? AND seq>?)" in window_plan  # the rounds after it
 
 
 def _random_conversation(rng: random.Random, session: Session, n: int) -> list[Message]:

@@ -2,7 +2,7 @@
 
 * **Atomic sequence numbers across processes.** An append is one ``BEGIN IMMEDIATE``
   transaction that bumps ``entity_session.last_seq`` (with ``updated_at``) and inserts
-  the rows with the numbers it got; ``UNIQUE(session_id, seq)`` backs it up. Two
+  the rows with the numbers it got; the primary key ``(session_key, seq)`` backs it up. Two
   processes appending to one file serialise on the lock, never share a ``seq`` and
   lose nothing.
 * **Idempotent retries without gaps.** The insert is tried first; if the message id
@@ -27,20 +27,23 @@ from threadline.queries import MessageRange
 from threadline.storekit.records import id_conflict
 from threadline.storekit.sync import SyncStore
 from threadline_sqlite.rows import (
-    MESSAGE_COLUMNS,
+    MESSAGE_FROM,
+    MESSAGE_KEY,
+    MESSAGE_SELECT,
     MESSAGE_SEQ,
     READ_COLUMNS,
+    STORED_COLUMNS,
     message_changes,
     message_from_read,
     message_from_row,
     message_row,
 )
 from threadline_sqlite.sql import (
-    BUMP_SEQ,
+    SESSION_KEY,
     SESSION_OF_TENANT,
     TOUCH,
-    bump,
     chunks,
+    claim_seqs,
     forgetting,
     marks,
     missing_session,
@@ -51,7 +54,7 @@ from threadline_sqlite.worker import connection
 
 __all__ = ["COUNT", "INSERT_MESSAGE", "INTERRUPT", "MessageHooks", "read_sql", "rewrite"]
 
-INSERT_MESSAGE = f"INSERT INTO entity_message ({MESSAGE_COLUMNS}) VALUES ({marks(14)})"
+INSERT_MESSAGE = f"INSERT INTO entity_message ({STORED_COLUMNS}) VALUES ({marks(13)})"
 _INSERT_TOOL_CALL = (
     "INSERT OR IGNORE INTO entity_message_tool_call (session_id, call_id, seq) VALUES (?, ?, ?)"
 )
@@ -61,18 +64,21 @@ _INSERT_WRITER = "INSERT OR IGNORE INTO entity_message_user (session_id, user_id
 _DELETE_TOOL_CALL = (
     "DELETE FROM entity_message_tool_call WHERE session_id = ? AND call_id = ? AND seq = ?"
 )
-_MESSAGE_BY_ID = f"SELECT {MESSAGE_COLUMNS} FROM entity_message WHERE id = ?"
-_MESSAGE_OF_TENANT = f"SELECT {MESSAGE_COLUMNS} FROM entity_message WHERE id = ? AND tenant_id = ?"
+_MESSAGE_BY_ID = f"SELECT {MESSAGE_SELECT} FROM {MESSAGE_FROM} WHERE m.id = ?"
+_MESSAGE_OF_TENANT = f"{_MESSAGE_BY_ID} AND s.tenant_id = ?"
 _REWRITE = (
     "UPDATE entity_message SET content = :content, tool_calls = :tool_calls, status = :status, "
     "name = :name, metadata = :metadata, user_id = :user_id WHERE id = :id"
 )
 INTERRUPT = (
     "UPDATE entity_message SET status = 'interrupted' "
-    "WHERE session_id = ? AND tenant_id = ? AND status = 'streaming'"
+    f"WHERE session_key = {SESSION_KEY} AND status = 'streaming'"
 )
 COUNT = "SELECT last_seq - deleted_seqs FROM entity_session WHERE id = ? AND tenant_id = ?"
-_DELETE_AFTER = "DELETE FROM entity_message WHERE session_id = ? AND seq > ?"
+_DELETE_AFTER = (
+    "DELETE FROM entity_message "
+    "WHERE session_key = (SELECT key FROM entity_session WHERE id = ?) AND seq > ?"
+)
 _DELETE_CALLS_AFTER = "DELETE FROM entity_message_tool_call WHERE session_id = ? AND seq > ?"
 _DELETED = (
     "UPDATE entity_session SET deleted_seqs = deleted_seqs + ?, updated_at = max(updated_at, ?) "
@@ -85,7 +91,7 @@ def read_sql(before: bool, newest_first: bool, role: bool) -> str:
     """The statement of a :meth:`MessageHooks.read_messages` (one per combination)."""
     return (
         f"SELECT {READ_COLUMNS} FROM entity_message "
-        "WHERE session_id = ? AND tenant_id = ? AND seq > ?"
+        f"WHERE session_key = {SESSION_KEY} AND seq > ?"
         + (" AND seq < ?" if before else "")
         + (" AND role = ?" if role else "")
         + (" ORDER BY seq DESC" if newest_first else " ORDER BY seq")
@@ -152,9 +158,10 @@ class MessageHooks(SyncStore):
         row = message_row(message)  # encoded (and validated) before taking the lock
         db = connection()
         db.execute("BEGIN IMMEDIATE")
-        seq = bump(db, BUMP_SEQ, 1, message.session_id, message.tenant_id, "last_seq")
-        if seq is None:
+        claimed = claim_seqs(db, 1, message.session_id, message.tenant_id)
+        if claimed is None:
             raise missing_session(message.session_id)
+        seq, row[MESSAGE_KEY] = claimed
         row[MESSAGE_SEQ] = seq
         try:
             db.execute(INSERT_MESSAGE, row)
@@ -167,7 +174,7 @@ class MessageHooks(SyncStore):
             db.executemany(_INSERT_TOOL_CALL, [(message.session_id, c.id, seq)
                                                for c in message.tool_calls])  # fmt: skip
         db.execute("COMMIT")
-        return message_from_row(row)
+        return message_from_read(row[1:], message.session_id, message.tenant_id)
 
     def save_messages(self, messages: Sequence[Message]) -> list[Message]:
         first = messages[0]
@@ -179,17 +186,20 @@ class MessageHooks(SyncStore):
         rows = [message_row(m) for m in messages]
         db = connection()
         db.execute("BEGIN IMMEDIATE")
-        last = bump(db, BUMP_SEQ, len(rows), first.session_id, first.tenant_id, "last_seq")
-        if last is None:
+        claimed = claim_seqs(db, len(rows), first.session_id, first.tenant_id)
+        if claimed is None:
             raise missing_session(first.session_id)
+        last, key = claimed
         for seq, row in enumerate(rows, last - len(rows) + 1):
+            row[MESSAGE_KEY] = key
             row[MESSAGE_SEQ] = seq
         try:
             db.executemany(INSERT_MESSAGE, rows)
         except sqlite3.IntegrityError:
             db.execute("ROLLBACK")
             return self._save_retried(messages, rows)
-        stored = [message_from_row(row) for row in rows]
+        session_id, tenant_id = first.session_id, first.tenant_id
+        stored = [message_from_read(row[1:], session_id, tenant_id) for row in rows]
         _index_calls(db, _INSERT_TOOL_CALL, stored)
         _index_writers(db, stored)
         db.execute("COMMIT")
@@ -205,12 +215,14 @@ class MessageHooks(SyncStore):
             existing = self._existing(messages)
             fresh = [row for m, row in zip(messages, rows) if m.id not in existing]
             if fresh:
-                last = bump(db, BUMP_SEQ, len(fresh), *session, "last_seq")
-                assert last is not None
+                claimed = claim_seqs(db, len(fresh), *session)
+                assert claimed is not None
+                last, key = claimed
                 for seq, row in enumerate(fresh, last - len(fresh) + 1):
+                    row[MESSAGE_KEY] = key
                     row[MESSAGE_SEQ] = seq
                 db.executemany(INSERT_MESSAGE, fresh)
-            stored = [message_from_row(row) for row in fresh]
+            stored = [message_from_read(row[1:], *session) for row in fresh]
             _index_calls(db, _INSERT_TOOL_CALL, stored)
             _index_writers(db, stored)
         made = iter(stored)
@@ -222,7 +234,7 @@ class MessageHooks(SyncStore):
         db = connection()
         existing: dict[str, Message] = {}
         for chunk in chunks([m.id for m in messages]):
-            sql = f"SELECT {MESSAGE_COLUMNS} FROM entity_message WHERE id IN ({marks(len(chunk))})"
+            sql = f"SELECT {MESSAGE_SELECT} FROM {MESSAGE_FROM} WHERE m.id IN ({marks(len(chunk))})"
             existing.update((m.id, m) for m in map(message_from_row, db.execute(sql, chunk)))
         for m in messages:
             stored = existing.get(m.id)

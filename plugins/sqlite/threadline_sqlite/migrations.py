@@ -40,6 +40,9 @@ index alone (``benchmarks/bench_usage.py``).
 
 ``0008_message_user_sessions`` replaces 0006's per-message user index with one row per
 (session, user) pair: a user's next message in a session writes no index at all.
+
+``0009_lean_messages`` keys messages by an integer ``entity_session.key`` instead of the
+text session id and drops ``tenant_id`` from the message row (both come from the session).
 """
 
 from __future__ import annotations
@@ -66,10 +69,12 @@ MIGRATION_NAMES: tuple[str, ...] = (
     "0006_clustered_messages",
     "0007_api_call_usage_index",
     "0008_message_user_sessions",
+    "0009_lean_messages",  # after 0008: the code of 0010 and 0011 (and their tests) needs it
     "0011_session_forks",
     "0010_usage_rollup",
 )
-"""Every migration of this version of the plugin, in the order they apply."""
+"""Every migration of this version of the plugin, in the order they apply to a new file
+(a file of the release before 0009, at 0011 and 0010, gets 0009 after them)."""
 
 
 def _m0001_initial_schema(db: Database) -> None:
@@ -424,6 +429,69 @@ def _m0010_usage_rollup(db: Database) -> None:
     create_rollup(db.conn)
 
 
+_LEAN_MESSAGE_TABLE = """
+CREATE TABLE entity_message_0009 (
+  session_key INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  id TEXT NOT NULL,
+  user_id TEXT,
+  agent_id TEXT,
+  role TEXT NOT NULL,
+  content TEXT NOT NULL,
+  tool_calls TEXT,
+  tool_call_id TEXT,
+  name TEXT,
+  status TEXT NOT NULL,
+  metadata TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (session_key, seq)
+) WITHOUT ROWID
+"""
+_LEAN_COLUMNS = (
+    "id, user_id, agent_id, seq, role, content, tool_calls, tool_call_id, name, status, "
+    "metadata, created_at"
+)
+
+
+def _m0009_lean_messages(db: Database) -> None:
+    """Messages keyed by an integer session key: no 36-character ids in every row and entry.
+
+    ``entity_session`` gets ``key`` (unique; its rowid for the sessions there, the next
+    number for a new session, set by ``trg_session_key`` when an insert gives none).
+    ``entity_message`` is rebuilt on ``(session_key, seq)`` without ``session_id`` and
+    ``tenant_id`` (both come from the session row; every statement finds the key by
+    ``(id, tenant_id)``, which also checks the tenant) and without the foreign key (the
+    append's own session-row update proves the session exists; deletions delete the
+    messages). Each row and each index entry (id, round, streaming) is ~74 bytes shorter.
+    Every message is copied with its session's key.
+    """
+    db.execute("ALTER TABLE entity_session ADD COLUMN key INTEGER")
+    db.execute("UPDATE entity_session SET key = rowid")
+    db.execute("CREATE UNIQUE INDEX idx_session_key ON entity_session (key)")
+    db.execute(
+        "CREATE TRIGGER trg_session_key AFTER INSERT ON entity_session WHEN NEW.key IS NULL "
+        "BEGIN UPDATE entity_session SET key = "
+        "(SELECT coalesce(max(key), 0) + 1 FROM entity_session) WHERE rowid = NEW.rowid; END"
+    )
+    db.execute(_LEAN_MESSAGE_TABLE)
+    db.execute(
+        f"INSERT INTO entity_message_0009 (session_key, {_LEAN_COLUMNS}) "
+        f"SELECT s.key, {', '.join('m.' + c.strip() for c in _LEAN_COLUMNS.split(','))} "
+        "FROM entity_message m JOIN entity_session s ON s.id = m.session_id"
+    )
+    db.execute("DROP TABLE entity_message")  # its indexes go with it
+    db.execute("ALTER TABLE entity_message_0009 RENAME TO entity_message")
+    db.execute("CREATE UNIQUE INDEX idx_message_id ON entity_message (id)")
+    db.execute(
+        "CREATE INDEX idx_message_round ON entity_message (session_key, role, seq) "
+        "WHERE role = 'user' OR role = 'system'"
+    )
+    db.execute(
+        "CREATE INDEX idx_message_streaming ON entity_message (session_key) "
+        "WHERE status = 'streaming'"
+    )
+
+
 _FUNCTIONS: dict[str, Any] = {
     "0001_initial_schema": _m0001_initial_schema,
     "0002_incremental_checkpoints": _m0002_incremental_checkpoints,
@@ -435,6 +503,7 @@ _FUNCTIONS: dict[str, Any] = {
     "0008_message_user_sessions": _m0008_message_user_sessions,
     "0011_session_forks": _m0011_session_forks,
     "0010_usage_rollup": _m0010_usage_rollup,
+    "0009_lean_messages": _m0009_lean_messages,
 }
 
 

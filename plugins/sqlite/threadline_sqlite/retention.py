@@ -19,8 +19,8 @@ from threadline.storekit.erasure import redact
 from threadline.storekit.sync import SyncStore
 from threadline_sqlite.checkpoints import records_of_session, rewrite_records
 from threadline_sqlite.messages import rewrite
-from threadline_sqlite.rows import MESSAGE_COLUMNS, message_from_row, to_us
-from threadline_sqlite.sessions import SESSION_TABLES
+from threadline_sqlite.rows import MESSAGE_SELECT, message_from_row, to_us
+from threadline_sqlite.sessions import SESSION_TABLES, session_rows
 from threadline_sqlite.sql import chunks, forgetting, marks
 
 __all__ = [
@@ -32,15 +32,14 @@ __all__ = [
 
 _COUNTED = (("messages", "entity_message"), ("api_calls", "entity_api_call"),
             ("checkpoints", "entity_checkpoint"))  # fmt: skip
-_M_COLUMNS = ", ".join(f"m.{c.strip()}" for c in MESSAGE_COLUMNS.split(","))
 # The user's messages in other users' sessions: the sessions the user wrote in
 # (entity_message_user, migration 0008), then their messages. Parameters: tenant, user, user.
 ERASE_FOREIGN_MESSAGES = (
-    f"SELECT {_M_COLUMNS} FROM entity_message_user u "
+    f"SELECT {MESSAGE_SELECT} FROM entity_message_user u "
     "JOIN entity_session s ON s.id = u.session_id "
-    "JOIN entity_message m ON m.session_id = u.session_id "
+    "JOIN entity_message m ON m.session_key = s.key "
     "WHERE u.user_id = ?2 AND s.tenant_id = ?1 AND s.user_id IS NOT ?3 "
-    "AND m.user_id = ?2 AND m.tenant_id = ?1 ORDER BY m.session_id, m.seq"
+    "AND m.user_id = ?2 ORDER BY s.id, m.seq"
 )
 # The user's (session, user) pairs in the tenant: the id must leave the file too.
 _FORGET_WRITER = (
@@ -68,14 +67,14 @@ def _drop_sessions(db: sqlite3.Connection, session_ids: Sequence[str]) -> None:
     for chunk in chunks(session_ids):
         where = f"IN ({marks(len(chunk))})"
         for table in SESSION_TABLES:
-            db.execute(f"DELETE FROM {table} WHERE session_id {where}", chunk)
+            db.execute(f"DELETE {session_rows(table, where)}", chunk)
         db.execute(f"DELETE FROM entity_session WHERE id {where}", chunk)
 
 
 def _count(db: sqlite3.Connection, table: str, session_ids: Sequence[str]) -> int:
     total = 0
     for chunk in chunks(session_ids):
-        sql = f"SELECT count(*) FROM {table} WHERE session_id IN ({marks(len(chunk))})"
+        sql = f"SELECT count(*) {session_rows(table, f'IN ({marks(len(chunk))})')}"
         total += db.execute(sql, chunk).fetchone()[0]
     return int(total)
 

@@ -38,10 +38,14 @@ __all__ = [
     "CHECKPOINT_VERSION",
     "MESSAGE_COLUMNS",
     "MESSAGE_FIELDS",
+    "MESSAGE_FROM",
+    "MESSAGE_KEY",
+    "MESSAGE_SELECT",
     "MESSAGE_SEQ",
     "PROVIDER_COLUMNS",
     "READ_COLUMNS",
     "SESSION_COLUMNS",
+    "STORED_COLUMNS",
     "agent_from_row",
     "agent_row",
     "api_call_from_row",
@@ -103,18 +107,38 @@ MESSAGE_COLUMNS = (
     "id, session_id, tenant_id, user_id, agent_id, seq, role, content, tool_calls, "
     "tool_call_id, name, status, metadata, created_at"
 )
-"""Column order of :func:`message_row` and :func:`message_from_row`."""
+"""The message's fields in :func:`message_from_row` order (:data:`MESSAGE_SELECT` reads
+them; ``session_id`` and ``tenant_id`` are the session row's, migration 0009)."""
+MESSAGE_FIELDS = tuple(name.strip() for name in MESSAGE_COLUMNS.split(","))
+"""The :class:`~threadline.models.Message` fields, in :data:`MESSAGE_COLUMNS` order."""
+MESSAGE_FROM = "entity_message m JOIN entity_session s ON s.key = m.session_key"
+"""Messages with their session (its id and tenant), for reads that are not of one session."""
+MESSAGE_SELECT = ", ".join(
+    {"session_id": "s.id", "tenant_id": "s.tenant_id"}.get(name, f"m.{name}")
+    for name in MESSAGE_FIELDS
+)
+""":data:`MESSAGE_COLUMNS` from :data:`MESSAGE_FROM`."""
+READ_COLUMNS = (
+    "id, user_id, agent_id, seq, role, content, tool_calls, tool_call_id, name, status, "
+    "metadata, created_at"
+)
+"""What a read of one session selects (:func:`message_from_read`): the session and tenant
+are the read's own arguments."""
+STORED_COLUMNS = "session_key, " + READ_COLUMNS
+"""The columns of a message row (:func:`message_row`), as ``entity_message`` stores them."""
+MESSAGE_KEY = 0
+"""Where the session's key is in a :func:`message_row` (filled in by the transaction)."""
+MESSAGE_SEQ = 4
+"""Where ``seq`` is in a :func:`message_row` (filled in once the transaction has it)."""
 
 
 def message_row(m: Message, seq: int | None = None) -> list[Any]:
-    """The row for ``m`` in :data:`MESSAGE_COLUMNS` order, with ``seq``.
-
-    A list, so the store can fill in ``seq`` once its transaction has the number.
-    """
+    """The row for ``m`` in :data:`STORED_COLUMNS` order, with ``seq``; its session key
+    (:data:`MESSAGE_KEY`) is ``None`` until the transaction fills it in (a list, so it can).
+    ``row[1:]`` is the row :func:`message_from_read` takes."""
     return [
+        None,
         m.id,
-        m.session_id,
-        m.tenant_id,
         m.user_id,
         m.agent_id,
         seq,
@@ -129,12 +153,6 @@ def message_row(m: Message, seq: int | None = None) -> list[Any]:
     ]
 
 
-MESSAGE_FIELDS = tuple(name.strip() for name in MESSAGE_COLUMNS.split(","))
-"""The :class:`~threadline.models.Message` fields, in :data:`MESSAGE_COLUMNS` order."""
-MESSAGE_SEQ = MESSAGE_FIELDS.index("seq")
-"""Where ``seq`` is in a :func:`message_row` (filled in once the transaction has it)."""
-
-
 def message_changes(m: Message) -> dict[str, Any]:
     """The columns a rewrite changes, by name (``user_id`` too: erasure clears it)."""
     return {
@@ -145,14 +163,6 @@ def message_changes(m: Message) -> dict[str, Any]:
         "metadata": _dump_object(m.metadata, "metadata"),
         "user_id": m.user_id,
     }
-
-
-READ_COLUMNS = (
-    "id, user_id, agent_id, seq, role, content, tool_calls, tool_call_id, name, status, "
-    "metadata, created_at"
-)
-"""What a read of one session selects (:func:`message_from_read`): the session and tenant
-are the read's own arguments, so two 36-character columns per row are not fetched."""
 
 
 def _message_builders() -> tuple[

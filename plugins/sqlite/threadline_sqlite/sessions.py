@@ -13,11 +13,23 @@ from threadline_sqlite.rows import SESSION_COLUMNS, session_from_row, session_ro
 from threadline_sqlite.sql import SESSION_OF_TENANT, forgetting, marks, missing_session, write
 from threadline_sqlite.worker import connection
 
-__all__ = ["SESSION_TABLES", "SessionHooks"]
+__all__ = ["SESSION_TABLES", "SessionHooks", "session_rows"]
 
 SESSION_TABLES = ("entity_message_tool_call", "entity_message_user", "entity_message",
                   "entity_api_call", "entity_checkpoint")  # fmt: skip
-"""The tables whose rows belong to a session (``session_id``), deleted with it."""
+"""The tables whose rows belong to a session, deleted with it (:func:`session_rows`)."""
+
+
+def session_rows(table: str, where: str) -> str:
+    """``FROM table WHERE ...``: the rows of ``table`` of the sessions whose id matches
+    ``where`` (``"= ?"``, ``"IN (?, ?)"``); messages by their session's key (0009)."""
+    if table == "entity_message":
+        return (
+            "FROM entity_message WHERE session_key IN "
+            f"(SELECT key FROM entity_session WHERE id {where})"
+        )
+    return f"FROM {table} WHERE session_id {where}"
+
 
 _INSERT = (
     f"INSERT INTO entity_session ({SESSION_COLUMNS}) VALUES ({marks(8)}) "
@@ -85,7 +97,7 @@ class SessionHooks(SyncStore):
             found = db.execute(SESSION_OF_TENANT, (session_id, tenant_id)).fetchone()
             if found is not None:
                 for table in SESSION_TABLES:
-                    db.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
+                    db.execute(f"DELETE {session_rows(table, '= ?')}", (session_id,))
                 db.execute("DELETE FROM entity_session WHERE id = ?", (session_id,))
             db.execute("COMMIT")
         return found is not None

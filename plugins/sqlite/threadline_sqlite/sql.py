@@ -20,10 +20,12 @@ from threadline_sqlite.worker import connection
 __all__ = [
     "BUMP_SEQ",
     "BUMP_VERSION",
+    "SESSION_KEY",
     "SESSION_OF_TENANT",
     "TOUCH",
     "bump",
     "chunks",
+    "claim_seqs",
     "forgetting",
     "marks",
     "missing_session",
@@ -37,6 +39,9 @@ _HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
 _CHUNK = 500  # ids per "IN (...)" list: far below SQLite's bound-parameter limit
 
 SESSION_OF_TENANT = "SELECT 1 FROM entity_session WHERE id = ? AND tenant_id = ?"
+SESSION_KEY = "(SELECT key FROM entity_session WHERE id = ? AND tenant_id = ?)"
+"""The integer key of a session of a tenant (migration 0009), as a scalar subquery: how
+statements on ``entity_message`` find a session's rows and check its tenant at once."""
 # Every write that belongs to a session is activity: updated_at moves to now in the same
 # transaction, never back (copy and import may have set it ahead).
 BUMP_SEQ = (
@@ -86,6 +91,24 @@ def bump(
         return None
     value = db.execute(f"SELECT {column} FROM entity_session WHERE id = ?", (session_id,))
     return int(value.fetchone()[0])
+
+
+def claim_seqs(
+    db: sqlite3.Connection, n: int, session_id: str, tenant_id: str
+) -> tuple[int, int] | None:
+    """Take ``n`` seqs of a session for an append: ``(its new last_seq, its key)``, or
+    ``None`` when the tenant has no such session (inside ``BEGIN IMMEDIATE``, as
+    :func:`bump`; one statement where SQLite has ``RETURNING``)."""
+    params = (n, now_us(), session_id, tenant_id)
+    if _HAS_RETURNING:
+        row = db.execute(f"{BUMP_SEQ} RETURNING last_seq, key", params).fetchone()
+    else:  # pragma: no cover - SQLite before 3.35
+        if db.execute(BUMP_SEQ, params).rowcount == 0:
+            return None
+        row = db.execute(
+            "SELECT last_seq, key FROM entity_session WHERE id = ?", (session_id,)
+        ).fetchone()
+    return None if row is None else (int(row[0]), int(row[1]))
 
 
 @contextmanager

@@ -1,7 +1,8 @@
 """The window from indexes: the cost follows the window, not the session's length.
 
-``(session_id, role, seq)`` finds the n-th last user message and the system messages;
-``(session_id, seq)`` reads the rounds after it; ``entity_message_tool_call`` finds the
+The session's key (migration 0009, found by ``(id, tenant_id)``), then
+``(session_key, role, seq)`` finds the n-th last user message and the system messages;
+``(session_key, seq)`` reads the rounds after it; ``entity_message_tool_call`` finds the
 call of a tool result that would be orphaned. The selection is exactly
 :func:`threadline.storekit.window.select_window`'s.
 """
@@ -15,7 +16,7 @@ from threadline.models import Message
 from threadline.storekit.sync import SyncStore
 from threadline.storekit.window import orphaned_tool_results
 from threadline_sqlite.rows import READ_COLUMNS, message_from_read
-from threadline_sqlite.sql import chunks, marks
+from threadline_sqlite.sql import SESSION_KEY, chunks, marks
 from threadline_sqlite.worker import connection
 
 __all__ = [
@@ -28,30 +29,33 @@ __all__ = [
 ]
 
 _MESSAGES_ALL = (
-    f"SELECT {READ_COLUMNS} FROM entity_message WHERE session_id = ? AND tenant_id = ? ORDER BY seq"
+    f"SELECT {READ_COLUMNS} FROM entity_message WHERE session_key = {SESSION_KEY} ORDER BY seq"
 )
 MESSAGES_RANGE = (
     f"SELECT {READ_COLUMNS} FROM entity_message "
-    "WHERE session_id = ? AND tenant_id = ? AND seq >= ? AND seq < ? ORDER BY seq"
+    f"WHERE session_key = {SESSION_KEY} AND seq >= ? AND seq < ? ORDER BY seq"
 )
 SYSTEM_BEFORE = (
     f"SELECT {READ_COLUMNS} FROM entity_message "
-    "WHERE session_id = ? AND tenant_id = ? AND role = 'system' AND seq < ? ORDER BY seq"
+    f"WHERE session_key = {SESSION_KEY} AND role = 'system' AND seq < ? ORDER BY seq"
 )
-# The window in one statement: the seq of the n-th last user message (OFFSET n-1) or 1,
-# the system messages before it, then everything from it on. Index-only lookups.
+# The window in one statement: the session's key (its tenant checked), the seq of the
+# n-th last user message (OFFSET n-1) or 1, the system messages before it, then
+# everything from it on. Index-only lookups.
 WINDOW = f"""
-WITH start(seq) AS (
+WITH session(key) AS (
+  SELECT key FROM entity_session WHERE id = :session AND tenant_id = :tenant
+), start(seq) AS (
   SELECT coalesce((SELECT seq FROM entity_message
-                   WHERE session_id = :session AND role = 'user'
+                   WHERE session_key = (SELECT key FROM session) AND role = 'user'
                    ORDER BY seq DESC LIMIT 1 OFFSET :skip), 1)
 )
 SELECT {READ_COLUMNS} FROM entity_message
-WHERE session_id = :session AND tenant_id = :tenant AND role = 'system'
+WHERE session_key = (SELECT key FROM session) AND role = 'system'
   AND seq < (SELECT seq FROM start)
 UNION ALL
 SELECT {READ_COLUMNS} FROM entity_message
-WHERE session_id = :session AND tenant_id = :tenant AND seq >= (SELECT seq FROM start)
+WHERE session_key = (SELECT key FROM session) AND seq >= (SELECT seq FROM start)
 ORDER BY seq
 """
 # For each orphaned call id the nearest call before the window (max seq), then the
@@ -61,7 +65,8 @@ NEAREST_CALLERS = (
     "WHERE session_id = ? AND seq < ? AND call_id IN ({marks}) GROUP BY call_id)"
 )
 ROUND_START = (
-    "SELECT max(seq) FROM entity_message WHERE session_id = ? AND role = 'user' AND seq <= ?"
+    "SELECT max(seq) FROM entity_message WHERE session_key = "
+    "(SELECT key FROM entity_session WHERE id = ?) AND role = 'user' AND seq <= ?"
 )
 
 
