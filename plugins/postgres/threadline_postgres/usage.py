@@ -31,23 +31,23 @@ _KEYS = {
     "session": "session_id::text",
     "day": "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
 }
-# group_by -> (dim, key of usage_rollup, key of usage_histogram)
+# group_by -> (dim, key of usage_rollup, key of usage_histogram, the column grouped on)
 _ROLLUP = {
-    "model": ("m", "model", "key"),
-    "agent": ("a", "nullif(key, '')", "nullif(key, '')"),
-    "user": ("u", "nullif(key, '')", "nullif(key, '')"),
-    "session": ("s", "key", "key"),
-    "day": ("m", "to_char(day, 'YYYY-MM-DD')", "to_char(day, 'YYYY-MM-DD')"),
+    "model": ("m", "model", "key", "key"),
+    "agent": ("a", "nullif(key, '')", "nullif(key, '')", "key"),
+    "user": ("u", "nullif(key, '')", "nullif(key, '')", "key"),
+    "session": ("s", "key", "key", "key"),
+    "day": ("m", *["to_char(day, 'YYYY-MM-DD')"] * 2, "day"),
 }
 _SUMS = (
     "SELECT {key} AS k, model, "
     + ", ".join(f"sum({s})::bigint" for s in STATUS_COLUMNS)
     + ", sum(prompt)::bigint, sum(completion)::bigint, sum(total)::bigint "
-    "FROM {table} WHERE tenant_id = $1::uuid AND dim = '{dim}'{days} GROUP BY 1, 2"
+    "FROM {table} WHERE tenant_id = $1::uuid AND dim = '{dim}'{days} GROUP BY {group}, model"
 )
 _HIST = (
     "SELECT {key} AS k, metric, bucket, sum(n)::bigint FROM {table} "
-    "WHERE tenant_id = $1::uuid AND dim = '{dim}'{days} GROUP BY 1, 2, 3"
+    "WHERE tenant_id = $1::uuid AND dim = '{dim}'{days} GROUP BY {group}, metric, bucket"
 )
 _CALLS = (
     "SELECT {key} AS k, model, status, coalesce(prompt_tokens, 0), "
@@ -67,23 +67,23 @@ class UsageReports(PooledStore):
         days, edges = split_period(query.since, query.until)
         args: list[Any]
         if days is not None:
-            dim, key, hist_key = _ROLLUP[query.group_by]
+            dim, key, hist_key, group = _ROLLUP[query.group_by]
+            where, args = "", [tenant_id]
             if days == (None, None) and query.group_by != "day":
                 dim = dim.upper()  # the whole history: one row per group and model
-            where, args = "", [tenant_id]
+                where = " AND day = DATE '1970-01-01'"
             for day, op in zip(days, (">=", "<")):
                 if day is not None:
                     args.append(_EPOCH + timedelta(days=day))
                     where += f" AND day {op} ${len(args)}::date"
             table = self.config.table("usage_rollup")
-            for r in await self._fetch(
-                "summarize_usage", _SUMS.format(key=key, table=table, dim=dim, days=where), *args
-            ):
+            sql = _SUMS.format(key=key, table=table, dim=dim, days=where, group=group)
+            for r in await self._fetch("summarize_usage", sql, *args):
                 sums.add(r[0], r[1], dict(zip(STATUS_COLUMNS, r[2:7])), r[7], r[8], r[9])
             table = self.config.table("usage_histogram")
             for k, metric, bucket, n in await self._fetch(
                 "summarize_usage",
-                _HIST.format(key=hist_key, table=table, dim=dim, days=where),
+                _HIST.format(key=hist_key, table=table, dim=dim, days=where, group=group),
                 *args,
             ):
                 sums.add_bucket(k, metric, bucket, n)

@@ -31,23 +31,24 @@ _KEYS = {
     "session": "session_id",
     "day": _DAY_KEY.format(day="created_at / 1000000"),
 }
-# group_by -> (dim, key of usage_rollup, key of usage_histogram)
+# group_by -> (dim, key of usage_rollup, key of usage_histogram, the column grouped on: a
+# plain column, so the whole-history level is grouped in its primary key's order)
 _ROLLUP = {
-    "model": ("m", "model", "key"),
-    "agent": ("a", "nullif(key, '')", "nullif(key, '')"),
-    "user": ("u", "nullif(key, '')", "nullif(key, '')"),
-    "session": ("s", "key", "key"),
-    "day": ("m", _DAY_KEY.format(day="day * 86400"), _DAY_KEY.format(day="day * 86400")),
+    "model": ("m", "model", "key", "key"),
+    "agent": ("a", "nullif(key, '')", "nullif(key, '')", "key"),
+    "user": ("u", "nullif(key, '')", "nullif(key, '')", "key"),
+    "session": ("s", "key", "key", "key"),
+    "day": ("m", *[_DAY_KEY.format(day="day * 86400")] * 2, "day"),
 }
 _SUMS = (
     "SELECT {key}, model, "
     + ", ".join(f"sum({s})" for s in STATUS_COLUMNS)
     + ", sum(prompt), sum(completion), sum(total) FROM usage_rollup "
-    "WHERE tenant_id = ? AND dim = ?{days} GROUP BY 1, 2"
+    "WHERE tenant_id = ? AND dim = ?{days} GROUP BY {group}, model"
 )
 _HIST = (
     "SELECT {key}, metric, bucket, sum(n) FROM usage_histogram "
-    "WHERE tenant_id = ? AND dim = ?{days} GROUP BY 1, 2, 3"
+    "WHERE tenant_id = ? AND dim = ?{days} GROUP BY {group}, metric, bucket"
 )
 _CALLS = (
     "SELECT {key}, model, status, coalesce(prompt_tokens, 0), coalesce(completion_tokens, 0), "
@@ -66,17 +67,20 @@ class UsageHooks(SyncStore):
         args: list[Any]
         days, edges = split_period(query.since, query.until)
         if days is not None:
-            dim, key, hist_key = _ROLLUP[query.group_by]
-            if days == (None, None) and query.group_by != "day":
-                dim = dim.upper()  # the whole history: one row per group and model
+            dim, key, hist_key, group = _ROLLUP[query.group_by]
             where, args = "", [tenant_id, dim]
+            if days == (None, None) and query.group_by != "day":
+                args[1] = dim.upper()  # the whole history: one row per group and model
+                where = " AND day = 0"
             for day, op in zip(days, (">=", "<")):
                 if day is not None:
                     where += f" AND day {op} ?"
                     args.append(day)
-            for row in db.execute(_SUMS.format(key=key, days=where), args):
+            sql = _SUMS.format(key=key, days=where, group=group)
+            for row in db.execute(sql, args):
                 sums.add(row[0], row[1], dict(zip(STATUS_COLUMNS, row[2:7])), *row[7:])
-            for k, metric, bucket, n in db.execute(_HIST.format(key=hist_key, days=where), args):
+            sql = _HIST.format(key=hist_key, days=where, group=group)
+            for k, metric, bucket, n in db.execute(sql, args):
                 sums.add_bucket(k, metric, bucket, n)
         key = _KEYS[query.group_by]
         for since, until in edges:

@@ -118,26 +118,34 @@ END;
 
 
 def _backfill() -> list[str]:
-    """Statements filling the rollup from the calls already stored (one pass per dim)."""
-    prompt, completion = "coalesce(a.prompt_tokens, 0)", "coalesce(a.completion_tokens, 0)"
-    counts = ", ".join(f"sum(a.status = '{s}')" for s in STATUS_COLUMNS)
-    bucket = _BUCKET.format(value="v")
-    out = []
-    for (dim, key), (_, hist_key) in zip(_keys("a", False), _keys("a", True)):
-        for level, day in ((dim, _day("a")), (dim.upper(), "0")):
+    """Statements filling the rollup from the calls already stored: each call's day, keys
+    and buckets once into a scratch table, then one grouped insert per level and dim."""
+    p, c = "coalesce(prompt_tokens, 0)", "coalesce(completion_tokens, 0)"
+    out = [
+        "CREATE TEMP TABLE usage_fill AS SELECT tenant_id AS t, "
+        f"{_day('entity_api_call')} AS day, model, model AS mk, '' AS mn, "
+        "coalesce(agent_id, '') AS ak, coalesce(user_id, '') AS uk, session_id AS sk, status, "
+        f"{p} AS p, {c} AS c, coalesce(total_tokens, {p} + {c}) AS tot, "
+        f"CASE WHEN latency_ms IS NOT NULL THEN {_BUCKET.format(value='latency_ms')} END AS b0, "
+        "CASE WHEN time_to_first_token_ms IS NOT NULL THEN "
+        f"{_BUCKET.format(value='time_to_first_token_ms')} END AS b1 FROM entity_api_call"
+    ]
+    counts = ", ".join(f"sum(status = '{s}')" for s in STATUS_COLUMNS)
+    for dim, key, hist_key in (("m", "mn", "mk"), ("a", "ak", "ak"), ("u", "uk", "uk"),
+                               ("s", "sk", "sk")):  # fmt: skip
+        for level, day in ((dim, "day"), (dim.upper(), "0")):
+            by = "t, day" if day == "day" else "t"  # (a constant would be a column number)
             out.append(
-                f"INSERT INTO usage_rollup SELECT a.tenant_id, '{level}', {day}, {key}, "
-                f"a.model, {counts}, sum({prompt}), sum({completion}), "
-                f"sum(coalesce(a.total_tokens, {prompt} + {completion})) "
-                "FROM entity_api_call a GROUP BY 1, 3, 4, 5"
+                f"INSERT INTO usage_rollup SELECT t, '{level}', {day}, {key}, model, {counts}, "
+                f"sum(p), sum(c), sum(tot) FROM usage_fill GROUP BY {by}, {key}, model"
             )
-            for metric, column in ((0, "latency_ms"), (1, "time_to_first_token_ms")):
+            for metric in (0, 1):
                 out.append(
-                    f"INSERT INTO usage_histogram SELECT t, '{level}', day, key, {metric}, "
-                    f"{bucket}, count(*) FROM (SELECT a.tenant_id AS t, {day} AS day, "
-                    f"{hist_key} AS key, a.{column} AS v FROM entity_api_call a "
-                    f"WHERE a.{column} IS NOT NULL) GROUP BY 1, 3, 4, 6"
+                    f"INSERT INTO usage_histogram SELECT t, '{level}', {day}, {hist_key}, "
+                    f"{metric}, b{metric}, count(*) FROM usage_fill WHERE b{metric} IS NOT NULL "
+                    f"GROUP BY {by}, {hist_key}, b{metric}"
                 )
+    out.append("DROP TABLE temp.usage_fill")
     return out
 
 
