@@ -1,24 +1,31 @@
 #!/usr/bin/env python
 """How fast is ``Store.usage`` on 1,000,000 API calls? SQLite and PostgreSQL.
 
-    python benchmarks/bench_usage.py                 # 1,000,000 calls (loading takes ~1 min)
+    python benchmarks/bench_usage.py                 # 1,000,000 calls (loading takes minutes)
     python benchmarks/bench_usage.py --quick         # 100,000 calls
     python benchmarks/bench_usage.py --no-postgres   # SQLite only
 
 One tenant's calls (1,000 sessions, 100 users, 20 agents, 4 models, 90 days, every call
-with tokens, latency and time to first token) are loaded in bulk into each store's own
-schema (SQLite ``executemany``, PostgreSQL ``COPY``), then ``Store.usage`` is timed by model
-and by day over everything and over the last 7 days (median of ``--repeat`` runs).
+with tokens, latency and time to first token; each session makes ~11 calls a day, every
+day) are loaded in bulk into each store's own schema as it was before migration
+``0010_usage_rollup`` (SQLite ``executemany``, PostgreSQL ``COPY``), then the store is
+opened, which applies 0010: its back-fill of the rollup from the calls is timed, as an
+upgrade would run it. Then ``Store.usage`` is timed by every ``group_by`` over everything,
+by model over the last 7 days and by user over 30 days from noon to noon (partial days at
+both ends), median of ``--repeat`` runs. ``save_api_call``'s median time (the rollup's
+triggers run in it) is printed beside. Run on a store without the rollup (an older
+checkout) it loads and times the same.
 
 Rows, in every table:
 
 * **limit**: what the database itself costs for the same logical work, the reference of
-  every ratio: a minimal table ``(created_at, model, status, prompt, completion, total,
-  latency, ttft)`` holding the same calls, with no tenant and no index (PostgreSQL: with
-  ``(created_at)`` for the 7-day period), and the sums, status counts and exact p50/p95 per
-  group in plain SQL (SQLite: ``GROUP BY`` plus a read of the values sorted per group in
-  Python, as the store does; PostgreSQL: ``percentile_cont``);
-* **threadline** ``Store.usage`` (the store's override, on its usage index);
+  every ratio: a minimal table ``(created_at, model, agent, user, session, status, prompt,
+  completion, total, latency, ttft)`` holding the same calls, with no tenant and no index
+  (PostgreSQL: with ``(created_at)`` for the periods), and the sums, status counts and
+  exact p50/p95 per group in plain SQL over the calls (SQLite: ``GROUP BY`` plus a read of
+  the values sorted per group in Python; PostgreSQL: ``percentile_cont``). It keeps no
+  rollup: it is what answering from the calls costs;
+* **threadline** ``Store.usage`` (the store's override: the rollup, edges from the calls);
 * **default path**: the core default (every session's ``list_api_calls``), timed on a
   smaller set (``--small`` calls) beside the override on the same set, for the ratio.
 """
@@ -63,9 +70,18 @@ PRICES = {
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 WORK: dict[str, dict[str, Any]] = {
     "by model": {"group_by": "model"},
+    "by agent": {"group_by": "agent"},
+    "by user": {"group_by": "user"},
+    "by session": {"group_by": "session"},
     "by day": {"group_by": "day"},
     "by model, 7 days": {"group_by": "model", "since": NOW - timedelta(days=7)},
+    "by user, 30 days noon-noon": {
+        "group_by": "user",
+        "since": NOW - timedelta(days=30, hours=12),
+        "until": NOW - timedelta(hours=12),
+    },
 }
+_LIMIT_KEYS = {"model": "model", "agent": "agent", "user": "usr", "session": "session"}
 
 
 def calls(tenant: str, sessions: list[str], n: int, seed: int = 7) -> list[tuple[Any, ...]]:
@@ -138,23 +154,33 @@ def _us(moment: datetime) -> int:
     return (moment - EPOCH) // timedelta(microseconds=1)
 
 
+def _sqlite_period(work: dict[str, Any]) -> str:
+    bounds = []
+    if work.get("since") is not None:
+        bounds.append(f"created_at >= {_us(work['since'])}")
+    if work.get("until") is not None:
+        bounds.append(f"created_at < {_us(work['until'])}")
+    return "WHERE " + " AND ".join(bounds) if bounds else ""
+
+
 def sqlite_limit(path: Path, rows: list[tuple[Any, ...]], repeat: int) -> dict[str, float]:
     db = sqlite3.connect(path)
     db.execute(
-        "CREATE TABLE call (created_at INTEGER, model TEXT, status TEXT, prompt INTEGER, "
-        "completion INTEGER, total INTEGER, latency REAL, ttft REAL)"
+        "CREATE TABLE call (created_at INTEGER, model TEXT, agent TEXT, usr TEXT, "
+        "session TEXT, status TEXT, prompt INTEGER, completion INTEGER, total INTEGER, "
+        "latency REAL, ttft REAL)"
     )
     db.executemany(
-        "INSERT INTO call VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [(_us(r[12]), r[5], r[6], r[7], r[8], r[9], r[10], r[11]) for r in rows],
-    )
+        "INSERT INTO call VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(_us(r[12]), r[5], r[4], r[3], r[2], r[6], r[7], r[8], r[9], r[10], r[11])
+         for r in rows],
+    )  # fmt: skip
     db.commit()
     out = {}
     day = "strftime('%Y-%m-%d', created_at / 1000000, 'unixepoch')"
     for name, work in WORK.items():
-        key = "model" if work["group_by"] == "model" else day
-        since = work.get("since")
-        where = "" if since is None else f"WHERE created_at >= {_us(since)}"
+        key = _LIMIT_KEYS.get(work["group_by"], day)
+        where = _sqlite_period(work)
 
         def run(key: str = key, where: str = where) -> None:
             db.execute(_LIMIT_SUMS.format(key=key, where=where)).fetchall()
@@ -172,10 +198,32 @@ def sqlite_limit(path: Path, rows: list[tuple[Any, ...]], repeat: int) -> dict[s
     return out
 
 
+ROLLUP = "0010_usage_rollup"
+
+
+def _sqlite_before_rollup(path: Path) -> bool:
+    """Create ``path`` at the migrations before the usage rollup (False: no rollup here)."""
+    from threadline_sqlite import migrations
+
+    names = migrations.MIGRATION_NAMES
+    if ROLLUP not in names:
+        return False
+    from sqlite_utils import Database, Migrations
+
+    connection = sqlite3.connect(path)
+    older = Migrations(migrations.MIGRATION_SET)
+    for name in names[: names.index(ROLLUP)]:
+        older(name=name)(migrations._FUNCTIONS[name])
+    older.apply(Database(connection))
+    connection.close()
+    return True
+
+
 async def bench_sqlite(n: int, small: int, repeat: int, folder: Path) -> dict[str, Any]:
     tenant = new_id()
     path = folder / "usage.db"
-    store = await threadline.connect(f"sqlite:///{path}")
+    rollup = _sqlite_before_rollup(path)
+    store = await threadline.connect(f"sqlite:///{path}", migrate=not rollup)
     sessions = await sessions_of(store, tenant, 1000)
     await store.close()
     rows = calls(tenant, sessions, n)
@@ -186,7 +234,13 @@ async def bench_sqlite(n: int, small: int, repeat: int, folder: Path) -> dict[st
     db.execute("ANALYZE")
     db.close()
     load = time.perf_counter() - t0
-    store = await threadline.connect(f"sqlite:///{path}")
+    t0 = time.perf_counter()
+    store = await threadline.connect(f"sqlite:///{path}")  # migrates: the rollup's back-fill
+    backfill = time.perf_counter() - t0
+    if rollup:
+        db = sqlite3.connect(path)
+        db.execute("ANALYZE")
+        db.close()
     ours = {
         name: await timed(functools.partial(store.usage, tenant, prices=PRICES, **work), repeat)
         for name, work in WORK.items()
@@ -196,15 +250,25 @@ async def bench_sqlite(n: int, small: int, repeat: int, folder: Path) -> dict[st
     small_store = await threadline.connect(f"sqlite:///{folder / 'small.db'}")
     small_tenant = new_id()
     small_sessions = await sessions_of(small_store, small_tenant, 200)
-    for r in calls(small_tenant, small_sessions, small):
-        await small_store.save_api_call(_api_call(r))
+    save = await save_all(small_store, calls(small_tenant, small_sessions, small))
     small_ours = await timed(
         lambda: small_store.usage(small_tenant, prices=PRICES, group_by="model"), repeat
     )
     small_default = await timed(lambda: default_path(small_store, small_tenant), repeat)
     await small_store.close()
-    return {"load": load, "ours": ours, "limit": limit,
-            "small": (small_ours, small_default)}  # fmt: skip
+    return {"load": load, "ours": ours, "limit": limit, "backfill": backfill if rollup else None,
+            "small": (small_ours, small_default), "save": save}  # fmt: skip
+
+
+async def save_all(store: threadline.Store, rows: list[tuple[Any, ...]]) -> float:
+    """Save each call with ``save_api_call``; the median seconds of one save."""
+    runs = []
+    for r in rows:
+        call = _api_call(r)
+        t0 = time.perf_counter()
+        await store.save_api_call(call)
+        runs.append(time.perf_counter() - t0)
+    return statistics.median(runs)
 
 
 def _api_call(r: tuple[Any, ...]) -> threadline.ApiCall:
@@ -242,11 +306,17 @@ async def bench_postgres(url: str, n: int, small: int, repeat: int) -> dict[str,
     await admin.execute(f'CREATE DATABASE "{database}"')
     base = url.split("?", 1)[0].rsplit("/", 1)[0] + "/" + database
     try:
+        from threadline_postgres import parse_config
+        from threadline_postgres.schema import MIGRATIONS, migrate
+
         tenant = new_id()
-        store = await threadline.connect(f"{base}?schema=tl")
+        conn = await asyncpg.connect(base)
+        older = tuple(m for m in MIGRATIONS if m.name != ROLLUP)
+        rollup = len(older) < len(MIGRATIONS)
+        await migrate(conn, parse_config(f"{base}?schema=tl"), older)
+        store = await threadline.connect(f"{base}?schema=tl", migrate=False)
         sessions = await sessions_of(store, tenant, 1000)
         rows = calls(tenant, sessions, n)
-        conn = await asyncpg.connect(base)
         t0 = time.perf_counter()
         await conn.copy_records_to_table(
             "entity_api_call", schema_name="tl", columns=_PG_COLUMNS,
@@ -254,28 +324,38 @@ async def bench_postgres(url: str, n: int, small: int, repeat: int) -> dict[str,
         )  # fmt: skip
         await conn.execute("VACUUM ANALYZE tl.entity_api_call")
         load = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        await store.migrate()  # the rollup's back-fill
+        backfill = time.perf_counter() - t0
+        if rollup:
+            await conn.execute("VACUUM ANALYZE tl.usage_rollup, tl.usage_histogram")
         ours = {
             name: await timed(functools.partial(store.usage, tenant, prices=PRICES, **work), repeat)
             for name, work in WORK.items()
         }
         await conn.execute(
             "CREATE SCHEMA lim; CREATE TABLE lim.call (created_at timestamptz, model text, "
-            "status text, prompt bigint, completion bigint, total bigint, latency float8, "
-            "ttft float8)"
+            "agent uuid, usr uuid, session uuid, status text, prompt bigint, "
+            "completion bigint, total bigint, latency float8, ttft float8)"
         )
         await conn.copy_records_to_table(
             "call", schema_name="lim",
-            records=[(r[12], r[5], r[6], r[7], r[8], r[9], r[10], r[11]) for r in rows],
+            records=[(r[12], r[5], r[4], r[3], r[2], r[6], r[7], r[8], r[9], r[10], r[11])
+                     for r in rows],
         )  # fmt: skip
         await conn.execute("CREATE INDEX ON lim.call (created_at)")
         await conn.execute("VACUUM ANALYZE lim.call")
         limit = {}
         day = "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
         for name, work in WORK.items():
-            key = "model" if work["group_by"] == "model" else day
-            since = work.get("since")
-            where = "" if since is None else "WHERE created_at >= $1"
-            args = () if since is None else (since,)
+            key = _LIMIT_KEYS.get(work["group_by"], day)
+            bounds = [(work.get("since"), ">="), (work.get("until"), "<")]
+            args = tuple(b for b, _ in bounds if b is not None)
+            where = " AND ".join(
+                f"created_at {op} ${i + 1}"
+                for i, (_, op) in enumerate((b, o) for b, o in bounds if b is not None)
+            )
+            where = f"WHERE {where}" if where else ""
 
             async def run(key: str = key, where: str = where, args: Any = args) -> None:
                 for sql in (_PG_LIMIT, _PG_LIMIT_PCT):
@@ -284,8 +364,7 @@ async def bench_postgres(url: str, n: int, small: int, repeat: int) -> dict[str,
             limit[name] = await timed(run, repeat)
         small_tenant = new_id()
         small_sessions = await sessions_of(store, small_tenant, 200)
-        for r in calls(small_tenant, small_sessions, small):
-            await store.save_api_call(_api_call(r))
+        save = await save_all(store, calls(small_tenant, small_sessions, small))
         small_ours = await timed(
             lambda: store.usage(small_tenant, prices=PRICES, group_by="model"), repeat
         )
@@ -296,7 +375,8 @@ async def bench_postgres(url: str, n: int, small: int, repeat: int) -> dict[str,
         await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         await admin.close()
     return {"load": load, "ours": ours, "limit": limit, "small": (small_ours, small_default),
-            "version": version}  # fmt: skip
+            "version": version, "save": save,
+            "backfill": backfill if rollup else None}  # fmt: skip
 
 
 def report(name: str, n: int, small: int, found: dict[str, Any]) -> None:
@@ -319,6 +399,10 @@ def report(name: str, n: int, small: int, found: dict[str, Any]) -> None:
          ("core default (list_api_calls per session)", f"{default * 1000:.1f}",
           ratio(default, ours))],
     )  # fmt: skip
+    print(f"{name}: save_api_call, median of {small:,}: {found['save'] * 1e6:.0f} us")
+    if found["backfill"] is not None:
+        print(f"{name}: migration 0010 back-filling the rollup from {n:,} calls: "
+              f"{found['backfill']:.1f} s")  # fmt: skip
 
 
 async def main() -> int:
