@@ -46,6 +46,16 @@ local function index_keys(t, us, ag, fk)
   return keys
 end
 
+-- record fk as the session's origin (forked_from), moving its entry in the forks indexes
+local function set_fork(sid, tenant, fk)
+  local was, u = unpack(redis.call('HMGET', skey(sid), 'fk', 'u'))
+  if (was or '') == fk then return end
+  local base = P .. ':t:' .. tenant .. ':f:'
+  if was and was ~= '' then redis.call('ZREM', base .. was .. ':s', u .. sid) end
+  if fk ~= '' then redis.call('ZADD', base .. fk .. ':s', 0, u .. sid) end
+  redis.call('HSET', skey(sid), 'fk', fk)
+end
+
 local function set_updated(sid, newu)
   local s = skey(sid)
   local t, us, ag, u, fk = unpack(redis.call('HMGET', s, 't', 'us', 'ag', 'u', 'fk'))
@@ -168,7 +178,7 @@ if fk ~= '' then redis.call('HSET', s, 'fk', fk) end
 for _, key in ipairs(index_keys(tenant, us, ag, fk)) do redis.call('ZADD', key, 0, uk .. sid) end
 redis.call('ZADD', P .. ':t:' .. tenant .. ':c', 0, ck .. sid)
 redis.call('SADD', P .. ':tenants', tenant)
-redis.call('HSETNX', P .. ':meta', 'schema', '1')
+redis.call('HSETNX', P .. ':meta', 'schema', '2')
 refresh(sid)
 return {'ok', unpack(session_row(sid))}
 """
@@ -206,13 +216,7 @@ return out
 _BODIES["replace_session"] = r"""
 local tenant, sid, row, uk, fk = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 if not alive(sid, tenant) then return {} end
-local was, u = unpack(redis.call('HMGET', skey(sid), 'fk', 'u'))
-if (was or '') ~= fk then  -- the metadata names another origin: move the forks index entry
-  local base = P .. ':t:' .. tenant .. ':f:'
-  if was and was ~= '' then redis.call('ZREM', base .. was .. ':s', u .. sid) end
-  if fk ~= '' then redis.call('ZADD', base .. fk .. ':s', 0, u .. sid) end
-  redis.call('HSET', skey(sid), 'fk', fk)
-end
+set_fork(sid, tenant, fk)  -- the metadata may name another origin
 redis.call('HSET', skey(sid), 'row', row)
 if redis.call('HGET', skey(sid), 'u') ~= uk then set_updated(sid, uk) end
 refresh(sid)
@@ -520,7 +524,7 @@ redis.call('HSET', own, 'a:' .. aid, tenant)
 redis.call('HSET', codes, code, aid)
 redis.call('HSET', P .. ':acode', aid, code)
 redis.call('SADD', P .. ':tenants', tenant)
-redis.call('HSETNX', P .. ':meta', 'schema', '1')
+redis.call('HSETNX', P .. ':meta', 'schema', '2')
 return 'ok'
 """
 
@@ -532,8 +536,29 @@ redis.call('HSET', P .. ':pr', pid, body)
 redis.call('HSET', P .. ':own', 'p:' .. pid, tenant)
 redis.call('SADD', P .. ':t:' .. tenant .. ':prov', pid)
 redis.call('SADD', P .. ':tenants', tenant)
-redis.call('HSETNX', P .. ':meta', 'schema', '1')
+redis.call('HSETNX', P .. ':meta', 'schema', '2')
 return 'ok'
+"""
+
+# Layout 2 (0002_fork_index): a session written by layout 1 gets its forks index entry
+# from the forked_from its metadata records (only a canonical id, as the writers index).
+_BODIES["index_fork"] = r"""
+local sid = ARGV[4]
+local t, row = unpack(redis.call('HMGET', skey(sid), 't', 'row'))
+if not t or not row then return 0 end
+local fk, ok, decoded = '', pcall(cjson.decode, row)
+if ok and type(decoded) == 'table' and type(decoded[2]) == 'table' then
+  local origin = decoded[2]['forked_from']
+  if type(origin) == 'table' and type(origin['session_id']) == 'string' then
+    fk = origin['session_id']
+  end
+end
+local hex = '[0-9a-f]'
+local canonical = '^' .. string.rep(hex, 8) .. '%-' .. string.rep(hex, 4) .. '%-'
+  .. string.rep(hex, 4) .. '%-' .. string.rep(hex, 4) .. '%-' .. string.rep(hex, 12) .. '$'
+if not string.match(fk, canonical) then fk = '' end
+set_fork(sid, t, fk)
+return fk ~= '' and 1 or 0
 """
 
 SCRIPTS: dict[str, str] = {name: _PRELUDE + body for name, body in _BODIES.items()}

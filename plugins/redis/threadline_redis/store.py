@@ -55,7 +55,7 @@ from threadline_redis.live import LiveReplies
 
 __all__ = ["MIGRATIONS", "RedisStore"]
 
-MIGRATIONS = ("0001_redis_layout",)
+MIGRATIONS = ("0001_redis_layout", "0002_fork_index")
 """The layouts a store at a prefix has been brought to (the ``schema`` field of ``meta``)."""
 
 _FAST_ROUNDS = 64  # load_window reads larger windows through the core's default
@@ -137,12 +137,28 @@ class RedisStore(LiveReplies):
 
     @hookimpl
     async def threadline_migrate(self) -> list[str]:
-        """Mark the prefix as a threadline store, report persistence, sweep expired sessions."""
+        """Mark the prefix as a threadline store, report persistence, sweep expired sessions.
+
+        Layout 1 to 2 (``0002_fork_index``): every session is given its forks index entry
+        from the ``forked_from`` its metadata records (idempotent: migrators may race)."""
         c = self.client
         self.persistence = await c.persistence()
-        created = await c.command("migrate", c.redis.hsetnx(c.key("meta"), "schema", "1"))
+        created = await c.command("migrate", c.redis.hsetnx(c.key("meta"), "schema", "2"))
         await c.script("sweep", _SWEEP)
-        return list(MIGRATIONS) if created else []
+        if created:
+            return list(MIGRATIONS)
+        if await c.command("migrate", c.redis.hget(c.key("meta"), "schema")) != "1":
+            return []
+        cursor: int = 0
+        while True:
+            scan = c.redis.scan(cursor, match=c.key("s", "*"), count=1000)
+            cursor, keys = await c.command("migrate", scan)
+            for key in keys:
+                await c.script("index_fork", str(key).rsplit(":", 1)[-1])
+            if not cursor:
+                break
+        await c.command("migrate", c.redis.hset(c.key("meta"), "schema", "2"))
+        return ["0002_fork_index"]
 
     @hookimpl
     async def threadline_close(self) -> None:
