@@ -17,6 +17,7 @@ next rebuild drops. Do not rebuild a thread while a run is writing to it.
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -89,6 +90,7 @@ class Threads:
         self._depths: dict[str, int] = {}  # record id -> links from its snapshot (predicted)
         self._writes_next: dict[str, int] = {}  # record id -> its next write record's n
         self._refs: OrderedDict[str, Refs] = OrderedDict()  # the messages of records written
+        self._latest: dict[tuple[str, str, str], str] = {}  # (tenant, session, ns) -> record id
 
     # -- addressing -----------------------------------------------------------------------
 
@@ -188,6 +190,7 @@ class Threads:
                 if attempt == 2:
                     raise
         self._remember(record, base, refs)
+        self._latest[(tenant, record.session_id, ns)] = record.id
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns,
                                  "checkpoint_id": checkpoint["id"]}}  # fmt: skip
 
@@ -210,6 +213,7 @@ class Threads:
     def _remember(self, record: Record, base: str | None, refs: Refs | None) -> None:
         """Note a record written (``base``: its delta base) or read (``base`` ``None``)."""
         if len(self._lengths) > _CACHE_LIMIT:
+            self._latest.clear()
             self._writes_next.clear()
             self._lengths.clear()
             self._anchors.clear()
@@ -291,24 +295,41 @@ class Threads:
             if where is None:
                 return None
             record: Record | None
+            # The checkpoint's writes are read together with it (one wait, not two) when
+            # its record id is known: named, or the latest this saver wrote or read.
+            latest_key = (tenant, where.session_id, ns)
+            guess: str | None
             if checkpoint_id:
-                record_id = checkpoint_record_id(
-                    where.session_id, where.generation, ns, checkpoint_id
-                )
-                record = await self.store.get_checkpoint(tenant, record_id)
+                guess = checkpoint_record_id(where.session_id, where.generation, ns, checkpoint_id)
+                read = self.store.get_checkpoint(tenant, guess)
             else:
-                record = await self.store.get_latest_checkpoint(
+                guess = self._latest.get(latest_key)
+                read = self.store.get_latest_checkpoint(
                     tenant, where.session_id, agent_id=namespace_agent_id(where.session_id, ns)
                 )
-                if record is not None and lg(record).get("gen") != where.generation:
-                    if attempt == 0:
-                        continue
-                    record = self._newest(
-                        await self._records(tenant, where.session_id), where.generation, ns
-                    )
+            writes: list[Record] | None = None
+            if guess is not None:
+                record, writes = await asyncio.gather(read, self._writes(tenant, guess))
+                if record is None or record.id != guess:
+                    writes = None
+            else:
+                record = await read
+            if (
+                not checkpoint_id
+                and record is not None
+                and lg(record).get("gen") != where.generation
+            ):
+                if attempt == 0:
+                    continue
+                record = self._newest(
+                    await self._records(tenant, where.session_id), where.generation, ns
+                )
             if record is not None and lg(record).get("kind") == CHECKPOINT:
                 self._remember(record, None, None)
-                writes = await self._writes(tenant, record.id)
+                if not checkpoint_id:
+                    self._latest[latest_key] = record.id
+                if writes is None:
+                    writes = await self._writes(tenant, record.id)
                 return tuple_of(self.codec, record, writes, thread_id)
             if attempt == 0 and self._generations.get((tenant, where.session_id)) is not None:
                 continue  # the generation may have moved on in another process
