@@ -12,6 +12,9 @@ saver it prints:
 
 * **step 1 / step N**: the median time of an ``invoke`` over steps 1-10 and over the last
   ten steps (the restore of the thread, the checkpoints and the pending writes included);
+* **CPU at step N**: the median CPU time of this process (all its threads) over the last ten
+  steps: the work, without the waits a loaded machine adds to every hand-off between
+  threads (a PostgreSQL server's own work is not in it);
 * **stored**: the bytes the saver's database grew by (SQLite: the file; PostgreSQL: the
   tables with their indexes and TOAST), and that size over the message text;
 * **restore**: the median of 5 ``graph.get_state`` of the thread at step N by a new saver
@@ -66,9 +69,9 @@ def compiled(saver: Any) -> Any:
 
 class Row:
     def __init__(self, name: str, early: float, late: float, stored: int, text: int,
-                 restore: float) -> None:  # fmt: skip
+                 restore: float, cpu: float) -> None:  # fmt: skip
         self.name, self.early, self.late = name, early, late
-        self.stored, self.text, self.restore = stored, text, restore
+        self.stored, self.text, self.restore, self.cpu = stored, text, restore, cpu
 
 
 def median(rows: tuple[Row, ...]) -> Row:
@@ -77,7 +80,7 @@ def median(rows: tuple[Row, ...]) -> Row:
     first, m = rows[0], statistics.median
     return Row(first.name, m(r.early for r in rows), m(r.late for r in rows),
                int(m(r.stored for r in rows)), first.text,
-               m(r.restore for r in rows))  # fmt: skip
+               m(r.restore for r in rows), m(r.cpu for r in rows))  # fmt: skip
 
 
 def run(
@@ -88,12 +91,14 @@ def run(
 ) -> Row:
     before = size()
     times: list[float] = []
+    cpu: list[float] = []
     with open_saver() as saver:
         graph = compiled(saver)
         for i in range(steps):
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             result = graph.invoke({"messages": [question(i)]}, THREAD)
             times.append(time.perf_counter() - started)
+            cpu.append(time.process_time() - cpu_started)
     text = sum(len(m.content) for m in result["messages"])
     stored = size() - before
     restores = []
@@ -105,7 +110,7 @@ def run(
             restores.append(time.perf_counter() - started)
             assert state.values["messages"] == result["messages"]
     return Row(name, statistics.median(times[:10]), statistics.median(times[-10:]), stored, text,
-               statistics.median(restores))  # fmt: skip
+               statistics.median(restores), statistics.median(cpu[-10:]))  # fmt: skip
 
 
 def sqlite_rows(steps: int, folder: Path) -> Iterator[Row]:
@@ -155,13 +160,14 @@ def sqlite_limit(path: Path, steps: int, size: Callable[[], int]) -> Row:
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA synchronous=NORMAL")
     times: list[float] = []
+    cpu: list[float] = []
     text = 0
     seq = n = 0
     for i in range(steps):
         q = question(i).content
         a = f"reply to {q[:40]} " + "lorem ipsum " * 30
         text += len(q) + len(a)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         db.execute("BEGIN IMMEDIATE")
         db.execute("SELECT state FROM checkpoint WHERE thread = 't' ORDER BY n DESC LIMIT 1")
         for role, content in (("user", q), ("assistant", a)):
@@ -177,6 +183,7 @@ def sqlite_limit(path: Path, steps: int, size: Callable[[], int]) -> Row:
             n += 1
         db.execute("COMMIT")
         times.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - cpu_started)
     db.close()
     stored = size() - before
     restores = []
@@ -192,7 +199,7 @@ def sqlite_limit(path: Path, steps: int, size: Callable[[], int]) -> Row:
         db.close()
     return Row("limit: SQLite, minimal schema, no framework", statistics.median(times[:10]),
                statistics.median(times[-10:]), stored, text,
-               statistics.median(restores[1:]))  # fmt: skip
+               statistics.median(restores[1:]), statistics.median(cpu[-10:]))  # fmt: skip
 
 
 def postgres_rows(steps: int, admin_url: str) -> Iterator[Row]:
@@ -268,10 +275,11 @@ def main() -> None:
     rows = [median(same) for same in zip(*runs)]
     n = args.steps
     print(f"\nchat loop, {n} steps (one invoke each), {rows[0].text:,} bytes of message text\n")
-    print(f"| saver | step 1 | step {n} | stored | stored / text | restore at step {n} |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(f"| saver | step 1 | step {n} | CPU at step {n} | stored | stored / text "
+          f"| restore at step {n} |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        times = f"{r.early * 1e3:.1f} ms | {r.late * 1e3:.1f} ms"
+        times = f"{r.early * 1e3:.1f} ms | {r.late * 1e3:.1f} ms | {r.cpu * 1e3:.1f} ms"
         stored = f"{r.stored / 1e6:.2f} MB | {r.stored / r.text:.1f}x"
         print(f"| {r.name} | {times} | {stored} | {r.restore * 1e3:.1f} ms |")
     by_name = {r.name: r for r in rows}
@@ -286,7 +294,8 @@ def main() -> None:
         if ours and theirs:
             t = theirs[0]
             print(f"\n{db}: {t.name.split()[0]} / ThreadlineSaver per step at step {n}: "
-                  f"{t.late / ours.late:.1f}x; at step 1: {t.early / ours.early:.1f}x; "
+                  f"{t.late / ours.late:.1f}x (CPU {t.cpu / ours.cpu:.1f}x); "
+                  f"at step 1: {t.early / ours.early:.1f}x; "
                   f"stored: {t.stored / ours.stored:.1f}x; "
                   f"restore: {t.restore / ours.restore:.1f}x")  # fmt: skip
 
