@@ -1,9 +1,10 @@
 """Tenant keys (migration 0008) and hash partitions by tenant (``?partitions=N``, 0009).
 
-The whole conformance kit runs on a partitioned schema; an existing database made by the
-migrations before 0008 and filled through the store upgrades in place, with and without
-partitions: every session, message, API call and checkpoint reads back equal, seqs and
-versions go on from where they were, and the keys hold the tenant.
+The conformance groups of messages and checkpoints run on a partitioned schema; an
+existing database made by the migrations before 0008 and filled through the store
+upgrades in place, with and without partitions: every session, message, API call and
+checkpoint reads back equal, seqs and versions go on from where they were, and the keys
+hold the tenant.
 """
 
 from __future__ import annotations
@@ -18,7 +19,17 @@ import pytest_asyncio
 
 import threadline
 from threadline import AgentConfig, AgentRecord, ApiCall, Checkpoint, ConfigurationError, Store
-from threadline.testing import StoreConformance
+from threadline.testing import (
+    BranchingConformance,
+    CheckpointConformance,
+    ContractConformance,
+    MessageConformance,
+    MessageDeletionConformance,
+    RetentionConformance,
+    ScalingConformance,
+    SessionConformance,
+    TenancyConformance,
+)
 from threadline.testing._support import Conversation, new_conversation
 from threadline_postgres import parse_config
 from threadline_postgres.schema import MIGRATIONS, migrate
@@ -28,8 +39,21 @@ BEFORE_TENANT_KEYS = MIGRATIONS[: [m.name for m in MIGRATIONS].index("0008_tenan
 PARTITIONS = 4
 
 
-class TestPartitionedConformance(StoreConformance):
-    """Every conformance test on a schema whose messages and checkpoints are partitioned."""
+class TestPartitionedConformance(
+    MessageConformance,
+    SessionConformance,
+    TenancyConformance,
+    CheckpointConformance,
+    ContractConformance,
+    MessageDeletionConformance,
+    RetentionConformance,
+    ScalingConformance,
+    BranchingConformance,
+):
+    """The conformance groups that read or write messages and checkpoints, on a schema
+    whose messages and checkpoints are partitioned (the groups left out, agent configs,
+    bad input, durability and usage, touch only unpartitioned tables or none of the
+    statements partitions change; they run in ``test_conformance.py``)."""
 
     @pytest_asyncio.fixture
     async def store(
