@@ -150,7 +150,7 @@ async def test_an_existing_database_upgrades_in_place(
             made = await upgraded.create_checkpoint(
                 Checkpoint(tenant_id=conv.tenant_id, session_id=conv.id, parent_id=latest.id)
             )
-            assert made.version == latest.version + 1
+            assert made.version == (latest.version or 0) + 1
         # an id another tenant holds is still refused after the upgrade
         held = (await upgraded.get_messages(convs[0].tenant_id, convs[0].id))[0]
         with pytest.raises(threadline.ConflictError):
