@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 import pytest
-from _sqlite_support import integrity_ok
+from _sqlite_support import integrity_ok, query
 
 import threadline
 from threadline import (
@@ -154,6 +154,43 @@ async def test_bounded_message_reads_of_a_recent_session_run_on_the_loop(db_path
         assert await store.read_messages(new_id(), s, limit=5) == []  # another tenant's
     finally:
         await store.close()
+
+
+async def test_a_new_session_never_sees_the_messages_of_a_deleted_one(db_path: Path) -> None:
+    """Sessions are keyed by an integer (migration 0009) that a new session may get again
+    once the session holding the highest key is deleted: its messages went with it, so
+    the new session starts empty, numbered from 1; sessions inserted without the store
+    get a key too."""
+    store = await threadline.connect(f"sqlite:///{db_path}")
+    try:
+        kept = await _session(store)
+        await store.save_message(_msg(kept, "user", "kept"))
+        doomed = await _session(store)
+        await store.save_messages([_msg(doomed, "user", f"gone {i}") for i in range(5)])
+        assert await store.delete_session(doomed.tenant_id, doomed.id)
+        fresh = await store.create_session(Session(tenant_id=doomed.tenant_id))
+        t, s = fresh.tenant_id, fresh.id
+        assert await store.load_window(t, s, 3) == []
+        assert await store.read_messages(t, s, limit=10, newest_first=True) == []
+        assert await store.count_messages(t, s) == 0
+        first = await store.save_message(_msg(fresh, "user", "new"))
+        assert first.seq == 1 and await store.get_messages(t, s) == [first]
+        assert [m.content for m in await store.get_messages(kept.tenant_id, kept.id)] == ["kept"]
+    finally:
+        await store.close()
+    keys = query(db_path, "SELECT id, key FROM entity_session")
+    assert len({key for _, key in keys}) == len(keys) == 2 and None not in {k for _, k in keys}
+    raw = sqlite3.connect(db_path, isolation_level=None)
+    try:  # a session written by another tool, without a key, gets the next one
+        raw.execute(
+            "INSERT INTO entity_session (id, tenant_id, metadata, created_at, updated_at) "
+            "VALUES (?, ?, '{}', 0, 0)",
+            (new_id(), new_id()),
+        )
+        got = raw.execute("SELECT max(key), count(DISTINCT key) FROM entity_session").fetchone()
+        assert got == (max(key for _, key in keys) + 1, 3)
+    finally:
+        raw.close()
 
 
 async def test_reads_do_not_queue_behind_a_write_waiting_for_the_lock(db_path: Path) -> None:
