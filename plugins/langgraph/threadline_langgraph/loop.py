@@ -26,11 +26,16 @@ class LoopThread:
 
     def __init__(self, name: str = "threadline-langgraph") -> None:
         self.loop = asyncio.new_event_loop()
+        self._running = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
+        # Returns once the loop runs: a call handed over before (a busy machine may start
+        # the thread late) would find it not running and be refused.
+        self._running.wait()
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._running.set)
         self.loop.run_forever()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
