@@ -508,6 +508,16 @@ class UsageSums:
             hist = self._group(key).hist[metric]
             hist[bucket] = hist.get(bucket, 0) + count
 
+    def add_buckets(
+        self, key: Any, metric: int, buckets: Iterable[int], counts: Iterable[int]
+    ) -> None:
+        """Many buckets of one group and metric at once (``buckets[i]`` holds ``counts[i]``)."""
+        hist = self._group(key).hist[metric]
+        get = hist.get
+        for bucket, count in zip(buckets, counts):
+            if count:
+                hist[bucket] = get(bucket, 0) + count
+
     def add_value(self, key: Any, metric: int, value: float | None) -> None:
         """One call's value of ``metric`` (``None``: it recorded none)."""
         if value is not None:

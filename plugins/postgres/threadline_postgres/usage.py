@@ -45,9 +45,11 @@ _SUMS = (
     + ", sum(prompt)::bigint, sum(completion)::bigint, sum(total)::bigint "
     "FROM {table} WHERE tenant_id = $1::uuid AND dim = '{dim}'{days} GROUP BY {group}, model"
 )
+# One row per group and metric, its buckets and counts as arrays (decoded in C).
 _HIST = (
-    "SELECT {key} AS k, metric, bucket, sum(n)::bigint FROM {table} "
-    "WHERE tenant_id = $1::uuid AND dim = '{dim}'{days} GROUP BY {group}, metric, bucket"
+    "SELECT k, metric, array_agg(bucket), array_agg(n) FROM (SELECT {key} AS k, metric, "
+    "bucket, sum(n)::bigint AS n FROM {table} WHERE tenant_id = $1::uuid AND dim = '{dim}'"
+    "{days} GROUP BY {group}, metric, bucket) AS h GROUP BY k, metric"
 )
 _CALLS = (
     "SELECT {key} AS k, model, status, coalesce(prompt_tokens, 0), "
@@ -86,7 +88,7 @@ class UsageReports(PooledStore):
                 _HIST.format(key=hist_key, table=table, dim=dim, days=where, group=group),
                 *args,
             ):
-                sums.add_bucket(k, metric, bucket, n)
+                sums.add_buckets(k, metric, bucket, n)
         key = _KEYS[query.group_by]
         for since, until in edges:
             where, args = "", [tenant_id]
