@@ -52,6 +52,16 @@ __all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_READ_TIMEOUT", "OpenAIProvider"]
 logger = logging.getLogger("threadline_openai")
 
 
+@functools.cache
+def _load_transport() -> None:
+    """Import what httpx imports lazily on the first request (httpcore, anyio's asyncio
+    backend, h11: 60-400 ms with a cold bytecode cache) while the provider is built, so
+    the first turn's event loop is not blocked by imports while other sessions wait."""
+    import anyio._backends._asyncio  # noqa: F401
+    import h11  # noqa: F401
+    import httpcore  # noqa: F401
+
+
 class _RedactURLs(logging.Filter):
     """httpx logs each request's URL in full; a key in its query or user info must not show."""
 
@@ -157,6 +167,7 @@ class OpenAIProvider:
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
         self._tls = _tls_context()  # built here, not in the first request's time to token
+        _load_transport()  # likewise the modules httpx imports on its first request
         self._timeout = httpx.Timeout(
             connect=self.connect_timeout,
             read=self.read_timeout,
