@@ -143,7 +143,12 @@ async def run(args: argparse.Namespace) -> int:
         store = await threadline.connect(url)
         conn = await asyncpg.connect(base)
         try:
-            for table in TABLES:
+            leaves = await conn.fetch(  # a partitioned table's settings are its partitions'
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = $1 AND c.relkind = 'r'",
+                SCHEMA,
+            )
+            for (table,) in leaves:
                 await conn.execute(f"ALTER TABLE {SCHEMA}.{table} SET (autovacuum_enabled = false)")
             tenant = new_id()
             started = time.perf_counter()
