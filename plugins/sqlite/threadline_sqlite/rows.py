@@ -119,12 +119,16 @@ MESSAGE_SELECT = ", ".join(
 )
 """:data:`MESSAGE_COLUMNS` from :data:`MESSAGE_FROM`."""
 READ_COLUMNS = (
-    "id, user_id, agent_id, seq, role, content, tool_calls, tool_call_id, name, status, "
-    "metadata, created_at"
+    "id, user_id, agent_id, seq, role, content, tool_calls, tool_call_id, name, "
+    "nullif(status, 'complete'), nullif(metadata, '{}'), created_at"
 )
 """What a read of one session selects (:func:`message_from_read`): the session and tenant
-are the read's own arguments."""
-STORED_COLUMNS = "session_key, " + READ_COLUMNS
+are the read's own arguments; the common ``complete`` status and empty metadata come as
+NULL (``sqlite3`` returns ``None`` without building a string: ~2 µs of a 21-row window)."""
+STORED_COLUMNS = (
+    "session_key, id, user_id, agent_id, seq, role, content, tool_calls, tool_call_id, name, "
+    "status, metadata, created_at"
+)
 """The columns of a message row (:func:`message_row`), as ``entity_message`` stores them."""
 MESSAGE_KEY = 0
 """Where the session's key is in a :func:`message_row` (filled in by the transaction)."""
@@ -176,7 +180,9 @@ def _message_builders() -> tuple[
     attrs class is set through its member descriptor (about 1 µs a message instead of
     3.5). Falls back to ``trusted`` if ``Message`` ever stops being a slotted class.
     The first takes a row in :data:`MESSAGE_COLUMNS` order, the second one in
-    :data:`READ_COLUMNS` order with the session and tenant the read asked for.
+    :data:`READ_COLUMNS` order (or a :func:`message_row` without its key: ``None``
+    status and metadata mean ``complete`` and ``{}``) with the session and tenant the
+    read asked for.
     """
     descriptors = [Message.__dict__.get(name) for name in MESSAGE_FIELDS]
     if not all(type(d).__name__ == "member_descriptor" for d in descriptors):  # pragma: no cover
@@ -189,7 +195,11 @@ def _message_builders() -> tuple[
             return trusted(Message, **values)
 
         def slow_read(row: Sequence[Any], session_id: str, tenant_id: str) -> Message:
-            return slow((row[0], session_id, tenant_id, *row[1:]))
+            (id_, user_id, agent_id, seq, role, content, tool_calls, tool_call_id, name, status,
+             metadata, created_at) = row  # fmt: skip
+            return slow((id_, session_id, tenant_id, user_id, agent_id, seq, role, content,
+                         tool_calls, tool_call_id, name, status or "complete", metadata or "{}",
+                         created_at))  # fmt: skip
 
         return slow, slow_read
     (set_id, set_session_id, set_tenant_id, set_user_id, set_agent_id, set_seq, set_role,
@@ -217,8 +227,8 @@ def _message_builders() -> tuple[
         set_tool_calls(message, load_calls(tool_calls) if tool_calls else ())
         set_tool_call_id(message, tool_call_id)
         set_name(message, name)
-        set_status(message, status)
-        set_metadata(message, {} if metadata == "{}" else loads(metadata))
+        set_status(message, status or "complete")
+        set_metadata(message, {} if metadata is None or metadata == "{}" else loads(metadata))
         when = moment(created_at)
         if when is None:
             if len(moments) >= 8192:
