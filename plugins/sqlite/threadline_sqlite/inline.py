@@ -46,9 +46,10 @@ INLINE_HOOKS = frozenset(
 """Reads that touch a handful of pages found by index, whatever the session's length."""
 MAX_INLINE_ROUNDS = 50
 """A window of more rounds (or the whole session) is read on the reader thread."""
-MAX_INLINE_ROWS = 256
-"""A ``read_messages`` of more rows is read on the reader thread (256 rows of 400 bytes:
-about 0.5 ms on the loop, ``benchmarks/bench_sqlite.py``'s loop-lag probe)."""
+MAX_INLINE_ROWS = 128
+"""A ``read_messages`` of more rows is read on the reader thread: 256 rows of 400 bytes
+measured 0.65 ms at p50 and 1.2 ms at p99 on the loop (2 vCPUs, the other one busy),
+over the loop-stall budget of 1 ms; 128 take half."""
 _REMEMBERED = 4096  # sessions whose pages count as recently used
 
 
