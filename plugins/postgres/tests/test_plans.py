@@ -56,18 +56,35 @@ class Loaded:
                 walk(child)
 
         walk(plan[0]["Plan"])
-        return found
+        # a partition's index by the name of the partitioned index it belongs to
+        parents = await self.conn.fetch(
+            "SELECT c.relname AS name, p.relname AS parent FROM pg_inherits i"
+            " JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent"
+            " WHERE c.relname = ANY($1) AND c.relkind = 'i'",
+            found,
+        )
+        names = {r["name"]: r["parent"] for r in parents}
+        return [names.get(name, name) for name in found]
 
 
-@pytest_asyncio.fixture
+@pytest_asyncio.fixture(params=[0, 4], ids=["plain", "partitioned"])
 async def loaded(
-    make_url: Callable[..., str], database_url: str, fresh_schema: str
+    make_url: Callable[..., str],
+    database_url: str,
+    fresh_schema: str,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[Loaded]:
-    url = make_url(schema=fresh_schema)
+    partitions = {"partitions": request.param} if request.param else {}
+    url = make_url(schema=fresh_schema, **partitions)
     await (await threadline.connect(url)).close()  # migrated
     conn = await asyncpg.connect(database_url)
     await conn.execute(f'SET search_path TO "{fresh_schema}"')
-    for table in ("entity_session", "entity_message", "entity_api_call", "entity_checkpoint"):
+    leaves = await conn.fetch(  # a partitioned table's settings are its partitions'
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = $1 AND c.relkind = 'r'",
+        fresh_schema,
+    )
+    for (table,) in leaves:
         await conn.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
     tenant, user = uuid.uuid4(), uuid.uuid4()
     now = datetime.now(timezone.utc)

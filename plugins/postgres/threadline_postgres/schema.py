@@ -283,7 +283,10 @@ ALTER TABLE {entity_checkpoint} ADD CONSTRAINT entity_checkpoint_history_base_fk
     ON DELETE CASCADE;
 """
 
-# What 0009 rebuilds on each partitioned table: its keys and indexes as 0001-0008 left them.
+# What 0009 rebuilds on each partitioned table: its keys and indexes as 0001-0008 left them,
+# except that no index leads with tenant_id: reads of one session compare the tenant plainly
+# there (so partitions are pruned), and without statistics the planner ANDed a tenant-led
+# index into them (a window read of 64 ms instead of 0.3 at 2,000,000 messages).
 _PARTITIONED: dict[str, tuple[list[str], list[str]]] = {
     "entity_message": (
         [
@@ -297,7 +300,7 @@ _PARTITIONED: dict[str, tuple[list[str], list[str]]] = {
             "entity_message_system ON {t} (session_id, seq) WHERE role = 'system'",
             "entity_message_streaming ON {t} (session_id) WHERE status = 'streaming'",
             "entity_message_call_ids ON {t} USING gin (call_ids) WHERE call_ids IS NOT NULL",
-            "entity_message_tenant_user ON {t} (tenant_id, user_id)",
+            "entity_message_tenant_user ON {t} (user_id, tenant_id)",
         ],
     ),
     "entity_checkpoint": (
@@ -310,7 +313,7 @@ _PARTITIONED: dict[str, tuple[list[str], list[str]]] = {
             "REFERENCES {entity_checkpoint} (id, tenant_id) ON DELETE CASCADE",
         ],
         [
-            "entity_checkpoint_tenant_agent ON {t} (tenant_id, agent_id)",
+            "entity_checkpoint_tenant_agent ON {t} (agent_id, tenant_id)",
             "entity_checkpoint_parent ON {t} (parent_id)",
             "entity_checkpoint_base ON {t} (history_base)",
         ],

@@ -354,7 +354,7 @@ class Statements:
         )
         self.list_api_calls = f"""
             SELECT {API_CALL_COLUMNS} FROM {A}
-            WHERE session_id = $1::uuid AND {own}
+            WHERE session_id = $1::uuid AND (tenant_id = $2::uuid) IS TRUE
             ORDER BY created_at, id"""
 
         # -- checkpoints -----------------------------------------------------------------
