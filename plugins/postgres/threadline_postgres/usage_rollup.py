@@ -20,8 +20,9 @@ The histogram's key includes its count, so a report reads it by an index-only sc
 rows are updated in place, scattered over the heap; an update is then not HOT). The
 upserts take rows in key order, so concurrent writers queue rather than deadlock; the
 calls of one tenant, day and model share the ``'m'`` row (a write waits for the commit of
-another one on it). Deleted calls leave zero rows (a report skips groups without calls).
-This is the SQL of an applied migration: never edited, a change is a new migration.
+another one on it). A deleted call's rows go when no call counts in them (erasure
+leaves no key behind). This is the SQL of an applied migration: never edited, a change
+is a new migration.
 """
 
 from __future__ import annotations
@@ -36,6 +37,36 @@ _BOUNDS = "ARRAY[" + ", ".join(repr(b) for b in BUCKET_BOUNDS) + "]::float8[]"
 _DAY = "(c.created_at AT TIME ZONE 'UTC')::date"
 
 
+_KEYS = ("{first}", "coalesce(c.agent_id::text, '')", "coalesce(c.user_id::text, '')",
+         "c.session_id::text")  # fmt: skip
+_LEVELS = [(dim, _DAY) for dim in "maus"] + [(dim, "DATE '1970-01-01'") for dim in "MAUS"]
+_DIMS = (
+    "(VALUES "
+    + ", ".join(f"('{dim}', {day}, {_KEYS[i % 4]})" for i, (dim, day) in enumerate(_LEVELS))
+    + ") AS d(dim, day, k)"
+)
+"""The rows ``(dim, day, k)`` a call ``c`` counts in (``{first}``: the key of dim m)."""
+
+
+def _drop_empty(rows: str) -> str:
+    """Delete the rollup rows of the calls of ``rows`` that no call counts in any more: a
+    deleted or erased call leaves no row keyed by its user, agent or session behind."""
+    empty = " AND ".join(f"r.{c} = 0" for c in STATUS_COLUMNS)
+    return f"""
+    DELETE FROM {{usage_rollup}} r
+    USING (SELECT DISTINCT c.tenant_id, d.dim, d.day, d.k COLLATE "C" AS k,
+                  c.model COLLATE "C" AS model
+           FROM {rows} c CROSS JOIN LATERAL {_DIMS.format(first="''")}) x
+    WHERE r.tenant_id = x.tenant_id AND r.dim = x.dim AND r.day = x.day AND r.key = x.k
+      AND r.model = x.model AND {empty};
+    DELETE FROM {{usage_histogram}} r
+    USING (SELECT DISTINCT c.tenant_id, d.dim, d.day, d.k COLLATE "C" AS k
+           FROM {rows} c CROSS JOIN LATERAL {_DIMS.format(first="c.model")}) x
+    WHERE r.tenant_id = x.tenant_id AND r.dim = x.dim AND r.day = x.day AND r.key = x.k
+      AND r.n = 0;
+"""
+
+
 def _add(rows: str, sign: int, order: bool = True) -> str:
     """The two upserts adding the calls of relation ``rows`` times ``sign`` (``order``: in
     key order, so concurrent writers lock rollup rows in the same order)."""
@@ -44,14 +75,7 @@ def _add(rows: str, sign: int, order: bool = True) -> str:
     prompt, completion = "coalesce(c.prompt_tokens, 0)", "coalesce(c.completion_tokens, 0)"
     counts = ", ".join(f"{sign} * count(*) FILTER (WHERE c.status = '{s}')" for s in STATUS_COLUMNS)
     update = ", ".join(f"{c} = r.{c} + EXCLUDED.{c}" for c in (*STATUS_COLUMNS, *_SUMS))
-    keys = ("{first}", "coalesce(c.agent_id::text, '')", "coalesce(c.user_id::text, '')",
-            "c.session_id::text")  # fmt: skip
-    levels = [(dim, _DAY) for dim in "maus"] + [(dim, "DATE '1970-01-01'") for dim in "MAUS"]
-    dims = (
-        "(VALUES "
-        + ", ".join(f"('{dim}', {day}, {keys[i % 4]})" for i, (dim, day) in enumerate(levels))
-        + ") AS d(dim, day, k)"
-    )
+    dims = _DIMS
     return f"""
     INSERT INTO {{usage_rollup}} AS r (tenant_id, dim, day, key, model,
         {", ".join(STATUS_COLUMNS)}, {", ".join(_SUMS)})
@@ -101,8 +125,8 @@ CREATE OR REPLACE FUNCTION {{usage_rollup}}_bucket(value float8) RETURNS integer
 SET LOCAL work_mem = '256MB';
 {_add("{entity_api_call}", 1, order=False)}
 {_function("insert", _add("new_rows", 1))}
-{_function("delete", _add("old_rows", -1))}
-{_function("update", _add("old_rows", -1) + _add("new_rows", 1))}
+{_function("delete", _add("old_rows", -1) + _drop_empty("old_rows"))}
+{_function("update", _add("old_rows", -1) + _add("new_rows", 1) + _drop_empty("old_rows"))}
 DROP TRIGGER IF EXISTS usage_rollup_insert ON {{entity_api_call}};
 CREATE TRIGGER usage_rollup_insert AFTER INSERT ON {{entity_api_call}}
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT

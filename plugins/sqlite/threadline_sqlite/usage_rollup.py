@@ -16,8 +16,8 @@ deleting a session, erasure, retention, a bulk load by hand):
   :data:`threadline.usage.BUCKET_BOUNDS` (``key`` is the model for ``dim`` ``'m'``), the
   bucket found in ``usage_bucket`` (the bounds, so no SQL math functions are needed).
 
-A deletion leaves zero rows behind (a report skips groups without calls). This is the SQL
-of an applied migration: it is never edited, a change is a new migration.
+A deletion removes the rows no call counts in any more (erasure leaves no key behind).
+This is the SQL of an applied migration: it is never edited, a change is a new migration.
 """
 
 from __future__ import annotations
@@ -99,6 +99,18 @@ def _add(r: str, sign: str) -> str:
 """
 
 
+def _drop_empty(r: str) -> str:
+    """Delete the rollup rows of call ``r`` that no call counts in any more: a deleted or
+    erased call leaves no row keyed by its user, agent or session behind."""
+    empty = " AND ".join(f"{c} = 0" for c in STATUS_COLUMNS)
+    return f"""
+    DELETE FROM usage_rollup WHERE tenant_id = {r}.tenant_id AND model = {r}.model
+      AND (dim, day, key) IN (SELECT dim, day, key FROM {_dims(r, False)}) AND {empty};
+    DELETE FROM usage_histogram WHERE tenant_id = {r}.tenant_id AND n = 0
+      AND (dim, day, key) IN (SELECT dim, day, key FROM {_dims(r, True)});
+"""
+
+
 _WATCHED = (
     "tenant_id, session_id, user_id, agent_id, model, status, prompt_tokens, "
     "completion_tokens, total_tokens, latency_ms, time_to_first_token_ms, created_at"
@@ -109,10 +121,12 @@ CREATE TRIGGER usage_rollup_insert AFTER INSERT ON entity_api_call BEGIN
 END;
 CREATE TRIGGER usage_rollup_delete AFTER DELETE ON entity_api_call BEGIN
 {_add("OLD", "-1")}
+{_drop_empty("OLD")}
 END;
 CREATE TRIGGER usage_rollup_update AFTER UPDATE OF {_WATCHED} ON entity_api_call BEGIN
 {_add("OLD", "-1")}
 {_add("NEW", "1")}
+{_drop_empty("OLD")}
 END;
 """
 
