@@ -187,10 +187,12 @@ async def test_an_existing_database_upgrades_in_place(
                 fresh_schema,
             )
             assert leaves == partitions
-            spread = await conn.fetchval(  # the rows are in the partitions, by tenant
-                f'SELECT count(DISTINCT tableoid) FROM "{fresh_schema}".entity_message'
+            per_tenant = await conn.fetch(  # each tenant's rows in one partition
+                "SELECT tenant_id::text AS tenant, count(DISTINCT tableoid) AS leaves"
+                f' FROM "{fresh_schema}".entity_message GROUP BY tenant_id'
             )
-            assert spread == len({c.tenant_id for c in convs})
+            assert {r["tenant"] for r in per_tenant} == {c.tenant_id for c in convs}
+            assert [r["leaves"] for r in per_tenant] == [1] * len(per_tenant)
         else:
             assert partitioned == []
     finally:
