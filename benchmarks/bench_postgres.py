@@ -42,11 +42,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -728,8 +730,11 @@ W3_GOAL = 1.3  # threadline W3 p50 / limit's, at most
 BYTES_GOAL = 1.3  # threadline bytes per message / limit's, at most
 
 
-def report(results: dict[str, dict[str, float] | str], sizes: Sizes, runs: int) -> None:
-    """The results side by side with ratios to the limit, then the goals of issue #13."""
+def report(
+    results: dict[str, dict[str, float] | str], sizes: Sizes, runs: int
+) -> dict[str, dict[str, float | str]]:
+    """The results side by side with ratios to the limit, then the goals of issue #13
+    (returned as rows: limit, store, ratio, goal)."""
     labels = {
         "W1": f"W1 {sizes.w1:,} single appends (msg/s)",
         "W2": f"W2 {sizes.w2:,} in batches of {sizes.batch} (msg/s)",
@@ -773,7 +778,7 @@ def report(results: dict[str, dict[str, float] | str], sizes: Sizes, runs: int) 
     )
     ours = results.get("threadline")
     if not (isinstance(ours, dict) and isinstance(limit, dict)):
-        return
+        return {}
     goals = []
     for key, goal in GOALS.items():
         goals.append((f"{key} >= {goal}x the limit", ours[key] / limit[key], goal, True))
@@ -782,6 +787,12 @@ def report(results: dict[str, dict[str, float] | str], sizes: Sizes, runs: int) 
     print_table("Goals (issue #13)", ["goal", "measured", "status"],
                 [(g, f"{r:.2f}x", "met" if (r >= x if up else r <= x) else "NOT MET")
                  for g, r, x, up in goals])  # fmt: skip
+    keys = [*GOALS, "W3 p50", "bytes/msg"]
+    return {
+        key: {"limit": limit[key], "store": ours[key], "ratio": r,
+              "goal": f"{'>=' if up else '<='} {x}"}
+        for key, (_, r, x, up) in zip(keys, goals)
+    }  # fmt: skip
 
 
 async def main() -> int:
@@ -790,6 +801,7 @@ async def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a tenth of the sizes")
     parser.add_argument("--repeat", type=int, default=3, help="runs of threadline, raw, limit")
     parser.add_argument("--others", action="store_true", help="also SQLAlchemySession, LangGraph")
+    parser.add_argument("--json", help="also write the goal rows (limit, store, ratio) here")
     args = parser.parse_args()
     sizes = Sizes(args.quick)
     TEXTS.extend(pseudo_english(max(sizes.w2, sizes.w3_session) + sizes.probe))
@@ -838,7 +850,9 @@ async def main() -> int:
         f"\nthreadline-postgres benchmark: PostgreSQL {version} at "
         f"{parse_config(args.url).display}, pool {POOL}; {environment()}"
     )
-    report(results, sizes, max(1, args.repeat))
+    figures = report(results, sizes, max(1, args.repeat))
+    if args.json:
+        await asyncio.to_thread(Path(args.json).write_text, json.dumps(figures, indent=1))
     print_table(
         f"Event-loop stall per threadline call (ms), {sizes.probe} appends and window reads "
         f"on a {sizes.w3_session:,}-message session",

@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import os
 import random
 import shutil
@@ -798,6 +799,7 @@ async def run(args: argparse.Namespace) -> int:
         )
 
         targets: list[tuple[str, bool]] = []
+        figures: dict[str, dict[str, float | str]] = {}  # --json: issue #13's rows
         append_rows: dict[str, list[list[object]]] = {"W1": [], "W2": []}
         sizes_of: dict[str, float] = {}
         for workload, count, batch in (("W1", args.w1, 1), ("W2", args.w2, W2_BATCH)):
@@ -808,6 +810,9 @@ async def run(args: argparse.Namespace) -> int:
                 agents = rate.get(("agents", synchronous))
                 memory = rate.get(("memory", ""))
                 need = GOALS[(workload, synchronous)]
+                figures[f"{workload} {synchronous}"] = {
+                    "limit": limit, "store": ours, "ratio": ours / limit, "goal": f">= {need}"
+                }  # fmt: skip
                 targets.append((f"{workload} {synchronous}: store/limit {ours / limit:.2f}x >= "
                                 f"{need}x", ours / limit >= need))  # fmt: skip
                 label = synchronous + (" (default)" if synchronous == "normal" else "")
@@ -832,6 +837,8 @@ async def run(args: argparse.Namespace) -> int:
             [[f"{limit_b:,.0f}", f"{raw_b:,.0f}", f"{ours_b:,.0f}", ratio(ours_b, limit_b),
               f"<= {BYTES_GOAL}x"]],
         )  # fmt: skip
+        figures["bytes"] = {"limit": limit_b, "store": ours_b, "ratio": ours_b / limit_b,
+                            "goal": f"<= {BYTES_GOAL}"}  # fmt: skip
         targets.append((f"bytes per message: store/limit {ours_b / limit_b:.2f}x <= "
                         f"{BYTES_GOAL}x", ours_b / limit_b <= BYTES_GOAL))  # fmt: skip
 
@@ -843,6 +850,9 @@ async def run(args: argparse.Namespace) -> int:
             res = windows[size]
             limit_p50, ours_p50 = percentile(res["limit"], 50), percentile(res["sqlite"], 50)
             met = ours_p50 <= W3_GOAL * limit_p50
+            figures[f"W3 {size}"] = {"limit": limit_p50, "store": ours_p50,
+                                     "ratio": ours_p50 / limit_p50,
+                                     "goal": f"<= {W3_GOAL}"}  # fmt: skip
             targets.append((f"W3 {size:,}: store p50 {us(ours_p50)} µs = "
                             f"{ours_p50 / limit_p50:.2f}x limit {us(limit_p50)} µs "
                             f"<= {W3_GOAL}x", met))  # fmt: skip
@@ -900,6 +910,8 @@ async def run(args: argparse.Namespace) -> int:
         print("\nTargets:")
         for text, met in targets:
             print(f"  [{'met' if met else 'NOT MET'}] {text}")
+        if args.json:
+            await asyncio.to_thread(Path(args.json).write_text, json.dumps(figures, indent=1))
         return 0
     finally:
         if not args.keep:
@@ -923,6 +935,7 @@ def main() -> int:
     parser.add_argument("--dir", help="where to put the database files (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the database files")
     parser.add_argument("--no-import", action="store_true", help="skip the import-cost lines")
+    parser.add_argument("--json", help="also write the goal rows (limit, store, ratio) here")
     return asyncio.run(run(parser.parse_args()))
 
 
