@@ -21,6 +21,7 @@ from threadline_openai_agents import (
     ThreadlineSession,
     thread_session_id,
 )
+from threadline_openai_agents.items import keeps_objects, message_from_item
 
 
 def session_of(store: Store, name: str = "conversation-1", **kwargs: Any) -> ThreadlineSession:
@@ -72,12 +73,51 @@ async def test_every_item_type_round_trips_exactly(store: Store) -> None:
     # byte for byte as json.dumps writes it: key order and number types kept too
     assert [json.dumps(i) for i in got] == [json.dumps(i) for i in EVERY_ITEM]
     assert await session.get_items(4) == EVERY_ITEM[-4:]
+    stored = await store.get_messages(session.tenant_id, session.thread_session_id)
+    forms = {type(m.metadata["openai_agents"]["item"]) for m in stored if m.metadata}
+    assert forms == {dict if keeps_objects(store.primary) else str}  # SQLite: one decode
     reopened = await connect(store.url) if store.url is not None else store
     try:
         assert await session_of(reopened).get_items() == EVERY_ITEM
     finally:
         if reopened is not store:
             await reopened.close()
+
+
+@pytest.mark.parametrize("as_object", [False, True], ids=["text-form", "object-form"])
+async def test_items_stored_in_either_form_read_back_the_same(
+    store: Store, as_object: bool
+) -> None:
+    """A session written in the text form (every store, and before the object form) or in
+    the object form (SQLite; or copied onto another store) reads back the items it holds."""
+    session = session_of(store)
+    await session.add_items([user("first")])  # creates the session
+    messages = [
+        message_from_item(
+            item,
+            session_id=session.thread_session_id,
+            tenant_id=session.tenant_id,
+            user_id=None,
+            agent_id=None,
+            as_object=as_object,
+        )
+        for item in EVERY_ITEM
+    ]
+    if as_object:
+        assert all(not isinstance(m.metadata["openai_agents"]["item"], str) for m in messages[1:])
+    await store.save_messages(messages)
+    expected = [user("first"), *EVERY_ITEM]
+    got = await session.get_items()
+    assert got == expected
+    if not as_object or keeps_objects(store.primary):  # jsonb orders an object's keys its way
+        assert [json.dumps(i) for i in got] == [json.dumps(i) for i in expected]
+    assert await session.get_items(3) == expected[-3:]
+    # what a caller does to the items it got never reaches the stored history
+    for item in got:
+        item.clear()
+    assert await session.get_items() == expected
+    assert await session.pop_item() == expected[-1]
+    assert await session.get_items() == expected[:-1]
 
 
 async def test_items_are_readable_threadline_messages(store: Store) -> None:

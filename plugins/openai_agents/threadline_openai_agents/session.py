@@ -28,6 +28,7 @@ from threadline_openai_agents.items import (
     METADATA_KEY,
     items_from_message,
     items_from_messages,
+    keeps_objects,
     message_from_item,
 )
 
@@ -168,9 +169,10 @@ class ThreadlineSession:
         ``limit`` items, read newest first from the store's index."""
         limit = resolve_session_limit(limit, self.session_settings)
         store = await self.get_store()
+        fresh = keeps_objects(store.primary)
         if limit is None:
             return items_from_messages(
-                await store.get_messages(self.tenant_id, self.thread_session_id)
+                await store.get_messages(self.tenant_id, self.thread_session_id), fresh
             )
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise ValidationError(f"limit must be None or an int >= 0, got {limit!r}")
@@ -180,13 +182,15 @@ class ThreadlineSession:
             self.tenant_id, self.thread_session_id, limit=limit, newest_first=True
         )
         newest.reverse()
-        items = items_from_messages(newest)
+        items = items_from_messages(newest, fresh)
         return items[-limit:] if len(items) > limit else items
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
         """Append ``items`` in one transaction, in order (each batch stays contiguous)."""
         if not items:
             return
+        store = await self.get_store()
+        as_object = keeps_objects(store.primary)
         messages = [
             message_from_item(
                 item,
@@ -194,10 +198,10 @@ class ThreadlineSession:
                 tenant_id=self.tenant_id,
                 user_id=self.user_id,
                 agent_id=self.agent_id,
+                as_object=as_object,
             )
             for item in items
         ]
-        store = await self.get_store()
         async with self._lock:
             await self._ensure_session(store)
             try:
@@ -226,7 +230,7 @@ class ThreadlineSession:
             await store.delete_messages(
                 self.tenant_id, self.thread_session_id, after_seq=message.seq - 1
             )
-        return list(items_from_message(message))[-1]
+        return list(items_from_message(message, keeps_objects(store.primary)))[-1]
 
     async def clear_session(self) -> None:
         """Delete every item; the session (its id, owner, title) stays."""
