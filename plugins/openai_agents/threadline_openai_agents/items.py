@@ -188,10 +188,10 @@ def items_from_messages(
     item in the object form is returned as it is, not copied.
     """
     out: list[Any] = []
-    append, scan, encode = out.append, _scan, _encoder.encode
+    append, scan, encode, key = out.append, _scan, _encoder.encode, METADATA_KEY
     for message in messages:
-        stored = message.metadata.get(METADATA_KEY) if message.metadata else None
-        if stored is None:
+        meta = message.metadata
+        if not meta or (stored := meta.get(key)) is None:
             if message.role == "tool" or message.tool_calls:
                 out.extend(_native_items(message))
             else:
