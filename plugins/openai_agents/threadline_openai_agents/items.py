@@ -41,7 +41,8 @@ __all__ = [
 ]
 
 METADATA_KEY = "openai_agents"
-"""The message metadata key holding the item (``item``: JSON text, ``text``: the path)."""
+"""The message metadata key holding the item (``item``: JSON text or object, ``text``: the
+path of the text put back from ``content``)."""
 
 _TEXT_FIELDS = ("content", "output", "arguments", "summary")
 _ROLES: dict[str, Role] = {
