@@ -15,7 +15,14 @@ from typing import Any
 
 import pytest
 
-from threadline import ApiCall, ConfigurationError, ProviderRecord, Store, ValidationError
+from threadline import (
+    ApiCall,
+    ConfigurationError,
+    ProviderRecord,
+    Session,
+    Store,
+    ValidationError,
+)
 from threadline.ids import new_id
 from threadline.plugins.dispatch import Binding
 from threadline.storekit.defaults import DEFAULTS
@@ -65,6 +72,51 @@ async def default_rows(store: Store, tenant_id: str, query: UsageQuery) -> list[
         binding, tenant_id=tenant_id, query=query
     )
     return sorted(rows, key=lambda r: (r.key is None, r.key or ""))
+
+
+ROLLUP_PERIODS = [
+    (None, None),
+    (_DAY + timedelta(hours=7), None),
+    (None, _DAY + timedelta(days=2, hours=3)),
+    (_DAY + timedelta(hours=30), _DAY + timedelta(hours=31)),
+]
+"""Whole history, open-ended and part-day periods: a rollup's whole days and edges."""
+
+
+async def fill_usage_calls(store: Store, tenant: str, users: list[str]) -> list[ApiCall]:
+    """Save 60 calls an hour apart over 2.5 days in three sessions of two users: two models,
+    failures, missing tokens, latencies and agents (what a usage rollup must sum right)."""
+    sessions = [
+        await store.create_session(Session(tenant_id=tenant, user_id=users[i % 2]))
+        for i in range(3)
+    ]
+    saved = []
+    for i in range(60):
+        s = sessions[i % 3]
+        saved.append(
+            await store.save_api_call(
+                ApiCall(
+                    tenant_id=tenant, session_id=s.id, user_id=s.user_id,
+                    agent_id=None if i % 4 == 0 else users[i % 2],
+                    model=("big", "small")[i % 2], status=("success", "failed")[i % 5 == 0],
+                    prompt_tokens=100 + i, completion_tokens=None if i % 6 == 0 else i,
+                    latency_ms=None if i % 7 == 0 else 10.0 * (i + 1),
+                    time_to_first_token_ms=float(i % 9), created_at=_DAY + timedelta(hours=i),
+                )
+            )
+        )  # fmt: skip
+    return saved
+
+
+async def assert_usage_matches_default(store: Store, tenant: str) -> None:
+    """Every ``group_by`` over every period of :data:`ROLLUP_PERIODS` answers as the core
+    default does on the same calls (a store's own usage override, e.g. a rollup)."""
+    for group_by in GROUP_BYS:
+        for since, until in ROLLUP_PERIODS:
+            query = UsageQuery(group_by, since, until, _PRICES)  # type: ignore[arg-type]
+            report = await store.usage(tenant, since=since, until=until, group_by=group_by,
+                                       prices=_PRICES)  # fmt: skip
+            assert_same_rows(list(report.rows), await default_rows(store, tenant, query))
 
 
 async def _call(conv: Conversation, at: datetime, **fields: Any) -> ApiCall:
