@@ -238,29 +238,7 @@ def _message_builders() -> tuple[
         return message
 
     def build(row: Sequence[Any]) -> Message:
-        (id_, session_id, tenant_id, user_id, agent_id, seq, role, content, tool_calls,
-         tool_call_id, name, status, metadata, created_at) = row  # fmt: skip
-        message = new(Message)
-        set_id(message, id_)
-        set_session_id(message, session_id)
-        set_tenant_id(message, tenant_id)
-        set_user_id(message, user_id)
-        set_agent_id(message, agent_id)
-        set_seq(message, seq)
-        set_role(message, role)
-        set_content(message, content)
-        set_tool_calls(message, load_calls(tool_calls) if tool_calls else ())
-        set_tool_call_id(message, tool_call_id)
-        set_name(message, name)
-        set_status(message, status)
-        set_metadata(message, {} if metadata == "{}" else loads(metadata))
-        when = moment(created_at)
-        if when is None:
-            if len(moments) >= 8192:
-                moments.clear()
-            when = moments[created_at] = epoch + delta(0, 0, created_at)
-        set_created_at(message, when)
-        return message
+        return read((row[0], *row[3:]), row[1], row[2])
 
     return build, read
 
