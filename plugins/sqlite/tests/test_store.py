@@ -79,6 +79,19 @@ async def test_work_runs_on_the_store_threads(store: threadline.Store) -> None:
     assert await sqlite_store.run_read(thread_name) == "threadline-sqlite-reader"
 
 
+def _hand_offs(plugin: SQLiteStore) -> list[str]:
+    """The names of the calls ``plugin`` hands to its reader thread from now on."""
+    submitted: list[str] = []
+    submit = plugin._reader.submit
+
+    def counting(fn: Any, *args: Any) -> Any:
+        submitted.append(getattr(fn, "__name__", "?"))
+        return submit(fn, *args)
+
+    plugin._reader.submit = counting  # type: ignore[method-assign]
+    return submitted
+
+
 async def test_small_reads_of_a_recent_session_run_on_the_loop(db_path: Path) -> None:
     """A window, count or session read of a session this store used lately runs on the
     loop's thread (no hand-off); an unseen session's first read, and a whole-session read
@@ -89,14 +102,7 @@ async def test_small_reads_of_a_recent_session_run_on_the_loop(db_path: Path) ->
         assert isinstance(plugin, SQLiteStore)
         session = await _session(store)
         t, s = session.tenant_id, session.id
-        submitted: list[str] = []
-        submit = plugin._reader.submit
-
-        def counting(fn: Any, *args: Any) -> Any:
-            submitted.append(getattr(fn, "__name__", "?"))
-            return submit(fn, *args)
-
-        plugin._reader.submit = counting  # type: ignore[method-assign]
+        submitted = _hand_offs(plugin)
         assert await store.load_window(t, s, 5) == []  # unseen by the loop: reader thread
         assert submitted == ["load_window"]
         first = await store.save_message(_msg(session, "user", "hello"))
@@ -126,14 +132,7 @@ async def test_bounded_message_reads_of_a_recent_session_run_on_the_loop(db_path
         assert isinstance(plugin, SQLiteStore)
         session = await _session(store)
         t, s = session.tenant_id, session.id
-        submitted: list[str] = []
-        submit = plugin._reader.submit
-
-        def counting(fn: Any, *args: Any) -> Any:
-            submitted.append(getattr(fn, "__name__", "?"))
-            return submit(fn, *args)
-
-        plugin._reader.submit = counting  # type: ignore[method-assign]
+        submitted = _hand_offs(plugin)
         saved = await store.save_messages(
             [_msg(session, "user" if i % 2 == 0 else "assistant", f"m{i}",
                   metadata={"i": i} if i % 3 else {}) for i in range(MAX_INLINE_ROWS)]
