@@ -7,9 +7,16 @@ from collections.abc import Sequence
 import attrs
 import pytest
 
-from threadline import Checkpoint, NotFoundError, SessionCursor, Store, ValidationError
+from threadline import (
+    Checkpoint,
+    NotFoundError,
+    Session,
+    SessionCursor,
+    Store,
+    ValidationError,
+)
 from threadline.ids import new_id
-from threadline.models import Message
+from threadline.models import Message, Role
 from threadline.runtime.compaction import compact_session, summary_range, visible
 from threadline.store.branching import forked_from, pop_last
 from threadline.testing._support import new_conversation
@@ -227,3 +234,25 @@ class BranchingConformance:
         copy_of_second = next(c for m, c in zip(source, copied) if m.id == second.id)
         copy_of_first = next(c for m, c in zip(source, copied) if m.id == first.id)
         assert copy_of_second.metadata["summary"]["previous"] == copy_of_first.id
+
+
+_TURN: tuple[Role, Role] = ("user", "assistant")
+
+
+async def fill_forks(
+    store: Store, tenant: str, user: str
+) -> tuple[Session, list[Session], dict[str, list[Message]]]:
+    """A 40-message session forked after its 10th and 40th message, among 30 sessions that are
+    no fork: the source, its forks and each fork's messages (for upgrade tests of a store's
+    forks index: the forks are listed, with the same messages, after the upgrade)."""
+    source = await store.create_session(Session(tenant_id=tenant, user_id=user))
+    made = await store.save_messages(
+        [
+            Message(session_id=source.id, tenant_id=tenant, role=role, content=f"m{i}")
+            for i, role in enumerate(_TURN * 20)
+        ]
+    )
+    forks = [await store.fork_session(tenant, source.id, at=made[i].id) for i in (9, 39)]
+    for _ in range(30):
+        await store.create_session(Session(tenant_id=tenant, user_id=user))
+    return source, forks, {f.id: await store.get_messages(tenant, f.id) for f in forks}

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import asyncpg
 
 import threadline
-from threadline import Message, Session
 from threadline.ids import new_id
+from threadline.testing.branching import fill_forks
 from threadline_postgres import parse_config
 from threadline_postgres.schema import MIGRATIONS, migrate
 from threadline_postgres.sql import FORK_PARENT
@@ -39,17 +39,7 @@ async def test_0011_upgrades_a_database_with_forks_in_place(
         store = await threadline.connect(url, migrate=False)
         tenant, user = new_id(), new_id()
         try:
-            source = await store.create_session(Session(tenant_id=tenant, user_id=user))
-            made = await store.save_messages(
-                [
-                    Message(session_id=source.id, tenant_id=tenant, role=role, content=f"m{i}")
-                    for i, role in enumerate(["user", "assistant"] * 20)
-                ]
-            )
-            forks = [await store.fork_session(tenant, source.id, at=made[i].id) for i in (9, 39)]
-            for _ in range(30):
-                await store.create_session(Session(tenant_id=tenant, user_id=user))
-            before = {f.id: await store.get_messages(tenant, f.id) for f in forks}
+            source, forks, before = await fill_forks(store, tenant, user)
             assert "entity_session_forks" not in await _plan(conn, fresh_schema)
             assert await store.migrate() == [m.name for m in MIGRATIONS if m.name >= "0011"]
             assert await store.migrate() == []

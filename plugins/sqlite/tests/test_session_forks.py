@@ -7,8 +7,8 @@ from pathlib import Path
 from _sqlite_support import at_migration, query
 
 import threadline
-from threadline import Message, Session
 from threadline.ids import new_id
+from threadline.testing.branching import fill_forks
 from threadline_sqlite.migrations import FORK_PARENT, MIGRATION_NAMES
 
 
@@ -30,17 +30,7 @@ async def test_0011_upgrades_a_database_with_forks_in_place(db_path: Path) -> No
     old = await threadline.connect(f"sqlite:///{db_path}", migrate=False)
     tenant, user = new_id(), new_id()
     try:
-        source = await old.create_session(Session(tenant_id=tenant, user_id=user))
-        made = await old.save_messages(
-            [
-                Message(session_id=source.id, tenant_id=tenant, role=role, content=f"m{i}")
-                for i, role in enumerate(["user", "assistant"] * 20)
-            ]
-        )
-        forks = [await old.fork_session(tenant, source.id, at=made[i].id) for i in (9, 39)]
-        for _ in range(30):
-            await old.create_session(Session(tenant_id=tenant, user_id=user))
-        before = {f.id: await old.get_messages(tenant, f.id) for f in forks}
+        source, forks, before = await fill_forks(old, tenant, user)
     finally:
         await old.close()
     assert "idx_session_forks" not in _plan(db_path)
