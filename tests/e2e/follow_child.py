@@ -1,6 +1,7 @@
 """Child process of test_follow.py: ``follow URL TENANT SESSION [--next|--id ID]`` prints a
-reply's updates as JSON lines; ``write URL TENANT SESSION WORDS DELAY`` streams one echo
-reply of WORDS words (DELAY seconds apart), printing ``token N`` per piece."""
+reply's updates as JSON lines; ``write URL TENANT SESSION WORDS DELAY [PAUSES]`` streams one
+echo reply of WORDS words (DELAY seconds apart), printing ``token N`` per piece and waiting
+for a line on stdin after each piece numbered in PAUSES (comma-separated)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ async def follow(url: str, tenant: str, session: str, mode: str) -> None:
         await store.close()
 
 
-async def write(url: str, tenant: str, session: str, words: int, delay: float, pause: int) -> None:
+async def write(url: str, tenant: str, session: str, words: int, delay: float, pauses: set[int]) -> None:
     store = await threadline.connect(url)
     agent = await (
         threadline.AgentBuilder()
@@ -39,7 +40,7 @@ async def write(url: str, tenant: str, session: str, words: int, delay: float, p
         async for _ in agent.chat_stream(" ".join(f"w{i}" for i in range(words))):
             n += 1
             print(f"token {n}", flush=True)
-            if n == pause:
+            if n in pauses:
                 await asyncio.to_thread(sys.stdin.readline)
     finally:
         await agent.close()
@@ -51,5 +52,5 @@ if __name__ == "__main__":
     if command == "follow":
         asyncio.run(follow(url, tenant, session, rest[0] if rest else ""))
     else:
-        pause = int(rest[2]) if len(rest) > 2 else 0
-        asyncio.run(write(url, tenant, session, int(rest[0]), float(rest[1]), pause))
+        pauses = {int(n) for n in rest[2].split(",")} if len(rest) > 2 else set()
+        asyncio.run(write(url, tenant, session, int(rest[0]), float(rest[1]), pauses))

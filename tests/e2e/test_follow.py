@@ -135,7 +135,7 @@ def check(seen: list[dict[str, object]], reply: threadline.Message) -> None:
 async def test_followers_at_start_middle_and_end_see_the_reply(url: str, session: str) -> None:
     first = child("follow", url, TENANT, session, "--next")
     wait_for(first, '{"ready": true}')
-    writer = child("write", url, TENANT, session, "60", "0.02", "20")
+    writer = child("write", url, TENANT, session, "60", "0.02", "20,40")
     wait_for(writer, "token 20")  # the writer pauses until the middle follower has joined
     middle = child("follow", url, TENANT, session)
     wait_for(middle, '{"ready": true}')
@@ -145,6 +145,13 @@ async def test_followers_at_start_middle_and_end_see_the_reply(url: str, session
     # (pieces published before this follower subscribed are not replayed by pub/sub).
     assert joined["status"] is None and joined["text"].startswith("Echo:")
     writer.stdin.write("go\n")
+    writer.stdin.flush()
+    # The writer pauses again at token 40 until the middle follower has seen a piece of the
+    # text that came after it joined (flushed within one interval even while paused), so the
+    # test does not depend on how fast a loaded machine runs the follower.
+    piece = json.loads(middle.stdout.readline())
+    assert piece["status"] is None
+    writer.stdin.write("go\n")
     writer.stdin.close()
     assert writer.wait(timeout=60) == 0, writer.stderr.read() if writer.stderr else ""
     after = child("follow", url, TENANT, session)
@@ -153,7 +160,7 @@ async def test_followers_at_start_middle_and_end_see_the_reply(url: str, session
     seen = updates(first)
     check(seen, reply)
     assert len(seen) > 2  # streamed in pieces, not at once
-    rest = updates(middle)
+    rest = [piece, *updates(middle)]
     check([joined, *rest], reply)
     assert len(rest) > 1 and len(joined["text"]) < len(reply.content)
     joined_late = updates(after)
