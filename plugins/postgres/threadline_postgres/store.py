@@ -43,6 +43,7 @@ from threadline.storekit.records import id_conflict
 from threadline.storekit.window import orphaned_tool_results
 from threadline_postgres.codec import dump_jsonb, dump_opt_jsonb, encode_opt, encode_text
 from threadline_postgres.config import PostgresConfig
+from threadline_postgres.forks import Forks
 from threadline_postgres.live import LiveReplies
 from threadline_postgres.pool import Duplicate
 from threadline_postgres.retention import Retention
@@ -76,7 +77,7 @@ def _message_key(constraint: str | None) -> bool:
     )
 
 
-class PostgresStore(LiveReplies, Retention, UsageReports, PlannerStatistics):
+class PostgresStore(LiveReplies, Retention, UsageReports, PlannerStatistics, Forks):
     """A threadline store on a PostgreSQL database (asyncpg connection pool).
 
     Open one with :meth:`open` or ``threadline.connect("postgresql://...")``.

@@ -42,6 +42,7 @@ from threadline_sqlite import migrations
 from threadline_sqlite.api_calls import ApiCallHooks
 from threadline_sqlite.checkpoints import CheckpointHooks
 from threadline_sqlite.configs import ConfigHooks
+from threadline_sqlite.forks import ForkHooks
 from threadline_sqlite.inline import BUSY, InlineReader
 from threadline_sqlite.messages import MessageHooks
 from threadline_sqlite.options import SQLiteOptions
@@ -139,7 +140,7 @@ _WRITES_TO_A_SESSION = frozenset({"threadline_save_message", "threadline_save_me
 
 class SQLiteStore(
     SessionHooks, MessageHooks, WindowHooks, CheckpointHooks, ApiCallHooks, ConfigHooks,
-    RetentionHooks, UsageHooks,
+    RetentionHooks, UsageHooks, ForkHooks,
 ):  # fmt: skip
     """A threadline store in one SQLite file (or ``:memory:``), served by worker threads.
 
