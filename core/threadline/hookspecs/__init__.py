@@ -80,6 +80,7 @@ from threadline.hookspecs.markers import hookimpl, hookspec
 from threadline.hookspecs.messages import (
     threadline_count_messages,
     threadline_delete_messages,
+    threadline_fork_messages,
     threadline_get_messages,
     threadline_interrupt_streaming,
     threadline_load_window,
@@ -190,6 +191,7 @@ __all__ = [
     "threadline_delete_session",
     "threadline_delete_sessions_before",
     "threadline_erase_user",
+    "threadline_fork_messages",
     "threadline_get_checkpoint",
     "threadline_get_latest_checkpoint",
     "threadline_get_messages",

@@ -197,3 +197,34 @@ def threadline_interrupt_streaming(tenant_id: str, session_id: str) -> int | Non
     :return: how many messages changed.
     :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
+
+
+@hookspec
+def threadline_fork_messages(
+    tenant_id: str, session_id: str, fork_id: str, last_seq: int
+) -> int | None:
+    """Give the fork ``fork_id`` (a session already created, empty) the messages of
+    ``session_id`` with ``seq <= last_seq``: what :meth:`threadline.Store.fork_session` does
+    for a fork at a message.
+
+    Tier: derived (default: ``read_messages`` pages copied through ``save_messages``, with
+    fresh seqs and each compaction summary's seqs turned into the fork's; in memory the
+    copies share the source's strings). A store that can share the stored bytes does so:
+    SQLite and PostgreSQL insert rows that point at the source's content in one statement
+    and copy it into them before the source's row changes or goes (copy-on-write).
+
+    The fork's messages keep their order, roles, content, tool calls, status, name,
+    metadata, ``user_id`` and ``created_at``; their ids are
+    :func:`threadline.storekit.forks.fork_message_id`'s; their seqs are fresh (1, 2, ...)
+    or the source's (then a compaction summary keeps the seqs it covers), and the fork's
+    next append follows them. A retry after an interruption adds nothing twice. Neither
+    session's ``updated_at`` moves back.
+
+    :param tenant_id: the caller's tenant (both sessions are its).
+    :param session_id: the source session.
+    :param fork_id: the fork session.
+    :param last_seq: the seq of the last message the fork shares.
+    :return: how many messages the fork holds.
+    :raises NotFoundError: the fork does not exist for this tenant.
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
+    """

@@ -3,25 +3,26 @@
 A fork is an ordinary session of the same tenant, user and agent whose
 ``metadata["forked_from"]`` records where it came from (``session_id``, ``at``, ``kind``
 ``"message"`` or ``"checkpoint"``, ``seq`` of the last shared message). Built on the required
-hooks only, so every store supports it: the shared messages are copied (new ids, derived
-from the fork's id and the original's; same roles, content, tool calls, times), in pages.
+hooks only, so every store supports it. The shared messages are given to the fork by the
+derived hook ``threadline_fork_messages`` (new ids, derived from the fork's id and the
+original's: :func:`threadline.storekit.forks.fork_message_id`; same roles, content, tool
+calls, times): the core's default copies them in pages, SQLite and PostgreSQL insert rows
+that share the source's stored content in one statement (copy-on-write).
 Editing and regenerating (:mod:`threadline.runtime.editing`) keep replaced messages this way.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from threadline.errors import NotFoundError, ValidationError
 from threadline.ids import IdLike, check_id, new_id, optional_id
-from threadline.models import Checkpoint, Message, Session, trusted
+from threadline.models import Checkpoint, Message, Session
 from threadline.queries import fork_parent
+from threadline.storekit.forks import copied_id, fork_message_id
 
 if TYPE_CHECKING:
     from threadline.store.facade import Store
@@ -41,9 +42,6 @@ FORKED_FROM = "forked_from"
 
 PAGE = 500
 """Messages read per batch while looking a message up."""
-
-COPY_PAGE = 1000
-"""Messages read and copied per batch while forking."""
 
 
 def forked_from(session: Session) -> dict[str, Any] | None:
@@ -140,7 +138,13 @@ async def fork_session(
     if forked_from(fork) != origin:
         raise ValidationError(f"session {target} exists already and is not this fork")
     if cut is not None:
-        await _copy_messages(store, tenant, sid, fork.id, cut.seq or 0)
+        await store._write(
+            "threadline_fork_messages",
+            tenant_id=tenant,
+            session_id=sid,
+            fork_id=fork.id,
+            last_seq=cut.seq or 0,
+        )
     elif checkpoint is not None:
         await _copy_checkpoint(store, checkpoint, fork.id)
     return fork
@@ -171,113 +175,10 @@ async def _checkpoint_of(store: Store, tenant: str, sid: str, point: str) -> Che
     return checkpoint
 
 
-def _prompt_id(session_id: str) -> str:
-    # The id an Agent gives a session's system prompt (runtime.agent._system_message_id).
-    return str(uuid.uuid5(uuid.UUID(session_id), "threadline:system-prompt"))
-
-
-def _copy_id(fork_id: str, original: Message | Checkpoint) -> str:
-    # Deterministic: retrying a fork that stopped half-way saves each copy once; an agent's
-    # system prompt keeps the agent's id for it, so an agent opening the fork adds no other.
-    if isinstance(original, Message) and original.id == _prompt_id(original.session_id):
-        return _prompt_id(fork_id)
-    return _copied_id(fork_id, original.id)
-
-
-def _copied_id(fork_id: str, original_id: str) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"threadline:fork:{fork_id}:{original_id}"))
-
-
 def _copy(message: Message, fork_id: str) -> Message:
-    return attrs.evolve(message, session_id=fork_id, id=_copy_id(fork_id, message), seq=None)
-
-
-_MESSAGE_FIELDS = tuple(f.name for f in attrs.fields(Message))
-
-
-def _copier(source_id: str, fork_id: str) -> Callable[[Message], Message]:
-    """:func:`_copy` for the messages of one source, without validating again what the
-    store gave back (and the system prompt's ids computed once)."""
-    prompt, fork_prompt = _prompt_id(source_id), _prompt_id(fork_id)
-
-    def copy(message: Message) -> Message:
-        values = {name: getattr(message, name) for name in _MESSAGE_FIELDS}
-        values["session_id"], values["seq"] = fork_id, None
-        values["id"] = fork_prompt if message.id == prompt else _copied_id(fork_id, message.id)
-        return trusted(Message, **values)
-
-    return copy
-
-
-def _summary_copy(copy: Message, seqs: dict[int, int]) -> Message:
-    """``copy`` of a compaction summary with the seqs it covers (and the previous summary
-    it names) turned into the fork's: ``seqs`` maps the source's seqs to the copies'
-    (the fork numbers its messages afresh, so a source with gaps has other seqs)."""
-    from threadline.runtime.compaction import SUMMARY_KEY, summary_range
-
-    covered = summary_range(copy)
-    if covered is None:
-        return copy
-    first, last = covered
-    inside = [new for old, new in seqs.items() if old <= last]
-    new_last = max(inside, default=0)
-    new_first = min((new for old, new in seqs.items() if first <= old <= last), default=new_last)
-    info = {**copy.metadata[SUMMARY_KEY], "first_seq": new_first, "last_seq": new_last}
-    if isinstance(info.get("previous"), str):
-        info["previous"] = _copied_id(copy.session_id, info["previous"])
-    return attrs.evolve(copy, metadata={**copy.metadata, SUMMARY_KEY: info})
-
-
-async def _copy_messages(store: Store, tenant: str, sid: str, fork_id: str, last: int) -> None:
-    """Copy the source's messages up to seq ``last`` into the fork, ``COPY_PAGE`` at a
-    time; the next page is read while the copies of this one are written."""
-    from threadline.runtime.compaction import summary_range
-
-    # A retry finds the copies a stopped fork saved (by their derived ids) and their seqs.
-    done = {m.id: m.seq or 0 for m in await store.get_messages(tenant, fork_id)}
-    seqs: dict[int, int] = {}  # a source message's seq -> its copy's
-    copy_of = _copier(sid, fork_id)
-
-    def read(after: int) -> asyncio.Task[list[Message]]:
-        return asyncio.ensure_future(
-            store.read_messages(tenant, sid, after_seq=after, before_seq=last + 1, limit=COPY_PAGE)
-        )
-
-    reading = read(0)
-    try:
-        while True:
-            page = await reading
-            if len(page) == COPY_PAGE:
-                reading = read(page[-1].seq or 0)
-            batch: list[tuple[int, Message]] = []
-            for message in page:
-                copy = copy_of(message)
-                if copy.id in done:
-                    seqs[message.seq or 0] = done[copy.id]
-                elif summary_range(copy) is not None:
-                    # A summary names seqs: the copies of what it covers are saved first.
-                    await _save_copies(store, batch, seqs)
-                    batch = [(message.seq or 0, _summary_copy(copy, seqs))]
-                    await _save_copies(store, batch, seqs)
-                    batch = []
-                else:
-                    batch.append((message.seq or 0, copy))
-            await _save_copies(store, batch, seqs)
-            if len(page) < COPY_PAGE:
-                return
-    finally:
-        if not reading.done():
-            reading.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reading
-
-
-async def _save_copies(
-    store: Store, batch: list[tuple[int, Message]], seqs: dict[int, int]
-) -> None:
-    if batch:
-        saved = await store.save_messages([copy for _, copy in batch])
-        seqs.update((old, stored.seq or 0) for (old, _), stored in zip(batch, saved))
+    # Derived ids (storekit.forks): a retry saves each copy once.
+    copy_id = fork_message_id(message.session_id, fork_id, message.id)
+    return attrs.evolve(message, session_id=fork_id, id=copy_id, seq=None)
 
 
 async def _copy_checkpoint(store: Store, checkpoint: Checkpoint, fork_id: str) -> None:
@@ -285,7 +186,7 @@ async def _copy_checkpoint(store: Store, checkpoint: Checkpoint, fork_id: str) -
     done = {m.id for m in await store.get_messages(checkpoint.tenant_id, fork_id)}
     if any(m.id not in done for m in history):
         await store.save_messages([m for m in history if m.id not in done])
-    copy_id = _copy_id(fork_id, checkpoint)
+    copy_id = copied_id(fork_id, checkpoint.id)
     if await store.get_checkpoint(checkpoint.tenant_id, copy_id) is not None:
         return
     await store.create_checkpoint(

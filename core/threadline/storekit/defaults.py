@@ -8,6 +8,8 @@ implementation and has every hook the default needs (see :mod:`threadline.plugin
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -16,11 +18,12 @@ import attrs
 
 from threadline.errors import ConflictError, NotFoundError
 from threadline.ids import utcnow
-from threadline.models import Checkpoint, Message, Session
+from threadline.models import Checkpoint, Message, Session, trusted
 from threadline.queries import MessageRange, SessionCursor, SessionQuery
 from threadline.storekit import log
 from threadline.storekit.delta import SNAPSHOT_EVERY
 from threadline.storekit.erasure import redact
+from threadline.storekit.forks import copied_id, prompt_id, renamed_summary
 from threadline.storekit.log import Hooks
 from threadline.storekit.records import CheckpointRecord, RecordRewrite, StaleRecordError
 from threadline.storekit.window import orphaned_tool_results, window_start
@@ -229,6 +232,92 @@ async def interrupt_streaming(hooks: Hooks, tenant_id: str, session_id: str) -> 
         only_streaming=True,
     )
     return int(changed or 0)
+
+
+_FORK_PAGE = 1000
+"""Messages read and copied per batch by the default ``fork_messages``."""
+_MESSAGE_FIELDS = tuple(f.name for f in attrs.fields(Message))
+
+
+def _summary_copy(copy: Message, seqs: dict[int, int]) -> Message:
+    """``copy`` of a compaction summary with the seqs it covers (and the previous summary
+    it names) turned into the fork's: ``seqs`` maps the source's seqs to the copies'
+    (the fork numbers its messages afresh, so a source with gaps has other seqs)."""
+    from threadline.runtime.compaction import SUMMARY_KEY, summary_range
+
+    covered = summary_range(copy)
+    if covered is None:
+        return copy
+    first, last = covered
+    inside = [new for old, new in seqs.items() if old <= last]
+    new_last = max(inside, default=0)
+    new_first = min((new for old, new in seqs.items() if first <= old <= last), default=new_last)
+    metadata = renamed_summary(copy.metadata, copy.session_id) or copy.metadata
+    info = {**metadata[SUMMARY_KEY], "first_seq": new_first, "last_seq": new_last}
+    return attrs.evolve(copy, metadata={**metadata, SUMMARY_KEY: info})
+
+
+async def _save_copies(
+    hooks: Hooks, batch: list[tuple[int, Message]], seqs: dict[int, int]
+) -> None:
+    if batch:
+        saved = await hooks.call("threadline_save_messages", messages=[c for _, c in batch])
+        seqs.update((old, stored.seq or 0) for (old, _), stored in zip(batch, saved))
+
+
+@_default("threadline_read_messages", "threadline_save_messages")
+async def fork_messages(
+    hooks: Hooks, tenant_id: str, session_id: str, fork_id: str, last_seq: int
+) -> int:
+    """Copy the source's messages up to ``last_seq`` into the fork, ``_FORK_PAGE`` at a
+    time through ``save_messages`` (fresh seqs; the next page is read while this one is
+    written). The copies share the source's values (a store in memory keeps the same
+    strings); a retry finds the copies a stopped fork saved by their derived ids."""
+    from threadline.runtime.compaction import summary_range
+
+    done = {m.id: m.seq or 0 for m in await _read(hooks, tenant_id, fork_id)}
+    seqs: dict[int, int] = {}  # a source message's seq -> its copy's
+    prompt, fork_prompt = prompt_id(session_id), prompt_id(fork_id)
+
+    def copy_of(message: Message) -> Message:  # no validation again of what the store gave
+        values = {name: getattr(message, name) for name in _MESSAGE_FIELDS}
+        values["session_id"], values["seq"] = fork_id, None
+        values["id"] = fork_prompt if message.id == prompt else copied_id(fork_id, message.id)
+        return trusted(Message, **values)
+
+    def read(after: int) -> asyncio.Task[list[Message]]:
+        return asyncio.ensure_future(
+            _read(hooks, tenant_id, session_id, after_seq=after, before_seq=last_seq + 1,
+                  limit=_FORK_PAGE)
+        )  # fmt: skip
+
+    reading = read(0)
+    try:
+        while True:
+            page = await reading
+            if len(page) == _FORK_PAGE:
+                reading = read(page[-1].seq or 0)
+            batch: list[tuple[int, Message]] = []
+            for message in page:
+                copy = copy_of(message)
+                if copy.id in done:
+                    seqs[message.seq or 0] = done[copy.id]
+                elif summary_range(copy) is not None:
+                    # A summary names seqs: the copies of what it covers are saved first.
+                    await _save_copies(hooks, batch, seqs)
+                    batch = [(message.seq or 0, _summary_copy(copy, seqs))]
+                    await _save_copies(hooks, batch, seqs)
+                    batch = []
+                else:
+                    batch.append((message.seq or 0, copy))
+            await _save_copies(hooks, batch, seqs)
+            if len(page) < _FORK_PAGE:
+                return len(seqs)
+    finally:
+        if not reading.done():
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reading
 
 
 # -- checkpoints ----------------------------------------------------------------------------
