@@ -3,12 +3,15 @@
 A LangGraph checkpoint becomes a :class:`threadline.models.Checkpoint` of the thread's
 session. Its message-list channel is the record's ``history`` (a delta on an earlier
 record's, see :mod:`threadline_langgraph.messages`); the rest of the checkpoint (the other
-channel values, ``channel_versions``, ``versions_seen``, ...) is ``state["checkpoint"]``
-as JSON where a value is plain JSON, else through LangGraph's serializer (typed bytes as
-base64), so ``Send`` packets, interrupts and any value the serializer takes round-trip
-exactly. A message held elsewhere in the checkpoint (the graph input in ``__start__``) is
-stored once in ``state["messages"]`` and referred to. The checkpoint metadata is
-``properties["langgraph"]["metadata"]``: JSON, shown by ``threadline checkpoints``.
+channel values, ``channel_versions``, ``versions_seen``, ...) is ``state["c"]``, under
+short names (``ts`` as integer microseconds), as JSON where a value is plain JSON, else
+through LangGraph's serializer (typed bytes as base64), so ``Send`` packets, interrupts
+and any value the serializer takes round-trip exactly. A message held elsewhere in the
+checkpoint (the graph input in ``__start__``) is stored once in ``state["messages"]``
+and referred to. The checkpoint metadata is ``properties["langgraph"]["metadata"]``:
+JSON, shown by ``threadline checkpoints``. Properties at their defaults (the root
+namespace, generation 0) are left out; records of earlier versions (LangGraph's field
+names in ``state["checkpoint"]``) read the same.
 
 Pending writes are records of their own, not a rewrite of the checkpoint's: a threadline
 checkpoint cannot be changed through the store facade, and a record per ``put_writes``
@@ -21,13 +24,16 @@ apart by the store (one gets a conflict and takes ``n + 1``). A written message 
 checkpoint already holds (the input a ``__start__`` task writes) is a reference into the
 checkpoint's record, which was stored first. Reading folds the records as LangGraph's
 savers do: a regular write of a ``(task_id, idx)`` already written is ignored, a special
-one (error, interrupt, resume) replaces the earlier, in ``writes_sort_key`` order.
+one (error, interrupt, resume) replaces the earlier, in ``writes_sort_key`` order. A
+write record holds its task once (``state["t"]``, ``state["p"]``) and each write as
+``[channel, value]`` (``idx`` is its position; a special channel's ``idx`` is written).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import attrs
@@ -95,14 +101,27 @@ class Where:
         self.user_id = user_id
 
     def properties(self, kind: str, checkpoint_id: str, **more: Any) -> dict[str, Any]:
-        info = {"kind": kind, "ns": self.checkpoint_ns, "id": checkpoint_id}
-        return {"langgraph": {**info, "gen": self.generation, **more}}
+        info = {"kind": kind, "ns": self.checkpoint_ns, "id": checkpoint_id,
+                "gen": self.generation, **more}  # fmt: skip
+        return {"langgraph": compact_info(info)}
+
+
+_INFO_DEFAULTS: dict[str, Any] = {"ns": "", "gen": 0}
+
+
+def compact_info(info: dict[str, Any]) -> dict[str, Any]:
+    """``info`` without the fields at their defaults (the root namespace, generation 0):
+    bytes on every record that :func:`lg` puts back."""
+    return {k: v for k, v in info.items() if k not in _INFO_DEFAULTS or v != _INFO_DEFAULTS[k]}
 
 
 def lg(record: Record) -> dict[str, Any]:
-    """The LangGraph part of a record's properties (``{}`` for a record of another kind)."""
+    """The LangGraph part of a record's properties, defaults filled in (``{}`` for a record
+    of another kind)."""
     value = record.properties.get("langgraph")
-    return value if isinstance(value, dict) else {}
+    if not isinstance(value, dict) or not value:
+        return {}
+    return {**_INFO_DEFAULTS, **value}
 
 
 def _plain_json(value: object) -> bool:
@@ -144,9 +163,7 @@ def checkpoint_record(
         messages, tenant_id=where.tenant_id, session_id=where.session_id, user_id=where.user_id
     )
     c["channel_values"] = values
-    state: dict[str, Any] = {"checkpoint": codec.encode_value(c, refs)}
-    if channel is not None:
-        state["channel"] = channel
+    state = _compact_state(codec, c, refs, channel)
     if refs.extra:
         state["messages"] = refs.extra
     refs.frozen = True
@@ -174,6 +191,79 @@ def checkpoint_record(
     values = {name: getattr(record, name) for name in _RECORD_FIELDS}
     values["history"] = history
     return builder(Record)(**values), refs
+
+
+# The checkpoint's fields in ``state["c"]`` under short names (``state["checkpoint"]`` with
+# LangGraph's names, as earlier versions wrote it, reads the same): a few hundred bytes a
+# step over the three checkpoints of a chat turn.
+_SHORT = {"channel_versions": "cv", "versions_seen": "vs", "updated_channels": "uc",
+          "channel_values": "cx", "pending_sends": "ps"}  # fmt: skip
+_LONG = {v: k for k, v in _SHORT.items()}
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICRO = timedelta(microseconds=1)
+
+
+def _ts_micros(ts: object) -> int | None:
+    """``ts`` as integer microseconds when it is the UTC ``isoformat()`` they give back."""
+    if type(ts) is not str:
+        return None
+    try:
+        at = datetime.fromisoformat(ts)
+    except ValueError:
+        return None
+    if at.utcoffset() != timedelta(0):
+        return None
+    micros = (at - _EPOCH) // _MICRO
+    return micros if _micros_ts(micros) == ts else None
+
+
+def _micros_ts(micros: int) -> str:
+    return (_EPOCH + timedelta(microseconds=micros)).isoformat()
+
+
+def _compact_state(
+    codec: MessageCodec, c: dict[str, Any], refs: Refs, channel: str | None
+) -> dict[str, Any]:
+    """The record state of checkpoint fields ``c`` (its message-list ``channel`` apart):
+    short names, ``ts`` as microseconds, no empty ``channel_values``; the history channel
+    under ``"h"`` unless it is ``messages`` (``null``: none)."""
+    if any(k in _LONG or k == "t" for k in c):  # not a field set this format names
+        state: dict[str, Any] = {"checkpoint": codec.encode_value(c, refs)}
+        if channel is not None:
+            state["channel"] = channel
+        return state
+    out: dict[str, Any] = {}
+    for key, value in c.items():
+        if key == "ts":
+            micros = _ts_micros(value)
+            if micros is not None:
+                out["t"] = micros
+                continue
+        elif key == "channel_values" and value == {}:
+            continue
+        out[_SHORT.get(key, key)] = value
+    state = {"c": codec.encode_value(out, refs)}
+    if channel != "messages":
+        state["h"] = channel
+    return state
+
+
+def _checkpoint_of_state(
+    codec: MessageCodec, state: dict[str, Any], resolve: Resolver
+) -> tuple[dict[str, Any], str | None]:
+    """The checkpoint fields and history channel a record state holds (either format)."""
+    if "c" not in state:
+        old: dict[str, Any] = codec.decode_value(state["checkpoint"], resolve)
+        return old, state.get("channel")
+    fields: dict[str, Any] = codec.decode_value(state["c"], resolve)
+    c: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key == "t":
+            c["ts"] = _micros_ts(value)
+        else:
+            c[_LONG.get(key, key)] = value
+    c.setdefault("channel_values", {})
+    return c, state.get("h", "messages")
 
 
 def metadata_of(codec: MessageCodec, record: Record) -> CheckpointMetadata:
@@ -204,9 +294,8 @@ def tuple_of(
     """The LangGraph checkpoint tuple of a stored record and its pending-write records."""
     info = lg(record)
     history, resolve = resolver(codec, record)
-    checkpoint: dict[str, Any] = codec.decode_value(record.state["checkpoint"], resolve)
+    checkpoint, channel = _checkpoint_of_state(codec, record.state, resolve)
     checkpoint = {"v": checkpoint.pop("v", 1), "id": info["id"], **checkpoint}
-    channel = record.state.get("channel")
     if channel is not None:
         checkpoint["channel_values"] = {**checkpoint["channel_values"], channel: list(history)}
     ns = info["ns"]
@@ -240,15 +329,19 @@ def writes_record(
     """Record ``n`` of the pending writes on checkpoint record ``record_id`` (``refs``: the
     messages that record holds, when known, written as references)."""
     items = [
-        [task_id, channel, WRITES_IDX_MAP.get(channel, idx), task_path,
-         codec.encode_value(value, refs)]
-        for idx, (channel, value) in enumerate(writes)
-    ]  # fmt: skip
+        [channel, codec.encode_value(value, refs)]
+        if channel not in WRITES_IDX_MAP
+        else [channel, codec.encode_value(value, refs), WRITES_IDX_MAP[channel]]
+        for channel, value in writes
+    ]
+    state: dict[str, Any] = {"t": task_id, "w": items}
+    if task_path:
+        state["p"] = task_path
     return Record(
         id=writes_record_id(record_id, n),
         tenant_id=where.tenant_id,
         session_id=where.session_id,
-        state={"writes": items},
+        state=state,
         properties=where.properties(WRITES, checkpoint_id, n=n),
     )
 
@@ -260,10 +353,23 @@ def fold_writes(
     sees them: first regular write per ``(task_id, idx)``, last special one, sorted."""
     kept: dict[tuple[str, int], list[Any]] = {}
     for record in records:
-        for item in record.state.get("writes") or ():
+        for item in _write_items(record.state):
             task_id, idx = item[0], item[2]
             if idx >= 0 and (task_id, idx) in kept:
                 continue
             kept[(task_id, idx)] = item
     ordered = sorted(kept.values(), key=lambda i: writes_sort_key(i[3], i[0], i[2]))
     return [(i[0], i[1], codec.decode_value(i[4], resolve)) for i in ordered]
+
+
+def _write_items(state: dict[str, Any]) -> list[list[Any]]:
+    """A write record's writes as ``[task_id, channel, idx, task_path, value]``: the
+    record holds the task once and a write's ``idx`` only when it is not its position
+    (a special channel's), or (as earlier versions wrote it) every item whole."""
+    if "w" not in state:
+        return list(state.get("writes") or ())
+    task_id, path = state["t"], state.get("p", "")
+    return [
+        [task_id, item[0], item[2] if len(item) > 2 else idx, path, item[1]]
+        for idx, item in enumerate(state["w"])
+    ]

@@ -44,6 +44,7 @@ from threadline_langgraph.records import (
     WRITES,
     Where,
     checkpoint_record,
+    compact_info,
     lg,
     metadata_of,
     stored_values,
@@ -517,7 +518,7 @@ def _rehome(m: Message, session_id: str, seen: dict[str, Message]) -> Message:
 
 
 def _moved(record: Record, generation: int) -> dict[str, Any]:
-    return {**record.properties, "langgraph": {**lg(record), "gen": generation}}
+    return {**record.properties, "langgraph": compact_info({**lg(record), "gen": generation})}
 
 
 def _thread_of(session: Session) -> str:
