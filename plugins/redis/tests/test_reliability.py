@@ -49,6 +49,18 @@ async def test_sigkill_mid_stream_loses_nothing_acknowledged(redis_server: Redis
     acked: dict[str, str] = {}  # message id -> last acknowledged content
     killed = asyncio.Event()
     failure: list[BaseException] = []
+    # killed after a random number of acknowledged writes (an event, not a timer): at
+    # least six replies of 21 writes each are acknowledged first, however slow the machine
+    target = random.randint(6 * 21, 12 * 21)
+    writes = 0
+    enough = asyncio.Event()
+
+    def ack(message_id: str, content: str) -> None:
+        nonlocal writes
+        acked[message_id] = content
+        writes += 1
+        if writes >= target:
+            enough.set()
 
     async def stream() -> None:
         try:
@@ -57,20 +69,20 @@ async def test_sigkill_mid_stream_loses_nothing_acknowledged(redis_server: Redis
                     Message(session_id=session.id, tenant_id=tenant, role="assistant",
                             content="", status="streaming")
                 )  # fmt: skip
-                acked[reply.id] = ""
+                ack(reply.id, "")
                 text = ""
                 for token in range(20):
                     text += f"t{turn}.{token} "
                     reply = await store.update_message(
                         Message(**{**reply.to_dict(), "content": text})
                     )
-                    acked[reply.id] = text
+                    ack(reply.id, text)
         except StoreUnavailableError as exc:
             failure.append(exc)
             assert killed.is_set(), "the store failed before the server was killed"
 
     writer = asyncio.create_task(stream())
-    await asyncio.sleep(0.4 + random.random() * 0.3)
+    await asyncio.wait_for(enough.wait(), 60)
     killed.set()
     redis_server.kill()
     await asyncio.wait_for(writer, 30)
@@ -100,10 +112,10 @@ async def test_restart_under_16_writers(redis_server: RedisServer) -> None:
     sessions = [await store.create_session(Session(tenant_id=tenant)) for _ in range(16)]
     acked: dict[str, list[str]] = {s.id: [] for s in sessions}
     errors: list[BaseException] = []
-    stop = time.monotonic() + 6
+    done = asyncio.Event()
 
     async def writer(session: Session) -> None:
-        while time.monotonic() < stop:
+        while not done.is_set():
             message = Message(session_id=session.id, tenant_id=tenant, role="user", content="x")
             while True:  # the same message (same id) until it is acknowledged
                 try:
@@ -115,11 +127,28 @@ async def test_restart_under_16_writers(redis_server: RedisServer) -> None:
             assert stored.id == message.id
             acked[session.id].append(stored.id)
 
+    async def until(condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 60
+        while not condition():
+            assert time.monotonic() < deadline, what
+            await asyncio.sleep(0.02)
+
     async def restart() -> None:
-        await asyncio.sleep(1.5)
-        await asyncio.to_thread(redis_server.stop)
-        await asyncio.sleep(1.0)
-        await asyncio.to_thread(redis_server.start)
+        # Each step waits for what the writers did (events, not timers): every writer has
+        # appended before the stop, one has failed on the stopped server, and every writer
+        # has appended again after the start.
+        try:
+            await until(lambda: all(len(a) >= 5 for a in acked.values()), "writers never ran")
+            await asyncio.to_thread(redis_server.stop)
+            await until(lambda: bool(errors), "no writer noticed the stopped server")
+            await asyncio.to_thread(redis_server.start)
+            after = {sid: len(a) for sid, a in acked.items()}
+            await until(
+                lambda: all(len(acked[sid]) >= n + 5 for sid, n in after.items()),
+                "the writers did not resume after the restart",
+            )
+        finally:
+            done.set()
 
     started = time.monotonic()
     await asyncio.gather(restart(), *(writer(s) for s in sessions))

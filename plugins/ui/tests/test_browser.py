@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -85,35 +83,34 @@ def test_reply_streams_in_from_another_process(
     base = serve(seeded.url, poll_interval=0.1)
     page.goto(base + f"/t/{T}/s/{seeded.chat}")
     expect(page.locator("#live-state")).to_have_text("live")
+    words = [f"word{i}" for i in range(24)]
+    pauses = (7, 13, 19)  # the writer waits after these pieces (piece n + 2 is word n)
     writer = subprocess.Popen(
-        [sys.executable, str(HERE / "_writer.py"), seeded.url, seeded.chat, "24"],
+        [sys.executable, str(HERE / "_writer.py"), seeded.url, seeded.chat, "24",
+         ",".join(map(str, pauses))],
         env={**os.environ},
-    )
+        stdin=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert writer.stdin is not None
     try:
         reply = page.locator("#messages article.role-assistant").nth(2)
-        seen: list[str] = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if reply.count():
-                status = reply.get_attribute("data-status")
-                text = reply.locator(".content").inner_text() if status else ""
-                if not seen or seen[-1] != text:
-                    seen.append(text)
-                if status == "complete":
-                    break
-            time.sleep(0.05)
+        # While the writer waits, the page shows the reply as far as it got, still
+        # streaming: the test releases it only after seeing that state (no timing).
+        for piece in pauses:
+            partial = "Echo: " + " ".join(words[: piece - 1])
+            expect(reply.locator(".content")).to_have_text(partial, timeout=30_000)
+            expect(reply).to_have_attribute("data-status", "streaming")
+            writer.stdin.write("go\n")
+            writer.stdin.flush()
+        writer.stdin.close()
         assert writer.wait(30) == 0
     finally:
         writer.kill()
     # the question, then the reply growing word by word while it streamed, then complete
     expect(page.locator("#messages article.role-user").last).to_contain_text("word23")
-    expect(reply).to_have_attribute("data-status", "complete")
-    expect(reply.locator(".content")).to_have_text(
-        "Echo: " + " ".join(f"word{i}" for i in range(24))
-    )
-    partial = [t for t in seen if t and not t.endswith("word23")]
-    assert len(partial) >= 3, seen  # several intermediate states were shown
-    assert all(b.startswith(a) for a, b in itertools.pairwise(seen) if a), seen
+    expect(reply).to_have_attribute("data-status", "complete", timeout=30_000)
+    expect(reply.locator(".content")).to_have_text("Echo: " + " ".join(words))
 
 
 def test_usage_page_shows_calls_tokens_and_charts(
