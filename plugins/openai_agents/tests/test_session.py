@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import pytest
 from agents import SQLiteSession
 from agents.memory import Session as SessionProtocol
@@ -21,7 +22,7 @@ from threadline_openai_agents import (
     ThreadlineSession,
     thread_session_id,
 )
-from threadline_openai_agents.items import keeps_objects, message_from_item
+from threadline_openai_agents.items import message_from_item
 
 
 def session_of(store: Store, name: str = "conversation-1", **kwargs: Any) -> ThreadlineSession:
@@ -75,7 +76,7 @@ async def test_every_item_type_round_trips_exactly(store: Store) -> None:
     assert await session.get_items(4) == EVERY_ITEM[-4:]
     stored = await store.get_messages(session.tenant_id, session.thread_session_id)
     forms = {type(m.metadata["openai_agents"]["item"]) for m in stored if m.metadata}
-    assert forms == {dict if keeps_objects(store.primary) else str}  # SQLite: one decode
+    assert forms == {str}  # one stored form on every store: the item's exact JSON text
     reopened = await connect(store.url) if store.url is not None else store
     try:
         assert await session_of(reopened).get_items() == EVERY_ITEM
@@ -86,10 +87,11 @@ async def test_every_item_type_round_trips_exactly(store: Store) -> None:
 
 @pytest.mark.parametrize("as_object", [False, True], ids=["text-form", "object-form"])
 async def test_items_stored_in_either_form_read_back_the_same(
-    store: Store, as_object: bool
+    store: Store, kind: str, as_object: bool
 ) -> None:
-    """A session written in the text form (every store, and before the object form) or in
-    the object form (SQLite; or copied onto another store) reads back the items it holds."""
+    """A session written in the text form (every store) or in the object form an earlier
+    release wrote on SQLite (the item's JSON object in the metadata; or copied onto another
+    store) reads back the items it holds."""
     session = session_of(store)
     await session.add_items([user("first")])  # creates the session
     messages = [
@@ -99,25 +101,63 @@ async def test_items_stored_in_either_form_read_back_the_same(
             tenant_id=session.tenant_id,
             user_id=None,
             agent_id=None,
-            as_object=as_object,
         )
         for item in EVERY_ITEM
     ]
-    if as_object:
-        assert all(not isinstance(m.metadata["openai_agents"]["item"], str) for m in messages[1:])
+    if as_object:  # the earlier release's layout: {"item": {...}, "text": [...]}
+        for m in messages:
+            if m.metadata:
+                stored = m.metadata["openai_agents"]
+                stored["item"] = json.loads(stored["item"])
     await store.save_messages(messages)
     expected = [user("first"), *EVERY_ITEM]
     got = await session.get_items()
     assert got == expected
-    if not as_object or keeps_objects(store.primary):  # jsonb orders an object's keys its way
+    if not as_object or kind != "postgres":  # jsonb orders an object's keys its way
         assert [json.dumps(i) for i in got] == [json.dumps(i) for i in expected]
     assert await session.get_items(3) == expected[-3:]
     # what a caller does to the items it got never reaches the stored history
     for item in got:
         item.clear()
     assert await session.get_items() == expected
+    for item in await session.get_items(2):
+        item.clear()
+    assert await session.get_items(2) == expected[-2:]
+    assert await session_of(store).get_items() == expected  # a new object: read afresh
     assert await session.pop_item() == expected[-1]
     assert await session.get_items() == expected[:-1]
+
+
+async def test_a_session_object_sees_what_other_writers_did_since_it_last_read(
+    store: Store, deletes: Callable[[], None]
+) -> None:
+    """The items a session object keeps between reads never hide a change made through
+    another object, process or the store itself: appends, pops, clears, a deleted and
+    recreated session, the newest message rewritten."""
+    deletes()
+    reader, writer = session_of(store), session_of(store)
+    await writer.add_items([user("a"), user("b")])
+    assert await reader.get_items() == [user("a"), user("b")]
+    assert await reader.get_items(1) == [user("b")]
+    await writer.add_items([EVERY_ITEM[4], EVERY_ITEM[5]])
+    assert await reader.get_items() == [user("a"), user("b"), EVERY_ITEM[4], EVERY_ITEM[5]]
+    assert await writer.pop_item() == EVERY_ITEM[5]
+    assert await reader.get_items(2) == [user("b"), EVERY_ITEM[4]]
+    await writer.pop_item()
+    await writer.add_items([user("c")])  # as many items as before the pop, a new seq
+    assert await reader.get_items() == [user("a"), user("b"), user("c")]
+    await writer.clear_session()
+    await writer.add_items([user("x"), user("y"), user("z")])
+    assert await reader.get_items() == [user("x"), user("y"), user("z")]
+    assert await store.delete_session(reader.tenant_id, reader.thread_session_id)
+    assert await reader.get_items(3) == []
+    await writer.add_items([user("1"), user("2"), user("3")])  # seqs 1-3 again, new ids
+    assert await reader.get_items() == [user("1"), user("2"), user("3")]
+    newest = await store.read_messages(
+        reader.tenant_id, reader.thread_session_id, limit=1, newest_first=True
+    )
+    await store.update_message(attrs.evolve(newest[0], content="3 (edited)"))
+    assert await reader.get_items() == [user("1"), user("2"), user("3 (edited)")]
 
 
 async def test_items_are_readable_threadline_messages(store: Store) -> None:
@@ -293,6 +333,21 @@ async def test_get_items_with_a_limit_reads_only_that_many_newest_first(store: S
     await session.add_items([user(str(i)) for i in range(50)])
     assert await session.get_items(3) == [user("47"), user("48"), user("49")]
     assert spy.calls == [("read_messages", {"limit": 3, "newest_first": True})]
+
+
+async def test_a_read_after_a_read_fetches_only_the_new_messages(store: Store) -> None:
+    """A Runner's read before each turn costs the new turn, not the whole history again."""
+    spy = _ReadSpy(*store.plugins)
+    spy.calls = []
+    session = session_of(spy)
+    await session.add_items([user(str(i)) for i in range(50)])
+    assert len(await session.get_items()) == 50
+    await session.add_items([user("50"), user("51")])
+    spy.calls.clear()
+    assert await session.get_items() == [user(str(i)) for i in range(52)]
+    assert await session.get_items(3) == [user("49"), user("50"), user("51")]
+    # each read: from the newest message already held on (it is checked, seqs 50 and 52)
+    assert spy.calls == [("read_messages", {"after_seq": 49}), ("read_messages", {"after_seq": 51})]
 
 
 async def test_a_store_without_delete_messages_refuses_pop_and_clear() -> None:

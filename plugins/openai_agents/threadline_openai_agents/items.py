@@ -4,17 +4,13 @@ An item becomes one :class:`~threadline.models.Message`. The SDK's easy input me
 (``{"content": text, "role": "user"}``) is a plain message. Any other item gets its role
 mapped (``user``, ``assistant``, ``system`` for ``system``/``developer`` messages, ``tool``
 for the outputs of calls), its main text (a message's text, a call's arguments, an output)
-as the message ``content`` so the CLI, the UI and exports show it, and the rest in
-``metadata["openai_agents"]["item"]`` (the text's place left ``null`` and put back on
-reading), in one of two forms:
+as the message ``content`` so the CLI, the UI and exports show it, and the rest as its
+exact JSON **text** in ``metadata["openai_agents"]["item"]`` (the text's place left ``null``
+and put back on reading): one form on every store, since key order, numbers and unknown
+fields survive it in a ``jsonb`` column and any third-party store, where a JSON object
+would not (``jsonb`` reorders keys).
 
-* its exact JSON **text** (every store: key order, numbers and unknown fields survive a
-  ``jsonb`` column and any third-party store), decoded a second time on reading;
-* the JSON **object** itself, on stores that keep a JSON object's key order and decode a
-  fresh one on every read (:data:`OBJECT_STORES`, SQLite): the store's own metadata
-  decode then yields the item, nothing is decoded twice.
-
-Both forms are read on every store, so sessions written before the object form read back
+Items that an earlier release stored as the JSON **object** itself (on SQLite) read back
 the same. Messages written by threadline's own agent are read as the equivalent SDK items.
 """
 
@@ -32,17 +28,15 @@ from threadline.models import Message, Role
 
 __all__ = [
     "METADATA_KEY",
-    "OBJECT_STORES",
     "item_role",
     "items_from_message",
     "items_from_messages",
-    "keeps_objects",
     "message_from_item",
 ]
 
 METADATA_KEY = "openai_agents"
-"""The message metadata key holding the item (``item``: JSON text or object, ``text``: the
-path of the text put back from ``content``)."""
+"""The message metadata key holding the item (``item``: its JSON text, or the JSON object an
+earlier release wrote on SQLite; ``text``: the path of the text put back from ``content``)."""
 
 _TEXT_FIELDS = ("content", "output", "arguments", "summary")
 _ROLES: dict[str, Role] = {
@@ -59,15 +53,6 @@ _scan: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(
 compact text this module wrote, so the C scanner reads it from offset 0 directly."""
 
 Path = tuple[str | int, ...]
-
-OBJECT_STORES = ("threadline_sqlite.",)
-"""Modules of the store plugins whose metadata keeps key order and comes back as fresh
-objects on every read: the items they hold are written in the object form."""
-
-
-def keeps_objects(store: object) -> bool:
-    """Whether ``store`` (its primary plugin) holds items in the object form."""
-    return type(store).__module__.startswith(OBJECT_STORES)
 
 
 def item_role(item: dict[str, Any]) -> tuple[Role, str | None]:
@@ -130,10 +115,8 @@ def message_from_item(
     tenant_id: str,
     user_id: str | None,
     agent_id: str | None,
-    as_object: bool = False,
 ) -> Message:
-    """The message that stores ``item`` (a JSON-serialisable dict, as the SDK's sessions take),
-    in the object form when ``as_object`` (a fresh copy: the caller's item stays its own).
+    """The message that stores ``item`` (a JSON-serialisable dict, as the SDK's sessions take).
 
     :raises ValidationError: ``item`` is not a dict, or not JSON (NaN, objects, lone surrogates).
     """
@@ -163,7 +146,7 @@ def message_from_item(
         raw = _encoder.encode(shell)
     except (TypeError, ValueError, RecursionError) as exc:
         raise ValidationError(f"a session item is not JSON-serialisable: {exc}") from None
-    stored: dict[str, Any] = {"item": _scan(raw, 0)[0] if as_object else raw}
+    stored: dict[str, Any] = {"item": raw}
     if path is not None:
         stored["text"] = list(path)
     name = data.get("name") if data.get("type") == "function_call" else None
@@ -180,14 +163,8 @@ def message_from_item(
     )
 
 
-def items_from_messages(
-    messages: Iterable[Message], fresh: bool = False
-) -> list[TResponseInputItem]:
-    """The SDK items of stored ``messages``, in order (the hot path of every read).
-
-    ``fresh``: the messages were just decoded for this read (:func:`keeps_objects`), so an
-    item in the object form is returned as it is, not copied.
-    """
+def items_from_messages(messages: Iterable[Message]) -> list[TResponseInputItem]:
+    """The SDK items of stored ``messages``, in order: new objects, the caller's to change."""
     out: list[Any] = []
     append, scan, encode, key = out.append, _scan, _encoder.encode, METADATA_KEY
     for message in messages:
@@ -198,11 +175,9 @@ def items_from_messages(
             else:
                 append({"content": message.content, "role": message.role})
             continue
+        # its JSON text, or the object form of an earlier release (copied: a store's own)
         item = stored["item"]
-        if item.__class__ is str:
-            item = scan(item, 0)[0]
-        elif not fresh:  # a store's own objects (the memory store's): the caller gets a copy
-            item = scan(encode(item), 0)[0]
+        item = scan(item if item.__class__ is str else encode(item), 0)[0]
         path = stored.get("text")
         if path:  # the text goes back where it was (the parsed item is ours to change)
             if len(path) == 1:
@@ -213,9 +188,9 @@ def items_from_messages(
     return out
 
 
-def items_from_message(message: Message, fresh: bool = False) -> list[TResponseInputItem]:
+def items_from_message(message: Message) -> list[TResponseInputItem]:
     """The SDK item(s) a stored message stands for (one, unless threadline's agent wrote it)."""
-    return items_from_messages((message,), fresh)
+    return items_from_messages((message,))
 
 
 def _native_items(message: Message) -> list[Any]:

@@ -4,11 +4,19 @@ Each SDK item is one threadline message (see :mod:`threadline_openai_agents.item
 threadline session in the given tenant, so ``threadline sessions``, ``copy``, ``export`` and
 ``erase-user`` work on Agents SDK conversations too. Only the public
 :class:`threadline.Store` API is used, so every store (and third-party ones) can hold them.
+
+A session object keeps the items it last read (:class:`_Tail`): the next ``get_items``
+reads only the messages from the newest one it holds onwards (one indexed read), checks
+that this one is still stored unchanged (a pop, a clear or a deleted session removes it;
+seqs are never reused) and hands out fresh copies of the kept items plus the new ones,
+instead of rebuilding every message of the history. An older message rewritten in place
+(``update_message``, erasure's redaction: nothing the SDK does) shows in a new object.
 """
 
 from __future__ import annotations
 
 import asyncio
+import marshal
 import uuid
 from typing import Any
 
@@ -22,13 +30,12 @@ from agents.memory.session_settings import (
 from threadline import Store, connect
 from threadline.errors import ConfigurationError, ConflictError, NotFoundError, ValidationError
 from threadline.ids import check_id, optional_id
-from threadline.models import Session
+from threadline.models import Message, Session
 from threadline.runtime.agent import LOCAL_TENANT_ID
 from threadline_openai_agents.items import (
     METADATA_KEY,
     items_from_message,
     items_from_messages,
-    keeps_objects,
     message_from_item,
 )
 
@@ -41,6 +48,57 @@ __all__ = [
 
 SESSION_NAMESPACE = uuid.UUID("990058be-be9e-44fb-a08d-ed85191f5402")
 """The UUIDv5 namespace that turns an SDK session id (any string) into a threadline one."""
+
+
+_TAIL_KEEP = 1000
+"""A tail read with a ``limit`` (not the whole history) keeps at most this many items as it
+grows with new messages: a Runner reading the last 20 of a long chat holds no more."""
+
+
+class _Tail:
+    """The items of a session's latest messages as this session object last read them.
+
+    ``items`` are this object's own (never handed out: :meth:`copy` makes fresh ones);
+    ``last`` is the newest message they come from, ``complete`` whether they are the whole
+    history (else the newest ``len(items)`` items of it).
+    """
+
+    __slots__ = ("blobs", "complete", "items", "last")
+
+    def __init__(self, items: list[Any], last: Message, complete: bool) -> None:
+        self.items = items
+        self.last = last
+        self.complete = complete
+        self.blobs: dict[int | None, bytes] = {}
+
+    def covers(self, limit: int | None) -> bool:
+        """Whether the answer to ``get_items(limit)`` is in :attr:`items`: the newest
+        ``limit`` items of a history are those of its newest ``limit`` messages (every
+        message stands for at least one item)."""
+        return self.complete or (limit is not None and len(self.items) >= limit)
+
+    def extend(self, messages: list[Message]) -> None:
+        """Add the messages stored after :attr:`last`."""
+        self.items.extend(items_from_messages(messages))
+        self.last = messages[-1]
+        self.blobs.clear()
+        if not self.complete and len(self.items) > _TAIL_KEEP:
+            del self.items[:-_TAIL_KEEP]
+
+    def copy(self, limit: int | None) -> list[TResponseInputItem]:
+        """Fresh copies of the newest ``limit`` items (all: ``None``), key order kept.
+
+        ``marshal`` keeps the copy in C and shares the repeated keys: ~2x faster than
+        decoding the items' JSON, ~5x than decoding it item by item.
+        """
+        key = limit if limit is not None and limit < len(self.items) else None
+        blob = self.blobs.get(key)
+        if blob is None:
+            if len(self.blobs) >= 4:
+                self.blobs.clear()
+            blob = self.blobs[key] = marshal.dumps(self.items if key is None else self.items[-key:])
+        copied: list[TResponseInputItem] = marshal.loads(blob)
+        return copied
 
 
 class MessageDeletionUnsupportedError(ConfigurationError):
@@ -100,6 +158,7 @@ class ThreadlineSession:
         else:
             raise ValidationError(f"store must be a threadline.Store or a URL, got {store!r}")
         self._lock = asyncio.Lock()
+        self._tail: _Tail | None = None
         self._session_known = False
         self._closed = False
 
@@ -166,31 +225,63 @@ class ThreadlineSession:
 
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
         """The history in order; with ``limit`` (else ``session_settings.limit``) the latest
-        ``limit`` items, read newest first from the store's index."""
+        ``limit`` items, read newest first from the store's index. Each call returns new
+        objects (the caller may change them)."""
         limit = resolve_session_limit(limit, self.session_settings)
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+                raise ValidationError(f"limit must be None or an int >= 0, got {limit!r}")
+            if limit == 0:
+                return []
         store = await self.get_store()
-        fresh = keeps_objects(store.primary)
-        if limit is None:
-            return items_from_messages(
-                await store.get_messages(self.tenant_id, self.thread_session_id), fresh
-            )
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            raise ValidationError(f"limit must be None or an int >= 0, got {limit!r}")
-        if limit == 0:
-            return []
-        newest = await store.read_messages(
-            self.tenant_id, self.thread_session_id, limit=limit, newest_first=True
+        async with self._lock:
+            tail = await self._current_tail(store)
+            if tail is None or not tail.covers(limit):
+                tail = await self._read_tail(store, limit)
+                if tail is None:
+                    return []
+            return tail.copy(limit)
+
+    async def _current_tail(self, store: Store) -> _Tail | None:
+        """The kept tail brought up to date with one read from its newest message on, or
+        ``None`` when there is none or that message is gone or changed (a pop, a clear, a
+        deleted session, a rewrite: seqs are never reused)."""
+        tail = self._tail
+        if tail is None:
+            return None
+        last = tail.last
+        assert last.seq is not None
+        since = await store.read_messages(
+            self.tenant_id, self.thread_session_id, after_seq=last.seq - 1
         )
-        newest.reverse()
-        items = items_from_messages(newest, fresh)
-        return items[-limit:] if len(items) > limit else items
+        if not since or since[0] != last:
+            self._tail = None
+            return None
+        if len(since) > 1:
+            tail.extend(since[1:])
+        return tail
+
+    async def _read_tail(self, store: Store, limit: int | None) -> _Tail | None:
+        """Read the whole history (or its newest ``limit`` messages) and keep its items."""
+        if limit is None:
+            messages = await store.get_messages(self.tenant_id, self.thread_session_id)
+        else:
+            messages = await store.read_messages(
+                self.tenant_id, self.thread_session_id, limit=limit, newest_first=True
+            )
+            messages.reverse()
+        if not messages or messages[-1].seq is None:
+            self._tail = None
+            return None
+        complete = limit is None or len(messages) < limit
+        self._tail = _Tail(items_from_messages(messages), messages[-1], complete)
+        return self._tail
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
         """Append ``items`` in one transaction, in order (each batch stays contiguous)."""
         if not items:
             return
         store = await self.get_store()
-        as_object = keeps_objects(store.primary)
         messages = [
             message_from_item(
                 item,
@@ -198,7 +289,6 @@ class ThreadlineSession:
                 tenant_id=self.tenant_id,
                 user_id=self.user_id,
                 agent_id=self.agent_id,
-                as_object=as_object,
             )
             for item in items
         ]
@@ -220,6 +310,7 @@ class ThreadlineSession:
         store = await self.get_store()
         self._check_deletes(store, "pop_item")
         async with self._lock:
+            self._tail = None
             newest = await store.read_messages(
                 self.tenant_id, self.thread_session_id, limit=1, newest_first=True
             )
@@ -230,11 +321,12 @@ class ThreadlineSession:
             await store.delete_messages(
                 self.tenant_id, self.thread_session_id, after_seq=message.seq - 1
             )
-        return list(items_from_message(message, keeps_objects(store.primary)))[-1]
+        return items_from_message(message)[-1]
 
     async def clear_session(self) -> None:
         """Delete every item; the session (its id, owner, title) stays."""
         store = await self.get_store()
         self._check_deletes(store, "clear_session")
         async with self._lock:
+            self._tail = None
             await store.delete_messages(self.tenant_id, self.thread_session_id, after_seq=0)
