@@ -22,8 +22,14 @@ saver it prints:
 
 The reference rows are LangGraph's own savers (``SqliteSaver`` from
 ``langgraph-checkpoint-sqlite``, ``PostgresSaver`` from ``langgraph-checkpoint-postgres``,
-skipped when not installed or no server answers), on the same database kinds. Ratios are
-the framework saver's figure over ThreadlineSaver's (per-step time) and stored / text.
+skipped when not installed or no server answers), on the same database kinds, and
+LangGraph's ``InMemorySaver`` (no database: what the graph itself costs per step, the
+floor under every saver's figure). Ratios are the framework saver's figure over
+ThreadlineSaver's (per-step time) and stored / text.
+
+``--breakdown`` runs the loop once more on a ThreadlineSaver SQLite file and prints where
+its bytes are: per record kind (input checkpoint, loop checkpoint, pending writes) the
+bytes of each column per row, and the pages of each table and index (``dbstat``).
 """
 
 from __future__ import annotations
@@ -113,6 +119,71 @@ def run(
                statistics.median(restores), statistics.median(cpu[-10:]))  # fmt: skip
 
 
+def memory_row(steps: int) -> Row:
+    """LangGraph's ``InMemorySaver``: the graph's own cost per step, no database."""
+    from contextlib import nullcontext
+
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    saver = InMemorySaver()
+    return run("InMemorySaver (no database)", lambda: nullcontext(saver), lambda: 0, steps)
+
+
+def breakdown(steps: int, folder: Path) -> None:
+    """Where a ThreadlineSaver SQLite file's bytes are, per record kind and column, and
+    per table and index (``dbstat`` pages: payload and unused bytes)."""
+    import json
+    import sqlite3
+
+    path = folder / "breakdown.db"
+    with ThreadlineSaver.from_conn_string(f"sqlite:///{path}"):
+        pass
+    empty = sum(p.stat().st_size for p in folder.glob("breakdown.db*"))
+    with ThreadlineSaver.from_conn_string(f"sqlite:///{path}") as saver:
+        graph = compiled(saver)
+        for i in range(steps):
+            result = graph.invoke({"messages": [question(i)]}, THREAD)
+    text = sum(len(m.content) for m in result["messages"])
+    db = sqlite3.connect(path)
+    columns = [r[1] for r in db.execute("PRAGMA table_info(entity_checkpoint)")]
+    kinds: dict[str, dict[str, int]] = {}
+    for row in db.execute("SELECT * FROM entity_checkpoint"):
+        values = dict(zip(columns, row))
+        info = json.loads(values["properties"] or "{}").get("langgraph", {})
+        kind = info.get("kind", "?")
+        if kind == "checkpoint":
+            kind = f"checkpoint ({info.get('metadata', {}).get('source', '?')})"
+        sums = kinds.setdefault(kind, {"rows": 0})
+        sums["rows"] += 1
+        for name, value in values.items():
+            size = len(value) if isinstance(value, (str, bytes)) else 0
+            sums[name] = sums.get(name, 0) + size
+    print(f"\nbreakdown: {steps} steps, {text:,} bytes of text, bytes per step "
+          "(TEXT and BLOB columns, as stored)\n")  # fmt: skip
+    shown = [c for c in columns if any(k.get(c) for k in kinds.values())]
+    print("| record kind | rows per step | " + " | ".join(shown) + " | all |")
+    print("|---|---:|" + "---:|" * (len(shown) + 1))
+    for kind, sums in kinds.items():
+        cells = " | ".join(f"{sums.get(c, 0) / steps:,.0f}" for c in shown)
+        total = sum(sums.get(c, 0) for c in shown) / steps
+        print(f"| {kind} | {sums['rows'] / steps:.1f} | {cells} | {total:,.0f} |")
+    print("\n| table or index | pages | bytes | payload | unused | / text |")
+    print("|---|---:|---:|---:|---:|---:|")
+    try:
+        pages = db.execute(
+            "SELECT name, count(*), sum(pgsize), sum(payload), sum(unused) FROM dbstat"
+            " GROUP BY name ORDER BY 3 DESC LIMIT 6"
+        ).fetchall()
+    except sqlite3.OperationalError:  # SQLite built without dbstat
+        pages = []
+    for name, count, size, payload, unused in pages:
+        print(f"| {name} | {count} | {size:,} | {payload:,} | {unused:,} | {size / text:.2f}x |")
+    db.close()
+    total = sum(p.stat().st_size for p in folder.glob("breakdown.db*"))
+    print(f"\nfile: {total:,} bytes, {total / text:.2f}x the text; "
+          f"less the empty store's {empty:,}: {(total - empty) / text:.2f}x")  # fmt: skip
+
+
 def sqlite_rows(steps: int, folder: Path) -> Iterator[Row]:
     def file_size(path: Path) -> Callable[[], int]:
         return lambda: sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
@@ -123,12 +194,16 @@ def sqlite_rows(steps: int, folder: Path) -> Iterator[Row]:
         print("SqliteSaver: langgraph-checkpoint-sqlite is not installed, skipped", file=sys.stderr)
     else:
         path = folder / "sqlitesaver.db"
+        with SqliteSaver.from_conn_string(str(path)) as saver:
+            saver.setup()  # the schema first: its pages are not the thread's data
         yield run("SqliteSaver (SQLite)", lambda: SqliteSaver.from_conn_string(str(path)),
                   file_size(path), steps)  # fmt: skip
     limit = folder / "limit.db"
     yield sqlite_limit(limit, steps, file_size(limit))
     ours = folder / "threadline.db"
     url = f"sqlite:///{ours}"
+    with ThreadlineSaver.from_conn_string(url):
+        pass  # migrate first (176 kB of empty tables): as the other rows, data only
     yield run("ThreadlineSaver (SQLite)", lambda: ThreadlineSaver.from_conn_string(url),
               file_size(ours), steps)  # fmt: skip
 
@@ -263,10 +338,15 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--repeat", type=int, default=1, help="runs; the median of each kept")
+    parser.add_argument("--breakdown", action="store_true", help="where the bytes are, only")
     args = parser.parse_args()
+    if args.breakdown:
+        with tempfile.TemporaryDirectory() as folder:
+            breakdown(args.steps, Path(folder))
+        return
     runs: list[list[Row]] = []
     for _ in range(args.repeat):  # interleaved: each run has every saver once
-        rows = []
+        rows = [memory_row(args.steps)]
         with tempfile.TemporaryDirectory() as folder:
             rows.extend(sqlite_rows(args.steps, Path(folder)))
         if not args.no_postgres:
@@ -283,6 +363,7 @@ def main() -> None:
         stored = f"{r.stored / 1e6:.2f} MB | {r.stored / r.text:.1f}x"
         print(f"| {r.name} | {times} | {stored} | {r.restore * 1e3:.1f} ms |")
     by_name = {r.name: r for r in rows}
+    floor = by_name.get("InMemorySaver (no database)")
     for db in ("SQLite", "PostgreSQL"):
         ours = by_name.get(f"ThreadlineSaver ({db})")
         theirs = [r for r in rows if r.name.endswith(f"({db})") and r is not ours]
@@ -298,6 +379,11 @@ def main() -> None:
                   f"at step 1: {t.early / ours.early:.1f}x; "
                   f"stored: {t.stored / ours.stored:.1f}x; "
                   f"restore: {t.restore / ours.restore:.1f}x")  # fmt: skip
+            if floor:
+                print(f"{db}: {t.name.split()[0]} / InMemorySaver per step at step {n} "
+                      f"(the most any saver can gain on it): {t.late / floor.late:.1f}x; "
+                      f"ThreadlineSaver - InMemorySaver: "
+                      f"{(ours.late - floor.late) * 1e3:.1f} ms")  # fmt: skip
 
 
 if __name__ == "__main__":
