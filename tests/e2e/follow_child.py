@@ -25,7 +25,9 @@ async def follow(url: str, tenant: str, session: str, mode: str) -> None:
         await store.close()
 
 
-async def write(url: str, tenant: str, session: str, words: int, delay: float, pauses: set[int]) -> None:
+async def write(
+    url: str, tenant: str, session: str, words: int, delay: float, pauses: set[int]
+) -> None:
     store = await threadline.connect(url)
     agent = await (
         threadline.AgentBuilder()

@@ -41,7 +41,7 @@ FRAGMENT = re.compile(r"^<!-- fragment: \S.* -->$")
 QUOTE = re.compile(r"^<!-- from \S+ -->$")
 # Variables that would send a block to a real endpoint or another store.
 CLEARED = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL", "DATABASE_URL", "THREADLINE_STORE")
-TIMEOUT = 60
+TIMEOUT = 300  # a hang guard only: on a loaded 2-core machine one `threadline` call took 15 s
 
 
 @dataclass(frozen=True)

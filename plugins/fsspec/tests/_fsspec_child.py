@@ -5,8 +5,9 @@ Commands (each prints one JSON document on stdout):
 ``append ROOT GO_DIR NAME TENANT SESSION SINGLES BATCHES``
     open ``file://ROOT``, wait for ``GO_DIR/go``, append ``SINGLES`` messages one by one
     and ``BATCHES`` batches of 5, print the seqs this process got.
-``hold ROOT TENANT SESSION SECONDS READY_FILE``
-    take the session's writer lock, touch ``READY_FILE``, hold the lock for ``SECONDS``.
+``hold ROOT TENANT SESSION READY_FILE``
+    take the session's writer lock, touch ``READY_FILE``, hold the lock until a line
+    arrives on stdin (the test releases it: no timing).
 ``scribble ROOT TENANT SESSION``
     append 1 MB messages and rewrite them until killed (for the crash test).
 ``dump URL TENANT SESSION``
@@ -19,7 +20,6 @@ import asyncio
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ["THREADLINE_LOAD_PLUGINS"] = "threadline-fsspec"
@@ -56,14 +56,14 @@ async def append(
     return seqs
 
 
-def hold(root: str, tenant: str, session: str, seconds: float, ready: str) -> object:
+def hold(root: str, tenant: str, session: str, ready: str) -> object:
     from threadline_fsspec import layout
     from threadline_fsspec.backends import LocalBackend
 
     backend = LocalBackend(root)
     with backend.lock(f"{layout.session_dir(tenant, session)}/lock", 10):
         Path(ready).touch()
-        time.sleep(seconds)
+        sys.stdin.readline()
     return "released"
 
 
@@ -107,8 +107,7 @@ def main(argv: list[str]) -> None:
             append(root, go_dir, name, tenant, session, int(singles), int(batches))
         )
     elif command == "hold":
-        root, tenant, session, seconds, ready = args
-        result = hold(root, tenant, session, float(seconds), ready)
+        result = hold(*args)
     elif command == "scribble":
         result = asyncio.run(scribble(*args))
     elif command == "dump":

@@ -23,6 +23,7 @@ def start_child(*args: str) -> subprocess.Popen[str]:
     """Start ``_fsspec_child.py ARGS...`` with its output captured."""
     return subprocess.Popen(
         [sys.executable, str(CHILD), *args],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -65,19 +65,20 @@ async def test_a_held_lock_is_a_clear_error_never_a_silent_loss(root: Path, tmp_
         Message(session_id=session.id, tenant_id=session.tenant_id, role="user", content="1")
     )
     ready = tmp_path / "held"
-    holder = start_child("hold", str(root), session.tenant_id, session.id, "1.5", str(ready))
+    holder = start_child("hold", str(root), session.tenant_id, session.id, str(ready))
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 120  # a hang guard: the child may start slowly
         while not ready.exists():
             assert holder.poll() is None, holder.communicate()[1]
             assert time.monotonic() < deadline
             await asyncio.sleep(0.01)
         blocked = Message(session_id=session.id, tenant_id=session.tenant_id, role="user")
-        with pytest.raises(StoreUnavailableError, match="lock"):
+        with pytest.raises(StoreUnavailableError, match="lock"):  # held until released below
             await store.save_message(blocked)
         assert await store.get_messages(session.tenant_id, session.id) == [first]
     finally:
-        holder.communicate(timeout=30)
+        out, err = holder.communicate("release\n", timeout=60)
+    assert holder.returncode == 0 and "released" in out, err
     retried = await store.save_message(blocked)  # the lock is free again: the retry lands
     assert retried.seq == 2
     assert await store.get_messages(session.tenant_id, session.id) == [first, retried]
