@@ -128,36 +128,41 @@ async def test_items_stored_in_either_form_read_back_the_same(
     assert await session.get_items() == expected[:-1]
 
 
-async def test_a_session_object_sees_what_other_writers_did_since_it_last_read(
+async def test_a_session_sees_what_other_processes_did_since_it_last_read(
     store: Store, deletes: Callable[[], None]
 ) -> None:
-    """The items a session object keeps between reads never hide a change made through
-    another object, process or the store itself: appends, pops, clears, a deleted and
-    recreated session, the newest message rewritten."""
+    """The items kept between reads never hide a change made through another connection
+    (another process): appends, pops, clears, a deleted and recreated session, the newest
+    message rewritten."""
     deletes()
-    reader, writer = session_of(store), session_of(store)
-    await writer.add_items([user("a"), user("b")])
-    assert await reader.get_items() == [user("a"), user("b")]
-    assert await reader.get_items(1) == [user("b")]
-    await writer.add_items([EVERY_ITEM[4], EVERY_ITEM[5]])
-    assert await reader.get_items() == [user("a"), user("b"), EVERY_ITEM[4], EVERY_ITEM[5]]
-    assert await writer.pop_item() == EVERY_ITEM[5]
-    assert await reader.get_items(2) == [user("b"), EVERY_ITEM[4]]
-    await writer.pop_item()
-    await writer.add_items([user("c")])  # as many items as before the pop, a new seq
-    assert await reader.get_items() == [user("a"), user("b"), user("c")]
-    await writer.clear_session()
-    await writer.add_items([user("x"), user("y"), user("z")])
-    assert await reader.get_items() == [user("x"), user("y"), user("z")]
-    assert await store.delete_session(reader.tenant_id, reader.thread_session_id)
-    assert await reader.get_items(3) == []
-    await writer.add_items([user("1"), user("2"), user("3")])  # seqs 1-3 again, new ids
-    assert await reader.get_items() == [user("1"), user("2"), user("3")]
-    newest = await store.read_messages(
-        reader.tenant_id, reader.thread_session_id, limit=1, newest_first=True
-    )
-    await store.update_message(attrs.evolve(newest[0], content="3 (edited)"))
-    assert await reader.get_items() == [user("1"), user("2"), user("3 (edited)")]
+    assert store.url is not None
+    other = await connect(store.url)
+    try:
+        reader, writer = session_of(store), session_of(other)
+        await writer.add_items([user("a"), user("b")])
+        assert await reader.get_items() == [user("a"), user("b")]
+        assert await reader.get_items(1) == [user("b")]
+        await writer.add_items([EVERY_ITEM[4], EVERY_ITEM[5]])
+        assert await reader.get_items() == [user("a"), user("b"), EVERY_ITEM[4], EVERY_ITEM[5]]
+        assert await writer.pop_item() == EVERY_ITEM[5]
+        assert await reader.get_items(2) == [user("b"), EVERY_ITEM[4]]
+        await writer.pop_item()
+        await writer.add_items([user("c")])  # as many items as before the pop, a new seq
+        assert await session_of(store).get_items() == [user("a"), user("b"), user("c")]
+        await writer.clear_session()
+        await writer.add_items([user("x"), user("y"), user("z")])
+        assert await reader.get_items() == [user("x"), user("y"), user("z")]
+        assert await other.delete_session(reader.tenant_id, reader.thread_session_id)
+        assert await reader.get_items(3) == []
+        await writer.add_items([user("1"), user("2"), user("3")])  # seqs 1-3 again, new ids
+        assert await reader.get_items() == [user("1"), user("2"), user("3")]
+        newest = await other.read_messages(
+            reader.tenant_id, reader.thread_session_id, limit=1, newest_first=True
+        )
+        await other.update_message(attrs.evolve(newest[0], content="3 (edited)"))
+        assert await reader.get_items() == [user("1"), user("2"), user("3 (edited)")]
+    finally:
+        await other.close()
 
 
 async def test_items_are_readable_threadline_messages(store: Store) -> None:

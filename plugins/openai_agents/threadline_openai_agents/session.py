@@ -5,12 +5,14 @@ threadline session in the given tenant, so ``threadline sessions``, ``copy``, ``
 ``erase-user`` work on Agents SDK conversations too. Only the public
 :class:`threadline.Store` API is used, so every store (and third-party ones) can hold them.
 
-A session object keeps the items it last read (:class:`_Tail`): the next ``get_items``
-reads only the messages from the newest one it holds onwards (one indexed read), checks
-that this one is still stored unchanged (a pop, a clear or a deleted session removes it;
-seqs are never reused) and hands out fresh copies of the kept items plus the new ones,
-instead of rebuilding every message of the history. An older message rewritten in place
-(``update_message``, erasure's redaction: nothing the SDK does) shows in a new object.
+The items last read of a session are kept per store object (:class:`_Tail`, shared by the
+session objects of one ``Store``, e.g. one per web request): the next ``get_items`` reads
+only the messages from the newest one kept onwards (one indexed read), checks that this
+one is still stored unchanged (a pop, a clear or a deleted session removes it; seqs are
+never reused) and hands out fresh copies of the kept items plus the new ones, instead of
+rebuilding every message of the history. An older message rewritten in place
+(``update_message``, erasure's redaction: nothing the SDK does) shows once the kept items
+are dropped (a pop, a clear, or :data:`_KEEP_ITEMS` pushing them out).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import marshal
 import uuid
+import weakref
+from collections import OrderedDict
 from typing import Any
 
 from agents.items import TResponseInputItem
@@ -53,6 +57,8 @@ SESSION_NAMESPACE = uuid.UUID("990058be-be9e-44fb-a08d-ed85191f5402")
 _TAIL_KEEP = 1000
 """A tail read with a ``limit`` (not the whole history) keeps at most this many items as it
 grows with new messages: a Runner reading the last 20 of a long chat holds no more."""
+_KEEP_ITEMS = 50_000
+"""The items kept for the sessions of one store at most (the least recently read go)."""
 
 
 class _Tail:
@@ -99,6 +105,32 @@ class _Tail:
             blob = self.blobs[key] = marshal.dumps(self.items if key is None else self.items[-key:])
         copied: list[TResponseInputItem] = marshal.loads(blob)
         return copied
+
+
+class _Tails:
+    """The tails kept for one store's sessions, least recently read first."""
+
+    def __init__(self) -> None:
+        self.tails: OrderedDict[tuple[str, str], _Tail] = OrderedDict()
+
+    def get(self, key: tuple[str, str]) -> _Tail | None:
+        tail = self.tails.get(key)
+        if tail is not None:
+            self.tails.move_to_end(key)
+        return tail
+
+    def put(self, key: tuple[str, str], tail: _Tail | None) -> None:
+        if tail is None:
+            self.tails.pop(key, None)
+            return
+        self.tails[key] = tail
+        self.tails.move_to_end(key)
+        kept = sum(len(t.items) for t in self.tails.values())
+        while kept > _KEEP_ITEMS and self.tails:
+            kept -= len(self.tails.popitem(last=False)[1].items)
+
+
+_TAILS: weakref.WeakKeyDictionary[Store, _Tails] = weakref.WeakKeyDictionary()
 
 
 class MessageDeletionUnsupportedError(ConfigurationError):
@@ -158,7 +190,6 @@ class ThreadlineSession:
         else:
             raise ValidationError(f"store must be a threadline.Store or a URL, got {store!r}")
         self._lock = asyncio.Lock()
-        self._tail: _Tail | None = None
         self._session_known = False
         self._closed = False
 
@@ -234,35 +265,28 @@ class ThreadlineSession:
             if limit == 0:
                 return []
         store = await self.get_store()
-        async with self._lock:
-            tail = await self._current_tail(store)
+        tails = _TAILS.get(store)
+        if tails is None:
+            tails = _TAILS[store] = _Tails()
+        key = (self.tenant_id, self.thread_session_id)
+        for _ in range(3):  # another read moved the kept tail on meanwhile: take it from there
+            tail = tails.get(key)
             if tail is None or not tail.covers(limit):
-                tail = await self._read_tail(store, limit)
-                if tail is None:
-                    return []
+                break
+            last = tail.last
+            assert last.seq is not None
+            since = await store.read_messages(
+                self.tenant_id, self.thread_session_id, after_seq=last.seq - 1
+            )
+            if tails.get(key) is not tail or tail.last is not last:
+                continue
+            if not since or since[0] != last:  # popped, cleared, deleted or rewritten
+                tails.put(key, None)
+                break
+            if len(since) > 1:
+                tail.extend(since[1:])
+                tails.put(key, tail)  # its size changed
             return tail.copy(limit)
-
-    async def _current_tail(self, store: Store) -> _Tail | None:
-        """The kept tail brought up to date with one read from its newest message on, or
-        ``None`` when there is none or that message is gone or changed (a pop, a clear, a
-        deleted session, a rewrite: seqs are never reused)."""
-        tail = self._tail
-        if tail is None:
-            return None
-        last = tail.last
-        assert last.seq is not None
-        since = await store.read_messages(
-            self.tenant_id, self.thread_session_id, after_seq=last.seq - 1
-        )
-        if not since or since[0] != last:
-            self._tail = None
-            return None
-        if len(since) > 1:
-            tail.extend(since[1:])
-        return tail
-
-    async def _read_tail(self, store: Store, limit: int | None) -> _Tail | None:
-        """Read the whole history (or its newest ``limit`` messages) and keep its items."""
         if limit is None:
             messages = await store.get_messages(self.tenant_id, self.thread_session_id)
         else:
@@ -271,11 +295,18 @@ class ThreadlineSession:
             )
             messages.reverse()
         if not messages or messages[-1].seq is None:
-            self._tail = None
-            return None
+            tails.put(key, None)
+            return []
         complete = limit is None or len(messages) < limit
-        self._tail = _Tail(items_from_messages(messages), messages[-1], complete)
-        return self._tail
+        tail = _Tail(items_from_messages(messages), messages[-1], complete)
+        tails.put(key, tail)
+        return tail.copy(limit)
+
+    def _forget(self, store: Store) -> None:
+        """Drop the kept tail (before a pop or a clear: it would fail its check anyway)."""
+        tails = _TAILS.get(store)
+        if tails is not None:
+            tails.put((self.tenant_id, self.thread_session_id), None)
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
         """Append ``items`` in one transaction, in order (each batch stays contiguous)."""
@@ -310,7 +341,7 @@ class ThreadlineSession:
         store = await self.get_store()
         self._check_deletes(store, "pop_item")
         async with self._lock:
-            self._tail = None
+            self._forget(store)
             newest = await store.read_messages(
                 self.tenant_id, self.thread_session_id, limit=1, newest_first=True
             )
@@ -328,5 +359,5 @@ class ThreadlineSession:
         store = await self.get_store()
         self._check_deletes(store, "clear_session")
         async with self._lock:
-            self._tail = None
+            self._forget(store)
             await store.delete_messages(self.tenant_id, self.thread_session_id, after_seq=0)
