@@ -2,10 +2,11 @@
 
 For every store, user B writes into their own sessions and into user A's (messages with
 tool calls, names and metadata, failed API calls quoting B, checkpoint chains of A's runs
-holding B's messages as snapshots and deltas). After ``erase_user(B)`` the raw storage
-(the SQLite file with its WAL, every file of an fsspec folder, a ``pg_dump`` of the
-PostgreSQL schema, the memory store's state) holds neither B's text nor B's user id,
-while everything of A's is still there and reads back as before, B's messages redacted.
+holding B's messages as snapshots and deltas, forks of sessions holding B's messages).
+After ``erase_user(B)`` the raw storage (the SQLite file with its WAL, every file of an
+fsspec folder, a ``pg_dump`` of the PostgreSQL schema, the memory store's state) holds
+neither B's text nor B's user id, while everything of A's is still there and reads back
+as before, B's messages redacted.
 """
 
 from __future__ import annotations
@@ -78,7 +79,15 @@ async def _world(store: Store, tenant: str, a: str, b: str, b_text: str, a_text:
                            state={"step": step})
             )  # fmt: skip
             rows += 3 if who == b else 2
-    return rows
+    # Forks (SQLite and PostgreSQL share their source's bytes): of B's own session, and of
+    # A's last run after a long message of B's; B's text in a fork goes with B.
+    long = {"tenant_id": tenant, "user_id": b, "role": "user", "content": f"{b_text} long " * 12}
+    own = (await store.list_sessions(tenant, user_id=b))[0]
+    mine = await store.save_message(Message(session_id=own.id, **long))
+    await store.fork_session(tenant, own.id, at=mine.id)
+    theirs = await store.save_message(Message(session_id=session.id, **long))
+    await store.fork_session(tenant, session.id, at=theirs.id)
+    return rows + 4
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -99,7 +108,7 @@ async def test_erased_user_is_in_no_stored_byte(kind: str, tmp_path: Path) -> No
         assert b_text.encode() in raw and b.encode() in raw  # the scan sees what is stored
 
         counts = await store.erase_user(tenant, b)
-        assert counts["sessions"] == 2
+        assert counts["sessions"] == 3  # B's two and the fork of one
         assert counts["checkpoints_redacted"] == RUNS * (STEPS - 1)  # all but each first
 
         raw = await handle.raw_bytes()

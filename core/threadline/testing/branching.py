@@ -16,9 +16,10 @@ from threadline import (
     ValidationError,
 )
 from threadline.ids import new_id
-from threadline.models import Message, Role
+from threadline.models import Message, Role, ToolCall
 from threadline.runtime.compaction import compact_session, summary_range, visible
-from threadline.store.branching import forked_from, pop_last
+from threadline.store.branching import FORKED_FROM, forked_from, pop_last
+from threadline.storekit.forks import fork_message_id
 from threadline.testing._support import new_conversation
 
 
@@ -222,7 +223,8 @@ class BranchingConformance:
         source = await conv.messages()
         fork = await store.fork_session(t, s, at=tail.id)
         copied = await store.get_messages(t, fork.id)
-        assert [m.seq for m in copied] == list(range(1, len(source) + 1))
+        assert len(copied) == len(source)  # seqs: fresh (1, 2, ...) or the source's
+        assert [m.seq for m in copied] in ([m.seq for m in source], list(range(1, len(source) + 1)))
         copy_of = {m.id: c.id for m, c in zip(source, copied)}
         assert [m.id for m in visible(copied)] == [copy_of[m.id] for m in visible(source)]
         by_seq = {m.seq: c for m, c in zip(source, copied)}
@@ -235,6 +237,90 @@ class BranchingConformance:
         copy_of_first = next(c for m, c in zip(source, copied) if m.id == first.id)
         assert copy_of_second.metadata["summary"]["previous"] == copy_of_first.id
 
+    async def test_a_fork_never_changes_when_its_source_does(self, store: Store) -> None:
+        """Copy-on-write where a store shares the bytes: rewriting, popping, erasing and
+        deleting the source (and a fork of a fork's middle) leave every fork as it was."""
+        conv = await new_conversation(store)
+        t, s = conv.tenant_id, conv.id
+        await conv.add("system", "be brief " + "s" * 300)
+        call = ToolCall(id="call-big", name="lookup", arguments={"q": "a" * 400})
+        big = [
+            await conv.add("user", "question " + "q" * 500),
+            await conv.add("assistant", "", tool_calls=[call]),
+            await conv.add("tool", "result " + "r" * 600, tool_call_id=call.id, name="lookup"),
+            await conv.add("assistant", "answer " + "b" * 700, metadata={"k": 1}),
+            await conv.add("user", "short"),
+        ]
+        source = await conv.messages()
+        fork = await store.fork_session(t, s, at=big[-1].id)
+        grand = await store.fork_session(
+            t, fork.id, at=(await store.get_messages(t, fork.id))[-2].id
+        )
+        expected = _shape(source)
+        assert _shape(await store.get_messages(t, fork.id)) == expected
+        assert _shape(await store.get_messages(t, grand.id)) == expected[:-1]
+        window = await store.load_window(t, fork.id, 1)
+        assert [m.content for m in window] == [source[0].content, "short"]
+        await store.update_message(attrs.evolve(big[3], content="edited", tool_calls=()))
+        await store.update_message(attrs.evolve(big[1], tool_calls=()))
+        assert [m.content for m in await pop_last(store, t, s, round=True)] == ["short"]
+        await store.delete_messages(t, s, after_seq=big[0].seq or 0)
+        assert _shape(await store.get_messages(t, fork.id)) == expected
+        assert await store.delete_session(t, fork.id)  # the middle of a fork of a fork
+        assert _shape(await store.get_messages(t, grand.id)) == expected[:-1]
+        assert await store.delete_session(t, s)
+        assert _shape(await store.get_messages(t, grand.id)) == expected[:-1]
+        # the copies' ids and the fork's next seq
+        stored = await store.get_messages(t, grand.id)
+        assert len({m.id for m in stored}) == len(stored) == len(expected) - 1
+        after = await store.save_message(Message(session_id=grand.id, tenant_id=t, role="user"))
+        assert (after.seq or 0) > (stored[-1].seq or 0)
+        assert await store.count_messages(t, grand.id) == len(stored) + 1
+
+    async def test_a_fork_is_rewritten_on_its_own(self, store: Store) -> None:
+        """Editing a fork's shared message changes the fork only; the source keeps its own."""
+        conv = await new_conversation(store)
+        t, s = conv.tenant_id, conv.id
+        made = [await conv.add("user", f"question {i} " + "x" * 300) for i in range(3)]
+        fork = await store.fork_session(t, s, at=made[-1].id)
+        mine = (await store.get_messages(t, fork.id))[1]
+        await store.update_message(attrs.evolve(mine, content="mine"))
+        assert [m.content for m in await store.get_messages(t, fork.id)] == [
+            made[0].content, "mine", made[2].content,
+        ]  # fmt: skip
+        assert await conv.messages() == made
+
+    async def test_erasing_a_user_erases_their_text_in_forks(self, store: Store) -> None:
+        """A user's messages in another user's session are redacted in its forks too."""
+        conv = await new_conversation(store)
+        t, s = conv.tenant_id, conv.id
+        erased = new_id()
+        secret = attrs.evolve(conv.message("user", "secret " + "z" * 400), user_id=erased)
+        theirs = await store.save_message(secret)
+        reply = await conv.add("assistant", "reply " + "y" * 400)
+        fork = await store.fork_session(t, s, at=reply.id)
+        counts = await store.erase_user(t, erased)
+        assert counts["messages_redacted"] == 2
+        for sid in (s, fork.id):
+            kept = await store.get_messages(t, sid)
+            assert [(m.content, m.user_id) for m in kept] == [
+                ("", None),
+                (reply.content, reply.user_id),
+            ]
+        assert theirs.content not in [m.content for m in await store.get_messages(t, fork.id)]
+
+    async def test_filling_a_fork_again_adds_nothing(self, store: Store) -> None:
+        """``threadline_fork_messages`` retried on a filled fork (a retried fork) is a no-op."""
+        conv = await new_conversation(store)
+        made = await conv.add_round(1, tool=True) + await conv.add_round(2)
+        t, s = conv.tenant_id, conv.id
+        fork = await store.fork_session(t, s, at=made[-1].id)
+        before = await store.get_messages(t, fork.id)
+        args = {"tenant_id": t, "session_id": s, "fork_id": fork.id, "last_seq": made[-1].seq}
+        assert await store._write("threadline_fork_messages", **args) == len(made)
+        assert await store.get_messages(t, fork.id) == before
+        assert await store.count_messages(t, fork.id) == len(made)
+
 
 _TURN: tuple[Role, Role] = ("user", "assistant")
 
@@ -244,7 +330,10 @@ async def fill_forks(
 ) -> tuple[Session, list[Session], dict[str, list[Message]]]:
     """A 40-message session forked after its 10th and 40th message, among 30 sessions that are
     no fork: the source, its forks and each fork's messages (for upgrade tests of a store's
-    forks index: the forks are listed, with the same messages, after the upgrade)."""
+    forks index: the forks are listed, with the same messages, after the upgrade). The forks
+    are made as a release before ``threadline_fork_messages`` made them (a session recording
+    ``forked_from``, copies saved by ``save_messages``), so it runs on an old schema and
+    reads nothing."""
     source = await store.create_session(Session(tenant_id=tenant, user_id=user))
     made = await store.save_messages(
         [
@@ -252,7 +341,21 @@ async def fill_forks(
             for i, role in enumerate(_TURN * 20)
         ]
     )
-    forks = [await store.fork_session(tenant, source.id, at=made[i].id) for i in (9, 39)]
+    forks, copies = [], {}
+    for i in (9, 39):
+        origin = {"session_id": source.id, "at": made[i].id, "kind": "message", "seq": made[i].seq}
+        fork = await store.create_session(
+            Session(tenant_id=tenant, user_id=user, metadata={FORKED_FROM: origin})
+        )
+        forks.append(fork)
+        copies[fork.id] = await store.save_messages(
+            [
+                attrs.evolve(
+                    m, session_id=fork.id, id=fork_message_id(source.id, fork.id, m.id), seq=None
+                )
+                for m in made[: i + 1]
+            ]
+        )
     for _ in range(30):
         await store.create_session(Session(tenant_id=tenant, user_id=user))
-    return source, forks, {f.id: await store.get_messages(tenant, f.id) for f in forks}
+    return source, forks, copies

@@ -1,9 +1,120 @@
-"""Forks on PostgreSQL: a fork's messages share the stored bytes of the session they came from."""
+"""Forks on PostgreSQL: a fork's messages share the stored bytes of the session they came from.
+
+``threadline_fork_messages`` is one transaction: the fork's session row locked, then one
+``INSERT ... SELECT`` writes the fork's rows with the source's seqs, each big one naming the
+row that holds its content and tool calls (``shared_from``, migration 0012: the source's
+row, or the row the source's row itself names, so a fork of a fork reads one row away) with
+an empty content; short messages, where a pointer saves nothing, are copied. The counters
+follow in the same transaction, so an interrupted fork left nothing and a retry finds the
+finished one. Reads resolve the shared columns (:func:`threadline_postgres.rows.message_columns`);
+a trigger copies the bytes into the sharing rows before a source row changes or goes.
+"""
 
 from __future__ import annotations
 
-__all__ = ["Forks"]
+from typing import TYPE_CHECKING
+
+from threadline.errors import NotFoundError
+from threadline.hookspecs import hookimpl
+from threadline.storekit.forks import copied_id, fork_message_id
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from threadline_postgres.pool import PooledStore
+
+    _Base = PooledStore
+else:
+    _Base = object
+
+__all__ = ["SHARE_FROM", "Forks"]
+
+SHARE_FROM = 128
+"""Bytes of content and tool calls from which a fork's row shares its source's instead of
+holding a copy (below it the pointer and the read's lookup cost more than they save)."""
 
 
-class Forks:
+def fork_statements(table: str, sessions: str) -> dict[str, str]:
+    """The fork's statements on the (schema-qualified) message and session tables."""
+    return {
+        "lock": (
+            f"SELECT last_seq, deleted_seqs FROM {sessions} "
+            "WHERE id = $1::uuid AND tenant_id = $2::uuid FOR UPDATE"
+        ),
+        "ids": (
+            f"SELECT seq, id FROM {table} WHERE session_id = $1::uuid AND tenant_id = $2::uuid "
+            "AND seq <= $3::bigint ORDER BY seq"
+        ),
+        # The source's rows (m) resolved to the row holding their bytes (o); $1 fork, $2
+        # tenant, $3 source ids, $4 the fork's ids, $5 the threshold.
+        "insert": f"""
+            INSERT INTO {table} (id, session_id, tenant_id, seq, role, content, user_id,
+                agent_id, tool_calls, call_ids, tool_call_id, name, status, metadata,
+                created_at, shared_from)
+            SELECT r.new_id, $1::uuid, $2::uuid, r.seq, r.role,
+                   CASE WHEN r.big THEN '' ELSE r.content END, r.user_id, r.agent_id,
+                   CASE WHEN r.big THEN NULL ELSE r.tool_calls END, r.call_ids,
+                   r.tool_call_id, r.name, r.status, r.metadata, r.created_at,
+                   CASE WHEN r.big THEN r.holder END
+            FROM (
+                SELECT c.*, octet_length(c.content)
+                           + coalesce(octet_length(c.tool_calls::text), 0) >= $5::int AS big
+                FROM (
+                    SELECT n.new_id, m.seq, m.role, m.user_id, m.agent_id, m.call_ids,
+                           m.tool_call_id, m.name, m.status, m.metadata, m.created_at,
+                           CASE WHEN m.shared_from IS NULL THEN m.content
+                                ELSE o.content END AS content,
+                           CASE WHEN m.shared_from IS NULL THEN m.tool_calls
+                                ELSE o.tool_calls END AS tool_calls,
+                           coalesce(m.shared_from, m.id) AS holder
+                    FROM unnest($3::uuid[], $4::uuid[]) AS n(id, new_id)
+                    JOIN {table} m ON m.id = n.id AND m.tenant_id = $2::uuid
+                    LEFT JOIN {table} o ON o.id = m.shared_from AND o.tenant_id = $2::uuid
+                ) AS c
+            ) AS r""",
+        "counters": (
+            f"UPDATE {sessions} SET last_seq = $3::bigint, deleted_seqs = $4::bigint, "
+            "updated_at = GREATEST(updated_at, now()) WHERE id = $1::uuid AND tenant_id = $2::uuid"
+        ),
+        "summaries": (
+            f"SELECT id, metadata->'summary'->>'previous' AS previous FROM {table} "
+            "WHERE session_id = $1::uuid AND tenant_id = $2::uuid AND role = 'system' "
+            "AND metadata->'summary'->>'previous' IS NOT NULL"
+        ),
+        "rename": (
+            f"UPDATE {table} SET metadata = jsonb_set(metadata, '{{summary,previous}}', "
+            "to_jsonb($3::text)) WHERE id = $1::uuid AND tenant_id = $2::uuid"
+        ),
+    }
+
+
+class Forks(_Base):
     """Forking a session inside the database (see :mod:`threadline.store.branching`)."""
+
+    @hookimpl
+    async def threadline_fork_messages(
+        self, tenant_id: str, session_id: str, fork_id: str, last_seq: int
+    ) -> int:
+        """The fork's rows in one transaction, sharing the source's big values."""
+        sql = fork_statements(self.sql.tables["entity_message"], self.sql.tables["entity_session"])
+
+        async def run(conn: asyncpg.Connection) -> int:
+            fork = await conn.fetchrow(sql["lock"], fork_id, tenant_id)
+            if fork is None:
+                raise NotFoundError(f"session {fork_id} not found for this tenant")
+            if fork["last_seq"]:  # a retry: the fork is filled
+                return int(fork["last_seq"] - fork["deleted_seqs"])
+            rows = await conn.fetch(sql["ids"], session_id, tenant_id, last_seq)
+            if not rows:
+                return 0
+            ids = [str(r["id"]) for r in rows]
+            new = [fork_message_id(session_id, fork_id, i) for i in ids]
+            await conn.execute(sql["insert"], fork_id, tenant_id, ids, new, SHARE_FROM)
+            for r in await conn.fetch(sql["summaries"], fork_id, tenant_id):
+                renamed = copied_id(fork_id, r["previous"])
+                await conn.execute(sql["rename"], r["id"], tenant_id, renamed)
+            cut = int(rows[-1]["seq"])
+            await conn.execute(sql["counters"], fork_id, tenant_id, cut, cut - len(rows))
+            return len(rows)
+
+        return await self._call("fork_messages", run, transaction=True)

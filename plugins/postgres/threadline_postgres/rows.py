@@ -47,9 +47,11 @@ __all__ = [
     "MESSAGE_COLUMNS",
     "PROVIDER_COLUMNS",
     "SESSION_COLUMNS",
+    "SHARED_COLUMNS",
     "agent_from_row",
     "api_call_from_row",
     "checkpoint_params",
+    "message_columns",
     "message_from_row",
     "message_params",
     "provider_from_row",
@@ -65,6 +67,27 @@ MESSAGE_COLUMNS = (
     "id, session_id, tenant_id, seq, role, content, user_id, agent_id, tool_calls, "
     "tool_call_id, name, status, metadata, created_at"
 )
+SHARED_COLUMNS = ("content", "tool_calls")
+"""The columns a fork's message row may share with its source's row (migration 0012)."""
+
+
+def message_columns(table: str) -> str:
+    """:data:`MESSAGE_COLUMNS` selected from ``table`` (``entity_message``, schema-qualified,
+    not aliased), the shared columns resolved: a fork's row whose ``shared_from`` names the
+    row holding its content and tool calls reads that row's (a primary-key probe); any
+    other row reads its own (:mod:`threadline_postgres.forks`)."""
+    return ", ".join(
+        (
+            f"CASE WHEN entity_message.shared_from IS NULL THEN entity_message.{name} "
+            f"ELSE (SELECT o.{name} FROM {table} o WHERE o.id = entity_message.shared_from "
+            f"AND o.tenant_id = entity_message.tenant_id) END AS {name}"
+        )
+        if name in SHARED_COLUMNS
+        else name
+        for name in (c.strip() for c in MESSAGE_COLUMNS.split(","))
+    )
+
+
 SESSION_COLUMNS = "id, tenant_id, user_id, agent_id, title, metadata, created_at, updated_at"
 API_CALL_COLUMNS = (
     "id, session_id, tenant_id, user_id, agent_id, request_message_id, response_message_id, "

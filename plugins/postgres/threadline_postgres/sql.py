@@ -26,9 +26,9 @@ from threadline_postgres.rows import (
     AGENT_COLUMNS,
     API_CALL_COLUMNS,
     CHECKPOINT_COLUMNS,
-    MESSAGE_COLUMNS,
     PROVIDER_COLUMNS,
     SESSION_COLUMNS,
+    message_columns,
 )
 from threadline_postgres.schema import TABLES
 
@@ -80,6 +80,7 @@ class Statements:
         self.tables: dict[str, str] = t
         """Each table's (schema-qualified) name, by its unqualified name."""
         S, M = t["entity_session"], t["entity_message"]
+        MC = message_columns(M)  # rows.MESSAGE_COLUMNS, a fork's shared columns resolved
         A, C = t["entity_api_call"], t["entity_checkpoint"]
         P, G = t["entity_provider"], t["entity_agent"]
         # The caller's tenant in a read of one session (see the module's docstring), and
@@ -143,10 +144,10 @@ class Statements:
         self.session_exists = (
             f"SELECT EXISTS (SELECT 1 FROM {S} WHERE id = $1::uuid AND tenant_id = $2::uuid)"
         )
-        self.message_by_id = f"SELECT {MESSAGE_COLUMNS} FROM {M} WHERE id = $1::uuid"
+        self.message_by_id = f"SELECT {MC} FROM {M} WHERE id = $1::uuid"
         self.messages_by_ids = f"""
             SELECT m.* FROM unnest($1::uuid[]) AS n(id),
-                LATERAL (SELECT {MESSAGE_COLUMNS} FROM {M} WHERE id = n.id OFFSET 0) AS m"""
+                LATERAL (SELECT {MC} FROM {M} WHERE id = n.id OFFSET 0) AS m"""
         self.touch_session = (
             f"UPDATE {S} SET updated_at = GREATEST(updated_at, now()) "
             "WHERE id = $1::uuid AND tenant_id = $2::uuid"
@@ -163,9 +164,9 @@ class Statements:
             )
             UPDATE {M} SET content = $3::text, tool_calls = $4::jsonb,
                            call_ids = {_call_ids("$4::jsonb")}, status = $5::text,
-                           name = $6::text, metadata = $7::jsonb
+                           name = $6::text, metadata = $7::jsonb, shared_from = NULL
             WHERE id = $1::uuid AND tenant_id = $2::uuid AND EXISTS (SELECT 1 FROM touch)
-            RETURNING {MESSAGE_COLUMNS}"""
+            RETURNING {MC}"""
         # The same for a batch (user_id too), from arrays; the matched ids come back.
         # Erasure redacts without touching (housekeeping, not activity).
         arrays = """
@@ -177,7 +178,8 @@ class Statements:
         rewrite = f"""
             UPDATE {M} m SET content = n.content, tool_calls = n.tool_calls,
                              call_ids = {_call_ids("n.tool_calls")}, status = n.status,
-                             name = n.name, metadata = n.metadata, user_id = n.user_id
+                             name = n.name, metadata = n.metadata, user_id = n.user_id,
+                             shared_from = NULL
             FROM n WHERE m.id = n.id AND m.tenant_id = $1::uuid"""
         self.redact_messages = f"{arrays} {rewrite} RETURNING m.id"
         touch = f"""{arrays}, touch AS (
@@ -211,7 +213,7 @@ class Statements:
         # Reads by seq range: $3 < seq < $4, at most $5 (NULL: all), either way, a role or all.
         self.read_messages = {
             (newest, role): f"""
-                SELECT {MESSAGE_COLUMNS} FROM {M}
+                SELECT {MC} FROM {M}
                 WHERE session_id = $1::uuid AND {own} AND seq > $3::bigint
                   AND seq < $4::bigint{" AND role = $6::text" if role else ""}
                 ORDER BY seq{" DESC" if newest else ""} LIMIT $5::bigint"""
@@ -230,7 +232,7 @@ class Statements:
         self.window = self._window(M, start_of, own)
         self.window_from = self._window(M, "$3::bigint", own)
         self.window_systems = f"""
-            SELECT {MESSAGE_COLUMNS} FROM {M}
+            SELECT {MC} FROM {M}
             WHERE session_id = $1::uuid AND {own} AND role = 'system'
             ORDER BY seq"""
         # Where the window must grow back to: the round of the earliest message before it
@@ -302,9 +304,7 @@ class Statements:
             "tenant_id = $1::uuid AND user_id = $2::uuid AND session_id NOT IN "
             f"(SELECT id FROM {S} WHERE tenant_id = $1::uuid AND user_id = $2::uuid)"
         )
-        self.user_messages_elsewhere = (
-            f"SELECT {MESSAGE_COLUMNS} FROM {M} WHERE {self.user_rows_elsewhere}"
-        )
+        self.user_messages_elsewhere = f"SELECT {MC} FROM {M} WHERE {self.user_rows_elsewhere}"
         self.user_api_calls_elsewhere = f"SELECT id FROM {A} WHERE {self.user_rows_elsewhere}"
         # The user's sessions (own) and the other sessions of the tenant whose checkpoint
         # records may hold their messages, locked in id order: checkpoint writes wait. An
@@ -495,11 +495,11 @@ class Statements:
     def _window(table: str, start: str, own: str) -> str:
         return f"""
             WITH w AS MATERIALIZED (SELECT {start} AS start)
-            SELECT {MESSAGE_COLUMNS}, (SELECT start FROM w) AS start FROM {table}
+            SELECT {message_columns(table)}, (SELECT start FROM w) AS start FROM {table}
             WHERE session_id = $1::uuid AND {own}
               AND seq >= (SELECT start FROM w) AND seq <= 9223372036854775807
             UNION ALL
-            SELECT {MESSAGE_COLUMNS}, (SELECT start FROM w) AS start FROM {table}
+            SELECT {message_columns(table)}, (SELECT start FROM w) AS start FROM {table}
             WHERE session_id = $1::uuid AND {own} AND role = 'system'
               AND seq < (SELECT start FROM w)
             ORDER BY seq"""

@@ -43,6 +43,9 @@ index alone (``benchmarks/bench_usage.py``).
 
 ``0009_lean_messages`` keys messages by an integer ``entity_session.key`` instead of the
 text session id and drops ``tenant_id`` from the message row (both come from the session).
+
+``0012_shared_forks`` lets a fork's message rows share their source's content and tool calls
+(``shared_key``, copy-on-write kept by triggers): :mod:`threadline_sqlite.forks`.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ MIGRATION_NAMES: tuple[str, ...] = (
     "0009_lean_messages",  # after 0008: the code of 0010 and 0011 (and their tests) needs it
     "0011_session_forks",
     "0010_usage_rollup",
+    "0012_shared_forks",
 )
 """Every migration of this version of the plugin, in the order they apply to a new file
 (a file of the release before 0009, at 0011 and 0010, gets 0009 after them)."""
@@ -492,6 +496,46 @@ def _m0009_lean_messages(db: Database) -> None:
     )
 
 
+# Copy-on-write of a shared row's bytes: before a source row's content or tool calls change
+# (a rewrite, erasure's redaction) or it goes (pop, delete, session deletion, retention), the
+# rows sharing them get their own copy. After the statement's row, so the rows of a
+# statement deleting several sessions are found again, as SQLite does with triggers.
+_UNSHARE = (
+    "UPDATE entity_message SET content = OLD.content, tool_calls = OLD.tool_calls, "
+    "shared_key = NULL WHERE shared_key = OLD.session_key AND seq = OLD.seq"
+)
+_SHARED_TRIGGERS = (
+    "CREATE TRIGGER trg_message_unshare_delete AFTER DELETE ON entity_message "
+    f"WHEN OLD.shared_key IS NULL BEGIN {_UNSHARE}; END",
+    "CREATE TRIGGER trg_message_unshare_update AFTER UPDATE OF content, tool_calls "
+    "ON entity_message WHEN OLD.shared_key IS NULL AND (OLD.content IS NOT NEW.content "
+    f"OR OLD.tool_calls IS NOT NEW.tool_calls) BEGIN {_UNSHARE}; END",
+    # A sharing row rewritten (given its full new values) owns them from then on.
+    "CREATE TRIGGER trg_message_own AFTER UPDATE OF content, tool_calls ON entity_message "
+    "WHEN NEW.shared_key IS NOT NULL BEGIN UPDATE entity_message SET shared_key = NULL "
+    "WHERE session_key = NEW.session_key AND seq = NEW.seq; END",
+)
+
+
+def _m0012_shared_forks(db: Database) -> None:
+    """A fork's messages share their source's stored bytes (:mod:`threadline_sqlite.forks`).
+
+    ``entity_message.shared_key`` (NULL for every row written so far and every append): a
+    fork's row whose content and tool calls are the row of the same seq in the session
+    of that key (its own ``content`` is empty, ``tool_calls`` NULL; reads resolve them,
+    ``threadline_sqlite.rows.shared``). ``idx_message_shared`` (partial: sharing rows
+    only) finds the rows sharing a source row; the triggers copy the bytes into them
+    before the source row changes or goes. Adding a column rewrites no row.
+    """
+    db.execute("ALTER TABLE entity_message ADD COLUMN shared_key INTEGER")
+    db.execute(
+        "CREATE INDEX idx_message_shared ON entity_message (shared_key, seq) "
+        "WHERE shared_key IS NOT NULL"
+    )
+    for trigger in _SHARED_TRIGGERS:
+        db.execute(trigger)
+
+
 _FUNCTIONS: dict[str, Any] = {
     "0001_initial_schema": _m0001_initial_schema,
     "0002_incremental_checkpoints": _m0002_incremental_checkpoints,
@@ -504,6 +548,7 @@ _FUNCTIONS: dict[str, Any] = {
     "0011_session_forks": _m0011_session_forks,
     "0010_usage_rollup": _m0010_usage_rollup,
     "0009_lean_messages": _m0009_lean_messages,
+    "0012_shared_forks": _m0012_shared_forks,
 }
 
 
@@ -546,6 +591,8 @@ def migrate(connection: sqlite3.Connection) -> list[str]:
         migrations = _migration_set()
         pending = [m.name for m in migrations.pending(db)]
         migrations.apply(db)
+        if "0009_lean_messages" in pending and "0012_shared_forks" not in pending:
+            _m0012_shared_forks(db)  # applied before 0009, whose rebuilt table lacks it
         connection.execute("COMMIT")
     except BaseException:
         if connection.in_transaction:

@@ -45,6 +45,7 @@ __all__ = [
     "PROVIDER_COLUMNS",
     "READ_COLUMNS",
     "SESSION_COLUMNS",
+    "SHARED_COLUMNS",
     "STORED_COLUMNS",
     "agent_from_row",
     "agent_row",
@@ -61,6 +62,7 @@ __all__ = [
     "record_row",
     "session_from_row",
     "session_row",
+    "shared",
     "to_us",
 ]
 
@@ -113,18 +115,35 @@ MESSAGE_FIELDS = tuple(name.strip() for name in MESSAGE_COLUMNS.split(","))
 """The :class:`~threadline.models.Message` fields, in :data:`MESSAGE_COLUMNS` order."""
 MESSAGE_FROM = "entity_message m JOIN entity_session s ON s.key = m.session_key"
 """Messages with their session (its id and tenant), for reads that are not of one session."""
+
+
+def shared(column: str, row: str) -> str:
+    """``column`` of the message row ``row`` (a table name or alias), resolved: a fork's row
+    that shares its source's bytes (``shared_key``, migration 0012) reads the source row's
+    (same seq, by primary key); any other row reads its own."""
+    return (
+        f"CASE WHEN {row}.shared_key IS NULL THEN {row}.{column} ELSE (SELECT o.{column} "
+        f"FROM entity_message o WHERE o.session_key = {row}.shared_key AND o.seq = {row}.seq) END"
+    )
+
+
+SHARED_COLUMNS = ("content", "tool_calls")
+"""The columns a fork's row may share with its source's (the large ones)."""
 MESSAGE_SELECT = ", ".join(
-    {"session_id": "s.id", "tenant_id": "s.tenant_id"}.get(name, f"m.{name}")
+    {"session_id": "s.id", "tenant_id": "s.tenant_id"}.get(name)
+    or (shared(name, "m") if name in SHARED_COLUMNS else f"m.{name}")
     for name in MESSAGE_FIELDS
 )
-""":data:`MESSAGE_COLUMNS` from :data:`MESSAGE_FROM`."""
+""":data:`MESSAGE_COLUMNS` from :data:`MESSAGE_FROM`, shared columns resolved."""
 READ_COLUMNS = (
-    "id, user_id, agent_id, seq, role, content, tool_calls, tool_call_id, name, "
+    f"id, user_id, agent_id, seq, role, {shared('content', 'entity_message')}, "
+    f"{shared('tool_calls', 'entity_message')}, tool_call_id, name, "
     "nullif(status, 'complete'), nullif(metadata, '{}'), created_at"
 )
-"""What a read of one session selects (:func:`message_from_read`): the session and tenant
-are the read's own arguments; the common ``complete`` status and empty metadata come as
-NULL (``sqlite3`` returns ``None`` without building a string: ~2 µs of a 21-row window)."""
+"""What a read of one session (``FROM entity_message``) selects (:func:`message_from_read`):
+the session and tenant are the read's own arguments; the common ``complete`` status and
+empty metadata come as NULL (``sqlite3`` returns ``None`` without building a string: ~2 µs
+of a 21-row window); content and tool calls resolved (:func:`shared`)."""
 STORED_COLUMNS = (
     "session_key, id, user_id, agent_id, seq, role, content, tool_calls, tool_call_id, name, "
     "status, metadata, created_at"
