@@ -706,11 +706,13 @@ async def loop_stalls(file: SessionFile, calls: int, cold: int) -> dict[str, lis
         other = await store.create_session(Session(tenant_id=tenant))
         one = iter(messages(other, calls))
         batches = iter([messages(other, W2_BATCH) for _ in range(max(1, calls // 20))])
+        turns = iter([messages(other, 10) for _ in range(calls)])
         kinds: dict[str, Callable[[], Awaitable[object]]] = {
             "load_window(10 rounds)": lambda: store.load_window(tenant, session_id, W3_ROUNDS),
             "count_messages": lambda: store.count_messages(tenant, session_id),
             "get_session": lambda: store.get_session(tenant, session_id),
             "save_message": lambda: store.save_message(next(one)),
+            "save_messages(10)": lambda: store.save_messages(next(turns)),
             "save_messages(100)": lambda: store.save_messages(next(batches)),
         }
         async with LoopLag() as lag:
@@ -722,7 +724,7 @@ async def loop_stalls(file: SessionFile, calls: int, cold: int) -> dict[str, lis
                 idle.append(lag.worst())
             found["(no store call)"] = idle
             for name, call in kinds.items():
-                n = max(1, calls // 20) if name.startswith("save_messages") else calls
+                n = max(1, calls // 20) if name == "save_messages(100)" else calls
                 stalls = found.setdefault(name, [])
                 for _ in range(n):
                     await asyncio.sleep(0)

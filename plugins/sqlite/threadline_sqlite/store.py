@@ -9,10 +9,13 @@ why); the core does the rest (:mod:`threadline.storekit`). Each concern is a mod
 :mod:`~threadline_sqlite.retention`, each a :class:`~threadline.storekit.sync.SyncStore`
 whose plain methods become the hooks. Design, and why:
 
-* **Never on the event loop.** Every SQLite call runs on a :class:`~threadline_sqlite.
+* **Off the event loop unless cheaper on it.** SQLite calls run on a :class:`~threadline_sqlite.
   worker.Worker` thread (:meth:`SQLiteStore.run_sync` picks it). Writes go to one writer
   thread (one connection), reads to a reader thread with its own connection: in WAL
-  mode readers never block the writer and the writer never blocks readers.
+  mode readers never block the writer and the writer never blocks readers. Small reads
+  and appends of a recently used session run on the loop's thread instead, where that
+  costs less than the hand-off (:mod:`~threadline_sqlite.inline`); they never wait
+  there for a lock or an fsync.
 * **Every write that belongs to a session** (messages, checkpoints, API calls, updates)
   moves its ``updated_at`` forward in its transaction, so retention never takes a
   session in use for an idle one.
@@ -43,7 +46,7 @@ from threadline_sqlite.api_calls import ApiCallHooks
 from threadline_sqlite.checkpoints import CheckpointHooks
 from threadline_sqlite.configs import ConfigHooks
 from threadline_sqlite.forks import ForkHooks
-from threadline_sqlite.inline import BUSY, InlineReader
+from threadline_sqlite.inline import BUSY, InlineReader, InlineWriter
 from threadline_sqlite.messages import MessageHooks
 from threadline_sqlite.options import SQLiteOptions
 from threadline_sqlite.retention import RetentionHooks
@@ -136,6 +139,10 @@ def _stop(*workers: Worker) -> None:
 
 
 _WRITES_TO_A_SESSION = frozenset({"threadline_save_message", "threadline_save_messages"})
+_INLINE_SLICE = 0.0005
+"""Seconds of inline calls after which the next one first yields to the loop."""
+_NO_FSYNC_ON_COMMIT = ("normal", "off")
+"""``synchronous`` levels at which a WAL commit does not fsync: appends may run inline."""
 
 
 class SQLiteStore(
@@ -154,6 +161,8 @@ class SQLiteStore(
         self._writer = Worker("threadline-sqlite-writer", lambda: open_connection(options))
         self._reader = self._writer
         self._inline: InlineReader | None = None
+        self._inline_writer: InlineWriter | None = None
+        self._inline_time = 0.0  # seconds of inline calls since the loop last ran others
         self._finalizer = weakref.finalize(self, _stop, self._writer)
 
     @classmethod
@@ -172,6 +181,10 @@ class SQLiteStore(
                 await reader.submit(_ping)
                 # Small indexed reads on this (the loop's) thread: threadline_sqlite.inline.
                 store._inline = InlineReader(open_connection(options, reader=True))
+                if options.synchronous in _NO_FSYNC_ON_COMMIT:  # appends: .inline
+                    store._inline_writer = InlineWriter(
+                        open_connection(options), store._inline, store._writer
+                    )
         except BaseException:
             await store.aclose()
             raise
@@ -188,6 +201,9 @@ class SQLiteStore(
     async def aclose(self) -> None:
         """Finish queued work, close both connections and stop the threads."""
         self._finalizer.detach()
+        if self._inline_writer is not None:
+            self._inline_writer.close()
+            self._inline_writer = None
         if self._inline is not None:
             self._inline.close()
             self._inline = None
@@ -203,10 +219,22 @@ class SQLiteStore(
             worker = self._reader if hook in _READS else self._writer
             return await worker.submit(operation, *args)
         if inline.takes(hook, args) and not self._writer.closed:
+            await self._share_the_loop()
+            started = time.perf_counter()
             result = inline.read(hook, operation, args)
+            self._inline_time += time.perf_counter() - started
             if result is not BUSY:
                 return result  # type: ignore[return-value]
-        if hook in _READS:
+        if hook in _WRITES_TO_A_SESSION:
+            writer = self._inline_writer
+            if writer is not None and writer.takes(args):
+                await self._share_the_loop()
+                started = time.perf_counter()
+                result = writer.write(operation, args)
+                self._inline_time += time.perf_counter() - started
+                if result is not BUSY:
+                    return result  # type: ignore[return-value]
+        elif hook in _READS:
             result = await self._reader.submit(operation, *args)
             if len(args) > 1:
                 inline.seen(args[1])
@@ -216,6 +244,14 @@ class SQLiteStore(
             first = args[0][0] if isinstance(args[0], (list, tuple)) else args[0]
             inline.seen(getattr(first, "session_id", None))
         return result
+
+    async def _share_the_loop(self) -> None:
+        """Let the loop's other tasks run once inline calls took :data:`_INLINE_SLICE`
+        since the last time: a task making call after call inline never waits on the loop
+        otherwise. Before the call, so a task cancelled here has written nothing."""
+        if self._inline_time >= _INLINE_SLICE:
+            self._inline_time = 0.0
+            await asyncio.sleep(0)
 
     def run_write(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """Run ``fn(connection, *args)`` on the writer thread (tests, tools, extensions)."""

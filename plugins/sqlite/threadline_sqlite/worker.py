@@ -81,6 +81,8 @@ class Worker:
         self.name = name
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._closed = False
+        self._submitted = 0  # jobs queued, counted by the submitting thread
+        self._finished = 0  # ... and run to the end, counted by the worker thread
         self._thread = threading.Thread(target=self._run, args=(opener,), name=name, daemon=True)
         self._thread.start()
 
@@ -92,12 +94,19 @@ class Worker:
         """True once :meth:`close` or :meth:`close_nowait` was called."""
         return self._closed
 
+    @property
+    def idle(self) -> bool:
+        """No job queued or running: a write done elsewhere now cannot overtake one of
+        this worker's (read on the submitting thread)."""
+        return self._submitted == self._finished
+
     def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """Queue ``fn(*args)``; the future resolves on the calling loop."""
         if self._closed:
             raise StoreError(f"the sqlite store is closed ({self.name})")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+        self._submitted += 1
         self._jobs.put((fn, args, loop, future))
         return future
 
@@ -146,6 +155,7 @@ class Worker:
                             connection.rollback()
                         except sqlite3.Error:
                             pass
+            self._finished += 1
             _resolve(loop, future, result, error)
         _close_quietly(connection)
 
