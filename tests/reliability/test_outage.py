@@ -27,6 +27,7 @@ the server is up but writes cannot proceed, so they must give up within
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import random
 import time
@@ -481,6 +482,8 @@ class CuttingProxy:
         self._links: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._cut: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
+        self._unheard = asyncio.Event()  # set when a completed write's answer is dropped
+        self._unheard_before = 0
 
     async def __aenter__(self) -> CuttingProxy:
         self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
@@ -509,6 +512,8 @@ class CuttingProxy:
                 while data := await src.read(65536):
                     if answers and client in self._cut:
                         self.dropped += data
+                        if self.completions_dropped() > self._unheard_before:
+                            self._unheard.set()
                         continue
                     dst.write(data)
                     await dst.drain()
@@ -524,11 +529,23 @@ class CuttingProxy:
             self._links.discard(link)
             self._cut.discard(client)
 
+    def completions_dropped(self) -> int:
+        """Writes the server completed whose answer was thrown away (INSERT or COMMIT tags)."""
+        dropped = bytes(self.dropped)
+        return dropped.count(b"INSERT 0 ") + dropped.count(b"COMMIT\x00")
+
     async def cut(self, after: float) -> int:
-        """Drop the answers on every open connection, close them ``after`` s later."""
+        """Drop the answers on every open connection; close them ``after`` s later, once
+        a completed write's answer was among those dropped (an event, not a timer: on a
+        loaded machine no write may complete within ``after``; at most 10 s more)."""
         links = list(self._links)
         self._cut.update(client for client, _ in links)
+        self._unheard_before = self.completions_dropped()
+        self._unheard.clear()
         await asyncio.sleep(after)
+        if links:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._unheard.wait(), 10)
         for client, server in links:
             client.close()
             server.close()
@@ -581,9 +598,7 @@ async def test_acknowledgements_lost_mid_write_are_retried_safely(database_url: 
             listed = await store.list_checkpoints(t, session_id=s)
         finally:
             await store.close()
-    done_unheard = bytes(proxy.dropped).count(b"INSERT 0 ") + bytes(proxy.dropped).count(
-        b"COMMIT\x00"
-    )
+    done_unheard = proxy.completions_dropped()
 
     seq_of = {m.id: m.seq for m in stored}
     by_id = {c.id: c for c in listed}
