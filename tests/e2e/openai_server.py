@@ -195,6 +195,7 @@ def stream_text(
     first_delay: float = 0.0,
     usage: tuple[int, int] | None = None,
     drop_after: int | None = None,
+    after_first: asyncio.Event | None = None,
 ) -> Handler:
     """Stream ``pieces`` as content deltas, one chunk (and one TCP write) each.
 
@@ -203,6 +204,9 @@ def stream_text(
     :param usage: ``(prompt, completion)`` tokens of the usage chunk; default: counted.
     :param drop_after: send only this many pieces, then drop the connection (no finish
         reason, no ``[DONE]``).
+    :param after_first: the rest waits until this is set (a test sets it once the client
+        has the first piece: the gaps after it are then the client's to see, however
+        loaded the machine; same event loop only).
     """
 
     async def handle(conn: Conn, req: Request) -> None:
@@ -215,6 +219,8 @@ def stream_text(
             if drop_after is not None and i >= drop_after:
                 conn.abort()
                 return
+            if i == 1 and after_first is not None:
+                await after_first.wait()
             if i and delay:
                 await asyncio.sleep(delay)
             req.sent.append((time.monotonic(), piece))
