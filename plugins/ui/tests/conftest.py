@@ -80,9 +80,12 @@ def browser() -> Iterator[Any]:
             "as .ci/run and dev.py test do"
         )
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError:
         unavailable("the playwright package is not installed (pip install playwright)")
+    # Waits are bounds, not timings: a loaded CI machine may take seconds to render a page
+    # (Playwright's default for expect() is 5 s).
+    expect.set_options(timeout=30_000)
     with sync_playwright() as p:
         launched = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield launched
@@ -91,9 +94,9 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    """A fresh browser context and page (own cookies), 1200x800."""
+    """A fresh browser context and page (own cookies), 1200x800; actions wait up to 30 s."""
     context = browser.new_context(viewport={"width": 1200, "height": 800})
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(30_000)
     made = context.new_page()
     yield made
     context.close()

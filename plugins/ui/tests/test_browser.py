@@ -99,7 +99,7 @@ def test_reply_streams_in_from_another_process(
         # streaming: the test releases it only after seeing that state (no timing).
         for piece in pauses:
             partial = "Echo: " + " ".join(words[: piece - 1])
-            expect(reply.locator(".content")).to_have_text(partial, timeout=30_000)
+            expect(reply.locator(".content")).to_have_text(partial)
             expect(reply).to_have_attribute("data-status", "streaming")
             writer.stdin.write("go\n")
             writer.stdin.flush()
@@ -109,7 +109,7 @@ def test_reply_streams_in_from_another_process(
         writer.kill()
     # the question, then the reply growing word by word while it streamed, then complete
     expect(page.locator("#messages article.role-user").last).to_contain_text("word23")
-    expect(reply).to_have_attribute("data-status", "complete", timeout=30_000)
+    expect(reply).to_have_attribute("data-status", "complete")
     expect(reply.locator(".content")).to_have_text("Echo: " + " ".join(words))
 
 
