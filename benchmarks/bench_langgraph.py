@@ -145,7 +145,8 @@ class FreeSaver(BaseCheckpointSaver[int]):
         for t in reversed(found):
             if wanted is None or t.checkpoint["id"] == wanted:
                 pending = self.writes.get((*key, t.checkpoint["id"]), [])
-                return t._replace(pending_writes=list(pending))
+                found_tuple: CheckpointTuple = t._replace(pending_writes=list(pending))
+                return found_tuple
         return None
 
     def list(self, config: RunnableConfig | None, **kwargs: Any) -> Iterator[CheckpointTuple]:
