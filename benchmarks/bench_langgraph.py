@@ -418,7 +418,7 @@ def main() -> None:
         ours = by_name.get(f"ThreadlineSaver ({db})")
         theirs = [r for r in rows if r.name.endswith(f"({db})") and r is not ours]
         limit = by_name.get(f"limit: {db}, minimal schema, no framework")
-        if ours and limit:
+        if ours and limit and limit.stored and limit.late:
             print(f"\n{db}: ThreadlineSaver / limit: stored {ours.stored / limit.stored:.1f}x, "
                   f"per step at step {n} (a whole invoke / the limit's transaction): "
                   f"{ours.late / limit.late:.1f}x")  # fmt: skip
