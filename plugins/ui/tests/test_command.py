@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -38,16 +39,21 @@ def test_missing_store_is_one_line(tmp_path: Path) -> None:
 
 
 def test_bad_options_are_one_line(store_url: str) -> None:
-    one_line_error(ui("--store", store_url, "--token", "short"), "--token", "16 characters")
-    one_line_error(ui("--store", store_url, "--port", "70000"), "--port")
-    one_line_error(ui("--store", store_url, "--tenant", "acme"), "tenant_id must be a UUID")
-    one_line_error(ui("--store", store_url, "--agent", "nocolon"), "module:attribute")
-    one_line_error(ui("--store", store_url, "--agent", "no_such_mod:x"), "cannot import")
-    one_line_error(ui("--store", store_url, "--agent", "_travel:reserve_seat"), "GraphAgent")
-    one_line_error(ui("--store", store_url, "--agent", "_travel:strategy"), "GraphAgent")
-    one_line_error(
-        ui("--store", store_url, "--prices", "/nonexistent/prices.json"), "cannot read prices"
-    )
+    cases = [
+        (["--token", "short"], ["--token", "16 characters"]),
+        (["--port", "70000"], ["--port"]),
+        (["--tenant", "acme"], ["tenant_id must be a UUID"]),
+        (["--agent", "nocolon"], ["module:attribute"]),
+        (["--agent", "no_such_mod:x"], ["cannot import"]),
+        (["--agent", "_travel:reserve_seat"], ["GraphAgent"]),
+        (["--agent", "_travel:strategy"], ["GraphAgent"]),
+        (["--prices", "/nonexistent/prices.json"], ["cannot read prices"]),
+    ]
+    # separate processes, run side by side (each mostly waits on its imports)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda case: ui("--store", store_url, *case[0]), cases))
+    for (_, expected), result in zip(cases, results):
+        one_line_error(result, *expected)
 
 
 def test_taken_port_is_one_line(store_url: str) -> None:
