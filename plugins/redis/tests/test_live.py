@@ -41,7 +41,7 @@ async def test_a_killed_subscriber_connection_tells_followers_to_re_read(
         finally:
             admin.close()
         assert await sub.get(5) is None and sub.overflowed
-        for _ in range(50):  # redis-py subscribes again when it reconnects
+        for _ in range(150):  # redis-py subscribes again when it reconnects (30 s at most)
             store.publish_reply(ReplyPiece(TENANT, session, session, 0, "again"))
             piece = await sub.get(0.2)
             if piece is not None and piece.text == "again":
