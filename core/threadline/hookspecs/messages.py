@@ -209,9 +209,9 @@ def threadline_fork_messages(
 
     Tier: derived (default: ``read_messages`` pages copied through ``save_messages``, with
     fresh seqs and each compaction summary's seqs turned into the fork's; in memory the
-    copies share the source's strings). A store that can share the stored bytes does so:
-    SQLite and PostgreSQL insert rows that point at the source's content in one statement
-    and copy it into them before the source's row changes or goes (copy-on-write).
+    copies share the source's content strings). A store that can share the stored bytes
+    does so: SQLite and PostgreSQL insert rows that point at the source's content in one
+    statement and copy it into them before the source's row changes or goes (copy-on-write).
 
     The fork's messages keep their order, roles, content, tool calls, status, name,
     metadata, ``user_id`` and ``created_at``; their ids are

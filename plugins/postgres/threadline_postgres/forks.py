@@ -2,12 +2,13 @@
 
 ``threadline_fork_messages`` is one transaction: the fork's session row locked, then one
 ``INSERT ... SELECT`` writes the fork's rows with the source's seqs, each big one naming the
-row that holds its content and tool calls (``shared_from``, migration 0012: the source's
-row, or the row the source's row itself names, so a fork of a fork reads one row away) with
-an empty content; short messages, where a pointer saves nothing, are copied. The counters
-follow in the same transaction, so an interrupted fork left nothing and a retry finds the
-finished one. Reads resolve the shared columns (:func:`threadline_postgres.rows.message_columns`);
-a trigger copies the bytes into the sharing rows before a source row changes or goes.
+row that holds its content and tool calls (under :data:`~threadline_postgres.rows.SHARED_KEY`
+in its metadata, migration 0012: the source's row, or the row the source's row itself names,
+so a fork of a fork reads one row away) with an empty content; short messages, where a
+pointer saves nothing, are copied. The counters follow in the same transaction, so an
+interrupted fork left nothing and a retry finds the finished one. Reads resolve the shared
+columns (:func:`threadline_postgres.rows.message_columns`); a trigger copies the bytes
+into the sharing rows before a source row changes or goes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 from threadline.errors import NotFoundError
 from threadline.hookspecs import hookimpl
 from threadline.storekit.forks import copied_id, fork_message_id
+from threadline_postgres.rows import SHARED_KEY
 
 if TYPE_CHECKING:
     import asyncpg
@@ -50,26 +52,28 @@ def fork_statements(table: str, sessions: str) -> dict[str, str]:
         "insert": f"""
             INSERT INTO {table} (id, session_id, tenant_id, seq, role, content, user_id,
                 agent_id, tool_calls, call_ids, tool_call_id, name, status, metadata,
-                created_at, shared_from)
+                created_at)
             SELECT r.new_id, $1::uuid, $2::uuid, r.seq, r.role,
                    CASE WHEN r.big THEN '' ELSE r.content END, r.user_id, r.agent_id,
                    CASE WHEN r.big THEN NULL ELSE r.tool_calls END, r.call_ids,
-                   r.tool_call_id, r.name, r.status, r.metadata, r.created_at,
-                   CASE WHEN r.big THEN r.holder END
+                   r.tool_call_id, r.name, r.status,
+                   CASE WHEN r.big THEN r.metadata || jsonb_build_object('{SHARED_KEY}', r.holder)
+                        ELSE r.metadata END, r.created_at
             FROM (
                 SELECT c.*, octet_length(c.content)
                            + coalesce(octet_length(c.tool_calls::text), 0) >= $5::int AS big
                 FROM (
                     SELECT n.new_id, m.seq, m.role, m.user_id, m.agent_id, m.call_ids,
-                           m.tool_call_id, m.name, m.status, m.metadata, m.created_at,
-                           CASE WHEN m.shared_from IS NULL THEN m.content
-                                ELSE o.content END AS content,
-                           CASE WHEN m.shared_from IS NULL THEN m.tool_calls
+                           m.tool_call_id, m.name, m.status, m.created_at,
+                           m.metadata - '{SHARED_KEY}' AS metadata,
+                           CASE WHEN o.id IS NULL THEN m.content ELSE o.content END AS content,
+                           CASE WHEN o.id IS NULL THEN m.tool_calls
                                 ELSE o.tool_calls END AS tool_calls,
-                           coalesce(m.shared_from, m.id) AS holder
+                           coalesce(o.id, m.id) AS holder
                     FROM unnest($3::uuid[], $4::uuid[]) AS n(id, new_id)
                     JOIN {table} m ON m.id = n.id AND m.tenant_id = $2::uuid
-                    LEFT JOIN {table} o ON o.id = m.shared_from AND o.tenant_id = $2::uuid
+                    LEFT JOIN {table} o ON m.content = '' AND m.metadata ? '{SHARED_KEY}'
+                        AND o.id = (m.metadata->>'{SHARED_KEY}')::uuid AND o.tenant_id = $2::uuid
                 ) AS c
             ) AS r""",
         "counters": (

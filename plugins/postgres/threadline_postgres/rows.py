@@ -47,7 +47,7 @@ __all__ = [
     "MESSAGE_COLUMNS",
     "PROVIDER_COLUMNS",
     "SESSION_COLUMNS",
-    "SHARED_COLUMNS",
+    "SHARED_KEY",
     "agent_from_row",
     "api_call_from_row",
     "checkpoint_params",
@@ -67,24 +67,40 @@ MESSAGE_COLUMNS = (
     "id, session_id, tenant_id, seq, role, content, user_id, agent_id, tool_calls, "
     "tool_call_id, name, status, metadata, created_at"
 )
-SHARED_COLUMNS = ("content", "tool_calls")
-"""The columns a fork's message row may share with its source's row (migration 0012)."""
+SHARED_KEY = "threadline.shared_from"
+"""The metadata key of a fork's message row that shares its content and tool calls: the id
+of the row holding them (migration 0012; the row's own content is empty). Reads take it out
+of the metadata they return. Kept in the metadata, not in a column of its own, so reads
+that resolve it need no column a schema before 0012 lacks (a store opened with
+``migrate=False`` on an older schema reads as before)."""
 
 
 def message_columns(table: str) -> str:
     """:data:`MESSAGE_COLUMNS` selected from ``table`` (``entity_message``, schema-qualified,
-    not aliased), the shared columns resolved: a fork's row whose ``shared_from`` names the
-    row holding its content and tool calls reads that row's (a primary-key probe); any
-    other row reads its own (:mod:`threadline_postgres.forks`)."""
-    return ", ".join(
-        (
-            f"CASE WHEN entity_message.shared_from IS NULL THEN entity_message.{name} "
-            f"ELSE (SELECT o.{name} FROM {table} o WHERE o.id = entity_message.shared_from "
-            f"AND o.tenant_id = entity_message.tenant_id) END AS {name}"
+    not aliased), a fork's shared row resolved: its content and tool calls read from the row
+    :data:`SHARED_KEY` names (a primary-key probe), the key left out of its metadata. Any
+    other row reads its own (the test costs a length comparison for rows with content)."""
+    m = "entity_message"
+    shared = f"({m}.content = '' AND {m}.metadata ? '{SHARED_KEY}')"
+
+    def source(column: str) -> str:
+        return (
+            f"(SELECT o.{column} FROM {table} o WHERE o.id = ({m}.metadata->>'{SHARED_KEY}')::uuid "
+            f"AND o.tenant_id = {m}.tenant_id)"
         )
-        if name in SHARED_COLUMNS
-        else name
-        for name in (c.strip() for c in MESSAGE_COLUMNS.split(","))
+
+    resolved = {
+        "content": f"CASE WHEN {shared} THEN {source('content')} ELSE {m}.content END AS content",
+        "tool_calls": (
+            f"CASE WHEN {shared} THEN {source('tool_calls')} ELSE {m}.tool_calls END AS tool_calls"
+        ),
+        "metadata": (
+            f"CASE WHEN {shared} THEN {m}.metadata - '{SHARED_KEY}' ELSE {m}.metadata END "
+            "AS metadata"
+        ),
+    }
+    return ", ".join(
+        resolved.get(name, name) for name in (c.strip() for c in MESSAGE_COLUMNS.split(","))
     )
 
 

@@ -42,7 +42,8 @@ Design notes:
   (a new schema, or an upgrade of an existing one: the rows are moved, seqs and versions
   kept). Without the option 0009 changes nothing.
 * A fork's messages share their source's content and tool calls (``0012_shared_forks``,
-  :mod:`threadline_postgres.forks`): ``shared_from`` and a copy-on-write trigger.
+  :mod:`threadline_postgres.forks`): a pointer in the row's metadata, a partial index on
+  it and a copy-on-write trigger.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ import attrs
 
 from threadline.errors import ConfigurationError
 from threadline_postgres.config import PostgresConfig
+from threadline_postgres.rows import SHARED_KEY
 from threadline_postgres.usage_rollup import ROLLUP
 
 __all__ = ["MIGRATIONS", "Migration", "migrate"]
@@ -254,33 +256,34 @@ CREATE INDEX IF NOT EXISTS entity_session_forks ON {entity_session}
 """
 
 # A fork's message rows share their source's content and tool calls (threadline_postgres.forks):
-# shared_from names the row holding them (content '' and tool_calls NULL in the fork's row,
-# reads resolve them: rows.message_columns). Copy-on-write: after a source row's content or
-# tool calls change (a rewrite, erasure's redaction) or it goes (pop, delete, a session's
-# deletion cascading, retention), the rows sharing it get the old values. A sharing row that
-# is rewritten owns its new values (the rewrite clears shared_from). Adding a nullable
-# column rewrites no row; the partial index holds sharing rows only.
-_SHARED_FORKS = """
-ALTER TABLE {entity_message} ADD COLUMN IF NOT EXISTS shared_from uuid;
-CREATE INDEX IF NOT EXISTS entity_message_shared ON {entity_message} (shared_from, tenant_id)
-    WHERE shared_from IS NOT NULL;
-CREATE OR REPLACE FUNCTION {entity_message}_unshare() RETURNS trigger
+# a sharing row has an empty content, no tool calls and the id of the row holding them under
+# rows.SHARED_KEY in its metadata (reads resolve it: rows.message_columns). Copy-on-write:
+# after a source row's content or tool calls change (a rewrite, erasure's redaction) or it
+# goes (pop, delete, a session's deletion cascading, retention), the rows sharing it get the
+# old values and lose the key. A sharing row that is rewritten is given its full values and
+# metadata without the key, so it owns them. No column is added (no row rewritten, and reads
+# work on a schema before 0012); the partial index holds sharing rows only.
+_SHARED_FORKS = f"""
+CREATE INDEX IF NOT EXISTS entity_message_shared
+    ON {{entity_message}} ((metadata->>'{SHARED_KEY}'), tenant_id)
+    WHERE metadata ? '{SHARED_KEY}';
+CREATE OR REPLACE FUNCTION {{entity_message}}_unshare() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF OLD.shared_from IS NULL AND (TG_OP = 'DELETE'
+    IF NOT OLD.metadata ? '{SHARED_KEY}' AND (TG_OP = 'DELETE'
             OR OLD.content IS DISTINCT FROM NEW.content
             OR OLD.tool_calls IS DISTINCT FROM NEW.tool_calls) THEN
-        UPDATE {entity_message} SET content = OLD.content, tool_calls = OLD.tool_calls,
-            shared_from = NULL
-        WHERE shared_from = OLD.id AND tenant_id = OLD.tenant_id;
+        UPDATE {{entity_message}} SET content = OLD.content, tool_calls = OLD.tool_calls,
+            metadata = metadata - '{SHARED_KEY}'
+        WHERE metadata ? '{SHARED_KEY}' AND metadata->>'{SHARED_KEY}' = OLD.id::text
+          AND tenant_id = OLD.tenant_id;
     END IF;
     RETURN NULL;
 END $$;
-DROP TRIGGER IF EXISTS entity_message_unshare ON {entity_message};
+DROP TRIGGER IF EXISTS entity_message_unshare ON {{entity_message}};
 CREATE TRIGGER entity_message_unshare AFTER DELETE OR UPDATE OF content, tool_calls
-    ON {entity_message} FOR EACH ROW EXECUTE FUNCTION {entity_message}_unshare();
+    ON {{entity_message}} FOR EACH ROW EXECUTE FUNCTION {{entity_message}}_unshare();
 """
-
 
 # Keys with the tenant in them, so the tables can be partitioned or distributed by tenant
 # (Citus requires the distribution column in every primary, unique and foreign key). The

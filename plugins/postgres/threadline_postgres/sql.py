@@ -164,7 +164,7 @@ class Statements:
             )
             UPDATE {M} SET content = $3::text, tool_calls = $4::jsonb,
                            call_ids = {_call_ids("$4::jsonb")}, status = $5::text,
-                           name = $6::text, metadata = $7::jsonb, shared_from = NULL
+                           name = $6::text, metadata = $7::jsonb
             WHERE id = $1::uuid AND tenant_id = $2::uuid AND EXISTS (SELECT 1 FROM touch)
             RETURNING {MC}"""
         # The same for a batch (user_id too), from arrays; the matched ids come back.
@@ -178,8 +178,7 @@ class Statements:
         rewrite = f"""
             UPDATE {M} m SET content = n.content, tool_calls = n.tool_calls,
                              call_ids = {_call_ids("n.tool_calls")}, status = n.status,
-                             name = n.name, metadata = n.metadata, user_id = n.user_id,
-                             shared_from = NULL
+                             name = n.name, metadata = n.metadata, user_id = n.user_id
             FROM n WHERE m.id = n.id AND m.tenant_id = $1::uuid"""
         self.redact_messages = f"{arrays} {rewrite} RETURNING m.id"
         touch = f"""{arrays}, touch AS (
