@@ -197,6 +197,8 @@ def test_rollback_without_inverses_lists_calls_not_undone(
     assert "refund" not in tool_log.read_text()
 
 
+# The token check is the same on every store: SQLite shows it (no PostgreSQL seeding).
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 def test_off_loopback_needs_the_token(seeded: Seeded, page: Any, tmp_path: Path) -> None:
     """Through the real command: bound to 0.0.0.0 it generates and prints a token."""
     process = subprocess.Popen(
