@@ -124,6 +124,45 @@ def _built(chain: Iterable[CheckpointRecord] | None, cache: HistoryCache | None 
     return _cached(cache, records) or (records, chain_history(records))
 
 
+HEAD_READER = "read_checkpoint_head"
+"""The optional store method a chain read asks first: ``read_checkpoint_head(tenant_id,
+checkpoint_id=None, session_id=None, agent_id=None, **_)`` gives the record a chain read
+with the same arguments would start with (the named checkpoint, or the session's latest),
+alone, or ``None``. A head the history cache holds by its tag then costs one indexed row,
+not its chain (up to ``SNAPSHOT_EVERY`` rows, a snapshot among them); the chain is read
+only on a miss. Sync (run with the chain read in one ``run_sync``) on a blocking
+:class:`~threadline.storekit.sync.SyncStore`, else a coroutine."""
+
+
+def _hit(cache: HistoryCache, head: CheckpointRecord) -> Built | None:
+    """A head alone, with its history from ``cache`` when the cache holds it by its tag."""
+    entry = cache.get(head.id)
+    if entry is None or entry.tag != head.tag:
+        return None
+    return [head], entry.history
+
+
+def _head_first(
+    cache: HistoryCache,
+    head_of: Callable[[], CheckpointRecord | None],
+    chain_of: Callable[[str], Iterable[CheckpointRecord] | None],
+) -> Built:
+    """The head (``head_of``) and its cached history, else its chain (``chain_of``)."""
+    head = head_of()
+    if head is None:
+        return [], ()
+    return _hit(cache, head) or _built(chain_of(head.id), cache)
+
+
+def _head_worth_reading(cache: HistoryCache | None, kwargs: Mapping[str, Any]) -> bool:
+    """Whether a chain read should ask for its head first: a latest read (the head's id
+    is not known), or a named checkpoint the cache holds (else the chain is read at once)."""
+    if cache is None:
+        return False
+    named = kwargs.get("checkpoint_id")
+    return named is None or cache.get(named) is not None
+
+
 async def read_chain(hooks: Hooks, hook: str, *, cached: bool = True, **kwargs: Any) -> Built:
     """Call the chain-reading ``hook`` (``read_checkpoint_records`` with ``chain``, or
     ``list_checkpoint_records`` with ``latest``) and rebuild the head's history.
@@ -137,16 +176,42 @@ async def read_chain(hooks: Hooks, hook: str, *, cached: bool = True, **kwargs: 
     A head whose record the store's :class:`~threadline.storekit.delta.HistoryCache` holds
     by its tag (this store wrote or read it, and nothing rewrote it since) is not rebuilt:
     its history is the cached tuple, the very message objects (immutable models) written
-    or read before, so a caller can compare it with what it holds by identity.
+    or read before, so a caller can compare it with what it holds by identity. A store
+    with a :data:`HEAD_READER` is asked for the head alone first (in the same hand-off on a
+    blocking store), and for the chain only when the cache misses it.
     """
     cache = history_cache(hooks) if cached else None
     plugin = getattr(hooks, "plugin", None)
+    head_reader = getattr(plugin, HEAD_READER, None)
+    if not _head_worth_reading(cache, kwargs):
+        head_reader = None
+    tenant_id = kwargs["tenant_id"]
     operation = getattr(getattr(plugin, hook, None), "sync_operation", None)
     if operation is not None and getattr(plugin, "blocking", False):
         op: Callable[..., Iterable[CheckpointRecord]] = getattr(plugin, operation)
         run_sync = plugin.run_sync  # type: ignore[union-attr]
-        built: Built = await run_sync(hook, lambda: _built(op(**kwargs), cache))
+        chain_op = getattr(
+            getattr(plugin, "threadline_read_checkpoint_records", None), "sync_operation", None
+        )
+        if head_reader is not None and cache is not None and chain_op is not None:
+            read_op: Callable[..., Iterable[CheckpointRecord]] = getattr(plugin, chain_op)
+            reader = head_reader
+            built: Built = await run_sync(hook, lambda: _head_first(
+                cache, lambda: reader(**kwargs), lambda head_id: read_op(
+                    tenant_id=tenant_id, checkpoint_id=head_id, chain=True),
+            ))  # fmt: skip
+            return built
+        built = await run_sync(hook, lambda: _built(op(**kwargs), cache))
         return built
+    if head_reader is not None and cache is not None:
+        first: CheckpointRecord | None = await head_reader(**kwargs)
+        if first is None:
+            return [], ()
+        hit = _hit(cache, first)
+        if hit is not None:
+            return hit
+        hook = "threadline_read_checkpoint_records"
+        kwargs = {"tenant_id": tenant_id, "checkpoint_id": first.id, "chain": True}
     chain = list(await hooks.call(hook, **kwargs) or ())
     hit = _cached(cache, chain)
     if hit is not None:

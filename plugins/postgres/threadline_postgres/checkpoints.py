@@ -45,6 +45,21 @@ def chain_records(rows: Iterable[Any]) -> list[CheckpointRecord]:
     return out
 
 
+_HEADS: dict[str, str] = {}
+
+
+def _latest_head(latest_chain: str) -> str:
+    """The latest-chain query returning its head row only: a recursive query is evaluated
+    as its rows are fetched, so ``LIMIT 1`` stops it at the head (the non-recursive term)."""
+    head = _HEADS.get(latest_chain)
+    if head is None:
+        body, order, _ = latest_chain.rpartition("ORDER BY depth")
+        if not order:
+            raise AssertionError("latest_chain no longer ends with ORDER BY depth")
+        head = _HEADS[latest_chain] = body + "LIMIT 1"
+    return head
+
+
 class _AlreadyStored(ThreadlineError):
     """Internal signal: the checkpoint id is stored (``row``); the version bump rolls back."""
 
@@ -105,6 +120,28 @@ class CheckpointRecords(PooledStore):
         query = self.sql.checkpoint_chain if chain else self.sql.checkpoint_record
         rows = await self._fetch("read_checkpoint_records", query, checkpoint_id, tenant_id)
         return chain_records(rows)
+
+    async def read_checkpoint_head(
+        self,
+        tenant_id: str,
+        checkpoint_id: str | None = None,
+        session_id: str | None = None,
+        agent_id: str | None = None,
+        **_: Any,
+    ) -> CheckpointRecord | None:
+        """The record a chain read starts with, alone (:data:`threadline.storekit.log.HEAD_READER`):
+        one row where the history cache holds its history, instead of the chain."""
+        args: tuple[str | None, ...]
+        if checkpoint_id is not None:
+            what, query, args = "read_checkpoint_records", self.sql.checkpoint_record, (
+                checkpoint_id, tenant_id,
+            )  # fmt: skip
+        else:
+            what, query, args = "list_checkpoint_records", _latest_head(self.sql.latest_chain), (
+                session_id, tenant_id, agent_id,
+            )  # fmt: skip
+        row = await self._fetchrow(what, query, *args)
+        return record_from_row(row) if row is not None else None
 
     @hookimpl
     async def threadline_list_checkpoint_records(

@@ -85,6 +85,10 @@ _LATEST_CHAIN = {  # the newest record (of an agent) and its chain: a restore in
     )
     for agent in (False, True)
 }
+_LATEST = {
+    agent: OF_SESSION + (" AND agent_id = ?" if agent else "") + " ORDER BY version DESC LIMIT 1"
+    for agent in (False, True)
+}
 _TAGS = "SELECT id, history_tag FROM entity_checkpoint WHERE session_id = ?"
 _REWRITE = (
     "UPDATE entity_checkpoint SET history = ?, history_depth = ?, history_tag = ? "
@@ -168,6 +172,25 @@ class CheckpointHooks(SyncStore):
             found = db.execute(_BY_ID + " AND tenant_id = ?", (checkpoint_id, tenant_id))
             return [record_from_row(row) for row in found]
         return chain_records(db.execute(CHAIN, (checkpoint_id, tenant_id)))
+
+    def read_checkpoint_head(
+        self,
+        tenant_id: str,
+        checkpoint_id: str | None = None,
+        session_id: str | None = None,
+        agent_id: str | None = None,
+        **_: Any,
+    ) -> CheckpointRecord | None:
+        """The record a chain read starts with, alone (:data:`threadline.storekit.log.HEAD_READER`):
+        one indexed row where the cache holds its history, instead of the chain."""
+        db = connection()
+        if checkpoint_id is not None:
+            row = db.execute(_BY_ID + " AND tenant_id = ?", (checkpoint_id, tenant_id)).fetchone()
+        else:
+            agent = agent_id is not None
+            params = [session_id, tenant_id, *([agent_id] if agent else [])]
+            row = db.execute(_LATEST[agent], params).fetchone()
+        return record_from_row(row) if row is not None else None
 
     def list_checkpoint_records(
         self, tenant_id: str, session_id: str | None, agent_id: str | None, latest: bool
