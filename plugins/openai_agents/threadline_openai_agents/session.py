@@ -69,13 +69,14 @@ class _Tail:
     history (else the newest ``len(items)`` items of it).
     """
 
-    __slots__ = ("blobs", "complete", "items", "last")
+    __slots__ = ("blobs", "complete", "counted", "items", "last")
 
     def __init__(self, items: list[Any], last: Message, complete: bool) -> None:
         self.items = items
         self.last = last
         self.complete = complete
         self.blobs: dict[int | None, bytes] = {}
+        self.counted = 0  # len(items) when last put in a _Tails
 
     def covers(self, limit: int | None) -> bool:
         """Whether the answer to ``get_items(limit)`` is in :attr:`items`: the newest
@@ -112,6 +113,7 @@ class _Tails:
 
     def __init__(self) -> None:
         self.tails: OrderedDict[tuple[str, str], _Tail] = OrderedDict()
+        self.kept = 0  # items in all the tails
 
     def get(self, key: tuple[str, str]) -> _Tail | None:
         tail = self.tails.get(key)
@@ -120,14 +122,17 @@ class _Tails:
         return tail
 
     def put(self, key: tuple[str, str], tail: _Tail | None) -> None:
+        """Keep ``tail`` (again: its size may have changed) as the most recent, or drop it."""
+        old = self.tails.pop(key, None)
+        if old is not None:
+            self.kept -= old.counted
         if tail is None:
-            self.tails.pop(key, None)
             return
+        tail.counted = len(tail.items)
         self.tails[key] = tail
-        self.tails.move_to_end(key)
-        kept = sum(len(t.items) for t in self.tails.values())
-        while kept > _KEEP_ITEMS and self.tails:
-            kept -= len(self.tails.popitem(last=False)[1].items)
+        self.kept += tail.counted
+        while self.kept > _KEEP_ITEMS and self.tails:
+            self.kept -= self.tails.popitem(last=False)[1].counted
 
 
 _TAILS: weakref.WeakKeyDictionary[Store, _Tails] = weakref.WeakKeyDictionary()
