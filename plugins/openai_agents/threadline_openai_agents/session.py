@@ -62,9 +62,9 @@ _KEEP_ITEMS = 50_000
 
 
 class _Tail:
-    """The items of a session's latest messages as this session object last read them.
+    """The items of a session's latest messages as last read through one ``Store``.
 
-    ``items`` are this object's own (never handed out: :meth:`copy` makes fresh ones);
+    ``items`` are never handed out (:meth:`copy` makes fresh ones);
     ``last`` is the newest message they come from, ``complete`` whether they are the whole
     history (else the newest ``len(items)`` items of it).
     """
