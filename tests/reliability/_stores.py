@@ -549,9 +549,13 @@ async def _remove(kind: str, location: str) -> None:
     elif kind == "fsspec-memory":
         import fsspec
 
+        # The entries are filtered directly: fsspec's recursive rm on its memory file
+        # system walks every file of the process for each one it removes.
         fs = fsspec.filesystem("memory")
-        if fs.exists("/" + location):
-            fs.rm("/" + location, recursive=True)
+        folder = "/" + location
+        for path in [p for p in fs.store if (p + "/").startswith(folder + "/")]:
+            del fs.store[path]
+        fs.pseudo_dirs[:] = [d for d in fs.pseudo_dirs if not (d + "/").startswith(folder + "/")]
     elif kind == "fsspec-file":
         shutil.rmtree(location, ignore_errors=True)
     elif kind == "sqlite":

@@ -53,3 +53,19 @@ def visible_files(root: Path) -> list[Path]:
 def temporary_files(root: Path) -> list[Path]:
     """Temporary files left under ``root`` (a failed write must remove its own)."""
     return sorted(root.rglob(".tmp-*"))
+
+
+def forget_memory_folder(folder: str) -> None:
+    """Remove ``folder`` (``/name``) from fsspec's process-wide memory file system.
+
+    The entries are filtered directly: fsspec's recursive ``rm`` there walks every file of
+    the process for each one it removes (minutes after a 10,000-message test).
+    """
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    inside = [path for path in fs.store if (path + "/").startswith(folder + "/")]
+    for path in inside:
+        del fs.store[path]
+    fs.pseudo_dirs[:] = [d for d in fs.pseudo_dirs if not (d + "/").startswith(folder + "/")]
+    assert not fs.exists(folder)

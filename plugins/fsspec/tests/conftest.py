@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from _fsspec_support import forget_memory_folder
 
 import threadline
 from threadline.testing import reopen_by_url
@@ -33,21 +34,11 @@ async def file_store(root: Path) -> AsyncIterator[threadline.Store]:
 @pytest.fixture
 def memory_name() -> Iterator[str]:
     """A unique folder of fsspec's (process-wide) memory file system, removed afterwards."""
-    import fsspec
-
     from threadline.ids import new_id
 
     name = f"tl-test-{new_id()}"
     yield name
-    # Forget the folder's entries directly: fsspec's recursive rm on its memory file system
-    # grows with the square of the files (minutes for the 10,000-message tests).
-    fs = fsspec.filesystem("memory")
-    folder = f"/{name}"
-    inside = [path for path in fs.store if path == folder or path.startswith(folder + "/")]
-    for path in inside:
-        del fs.store[path]
-    fs.pseudo_dirs[:] = [d for d in fs.pseudo_dirs if not (d + "/").startswith(folder + "/")]
-    assert not fs.exists(folder)
+    forget_memory_folder(f"/{name}")
 
 
 @pytest.fixture

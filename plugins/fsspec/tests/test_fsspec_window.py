@@ -7,6 +7,7 @@ from typing import Any
 
 import fsspec
 import pytest
+from _fsspec_support import forget_memory_folder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -72,7 +73,7 @@ def test_window_matches_the_definition(plan: list[list[tuple[Any, ...]]]) -> Non
                 assert got == select_window(everything, rounds), rounds
         finally:
             await store.close()
-            fsspec.filesystem("memory").rm(root, recursive=True)
+            forget_memory_folder(root)
 
     asyncio.run(check())
 
