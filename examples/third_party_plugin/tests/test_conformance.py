@@ -50,6 +50,15 @@ class TestJsonlStore(StoreConformance):
 class TestJsonlStoreReplays(TestJsonlStore):
     """The same suite, fsynced; after each test the file replays into the very same state."""
 
+    @pytest.mark.skip(
+        reason="an fsynced append's time is the disk's fsync, which other I/O on the machine "
+        "moves by 10x; TestJsonlStore checks the same lookups without fsync"
+    )
+    async def test_id_lookups_take_time_independent_of_the_store(
+        self, store: threadline.Store
+    ) -> None:
+        raise AssertionError("skipped")
+
     @pytest.fixture
     def url(self, tmp_path: Path) -> str:
         return f"jsonl:///{tmp_path}/chat.jsonl"
