@@ -13,11 +13,14 @@ JSON, shown by ``threadline checkpoints``. Properties at their defaults (the roo
 namespace, generation 0) are left out; records of earlier versions (LangGraph's field
 names in ``state["checkpoint"]``) read the same.
 
-Pending writes are records of their own, not a rewrite of the checkpoint's: a threadline
-checkpoint cannot be changed through the store facade, and a record per ``put_writes``
-call works on every store, third-party ones included, with nothing but
-``create_checkpoint`` and ``get_checkpoint``. The ``n``-th call on a checkpoint writes
-record ``n`` (an id derived from the checkpoint's,
+Pending writes go into their checkpoint's record where the store can append to a stored
+record's state in one transaction (:data:`threadline.storekit.records.STATE_APPENDER`:
+SQLite, PostgreSQL): the record is made with an empty ``state["pw"]`` and each
+``put_writes`` call appends its writes to it, so a step stores one row per checkpoint and
+a checkpoint with its writes is one read. Elsewhere (memory, fsspec, Redis, third-party
+stores: the store facade cannot change a stored checkpoint) they are records of their own,
+made with nothing but ``create_checkpoint`` and read with ``get_checkpoint``. The
+``n``-th call on a checkpoint writes record ``n`` (an id derived from the checkpoint's,
 :func:`~threadline_langgraph.ids.writes_record_id`), so a checkpoint's writes are a few
 indexed reads whatever the thread's length, and two writers racing for ``n`` are told
 apart by the store (one gets a conflict and takes ``n + 1``). A written message the
@@ -61,6 +64,7 @@ from threadline_langgraph.messages import (
 
 __all__ = [
     "CHECKPOINT",
+    "FOLDED",
     "WRITES",
     "Where",
     "checkpoint_record",
@@ -71,10 +75,13 @@ __all__ = [
     "stored_values",
     "tuple_of",
     "writes_record",
+    "writes_state",
 ]
 
 CHECKPOINT = "checkpoint"
 WRITES = "writes"
+FOLDED = "pw"
+"""The state key of a checkpoint record's own pending writes (each a write record's state)."""
 _RECORD_FIELDS = tuple(f.name for f in attrs.fields(Record))
 
 
@@ -151,8 +158,10 @@ def checkpoint_record(
     metadata: CheckpointMetadata,
     parent_checkpoint_id: str | None,
     parent_record_id: str | None,
+    folded: bool = False,
 ) -> tuple[Record, Refs]:
-    """The threadline record of a LangGraph checkpoint, and the messages it holds."""
+    """The threadline record of a LangGraph checkpoint, and the messages it holds
+    (``folded``: with the empty list its pending writes are appended to, see the module)."""
     c: dict[str, Any] = dict(checkpoint)
     c.pop("id")
     values, channel = stored_values(checkpoint)
@@ -166,6 +175,8 @@ def checkpoint_record(
     state = _compact_state(codec, c, refs, channel)
     if refs.extra:
         state["messages"] = refs.extra
+    if folded:
+        state[FOLDED] = []
     refs.frozen = True
     more: dict[str, Any] = {}
     if parent_checkpoint_id:
@@ -305,7 +316,9 @@ def tuple_of(
         checkpoint=checkpoint,  # type: ignore[arg-type]
         metadata=metadata_of(codec, record),
         parent_config=_config(thread_id, ns, parent) if parent else None,
-        pending_writes=fold_writes(codec, writes, resolve),
+        pending_writes=fold_writes(
+            codec, [*(w.state for w in writes), *(record.state.get(FOLDED) or ())], resolve
+        ),
     )
 
 
@@ -328,6 +341,24 @@ def writes_record(
 ) -> Record:
     """Record ``n`` of the pending writes on checkpoint record ``record_id`` (``refs``: the
     messages that record holds, when known, written as references)."""
+    return Record(
+        id=writes_record_id(record_id, n),
+        tenant_id=where.tenant_id,
+        session_id=where.session_id,
+        state=writes_state(codec, writes, task_id, task_path, refs),
+        properties=where.properties(WRITES, checkpoint_id, n=n),
+    )
+
+
+def writes_state(
+    codec: MessageCodec,
+    writes: Sequence[tuple[str, Any]],
+    task_id: str,
+    task_path: str,
+    refs: Refs | None,
+) -> dict[str, Any]:
+    """One ``put_writes`` call as JSON: a write record's state, or an item of a checkpoint
+    record's ``state["pw"]``."""
     items = [
         [channel, codec.encode_value(value, refs)]
         if channel not in WRITES_IDX_MAP
@@ -337,23 +368,18 @@ def writes_record(
     state: dict[str, Any] = {"t": task_id, "w": items}
     if task_path:
         state["p"] = task_path
-    return Record(
-        id=writes_record_id(record_id, n),
-        tenant_id=where.tenant_id,
-        session_id=where.session_id,
-        state=state,
-        properties=where.properties(WRITES, checkpoint_id, n=n),
-    )
+    return state
 
 
 def fold_writes(
-    codec: MessageCodec, records: Iterable[Record], resolve: Resolver
+    codec: MessageCodec, states: Iterable[dict[str, Any]], resolve: Resolver
 ) -> list[PendingWrite]:
-    """The pending writes of a checkpoint's write records (in ``n`` order), as LangGraph
-    sees them: first regular write per ``(task_id, idx)``, last special one, sorted."""
+    """The pending writes of a checkpoint (its write records' states in ``n`` order, then
+    those in its own record), as LangGraph sees them: first regular write per
+    ``(task_id, idx)``, last special one, sorted."""
     kept: dict[tuple[str, int], list[Any]] = {}
-    for record in records:
-        for item in _write_items(record.state):
+    for state in states:
+        for item in _write_items(state):
             task_id, idx = item[0], item[2]
             if idx >= 0 and (task_id, idx) in kept:
                 continue

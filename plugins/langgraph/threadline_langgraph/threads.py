@@ -18,8 +18,9 @@ next rebuild drops. Do not rebuild a thread while a run is writing to it.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
@@ -32,6 +33,7 @@ from threadline.models import Checkpoint as Record
 from threadline.models import Message, Session
 from threadline.store import Store
 from threadline.storekit.delta import SNAPSHOT_EVERY
+from threadline.storekit.records import STATE_APPENDER
 from threadline_langgraph.ids import (
     checkpoint_record_id,
     namespace_agent_id,
@@ -41,6 +43,7 @@ from threadline_langgraph.ids import (
 from threadline_langgraph.messages import MessageCodec, Refs
 from threadline_langgraph.records import (
     CHECKPOINT,
+    FOLDED,
     WRITES,
     Where,
     checkpoint_record,
@@ -50,6 +53,7 @@ from threadline_langgraph.records import (
     stored_values,
     tuple_of,
     writes_record,
+    writes_state,
 )
 
 __all__ = ["Threads"]
@@ -67,6 +71,14 @@ run, not one per super-step: threadline writes a full snapshot every
 ``SNAPSHOT_EVERY`` links, and a chat turn of three checkpoints would otherwise write
 one three times as often. The price, the run's first messages repeated in its later
 checkpoints, is bounded by this span."""
+
+
+def _state_appender(store: Store) -> Callable[..., Awaitable[bool]] | None:
+    """The store's :data:`~threadline.storekit.records.STATE_APPENDER`, when it is the only
+    store of its stack (a stack's writes go to every store: records of their own there)."""
+    plugins = store.plugins
+    append = getattr(plugins[0], STATE_APPENDER, None) if len(plugins) == 1 else None
+    return append if append is not None and inspect.iscoroutinefunction(append) else None
 
 
 def _generation(session: Session) -> int:
@@ -92,6 +104,10 @@ class Threads:
         self._writes_next: dict[str, int] = {}  # record id -> its next write record's n
         self._refs: OrderedDict[str, Refs] = OrderedDict()  # the messages of records written
         self._latest: dict[tuple[str, str, str], str] = {}  # (tenant, session, ns) -> record id
+        # Pending writes go into their checkpoint's record where the store can append to it.
+        self._append_state = _state_appender(store)
+        self._putting: dict[str, asyncio.Event] = {}  # record id -> set once its put ended
+        self._unfolded: set[str] = set()  # record ids given write records before their put
 
     # -- addressing -----------------------------------------------------------------------
 
@@ -176,24 +192,47 @@ class Threads:
             record, refs = checkpoint_record(
                 self.codec, where, record_id=record_id, checkpoint=checkpoint,
                 metadata=metadata, parent_checkpoint_id=parent, parent_record_id=base,
+                folded=self._append_state is not None and record_id not in self._unfolded,
             )  # fmt: skip
             # Known before the store call returns: LangGraph may send the pending writes on
             # this checkpoint meanwhile (its puts run in the background), and they refer to
             # the messages the record holds instead of storing them again.
             self._keep_refs(record.id, refs)
             self._writes_next.setdefault(record.id, 0)  # a new id: no write record on it yet
+            putting = self._putting[record.id] = asyncio.Event()  # kept: a put_writes waits
             try:
                 await self.store.create_checkpoint(record)
+                break
+            except ConflictError:
+                # Put again after its writes went into its record: the record is stored.
+                if not await self._stored_with_writes(tenant, record):
+                    raise
                 break
             except NotFoundError:
                 # The session went (deleted elsewhere), the generation moved on, or the
                 # parent is not stored: look again; last, store it without a delta base.
                 if attempt == 2:
                     raise
+            finally:
+                putting.set()
+                if len(self._putting) > _REFS_LIMIT:  # keep the recent ones and those under way
+                    done = [k for k, v in self._putting.items() if v.is_set()]
+                    for k in done[: len(done) // 2]:
+                        del self._putting[k]
         self._remember(record, base, refs)
         self._latest[(tenant, record.session_id, ns)] = record.id
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns,
                                  "checkpoint_id": checkpoint["id"]}}  # fmt: skip
+
+    async def _stored_with_writes(self, tenant_id: str, record: Record) -> bool:
+        """Whether ``record`` is stored as it is but for the pending writes appended since."""
+        if FOLDED not in record.state:
+            return False
+        stored = await self.store.get_checkpoint(tenant_id, record.id)
+        if stored is None or stored.session_id != record.session_id:
+            return False
+        state = {**stored.state, FOLDED: []}
+        return state == record.state and stored.properties == record.properties
 
     def _anchor_for(self, parent_record: str, length: int) -> str:
         """The record a new checkpoint's history is a delta on: its parent's anchor while
@@ -215,6 +254,8 @@ class Threads:
         """Note a record written (``base``: its delta base) or read (``base`` ``None``)."""
         if len(self._lengths) > _CACHE_LIMIT:
             self._latest.clear()
+            self._putting = {k: v for k, v in self._putting.items() if not v.is_set()}
+            self._unfolded.clear()
             self._writes_next.clear()
             self._lengths.clear()
             self._anchors.clear()
@@ -257,6 +298,15 @@ class Threads:
         where = await self._where(tenant, thread_id, ns, user_id, create=True)
         assert where is not None
         record_id = checkpoint_record_id(where.session_id, where.generation, ns, checkpoint_id)
+        refs = self._refs.get(record_id)
+        if self._append_state is not None and await self._fold(
+            tenant, record_id, writes_state(self.codec, writes, task_id, task_path, refs)
+        ):
+            return
+        # Before the checkpoint's put (LangGraph puts in the background), on a record made
+        # without the list, or on a store that cannot append: write records. A put of this
+        # id here afterwards makes its record without the list, so its readers look for them.
+        self._unfolded.add(record_id)
         n = self._writes_next.get(record_id)
         if n is None:
             n = len(await self._writes(tenant, record_id))
@@ -264,7 +314,7 @@ class Threads:
             record = writes_record(
                 self.codec, where, record_id=record_id, checkpoint_id=checkpoint_id, n=n,
                 writes=writes, task_id=task_id, task_path=task_path,
-                refs=self._refs.get(record_id),
+                refs=refs,
             )  # fmt: skip
             try:
                 await self.store.create_checkpoint(record)
@@ -273,6 +323,21 @@ class Threads:
             except ConflictError:
                 n += 1  # another writer took record n
         raise ConflictError(f"pending writes on checkpoint {checkpoint_id}: too many writers")
+
+    async def _fold(self, tenant_id: str, record_id: str, item: dict[str, Any]) -> bool:
+        """Append one ``put_writes`` call to its checkpoint's record: after the put of it
+        this saver has under way, if any (``False``: the record is not stored, or was made
+        without the list)."""
+        assert self._append_state is not None
+        for _ in range(2):
+            putting = self._putting.get(record_id)
+            if putting is not None:
+                await putting.wait()
+            if await self._append_state(tenant_id, record_id, FOLDED, item):
+                return True
+            if putting is not None or record_id not in self._putting:
+                return False
+        return False
 
     async def _writes(self, tenant_id: str, record_id: str) -> list[Record]:
         """The write records on a checkpoint record, in ``n`` order (indexed reads)."""
@@ -309,7 +374,7 @@ class Threads:
                     tenant, where.session_id, agent_id=namespace_agent_id(where.session_id, ns)
                 )
             writes: list[Record] | None = None
-            if guess is not None:
+            if guess is not None and self._append_state is None:
                 record, writes = await asyncio.gather(read, self._writes(tenant, guess))
                 if record is None or record.id != guess:
                     writes = None
@@ -330,7 +395,9 @@ class Threads:
                 if not checkpoint_id:
                     self._latest[latest_key] = record.id
                 if writes is None:
-                    writes = await self._writes(tenant, record.id)
+                    # A record made with its writes list holds them all (nothing to read).
+                    folded = FOLDED in record.state
+                    writes = [] if folded else await self._writes(tenant, record.id)
                 return tuple_of(self.codec, record, writes, thread_id)
             if attempt == 0 and self._generations.get((tenant, where.session_id)) is not None:
                 continue  # the generation may have moved on in another process

@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import attrs
 
+from threadline.codec import dump_json
 from threadline.errors import NotFoundError, ThreadlineError
 from threadline.hookspecs import hookimpl
 from threadline.storekit.log import prune_plan
@@ -142,6 +143,28 @@ class CheckpointRecords(PooledStore):
             )  # fmt: skip
         row = await self._fetchrow(what, query, *args)
         return record_from_row(row) if row is not None else None
+
+    async def append_checkpoint_state(
+        self, tenant_id: str, checkpoint_id: str, key: str, item: Any
+    ) -> bool:
+        """Append ``item`` to the list ``state[key]`` of a stored checkpoint, in one
+        statement, committed before it returns
+        (:data:`threadline.storekit.records.STATE_APPENDER`); its history and tag stay.
+        ``False``: no such checkpoint, or its state has no list ``key``."""
+        table = self.sql.tables["entity_checkpoint"]
+        query = (
+            f"UPDATE {table} SET state = jsonb_set(state, ARRAY[$3::text], "
+            "(state -> $3::text) || jsonb_build_array($4::jsonb)) "
+            "WHERE id = $1::uuid AND tenant_id = $2::uuid "
+            "AND jsonb_typeof(state -> $3::text) = 'array'"
+        )
+        text = dump_json(item, "checkpoint state")
+        status: str = await self._call(
+            "insert_checkpoint_record",
+            lambda conn: conn.execute(query, checkpoint_id, tenant_id, key, text),
+            retry=False,  # appending twice is not harmless
+        )
+        return status.split()[-1] != "0"
 
     @hookimpl
     async def threadline_list_checkpoint_records(

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from operator import itemgetter
 from typing import Any
 
+from threadline.codec import dump_json
 from threadline.errors import NotFoundError
 from threadline.storekit import log
 from threadline.storekit.records import (
@@ -89,6 +90,21 @@ _LATEST = {
     agent: OF_SESSION + (" AND agent_id = ?" if agent else "") + " ORDER BY version DESC LIMIT 1"
     for agent in (False, True)
 }
+# One statement (atomic without a transaction of its own); only onto a list the record was
+# made with, so a record written without one keeps its writes elsewhere (json(): a value).
+_APPEND = (
+    "UPDATE entity_checkpoint SET state = json_insert(state, ?, json(?)) "
+    "WHERE id = ? AND tenant_id = ? AND json_type(state, ?) = 'array'"
+)
+
+
+def _key(key: str) -> str:
+    """``key`` as a JSON path member: plain identifiers only (no quoting needed)."""
+    if not key.isidentifier():
+        raise ValueError(f"state key {key!r}: an identifier is needed")
+    return key
+
+
 _TAGS = "SELECT id, history_tag FROM entity_checkpoint WHERE session_id = ?"
 _REWRITE = (
     "UPDATE entity_checkpoint SET history = ?, history_depth = ?, history_tag = ? "
@@ -191,6 +207,22 @@ class CheckpointHooks(SyncStore):
             params = [session_id, tenant_id, *([agent_id] if agent else [])]
             row = db.execute(_LATEST[agent], params).fetchone()
         return record_from_row(row) if row is not None else None
+
+    async def append_checkpoint_state(
+        self, tenant_id: str, checkpoint_id: str, key: str, item: Any
+    ) -> bool:
+        """Append ``item`` to the list ``state[key]`` of a stored checkpoint, in one
+        statement on the writer thread, committed before it returns
+        (:data:`threadline.storekit.records.STATE_APPENDER`); its history and tag stay.
+        ``False``: no such checkpoint, or its state has no list ``key``."""
+        path = "$." + _key(key)
+        text = dump_json(item, "checkpoint state")
+
+        def append() -> int:
+            params = (path + "[#]", text, checkpoint_id, tenant_id, path)
+            return int(connection().execute(_APPEND, params).rowcount)
+
+        return bool(await self.run_sync("threadline_insert_checkpoint_record", append))
 
     def list_checkpoint_records(
         self, tenant_id: str, session_id: str | None, agent_id: str | None, latest: bool
