@@ -12,6 +12,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -101,7 +102,20 @@ def threadline_cli(*args: str) -> subprocess.Popen[str]:
 
 
 def updates(proc: subprocess.Popen[str]) -> list[dict[str, object]]:
-    out, err = proc.communicate(timeout=60)
+    """The rest of a follower's updates, once it has ended (killed after 60 s: a hang guard).
+
+    Read through ``proc.stdout`` itself, not ``communicate()``: lines an earlier
+    ``readline()`` pulled into its buffer would otherwise be lost.
+    """
+    assert proc.stdout is not None and proc.stderr is not None
+    guard = threading.Timer(60, proc.kill)
+    guard.start()
+    try:
+        out = proc.stdout.read()
+        err = proc.stderr.read()
+        proc.wait()
+    finally:
+        guard.cancel()
     assert proc.returncode == 0, err
     lines = [json.loads(line) for line in out.splitlines()]
     return [line for line in lines if line != {"ready": True}]  # (wait_for may have read it)
@@ -137,6 +151,10 @@ async def test_followers_at_start_middle_and_end_see_the_reply(url: str, session
     wait_for(first, '{"ready": true}')
     writer = child("write", url, TENANT, session, "60", "0.02", "20,40")
     wait_for(writer, "token 20")  # the writer pauses until the middle follower has joined
+    # The first follower reads a piece at each pause (the writer waits for it too), so it
+    # sees the reply in pieces however slowly a loaded machine runs it.
+    assert first.stdout is not None
+    early = [json.loads(first.stdout.readline())]
     middle = child("follow", url, TENANT, session)
     wait_for(middle, '{"ready": true}')
     assert middle.stdout is not None and writer.stdin is not None
@@ -151,13 +169,15 @@ async def test_followers_at_start_middle_and_end_see_the_reply(url: str, session
     # test does not depend on how fast a loaded machine runs the follower.
     piece = json.loads(middle.stdout.readline())
     assert piece["status"] is None
+    early.append(json.loads(first.stdout.readline()))
+    assert [u["status"] for u in early] == [None, None]
     writer.stdin.write("go\n")
     writer.stdin.close()
     assert writer.wait(timeout=60) == 0, writer.stderr.read() if writer.stderr else ""
     after = child("follow", url, TENANT, session)
     reply = await stored_reply(url, session)
     assert reply.status == "complete" and reply.content.endswith("w59")
-    seen = updates(first)
+    seen = [*early, *updates(first)]
     check(seen, reply)
     assert len(seen) > 2  # streamed in pieces, not at once
     rest = [piece, *updates(middle)]
