@@ -51,7 +51,7 @@ async def test_sigkill_mid_stream_loses_nothing_acknowledged(redis_server: Redis
     failure: list[BaseException] = []
     # killed after a random number of acknowledged writes (an event, not a timer): at
     # least six replies of 21 writes each are acknowledged first, however slow the machine
-    target = random.randint(6 * 21, 12 * 21)
+    target = random.randint(6 * 21, 8 * 21)
     writes = 0
     enough = asyncio.Event()
 
