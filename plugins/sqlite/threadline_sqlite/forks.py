@@ -44,8 +44,8 @@ FROM (
       CASE WHEN m.shared_key IS NULL THEN m.tool_calls ELSE o.tool_calls END AS tool_calls,
       m.tool_call_id, m.name, m.status, m.metadata, m.created_at,
       coalesce(m.shared_key, m.session_key) AS holder
-    FROM json_each(?3) n
-    JOIN entity_message m ON m.session_key = ?2 AND m.seq = json_extract(n.value, '$[0]')
+    FROM json_each(?3) n  -- CROSS JOIN keeps it outside: probed by key, parsed once
+    CROSS JOIN entity_message m ON m.session_key = ?2 AND m.seq = json_extract(n.value, '$[0]')
     LEFT JOIN entity_message o ON o.session_key = m.shared_key AND o.seq = m.seq
   )
 )
