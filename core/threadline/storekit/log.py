@@ -183,9 +183,9 @@ async def read_chain(hooks: Hooks, hook: str, *, cached: bool = True, **kwargs: 
     cache = history_cache(hooks) if cached else None
     plugin = getattr(hooks, "plugin", None)
     head_reader = getattr(plugin, HEAD_READER, None)
-    if not _head_worth_reading(cache, kwargs):
+    tenant_id = kwargs.get("tenant_id")
+    if tenant_id is None or not _head_worth_reading(cache, kwargs):
         head_reader = None
-    tenant_id = kwargs["tenant_id"]
     operation = getattr(getattr(plugin, hook, None), "sync_operation", None)
     if operation is not None and getattr(plugin, "blocking", False):
         op: Callable[..., Iterable[CheckpointRecord]] = getattr(plugin, operation)
