@@ -156,8 +156,9 @@ def _head_first(
 
 def _head_worth_reading(cache: HistoryCache | None, kwargs: Mapping[str, Any]) -> bool:
     """Whether a chain read should ask for its head first: a latest read (the head's id
-    is not known), or a named checkpoint the cache holds (else the chain is read at once)."""
-    if cache is None:
+    is not known) while the cache holds anything, or a named checkpoint the cache holds
+    (else the chain is read at once: a miss would cost two reads)."""
+    if cache is None or not len(cache):  # an empty cache (a store just opened) misses
         return False
     named = kwargs.get("checkpoint_id")
     return named is None or cache.get(named) is not None
