@@ -370,8 +370,9 @@ class Store:
     ) -> Session:
         """A new session whose history is ``session_id``'s up to ``at`` (a message id, that
         message included, or a checkpoint id of the session); its metadata records
-        ``forked_from``. Every store copies the shared messages (see
-        :mod:`threadline.store.branching`). :raises NotFoundError: no such session or point.
+        ``forked_from``. The store fills the fork through ``threadline_fork_messages``
+        (SQLite and PostgreSQL share the messages' bytes, copy-on-write; other stores copy;
+        see :mod:`threadline.store.branching`). :raises NotFoundError: no such session or point.
         """
         from threadline.store.branching import fork_session
 
