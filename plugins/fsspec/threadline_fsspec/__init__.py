@@ -5,7 +5,24 @@
 serves agent configs from TOML/JSON files kept in version control.
 """
 
-from threadline_fsspec.folder import AgentConfigFolder
-from threadline_fsspec.store import FsspecStore
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from threadline_fsspec.folder import AgentConfigFolder
+    from threadline_fsspec.store import FsspecStore
 
 __all__ = ["AgentConfigFolder", "FsspecStore"]
+
+_WHERE = {"AgentConfigFolder": "folder", "FsspecStore": "store"}
+"""The module each name lives in: loaded on first use, so that loading the plugin (the
+``threadline`` entry point, on every ``threadline`` command) imports none of them."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -10,9 +10,29 @@ with retries before the first byte, typed errors and size-capped SSE parsing::
 
 from __future__ import annotations
 
-from threadline_openai.config import Secret
-from threadline_openai.provider import OpenAIProvider
-from threadline_openai.retry import RetryPolicy
-from threadline_openai.sse import EventStream
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from threadline_openai.config import Secret
+    from threadline_openai.provider import OpenAIProvider
+    from threadline_openai.retry import RetryPolicy
+    from threadline_openai.sse import EventStream
 
 __all__ = ["EventStream", "OpenAIProvider", "RetryPolicy", "Secret"]
+
+_WHERE = {
+    "Secret": "config",
+    "OpenAIProvider": "provider",
+    "RetryPolicy": "retry",
+    "EventStream": "sse",
+}
+"""The module each name lives in: loaded on first use, so that loading the plugin (the
+``threadline`` entry point, on every ``threadline`` command) does not import httpx."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

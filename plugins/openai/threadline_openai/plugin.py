@@ -7,11 +7,22 @@ base_url=..., model=...)`` builds an :class:`~threadline_openai.OpenAIProvider`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from threadline.hookspecs import hookimpl
-from threadline_openai.provider import OpenAIProvider
 
-__all__ = ["threadline_register_providers"]
+if TYPE_CHECKING:
+    from threadline_openai.provider import OpenAIProvider
+
+__all__ = ["openai_provider", "threadline_register_providers"]
+
+
+def openai_provider(**options: Any) -> OpenAIProvider:
+    """``OpenAIProvider(**options)``, imported on first use: loading the plugin (every
+    ``threadline`` command) does not import httpx."""
+    from threadline_openai.provider import OpenAIProvider
+
+    return OpenAIProvider(**options)
 
 
 @hookimpl
@@ -19,6 +30,6 @@ def threadline_register_providers(register: Callable[..., None]) -> None:
     """Register ``openai``: any OpenAI-compatible chat completions server, by base URL."""
     register(
         "openai",
-        OpenAIProvider,
+        openai_provider,
         "OpenAI-compatible streaming chat completions (OpenAI, Ollama, vLLM, llama.cpp, ...)",
     )

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from threadline.errors import StoreNotFoundError
 from threadline.hookspecs import hookimpl
 from threadline.urls import StoreURL
-from threadline_postgres.config import parse_config
-from threadline_postgres.errors import translate
-from threadline_postgres.schema import MIGRATIONS_TABLE
-from threadline_postgres.store import PostgresStore
+
+if TYPE_CHECKING:
+    from threadline_postgres.store import PostgresStore
 
 
 async def open_postgres_store(url: StoreURL, *, create: bool = True) -> PostgresStore:
@@ -19,6 +19,12 @@ async def open_postgres_store(url: StoreURL, *, create: bool = True) -> Postgres
     With ``create=False`` a database (or ``?schema=``) without threadline's tables raises
     :class:`~threadline.errors.StoreNotFoundError`: no schema, table or ledger is made.
     """
+    # Imported here: loading the plugin (every ``threadline`` command) must not import asyncpg.
+    from threadline_postgres.config import parse_config
+    from threadline_postgres.errors import translate
+    from threadline_postgres.schema import MIGRATIONS_TABLE
+    from threadline_postgres.store import PostgresStore
+
     config = parse_config(url)
     store = await PostgresStore.open(config)
     if not create:

@@ -4,8 +4,31 @@
 README for the options, the key layout and what Redis's persistence settings give.
 """
 
-from threadline_redis.client import PersistenceWarning
-from threadline_redis.config import OPTIONS, RedisConfig, parse_config
-from threadline_redis.store import RedisStore
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from threadline_redis.client import PersistenceWarning
+    from threadline_redis.config import OPTIONS, RedisConfig, parse_config
+    from threadline_redis.store import RedisStore
 
 __all__ = ["OPTIONS", "PersistenceWarning", "RedisConfig", "RedisStore", "parse_config"]
+
+_WHERE = {
+    "PersistenceWarning": "client",
+    "OPTIONS": "config",
+    "RedisConfig": "config",
+    "parse_config": "config",
+    "RedisStore": "store",
+}
+"""The module each name lives in: loaded on first use, so that loading the plugin (the
+``threadline`` entry point, on every ``threadline`` command) imports none of them."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from threadline.errors import StoreNotFoundError
 from threadline.hookspecs import hookimpl
 from threadline.urls import StoreURL
-from threadline_redis.config import parse_config
-from threadline_redis.store import RedisStore
+
+if TYPE_CHECKING:
+    from threadline_redis.store import RedisStore
 
 __all__ = ["open_redis_store", "threadline_register_stores"]
 
@@ -20,6 +22,10 @@ async def open_redis_store(url: StoreURL, *, create: bool = True) -> RedisStore:
     With ``create=False`` a server (database, prefix) holding no threadline data raises
     :class:`~threadline.errors.StoreNotFoundError`, and nothing is written.
     """
+    # Imported here: loading the plugin (every ``threadline`` command) must not import redis-py.
+    from threadline_redis.config import parse_config
+    from threadline_redis.store import RedisStore
+
     store = await RedisStore.open(parse_config(url))
     if not create:
         try:

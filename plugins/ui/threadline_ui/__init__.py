@@ -8,8 +8,29 @@ app; :class:`UIConfig` holds what ``threadline ui`` was started with.
 
 from __future__ import annotations
 
-from threadline_ui.app import create_app
-from threadline_ui.config import UIConfig
-from threadline_ui.server import BackgroundServer, bind, serve
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from threadline_ui.app import create_app
+    from threadline_ui.config import UIConfig
+    from threadline_ui.server import BackgroundServer, bind, serve
 
 __all__ = ["BackgroundServer", "UIConfig", "bind", "create_app", "serve"]
+
+_WHERE = {
+    "create_app": "app",
+    "UIConfig": "config",
+    "BackgroundServer": "server",
+    "bind": "server",
+    "serve": "server",
+}
+"""The module each name lives in: loaded on first use, so that loading the plugin (the
+``threadline`` entry point, on every ``threadline`` command) imports none of them."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
