@@ -6,19 +6,22 @@ row that holds its content and tool calls (under :data:`~threadline_postgres.row
 in its metadata, migration 0012: the source's row, or the row the source's row itself names,
 so a fork of a fork reads one row away) with an empty content; short messages, where a
 pointer saves nothing, are copied. The counters follow in the same transaction, so an
-interrupted fork left nothing and a retry finds the finished one. Reads resolve the shared
-columns (:func:`threadline_postgres.rows.message_columns`); a trigger copies the bytes
-into the sharing rows before a source row changes or goes.
+interrupted fork left nothing and a retry finds the finished one. Reads select the plain
+columns and resolve the shared rows they got after the read, by one more query
+(:func:`resolve_shared`), so reads of rows that share nothing pay nothing; a trigger copies
+the bytes into the sharing rows before a source row changes or goes.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from threadline.errors import NotFoundError
 from threadline.hookspecs import hookimpl
+from threadline.models import Message
 from threadline.storekit.forks import copied_id, fork_message_id
-from threadline_postgres.rows import SHARED_KEY
+from threadline_postgres.rows import SHARED_KEY, shared_messages, unshare
 
 if TYPE_CHECKING:
     import asyncpg
@@ -29,7 +32,7 @@ if TYPE_CHECKING:
 else:
     _Base = object
 
-__all__ = ["SHARE_FROM", "Forks"]
+__all__ = ["SHARE_FROM", "Forks", "resolve_shared", "shared_statement"]
 
 SHARE_FROM = 128
 """Bytes of content and tool calls from which a fork's row shares its source's instead of
@@ -90,6 +93,50 @@ def fork_statements(table: str, sessions: str) -> dict[str, str]:
             "to_jsonb($3::text)) WHERE id = $1::uuid AND tenant_id = $2::uuid"
         ),
     }
+
+
+def shared_statement(table: str) -> str:
+    """The content and tool calls of the rows ``$2`` (ids) of tenant ``$1``, with the row
+    each names when it is itself a shared one (a fork of a fork whose source went after)."""
+    return (
+        f"SELECT id, content, tool_calls, CASE WHEN content = '' THEN metadata->>'{SHARED_KEY}' "
+        f"END AS shared_from FROM {table} WHERE tenant_id = $1::uuid AND id = ANY($2::uuid[])"
+    )
+
+
+_HOPS = 8  # rows a pointer may lead through (a fork writes pointers one row away)
+
+
+async def resolve_shared(
+    fetch: Callable[..., Awaitable[list[Any]]], table: str, messages: list[Message]
+) -> list[Message]:
+    """``messages`` (just built from rows by :func:`~threadline_postgres.rows.message_from_row`)
+    with a fork's shared rows filled in place from the rows they name, one query per tenant
+    (and per hop of a pointer to a pointer): nothing is sent when no row is shared.
+    ``fetch(statement, *args)`` runs a query (a store's ``_fetch`` or a connection's)."""
+    pending = shared_messages(messages)
+    for _ in range(_HOPS):
+        if not pending:
+            return messages
+        later: list[Message] = []
+        tenants: dict[str, list[Message]] = {}
+        for m in pending:
+            tenants.setdefault(m.tenant_id, []).append(m)
+        for tenant, group in tenants.items():
+            ids = list({str(m.metadata[SHARED_KEY]) for m in group})
+            found = {r["id"]: r for r in await fetch(shared_statement(table), tenant, ids)}
+            for m in group:
+                row = found.get(str(m.metadata[SHARED_KEY]))
+                if row is not None and row["shared_from"] is not None:  # it shares too
+                    m.metadata[SHARED_KEY] = row["shared_from"]  # the message's own copy
+                    later.append(m)
+                else:
+                    unshare(m, None if row is None else row["content"],
+                            None if row is None else row["tool_calls"])  # fmt: skip
+        pending = later
+    for m in pending:  # a loop of pointers (never written): the rows' own values
+        unshare(m, None, None)
+    return messages
 
 
 class Forks(_Base):

@@ -17,7 +17,13 @@ from threadline.storekit.erasure import redact
 from threadline.storekit.log import erase_plan
 from threadline.storekit.records import CheckpointRecord
 from threadline_postgres.checkpoints import CheckpointRecords
-from threadline_postgres.rows import message_from_row, record_from_row, rewrite_columns
+from threadline_postgres.forks import resolve_shared
+from threadline_postgres.rows import (
+    message_from_row,
+    record_from_row,
+    rewrite_columns,
+    shared_messages,
+)
 
 __all__ = ["Retention"]
 
@@ -53,7 +59,10 @@ class Retention(CheckpointRecords):
                 counts["checkpoints_redacted"] += found
                 plans.append((sid, rewrites))
             rows = await conn.fetch(sql.user_messages_elsewhere, tenant_id, user_id)
-            messages = [redact(message_from_row(r)) for r in rows]
+            read = [message_from_row(r) for r in rows]
+            if shared_messages(read):  # a fork's rows: redacted from their whole values
+                await resolve_shared(conn.fetch, sql.tables["entity_message"], read)
+            messages = [redact(m) for m in read]
             calls = [r["id"] for r in await conn.fetch(sql.user_api_calls_elsewhere, tenant_id,
                                                        user_id)]  # fmt: skip
             counts["messages_redacted"] = len(messages)

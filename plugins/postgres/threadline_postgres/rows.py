@@ -59,6 +59,8 @@ __all__ = [
     "record_param",
     "rewrite_columns",
     "session_from_row",
+    "shared_messages",
+    "unshare",
     "update_params",
 ]
 
@@ -71,37 +73,16 @@ SHARED_KEY = "threadline.shared_from"
 """The metadata key of a fork's message row that shares its content and tool calls: the id
 of the row holding them (migration 0012; the row's own content is empty). Reads take it out
 of the metadata they return. Kept in the metadata, not in a column of its own, so reads
-that resolve it need no column a schema before 0012 lacks (a store opened with
-``migrate=False`` on an older schema reads as before)."""
+need no column a schema before 0012 lacks (a store opened with ``migrate=False`` on an
+older schema reads as before)."""
 
 
 def message_columns(table: str) -> str:
-    """:data:`MESSAGE_COLUMNS` selected from ``table`` (``entity_message``, schema-qualified,
-    not aliased), a fork's shared row resolved: its content and tool calls read from the row
-    :data:`SHARED_KEY` names (a primary-key probe), the key left out of its metadata. Any
-    other row reads its own (the test costs a length comparison for rows with content)."""
-    m = "entity_message"
-    shared = f"({m}.content = '' AND {m}.metadata ? '{SHARED_KEY}')"
-
-    def source(column: str) -> str:
-        return (
-            f"(SELECT o.{column} FROM {table} o WHERE o.id = ({m}.metadata->>'{SHARED_KEY}')::uuid "
-            f"AND o.tenant_id = {m}.tenant_id)"
-        )
-
-    resolved = {
-        "content": f"CASE WHEN {shared} THEN {source('content')} ELSE {m}.content END AS content",
-        "tool_calls": (
-            f"CASE WHEN {shared} THEN {source('tool_calls')} ELSE {m}.tool_calls END AS tool_calls"
-        ),
-        "metadata": (
-            f"CASE WHEN {shared} THEN {m}.metadata - '{SHARED_KEY}' ELSE {m}.metadata END "
-            "AS metadata"
-        ),
-    }
-    return ", ".join(
-        resolved.get(name, name) for name in (c.strip() for c in MESSAGE_COLUMNS.split(","))
-    )
+    """:data:`MESSAGE_COLUMNS`, as every message read selects them (``table`` unused): the
+    plain columns. A fork's shared rows are resolved after the read, in Python
+    (:func:`shared_messages`, :func:`threadline_postgres.forks.resolve_shared`), so a read
+    of rows that share nothing costs nothing more."""
+    return MESSAGE_COLUMNS
 
 
 SESSION_COLUMNS = "id, tenant_id, user_id, agent_id, title, metadata, created_at, updated_at"
@@ -268,6 +249,23 @@ def message_from_row(r: Any) -> Message:
         metadata={} if metadata == "{}" else load_jsonb(metadata), id=id_, seq=seq,
         created_at=created_at if created_at.tzinfo is not None else moment(created_at),
     )  # fmt: skip
+
+
+def shared_messages(messages: list[Message]) -> list[Message]:
+    """The messages read from a fork's shared rows (empty content, :data:`SHARED_KEY` in
+    their metadata): their content and tool calls are still to be read from the row named."""
+    return [m for m in messages if not m.content and SHARED_KEY in m.metadata]
+
+
+def unshare(message: Message, content: str | None, tool_calls: str | None) -> None:
+    """Fill ``message`` (built by :func:`message_from_row`, nobody else holds it yet) with
+    the content and tool calls of the row it shares (as selected: encoded text, jsonb text;
+    ``None`` content: that row is gone, the message keeps its own) and take
+    :data:`SHARED_KEY` out of its metadata."""
+    if content is not None:
+        _set(message, "content", decode_text(content) if "\x01" in content else content)
+        _set(message, "tool_calls", _tool_calls(tool_calls))
+    _set(message, "metadata", {k: v for k, v in message.metadata.items() if k != SHARED_KEY})
 
 
 # -- sessions, API calls, providers, agents ------------------------------------------------------

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -43,7 +44,7 @@ from threadline.storekit.records import id_conflict
 from threadline.storekit.window import orphaned_tool_results
 from threadline_postgres.codec import dump_jsonb, dump_opt_jsonb, encode_opt, encode_text
 from threadline_postgres.config import PostgresConfig
-from threadline_postgres.forks import Forks
+from threadline_postgres.forks import Forks, resolve_shared
 from threadline_postgres.live import LiveReplies
 from threadline_postgres.pool import Duplicate
 from threadline_postgres.retention import Retention
@@ -57,6 +58,7 @@ from threadline_postgres.rows import (
     provider_from_row,
     rewrite_columns,
     session_from_row,
+    shared_messages,
     update_params,
     with_seq,
 )
@@ -78,6 +80,15 @@ def _message_key(constraint: str | None) -> bool:
 
 
 class PostgresStore(LiveReplies, Retention, UsageReports, PlannerStatistics, Forks):
+    async def _unshare(
+        self, what: str, messages: list[Message], conn: asyncpg.Connection | None = None
+    ) -> None:
+        """Fill the fork's shared rows among ``messages`` (read with the plain columns; the
+        caller checked :func:`~threadline_postgres.rows.shared_messages` first, so reads
+        that share nothing pay one list scan): one more query, on ``conn`` if given."""
+        fetch = conn.fetch if conn is not None else partial(self._fetch, what)
+        await resolve_shared(fetch, self.sql.tables["entity_message"], messages)
+
     """A threadline store on a PostgreSQL database (asyncpg connection pool).
 
     Open one with :meth:`open` or ``threadline.connect("postgresql://...")``.
@@ -200,6 +211,8 @@ class PostgresStore(LiveReplies, Retention, UsageReports, PlannerStatistics, For
         if row is None:  # neither: the racing writer rolled back; append for real
             return await self.threadline_save_message(message)
         stored = message_from_row(row)
+        if shared_messages([stored]):
+            await self._unshare("save_message", [stored])
         if stored.session_id != sid or stored.tenant_id != tid:
             raise id_conflict("message", message.id)
         return stored
@@ -236,9 +249,10 @@ class PostgresStore(LiveReplies, Retention, UsageReports, PlannerStatistics, For
             if await conn.fetchrow(sql.lock_session, sid, tid) is None:
                 raise NotFoundError(f"session {sid} not found for this tenant")
             ids = [m.id for m in messages]
-            existing = {
-                r["id"]: message_from_row(r) for r in await conn.fetch(sql.messages_by_ids, ids)
-            }
+            found = [message_from_row(r) for r in await conn.fetch(sql.messages_by_ids, ids)]
+            if shared_messages(found):
+                await self._unshare("save_messages", found, conn)
+            existing = {m.id: m for m in found}
             for m in existing.values():
                 if m.session_id != sid or m.tenant_id != tid:
                     raise id_conflict("message", m.id)
@@ -266,7 +280,10 @@ class PostgresStore(LiveReplies, Retention, UsageReports, PlannerStatistics, For
         before = _LAST_SEQ if query.before_seq is None else query.before_seq
         args = (session_id, tenant_id, query.after_seq, before, query.limit)
         rows = await self._fetch("read_messages", statement, *args, *([role] if role else []))
-        return [message_from_row(r) for r in rows]
+        messages = [message_from_row(r) for r in rows]
+        if shared_messages(messages):
+            await self._unshare("read_messages", messages)
+        return messages
 
     @hookimpl
     async def threadline_rewrite_messages(
@@ -299,7 +316,10 @@ class PostgresStore(LiveReplies, Retention, UsageReports, PlannerStatistics, For
         )  # fmt: skip
         if row is None:
             raise NotFoundError(f"message {message.id} not found for this tenant")
-        return message_from_row(row)
+        updated = message_from_row(row)
+        if shared_messages([updated]):  # only if the caller's own metadata says so
+            await self._unshare("update_message", [updated])
+        return updated
 
     # Overrides the default (backwards pages, then the system messages) to be faster: one
     # statement on the partial indexes for a window read, the hot path of every turn.
@@ -318,11 +338,16 @@ class PostgresStore(LiveReplies, Retention, UsageReports, PlannerStatistics, For
             return await self.threadline_read_messages(tenant_id, session_id, MessageRange())
         if last_rounds == 0:
             rows = await self._fetch(what, sql.window_systems, session_id, tenant_id)
-            return [message_from_row(r) for r in rows]
+            systems = [message_from_row(r) for r in rows]
+            if shared_messages(systems):
+                await self._unshare(what, systems)
+            return systems
         rows = await self._fetch(what, sql.window, session_id, tenant_id, last_rounds - 1)
         while rows:
             start: int = rows[0]["start"]
             window = [message_from_row(r) for r in rows]
+            if shared_messages(window):  # a fork's rows: before the tool calls are looked at
+                await self._unshare(what, window)
             if start <= 1 or not any(m.role == "tool" for m in window):
                 return window
             orphans = orphaned_tool_results([m for m in window if (m.seq or 0) >= start])
