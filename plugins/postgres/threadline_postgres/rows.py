@@ -51,7 +51,6 @@ __all__ = [
     "agent_from_row",
     "api_call_from_row",
     "checkpoint_params",
-    "message_columns",
     "message_from_row",
     "message_params",
     "provider_from_row",
@@ -75,14 +74,6 @@ of the row holding them (migration 0012; the row's own content is empty). Reads 
 of the metadata they return. Kept in the metadata, not in a column of its own, so reads
 need no column a schema before 0012 lacks (a store opened with ``migrate=False`` on an
 older schema reads as before)."""
-
-
-def message_columns(table: str) -> str:
-    """:data:`MESSAGE_COLUMNS`, as every message read selects them (``table`` unused): the
-    plain columns. A fork's shared rows are resolved after the read, in Python
-    (:func:`shared_messages`, :func:`threadline_postgres.forks.resolve_shared`), so a read
-    of rows that share nothing costs nothing more."""
-    return MESSAGE_COLUMNS
 
 
 SESSION_COLUMNS = "id, tenant_id, user_id, agent_id, title, metadata, created_at, updated_at"

@@ -257,7 +257,7 @@ CREATE INDEX IF NOT EXISTS entity_session_forks ON {entity_session}
 
 # A fork's message rows share their source's content and tool calls (threadline_postgres.forks):
 # a sharing row has an empty content, no tool calls and the id of the row holding them under
-# rows.SHARED_KEY in its metadata (reads resolve it: rows.message_columns). Copy-on-write:
+# rows.SHARED_KEY in its metadata (reads resolve it: forks.resolve_shared). Copy-on-write:
 # after a source row's content or tool calls change (a rewrite, erasure's redaction) or it
 # goes (pop, delete, a session's deletion cascading, retention), the rows sharing it get the
 # old values and lose the key. A sharing row that is rewritten is given its full values and

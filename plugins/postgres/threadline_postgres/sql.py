@@ -26,9 +26,9 @@ from threadline_postgres.rows import (
     AGENT_COLUMNS,
     API_CALL_COLUMNS,
     CHECKPOINT_COLUMNS,
+    MESSAGE_COLUMNS,
     PROVIDER_COLUMNS,
     SESSION_COLUMNS,
-    message_columns,
 )
 from threadline_postgres.schema import TABLES
 
@@ -80,7 +80,7 @@ class Statements:
         self.tables: dict[str, str] = t
         """Each table's (schema-qualified) name, by its unqualified name."""
         S, M = t["entity_session"], t["entity_message"]
-        MC = message_columns(M)  # rows.MESSAGE_COLUMNS, a fork's shared columns resolved
+        MC = MESSAGE_COLUMNS  # shared fork rows are resolved after the read (forks.resolve_shared)
         A, C = t["entity_api_call"], t["entity_checkpoint"]
         P, G = t["entity_provider"], t["entity_agent"]
         # The caller's tenant in a read of one session (see the module's docstring), and
@@ -494,11 +494,11 @@ class Statements:
     def _window(table: str, start: str, own: str) -> str:
         return f"""
             WITH w AS MATERIALIZED (SELECT {start} AS start)
-            SELECT {message_columns(table)}, (SELECT start FROM w) AS start FROM {table}
+            SELECT {MESSAGE_COLUMNS}, (SELECT start FROM w) AS start FROM {table}
             WHERE session_id = $1::uuid AND {own}
               AND seq >= (SELECT start FROM w) AND seq <= 9223372036854775807
             UNION ALL
-            SELECT {message_columns(table)}, (SELECT start FROM w) AS start FROM {table}
+            SELECT {MESSAGE_COLUMNS}, (SELECT start FROM w) AS start FROM {table}
             WHERE session_id = $1::uuid AND {own} AND role = 'system'
               AND seq < (SELECT start FROM w)
             ORDER BY seq"""
