@@ -10,8 +10,9 @@ with retries before the first byte, typed errors and size-capped SSE parsing::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from threadline.plugins.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from threadline_openai.config import Secret
@@ -30,9 +31,4 @@ _WHERE = {
 """The module each name lives in: loaded on first use, so that loading the plugin (the
 ``threadline`` entry point, on every ``threadline`` command) does not import httpx."""
 
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__ = lazy_attributes(__name__, _WHERE)

@@ -9,8 +9,9 @@ the SDK, which takes seconds, every time ``threadline`` starts.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from threadline.plugins.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from threadline_openai_agents.items import (
@@ -48,9 +49,4 @@ _WHERE = {
     "thread_session_id": "session",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__ = lazy_attributes(__name__, _WHERE)

@@ -6,8 +6,9 @@ README for the URL options, the schema and how NUL characters are stored.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from threadline.plugins.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from threadline_postgres.config import OPTIONS, PostgresConfig, parse_config
@@ -24,9 +25,4 @@ _WHERE = {
 """The module each name lives in: loaded on first use, so that loading the plugin (the
 ``threadline`` entry point, on every ``threadline`` command) imports none of them."""
 
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__ = lazy_attributes(__name__, _WHERE)

@@ -7,7 +7,9 @@ the file. See :mod:`threadline_sqlite.options` for the URL and its options and
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from threadline.plugins.lazy import lazy_attributes
 
 __all__ = ["SQLiteOptions", "SQLiteStore"]
 
@@ -16,14 +18,5 @@ if TYPE_CHECKING:
     from threadline_sqlite.store import SQLiteStore
 
 
-def __getattr__(name: str) -> Any:
-    # Lazy, so that loading the plugin (threadline_sqlite.plugin) imports neither.
-    if name == "SQLiteStore":
-        from threadline_sqlite.store import SQLiteStore
-
-        return SQLiteStore
-    if name == "SQLiteOptions":
-        from threadline_sqlite.options import SQLiteOptions
-
-        return SQLiteOptions
-    raise AttributeError(f"module 'threadline_sqlite' has no attribute {name!r}")
+# Lazy, so that loading the plugin (threadline_sqlite.plugin) imports neither.
+__getattr__ = lazy_attributes(__name__, {"SQLiteStore": "store", "SQLiteOptions": "options"})

@@ -8,8 +8,9 @@ app; :class:`UIConfig` holds what ``threadline ui`` was started with.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from threadline.plugins.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from threadline_ui.app import create_app
@@ -28,9 +29,4 @@ _WHERE = {
 """The module each name lives in: loaded on first use, so that loading the plugin (the
 ``threadline`` entry point, on every ``threadline`` command) imports none of them."""
 
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+__getattr__ = lazy_attributes(__name__, _WHERE)
