@@ -2,7 +2,7 @@
 """Developer tasks that work on a fresh machine with only Python 3.10+.
 
     python dev.py demo    # a conversation persisted to embedded SQLite, resumed in a new process
-    python dev.py test    # the tox matrix (every plugin alone on 3.10, 3.11, 3.13; 3.12: core)
+    python dev.py test    # the tox matrix (every plugin alone on 3.10, 3.11; fewer on 3.12+)
     python dev.py test -e py311-sqlite   # extra arguments go to tox
 
 ``test`` installs Debian's Chromium with apt-get when it is missing (the UI's browser tests
@@ -25,10 +25,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 PYTHONS = ("3.10", "3.11", "3.12", "3.13")
-# Every plugin runs alone on the oldest and newest Python and on 3.11 (which also runs the
-# timing tests); 3.12 runs the core and the embedded default, so the whole CI stays well
-# under 30 minutes on 2 cores.
-PARTIAL_PYTHONS = {"3.12": ("core", "memory", "sqlite")}
+# Every plugin runs alone on the oldest Python and on 3.11 (which also runs the timing
+# tests); 3.12 and 3.13 run the core, the embedded default and the plugins that need no
+# PostgreSQL, so the whole CI stays well under 30 minutes on 2 cores.
+PARTIAL_PYTHONS = {
+    "3.12": ("core", "memory", "sqlite"),
+    "3.13": ("core", "memory", "sqlite", "fsspec", "openai", "redis", "thirdparty"),
+}
+# Envs that share nothing with another env running beside them (no PostgreSQL database,
+# free ports only) and run no timing tests (those run on 3.11): two at a time, on 2 cores.
+# The rest (PostgreSQL, 3.11's timing tests, e2e, reliability) run one at a time after them.
+PARALLEL_FACTORS = ("core", "memory", "sqlite", "fsspec", "openai", "redis", "thirdparty")
+PARALLEL_EXTRA_ENVS = ("lint", "type")
 # The e2e env (3.11, every plugin installed) runs all of tests/ but tests/reliability,
 # timing tests included: a superset of py311-core, which is therefore not run again.
 SKIPPED_ENVS = {"py311-core"}
@@ -176,8 +184,27 @@ def test(args: list[str]) -> int:
             if p in PARTIAL_PYTHONS.get(v, (p,))
         ]
         envs = [e for e in envs if e not in SKIPPED_ENVS]
-        args = ["-e", ",".join([*envs, *EXTRA_ENVS]), *args]
+        side_by_side = [*(e for e in envs if _parallel(e)), *PARALLEL_EXTRA_ENVS]
+        one_by_one = [*(e for e in envs if not _parallel(e)), *EXTRA_ENVS]
+        one_by_one = [e for e in one_by_one if e not in side_by_side]
+        tox = bin_path(env, "tox")
+        first = subprocess.run(
+            [tox, "run-parallel", "-p", "2", "--parallel-no-spinner", "-e", ",".join(side_by_side),
+             *args],
+            cwd=ROOT,
+            env=environ,
+        ).returncode  # fmt: skip
+        then = subprocess.run(
+            [tox, "run", "-e", ",".join(one_by_one), *args], cwd=ROOT, env=environ
+        ).returncode
+        return first or then
     return subprocess.run([bin_path(env, "tox"), *args], cwd=ROOT, env=environ).returncode
+
+
+def _parallel(env: str) -> bool:
+    """Whether a ``py3X-factor`` env may run beside another (see :data:`PARALLEL_FACTORS`)."""
+    python, _, factor = env.partition("-")
+    return python != "py311" and factor in PARALLEL_FACTORS
 
 
 def main(argv: list[str]) -> int:
