@@ -56,6 +56,7 @@ def test_every_persistence_hook_states_its_tier(hook: str) -> None:
         "config": hookspecs.CONFIG_HOOKS,
         "lifecycle": hookspecs.LIFECYCLE_HOOKS,
         "derived": hookspecs.DERIVED_HOOKS,
+        "shortcut": hookspecs.SHORTCUT_HOOKS,
     }
     assert hook in groups[kind], f"{hook}: its docstring says {kind}, hookspecs disagrees"
 

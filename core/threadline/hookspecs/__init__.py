@@ -50,12 +50,14 @@ from threadline.hookspecs.api_calls import (
     threadline_summarize_usage,
 )
 from threadline.hookspecs.checkpoints import (
+    threadline_append_checkpoint_state,
     threadline_create_checkpoint,
     threadline_get_checkpoint,
     threadline_get_latest_checkpoint,
     threadline_insert_checkpoint_record,
     threadline_list_checkpoint_records,
     threadline_list_checkpoints,
+    threadline_read_checkpoint_head,
     threadline_read_checkpoint_records,
     threadline_rewrite_checkpoint_records,
 )
@@ -154,6 +156,13 @@ without it they poll the stored row. Not persistence hooks: the facade calls the
 EXPIRY_HOOKS: tuple[str, ...] = ("threadline_session_expiry",)
 """The session-expiry group (optional): stores with a session TTL say when sessions expire."""
 
+SHORTCUT_HOOKS: tuple[str, ...] = (
+    "threadline_read_checkpoint_head",
+    "threadline_append_checkpoint_state",
+)
+"""Optional shortcuts, each on its own: the core (or a framework adapter) takes the faster
+path a store offers and works without it (a chain read; write records of their own)."""
+
 PERSISTENCE_HOOKS: tuple[str, ...] = tuple(
     sorted(
         name
@@ -167,7 +176,7 @@ PERSISTENCE_HOOKS: tuple[str, ...] = tuple(
 DERIVED_HOOKS: tuple[str, ...] = tuple(
     name
     for name in PERSISTENCE_HOOKS
-    if name not in REQUIRED_HOOKS + API_CALL_HOOKS + CONFIG_HOOKS + LIFECYCLE_HOOKS
+    if name not in REQUIRED_HOOKS + API_CALL_HOOKS + CONFIG_HOOKS + LIFECYCLE_HOOKS + SHORTCUT_HOOKS
 )
 """The derived tier: the core has a default for each, built on the required tier."""
 
@@ -180,8 +189,10 @@ __all__ = [
     "LIVE_HOOKS",
     "PERSISTENCE_HOOKS",
     "REQUIRED_HOOKS",
+    "SHORTCUT_HOOKS",
     "hookimpl",
     "hookspec",
+    "threadline_append_checkpoint_state",
     "threadline_close",
     "threadline_count_messages",
     "threadline_create_checkpoint",
@@ -210,6 +221,7 @@ __all__ = [
     "threadline_migrate",
     "threadline_prune_checkpoints",
     "threadline_publish_reply",
+    "threadline_read_checkpoint_head",
     "threadline_read_checkpoint_records",
     "threadline_read_messages",
     "threadline_register_commands",

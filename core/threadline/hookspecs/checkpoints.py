@@ -173,3 +173,51 @@ def threadline_get_latest_checkpoint(
     :raises StoreError: the checkpoint's chain has no snapshot (a damaged store).
     :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
+
+
+@hookspec
+def threadline_read_checkpoint_head(
+    tenant_id: str, checkpoint_id: str | None, session_id: str | None, agent_id: str | None
+) -> CheckpointRecord | None:
+    """Read the record a chain read would start with, alone: the named checkpoint's, or the
+    session's latest (of ``agent_id`` when given).
+
+    Tier: shortcut (optional: the core takes it when the store has it). A restore whose head
+    the store's history cache holds by its write tag then costs one indexed row instead of
+    its chain (up to ``SNAPSHOT_EVERY`` rows, a snapshot among them); the chain is read only
+    when the cache misses (:func:`threadline.storekit.log.read_chain`). A blocking store
+    (:class:`~threadline.storekit.sync.SyncStore`) writes it as a plain method: the core
+    runs it and the chain read in one hand-off.
+
+    :param tenant_id: the caller's tenant.
+    :param checkpoint_id: the checkpoint; ``None`` for the session's latest.
+    :param session_id: the session whose latest record is asked (``checkpoint_id`` is None).
+    :param agent_id: only this agent's records, for the latest.
+    :return: the record with every field, or ``None`` (no such checkpoint or session).
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
+    """
+
+
+@hookspec
+def threadline_append_checkpoint_state(
+    tenant_id: str, checkpoint_id: str, key: str, item: object
+) -> bool | None:
+    """Append ``item`` to the list ``state[key]`` of a stored checkpoint, in one transaction
+    committed before it returns; the record's history and write tag stay as they are.
+
+    Tier: shortcut (optional). LangGraph's saver keeps a checkpoint's pending writes in the
+    checkpoint's own record on a store that has it (one row a checkpoint, not one more per
+    ``put_writes``), and writes records of their own elsewhere. Not activity: the
+    checkpoint's insert moved ``updated_at`` just before.
+
+    :param tenant_id: the caller's tenant.
+    :param checkpoint_id: the checkpoint.
+    :param key: the state key, an identifier (``str.isidentifier()``).
+    :param item: a JSON value.
+    :return: ``True`` when appended; ``False`` when there is no such checkpoint for this
+        tenant or its state has no list ``key`` (nothing changes).
+    :raises ValidationError: ``key`` is not an identifier, or ``item`` is not JSON (nothing
+        changes).
+    :raises StoreUnavailableError: the backend cannot be reached (whether it was appended is
+        unknown: appending is not retried).
+    """

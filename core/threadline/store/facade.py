@@ -85,6 +85,12 @@ class Store:
         self._bindings = [dispatch.Binding(self.pm, p) for p in self._stack]
         return self
 
+    def implements(self, hook: str) -> bool:
+        """True when every stacked store takes part in ``hook`` (its own implementation, or
+        a core default it has the hooks for): how an adapter asks for an optional shortcut
+        (``threadline.hookspecs.SHORTCUT_HOOKS``) before it takes it."""
+        return bool(self._bindings) and all(b.has(hook) for b in self._bindings)
+
     @property
     def primary(self) -> object:
         """The first plugin in call order (the last one added)."""
@@ -556,6 +562,23 @@ class Store:
             agent_id=optional_id(agent_id, "agent_id"),
         )
         return result
+
+    async def append_checkpoint_state(
+        self, tenant_id: IdLike, checkpoint_id: IdLike, key: str, item: Any
+    ) -> bool:
+        """Append ``item`` (JSON) to the list ``state[key]`` of a stored checkpoint, in one
+        transaction; its history stays. ``False`` when there is no such checkpoint or its
+        state has no list ``key``. A shortcut hook not every store has
+        (``implements("threadline_append_checkpoint_state")`` says; else
+        :class:`ConfigurationError`): LangGraph's saver keeps pending writes this way."""
+        result = await self._write(
+            "threadline_append_checkpoint_state",
+            tenant_id=check_id(tenant_id, "tenant_id"),
+            checkpoint_id=check_id(checkpoint_id, "checkpoint_id"),
+            key=key,
+            item=item,
+        )
+        return bool(result)
 
     # -- retention --------------------------------------------------------------------------
 

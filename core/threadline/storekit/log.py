@@ -124,14 +124,21 @@ def _built(chain: Iterable[CheckpointRecord] | None, cache: HistoryCache | None 
     return _cached(cache, records) or (records, chain_history(records))
 
 
-HEAD_READER = "read_checkpoint_head"
-"""The optional store method a chain read asks first: ``read_checkpoint_head(tenant_id,
-checkpoint_id=None, session_id=None, agent_id=None, **_)`` gives the record a chain read
-with the same arguments would start with (the named checkpoint, or the session's latest),
-alone, or ``None``. A head the history cache holds by its tag then costs one indexed row,
-not its chain (up to ``SNAPSHOT_EVERY`` rows, a snapshot among them); the chain is read
-only on a miss. Sync (run with the chain read in one ``run_sync``) on a blocking
-:class:`~threadline.storekit.sync.SyncStore`, else a coroutine."""
+HEAD_READER = "threadline_read_checkpoint_head"
+"""The shortcut hook a chain read asks first (see its spec): the record the chain would
+start with, alone. A head the history cache holds by its tag then costs one indexed row,
+not its chain (up to ``SNAPSHOT_EVERY`` rows, a snapshot among them)."""
+
+
+def _head_args(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The head hook's arguments from a chain read's (``read_checkpoint_records`` or
+    ``list_checkpoint_records(latest=True)``)."""
+    return {
+        "tenant_id": kwargs["tenant_id"],
+        "checkpoint_id": kwargs.get("checkpoint_id"),
+        "session_id": kwargs.get("session_id"),
+        "agent_id": kwargs.get("agent_id"),
+    }
 
 
 def _hit(cache: HistoryCache, head: CheckpointRecord) -> Built | None:
@@ -164,6 +171,11 @@ def _head_worth_reading(cache: HistoryCache | None, kwargs: Mapping[str, Any]) -
     return named is None or cache.get(named) is not None
 
 
+def _sync_operation(plugin: object, hook: str) -> str | None:
+    """The plain method a :class:`~threadline.storekit.sync.SyncStore` wrote ``hook`` as."""
+    return getattr(getattr(plugin, hook, None), "sync_operation", None)
+
+
 async def read_chain(hooks: Hooks, hook: str, *, cached: bool = True, **kwargs: Any) -> Built:
     """Call the chain-reading ``hook`` (``read_checkpoint_records`` with ``chain``, or
     ``list_checkpoint_records`` with ``latest``) and rebuild the head's history.
@@ -183,29 +195,28 @@ async def read_chain(hooks: Hooks, hook: str, *, cached: bool = True, **kwargs: 
     """
     cache = history_cache(hooks) if cached else None
     plugin = getattr(hooks, "plugin", None)
-    head_reader = getattr(plugin, HEAD_READER, None)
     tenant_id = kwargs.get("tenant_id")
-    if tenant_id is None or not _head_worth_reading(cache, kwargs):
-        head_reader = None
-    operation = getattr(getattr(plugin, hook, None), "sync_operation", None)
+    head_first = (
+        tenant_id is not None and _head_worth_reading(cache, kwargs) and hooks.has(HEAD_READER)
+    )
+    operation = _sync_operation(plugin, hook)
     if operation is not None and getattr(plugin, "blocking", False):
         op: Callable[..., Iterable[CheckpointRecord]] = getattr(plugin, operation)
         run_sync = plugin.run_sync  # type: ignore[union-attr]
-        chain_op = getattr(
-            getattr(plugin, "threadline_read_checkpoint_records", None), "sync_operation", None
-        )
-        if head_reader is not None and cache is not None and chain_op is not None:
+        chain_op = _sync_operation(plugin, "threadline_read_checkpoint_records")
+        head_op = _sync_operation(plugin, HEAD_READER) if head_first else None
+        if head_op is not None and cache is not None and chain_op is not None:
             read_op: Callable[..., Iterable[CheckpointRecord]] = getattr(plugin, chain_op)
-            reader = head_reader
+            reader: Callable[..., CheckpointRecord | None] = getattr(plugin, head_op)
             built: Built = await run_sync(hook, lambda: _head_first(
-                cache, lambda: reader(**kwargs), lambda head_id: read_op(
+                cache, lambda: reader(**_head_args(kwargs)), lambda head_id: read_op(
                     tenant_id=tenant_id, checkpoint_id=head_id, chain=True),
             ))  # fmt: skip
             return built
         built = await run_sync(hook, lambda: _built(op(**kwargs), cache))
         return built
-    if head_reader is not None and cache is not None:
-        first: CheckpointRecord | None = await head_reader(**kwargs)
+    if head_first and cache is not None:
+        first: CheckpointRecord | None = await hooks.call(HEAD_READER, **_head_args(kwargs))
         if first is None:
             return [], ()
         hit = _hit(cache, first)

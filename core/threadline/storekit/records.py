@@ -13,23 +13,12 @@ from threadline.errors import ConflictError
 from threadline.models import Checkpoint, builder
 
 __all__ = [
-    "STATE_APPENDER",
     "CheckpointRecord",
     "RecordRewrite",
     "StaleRecordError",
     "ancestor",
     "id_conflict",
 ]
-
-
-STATE_APPENDER = "append_checkpoint_state"
-"""An optional store method: ``async append_checkpoint_state(tenant_id, checkpoint_id, key,
-item) -> bool`` appends ``item`` (JSON) to the list ``state[key]`` of a stored checkpoint
-in one transaction, committed before it returns, and leaves its history and tag as they
-are; ``False`` when there is no such checkpoint or its state has no list ``key`` (nothing
-changes). LangGraph's saver keeps a checkpoint's pending writes in its record with it
-(one row a checkpoint, not one more per ``put_writes``) on a store that has it, alone in
-its stack (SQLite, PostgreSQL)."""
 
 
 @attrs.frozen

@@ -21,7 +21,8 @@ Each group can also be used alone: :class:`MessageConformance`,
 :class:`MessageDeletionConformance`, :class:`AgentConfigConformance`,
 :class:`BadInputConformance`, :class:`RetentionConformance`,
 :class:`DurabilityConformance`, :class:`ScalingConformance`, :class:`UsageConformance`,
-:class:`BranchingConformance`.
+:class:`BranchingConformance`, :class:`ShortcutConformance` (the optional shortcut hooks:
+its tests skip on a store without them).
 
 Optional fixtures turn on more checks (a test that needs one skips without it); each is a
 plain (not async) fixture returning a callable:
@@ -49,6 +50,7 @@ from threadline.testing.messages import MessageConformance
 from threadline.testing.retention import RetentionConformance
 from threadline.testing.scaling import ScalingConformance
 from threadline.testing.sessions import SessionConformance
+from threadline.testing.shortcuts import ShortcutConformance
 from threadline.testing.tenancy import TenancyConformance
 from threadline.testing.usage import UsageConformance
 
@@ -64,6 +66,7 @@ __all__ = [
     "RetentionConformance",
     "ScalingConformance",
     "SessionConformance",
+    "ShortcutConformance",
     "StoreConformance",
     "TenancyConformance",
     "UsageConformance",
@@ -85,5 +88,6 @@ class StoreConformance(
     ScalingConformance,
     UsageConformance,
     BranchingConformance,
+    ShortcutConformance,
 ):
     """Every conformance test; subclass it and provide a ``store`` fixture."""

@@ -18,7 +18,6 @@ next rebuild drops. Do not rebuild a thread while a run is writing to it.
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -33,7 +32,6 @@ from threadline.models import Checkpoint as Record
 from threadline.models import Message, Session
 from threadline.store import Store
 from threadline.storekit.delta import SNAPSHOT_EVERY
-from threadline.storekit.records import STATE_APPENDER
 from threadline_langgraph.ids import (
     checkpoint_record_id,
     namespace_agent_id,
@@ -58,6 +56,7 @@ from threadline_langgraph.records import (
 
 __all__ = ["Threads"]
 
+_APPEND_STATE = "threadline_append_checkpoint_state"
 _PAGE = 500
 _CACHE_LIMIT = 100_000
 _REFS_LIMIT = 256
@@ -74,11 +73,9 @@ checkpoints, is bounded by this span."""
 
 
 def _state_appender(store: Store) -> Callable[..., Awaitable[bool]] | None:
-    """The store's :data:`~threadline.storekit.records.STATE_APPENDER`, when it is the only
-    store of its stack (a stack's writes go to every store: records of their own there)."""
-    plugins = store.plugins
-    append = getattr(plugins[0], STATE_APPENDER, None) if len(plugins) == 1 else None
-    return append if append is not None and inspect.iscoroutinefunction(append) else None
+    """The store's ``append_checkpoint_state`` when every store of its stack has that
+    shortcut hook (``Store.implements``); else ``None``: write records of their own."""
+    return store.append_checkpoint_state if store.implements(_APPEND_STATE) else None
 
 
 def _generation(session: Session) -> int:

@@ -17,7 +17,7 @@ import asyncpg
 import attrs
 
 from threadline.codec import dump_json
-from threadline.errors import NotFoundError, ThreadlineError
+from threadline.errors import NotFoundError, ThreadlineError, ValidationError
 from threadline.hookspecs import hookimpl
 from threadline.storekit.log import prune_plan
 from threadline.storekit.records import (
@@ -122,16 +122,16 @@ class CheckpointRecords(PooledStore):
         rows = await self._fetch("read_checkpoint_records", query, checkpoint_id, tenant_id)
         return chain_records(rows)
 
-    async def read_checkpoint_head(
+    @hookimpl
+    async def threadline_read_checkpoint_head(
         self,
         tenant_id: str,
-        checkpoint_id: str | None = None,
-        session_id: str | None = None,
-        agent_id: str | None = None,
-        **_: Any,
+        checkpoint_id: str | None,
+        session_id: str | None,
+        agent_id: str | None,
     ) -> CheckpointRecord | None:
-        """The record a chain read starts with, alone (:data:`threadline.storekit.log.HEAD_READER`):
-        one row where the history cache holds its history, instead of the chain."""
+        """The record a chain read starts with, alone (a shortcut): one row where the
+        history cache holds its history, instead of the chain."""
         args: tuple[str | None, ...]
         if checkpoint_id is not None:
             what, query, args = "read_checkpoint_records", self.sql.checkpoint_record, (
@@ -144,13 +144,15 @@ class CheckpointRecords(PooledStore):
         row = await self._fetchrow(what, query, *args)
         return record_from_row(row) if row is not None else None
 
-    async def append_checkpoint_state(
+    @hookimpl
+    async def threadline_append_checkpoint_state(
         self, tenant_id: str, checkpoint_id: str, key: str, item: Any
     ) -> bool:
-        """Append ``item`` to the list ``state[key]`` of a stored checkpoint, in one
-        statement, committed before it returns
-        (:data:`threadline.storekit.records.STATE_APPENDER`); its history and tag stay.
+        """Append ``item`` to the list ``state[key]`` of a stored checkpoint in one
+        statement, committed before it returns (a shortcut); its history and tag stay.
         ``False``: no such checkpoint, or its state has no list ``key``."""
+        if not key.isidentifier():
+            raise ValidationError(f"state key {key!r}: an identifier is needed")
         table = self.sql.tables["entity_checkpoint"]
         query = (
             f"UPDATE {table} SET state = jsonb_set(state, ARRAY[$3::text], "

@@ -16,7 +16,7 @@ from operator import itemgetter
 from typing import Any
 
 from threadline.codec import dump_json
-from threadline.errors import NotFoundError
+from threadline.errors import NotFoundError, ValidationError
 from threadline.storekit import log
 from threadline.storekit.records import (
     CheckpointRecord,
@@ -101,7 +101,7 @@ _APPEND = (
 def _key(key: str) -> str:
     """``key`` as a JSON path member: plain identifiers only (no quoting needed)."""
     if not key.isidentifier():
-        raise ValueError(f"state key {key!r}: an identifier is needed")
+        raise ValidationError(f"state key {key!r}: an identifier is needed")
     return key
 
 
@@ -192,13 +192,12 @@ class CheckpointHooks(SyncStore):
     def read_checkpoint_head(
         self,
         tenant_id: str,
-        checkpoint_id: str | None = None,
-        session_id: str | None = None,
-        agent_id: str | None = None,
-        **_: Any,
+        checkpoint_id: str | None,
+        session_id: str | None,
+        agent_id: str | None,
     ) -> CheckpointRecord | None:
-        """The record a chain read starts with, alone (:data:`threadline.storekit.log.HEAD_READER`):
-        one indexed row where the cache holds its history, instead of the chain."""
+        """The record a chain read starts with, alone (the ``threadline_read_checkpoint_head``
+        shortcut): one indexed row where the cache holds its history, instead of the chain."""
         db = connection()
         if checkpoint_id is not None:
             row = db.execute(_BY_ID + " AND tenant_id = ?", (checkpoint_id, tenant_id)).fetchone()
@@ -208,21 +207,16 @@ class CheckpointHooks(SyncStore):
             row = db.execute(_LATEST[agent], params).fetchone()
         return record_from_row(row) if row is not None else None
 
-    async def append_checkpoint_state(
+    def append_checkpoint_state(
         self, tenant_id: str, checkpoint_id: str, key: str, item: Any
     ) -> bool:
-        """Append ``item`` to the list ``state[key]`` of a stored checkpoint, in one
-        statement on the writer thread, committed before it returns
-        (:data:`threadline.storekit.records.STATE_APPENDER`); its history and tag stay.
-        ``False``: no such checkpoint, or its state has no list ``key``."""
+        """Append ``item`` to the list ``state[key]`` of a stored checkpoint in one statement
+        (the ``threadline_append_checkpoint_state`` shortcut, on the writer thread); its
+        history and tag stay. ``False``: no such checkpoint, or its state has no list ``key``."""
         path = "$." + _key(key)
         text = dump_json(item, "checkpoint state")
-
-        def append() -> int:
-            params = (path + "[#]", text, checkpoint_id, tenant_id, path)
-            return int(connection().execute(_APPEND, params).rowcount)
-
-        return bool(await self.run_sync("threadline_insert_checkpoint_record", append))
+        params = (path + "[#]", text, checkpoint_id, tenant_id, path)
+        return bool(connection().execute(_APPEND, params).rowcount)
 
     def list_checkpoint_records(
         self, tenant_id: str, session_id: str | None, agent_id: str | None, latest: bool

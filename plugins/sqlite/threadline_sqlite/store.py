@@ -64,7 +64,8 @@ _READS = frozenset(
     "threadline_" + name
     for name in (
         "get_session", "list_sessions", "list_tenants", "read_messages", "count_messages",
-        "load_window", "read_checkpoint_records", "list_checkpoint_records", "list_api_calls",
+        "load_window", "read_checkpoint_records", "read_checkpoint_head",
+        "list_checkpoint_records", "list_api_calls",
         "load_agent_config", "list_agent_configs", "list_providers", "summarize_usage",
     )
 )  # fmt: skip
