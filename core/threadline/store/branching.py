@@ -13,7 +13,7 @@ Editing and regenerating (:mod:`threadline.runtime.editing`) keep replaced messa
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -22,7 +22,7 @@ from threadline.errors import NotFoundError, ValidationError
 from threadline.ids import IdLike, check_id, new_id, optional_id
 from threadline.models import Checkpoint, Message, Session
 from threadline.queries import fork_parent
-from threadline.storekit.forks import copied_id, fork_message_id
+from threadline.storekit.forks import SUMMARY_KEY, copied_id, fork_message_id
 
 if TYPE_CHECKING:
     from threadline.store.facade import Store
@@ -146,7 +146,7 @@ async def fork_session(
             last_seq=cut.seq or 0,
         )
     elif checkpoint is not None:
-        await _copy_checkpoint(store, checkpoint, fork.id)
+        await _fork_checkpoint(store, checkpoint, fork.id)
     return fork
 
 
@@ -181,11 +181,88 @@ def _copy(message: Message, fork_id: str) -> Message:
     return attrs.evolve(message, session_id=fork_id, id=copy_id, seq=None)
 
 
-async def _copy_checkpoint(store: Store, checkpoint: Checkpoint, fork_id: str) -> None:
+def _kept(message: Message) -> tuple[object, ...]:
+    """What a fork keeps of a message (its id, seq, session and time are its own)."""
+    return (
+        message.role,
+        message.content,
+        message.tool_calls,
+        message.tool_call_id,
+        message.name,
+        message.status,
+        message.user_id,
+        message.agent_id,
+        message.metadata,
+    )
+
+
+async def _prefix_seq(
+    store: Store, tenant: str, sid: str, history: Sequence[Message], map_id: Callable[[str], str]
+) -> int | None:
+    """The seq of the last of ``sid``'s stored messages when they begin with ``history``
+    (ids through ``map_id``, same :func:`_kept` values, in seq order), else ``None``.
+    Read a page at a time, stopping at the first difference."""
+    after, done = 0, 0
+    while done < len(history):
+        page = await store.read_messages(
+            tenant, sid, after_seq=after, limit=min(PAGE, len(history) - done)
+        )
+        if not page:
+            return None
+        for stored in page:
+            wanted = history[done]
+            if stored.id != map_id(wanted.id) or _kept(stored) != _kept(wanted):
+                return None
+            done += 1
+        after = page[-1].seq or 0
+    return after
+
+
+async def _fork_checkpoint(store: Store, checkpoint: Checkpoint, fork_id: str) -> None:
+    """Give the fork the checkpoint's history and a copy of the checkpoint.
+
+    When the source's message log begins with that history (a graph run's conversation,
+    :mod:`threadline.graph.messages`, up to this checkpoint), the fork's messages come from
+    ``threadline_fork_messages`` (SQLite and PostgreSQL share the bytes); otherwise (a
+    rollback or an edited history since, a summary in the history, a fork already holding
+    messages: a retry) they are copied from the history. Either way their ids are
+    :func:`fork_message_id`'s, so the checkpoint's copy names them and a retry adds nothing.
+    """
+    tenant, sid = checkpoint.tenant_id, checkpoint.session_id
+    source = checkpoint.history
+    shareable = (
+        bool(source)
+        and not any(SUMMARY_KEY in m.metadata for m in source)  # the fork renames those
+        and not await store.read_messages(tenant, fork_id, limit=1)
+    )
+    last = await _prefix_seq(store, tenant, sid, source, lambda i: i) if shareable else None
+    if last is not None:
+        await store._write(
+            "threadline_fork_messages",
+            tenant_id=tenant,
+            session_id=sid,
+            fork_id=fork_id,
+            last_seq=last,
+        )
+
+        # The source may have changed between the check and the fork: then copy.
+        def renamed(message_id: str) -> str:
+            return fork_message_id(sid, fork_id, message_id)
+
+        if await _prefix_seq(store, tenant, fork_id, source, renamed) is None:
+            await store.delete_messages(tenant, fork_id, after_seq=0)
+            last = None
+    await _copy_checkpoint(store, checkpoint, fork_id, filled=last is not None)
+
+
+async def _copy_checkpoint(
+    store: Store, checkpoint: Checkpoint, fork_id: str, *, filled: bool = False
+) -> None:
     history = tuple(_copy(m, fork_id) for m in checkpoint.history)
-    done = {m.id for m in await store.get_messages(checkpoint.tenant_id, fork_id)}
-    if any(m.id not in done for m in history):
-        await store.save_messages([m for m in history if m.id not in done])
+    if not filled:
+        done = {m.id for m in await store.get_messages(checkpoint.tenant_id, fork_id)}
+        if any(m.id not in done for m in history):
+            await store.save_messages([m for m in history if m.id not in done])
     copy_id = copied_id(fork_id, checkpoint.id)
     if await store.get_checkpoint(checkpoint.tenant_id, copy_id) is not None:
         return
