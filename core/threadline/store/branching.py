@@ -13,7 +13,7 @@ Editing and regenerating (:mod:`threadline.runtime.editing`) keep replaced messa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -175,10 +175,15 @@ async def _checkpoint_of(store: Store, tenant: str, sid: str, point: str) -> Che
     return checkpoint
 
 
-def _copy(message: Message, fork_id: str) -> Message:
-    # Derived ids (storekit.forks): a retry saves each copy once.
-    copy_id = fork_message_id(message.session_id, fork_id, message.id)
-    return attrs.evolve(message, session_id=fork_id, id=copy_id, seq=None)
+def _copies(history: Sequence[Message], fork_id: str) -> tuple[Message, ...]:
+    """The fork's copies of ``history``, unsaved: ids derived by :func:`fork_message_id`
+    (so a retry saves each once, whether the store shared or copied them), no seq."""
+    return tuple(
+        attrs.evolve(
+            m, session_id=fork_id, id=fork_message_id(m.session_id, fork_id, m.id), seq=None
+        )
+        for m in history
+    )
 
 
 def _kept(message: Message) -> tuple[object, ...]:
@@ -197,11 +202,11 @@ def _kept(message: Message) -> tuple[object, ...]:
 
 
 async def _prefix_seq(
-    store: Store, tenant: str, sid: str, history: Sequence[Message], map_id: Callable[[str], str]
+    store: Store, tenant: str, sid: str, history: Sequence[Message]
 ) -> int | None:
-    """The seq of the last of ``sid``'s stored messages when they begin with ``history``
-    (ids through ``map_id``, same :func:`_kept` values, in seq order), else ``None``.
-    Read a page at a time, stopping at the first difference."""
+    """The seq of the last of ``history`` in ``sid``'s stored messages when they begin with
+    it (same ids and :func:`_kept` values, in seq order), else ``None``. Read a page at a
+    time, stopping at the first difference."""
     after, done = 0, 0
     while done < len(history):
         page = await store.read_messages(
@@ -211,7 +216,7 @@ async def _prefix_seq(
             return None
         for stored in page:
             wanted = history[done]
-            if stored.id != map_id(wanted.id) or _kept(stored) != _kept(wanted):
+            if stored.id != wanted.id or _kept(stored) != _kept(wanted):
                 return None
             done += 1
         after = page[-1].seq or 0
@@ -224,18 +229,19 @@ async def _fork_checkpoint(store: Store, checkpoint: Checkpoint, fork_id: str) -
     When the source's message log begins with that history (a graph run's conversation,
     :mod:`threadline.graph.messages`, up to this checkpoint), the fork's messages come from
     ``threadline_fork_messages`` (SQLite and PostgreSQL share the bytes); otherwise (a
-    rollback or an edited history since, a summary in the history, a fork already holding
-    messages: a retry) they are copied from the history. Either way their ids are
-    :func:`fork_message_id`'s, so the checkpoint's copy names them and a retry adds nothing.
+    rollback or an edited history since, a later run, a summary in the history, a fork
+    already holding messages: a retry) they are copied from the history. Either way their
+    ids are :func:`fork_message_id`'s, so the checkpoint's copy names them and a retry adds
+    nothing.
     """
     tenant, sid = checkpoint.tenant_id, checkpoint.session_id
-    source = checkpoint.history
+    history = checkpoint.history
     shareable = (
-        bool(source)
-        and not any(SUMMARY_KEY in m.metadata for m in source)  # the fork renames those
+        bool(history)
+        and not any(SUMMARY_KEY in m.metadata for m in history)  # the fork renames those
         and not await store.read_messages(tenant, fork_id, limit=1)
     )
-    last = await _prefix_seq(store, tenant, sid, source, lambda i: i) if shareable else None
+    last = await _prefix_seq(store, tenant, sid, history) if shareable else None
     if last is not None:
         await store._write(
             "threadline_fork_messages",
@@ -244,12 +250,9 @@ async def _fork_checkpoint(store: Store, checkpoint: Checkpoint, fork_id: str) -
             fork_id=fork_id,
             last_seq=last,
         )
-
-        # The source may have changed between the check and the fork: then copy.
-        def renamed(message_id: str) -> str:
-            return fork_message_id(sid, fork_id, message_id)
-
-        if await _prefix_seq(store, tenant, fork_id, source, renamed) is None:
+        # A writer may have changed the source between the check and the fork (the fork,
+        # one transaction, holds what the source held then): read it again, copy if so.
+        if await _prefix_seq(store, tenant, sid, history) != last:
             await store.delete_messages(tenant, fork_id, after_seq=0)
             last = None
     await _copy_checkpoint(store, checkpoint, fork_id, filled=last is not None)
@@ -258,7 +261,7 @@ async def _fork_checkpoint(store: Store, checkpoint: Checkpoint, fork_id: str) -
 async def _copy_checkpoint(
     store: Store, checkpoint: Checkpoint, fork_id: str, *, filled: bool = False
 ) -> None:
-    history = tuple(_copy(m, fork_id) for m in checkpoint.history)
+    history = _copies(checkpoint.history, fork_id)
     if not filled:
         done = {m.id for m in await store.get_messages(checkpoint.tenant_id, fork_id)}
         if any(m.id not in done for m in history):
