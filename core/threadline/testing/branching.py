@@ -141,6 +141,48 @@ class BranchingConformance:
         again = await store.fork_session(t, s, at=point.id, new_session_id=fork.id)
         assert len(await store.list_checkpoints(t, session_id=again.id)) == 1
 
+    async def test_fork_at_a_checkpoint_whether_the_log_begins_with_it_or_not(
+        self, store: Store
+    ) -> None:
+        """A checkpoint whose history the message log begins with (a graph run's, filled by
+        ``threadline_fork_messages``), one with an edited message, one starting later in the
+        log: each fork holds exactly the checkpoint's history, under the ids
+        :func:`fork_message_id` derives; a retry adds nothing; the source changing after
+        leaves the forks as they were."""
+        conv = await new_conversation(store)
+        t, s = conv.tenant_id, conv.id
+        await conv.add("system", "be brief " + "s" * 300)
+        await conv.add_round(1, tool=True)
+        await conv.add_round(2)
+        stored = await conv.messages()
+        head = tuple(attrs.evolve(m, seq=None) for m in stored[:4])  # as a graph keeps them
+        edited = (head[0], attrs.evolve(head[1], content="edited"), *head[2:])
+        histories = {"head": head, "edited": edited, "later": head[2:]}
+        forks: dict[str, tuple[str, list[Message]]] = {}
+        for name, history in histories.items():
+            point = await store.create_checkpoint(
+                Checkpoint(tenant_id=t, session_id=s, node_id=name, history=history)
+            )
+            fork = await store.fork_session(t, s, at=point.id)
+            messages = await store.get_messages(t, fork.id)
+            assert _shape(messages) == _shape(list(history)), name
+            ids = [fork_message_id(s, fork.id, m.id) for m in history]
+            assert [m.id for m in messages] == ids, name
+            latest = await store.get_latest_checkpoint(t, fork.id)
+            assert latest is not None and latest.node_id == name
+            assert [m.id for m in latest.history] == ids
+            assert _shape(list(latest.history)) == _shape(list(history))
+            again = await store.fork_session(t, s, at=point.id, new_session_id=fork.id)
+            assert await store.get_messages(t, again.id) == messages, name
+            assert len(await store.list_checkpoints(t, session_id=fork.id)) == 1
+            forks[name] = (fork.id, messages)
+        await store.update_message(attrs.evolve(stored[0], content="be long " + "l" * 300))
+        await store.delete_messages(t, s, after_seq=stored[1].seq or 0)
+        assert await store.delete_session(t, s)
+        for name, (fork_id, messages) in forks.items():
+            assert await store.get_messages(t, fork_id) == messages, name
+        assert await conv.messages() == []
+
     async def test_fork_refuses_unknown_points_and_other_tenants(self, store: Store) -> None:
         conv = await new_conversation(store)
         made = await conv.add_round(1)
