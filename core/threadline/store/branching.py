@@ -7,7 +7,9 @@ hooks only, so every store supports it. The shared messages are given to the for
 derived hook ``threadline_fork_messages`` (new ids, derived from the fork's id and the
 original's: :func:`threadline.storekit.forks.fork_message_id`; same roles, content, tool
 calls, times): the core's default copies them in pages, SQLite and PostgreSQL insert rows
-that share the source's stored content in one statement (copy-on-write).
+that share the source's stored content in one statement (copy-on-write). A fork at a
+checkpoint goes the same way when the source's message log begins with the checkpoint's
+history (a graph run's conversation up to it); else it copies the history.
 Editing and regenerating (:mod:`threadline.runtime.editing`) keep replaced messages this way.
 """
 
