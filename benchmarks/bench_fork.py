@@ -3,7 +3,8 @@
 Usage::
 
     python benchmarks/bench_fork.py [--messages 10000] [--forks 5] [--size 400]
-        [--postgres postgresql://postgres@127.0.0.1:5432/test] [--skip-postgres]
+        [--checkpoint-messages 2000] [--postgres postgresql://postgres@127.0.0.1:5432/test]
+        [--skip-postgres]
 
 A session of ``--messages`` messages (``--size`` bytes of pseudo-English each, a tenth of
 them tool calls and results) is built once per store; then it is forked ``--forks`` times
@@ -15,6 +16,15 @@ what the database itself costs for the same logical work on a minimal schema
 floor of any fork that copies) and recording one row that points at the shared range
 (the floor of a fork that shares the bytes). PostgreSQL is ``ANALYZE``d after the session
 is built, as a live database is by autovacuum.
+
+The checkpoint rows: a graph session of ``--checkpoint-messages`` messages (a checkpoint
+holding that history, the messages table brought to it by the graph runtime's
+``MessageMirror``, as a graph run leaves it) forked ``--forks`` times at the checkpoint,
+alternately as ``fork_session`` does it now (the message log begins with the history: the
+fork is filled by ``threadline_fork_messages``, shared on SQLite and PostgreSQL) and as
+it did before (the history copied through ``save_messages``; forced by reporting no
+prefix). Printed: median wall time and this process's CPU time of a fork, and the bytes
+the message tables grew by per fork (the fork's checkpoint is the same either way).
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +50,9 @@ os.environ.setdefault("THREADLINE_LOAD_PLUGINS", "threadline-sqlite,threadline-p
 from _common import environment, print_table, pseudo_english, ratio
 
 import threadline
-from threadline import Message, Session, ToolCall
+import threadline.store.branching as branching
+from threadline import Checkpoint, Message, Session, ToolCall
+from threadline.graph.messages import MessageMirror
 from threadline.ids import new_id
 from threadline.store import Store
 
@@ -91,6 +103,60 @@ async def measure_forks(
 
 def len_of(last: Message) -> int:
     return last.seq or 0
+
+
+async def build_graph_session(store: Store, texts: list[str]) -> Checkpoint:
+    """A checkpoint holding ``texts`` as history, the messages table mirroring it."""
+    session = await store.create_session(Session(tenant_id=new_id(), user_id=new_id()))
+    checkpoint = await store.create_checkpoint(
+        Checkpoint(
+            tenant_id=session.tenant_id,
+            session_id=session.id,
+            node_id="answer",
+            input="go on",
+            history=history(session, texts),
+        )
+    )
+    await MessageMirror(store).sync(checkpoint)
+    return checkpoint
+
+
+@contextlib.contextmanager
+def copying() -> Iterator[None]:
+    """``fork_session`` at a checkpoint as before: the log never begins with the history."""
+
+    async def no_prefix(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    shared = branching._prefix_seq
+    branching._prefix_seq = no_prefix
+    try:
+        yield
+    finally:
+        branching._prefix_seq = shared
+
+
+async def measure_checkpoint_forks(
+    store: Store, checkpoint: Checkpoint, forks: int, size: Any
+) -> dict[str, tuple[float, float, float]]:
+    """Per mode (``shared``, ``copied``), interleaved: median wall seconds, median CPU
+    seconds of this process, median bytes the message tables grew by, of a fork."""
+    found: dict[str, list[tuple[float, float, float]]] = {"shared": [], "copied": []}
+    tenant, sid = checkpoint.tenant_id, checkpoint.session_id
+    for _ in range(forks):
+        for mode in ("shared", "copied"):
+            before = await size()
+            wall, cpu = time.perf_counter(), time.process_time()
+            with copying() if mode == "copied" else contextlib.nullcontext():
+                fork = await store.fork_session(tenant, sid, at=checkpoint.id)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            grown = (await size()) - before
+            assert await store.count_messages(tenant, fork.id) == len(checkpoint.history)
+            found[mode].append((wall, cpu, grown))
+    return {
+        mode: tuple(statistics.median(v[i] for v in values) for i in range(3))  # type: ignore[misc]
+        for mode, values in found.items()
+    }
 
 
 # -- SQLite ------------------------------------------------------------------------------------
@@ -242,18 +308,51 @@ async def run_store(
     size: Any,
     limit: Any,
     prepare: Any = None,
+    checkpoint_texts: list[str] | None = None,
 ) -> list[tuple[str, ...]]:
     store = await threadline.connect(url)
     try:
         session, last = await build(store, texts)
+        checkpoint = None
+        if checkpoint_texts:
+            checkpoint = await build_graph_session(store, checkpoint_texts)
         if prepare is not None:
             await prepare()
         seconds, grown = await measure_forks(store, session, last, forks, size)
+        at_checkpoint = {}
+        if checkpoint is not None:
+            at_checkpoint = await measure_checkpoint_forks(store, checkpoint, forks, size)
     finally:
         await store.close()
     copy_s, copy_b, share_s, share_b = await limit()
     print(f"{label}: fork {fmt_ms(seconds)}, {fmt_bytes(grown)} per fork")
+    checkpoint_rows: list[tuple[str, ...]] = []
+    if at_checkpoint:
+        (s_wall, s_cpu, s_bytes), (c_wall, c_cpu, c_bytes) = (
+            at_checkpoint["shared"],
+            at_checkpoint["copied"],
+        )
+        n = len(checkpoint_texts or ())
+        for what, wall, cpu, grew in (
+            ("at a checkpoint: now", s_wall, s_cpu, s_bytes),
+            ("at a checkpoint: copying (before)", c_wall, c_cpu, c_bytes),
+        ):
+            print(
+                f"{label}: fork of a {n:,}-message graph session {what}: {fmt_ms(wall)} "
+                f"(CPU {fmt_ms(cpu)}), {fmt_bytes(grew)} per fork"
+            )
+        checkpoint_rows = [
+            (
+                label,
+                f"at a checkpoint ({n:,} messages): now / copying",
+                f"{fmt_ms(s_wall)} / {fmt_ms(c_wall)} (CPU {fmt_ms(s_cpu)} / {fmt_ms(c_cpu)})",
+                f"{fmt_bytes(s_bytes)} / {fmt_bytes(c_bytes)}",
+                ratio(s_wall, c_wall),
+                ratio(s_bytes, c_bytes),
+            )
+        ]
     return [
+        *checkpoint_rows,
         (label, "fork_session", fmt_ms(seconds), fmt_bytes(grown), "", ""),
         (
             label,
@@ -279,10 +378,12 @@ async def main() -> None:
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--forks", type=int, default=5)
     parser.add_argument("--size", type=int, default=400)
+    parser.add_argument("--checkpoint-messages", type=int, default=2_000)
     parser.add_argument("--postgres", default=DEFAULT_POSTGRES)
     parser.add_argument("--skip-postgres", action="store_true")
     args = parser.parse_args()
     texts = pseudo_english(args.messages, args.size)
+    graph_texts = texts[: args.checkpoint_messages]
     rows: list[tuple[str, ...]] = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "fork.db"
@@ -295,7 +396,13 @@ async def main() -> None:
             return sqlite_limit(limit_path, texts, args.forks)
 
         rows += await run_store(
-            "sqlite", f"sqlite:///{path}", texts, args.forks, sqlite_size, sqlite_floor
+            "sqlite",
+            f"sqlite:///{path}",
+            texts,
+            args.forks,
+            sqlite_size,
+            sqlite_floor,
+            checkpoint_texts=graph_texts,
         )
     if not args.skip_postgres:
         async with postgres_database(args.postgres) as pg_url:
@@ -322,7 +429,14 @@ async def main() -> None:
                         await conn.close()
 
                 rows += await run_store(
-                    "postgres", url, texts, args.forks, pg_size, pg_floor, pg_analyze
+                    "postgres",
+                    url,
+                    texts,
+                    args.forks,
+                    pg_size,
+                    pg_floor,
+                    pg_analyze,
+                    checkpoint_texts=graph_texts,
                 )
     print_table(
         f"fork_session of a {args.messages:,}-message session at its last message "
