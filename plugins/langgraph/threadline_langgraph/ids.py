@@ -12,6 +12,7 @@ the namespace and LangGraph's checkpoint id: a lookup by LangGraph id is one ind
 from __future__ import annotations
 
 import uuid
+from functools import lru_cache
 
 from threadline.runtime.locations import LOCAL_TENANT_ID
 
@@ -30,6 +31,9 @@ CLI, so ``threadline sessions list`` shows the threads without ``--tenant``."""
 _NAMESPACE = uuid.UUID("0199c7d2-3a51-7e0b-8f4c-2b6d9e1a7c35")
 
 
+# The ids are pure functions of their arguments, asked for several times a step (a put, its
+# writes and the next read name the same checkpoint): remembered, a SHA-1 each saved.
+@lru_cache(maxsize=4096)
 def session_id_for(tenant_id: str, thread_id: str) -> str:
     """The session id of ``thread_id``: the thread id itself when it is a UUID."""
     try:
@@ -38,12 +42,14 @@ def session_id_for(tenant_id: str, thread_id: str) -> str:
         return str(uuid.uuid5(_NAMESPACE, f"thread\x00{tenant_id}\x00{thread_id}"))
 
 
+@lru_cache(maxsize=4096)
 def namespace_agent_id(session_id: str, checkpoint_ns: str) -> str:
     """The ``agent_id`` of a thread's checkpoints in one namespace (the root graph's is
     ``""``): one per thread and namespace, so a store's agent index finds only them."""
     return str(uuid.uuid5(uuid.UUID(session_id), f"ns\x00{checkpoint_ns}"))
 
 
+@lru_cache(maxsize=4096)
 def checkpoint_record_id(
     session_id: str, generation: int, checkpoint_ns: str, checkpoint_id: str
 ) -> str:

@@ -160,12 +160,15 @@ def checkpoint_record(
     parent_checkpoint_id: str | None,
     parent_record_id: str | None,
     folded: bool = False,
+    stored: tuple[dict[str, Any], str | None] | None = None,
 ) -> tuple[Record, Refs]:
     """The threadline record of a LangGraph checkpoint, and the messages it holds
-    (``folded``: with the empty list its pending writes are appended to, see the module)."""
+    (``folded``: with the empty list its pending writes are appended to, see the module;
+    ``stored``: its :func:`stored_values`, when known)."""
     c: dict[str, Any] = dict(checkpoint)
     c.pop("id")
-    values, channel = stored_values(checkpoint)
+    values, channel = stored if stored is not None else stored_values(checkpoint)
+    values = dict(values)
     messages = values.pop(channel) if channel is not None else []
     c.pop("channel_values", None)
     refs = Refs(messages)

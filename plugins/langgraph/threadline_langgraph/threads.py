@@ -114,7 +114,8 @@ class Threads:
         thread_id = configurable.get("thread_id")
         if thread_id is None or thread_id == "":
             raise ValidationError("a LangGraph config needs configurable['thread_id']")
-        tenant = check_id(configurable.get("tenant_id") or self.tenant_id, "tenant_id")
+        tenant_id = configurable.get("tenant_id")
+        tenant = check_id(tenant_id, "tenant_id") if tenant_id else self.tenant_id
         user = configurable.get("user_id")
         user_id = self.user_id
         if user is not None:
@@ -170,6 +171,7 @@ class Threads:
     ) -> RunnableConfig:
         tenant, thread_id, user_id, ns = self._ids(config)
         parent = config["configurable"].get("checkpoint_id")
+        stored = stored_values(checkpoint)
         for attempt in range(3):
             where = await self._where(
                 tenant, thread_id, ns, user_id, create=True, fresh=attempt > 0
@@ -183,13 +185,14 @@ class Threads:
                 parent_record = checkpoint_record_id(where.session_id, where.generation, ns, parent)
             base = parent_record
             if attempt == 0 and parent_record is not None and metadata.get("source") != "input":
-                values, channel = stored_values(checkpoint)
+                values, channel = stored
                 length = len(values[channel]) if channel is not None else 0
                 base = self._anchor_for(parent_record, length)
             record, refs = checkpoint_record(
                 self.codec, where, record_id=record_id, checkpoint=checkpoint,
                 metadata=metadata, parent_checkpoint_id=parent, parent_record_id=base,
                 folded=self._append_state is not None and record_id not in self._unfolded,
+                stored=stored,
             )  # fmt: skip
             # Known before the store call returns: LangGraph may send the pending writes on
             # this checkpoint meanwhile (its puts run in the background), and they refer to
