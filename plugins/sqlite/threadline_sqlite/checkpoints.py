@@ -16,7 +16,7 @@ from operator import itemgetter
 from typing import Any
 
 from threadline.codec import dump_json
-from threadline.errors import NotFoundError, ValidationError
+from threadline.errors import NotFoundError, StoreError, ValidationError
 from threadline.storekit import log
 from threadline.storekit.records import (
     CheckpointRecord,
@@ -98,6 +98,10 @@ _APPEND = (
 )
 
 
+STATE = "checkpoint state"
+"""What :func:`~threadline.codec.dump_json` names in its error for an appended item."""
+
+
 def _key(key: str) -> str:
     """``key`` as a JSON path member: plain identifiers only (no quoting needed)."""
     if not key.isidentifier():
@@ -151,34 +155,62 @@ class CheckpointHooks(SyncStore):
     def insert_checkpoint_record(
         self, record: CheckpointRecord, parent_tag: int | None
     ) -> CheckpointRecord:
+        return self.insert_checkpoint_row(record, record_row(record), parent_tag)
+
+    def insert_checkpoint_row(
+        self, record: CheckpointRecord, row: list[Any], parent_tag: int | None
+    ) -> CheckpointRecord:
+        """:meth:`insert_checkpoint_record` with ``row`` already encoded (:func:`record_row`,
+        values refused before the lock): the store encodes first when it decides by the
+        row's size where the write runs (:mod:`threadline_sqlite.inline`)."""
         c = record.checkpoint
-        row = record_row(record)  # input, state and properties refused before the lock
         db = connection()
         db.execute("BEGIN IMMEDIATE")
-        # The session is checked by the version bump below (no row: no session), one
-        # statement fewer per checkpoint; a stored id is answered before it.
-        found = db.execute(_BY_ID, (c.id,)).fetchone()
-        if found is not None:
-            db.execute("COMMIT")
-            existing = record_from_row(found)
-            if (existing.checkpoint.session_id, existing.checkpoint.tenant_id) != (
-                c.session_id, c.tenant_id,
-            ):  # fmt: skip
-                raise id_conflict("checkpoint", c.id)
-            return existing
         if c.parent_id is not None:
             parent = db.execute(_PARENT, (c.parent_id,)).fetchone()
             if parent is None or parent[0] != c.session_id:
+                db.execute("ROLLBACK")
+                if (existing := self._stored_record(record)) is not None:
+                    return existing
                 raise NotFoundError(f"parent checkpoint {c.parent_id} not found in this session")
             if parent_tag is not None and parent[1] != parent_tag:
+                db.execute("ROLLBACK")
+                if (existing := self._stored_record(record)) is not None:
+                    return existing
                 raise StaleRecordError(f"checkpoint {c.parent_id} was rewritten")
+        # The session is checked by the version bump (no row: no session); the insert is
+        # tried before a stored id is looked up: a retry rolls back, bump included.
         version = bump(db, BUMP_VERSION, 1, c.session_id, c.tenant_id, "last_version")
         if version is None:
+            db.execute("ROLLBACK")
+            self._stored_record(record)  # the id stored elsewhere: a conflict
             raise missing_session(c.session_id)
         row[CHECKPOINT_VERSION] = version
-        db.execute(_INSERT, row)
+        try:
+            db.execute(_INSERT, row)
+        except sqlite3.IntegrityError:
+            db.execute("ROLLBACK")
+            existing = self._stored_record(record)
+            if existing is None:  # the insert failed for another reason
+                raise StoreError(f"could not insert checkpoint {c.id} (integrity error)") from None
+            return existing
         db.execute("COMMIT")
         return record_from_row(row)
+
+    @staticmethod
+    def _stored_record(record: CheckpointRecord) -> CheckpointRecord | None:
+        """The stored record of ``record``'s id (outside a transaction), ``None`` if none;
+        stored in another session or tenant: a conflict."""
+        found = connection().execute(_BY_ID, (record.id,)).fetchone()
+        if found is None:
+            return None
+        existing = record_from_row(found)
+        c = record.checkpoint
+        if (existing.checkpoint.session_id, existing.checkpoint.tenant_id) != (
+            c.session_id, c.tenant_id,
+        ):  # fmt: skip
+            raise id_conflict("checkpoint", c.id)
+        return existing
 
     def read_checkpoint_records(
         self, tenant_id: str, checkpoint_id: str, chain: bool
@@ -211,10 +243,15 @@ class CheckpointHooks(SyncStore):
         self, tenant_id: str, checkpoint_id: str, key: str, item: Any
     ) -> bool:
         """Append ``item`` to the list ``state[key]`` of a stored checkpoint in one statement
-        (the ``threadline_append_checkpoint_state`` shortcut, on the writer thread); its
-        history and tag stay. ``False``: no such checkpoint, or its state has no list ``key``."""
+        (the ``threadline_append_checkpoint_state`` shortcut); its history and tag stay.
+        ``False``: no such checkpoint, or its state has no list ``key``."""
+        return self.append_checkpoint_text(tenant_id, checkpoint_id, key, dump_json(item, STATE))
+
+    def append_checkpoint_text(
+        self, tenant_id: str, checkpoint_id: str, key: str, text: str
+    ) -> bool:
+        """:meth:`append_checkpoint_state` with the item already encoded (``dump_json``)."""
         path = "$." + _key(key)
-        text = dump_json(item, "checkpoint state")
         params = (path + "[#]", text, checkpoint_id, tenant_id, path)
         return bool(connection().execute(_APPEND, params).rowcount)
 

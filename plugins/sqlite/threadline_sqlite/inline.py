@@ -23,7 +23,10 @@ the read is handed to the reader thread instead of sleeping on the loop. Measure
 
 Appends of up to :data:`MAX_INLINE_WRITE_ROWS` messages to such a session run inline too
 (:class:`InlineWriter`), at ``synchronous=normal`` or ``off`` only (a commit then writes
-the WAL without an fsync), while the writer thread is idle and the write lock is free.
+the WAL without an fsync), while the writer thread is idle and the write lock is free;
+so do the checkpoint writes of such a session (a record of at most
+:data:`MAX_INLINE_WRITE_BYTES`, encoded first to know its size, and appends to the state of
+a record this store wrote lately that stays under that size): a LangGraph step makes six.
 """
 
 from __future__ import annotations
@@ -35,8 +38,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from threadline.codec import dump_json
 from threadline.queries import MessageRange
+from threadline.storekit.records import CheckpointRecord
 from threadline_sqlite.errors import map_error
+from threadline_sqlite.rows import CHECKPOINT_COLUMNS, record_row
 from threadline_sqlite.worker import Worker, bind, connection
 
 __all__ = [
@@ -44,6 +50,7 @@ __all__ = [
     "INLINE_HOOKS",
     "MAX_INLINE_ROUNDS",
     "MAX_INLINE_ROWS",
+    "MAX_INLINE_WRITE_BYTES",
     "MAX_INLINE_WRITE_ROWS",
     "InlineReader",
     "InlineWriter",
@@ -188,6 +195,22 @@ def _pages(args: tuple[Any, ...]) -> int:
     return 4
 
 
+MAX_INLINE_WRITE_BYTES = 16384
+"""A checkpoint record (its text columns) or a state appended to of more bytes is written
+on the writer thread; a LangGraph chat step's records are 1-3 kB."""
+_INSERT_CHECKPOINT = "threadline_insert_checkpoint_record"
+_APPEND_STATE = "threadline_append_checkpoint_state"
+CHECKPOINT_WRITES = frozenset({_INSERT_CHECKPOINT, _APPEND_STATE})
+"""The checkpoint hooks :meth:`InlineWriter.prepare` may run inline."""
+
+
+_STATE = [n.strip() for n in CHECKPOINT_COLUMNS.split(",")].index("state")
+
+
+def _text_bytes(row: list[Any]) -> int:
+    return sum(len(v) for v in row if isinstance(v, str))
+
+
 class InlineWriter:
     """Appends of a recently used session on the event loop's thread (``synchronous``
     ``normal`` or ``off`` only: a commit then writes the WAL without an fsync).
@@ -201,6 +224,10 @@ class InlineWriter:
     keep their order, and appends made during a checkpoint queue behind it: the first
     write after it then finds the WAL wholly copied and starts it again from the top
     (a checkpoint that writes kept racing would never finish, and the WAL would grow).
+
+    Checkpoint records go the same way (:meth:`prepare`): the records this store wrote
+    lately are remembered with their state's size, so an append to one's state (an
+    ``UPDATE`` that rewrites the state) runs here while it stays small.
     """
 
     def __init__(
@@ -215,6 +242,13 @@ class InlineWriter:
         self._writer = writer
         self._pages = 0
         self._checkpointing = False
+        self._records: OrderedDict[str, int] = OrderedDict()  # checkpoint id -> state bytes
+
+    def free(self) -> bool:
+        """The writer thread idle and open, and this the loop's thread."""
+        return (
+            self._writer.idle and not self._writer.closed and threading.get_ident() == self.thread
+        )
 
     def takes(self, args: tuple[Any, ...]) -> bool:
         """Whether this append runs inline: a session read or written lately, at most
@@ -226,19 +260,69 @@ class InlineWriter:
             if not first or len(first) > MAX_INLINE_WRITE_ROWS:
                 return False
             first = first[0]
-        return (
-            getattr(first, "session_id", None) in self._reader._recent
-            and self._writer.idle
-            and not self._writer.closed
-            and threading.get_ident() == self.thread
-        )
+        return getattr(first, "session_id", None) in self._reader._recent and self.free()
 
-    def write(self, operation: Callable[..., T], args: tuple[Any, ...]) -> T | _Busy:
+    def prepare(
+        self, hook: str, operation: Callable[..., Any], args: tuple[Any, ...]
+    ) -> tuple[Callable[..., Any], tuple[Any, ...], int]:
+        """A checkpoint write (:data:`CHECKPOINT_WRITES`) as the call to make and the WAL
+        pages it may write inline (0: on the writer thread). When it may run inline, the
+        values are encoded here first (and refused, as the writer thread would) to size
+        it; the call returned then takes them encoded, wherever it runs."""
+        target: Any = getattr(operation, "__self__", None)
+        if hook == _INSERT_CHECKPOINT and len(args) == 2:
+            record = args[0]
+            if (
+                getattr(operation, "__name__", "") != "insert_checkpoint_record"
+                or not isinstance(record, CheckpointRecord)
+                or record.checkpoint.session_id not in self._reader._recent
+                or threading.get_ident() != self.thread
+            ):
+                return operation, args, 0
+            row = record_row(record)
+            size = _text_bytes(row)
+            call = target.insert_checkpoint_row
+            small = size <= MAX_INLINE_WRITE_BYTES and self.free()
+            return call, (record, row, args[1]), 4 + size // 4000 if small else 0
+        if hook == _APPEND_STATE and len(args) == 4:
+            state = self._records.get(args[1])
+            if (
+                state is None
+                or getattr(operation, "__name__", "") != "append_checkpoint_state"
+                or not self.free()
+            ):
+                return operation, args, 0
+            text = dump_json(args[3], "checkpoint state")
+            size = state + len(text)
+            call = target.append_checkpoint_text
+            pages = 2 + size // 4000 if size <= MAX_INLINE_WRITE_BYTES else 0
+            return call, (*args[:3], text), pages
+        return operation, args, 0
+
+    def wrote(self, hook: str, args: tuple[Any, ...], result: Any) -> None:
+        """Remember a checkpoint record written (wherever), with its state's size, so an
+        append to its state may run inline; an append grows it."""
+        if hook == _INSERT_CHECKPOINT and isinstance(result, CheckpointRecord):
+            c = result.checkpoint
+            self._reader.seen(c.session_id)
+            if len(args) != 3:  # not encoded here: its size is unknown
+                return
+            self._records[c.id] = len(args[1][_STATE])
+            self._records.move_to_end(c.id)
+            if len(self._records) > _REMEMBERED:
+                self._records.popitem(last=False)
+        elif hook == _APPEND_STATE and result and args[1] in self._records:
+            last = args[3]
+            self._records[args[1]] += len(last) if isinstance(last, str) else 256
+
+    def write(
+        self, operation: Callable[..., T], args: tuple[Any, ...], pages: int | None = None
+    ) -> T | _Busy:
         """``operation(*args)`` here, or :data:`BUSY` (nothing written: the caller hands
         it to the writer thread); a checkpoint queued when enough pages were written."""
         result = _run(self.connection, operation, args)
         if result is not BUSY:
-            self._pages += _pages(args)
+            self._pages += _pages(args) if pages is None else pages
             if self._pages >= _CHECKPOINT_PAGES and not self._checkpointing:
                 self._pages = 0
                 self._checkpointing = True

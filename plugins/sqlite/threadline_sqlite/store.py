@@ -46,7 +46,8 @@ from threadline_sqlite.api_calls import ApiCallHooks
 from threadline_sqlite.checkpoints import CheckpointHooks
 from threadline_sqlite.configs import ConfigHooks
 from threadline_sqlite.forks import ForkHooks
-from threadline_sqlite.inline import BUSY, InlineReader, InlineWriter
+from threadline_sqlite.inline import BUSY, CHECKPOINT_WRITES, InlineReader, InlineWriter
+from threadline_sqlite.message_rows import MessageRowHooks
 from threadline_sqlite.messages import MessageHooks
 from threadline_sqlite.options import SQLiteOptions
 from threadline_sqlite.retention import RetentionHooks
@@ -67,6 +68,7 @@ _READS = frozenset(
         "load_window", "read_checkpoint_records", "read_checkpoint_head",
         "list_checkpoint_records", "list_api_calls",
         "load_agent_config", "list_agent_configs", "list_providers", "summarize_usage",
+        "read_message_rows",
     )
 )  # fmt: skip
 """Hooks that only read: they run on the reader thread (its own ``query_only`` connection)."""
@@ -148,7 +150,7 @@ _NO_FSYNC_ON_COMMIT = ("normal", "off")
 
 class SQLiteStore(
     SessionHooks, MessageHooks, WindowHooks, CheckpointHooks, ApiCallHooks, ConfigHooks,
-    RetentionHooks, UsageHooks, ForkHooks,
+    RetentionHooks, UsageHooks, ForkHooks, MessageRowHooks,
 ):  # fmt: skip
     """A threadline store in one SQLite file (or ``:memory:``), served by worker threads.
 
@@ -235,6 +237,8 @@ class SQLiteStore(
                 self._inline_time += time.perf_counter() - started
                 if result is not BUSY:
                     return result  # type: ignore[return-value]
+        elif hook in CHECKPOINT_WRITES and self._inline_writer is not None:
+            return await self._write_checkpoint(self._inline_writer, hook, operation, args)
         elif hook in _READS:
             result = await self._reader.submit(operation, *args)
             if len(args) > 1:
@@ -244,6 +248,25 @@ class SQLiteStore(
         if hook in _WRITES_TO_A_SESSION and args:
             first = args[0][0] if isinstance(args[0], (list, tuple)) else args[0]
             inline.seen(getattr(first, "session_id", None))
+        return result
+
+    async def _write_checkpoint(
+        self, writer: InlineWriter, hook: str, operation: Callable[..., T], args: tuple[Any, ...]
+    ) -> T:
+        """A checkpoint record or an append to its state: inline when small and its session
+        was used lately (:meth:`InlineWriter.prepare`), else on the writer thread."""
+        call, args, pages = writer.prepare(hook, operation, args)
+        if pages:
+            await self._share_the_loop()
+            if writer.free():  # still: nothing was queued while the loop ran others
+                started = time.perf_counter()
+                done = writer.write(call, args, pages)
+                self._inline_time += time.perf_counter() - started
+                if done is not BUSY:
+                    writer.wrote(hook, args, done)
+                    return done  # type: ignore[return-value]
+        result: T = await self._writer.submit(call, *args)
+        writer.wrote(hook, args, result)
         return result
 
     async def _share_the_loop(self) -> None:
