@@ -123,15 +123,18 @@ def test_each_step_does_the_same_work_at_step_1_and_200(tmp_path: Path) -> None:
         runner.stop()
 
     early, late = per_step[1:21], per_step[-20:]  # step 1 creates the thread
-    # The same store calls and rows a step (a write that reaches the saver before its
-    # checkpoint's put ended is a row of its own: at most one more row and call).
-    assert max(c for c, _, _ in late) <= max(c for c, _, _ in early)
-    assert max(r for _, r, _ in late) <= max(r for _, r, _ in early)
+    # The same store calls and rows a step. A task's writes that reach the saver before
+    # its checkpoint's put has begun are a row of their own (a failed append, then a
+    # create): one more call and row for each of a step's two writes that does.
+    for field in (0, 1):
+        least = min(counts[field] for counts in early)
+        assert min(counts[field] for counts in late) <= least, (early, late)
+        assert max(counts[field] for counts in late) <= least + 2, (early, late)
     # The same bytes a step: the new messages and the checkpoints' bookkeeping, not the
-    # history (median: the snapshot step aside; longer step numbers cost a few bytes).
+    # history (medians: the snapshot step aside; longer step numbers cost a few bytes).
     early_bytes = statistics.median(b for _, _, b in early)
     late_bytes = statistics.median(b for _, _, b in late)
-    assert late_bytes < 1.05 * early_bytes + 64, (early_bytes, late_bytes)
+    assert late_bytes < 1.1 * early_bytes + 64, (early_bytes, late_bytes)
     text = 2 * 400  # a question and a reply a step
     snapshots = [b for _, _, b in per_step[1:] if b > 20 * text]
     assert len(snapshots) <= 1, snapshots
