@@ -24,7 +24,7 @@ from threadline.errors import NotFoundError, ValidationError
 from threadline.ids import IdLike, check_id, new_id, optional_id
 from threadline.models import Checkpoint, Message, Session
 from threadline.queries import fork_parent
-from threadline.storekit.forks import SUMMARY_KEY, copied_id, fork_message_id
+from threadline.storekit.forks import SUMMARY_KEY, copied_id, prompt_id
 
 if TYPE_CHECKING:
     from threadline.store.facade import Store
@@ -178,14 +178,19 @@ async def _checkpoint_of(store: Store, tenant: str, sid: str, point: str) -> Che
 
 
 def _copies(history: Sequence[Message], fork_id: str) -> tuple[Message, ...]:
-    """The fork's copies of ``history``, unsaved: ids derived by :func:`fork_message_id`
-    (so a retry saves each once, whether the store shared or copied them), no seq."""
-    return tuple(
-        attrs.evolve(
-            m, session_id=fork_id, id=fork_message_id(m.session_id, fork_id, m.id), seq=None
-        )
-        for m in history
-    )
+    """The fork's copies of ``history``, unsaved, no seq: the ids
+    :func:`~threadline.storekit.forks.fork_message_id` derives (so a retry saves each once,
+    whether the store shared or copied them)."""
+    prompts: dict[str, str] = {}  # fork_message_id's rule, each session's prompt id once
+
+    def renamed(m: Message) -> str:
+        if m.session_id not in prompts:
+            prompts[m.session_id] = prompt_id(m.session_id)
+        if m.id == prompts[m.session_id]:
+            return prompt_id(fork_id)
+        return copied_id(fork_id, m.id)
+
+    return tuple(attrs.evolve(m, session_id=fork_id, id=renamed(m), seq=None) for m in history)
 
 
 def _kept(message: Message) -> tuple[object, ...]:
@@ -233,8 +238,8 @@ async def _fork_checkpoint(store: Store, checkpoint: Checkpoint, fork_id: str) -
     ``threadline_fork_messages`` (SQLite and PostgreSQL share the bytes); otherwise (a
     rollback or an edited history since, a later run, a summary in the history, a fork
     already holding messages: a retry) they are copied from the history. Either way their
-    ids are :func:`fork_message_id`'s, so the checkpoint's copy names them and a retry adds
-    nothing.
+    ids are :func:`~threadline.storekit.forks.fork_message_id`'s, so the checkpoint's copy
+    names them and a retry adds nothing.
     """
     tenant, sid = checkpoint.tenant_id, checkpoint.session_id
     history = checkpoint.history
