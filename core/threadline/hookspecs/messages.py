@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from threadline.hookspecs.markers import hookspec
 
@@ -144,6 +144,34 @@ def threadline_get_messages(
     :param after_seq: only messages with a larger ``seq``.
     :param limit: at most this many (``None``: all).
     :return: the messages, oldest first (empty for an unknown session).
+    :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
+    """
+
+
+@hookspec
+def threadline_read_message_rows(
+    tenant_id: str, session_id: str, query: MessageRange, fields: Sequence[str]
+) -> Sequence[tuple[Any, ...]] | None:
+    """Read a session's messages as rows: one tuple a message of only the ``fields`` asked.
+
+    Tier: derived (default: ``read_messages`` with the same ``query``, each message made a
+    row by :func:`threadline.storekit.message_rows.read_message_rows`).
+
+    For a reader that builds something else from the messages (an adapter's own items, an
+    export) and would throw the :class:`~threadline.models.Message` away: a store that can
+    selects only those columns and builds no model. Each field's value is the message's
+    (shared rows of a fork resolved, as in every read), except ``metadata``: the dict, or
+    ``None`` when it is empty (a store's own dict, perhaps: read it, do not change it), and
+    ``tool_calls``: a tuple of :class:`~threadline.models.ToolCall` (``()``: none).
+
+    :param tenant_id: the caller's tenant.
+    :param session_id: the session.
+    :param query: a validated :class:`threadline.queries.MessageRange`, as for
+        ``read_messages`` (``after_seq``, ``before_seq``, ``limit``, ``newest_first``, ``role``).
+    :param fields: a validated tuple of distinct names of
+        :data:`threadline.storekit.message_rows.ROW_FIELDS` (a message's fields but
+        ``session_id`` and ``tenant_id``), the order of each row's values.
+    :return: the rows in the order asked (empty for an unknown session).
     :raises StoreUnavailableError: the backend cannot be reached (nothing changes).
     """
 

@@ -76,6 +76,7 @@ class BlockingStore(ClosingFacade[Store], wraps=Store):
     update_message = blocking(Store.update_message)
     get_messages = blocking(Store.get_messages)
     read_messages = blocking(Store.read_messages)
+    read_message_rows = blocking(Store.read_message_rows)
     load_window = blocking(Store.load_window)
     count_messages = blocking(Store.count_messages)
     delete_messages = blocking(Store.delete_messages)

@@ -39,6 +39,7 @@ from threadline.store.follow import (
     publish,
 )
 from threadline.storekit.live import SUBSCRIPTION_QUEUE, ReplyPiece, ReplySubscription
+from threadline.storekit.message_rows import check_fields
 from threadline.storekit.window import check_rounds
 from threadline.urls import StoreURL
 
@@ -322,6 +323,33 @@ class Store:
             tenant_id=check_id(tenant_id, "tenant_id"),
             session_id=check_id(session_id, "session_id"),
             query=query,
+        )
+        return list(result or ())
+
+    async def read_message_rows(
+        self,
+        tenant_id: IdLike,
+        session_id: IdLike,
+        fields: Sequence[str],
+        *,
+        after_seq: int = 0,
+        before_seq: int | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[tuple[Any, ...]]:
+        """:meth:`read_messages`' range as rows: one tuple a message of only ``fields``
+        (names of :data:`threadline.storekit.message_rows.ROW_FIELDS`), no
+        :class:`Message` built where the store can avoid it. ``metadata`` comes as the dict
+        or ``None`` when empty (read it, do not change it), ``tool_calls`` as a tuple of
+        :class:`ToolCall`. See :func:`threadline.hookspecs.threadline_read_message_rows`.
+        """
+        query = MessageRange(after_seq, before_seq, limit, newest_first)
+        result = await self._read(
+            "threadline_read_message_rows",
+            tenant_id=check_id(tenant_id, "tenant_id"),
+            session_id=check_id(session_id, "session_id"),
+            query=query,
+            fields=check_fields(fields),
         )
         return list(result or ())
 

@@ -25,6 +25,7 @@ from threadline.storekit.delta import SNAPSHOT_EVERY
 from threadline.storekit.erasure import redact
 from threadline.storekit.forks import copied_id, prompt_id, renamed_summary
 from threadline.storekit.log import Hooks
+from threadline.storekit.message_rows import read_message_rows
 from threadline.storekit.records import CheckpointRecord, RecordRewrite, StaleRecordError
 from threadline.storekit.window import orphaned_tool_results, window_start
 
@@ -232,6 +233,11 @@ async def interrupt_streaming(hooks: Hooks, tenant_id: str, session_id: str) -> 
         only_streaming=True,
     )
     return int(changed or 0)
+
+
+DEFAULTS["threadline_read_message_rows"] = Default(
+    ("threadline_read_messages",), read_message_rows
+)  # its own module (threadline.storekit.message_rows): the rows' contract lives there
 
 
 _FORK_PAGE = 1000

@@ -22,7 +22,7 @@ Each group can also be used alone: :class:`MessageConformance`,
 :class:`BadInputConformance`, :class:`RetentionConformance`,
 :class:`DurabilityConformance`, :class:`ScalingConformance`, :class:`UsageConformance`,
 :class:`BranchingConformance`, :class:`ShortcutConformance` (the optional shortcut hooks:
-its tests skip on a store without them).
+its tests skip on a store without them), :class:`MessageRowConformance`.
 
 Optional fixtures turn on more checks (a test that needs one skips without it); each is a
 plain (not async) fixture returning a callable:
@@ -46,6 +46,7 @@ from threadline.testing.branching import BranchingConformance
 from threadline.testing.checkpoints import CheckpointConformance
 from threadline.testing.contract import ContractConformance, MessageDeletionConformance
 from threadline.testing.durability import DurabilityConformance
+from threadline.testing.message_rows import MessageRowConformance
 from threadline.testing.messages import MessageConformance
 from threadline.testing.retention import RetentionConformance
 from threadline.testing.scaling import ScalingConformance
@@ -63,6 +64,7 @@ __all__ = [
     "DurabilityConformance",
     "MessageConformance",
     "MessageDeletionConformance",
+    "MessageRowConformance",
     "RetentionConformance",
     "ScalingConformance",
     "SessionConformance",
@@ -89,5 +91,6 @@ class StoreConformance(
     UsageConformance,
     BranchingConformance,
     ShortcutConformance,
+    MessageRowConformance,
 ):
     """Every conformance test; subclass it and provide a ``store`` fixture."""

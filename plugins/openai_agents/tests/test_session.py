@@ -22,7 +22,7 @@ from threadline_openai_agents import (
     ThreadlineSession,
     thread_session_id,
 )
-from threadline_openai_agents.items import message_from_item
+from threadline_openai_agents.items import ROW_FIELDS, message_from_item
 
 
 def session_of(store: Store, name: str = "conversation-1", **kwargs: Any) -> ThreadlineSession:
@@ -330,6 +330,10 @@ class _ReadSpy(Store):
         self.calls.append(("get_messages", kwargs))
         return await super().get_messages(*args, **kwargs)
 
+    async def read_message_rows(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls.append(("read_message_rows", {"fields": args[2], **kwargs}))
+        return await super().read_message_rows(*args, **kwargs)
+
 
 async def test_get_items_with_a_limit_reads_only_that_many_newest_first(store: Store) -> None:
     spy = _ReadSpy(*store.plugins)
@@ -337,7 +341,9 @@ async def test_get_items_with_a_limit_reads_only_that_many_newest_first(store: S
     session = session_of(spy)
     await session.add_items([user(str(i)) for i in range(50)])
     assert await session.get_items(3) == [user("47"), user("48"), user("49")]
-    assert spy.calls == [("read_messages", {"limit": 3, "newest_first": True})]
+    # nothing kept: the store's rows of the item's fields, no Message built
+    rows = {"fields": ROW_FIELDS, "limit": 3, "newest_first": True}
+    assert spy.calls == [("read_message_rows", rows)]
 
 
 async def test_a_read_after_a_read_fetches_only_the_new_messages(store: Store) -> None:
@@ -424,3 +430,38 @@ async def test_it_behaves_like_the_sdks_sqlite_session(
             assert results[0] == results[1], (op, arg)
     finally:
         theirs.close()
+
+
+async def test_a_first_read_of_a_fork_gives_its_items_then_keeps_them(store: Store) -> None:
+    """The first read takes rows (a fork's shared rows resolved by the store); the next
+    read finds the newest row it kept still stored and reads only what came after."""
+    session = session_of(store)
+    long_items = [user("long " * 100), {**EVERY_ITEM[1], "content": "x" * 500}]
+    await session.add_items([*EVERY_ITEM, *long_items])
+    t = session.tenant_id
+    stored = await store.get_messages(t, session.thread_session_id)
+    fork = await store.fork_session(t, session.thread_session_id, at=stored[-1].id)
+    spy = _ReadSpy(*store.plugins)
+    spy.calls = []
+    forked = session_of(spy, fork.id, tenant_id=t)
+    assert forked.thread_session_id == fork.id
+    assert await forked.get_items() == [*EVERY_ITEM, *long_items]
+    assert await forked.get_items(2) == long_items
+    assert [name for name, _ in spy.calls] == ["read_message_rows", "read_messages"]
+
+
+async def test_the_caller_may_change_what_a_read_returned(store: Store) -> None:
+    """A first read hands out the items it built (the kept ones are a snapshot) and later
+    reads hand out copies: changing either changes nothing kept."""
+    session = session_of(store)
+    await session.add_items(EVERY_ITEM)
+    for limit in (None, 3, None, 2):
+        got = await session_of(store).get_items(limit)
+        assert got == EVERY_ITEM[-(limit or len(EVERY_ITEM)) :]
+        for item in got:
+            item["role"] = "changed"
+            item.pop("content", None)
+        got.clear()
+    await session.add_items([user("new")])
+    assert await session.get_items() == [*EVERY_ITEM, user("new")]
+    assert await session.get_items(2) == [EVERY_ITEM[-1], user("new")]

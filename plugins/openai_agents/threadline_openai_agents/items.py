@@ -18,20 +18,23 @@ from __future__ import annotations
 
 import json
 import json.scanner
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 from agents.items import TResponseInputItem
 
 from threadline.errors import ValidationError
-from threadline.models import Message, Role
+from threadline.models import Message, Role, ToolCall
 
 __all__ = [
     "METADATA_KEY",
+    "ROW_FIELDS",
     "item_role",
     "items_from_message",
     "items_from_messages",
+    "items_from_rows",
     "message_from_item",
+    "row_of",
 ]
 
 METADATA_KEY = "openai_agents"
@@ -163,17 +166,35 @@ def message_from_item(
     )
 
 
-def items_from_messages(messages: Iterable[Message]) -> list[TResponseInputItem]:
-    """The SDK items of stored ``messages``, in order: new objects, the caller's to change."""
+ROW_FIELDS = ("seq", "role", "content", "tool_call_id", "tool_calls", "metadata")
+"""The message fields an item is made of, as :meth:`threadline.Store.read_message_rows`
+reads them (in this order): what :func:`items_from_rows` takes."""
+
+
+def row_of(message: Message) -> tuple[Any, ...]:
+    """``message``'s row of :data:`ROW_FIELDS` (what ``read_message_rows`` gives for it)."""
+    return (
+        message.seq,
+        message.role,
+        message.content,
+        message.tool_call_id,
+        message.tool_calls,
+        message.metadata or None,
+    )
+
+
+def items_from_rows(rows: Iterable[Sequence[Any]]) -> list[TResponseInputItem]:
+    """The SDK items of stored messages read as rows of :data:`ROW_FIELDS`, in order: new
+    objects, the caller's to change. One decode an item: its JSON text scanned once (the
+    row's metadata is the store's dict, only read)."""
     out: list[Any] = []
     append, scan, encode, key = out.append, _scan, _encoder.encode, METADATA_KEY
-    for message in messages:
-        meta = message.metadata
+    for _seq, role, content, call_id, calls, meta in rows:
         if not meta or (stored := meta.get(key)) is None:
-            if message.role == "tool" or message.tool_calls:
-                out.extend(_native_items(message))
+            if role == "tool" or calls:
+                out.extend(_native_items(role, content, call_id, calls))
             else:
-                append({"content": message.content, "role": message.role})
+                append({"content": content, "role": role})
             continue
         # its JSON text, or the object form of an earlier release (copied: a store's own)
         item = stored["item"]
@@ -181,11 +202,16 @@ def items_from_messages(messages: Iterable[Message]) -> list[TResponseInputItem]
         path = stored.get("text")
         if path:  # the text goes back where it was (the parsed item is ours to change)
             if len(path) == 1:
-                item[path[0]] = message.content
+                item[path[0]] = content
             else:
-                item[path[0]][path[1]][path[2]] = message.content
+                item[path[0]][path[1]][path[2]] = content
         append(item)
     return out
+
+
+def items_from_messages(messages: Iterable[Message]) -> list[TResponseInputItem]:
+    """The SDK items of stored ``messages``, in order: new objects, the caller's to change."""
+    return items_from_rows(map(row_of, messages))
 
 
 def items_from_message(message: Message) -> list[TResponseInputItem]:
@@ -193,15 +219,17 @@ def items_from_message(message: Message) -> list[TResponseInputItem]:
     return items_from_messages((message,))
 
 
-def _native_items(message: Message) -> list[Any]:
+def _native_items(
+    role: str, content: str, call_id: str | None, calls: Sequence[ToolCall]
+) -> list[Any]:
     """A tool result or tool-calling reply written by threadline's agent, as SDK items."""
-    if message.role == "tool":
-        output = {"type": "function_call_output", "call_id": message.tool_call_id}
-        return [{**output, "output": message.content}]
+    if role == "tool":
+        output = {"type": "function_call_output", "call_id": call_id}
+        return [{**output, "output": content}]
     out: list[Any] = []
-    if message.content:
-        out.append({"content": message.content, "role": message.role})
-    for call in message.tool_calls:
+    if content:
+        out.append({"content": content, "role": role})
+    for call in calls:
         arguments = json.dumps(call.arguments)
         out.append(
             {"type": "function_call", "call_id": call.id, "name": call.name, "arguments": arguments}

@@ -5,7 +5,10 @@ threadline session in the given tenant, so ``threadline sessions``, ``copy``, ``
 ``erase-user`` work on Agents SDK conversations too. Only the public
 :class:`threadline.Store` API is used, so every store (and third-party ones) can hold them.
 
-The items last read of a session are kept per store object (:class:`_Tail`, shared by the
+A read with nothing kept (a process's first) takes the messages as rows of the few fields
+an item is made of (:meth:`threadline.Store.read_message_rows`: SQLite and PostgreSQL build
+no :class:`~threadline.models.Message`), one decode an item. The items last read of a
+session are kept per store object (:class:`_Tail`, shared by the
 session objects of one ``Store``, e.g. one per web request): the next ``get_items`` reads
 only the messages from the newest one kept onwards (one indexed read), checks that this
 one is still stored unchanged (a pop, a clear or a deleted session removes it; seqs are
@@ -38,9 +41,12 @@ from threadline.models import Message, Session
 from threadline.runtime.agent import LOCAL_TENANT_ID
 from threadline_openai_agents.items import (
     METADATA_KEY,
+    ROW_FIELDS,
     items_from_message,
     items_from_messages,
+    items_from_rows,
     message_from_item,
+    row_of,
 )
 
 __all__ = [
@@ -64,33 +70,51 @@ _KEEP_ITEMS = 50_000
 class _Tail:
     """The items of a session's latest messages as last read through one ``Store``.
 
-    ``items`` are never handed out (:meth:`copy` makes fresh ones);
-    ``last`` is the newest message they come from, ``complete`` whether they are the whole
-    history (else the newest ``len(items)`` items of it).
+    :attr:`items` are never handed out (:meth:`copy` makes fresh ones);
+    ``last`` is the row (:data:`~threadline_openai_agents.items.ROW_FIELDS`: its seq first)
+    of the newest message they come from, ``complete`` whether they are the whole history
+    (else the newest ``size`` items of it). ``handed_out``: the caller got ``items``
+    themselves (a first read), so the tail keeps a ``marshal`` snapshot of them, which
+    is also the next read's copy, and decodes its own list only when it must change it.
     """
 
-    __slots__ = ("blobs", "complete", "counted", "items", "last")
+    __slots__ = ("_items", "blobs", "complete", "counted", "last", "size")
 
-    def __init__(self, items: list[Any], last: Message, complete: bool) -> None:
-        self.items = items
+    def __init__(
+        self, items: list[Any], last: tuple[Any, ...], complete: bool, handed_out: bool = False
+    ) -> None:
         self.last = last
         self.complete = complete
+        self.size = len(items)
         self.blobs: dict[int | None, bytes] = {}
-        self.counted = 0  # len(items) when last put in a _Tails
+        self._items: list[Any] | None = items
+        if handed_out:
+            self.blobs[None] = marshal.dumps(items)
+            self._items = None
+        self.counted = 0  # size when last put in a _Tails
+
+    @property
+    def items(self) -> list[Any]:
+        """The kept items (decoded from the snapshot on first use after a first read)."""
+        if self._items is None:
+            self._items = marshal.loads(self.blobs[None])
+        return self._items
 
     def covers(self, limit: int | None) -> bool:
         """Whether the answer to ``get_items(limit)`` is in :attr:`items`: the newest
         ``limit`` items of a history are those of its newest ``limit`` messages (every
         message stands for at least one item)."""
-        return self.complete or (limit is not None and len(self.items) >= limit)
+        return self.complete or (limit is not None and self.size >= limit)
 
     def extend(self, messages: list[Message]) -> None:
         """Add the messages stored after :attr:`last`."""
-        self.items.extend(items_from_messages(messages))
-        self.last = messages[-1]
+        items = self.items
+        items.extend(items_from_messages(messages))
+        self.last = row_of(messages[-1])
         self.blobs.clear()
-        if not self.complete and len(self.items) > _TAIL_KEEP:
-            del self.items[:-_TAIL_KEEP]
+        if not self.complete and len(items) > _TAIL_KEEP:
+            del items[:-_TAIL_KEEP]
+        self.size = len(items)
 
     def copy(self, limit: int | None) -> list[TResponseInputItem]:
         """Fresh copies of the newest ``limit`` items (all: ``None``), key order kept.
@@ -98,12 +122,13 @@ class _Tail:
         ``marshal`` keeps the copy in C and shares the repeated keys: ~2x faster than
         decoding the items' JSON, ~5x than decoding it item by item.
         """
-        key = limit if limit is not None and limit < len(self.items) else None
+        key = limit if limit is not None and limit < self.size else None
         blob = self.blobs.get(key)
         if blob is None:
+            items = self.items  # decoded before the snapshot may go
             if len(self.blobs) >= 4:
                 self.blobs.clear()
-            blob = self.blobs[key] = marshal.dumps(self.items if key is None else self.items[-key:])
+            blob = self.blobs[key] = marshal.dumps(items if key is None else items[-key:])
         copied: list[TResponseInputItem] = marshal.loads(blob)
         return copied
 
@@ -128,7 +153,7 @@ class _Tails:
             self.kept -= old.counted
         if tail is None:
             return
-        tail.counted = len(tail.items)
+        tail.counted = tail.size
         self.tails[key] = tail
         self.kept += tail.counted
         while self.kept > _KEEP_ITEMS and self.tails:
@@ -279,33 +304,35 @@ class ThreadlineSession:
             if tail is None or not tail.covers(limit):
                 break
             last = tail.last
-            assert last.seq is not None
             since = await store.read_messages(
-                self.tenant_id, self.thread_session_id, after_seq=last.seq - 1
+                self.tenant_id, self.thread_session_id, after_seq=last[0] - 1
             )
             if tails.get(key) is not tail or tail.last is not last:
                 continue
-            if not since or since[0] != last:  # popped, cleared, deleted or rewritten
+            if not since or row_of(since[0]) != last:  # popped, cleared, deleted or rewritten
                 tails.put(key, None)
                 break
             if len(since) > 1:
                 tail.extend(since[1:])
                 tails.put(key, tail)  # its size changed
             return tail.copy(limit)
-        if limit is None:
-            messages = await store.get_messages(self.tenant_id, self.thread_session_id)
-        else:
-            messages = await store.read_messages(
-                self.tenant_id, self.thread_session_id, limit=limit, newest_first=True
-            )
-            messages.reverse()
-        if not messages or messages[-1].seq is None:
+        # Nothing kept: rows of the item's fields, no Message built (the store's own read).
+        rows = await store.read_message_rows(
+            self.tenant_id,
+            self.thread_session_id,
+            ROW_FIELDS,
+            limit=limit,
+            newest_first=limit is not None,
+        )
+        if limit is not None:
+            rows.reverse()
+        if not rows:
             tails.put(key, None)
             return []
-        complete = limit is None or len(messages) < limit
-        tail = _Tail(items_from_messages(messages), messages[-1], complete)
-        tails.put(key, tail)
-        return tail.copy(limit)
+        complete = limit is None or len(rows) < limit
+        built = items_from_rows(rows)
+        tails.put(key, _Tail(built, tuple(rows[-1]), complete, handed_out=True))
+        return built if limit is None or limit >= len(built) else built[-limit:]
 
     def _forget(self, store: Store) -> None:
         """Drop the kept tail (before a pop or a clear: it would fail its check anyway)."""

@@ -46,6 +46,7 @@ from threadline_postgres.codec import dump_jsonb, dump_opt_jsonb, encode_opt, en
 from threadline_postgres.config import PostgresConfig
 from threadline_postgres.forks import Forks, resolve_shared
 from threadline_postgres.live import LiveReplies
+from threadline_postgres.message_rows import MessageRows
 from threadline_postgres.pool import Duplicate
 from threadline_postgres.retention import Retention
 from threadline_postgres.rows import (
@@ -79,7 +80,7 @@ def _message_key(constraint: str | None) -> bool:
     )
 
 
-class PostgresStore(LiveReplies, Retention, UsageReports, PlannerStatistics, Forks):
+class PostgresStore(LiveReplies, Retention, UsageReports, PlannerStatistics, Forks, MessageRows):
     async def _unshare(
         self, what: str, messages: list[Message], conn: asyncpg.Connection | None = None
     ) -> None:
