@@ -24,7 +24,7 @@ import base64
 import json
 import re
 from collections.abc import Callable
-from operator import attrgetter, is_
+from operator import attrgetter, eq, is_
 from typing import Any
 
 from langchain_core.messages import (
@@ -147,11 +147,26 @@ class MessageCodec:
         if len(self._to_store) > _CACHE_LIMIT:
             self._to_store.clear()
         where = (tenant_id, session_id, user_id)
-        contents = list(map(_CONTENT, messages))
-        message_ids = list(map(_ID, messages))
-        out = self._last.prefix(messages, contents, message_ids, where) if self._last else []
+        last = self._last
+        kept = last.prefix(messages, where) if last is not None else 0
+        if kept:  # only the new messages' contents and ids are read again
+            assert last is not None
+            tail = messages[kept:]
+            if not tail:  # the same history: the same tuple (the store compares by identity)
+                self._last = _LastHistory(
+                    list(messages), last.contents, last.ids, last.history, where
+                )
+                return last.history
+            contents = last.contents + list(map(_CONTENT, tail))
+            message_ids = last.ids + list(map(_ID, tail))
+            out = list(last.history)
+        else:
+            tail = messages
+            contents = list(map(_CONTENT, messages))
+            message_ids = list(map(_ID, messages))
+            out = []
         cache = self._to_store
-        for m in messages[len(out) :]:
+        for m in tail:
             hit = cache.get(id(m))
             if hit is not None and hit[0] is m and hit[1] is m.content and hit[2] == m.id:
                 stored = hit[3]
@@ -325,25 +340,20 @@ class _LastHistory:
         self.messages, self.contents, self.ids = messages, contents, ids
         self.history, self.where = history, where
 
-    def prefix(
-        self,
-        messages: list[BaseMessage],
-        contents: list[Any],
-        ids: list[str | None],
-        where: tuple[str, str, str | None],
-    ) -> list[Message]:
-        """The converted messages ``messages`` starts with: all of the last history when
-        it starts with the same objects holding the same content and ids, else none."""
+    def prefix(self, messages: list[BaseMessage], where: tuple[str, str, str | None]) -> int:
+        """How many messages of the last history ``messages`` starts with: all of them
+        when it starts with the same objects still holding the same content objects and
+        ids (checked in C, without building lists), else none."""
         n = len(self.messages)
         if (
             where != self.where
             or len(messages) < n
-            or not all(map(is_, messages[:n], self.messages))
-            or not all(map(is_, contents[:n], self.contents))
-            or ids[:n] != self.ids
+            or not all(map(is_, messages, self.messages))
+            or not all(map(is_, map(_CONTENT, messages), self.contents))
+            or not all(map(eq, map(_ID, messages), self.ids))
         ):
-            return []
-        return list(self.history)
+            return 0
+        return n
 
 
 def _is_uuid(value: object) -> bool:
