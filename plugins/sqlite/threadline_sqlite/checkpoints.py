@@ -46,6 +46,12 @@ from threadline_sqlite.worker import connection
 __all__ = ["CHAIN", "OF_SESSION", "CheckpointHooks", "records_of_session", "rewrite_records"]
 
 _INSERT = f"INSERT INTO entity_checkpoint ({CHECKPOINT_COLUMNS}) VALUES ({marks(16)})"
+_INSERT_UNDER = (
+    f"INSERT INTO entity_checkpoint ({CHECKPOINT_COLUMNS}) SELECT {marks(16)} WHERE EXISTS "
+    "(SELECT 1 FROM entity_checkpoint WHERE id = ? AND session_id = ? "
+    "AND (? IS NULL OR history_tag = ?))"
+)
+"""A record's insert where its parent is in its session with the given tag (or any)."""
 _BY_ID = f"SELECT {CHECKPOINT_COLUMNS} FROM entity_checkpoint WHERE id = ?"
 _PARENT = "SELECT session_id, history_tag FROM entity_checkpoint WHERE id = ?"
 OF_SESSION = (
@@ -166,20 +172,10 @@ class CheckpointHooks(SyncStore):
         c = record.checkpoint
         db = connection()
         db.execute("BEGIN IMMEDIATE")
-        if c.parent_id is not None:
-            parent = db.execute(_PARENT, (c.parent_id,)).fetchone()
-            if parent is None or parent[0] != c.session_id:
-                db.execute("ROLLBACK")
-                if (existing := self._stored_record(record)) is not None:
-                    return existing
-                raise NotFoundError(f"parent checkpoint {c.parent_id} not found in this session")
-            if parent_tag is not None and parent[1] != parent_tag:
-                db.execute("ROLLBACK")
-                if (existing := self._stored_record(record)) is not None:
-                    return existing
-                raise StaleRecordError(f"checkpoint {c.parent_id} was rewritten")
-        # The session is checked by the version bump (no row: no session); the insert is
-        # tried before a stored id is looked up: a retry rolls back, bump included.
+        # The session is checked by the version bump (no row: no session), the parent (in
+        # this session, with the tag the delta was computed against) by the insert itself,
+        # and a stored id by the primary key: four statements. A failure rolls back, bump
+        # included, and is told apart afterwards.
         version = bump(db, BUMP_VERSION, 1, c.session_id, c.tenant_id, "last_version")
         if version is None:
             db.execute("ROLLBACK")
@@ -187,13 +183,26 @@ class CheckpointHooks(SyncStore):
             raise missing_session(c.session_id)
         row[CHECKPOINT_VERSION] = version
         try:
-            db.execute(_INSERT, row)
+            if c.parent_id is None:
+                inserted = db.execute(_INSERT, row).rowcount
+            else:
+                under = (c.parent_id, c.session_id, parent_tag, parent_tag)
+                inserted = db.execute(_INSERT_UNDER, (*row, *under)).rowcount
         except sqlite3.IntegrityError:
             db.execute("ROLLBACK")
             existing = self._stored_record(record)
             if existing is None:  # the insert failed for another reason
                 raise StoreError(f"could not insert checkpoint {c.id} (integrity error)") from None
             return existing
+        if not inserted:  # the parent is not in this session, or was rewritten
+            db.execute("ROLLBACK")
+            existing = self._stored_record(record)
+            if existing is not None:
+                return existing
+            parent = db.execute(_PARENT, (c.parent_id,)).fetchone()
+            if parent is None or parent[0] != c.session_id:
+                raise NotFoundError(f"parent checkpoint {c.parent_id} not found in this session")
+            raise StaleRecordError(f"checkpoint {c.parent_id} was rewritten")
         db.execute("COMMIT")
         return record_from_row(row)
 
