@@ -92,6 +92,7 @@ class BlockingStore(ClosingFacade[Store], wraps=Store):
     get_checkpoint = blocking(Store.get_checkpoint)
     list_checkpoints = blocking(Store.list_checkpoints)
     get_latest_checkpoint = blocking(Store.get_latest_checkpoint)
+    append_checkpoint_state = blocking(Store.append_checkpoint_state)
     erase_user = blocking(Store.erase_user)
     prune_checkpoints = blocking(Store.prune_checkpoints)
     delete_sessions_before = blocking(Store.delete_sessions_before)
