@@ -15,6 +15,7 @@ Editing and regenerating (:mod:`threadline.runtime.editing`) keep replaced messa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -193,9 +194,25 @@ def _copies(history: Sequence[Message], fork_id: str) -> tuple[Message, ...]:
     return tuple(attrs.evolve(m, session_id=fork_id, id=renamed(m), seq=None) for m in history)
 
 
+_COMPARED = (
+    "id",
+    "role",
+    "content",
+    "tool_calls",
+    "tool_call_id",
+    "name",
+    "status",
+    "user_id",
+    "agent_id",
+    "metadata",
+)
+"""What must be equal for a stored message to be a history message (its seq, session and
+time may differ: a fork's are its own)."""
+
+
 def _kept(message: Message) -> tuple[object, ...]:
-    """What a fork keeps of a message (its id, seq, session and time are its own)."""
     return (
+        message.id,
         message.role,
         message.content,
         message.tool_calls,
@@ -208,25 +225,40 @@ def _kept(message: Message) -> tuple[object, ...]:
     )
 
 
+def _stored(row: tuple[Any, ...]) -> tuple[object, ...]:
+    """A ``read_message_rows`` row of ``("seq", *_COMPARED)`` as :func:`_kept` gives a
+    message: the metadata as a dict (a row holds ``None`` when empty, else the dict or its
+    JSON text)."""
+    metadata = row[-1]
+    if metadata is None:
+        metadata = {}
+    elif isinstance(metadata, (str, bytes)):
+        metadata = json.loads(metadata)
+    return (*row[1:-1], metadata)
+
+
 async def _prefix_seq(
     store: Store, tenant: str, sid: str, history: Sequence[Message]
 ) -> int | None:
     """The seq of the last of ``history`` in ``sid``'s stored messages when they begin with
-    it (same ids and :func:`_kept` values, in seq order), else ``None``. Read a page at a
-    time, stopping at the first difference."""
+    it (the same :data:`_COMPARED` values, in seq order), else ``None``. Rows of only those
+    fields (no message built), a page at a time, stopping at the first difference."""
     after, done = 0, 0
     while done < len(history):
-        page = await store.read_messages(
-            tenant, sid, after_seq=after, limit=min(PAGE, len(history) - done)
+        page = await store.read_message_rows(
+            tenant,
+            sid,
+            ("seq", *_COMPARED),
+            after_seq=after,
+            limit=min(PAGE, len(history) - done),
         )
         if not page:
             return None
-        for stored in page:
-            wanted = history[done]
-            if stored.id != wanted.id or _kept(stored) != _kept(wanted):
+        for row in page:
+            if _stored(row) != _kept(history[done]):
                 return None
             done += 1
-        after = page[-1].seq or 0
+        after = page[-1][0] or 0
     return after
 
 

@@ -152,6 +152,7 @@ class BranchingConformance:
         conv = await new_conversation(store)
         t, s = conv.tenant_id, conv.id
         await conv.add("system", "be brief " + "s" * 300)
+        await conv.add("user", "a note " + "n" * 300, metadata={"k": [1, "x"], "n": None})
         await conv.add_round(1, tool=True)
         await conv.add_round(2)
         stored = await conv.messages()
