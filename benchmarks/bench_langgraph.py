@@ -27,9 +27,10 @@ skipped when not installed or no server answers), on the same database kinds, an
 objects kept in a dict), what the graph itself costs per step. Ratios are the framework
 saver's figure over ThreadlineSaver's (per-step time) and stored / text.
 
-``--breakdown`` runs the loop once more on a ThreadlineSaver SQLite file and prints where
-its bytes are: per record kind (input checkpoint, loop checkpoint, pending writes) the
-bytes of each column per row, and the pages of each table and index (``dbstat``).
+``--breakdown`` runs the loop once more on a ThreadlineSaver SQLite file and prints the
+store calls a step makes (over the last ten steps, by name) and where its bytes are: per
+record kind (input checkpoint, loop checkpoint, pending writes) the bytes of each column
+per row, and the pages of each table and index (``dbstat``).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -58,7 +60,9 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.graph import END, START, MessagesState, StateGraph
 
+import threadline
 from threadline_langgraph import ThreadlineSaver
+from threadline_langgraph.loop import LoopThread
 
 THREAD = {"configurable": {"thread_id": "bench-chat"}}
 
@@ -179,6 +183,20 @@ def floor_row(steps: int) -> Row:
     return run("floor: LangGraph with a free saver", lambda: nullcontext(saver), lambda: 0, steps)
 
 
+_STORE_CALLS = (
+    "get_session", "create_session", "update_session", "create_checkpoint", "get_checkpoint",
+    "get_latest_checkpoint", "list_checkpoints", "append_checkpoint_state",
+)  # fmt: skip
+
+
+def _counted(method: Callable[..., Any], name: str, calls: Counter[str]) -> Callable[..., Any]:
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls[name] += 1
+        return method(*args, **kwargs)
+
+    return counted
+
+
 def breakdown(steps: int, folder: Path) -> None:
     """Where a ThreadlineSaver SQLite file's bytes are, per record kind and column, and
     per table and index (``dbstat`` pages: payload and unused bytes)."""
@@ -189,11 +207,28 @@ def breakdown(steps: int, folder: Path) -> None:
     with ThreadlineSaver.from_conn_string(f"sqlite:///{path}"):
         pass
     empty = sum(p.stat().st_size for p in folder.glob("breakdown.db*"))
-    with ThreadlineSaver.from_conn_string(f"sqlite:///{path}") as saver:
-        graph = compiled(saver)
+    calls: Counter[str] = Counter()
+    late: Counter[str] = Counter()  # the last ten steps' calls
+    runner = LoopThread()
+    try:
+        store = runner.run(threadline.connect(f"sqlite:///{path}"))
+        for name in _STORE_CALLS:  # counted by name; the real store does the work
+            setattr(store, name, _counted(getattr(store, name), name, calls))
+        graph = compiled(ThreadlineSaver(store, loop=runner.loop))
         for i in range(steps):
+            if i == steps - 10:
+                late.update(calls)
             result = graph.invoke({"messages": [question(i)]}, THREAD)
+        runner.run(store.close())
+    finally:
+        runner.stop()
     text = sum(len(m.content) for m in result["messages"])
+    late = calls - late
+    print(
+        f"\nstore calls a step over the last 10 steps: {sum(late.values()) / 10:.1f} ("
+        + ", ".join(f"{name} {n / 10:.1f}" for name, n in late.most_common())
+        + ")"
+    )
     db = sqlite3.connect(path)
     columns = [r[1] for r in db.execute("PRAGMA table_info(entity_checkpoint)")]
     kinds: dict[str, dict[str, int]] = {}
