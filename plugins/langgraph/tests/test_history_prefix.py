@@ -6,7 +6,7 @@ import attrs
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from threadline_langgraph.messages import MessageCodec
+from threadline_langgraph.messages import MessageCodec, is_message_list
 
 TENANT = "00000000-0000-7000-8000-000000000001"
 SESSION = "00000000-0000-7000-8000-000000000002"
@@ -55,3 +55,28 @@ def test_after_a_read_the_history_is_made_of_the_stored_objects() -> None:
     assert codec.from_history(read) == first
     again = history(codec, [*first, HumanMessage(content="more", id="c")])
     assert all(x is y for x, y in zip(again, read))
+
+
+def test_a_grown_list_with_a_message_changed_in_place_is_converted_again() -> None:
+    codec = MessageCodec(JsonPlusSerializer())
+    first = [HumanMessage(content="hi", id="a"), AIMessage(content="hello", id="b")]
+    assert history(codec, first) is history(codec, list(first))  # unchanged: the same tuple
+    first[0].content = "edited"
+    grown = history(codec, [*first, HumanMessage(content="more", id="c")])
+    assert [m.content for m in grown] == ["edited", "hello", "more"]
+    first[1].id = "b2"
+    grown = history(codec, [*first, HumanMessage(content="more", id="c")])
+    assert grown[1].metadata["lc"]["id"] == "b2"
+
+
+class Note(AIMessage):
+    """A message subclass: still a message."""
+
+
+def test_message_lists_are_told_by_their_items() -> None:
+    hi, note = HumanMessage(content="hi"), Note(content="n")
+    assert is_message_list([hi, note, hi])
+    assert not is_message_list([hi, "hi"])
+    assert not is_message_list(["hi", hi])
+    assert not is_message_list([])
+    assert not is_message_list((hi,))

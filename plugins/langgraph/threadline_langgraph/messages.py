@@ -108,8 +108,8 @@ def is_message_list(value: object) -> bool:
 
     By the set of the items' types (a pass in C; ``isinstance`` on each item of a long
     history, through ``BaseMessage``'s ABC check, cost a few hundred microseconds a put)."""
-    if not isinstance(value, list) or not value:
-        return False
+    if not isinstance(value, list) or not value or not _is_message_type(type(value[0])):
+        return False  # a list of something else is told at its first item
     return all(map(_is_message_type, set(map(type, value))))
 
 
