@@ -160,9 +160,12 @@ def threadline_read_message_rows(
     For a reader that builds something else from the messages (an adapter's own items, an
     export) and would throw the :class:`~threadline.models.Message` away: a store that can
     selects only those columns and builds no model. Each field's value is the message's
-    (shared rows of a fork resolved, as in every read), except ``metadata``: the dict, or
-    ``None`` when it is empty (a store's own dict, perhaps: read it, do not change it), and
-    ``tool_calls``: a tuple of :class:`~threadline.models.ToolCall` (``()``: none).
+    (shared rows of a fork resolved, as in every read), except ``metadata``: its JSON text
+    (``json.loads`` gives the metadata; not necessarily the text written, a store may space
+    or order keys its own way), or ``None`` when it is empty, and ``tool_calls``: a tuple of
+    :class:`~threadline.models.ToolCall` (``()``: none). Text, not a dict: the reader
+    decodes a row's metadata when it gets to it and drops it, so a long read does not hold
+    a dict of dicts per message at once (fewer collections by the cyclic GC).
 
     :param tenant_id: the caller's tenant.
     :param session_id: the session.

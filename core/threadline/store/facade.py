@@ -339,9 +339,9 @@ class Store:
     ) -> list[tuple[Any, ...]]:
         """:meth:`read_messages`' range as rows: one tuple a message of only ``fields``
         (names of :data:`threadline.storekit.message_rows.ROW_FIELDS`), no
-        :class:`Message` built where the store can avoid it. ``metadata`` comes as the dict
-        or ``None`` when empty (read it, do not change it), ``tool_calls`` as a tuple of
-        :class:`ToolCall`. See :func:`threadline.hookspecs.threadline_read_message_rows`.
+        :class:`Message` built where the store can avoid it. ``metadata`` comes as its JSON
+        text or ``None`` when empty, ``tool_calls`` as a tuple of :class:`ToolCall`. See
+        :func:`threadline.hookspecs.threadline_read_message_rows`.
         """
         query = MessageRange(after_seq, before_seq, limit, newest_first)
         result = await self._read(

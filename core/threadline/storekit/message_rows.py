@@ -6,8 +6,8 @@ What ``threadline_read_message_rows`` returns (see its spec in
 the order of :class:`~threadline.queries.MessageRange`, each field's value as the
 :class:`~threadline.models.Message` would hold it but for:
 
-* ``metadata``: the metadata dict, ``None`` when the message has none (``{}``); the dict
-  may be the store's own (a store in memory): read it, do not change it;
+* ``metadata``: its JSON text (``json.loads`` gives the metadata dict; spacing and key
+  order are the store's), ``None`` when the message has none (``{}``);
 * ``tool_calls``: a tuple of :class:`~threadline.models.ToolCall` (``()``: none).
 
 The core's default (:func:`read_message_rows`) takes the messages from
@@ -21,6 +21,7 @@ import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from threadline.codec import dump_json
 from threadline.errors import ValidationError
 from threadline.models import Message
 from threadline.queries import MessageRange
@@ -65,8 +66,8 @@ def check_fields(fields: Any) -> tuple[str, ...]:
     return names
 
 
-def _metadata(message: Message) -> dict[str, Any] | None:
-    return message.metadata or None
+def _metadata(message: Message) -> str | None:
+    return dump_json(message.metadata, "metadata") if message.metadata else None
 
 
 def row_getter(fields: Sequence[str]) -> Callable[[Message], tuple[Any, ...]]:

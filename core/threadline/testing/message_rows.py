@@ -7,6 +7,8 @@ Every store answers it, through its own implementation or the core's default (ov
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -26,17 +28,33 @@ _HOOK = "threadline_read_message_rows"
 
 
 def _row(message: Message, fields: tuple[str, ...]) -> tuple[Any, ...]:
-    """What the contract says a message's row of ``fields`` holds."""
+    """What the contract says a message's row of ``fields`` holds (the metadata decoded)."""
     return tuple(
         (message.metadata or None) if f == "metadata" else getattr(message, f) for f in fields
     )
+
+
+def _decoded(rows: Sequence[tuple[Any, ...]], fields: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    """``rows`` with the metadata's JSON text decoded (checked to be text or ``None``)."""
+    if "metadata" not in fields:
+        return list(rows)
+    at = fields.index("metadata")
+    out = []
+    for row in rows:
+        text = row[at]
+        assert text is None or isinstance(text, str), f"metadata must be JSON text: {text!r}"
+        value = None if text is None else json.loads(text)
+        assert value != {}, "empty metadata must come as None"
+        out.append((*row[:at], value, *row[at + 1 :]))
+    return out
 
 
 async def _history(conv: Conversation) -> list[Message]:
     """Every kind of value: text with NUL and the escape marks, tool calls, tool results,
     statuses, names, metadata (and none), a long text (a fork shares it)."""
     await conv.add("system", "be brief")
-    await conv.add("user", "nul \x00 soh \x01 and ünïcode 🙂", metadata={"k": ["v", 1, None]})
+    meta = {"k": ["v\x00\x01", 1, None, 0.1]}
+    await conv.add("user", "nul \x00 soh \x01 and ünïcode 🙂", metadata=meta)
     call = ToolCall(id="call_1", name="lookup", arguments={"q": "x\x00", "n": [1, 2.5]})
     await conv.add("assistant", "", tool_calls=[call], agent_id=new_id())
     await conv.add("tool", '{"ok": true}', tool_call_id="call_1", name="lookup")
@@ -54,12 +72,12 @@ class MessageRowConformance:
         messages = await _history(conv)
         t, s = conv.tenant_id, conv.id
         everything = await store.read_message_rows(t, s, ROW_FIELDS)
-        assert everything == [_row(m, ROW_FIELDS) for m in messages]
+        assert _decoded(everything, ROW_FIELDS) == [_row(m, ROW_FIELDS) for m in messages]
         assert all(type(r) is tuple for r in everything)
         agents = ("seq", "role", "content", "tool_call_id", "tool_calls", "metadata")
         for fields in (("content",), ("metadata", "seq"), agents, ("created_at", "id")):
             rows = await store.read_message_rows(t, s, fields)
-            assert rows == [_row(m, fields) for m in messages], fields
+            assert _decoded(rows, fields) == [_row(m, fields) for m in messages], fields
         assert everything[-1][ROW_FIELDS.index("metadata")] is None  # empty: None
 
     async def test_ranges_and_order_are_read_messages_ones(self, store: Store) -> None:
@@ -110,11 +128,11 @@ class MessageRowConformance:
             messages = await store.get_messages(t, session_id)
             assert len(messages) == len(source) - 1
             rows = await store.read_message_rows(t, session_id, fields)
-            assert rows == [_row(m, fields) for m in messages]
-            assert rows == [_row(m, fields) for m in source[:-1]]
+            assert _decoded(rows, fields) == [_row(m, fields) for m in messages]
+            assert _decoded(rows, fields) == [_row(m, fields) for m in source[:-1]]
         await store.delete_session(t, s)  # the source's bytes go into the sharing rows
         rows = await store.read_message_rows(t, second.id, fields)
-        assert rows == [_row(m, fields) for m in source[:-1]]
+        assert _decoded(rows, fields) == [_row(m, fields) for m in source[:-1]]
 
     async def test_unknown_sessions_and_other_tenants_read_nothing(self, store: Store) -> None:
         conv = await new_conversation(store)

@@ -35,6 +35,7 @@ __all__ = [
     "items_from_rows",
     "message_from_item",
     "row_of",
+    "same_row",
 ]
 
 METADATA_KEY = "openai_agents"
@@ -172,7 +173,8 @@ reads them (in this order): what :func:`items_from_rows` takes."""
 
 
 def row_of(message: Message) -> tuple[Any, ...]:
-    """``message``'s row of :data:`ROW_FIELDS` (what ``read_message_rows`` gives for it)."""
+    """``message``'s row of :data:`ROW_FIELDS`, its metadata as the dict (``None``: empty),
+    as :func:`same_row` compares them."""
     return (
         message.seq,
         message.role,
@@ -183,13 +185,24 @@ def row_of(message: Message) -> tuple[Any, ...]:
     )
 
 
+def same_row(row: Sequence[Any], message: Message) -> bool:
+    """Whether ``row`` (of :data:`ROW_FIELDS`; its metadata JSON text as the store gives it,
+    or the dict) is ``message``'s: the same items would be made of it."""
+    meta = row[5]
+    if meta.__class__ is str:
+        meta = _scan(meta, 0)[0]
+    return (*row[:5], meta) == row_of(message)
+
+
 def items_from_rows(rows: Iterable[Sequence[Any]]) -> list[TResponseInputItem]:
-    """The SDK items of stored messages read as rows of :data:`ROW_FIELDS`, in order: new
-    objects, the caller's to change. One decode an item: its JSON text scanned once (the
-    row's metadata is the store's dict, only read)."""
+    """The SDK items of stored messages read as rows of :data:`ROW_FIELDS` (the metadata
+    as the store's JSON text, or the dict), in order: new objects, the caller's to change.
+    A row's metadata is decoded when its item is made and dropped at once."""
     out: list[Any] = []
     append, scan, encode, key = out.append, _scan, _encoder.encode, METADATA_KEY
     for _seq, role, content, call_id, calls, meta in rows:
+        if meta.__class__ is str:
+            meta = scan(meta, 0)[0]
         if not meta or (stored := meta.get(key)) is None:
             if role == "tool" or calls:
                 out.extend(_native_items(role, content, call_id, calls))

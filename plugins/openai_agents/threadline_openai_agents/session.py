@@ -47,6 +47,7 @@ from threadline_openai_agents.items import (
     items_from_rows,
     message_from_item,
     row_of,
+    same_row,
 )
 
 __all__ = [
@@ -309,7 +310,7 @@ class ThreadlineSession:
             )
             if tails.get(key) is not tail or tail.last is not last:
                 continue
-            if not since or row_of(since[0]) != last:  # popped, cleared, deleted or rewritten
+            if not since or not same_row(last, since[0]):  # popped, cleared, deleted, rewritten
                 tails.put(key, None)
                 break
             if len(since) > 1:

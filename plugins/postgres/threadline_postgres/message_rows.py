@@ -3,8 +3,9 @@
 The statement is ``read_messages``' (the ``(session_id, seq)`` index, either way, a role or
 all) with the columns of the fields asked for; each row becomes a tuple through one list
 comprehension made for that list of fields (cached): the escaped text decoded only where it
-holds the escape mark, ``jsonb`` decoded (metadata without the fork's
-:data:`~threadline_postgres.rows.SHARED_KEY`, empty as ``None``), no
+holds the escape mark, ``jsonb`` as its text (metadata without the fork's
+:data:`~threadline_postgres.rows.SHARED_KEY`, empty as ``None``; decoded and written again
+only when a string in it holds the escape mark), no
 :class:`~threadline.models.Message` built. A fork's shared rows are resolved as
 :func:`~threadline_postgres.forks.resolve_shared` resolves them: one more query by id (per
 hop) only when a row read shares, found by one more column (``shared_from``).
@@ -16,6 +17,7 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from threadline.codec import dump_json
 from threadline.hookspecs import hookimpl
 from threadline.queries import MessageRange
 from threadline.storekit.message_rows import check_fields
@@ -42,7 +44,7 @@ _DECODE = {
     "tool_call_id": "(None if {x} is None else dec({x}))",
     "name": "(None if {x} is None else dec({x}))",
     "tool_calls": "(() if {x} is None else calls({x}))",
-    "metadata": "(None if {x} is None else loads({x}))",
+    "metadata": "(None if {x} is None else {x} if mark not in {x} else text({x}))",
     "created_at": "({x} if {x}.tzinfo is not None else moment({x}))",
 }
 _SHARES = ("content", "tool_calls")
@@ -65,6 +67,11 @@ def _statement(
     )
 
 
+def _json_text(value: str) -> str:
+    """Plain JSON text of a ``jsonb`` value whose strings hold the codec's escape marks."""
+    return dump_json(load_jsonb(value), "metadata")
+
+
 @functools.cache
 def _decoder(fields: tuple[str, ...]) -> Callable[[Sequence[Any]], list[tuple[Any, ...]]]:
     """``rows -> tuples`` of ``fields`` (a trailing ``shared_from`` column dropped)."""
@@ -74,7 +81,13 @@ def _decoder(fields: tuple[str, ...]) -> Callable[[Sequence[Any]], list[tuple[An
         names.append("_shared")
     tuple_of = ", ".join(values) + ("," if len(values) == 1 else "")
     source = f"lambda rows: [({tuple_of}) for ({', '.join(names)},) in rows]"
-    scope = {"dec": decode_text, "calls": _tool_calls, "loads": load_jsonb, "moment": moment}
+    scope = {
+        "dec": decode_text,
+        "calls": _tool_calls,
+        "text": _json_text,
+        "mark": "\\u0001",
+        "moment": moment,
+    }
     # The names are checked (check_fields): no text of the caller's is in the source.
     decode: Callable[[Sequence[Any]], list[tuple[Any, ...]]] = eval(source, scope)
     return decode

@@ -2,16 +2,16 @@
 
 The statement is ``read_messages``' (:func:`threadline_sqlite.messages.read_sql`) with the
 columns of the fields asked for: a fork's shared content and tool calls resolved
-(:func:`threadline_sqlite.rows.shared`), empty metadata as ``NULL``. What a field needs
-decoding (``metadata`` JSON, ``tool_calls``, ``created_at`` microseconds) is decoded by one
-list comprehension made for that list of fields (cached), so a row costs a tuple and the
-decoding its fields need: no :class:`~threadline.models.Message`, nothing else.
+(:func:`threadline_sqlite.rows.shared`), metadata as stored (its JSON text), empty as
+``NULL``. What a field needs decoding (``tool_calls``, ``created_at`` microseconds) is
+decoded by one list comprehension made for that list of fields (cached), so a row costs a
+tuple and the decoding its fields need: no :class:`~threadline.models.Message`, nothing else.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from threadline.codec import load_tool_calls
@@ -33,7 +33,6 @@ _COLUMNS = {
 # How a column's value becomes the field's ({x}: the column's).
 _DECODE = {
     "tool_calls": "(calls({x}) if {x} else ())",
-    "metadata": "(None if {x} is None else loads({x}))",
     "created_at": "when({x})",
 }
 
@@ -51,7 +50,7 @@ def _statement(fields: tuple[str, ...], before: bool, newest_first: bool, role: 
 
 
 @functools.cache
-def _decoder(fields: tuple[str, ...]) -> Callable[[list[Any]], list[Any]] | None:
+def _decoder(fields: tuple[str, ...]) -> Callable[[Iterable[Any]], list[Any]] | None:
     """``rows -> rows`` decoding the fields that need it (``None``: the rows as read)."""
     if not any(f in _DECODE for f in fields):
         return None
@@ -61,7 +60,7 @@ def _decoder(fields: tuple[str, ...]) -> Callable[[list[Any]], list[Any]] | None
     source = f"lambda rows: [({tuple_of}) for ({', '.join(names)},) in rows]"
     scope = {"calls": load_tool_calls, "loads": _load_json, "when": from_us}
     # The names are checked (check_fields): no text of the caller's is in the source.
-    decode: Callable[[list[Any]], list[Any]] = eval(source, scope)
+    decode: Callable[[Iterable[Any]], list[Any]] = eval(source, scope)
     return decode
 
 
@@ -81,6 +80,8 @@ class MessageRowHooks(SyncStore):
         sql = _statement(
             names, query.before_seq is not None, query.newest_first, query.role is not None
         )
-        rows = connection().execute(sql, params).fetchall()
+        cursor = connection().execute(sql, params)
         decode = _decoder(names)
-        return rows if decode is None else decode(rows)
+        # Decoded row by row from the cursor: the rows as read do not all live at once (half
+        # the containers alive, so fewer collections by the cyclic GC during a long read).
+        return cursor.fetchall() if decode is None else decode(cursor)
