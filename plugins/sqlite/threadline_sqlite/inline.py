@@ -26,7 +26,8 @@ Appends of up to :data:`MAX_INLINE_WRITE_ROWS` messages to such a session run in
 the WAL without an fsync), while the writer thread is idle and the write lock is free;
 so do the checkpoint writes of such a session (a record of at most
 :data:`MAX_INLINE_WRITE_BYTES`, encoded first to know its size, and appends to the state of
-a record this store wrote lately that stays under that size): a LangGraph step makes six.
+a record this store wrote lately that stays under that size): a LangGraph chat step
+makes four or five.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from typing import Any, TypeVar
 from threadline.codec import dump_json
 from threadline.queries import MessageRange
 from threadline.storekit.records import CheckpointRecord
+from threadline_sqlite.checkpoints import CheckpointHooks
 from threadline_sqlite.errors import map_error
 from threadline_sqlite.rows import CHECKPOINT_COLUMNS, record_row
 from threadline_sqlite.worker import Worker, bind, connection
@@ -196,8 +198,8 @@ def _pages(args: tuple[Any, ...]) -> int:
 
 
 MAX_INLINE_WRITE_BYTES = 16384
-"""A checkpoint record (its text columns) or a state appended to of more bytes is written
-on the writer thread; a LangGraph chat step's records are 1-3 kB."""
+"""A checkpoint record (its text columns) of more bytes, or an append that would take a
+state past it, is written on the writer thread; a LangGraph chat step's records are 1-3 kB."""
 _INSERT_CHECKPOINT = "threadline_insert_checkpoint_record"
 _APPEND_STATE = "threadline_append_checkpoint_state"
 CHECKPOINT_WRITES = frozenset({_INSERT_CHECKPOINT, _APPEND_STATE})
@@ -273,7 +275,7 @@ class InlineWriter:
         if hook == _INSERT_CHECKPOINT and len(args) == 2:
             record = args[0]
             if (
-                getattr(operation, "__name__", "") != "insert_checkpoint_record"
+                getattr(operation, "__func__", None) is not CheckpointHooks.insert_checkpoint_record
                 or not isinstance(record, CheckpointRecord)
                 or record.checkpoint.session_id not in self._reader._recent
                 or threading.get_ident() != self.thread
@@ -286,11 +288,8 @@ class InlineWriter:
             return call, (record, row, args[1]), 4 + size // 4000 if small else 0
         if hook == _APPEND_STATE and len(args) == 4:
             state = self._records.get(args[1])
-            if (
-                state is None
-                or getattr(operation, "__name__", "") != "append_checkpoint_state"
-                or not self.free()
-            ):
+            own = CheckpointHooks.append_checkpoint_state
+            if state is None or getattr(operation, "__func__", None) is not own or not self.free():
                 return operation, args, 0
             text = dump_json(args[3], "checkpoint state")
             size = state + len(text)
