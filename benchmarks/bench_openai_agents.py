@@ -3,6 +3,7 @@
 
     python benchmarks/bench_openai_agents.py            # SQLite, and PostgreSQL if reachable
     python benchmarks/bench_openai_agents.py --quick    # fewer operations
+    python benchmarks/bench_openai_agents.py --first-reads   # first reads only, CPU too
 
 Workloads, the calls a ``Runner`` makes (items are the SDK's own dicts: a user message
 of ~400 characters, an assistant message, a function call and its output, built before
@@ -38,13 +39,25 @@ Each system runs alone, in turn, three times over; each figure is the median of 
 rounds (a shared machine's load comes and goes). Ratios are system / the database's limit. Goal:
 ThreadlineSession at least as fast as SQLiteSession on every workload (the last column,
 the worst of its time ratios to SQLiteSession, <= 1.00x).
+
+``--first-reads`` measures only the first read of a process (``get_items()`` with nothing
+kept) of 200 and 2,000 items, each system a block of reads in each round (after a
+``gc.collect()``: the cyclic GC's collections that a system's allocations cause fall in its
+own block; read by read, a heavy system's debt landed in the next one's reads), the rounds
+interleaving the systems, wall p50 and the process's CPU per read (all its threads), median
+of three rounds: ``SQLiteSession``; ``ThreadlineSession`` on SQLite (the store's
+``read_message_rows``: no ``Message`` built) and, beside it, the read it replaced
+(``get_messages``, the items built from the messages, a ``marshal`` copy) on the same
+store; and on PostgreSQL when reachable (the server's CPU not counted).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
+import marshal
 import os
 import secrets
 import sqlite3
@@ -67,6 +80,7 @@ import threadline
 from threadline.ids import new_id
 from threadline_openai_agents import ThreadlineSession
 from threadline_openai_agents import session as kept
+from threadline_openai_agents.items import items_from_messages
 
 PG_URL = os.environ.get("THREADLINE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -446,6 +460,119 @@ async def postgres_suite(sizes: dict[str, int]) -> dict[str, dict[str, float]]:
         await admin.close()
 
 
+# -- first reads --------------------------------------------------------------------------------
+
+BASE = "agents SQLiteSession"
+
+
+async def first_reads(n: int, reads: int, pg_url: str | None) -> dict[str, tuple[float, float]]:
+    """One round: ``{system: (wall p50, CPU per read)}`` of ``get_items()`` of ``n`` items
+    with nothing kept, the systems taking turns read by read."""
+    with tempfile.TemporaryDirectory(prefix="bench-oa-first-") as tmp:
+        folder = Path(tmp)
+        theirs = SQLiteSession(new_id(), folder / "sdk.db")
+        store = await threadline.connect(f"sqlite:///{folder}/ours.db")
+        ours_session = ThreadlineSession(new_id(), store)
+        stores = [store]
+        data = items(n)
+        await fill(theirs, data)
+        await fill(ours_session, data)
+
+        def fresh(session: ThreadlineSession) -> Callable[[], Awaitable[list[Item]]]:
+            async def read() -> list[Item]:
+                kept._TAILS.clear()
+                got: list[Item] = await ThreadlineSession(
+                    session.session_id, await session.get_store()
+                ).get_items()
+                return got
+
+            return read
+
+        async def before() -> list[Item]:
+            """What get_items did before read_message_rows: the messages, their items, kept,
+            and a marshal copy of them handed out."""
+            messages = await store.get_messages(
+                ours_session.tenant_id, ours_session.thread_session_id
+            )
+            copied: list[Item] = marshal.loads(marshal.dumps(items_from_messages(messages)))
+            return copied
+
+        systems: dict[str, Callable[[], Awaitable[list[Item]]]] = {
+            BASE: theirs.get_items,
+            "ThreadlineSession (sqlite), first read": fresh(ours_session),
+            "  before: get_messages + items (sqlite)": before,
+        }
+        if pg_url is not None:
+            pg = await threadline.connect(f"{pg_url}?schema=b_{secrets.token_hex(4)}")
+            stores.append(pg)
+            on_pg = ThreadlineSession(new_id(), pg)
+            await fill(on_pg, data)
+            systems["ThreadlineSession (postgres), first read"] = fresh(on_pg)
+        try:
+            for read in systems.values():
+                assert await read() == data
+            wall: dict[str, list[float]] = {name: [] for name in systems}
+            cpu: dict[str, float] = dict.fromkeys(systems, 0.0)
+            for name, read in systems.items():  # a block each: its own GC debt is its own
+                gc.collect()
+                for _ in range(reads):
+                    began, cpu_began = time.perf_counter(), time.process_time()
+                    await read()
+                    wall[name].append(time.perf_counter() - began)
+                    cpu[name] += time.process_time() - cpu_began
+            return {name: (statistics.median(wall[name]), cpu[name] / reads) for name in systems}
+        finally:
+            theirs.close()
+            for opened in stores:
+                await opened.close()
+
+
+async def first_reads_main(postgres: bool) -> None:
+    print(environment())
+    admin, database, pg_url = None, "", None
+    if postgres:
+        import asyncpg
+
+        try:
+            admin = await asyncpg.connect(PG_URL, timeout=5)
+        except (OSError, asyncio.TimeoutError) as exc:
+            print(f"PostgreSQL at {PG_URL} not reachable ({exc}): skipped")
+        else:
+            database = f"threadline_bench_oa_{secrets.token_hex(4)}"
+            await admin.execute(f'CREATE DATABASE "{database}"')
+            pg_url = PG_URL.rsplit("/", 1)[0] + "/" + database
+    try:
+        for n, reads in ((200, 60), (2000, 12)):
+            await _first_reads_table(n, reads, pg_url)
+    finally:
+        if admin is not None:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            await admin.close()
+
+
+async def _first_reads_table(n: int, reads: int, pg_url: str | None) -> None:
+    rounds = [await first_reads(n, reads, pg_url) for _ in range(ROUNDS)]
+    loads = os.getloadavg()
+    base_wall = statistics.median(r[BASE][0] for r in rounds)
+    base_cpu = statistics.median(r[BASE][1] for r in rounds)
+    rows = []
+    for name in rounds[0]:
+        walls = [r[name][0] for r in rounds]
+        cpus = [r[name][1] for r in rounds]
+        wall, cpu = statistics.median(walls), statistics.median(cpus)
+        rows.append([
+            name, us(wall), f"{base_wall / wall:.2f}x", us(cpu), f"{base_cpu / cpu:.2f}x",
+            ", ".join(f"{r[BASE][1] / c:.2f}" for r, c in zip(rounds, cpus)),
+        ])  # fmt: skip
+    print_table(
+        f"get_items() of {n:,} items, nothing kept (median of {ROUNDS} rounds x {reads} "
+        f"reads; load {loads[0]:.1f}, {loads[1]:.1f}, {loads[2]:.1f})",
+        ["system", "wall p50 (us)", "vs SQLiteSession", "CPU per read (us)",
+         "vs SQLiteSession (CPU)", "CPU ratio per round"],
+        rows,
+    )  # fmt: skip
+
+
 async def main(quick: bool, postgres: bool) -> None:
     sizes = {"append1": 1000, "turns": 250, "long": 10_000, "reads": 500}
     if quick:
@@ -470,5 +597,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="fewer operations")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    parser.add_argument(
+        "--first-reads", action="store_true", help="only the first read of a process, with CPU"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.quick, not args.no_postgres))
+    if args.first_reads:
+        asyncio.run(first_reads_main(not args.no_postgres))
+    else:
+        asyncio.run(main(args.quick, not args.no_postgres))
