@@ -30,7 +30,10 @@ saver's figure over ThreadlineSaver's (per-step time) and stored / text.
 ``--breakdown`` runs the loop once more on a ThreadlineSaver SQLite file and prints the
 store calls a step makes (over the last ten steps, by name) and where its bytes are: per
 record kind (input checkpoint, loop checkpoint, pending writes) the bytes of each column
-per row, and the pages of each table and index (``dbstat``).
+per row, and the pages of each table and index (``dbstat``). ``--log-prototype`` prints
+the bytes a design not built would store (histories referring to the session's message
+log; a stand-in that stores the same records without their message text, and the
+messages once in the log).
 """
 
 from __future__ import annotations
@@ -269,6 +272,51 @@ def breakdown(steps: int, folder: Path) -> None:
           f"less the empty store's {empty:,}: {(total - empty) / text:.2f}x")  # fmt: skip
 
 
+def log_prototype(steps: int, folder: Path) -> None:
+    """The bytes of a design not built: checkpoint histories referring to the session's
+    message log. A stand-in, for its bytes only (what it reads back is wrong): the saver's
+    records with empty histories and every message in a value or a pending write a short
+    reference, and each step's question and reply appended to the thread's session."""
+    from threadline.models import Message
+    from threadline_langgraph.ids import DEFAULT_TENANT_ID, session_id_for
+    from threadline_langgraph.messages import MessageCodec
+
+    path = folder / "log.db"
+    saved = MessageCodec.to_history, MessageCodec._message_value
+    MessageCodec.to_history = lambda self, messages, **_: ()  # type: ignore[method-assign]
+    MessageCodec._message_value = lambda self, m: {"r": ["l", 0]}  # type: ignore[method-assign]
+    runner = LoopThread()
+    try:
+        store = runner.run(threadline.connect(f"sqlite:///{path}"))
+        graph = compiled(ThreadlineSaver(store, loop=runner.loop))
+        graph.invoke({"messages": [question(0)]}, THREAD)  # the thread's session made
+        runner.run(store.close())  # sizes of closed files (no write-ahead log)
+        before = sum(p.stat().st_size for p in folder.glob("log.db*"))
+        store = runner.run(threadline.connect(f"sqlite:///{path}"))
+        graph = compiled(ThreadlineSaver(store, loop=runner.loop))
+        session_id = session_id_for(DEFAULT_TENANT_ID, THREAD["configurable"]["thread_id"])
+        text = 0
+        for i in range(1, steps + 1):
+            new = graph.invoke({"messages": [question(i)]}, THREAD)["messages"][-2:]
+            text += sum(len(m.content) for m in new)
+            log = [
+                Message(session_id=session_id, tenant_id=DEFAULT_TENANT_ID,
+                        role="user" if m.type == "human" else "assistant",
+                        content=m.content, metadata={"lc": {"id": m.id}})
+                for m in new
+            ]  # fmt: skip
+            runner.run(store.save_messages(log))
+        runner.run(store.close())
+    finally:
+        runner.stop()
+        MessageCodec.to_history, MessageCodec._message_value = saved  # type: ignore[method-assign]
+    grown = sum(p.stat().st_size for p in folder.glob("log.db*")) - before
+    print(
+        f"\nhistories in the message log (a stand-in, bytes only): {steps} steps, "
+        f"{grown:,} bytes for {text:,} bytes of text: {grown / text:.2f}x"
+    )
+
+
 def sqlite_rows(steps: int, folder: Path) -> Iterator[Row]:
     def file_size(path: Path) -> Callable[[], int]:
         return lambda: sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
@@ -424,10 +472,14 @@ def main() -> None:
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--repeat", type=int, default=1, help="runs; the median of each kept")
     parser.add_argument("--breakdown", action="store_true", help="where the bytes are, only")
+    parser.add_argument(
+        "--log-prototype", action="store_true",
+        help="only the bytes of histories kept in the message log (a stand-in, not a saver)",
+    )  # fmt: skip
     args = parser.parse_args()
-    if args.breakdown:
+    if args.breakdown or args.log_prototype:
         with tempfile.TemporaryDirectory() as folder:
-            breakdown(args.steps, Path(folder))
+            (breakdown if args.breakdown else log_prototype)(args.steps, Path(folder))
         return
     runs: list[list[Row]] = []
     for _ in range(args.repeat):  # interleaved: each run has every saver once
