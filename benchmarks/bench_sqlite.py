@@ -3,6 +3,7 @@
 
     python benchmarks/bench_sqlite.py            # everything (builds 1,000,000-message sessions)
     python benchmarks/bench_sqlite.py --quick    # skips the 1,000,000-message sessions
+    python benchmarks/bench_sqlite.py --checkpoint-writes   # LangGraph-style checkpoint writes only
 
 Workloads (each on a fresh file, in WAL mode, at ``synchronous=full`` and at the
 store's default ``synchronous=normal``; messages are 400 bytes of distinct
@@ -25,6 +26,12 @@ Rows, in every table:
 * **threadline-sqlite** through ``threadline.connect(url)`` and the ``Store`` facade;
 * the in-memory store (the threadline API with no I/O) and, when ``openai-agents`` is
   installed, its ``SQLiteSession`` (SQLite's default ``synchronous=full`` only).
+
+``--checkpoint-writes`` measures only a LangGraph chat step's checkpoint writes (three
+records, each a delta on the last, and two appends to a record's state) on two stores in
+one process, interleaved: checkpoint writes on the loop (``InlineWriter``, the default at
+``normal``) and the same store with them handed to the writer thread; wall and CPU per
+step, each run's ratio and the median of the runs.
 
 Also printed: bytes per stored message, the event loop's stalls while store calls
 run (a loop-lag probe, warm and with a cold page cache), the cost of one hand-off to
@@ -783,6 +790,84 @@ async def overheads(work: Workdir, samples: int, repeat: int) -> dict[str, float
     return {name: percentile(values, 50) for name, values in found.items()}
 
 
+# -- checkpoint writes (--checkpoint-writes) ---------------------------------------------------
+
+
+async def _checkpoint_store(path: Path, inline: bool) -> tuple[threadline.Store, Session]:
+    store = await threadline.connect(f"sqlite:///{path}")
+    plugin = store.primary
+    assert isinstance(plugin, SQLiteStore)
+    if not inline:  # the same store, its checkpoint writes handed to the writer thread
+
+        async def to_thread(writer: Any, hook: str, operation: Any, args: Any) -> Any:
+            return await plugin._writer.submit(operation, *args)
+
+        plugin._write_checkpoint = to_thread  # type: ignore[method-assign]
+    session = await store.create_session(Session(tenant_id=new_id()))
+    return store, session
+
+
+async def _checkpoint_step(store: threadline.Store, session: Session, kept: dict[str, Any],
+                           i: int) -> None:  # fmt: skip
+    """What a LangGraph chat step writes: three records (input, model, end), each a delta
+    on the last, and two appends of pending writes to a record's state."""
+    from threadline import Checkpoint
+
+    def message(role: str) -> Message:
+        return Message(session_id=session.id, tenant_id=session.tenant_id, role=role,  # type: ignore[arg-type]
+                       content=f"{role} {i} " + text(360))  # fmt: skip
+
+    t, s = session.tenant_id, session.id
+    history = (*kept["history"], message("user"))
+    parent = kept["last"]
+    for n, state in enumerate(({"v": i, "s": text(300)}, {"v": i, "s": text(300)})):
+        made = await store.create_checkpoint(Checkpoint(
+            tenant_id=t, session_id=s, history=history, parent_id=parent,
+            state={"pw": [], "c": state},
+        ))  # fmt: skip
+        await store.append_checkpoint_state(t, made.id, "pw", [f"channel {n}", {"k": i}])
+        parent = made.id
+    history = (*history, message("assistant"))
+    last = await store.create_checkpoint(Checkpoint(
+        tenant_id=t, session_id=s, history=history, parent_id=parent, state={"pw": []},
+    ))  # fmt: skip
+    kept["history"], kept["last"] = history, last.id
+
+
+async def checkpoint_writes(work: Workdir, steps: int, runs: int) -> None:
+    """Inline against the writer thread, interleaved in chunks of 10 steps, ``runs`` times."""
+    ratios: dict[str, list[float]] = {"wall": [], "cpu": []}
+    for run_no in range(runs):
+        systems = {}
+        for name, inline in (("inline", True), ("writer thread", False)):
+            store, session = await _checkpoint_store(work.path(f"ckpt-{run_no}-{name[:6]}"), inline)
+            systems[name] = (store, session, {"history": (), "last": None})
+        spent = {name: [0.0, 0.0] for name in systems}
+        names = list(systems)
+        for chunk in range(steps // 10):
+            for name in names if chunk % 2 else names[::-1]:
+                store, session, kept = systems[name]
+                wall, cpu = time.perf_counter(), time.process_time()
+                for k in range(10):
+                    await _checkpoint_step(store, session, kept, chunk * 10 + k)
+                if chunk >= 2:  # the first chunks warm both
+                    spent[name][0] += time.perf_counter() - wall
+                    spent[name][1] += time.process_time() - cpu
+        counted = (steps // 10 - 2) * 10
+        for store, _, _ in systems.values():
+            await store.close()
+        (iw, ic), (tw, tc) = spent["inline"], spent["writer thread"]
+        ratios["wall"].append(tw / iw)
+        ratios["cpu"].append(tc / ic)
+        print(f"run {run_no + 1} (load {os.getloadavg()[0]:.1f}): inline {iw / counted * 1e3:.2f} "
+              f"ms wall / {ic / counted * 1e3:.2f} ms CPU a step, writer thread "
+              f"{tw / counted * 1e3:.2f} / {tc / counted * 1e3:.2f} ms")  # fmt: skip
+    for kind, values in ratios.items():
+        shown = ", ".join(f"{v:.2f}" for v in values)
+        print(f"writer thread / inline, {kind}: median {sorted(values)[len(values) // 2]:.2f}x "
+              f"(runs {shown})")  # fmt: skip
+
+
 # -- main --------------------------------------------------------------------------------------
 
 
@@ -790,6 +875,13 @@ async def run(args: argparse.Namespace) -> int:
     work = Workdir(args.dir)
     print(f"threadline-sqlite benchmark: {environment()}")
     print(f"files in {work.root}" + ("" if args.keep else " (removed at the end)"))
+    if args.checkpoint_writes:
+        try:
+            await checkpoint_writes(work, args.steps, 3)
+        finally:
+            if not args.keep:
+                work.cleanup()
+        return 0
     try:
         over = await overheads(work, 4000, args.rounds)
         print(
@@ -938,6 +1030,12 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the database files")
     parser.add_argument("--no-import", action="store_true", help="skip the import-cost lines")
     parser.add_argument("--json", help="also write the goal rows (limit, store, ratio) here")
+    parser.add_argument(
+        "--checkpoint-writes",
+        action="store_true",
+        help="only LangGraph-style checkpoint writes: inline vs writer thread",
+    )
+    parser.add_argument("--steps", type=int, default=300, help="steps of --checkpoint-writes")
     return asyncio.run(run(parser.parse_args()))
 
 
