@@ -1,4 +1,5 @@
-"""The reference store: the required tier and both capability groups over indexed dicts.
+"""The reference store: the required tier, both capability groups and the two shortcut
+hooks over indexed dicts.
 
 Everything else (windows, counts, checkpoints with deltas, pruning, erasure, retention)
 comes from the core's defaults (:mod:`threadline.storekit.defaults`). It is the core's
@@ -485,6 +486,38 @@ class ReferenceStore(SyncStore):
                 if agent_id in (None, r.checkpoint.agent_id)
             ]
             return self._chain(tenant_id, found[0], True) if latest and found else found
+
+    def read_checkpoint_head(
+        self,
+        tenant_id: str,
+        checkpoint_id: str | None,
+        session_id: str | None,
+        agent_id: str | None,
+    ) -> CheckpointRecord | None:
+        """The optional shortcut: the head of the chain read with the same arguments."""
+        if checkpoint_id is not None:
+            found = self.read_checkpoint_records(tenant_id, checkpoint_id, False)
+        else:
+            found = self.list_checkpoint_records(tenant_id, session_id, agent_id, True)
+        return found[0] if found else None
+
+    def append_checkpoint_state(
+        self, tenant_id: str, checkpoint_id: str, key: str, item: Any
+    ) -> bool:
+        """The optional shortcut: ``item`` appended to the list ``state[key]``."""
+        if not key.isidentifier():
+            raise ValidationError(f"state key {key!r}: an identifier is needed")
+        value = _json(item, "checkpoint state")
+        with self._writer:
+            record = self._find_record(checkpoint_id)
+            if record is None or record.checkpoint.tenant_id != tenant_id:
+                return False
+            state = record.checkpoint.state
+            if not isinstance(state.get(key), list):
+                return False
+            grown = _with(record.checkpoint, state={**state, key: [*state[key], value]})
+            self.commit([Change("records", (attrs.evolve(record, checkpoint=grown),))])
+            return True
 
     def rewrite_checkpoint_records(
         self,

@@ -1,7 +1,7 @@
 """The JSON-lines store: the core's reference store, made durable by a write-ahead log.
 
 :class:`threadline.storekit.ReferenceStore` keeps every row in indexed dicts and implements
-the required tier and both capability groups; the core derives every other hook from them
+the required tier, both capability groups and the shortcut hooks; the core derives every other hook from them
 (windows, counts, checkpoints with deltas, pruning, erasure). What this store adds is the
 file. The reference store checks a write, then hands its whole effect to :meth:`commit` as
 a list of changes; here they become one JSON line, appended and fsynced *before* they are

@@ -2,7 +2,8 @@
 
 ``ThreadlineSaver`` is a LangGraph ``BaseCheckpointSaver``: threads are threadline
 sessions, checkpoints are threadline checkpoint records (message lists stored as deltas,
-so a long chat stores each message once), pending writes are records of their own.
+so a long chat stores each message once), pending writes folded into their checkpoint's
+record where the store has the append shortcut, else records of their own.
 """
 
 from __future__ import annotations

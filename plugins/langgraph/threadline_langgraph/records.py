@@ -15,12 +15,10 @@ names in ``state["checkpoint"]``) read the same.
 
 Pending writes go into their checkpoint's record where the store can append to a stored
 record's state in one transaction (the shortcut hook
-``threadline_append_checkpoint_state``: SQLite, PostgreSQL): the record is made with an
+``threadline_append_checkpoint_state``: SQLite, PostgreSQL, memory): the record is made with an
 empty ``state["pw"]`` and each ``put_writes`` call appends its writes to it, so a step
 stores one row per checkpoint and a checkpoint with its writes is one read. Elsewhere
-(memory, fsspec, Redis, third-party stores: the store facade cannot change a stored
-checkpoint) they are records of their own,
-made with nothing but ``create_checkpoint`` and read with ``get_checkpoint``. The
+(fsspec, Redis, stores without the shortcut) they are records of their own, made with nothing but ``create_checkpoint`` and read with ``get_checkpoint``. The
 ``n``-th call on a checkpoint writes record ``n`` (an id derived from the checkpoint's,
 :func:`~threadline_langgraph.ids.writes_record_id`), so a checkpoint's writes are a few
 indexed reads whatever the thread's length, and two writers racing for ``n`` are told
