@@ -1,14 +1,14 @@
 """The JSON-lines store: the core's reference store, made durable by a write-ahead log.
 
 :class:`threadline.storekit.ReferenceStore` keeps every row in indexed dicts and implements
-the required tier, both capability groups and the shortcut hooks; the core derives every other hook from them
-(windows, counts, checkpoints with deltas, pruning, erasure). What this store adds is the
-file. The reference store checks a write, then hands its whole effect to :meth:`commit` as
-a list of changes; here they become one JSON line, appended and fsynced *before* they are
-applied, and opening the store replays the lines into the indexes. A line cut short by a
-crash was never acknowledged: it is dropped. A write that removes data (a deletion, a pruned
-checkpoint, erasure) rewrites the file without it instead (:meth:`_compact`), so erased
-data leaves the disk too.
+the required tier, both capability groups and the shortcut hooks; the core derives every
+other hook from them (windows, counts, checkpoints with deltas, pruning, erasure). What this
+store adds is the file. The reference store checks a write, then hands its whole effect to
+:meth:`commit` as a list of changes; here they become one JSON line, appended and fsynced
+*before* they are applied, and opening the store replays the lines into the indexes. A line
+cut short by a crash was never acknowledged: it is dropped. A write that removes data (a
+deletion, a pruned checkpoint, erasure) rewrites the file without it instead
+(:meth:`_compact`), so erased data leaves the disk too.
 
 One process, one open store per file: an exclusive ``flock`` refuses a second one (on
 POSIX). Writes run in a worker thread (``fsync`` blocks), one at a time; reads are answered

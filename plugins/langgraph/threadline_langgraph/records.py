@@ -14,22 +14,22 @@ namespace, generation 0) are left out; records of earlier versions (LangGraph's 
 names in ``state["checkpoint"]``) read the same.
 
 Pending writes go into their checkpoint's record where the store can append to a stored
-record's state in one transaction (the shortcut hook
-``threadline_append_checkpoint_state``: SQLite, PostgreSQL, memory): the record is made with an
-empty ``state["pw"]`` and each ``put_writes`` call appends its writes to it, so a step
-stores one row per checkpoint and a checkpoint with its writes is one read. Elsewhere
-(fsspec, Redis, stores without the shortcut) they are records of their own, made with nothing but ``create_checkpoint`` and read with ``get_checkpoint``. The
-``n``-th call on a checkpoint writes record ``n`` (an id derived from the checkpoint's,
-:func:`~threadline_langgraph.ids.writes_record_id`), so a checkpoint's writes are a few
-indexed reads whatever the thread's length, and two writers racing for ``n`` are told
-apart by the store (one gets a conflict and takes ``n + 1``). A written message the
-checkpoint already holds (the input a ``__start__`` task writes) is a reference into the
-checkpoint's record, which was stored first. Reading folds the records as LangGraph's
-savers do: a regular write of a ``(task_id, idx)`` already written is ignored, a special
-one (error, interrupt, resume) replaces the earlier, in ``writes_sort_key`` order. A
+record's state in one transaction (the shortcut hook ``threadline_append_checkpoint_state``:
+SQLite, PostgreSQL, memory): the record is made with an empty ``state["pw"]`` and each
+``put_writes`` call appends its writes to it, so a step stores one row per checkpoint and a
+checkpoint with its writes is one read. Elsewhere (fsspec, Redis, stores without the
+shortcut) they are records of their own, made with nothing but ``create_checkpoint`` and
+read with ``get_checkpoint``. The ``n``-th call on a checkpoint writes record ``n`` (an id
+derived from the checkpoint's, :func:`~threadline_langgraph.ids.writes_record_id`), so a
+checkpoint's writes are a few indexed reads whatever the thread's length, and two writers
+racing for ``n`` are told apart by the store (one gets a conflict and takes ``n + 1``). A
+written message the checkpoint already holds (the input a ``__start__`` task writes) is a
+reference into the checkpoint's record, which was stored first. Reading folds the records as
+LangGraph's savers do: a regular write of a ``(task_id, idx)`` already written is ignored, a
+special one (error, interrupt, resume) replaces the earlier, in ``writes_sort_key`` order. A
 write record holds its task once (``state["t"]``, ``state["p"]``) and each write as
-``[channel, value]`` (``idx`` is its position; a special channel's ``idx`` is written).
-"""
+``[channel, value]`` (``idx`` is its position; a special channel's ``idx`` is written). """
+
 
 from __future__ import annotations
 
