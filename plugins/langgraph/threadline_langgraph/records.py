@@ -28,8 +28,7 @@ reference into the checkpoint's record, which was stored first. Reading folds th
 LangGraph's savers do: a regular write of a ``(task_id, idx)`` already written is ignored, a
 special one (error, interrupt, resume) replaces the earlier, in ``writes_sort_key`` order. A
 write record holds its task once (``state["t"]``, ``state["p"]``) and each write as
-``[channel, value]`` (``idx`` is its position; a special channel's ``idx`` is written). """
-
+``[channel, value]`` (``idx`` is its position; a special channel's ``idx`` is written)."""
 
 from __future__ import annotations
 
