@@ -124,12 +124,14 @@ def test_each_step_does_the_same_work_at_step_1_and_200(tmp_path: Path) -> None:
 
     early, late = per_step[1:21], per_step[-20:]  # step 1 creates the thread
     # The same store calls and rows a step. A task's writes that reach the saver before
-    # its checkpoint's put has begun are a row of their own (a failed append, then a
-    # create): one more call and row for each of a step's two writes that does.
-    for field in (0, 1):
+    # its checkpoint's put has begun are a row of their own (a failed append, a lookup of
+    # the record's writes, then a create; the next read looks them up too): up to one more
+    # row and four more calls for each of a step's two writes that does, however long the
+    # thread. Growth with the thread would show as hundreds.
+    for field, slack in ((0, 8), (1, 2)):
         least = min(counts[field] for counts in early)
         assert min(counts[field] for counts in late) <= least, (early, late)
-        assert max(counts[field] for counts in late) <= least + 2, (early, late)
+        assert max(counts[field] for counts in late) <= least + slack, (early, late)
     # The same bytes a step: the new messages and the checkpoints' bookkeeping, not the
     # history (medians: the snapshot step aside; longer step numbers cost a few bytes).
     early_bytes = statistics.median(b for _, _, b in early)
