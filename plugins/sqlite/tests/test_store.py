@@ -155,6 +155,44 @@ async def test_bounded_message_reads_of_a_recent_session_run_on_the_loop(db_path
         await store.close()
 
 
+async def test_bounded_row_reads_of_a_recent_session_run_on_the_loop(db_path: Path) -> None:
+    """``read_message_rows`` follows ``read_messages``' rule: at most MAX_INLINE_ROWS rows
+    on the loop's thread, a longer session on the reader thread; the same rows either way."""
+    from threadline_sqlite.inline import MAX_INLINE_ROWS
+
+    store = await threadline.connect(f"sqlite:///{db_path}")
+    try:
+        plugin = store.primary
+        assert isinstance(plugin, SQLiteStore)
+        session = await _session(store)
+        t, s = session.tenant_id, session.id
+        submitted = _hand_offs(plugin)
+        saved = await store.save_messages(
+            [_msg(session, "user", f"m{i}") for i in range(MAX_INLINE_ROWS)]
+        )
+        fields = ("seq", "id", "content")
+        rows = [(m.seq, m.id, m.content) for m in saved]
+        assert await store.read_message_rows(t, s, fields) == rows  # the whole session
+        assert (
+            await store.read_message_rows(t, s, fields, limit=3, newest_first=True)
+            == (rows[::-1][:3])
+        )
+        assert submitted == []
+        more = await store.save_message(_msg(session, "user", "one too many"))
+        assert await store.read_message_rows(t, s, fields) == [
+            *rows,
+            (more.seq, more.id, more.content),
+        ]  # tried inline, then the thread
+        assert submitted == ["read_message_rows"]
+        assert await store.read_message_rows(t, s, ("id",), after_seq=1, limit=2) == [
+            (saved[1].id,),
+            (saved[2].id,),
+        ]
+        assert len(submitted) == 1  # a bounded read of it still inline
+    finally:
+        await store.close()
+
+
 async def test_a_new_session_never_sees_the_messages_of_a_deleted_one(db_path: Path) -> None:
     """Sessions are keyed by an integer (migration 0009) that a new session may get again
     once the session holding the highest key is deleted: its messages went with it, so

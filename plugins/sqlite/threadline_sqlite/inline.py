@@ -6,9 +6,9 @@ the worker's Python contend for the GIL with the loop. :class:`InlineReader` run
 reads directly, on a ``query_only`` connection opened on the loop's thread, when
 
 * the hook is one of :data:`INLINE_HOOKS` and its read is bounded (a window of at most
-  :data:`MAX_INLINE_ROUNDS` rounds, not a whole session; a ``read_messages`` of at most
-  :data:`MAX_INLINE_ROWS` rows). A ``read_messages`` without a limit runs inline with
-  the limit :data:`MAX_INLINE_ROWS` + 1 (:meth:`InlineReader.read`): a session that
+  :data:`MAX_INLINE_ROUNDS` rounds, not a whole session; a ``read_messages`` or
+  ``read_message_rows`` of at most :data:`MAX_INLINE_ROWS` rows). One without a limit runs
+  inline with the limit :data:`MAX_INLINE_ROWS` + 1 (:meth:`InlineReader.read`): a session that
   holds more is remembered as long and read on the reader thread, now and later;
 * the session was read or written through this store lately (:meth:`InlineReader.seen`):
   its pages are then in the OS page cache, so the read does not wait on the disk. The
@@ -61,9 +61,11 @@ __all__ = [
 T = TypeVar("T")
 
 _READ_MESSAGES = "threadline_read_messages"
+_RANGE_READS = frozenset({_READ_MESSAGES, "threadline_read_message_rows"})
+"""Reads of a ``MessageRange`` (third argument): inline up to :data:`MAX_INLINE_ROWS` rows."""
 INLINE_HOOKS = frozenset(
     {"threadline_load_window", "threadline_count_messages", "threadline_get_session",
-     _READ_MESSAGES}
+     *_RANGE_READS}
 )  # fmt: skip
 """Reads that touch a handful of pages found by index, whatever the session's length."""
 MAX_INLINE_ROUNDS = 50
@@ -113,7 +115,7 @@ class InlineReader:
             rounds = args[2] if len(args) > 2 else None
             if rounds is None or rounds > MAX_INLINE_ROUNDS:
                 return False
-        elif hook == _READ_MESSAGES:
+        elif hook in _RANGE_READS:
             query = args[2] if len(args) > 2 else None
             if not isinstance(query, MessageRange):
                 return False
@@ -125,16 +127,16 @@ class InlineReader:
         return threading.get_ident() == self.thread
 
     def read(self, hook: str, operation: Callable[..., T], args: tuple[Any, ...]) -> T | _Busy:
-        """:meth:`run` a call :meth:`takes`; a ``read_messages`` without a limit reads at
+        """:meth:`run` a call :meth:`takes`; a range read without a limit reads at
         most :data:`MAX_INLINE_ROWS` + 1 rows: more, and the session is remembered as long
         and the call answered :data:`BUSY` (the caller reads it on the reader thread)."""
-        if hook != _READ_MESSAGES or args[2].limit is not None:
+        if hook not in _RANGE_READS or args[2].limit is not None:
             return self.run(operation, args)
-        tenant_id, session_id, query = args
+        tenant_id, session_id, query, *rest = args
         capped = MessageRange(
             query.after_seq, query.before_seq, MAX_INLINE_ROWS + 1, query.newest_first, query.role
         )
-        result = self.run(operation, (tenant_id, session_id, capped))
+        result = self.run(operation, (tenant_id, session_id, capped, *rest))
         if result is not BUSY and len(result) > MAX_INLINE_ROWS:  # type: ignore[arg-type]
             _remember(self._long, session_id)
             return BUSY
