@@ -7,8 +7,10 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import threadline
+from threadline import Store
 from threadline.testing import processes
-from threadline_sqlite import migrations
+from threadline_sqlite import SQLiteStore, migrations
 
 CHILD = Path(__file__).with_name("_child.py")
 
@@ -55,3 +57,25 @@ def child_env() -> dict[str, str]:
 def run_together(go_dir: Path, commands: list[list[str]], timeout: float = 60) -> list[Any]:
     """Start one child per command, release them at once, return their JSON outputs."""
     return processes.run_together(CHILD, go_dir, commands, env=child_env(), timeout=timeout)
+
+
+def hand_offs(worker: Any) -> list[str]:
+    """The names of the calls handed to ``worker`` (a store's reader or writer
+    :class:`~threadline_sqlite.worker.Worker`) from now on."""
+    submitted: list[str] = []
+    submit = worker.submit
+
+    def counting(fn: Any, *args: Any) -> Any:
+        submitted.append(getattr(fn, "__name__", "?"))
+        return submit(fn, *args)
+
+    worker.submit = counting
+    return submitted
+
+
+async def open_sqlite(path: Path, synchronous: str = "normal") -> tuple[Store, SQLiteStore]:
+    """A store on ``path`` at ``synchronous``, with its :class:`SQLiteStore`."""
+    store = await threadline.connect(f"sqlite:///{path}?synchronous={synchronous}")
+    plugin = store.primary
+    assert isinstance(plugin, SQLiteStore)
+    return store, plugin

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _sqlite_support import integrity_ok, query
+from _sqlite_support import hand_offs, integrity_ok, open_sqlite, query
 
-import threadline
 from threadline import Checkpoint, Message, Session
 from threadline.errors import ConflictError, NotFoundError
 from threadline.ids import new_id
@@ -20,22 +19,7 @@ from threadline_sqlite.inline import MAX_INLINE_WRITE_BYTES
 
 def _written(plugin: SQLiteStore) -> list[str]:
     """The names of the calls ``plugin`` hands to its writer thread from now on."""
-    submitted: list[str] = []
-    submit = plugin._writer.submit
-
-    def counting(fn: Any, *args: Any) -> Any:
-        submitted.append(getattr(fn, "__name__", "?"))
-        return submit(fn, *args)
-
-    plugin._writer.submit = counting  # type: ignore[method-assign]
-    return submitted
-
-
-async def _open(path: Path, synchronous: str = "normal") -> tuple[threadline.Store, SQLiteStore]:
-    store = await threadline.connect(f"sqlite:///{path}?synchronous={synchronous}")
-    plugin = store.primary
-    assert isinstance(plugin, SQLiteStore)
-    return store, plugin
+    return hand_offs(plugin._writer)
 
 
 def _checkpoint(session: Session, parent: Checkpoint | None, **state: Any) -> Checkpoint:
@@ -52,7 +36,7 @@ async def test_small_checkpoint_writes_of_a_recent_session_run_on_the_loop(db_pa
     so do the appends to it; the next records and the appends to their state commit
     inline, numbered in order; a retried record comes back as stored, without a version
     gap; all survive a reopen."""
-    store, plugin = await _open(db_path)
+    store, plugin = await open_sqlite(db_path)
     try:
         session = await store.create_session(Session(tenant_id=new_id()))
         t = session.tenant_id
@@ -81,7 +65,7 @@ async def test_small_checkpoint_writes_of_a_recent_session_run_on_the_loop(db_pa
     finally:
         await store.close()
     integrity_ok(db_path)
-    reopened, _ = await _open(db_path)
+    reopened, _ = await open_sqlite(db_path)
     try:
         for i, c in enumerate(made[1:]):
             stored = await reopened.get_checkpoint(t, c.id)
@@ -96,7 +80,7 @@ async def test_small_checkpoint_writes_of_a_recent_session_run_on_the_loop(db_pa
 async def test_large_checkpoint_writes_go_to_the_writer_thread(db_path: Path) -> None:
     """A record over MAX_INLINE_WRITE_BYTES, and the appends that would take a state over
     it, are written on the writer thread, with the same results."""
-    store, plugin = await _open(db_path)
+    store, plugin = await open_sqlite(db_path)
     try:
         session = await store.create_session(Session(tenant_id=new_id()))
         t = session.tenant_id
@@ -126,7 +110,7 @@ async def test_large_checkpoint_writes_go_to_the_writer_thread(db_path: Path) ->
 async def test_checkpoint_writes_at_synchronous_full_stay_on_the_writer_thread(
     db_path: Path,
 ) -> None:
-    store, plugin = await _open(db_path, "full")
+    store, plugin = await open_sqlite(db_path, "full")
     try:
         session = await store.create_session(Session(tenant_id=new_id()))
         first = await store.create_checkpoint(_checkpoint(session, None))
@@ -141,7 +125,7 @@ async def test_checkpoint_writes_at_synchronous_full_stay_on_the_writer_thread(
 async def test_inline_checkpoint_errors_are_the_stores(db_path: Path) -> None:
     """Run inline, a record of another session's id conflicts, a missing parent or session
     is not found, and a failed insert leaves no version used and nothing written."""
-    store, plugin = await _open(db_path)
+    store, plugin = await open_sqlite(db_path)
     try:
         tenant = new_id()
         one = await store.create_session(Session(tenant_id=tenant))

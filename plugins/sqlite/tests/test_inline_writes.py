@@ -8,10 +8,9 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
-from _sqlite_support import integrity_ok
+from _sqlite_support import hand_offs, integrity_ok, open_sqlite
 
 import threadline
 from threadline import Message, Session
@@ -27,29 +26,14 @@ def _msg(session: Session, role: str, content: str = "") -> Message:
 
 def _written(plugin: SQLiteStore) -> list[str]:
     """The names of the calls ``plugin`` hands to its writer thread from now on."""
-    submitted: list[str] = []
-    submit = plugin._writer.submit
-
-    def counting(fn: Any, *args: Any) -> Any:
-        submitted.append(getattr(fn, "__name__", "?"))
-        return submit(fn, *args)
-
-    plugin._writer.submit = counting  # type: ignore[method-assign]
-    return submitted
-
-
-async def _open(path: Path, synchronous: str = "normal") -> tuple[threadline.Store, SQLiteStore]:
-    store = await threadline.connect(f"sqlite:///{path}?synchronous={synchronous}")
-    plugin = store.primary
-    assert isinstance(plugin, SQLiteStore)
-    return store, plugin
+    return hand_offs(plugin._writer)
 
 
 async def test_appends_of_a_recent_session_run_on_the_loop(db_path: Path) -> None:
     """At ``synchronous=normal`` an append to a session the store wrote lately, and a batch
     of up to MAX_INLINE_WRITE_ROWS, commit without the writer thread; a bigger batch and a
     new session's first append go to it. Seqs stay contiguous and everything reads back."""
-    store, plugin = await _open(db_path)
+    store, plugin = await open_sqlite(db_path)
     try:
         session = await store.create_session(Session(tenant_id=new_id(), user_id=new_id()))
         t, s = session.tenant_id, session.id
@@ -74,7 +58,7 @@ async def test_appends_of_a_recent_session_run_on_the_loop(db_path: Path) -> Non
     finally:
         await store.close()
     integrity_ok(db_path)
-    reopened, _ = await _open(db_path)
+    reopened, _ = await open_sqlite(db_path)
     try:
         assert await reopened.read_messages(t, s) == stored  # committed, nothing lost
     finally:
@@ -83,7 +67,7 @@ async def test_appends_of_a_recent_session_run_on_the_loop(db_path: Path) -> Non
 
 async def test_appends_at_synchronous_full_stay_on_the_writer_thread(db_path: Path) -> None:
     """A commit at ``full`` waits for an fsync: it never runs on the loop."""
-    store, plugin = await _open(db_path, "full")
+    store, plugin = await open_sqlite(db_path, "full")
     try:
         session = await store.create_session(Session(tenant_id=new_id()))
         written = _written(plugin)
@@ -99,7 +83,7 @@ async def test_an_append_waits_on_the_writer_thread_while_another_connection_wri
 ) -> None:
     """Another connection (another process) holding the write lock: the inline attempt
     gives up at once and the writer thread waits for the lock; the loop keeps running."""
-    store, plugin = await _open(db_path)
+    store, plugin = await open_sqlite(db_path)
     other = sqlite3.connect(db_path, isolation_level=None)
     try:
         session = await store.create_session(Session(tenant_id=new_id()))
@@ -122,7 +106,7 @@ async def test_an_append_waits_on_the_writer_thread_while_another_connection_wri
 async def test_an_append_never_overtakes_a_queued_write(db_path: Path) -> None:
     """While the writer thread has work queued, an append queues behind it instead of
     running inline: one store's writes keep the order they were made in."""
-    store, plugin = await _open(db_path)
+    store, plugin = await open_sqlite(db_path)
     try:
         session = await store.create_session(Session(tenant_id=new_id()))
         t, s = session.tenant_id, session.id
@@ -155,7 +139,7 @@ async def test_inline_appends_keep_the_wal_checkpointed(
     """The inline connection never checkpoints on the loop (an fsync); the writer thread
     does it every so many pages (here 100), so the WAL file stops growing."""
     monkeypatch.setattr(inline, "_CHECKPOINT_PAGES", 100)
-    store, _ = await _open(db_path)
+    store, _ = await open_sqlite(db_path)
     try:
         session = await store.create_session(Session(tenant_id=new_id()))
         text = "x" * 3000

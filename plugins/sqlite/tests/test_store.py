@@ -10,11 +10,10 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import attrs
 import pytest
-from _sqlite_support import integrity_ok, query
+from _sqlite_support import hand_offs, integrity_ok, query
 
 import threadline
 from threadline import (
@@ -81,15 +80,7 @@ async def test_work_runs_on_the_store_threads(store: threadline.Store) -> None:
 
 def _hand_offs(plugin: SQLiteStore) -> list[str]:
     """The names of the calls ``plugin`` hands to its reader thread from now on."""
-    submitted: list[str] = []
-    submit = plugin._reader.submit
-
-    def counting(fn: Any, *args: Any) -> Any:
-        submitted.append(getattr(fn, "__name__", "?"))
-        return submit(fn, *args)
-
-    plugin._reader.submit = counting  # type: ignore[method-assign]
-    return submitted
+    return hand_offs(plugin._reader)
 
 
 async def test_small_reads_of_a_recent_session_run_on_the_loop(db_path: Path) -> None:
