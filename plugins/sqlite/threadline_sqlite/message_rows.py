@@ -18,8 +18,8 @@ from threadline.codec import load_tool_calls
 from threadline.queries import MessageRange
 from threadline.storekit.message_rows import check_fields
 from threadline.storekit.sync import SyncStore
+from threadline_sqlite.messages import range_params, range_sql
 from threadline_sqlite.rows import _load_json, from_us, shared
-from threadline_sqlite.sql import SESSION_KEY
 from threadline_sqlite.worker import connection
 
 __all__ = ["MessageRowHooks"]
@@ -40,13 +40,7 @@ _DECODE = {
 @functools.cache
 def _statement(fields: tuple[str, ...], before: bool, newest_first: bool, role: bool) -> str:
     columns = ", ".join(_COLUMNS.get(f, f) for f in check_fields(fields))
-    return (
-        f"SELECT {columns} FROM {_TABLE} WHERE session_key = {SESSION_KEY} AND seq > ?"
-        + (" AND seq < ?" if before else "")
-        + (" AND role = ?" if role else "")
-        + (" ORDER BY seq DESC" if newest_first else " ORDER BY seq")
-        + " LIMIT ?"
-    )
+    return range_sql(columns, before, newest_first, role)
 
 
 @functools.cache
@@ -71,12 +65,7 @@ class MessageRowHooks(SyncStore):
         self, tenant_id: str, session_id: str, query: MessageRange, fields: Sequence[str]
     ) -> list[tuple[Any, ...]]:
         names = tuple(fields)
-        params: list[Any] = [session_id, tenant_id, query.after_seq]
-        if query.before_seq is not None:
-            params.append(query.before_seq)
-        if query.role is not None:
-            params.append(query.role)
-        params.append(-1 if query.limit is None else query.limit)
+        params = range_params(session_id, tenant_id, query)
         sql = _statement(
             names, query.before_seq is not None, query.newest_first, query.role is not None
         )

@@ -87,16 +87,33 @@ _DELETED = (
 
 
 @functools.cache
-def read_sql(before: bool, newest_first: bool, role: bool) -> str:
-    """The statement of a :meth:`MessageHooks.read_messages` (one per combination)."""
+def range_sql(columns: str, before: bool, newest_first: bool, role: bool) -> str:
+    """A read of ``columns`` of a session's messages in a :class:`MessageRange` (one
+    statement per combination); its parameters are :func:`range_params`'."""
     return (
-        f"SELECT {READ_COLUMNS} FROM entity_message "
+        f"SELECT {columns} FROM entity_message "
         f"WHERE session_key = {SESSION_KEY} AND seq > ?"
         + (" AND seq < ?" if before else "")
         + (" AND role = ?" if role else "")
         + (" ORDER BY seq DESC" if newest_first else " ORDER BY seq")
         + " LIMIT ?"
     )
+
+
+def range_params(session_id: str, tenant_id: str, query: MessageRange) -> list[Any]:
+    """The parameters of :func:`range_sql`'s statement for ``query``."""
+    params: list[Any] = [session_id, tenant_id, query.after_seq]
+    if query.before_seq is not None:
+        params.append(query.before_seq)
+    if query.role is not None:
+        params.append(query.role)
+    params.append(-1 if query.limit is None else query.limit)
+    return params
+
+
+def read_sql(before: bool, newest_first: bool, role: bool) -> str:
+    """The statement of a :meth:`MessageHooks.read_messages` (one per combination)."""
+    return range_sql(READ_COLUMNS, before, newest_first, role)
 
 
 def _index_calls(db: sqlite3.Connection, sql: str, messages: Sequence[Message]) -> None:
@@ -247,12 +264,7 @@ class MessageHooks(SyncStore):
         return existing
 
     def read_messages(self, tenant_id: str, session_id: str, query: MessageRange) -> list[Message]:
-        params: list[Any] = [session_id, tenant_id, query.after_seq]
-        if query.before_seq is not None:
-            params.append(query.before_seq)
-        if query.role is not None:
-            params.append(query.role)
-        params.append(-1 if query.limit is None else query.limit)
+        params = range_params(session_id, tenant_id, query)
         sql = read_sql(query.before_seq is not None, query.newest_first, query.role is not None)
         read = message_from_read
         return [read(row, session_id, tenant_id) for row in connection().execute(sql, params)]
